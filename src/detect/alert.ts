@@ -1,0 +1,46 @@
+import type { ObjectReference, Stage } from '../events/types.js';
+
+export const SEVERITIES = ['info', 'low', 'medium', 'high', 'critical'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+export function severityRank(s: Severity): number {
+  return SEVERITIES.indexOf(s);
+}
+
+/** An alert raised by a rule for one audit event (the event that completed the match). */
+export interface Alert {
+  /** Store id, assigned when the alert is committed; absent in `kaudit detect`. */
+  id?: number;
+  rule: string;
+  title: string;
+  severity: Severity;
+  /** MITRE ATT&CK technique ids and other tags. */
+  tags: string[];
+  summary: string;
+  cluster: string;
+  auditID: string;
+  stage: Stage;
+  /** requestReceivedTimestamp of the event, RFC 3339 with microseconds. */
+  time: string;
+  timeMicros: number;
+  user: string;
+  sourceIP: string;
+  verb: string;
+  objectRef: ObjectReference;
+  /**
+   * Alerts of one rule for the same identity and object within the grouping window share a group key; the store
+   * keeps one row per group with a count (see store/alerts).
+   */
+  groupKey: string;
+  /** Extra facts a rule computed (threshold counts, sequence steps, the matched command ...). */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The detection engine as the pipeline sees it: events in (in order), alerts out. Pure with respect to I/O; window
+ * state lives inside the implementation.
+ */
+export interface Detector {
+  /** Process one batch of normalised events in order and return the alerts they raise, in order. */
+  detect(events: readonly import('../events/types.js').NormalisedEvent[]): Promise<Alert[]> | Alert[];
+}

@@ -1,0 +1,108 @@
+/**
+ * The audit.k8s.io Event as the apiserver writes it (v1 and v1beta1 share these fields; v1beta1 adds
+ * `timestamp` and `metadata`, which kaudit keeps in the raw JSON but does not index).
+ */
+
+export const STAGES = ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export const LEVELS = ['None', 'Metadata', 'Request', 'RequestResponse'] as const;
+export type Level = (typeof LEVELS)[number];
+
+export interface UserInfo {
+  username?: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+export interface ObjectReference {
+  resource?: string;
+  namespace?: string;
+  name?: string;
+  uid?: string;
+  apiGroup?: string;
+  apiVersion?: string;
+  resourceVersion?: string;
+  subresource?: string;
+}
+
+export interface ResponseStatus {
+  code?: number;
+  status?: string;
+  reason?: string;
+  message?: string;
+  metadata?: unknown;
+  details?: unknown;
+}
+
+export interface AuditEvent {
+  kind?: string;
+  apiVersion?: string;
+  level: Level;
+  auditID: string;
+  stage: Stage;
+  requestURI: string;
+  verb: string;
+  user: UserInfo;
+  impersonatedUser?: UserInfo;
+  sourceIPs?: string[];
+  userAgent?: string;
+  objectRef?: ObjectReference;
+  responseStatus?: ResponseStatus;
+  requestObject?: any;
+  responseObject?: any;
+  requestReceivedTimestamp: string;
+  stageTimestamp?: string;
+  annotations?: Record<string, string>;
+  [extra: string]: unknown;
+}
+
+/** Authorization decision from the `authorization.k8s.io/decision` annotation. */
+export type Decision = 'allow' | 'forbid' | '';
+
+/**
+ * An event after decoding, redaction and normalisation: the indexed fields the store, the detection engine and the
+ * query layer share, plus the (redacted) event and its JSON text.
+ */
+export interface NormalisedEvent {
+  cluster: string;
+  auditID: string;
+  stage: Stage;
+  level: Level;
+  /** requestReceivedTimestamp in microseconds since the epoch (exact: fits a double until the year 2255). */
+  timeMicros: number;
+  /** The same instant as an RFC 3339 string with microseconds, as the apiserver writes it. */
+  time: string;
+  verb: string;
+  user: string;
+  groups: string[];
+  impersonatedUser: string;
+  sourceIP: string;
+  userAgent: string;
+  apiGroup: string;
+  apiVersion: string;
+  resource: string;
+  subresource: string;
+  namespace: string;
+  name: string;
+  /** HTTP response code, 0 when the event carries none (RequestReceived). */
+  code: number;
+  decision: Decision;
+  /** pods/exec: the decoded `command` query parameters joined by a space; empty otherwise. */
+  command: string;
+  /** pods/exec and pods/attach (and pods/log): the `container` query parameter. */
+  container: string;
+  /** The event after redaction: what detection sees and what is stored. */
+  event: AuditEvent;
+  /** JSON text of `event`: the original line when nothing was redacted. */
+  raw: string;
+}
+
+/** Where a record came from, for dead letters, checkpoints and error messages. */
+export interface Origin {
+  /** Stable id of the source: `file:/var/log/audit.log`, `webhook`, `kafka:topic/3`. */
+  source: string;
+  /** Human-readable position inside it: `audit.log:1234` (line), `offset 5512`, `request r-17 item 3`. */
+  where: string;
+}
