@@ -1,0 +1,215 @@
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import StreamJsonParser from 'stream-json/Parser.js';
+import PickFilter from 'stream-json/filters/Pick.js';
+import StreamArrayStreamer from 'stream-json/streamers/StreamArray.js';
+import { LineSplitter } from '../sources/lines.js';
+import { documentItems, parseJson, toAuditEvent } from './decode.js';
+import { BadInputError } from './errors.js';
+import type { AuditEvent } from './types.js';
+
+/**
+ * One undecoded input record: JSON text (a line, or a whole document), or a value already parsed by a streaming
+ * parser, or an error found while reading (a line over the length limit). `where` locates it inside its source.
+ */
+export interface RawRecord {
+  text?: string | Buffer;
+  value?: unknown;
+  error?: string;
+  where: string;
+}
+
+export interface ReadOptions {
+  /** Longest accepted line, bytes (default 1 MiB). */
+  maxLine?: number;
+  /** Called with bytes read from disk (compressed size for .gz), for progress. */
+  onBytes?: (n: number) => void;
+}
+
+const DEFAULT_MAX_LINE = 1 << 20;
+const CHUNK = 1 << 20;
+
+async function isGzip(path: string): Promise<boolean> {
+  if (path.endsWith('.gz')) return true;
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(2);
+    const { bytesRead } = await fh.read(b, 0, 2, 0);
+    return bytesRead === 2 && b[0] === 0x1f && b[1] === 0x8b;
+  } finally {
+    await fh.close();
+  }
+}
+
+async function openStream(path: string, opts: ReadOptions): Promise<AsyncIterable<Buffer>> {
+  const file = createReadStream(path, { highWaterMark: CHUNK });
+  if (opts.onBytes) file.on('data', (b) => opts.onBytes!((b as Buffer).length));
+  if (!(await isGzip(path))) return file;
+  const gunzip = createGunzip({ chunkSize: CHUNK });
+  file.on('error', (e) => gunzip.destroy(e));
+  return file.pipe(gunzip);
+}
+
+function firstNonSpace(b: Buffer): number {
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return i;
+  }
+  return -1;
+}
+
+/**
+ * Reads an audit log file and yields its records in chunks (an array per read buffer, so the per-record cost stays
+ * small). Accepts plain or gzipped files holding JSON lines (the apiserver's --audit-log-format=json), one EventList
+ * document, or one JSON array of events. Documents are parsed with stream-json, never read whole.
+ */
+export async function* readFileRecords(path: string, opts: ReadOptions = {}): AsyncGenerator<RawRecord[]> {
+  const maxLine = opts.maxLine ?? DEFAULT_MAX_LINE;
+  const it = (await openStream(path, opts))[Symbol.asyncIterator]();
+  // Decide the format from the first bytes: JSON lines when the first line is a whole JSON value, else a document.
+  const head: Buffer[] = [];
+  let headLen = 0;
+  let mode: 'lines' | 'array' | 'object' | undefined;
+  let done = false;
+  while (!mode) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    head.push(r.value);
+    headLen += r.value.length;
+    const buf = head.length === 1 ? head[0]! : Buffer.concat(head, headLen);
+    const i = firstNonSpace(buf);
+    if (i < 0) continue;
+    if (buf[i] === 0x5b /* [ */) mode = 'array';
+    else {
+      const nl = buf.indexOf(10, i);
+      if (nl >= 0) {
+        try {
+          const v = JSON.parse(buf.toString('utf8', i, nl));
+          void v;
+          mode = 'lines';
+        } catch {
+          mode = buf[i] === 0x7b ? 'object' : 'lines';
+        }
+      } else if (headLen > maxLine) {
+        mode = buf[i] === 0x7b ? 'object' : 'lines';
+      }
+    }
+  }
+  if (!mode) {
+    // Whole file seen without a newline: one document, or one unterminated line.
+    mode = 'lines';
+  }
+  const rest: AsyncIterable<Buffer> = {
+    [Symbol.asyncIterator]: () => {
+      let headIdx = 0;
+      return {
+        next: async () => {
+          if (headIdx < head.length) return { done: false, value: head[headIdx++]! };
+          if (done) return { done: true, value: undefined };
+          return it.next();
+        },
+      };
+    },
+  };
+  if (mode === 'lines') {
+    const splitter = new LineSplitter(maxLine);
+    let out: RawRecord[] = [];
+    const push = (l: { text?: string; tooLong?: true; bytes?: number; lineNo: number }) => {
+      if (l.tooLong) out.push({ error: `line is ${l.bytes} bytes, over the ${maxLine}-byte limit`, where: `${path}:${l.lineNo}` });
+      else if (l.text!.length > 0) out.push({ text: l.text, where: `${path}:${l.lineNo}` });
+    };
+    for await (const chunk of rest) {
+      splitter.push(chunk, push);
+      if (out.length > 0) {
+        yield out;
+        out = [];
+      }
+    }
+    splitter.flush(push);
+    if (out.length > 0) yield out;
+    return;
+  }
+  yield* readDocument(path, Readable.from(rest), mode);
+}
+
+async function* readDocument(path: string, input: Readable, mode: 'array' | 'object'): AsyncGenerator<RawRecord[]> {
+  const parser = new StreamJsonParser({ jsonStreaming: false });
+  let tail: NodeJS.ReadWriteStream = input.pipe(parser);
+  input.on('error', (e) => parser.destroy(e));
+  if (mode === 'object') {
+    // An EventList: stream its items. A single pretty-printed Event is picked whole by the second filter.
+    const pick = new PickFilter({ filter: (stack: readonly unknown[]) => stack.length === 1 && stack[0] === 'items' });
+    parser.on('error', (e) => pick.destroy(e));
+    tail = tail.pipe(pick);
+  }
+  const arr = new StreamArrayStreamer();
+  (tail as unknown as Readable).on('error', (e: Error) => arr.destroy(e));
+  tail = tail.pipe(arr);
+  let out: RawRecord[] = [];
+  let n = 0;
+  try {
+    for await (const item of tail as unknown as AsyncIterable<{ key: number; value: unknown }>) {
+      n++;
+      out.push({ value: item.value, where: `${path} item ${item.key}` });
+      if (out.length >= 512) {
+        yield out;
+        out = [];
+      }
+    }
+  } catch (e) {
+    if (out.length > 0) yield out;
+    yield [{ error: `not a valid JSON document (${(e as Error).message.split('\n')[0]})`, where: path }];
+    return;
+  }
+  if (out.length > 0) yield out;
+  if (n === 0 && mode === 'object') {
+    // No items: maybe one pretty-printed Event. Re-read it whole (bounded by the document limit of the caller).
+    yield [{ text: await readWhole(path), where: path }];
+  }
+}
+
+async function readWhole(path: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of await openStream(path, {})) chunks.push(c);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Decodes one record into its events (a document may hold many); bad input becomes an error entry. */
+export function decodeRecord(r: RawRecord): ({ event: AuditEvent; text?: string } | { error: string })[] {
+  if (r.error !== undefined) return [{ error: r.error }];
+  let v: unknown;
+  try {
+    v = r.value !== undefined ? r.value : parseJson(typeof r.text === 'string' ? r.text : (r.text ?? Buffer.alloc(0)).toString('utf8'));
+    const items = documentItems(v);
+    const single = items.length === 1 && items[0] === v && typeof r.text === 'string';
+    return items.map((item) => {
+      try {
+        return { event: toAuditEvent(item), text: single ? (r.text as string) : undefined };
+      } catch (e) {
+        return { error: (e as Error).message };
+      }
+    });
+  } catch (e) {
+    if (e instanceof BadInputError) return [{ error: e.reason }];
+    throw e;
+  }
+}
+
+/** Events of a set of files, in order, with errors for bad records: for `detect`, `policy simulate` and the like. */
+export async function* readEventFiles(paths: string[], opts: ReadOptions = {}): AsyncGenerator<{ event: AuditEvent; where: string; text?: string } | { error: string; where: string }> {
+  for (const path of paths) {
+    for await (const recs of readFileRecords(path, opts)) {
+      for (const r of recs) {
+        for (const d of decodeRecord(r)) {
+          if ('error' in d) yield { error: d.error, where: r.where };
+          else yield { event: d.event, where: r.where, text: d.text };
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Splits a byte stream into lines, tracking the byte offset just past each line's newline (the position a tail
+ * checkpoints). A line longer than `maxLine` bytes is reported once as too long and skipped up to its newline; the
+ * stream goes on. A partial last line stays buffered until its newline arrives.
+ */
+export interface Line {
+  text: string;
+  /** Byte offset just past this line's newline. */
+  end: number;
+  /** 1-based line number within the stream. */
+  lineNo: number;
+}
+
+export interface LongLine {
+  tooLong: true;
+  bytes: number;
+  end: number;
+  lineNo: number;
+}
+
+export class LineSplitter {
+  private carry: Buffer[] = [];
+  private carryLen = 0;
+  private skipping = false;
+  private skipped = 0;
+  /** Offset of the first byte not yet consumed into a complete line. */
+  offset: number;
+  lineNo: number;
+
+  constructor(readonly maxLine: number, startOffset = 0, startLine = 0) {
+    this.offset = startOffset;
+    this.lineNo = startLine;
+  }
+
+  /** Bytes buffered for an unfinished line. */
+  get pending(): number {
+    return this.carryLen + (this.skipping ? this.skipped : 0);
+  }
+
+  push(chunk: Buffer, out: (l: Line | LongLine) => void): void {
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, start);
+      if (nl < 0) break;
+      const partLen = nl - start;
+      this.lineNo++;
+      if (this.skipping) {
+        const bytes = this.skipped + partLen;
+        this.offset += bytes + 1;
+        this.skipping = false;
+        this.skipped = 0;
+        out({ tooLong: true, bytes, end: this.offset, lineNo: this.lineNo });
+      } else if (this.carryLen + partLen > this.maxLine) {
+        const bytes = this.carryLen + partLen;
+        this.offset += bytes + 1;
+        this.carry = [];
+        this.carryLen = 0;
+        out({ tooLong: true, bytes, end: this.offset, lineNo: this.lineNo });
+      } else {
+        let text: string;
+        if (this.carryLen === 0) {
+          text = chunk.toString('utf8', start, nl);
+        } else {
+          this.carry.push(chunk.subarray(start, nl));
+          text = Buffer.concat(this.carry, this.carryLen + partLen).toString('utf8');
+          this.carry = [];
+        }
+        const bytes = this.carryLen + partLen;
+        this.carryLen = 0;
+        this.offset += bytes + 1;
+        // Windows line endings and blank lines are not events.
+        if (text.length > 0 && text.charCodeAt(text.length - 1) === 13) text = text.slice(0, -1);
+        out({ text, end: this.offset, lineNo: this.lineNo });
+      }
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      const rest = chunk.length - start;
+      if (this.skipping) {
+        this.skipped += rest;
+      } else if (this.carryLen + rest > this.maxLine) {
+        this.skipping = true;
+        this.skipped = this.carryLen + rest;
+        this.carry = [];
+        this.carryLen = 0;
+      } else {
+        // Copy: the caller may reuse its read buffer.
+        this.carry.push(Buffer.from(chunk.subarray(start)));
+        this.carryLen += rest;
+      }
+    }
+  }
+
+  /** At end of a finished file (import, or a rotated file that will not grow): the unterminated last line, if any. */
+  flush(out: (l: Line | LongLine) => void): void {
+    if (this.skipping) {
+      this.lineNo++;
+      this.offset += this.skipped;
+      out({ tooLong: true, bytes: this.skipped, end: this.offset, lineNo: this.lineNo });
+      this.skipping = false;
+      this.skipped = 0;
+    } else if (this.carryLen > 0) {
+      this.lineNo++;
+      const text = Buffer.concat(this.carry, this.carryLen).toString('utf8');
+      this.offset += this.carryLen;
+      this.carry = [];
+      this.carryLen = 0;
+      out({ text, end: this.offset, lineNo: this.lineNo });
+    }
+  }
+
+  reset(offset: number, lineNo = 0): void {
+    this.carry = [];
+    this.carryLen = 0;
+    this.skipping = false;
+    this.skipped = 0;
+    this.offset = offset;
+    this.lineNo = lineNo;
+  }
+}
