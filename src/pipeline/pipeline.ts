@@ -1,0 +1,205 @@
+import type { Alert, Detector } from '../detect/alert.js';
+import { decodeRecord, type RawRecord } from '../events/read.js';
+import { normalise } from '../events/normalise.js';
+import type { RedactionOptions } from '../events/redact.js';
+import type { NormalisedEvent } from '../events/types.js';
+import { log } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { Store, type Checkpoint, type DeadLetter } from '../store/store.js';
+import { AlertBus } from './alert-bus.js';
+
+export type { RawRecord };
+
+/** What a source hands the pipeline: undecoded records and, for checkpointing sources, the position they reach. */
+export interface RawBatch {
+  /** Stable source id: `file:/var/log/audit.log`, `webhook`, `kafka:topic/3`, `import`. */
+  source: string;
+  cluster: string;
+  records: RawRecord[];
+  /** Committed in the same transaction as the batch's events. */
+  checkpoint?: Checkpoint;
+}
+
+export interface BadRecord {
+  where: string;
+  reason: string;
+}
+
+export interface BatchOutcome {
+  stored: number;
+  duplicates: number;
+  bad: BadRecord[];
+  /** Alerts raised by this batch that opened a new alert (with store ids when a store is attached). */
+  alerts: Alert[];
+}
+
+/** Anything that takes raw batches and acknowledges them once durable: the pipeline, or a Kafka events producer. */
+export interface BatchSink {
+  submit(batch: RawBatch): Promise<BatchOutcome>;
+}
+
+export class OverloadedError extends Error {
+  readonly code = 'OVERLOADED';
+  constructor(message = 'ingest queue is full; retry later') {
+    super(message);
+    this.name = 'OverloadedError';
+  }
+}
+
+export interface PipelineOptions {
+  store?: Store;
+  detector?: Detector;
+  bus?: AlertBus;
+  metrics?: Metrics;
+  redaction?: RedactionOptions;
+  /** Batches accepted while others are processed; past this `submit` rejects with OverloadedError (default 32). */
+  maxQueuedBatches?: number;
+  /** Events accepted but not yet committed; past this `submit` rejects with OverloadedError (default 100,000). */
+  maxQueuedEvents?: number;
+}
+
+interface Pending {
+  batch: RawBatch;
+  resolve: (o: BatchOutcome) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * The one path every event takes: decode -> normalise (redaction) -> drop already-stored events -> detect ->
+ * compress -> store (one transaction: events, alerts, dead letters, source position) -> publish alerts -> acknowledge.
+ * Batches are processed one at a time, in submission order, so detection state sees events in order.
+ */
+export class Pipeline implements BatchSink {
+  readonly bus: AlertBus;
+  private queue: Pending[] = [];
+  private queuedEvents = 0;
+  private running = false;
+  private readonly maxBatches: number;
+  private readonly maxEvents: number;
+  private readonly redaction: RedactionOptions;
+  private readonly counters;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly opts: PipelineOptions) {
+    this.bus = opts.bus ?? new AlertBus();
+    this.maxBatches = opts.maxQueuedBatches ?? 32;
+    this.maxEvents = opts.maxQueuedEvents ?? 100_000;
+    this.redaction = opts.redaction ?? { enabled: true, key: opts.store?.redactionKey ?? Buffer.alloc(32) };
+    const m = opts.metrics;
+    this.counters = m
+      ? {
+          events: m.counter('kaudit_events_ingested_total', 'Audit events stored, by source'),
+          dups: m.counter('kaudit_events_duplicate_total', 'Audit events skipped because already stored (cluster, auditID, stage)'),
+          bad: m.counter('kaudit_bad_input_total', 'Records rejected as bad input, by source'),
+          alerts: m.counter('kaudit_alerts_total', 'Alerts raised, by rule'),
+          overloaded: m.counter('kaudit_ingest_overloaded_total', 'Batches refused because the ingest queue was full'),
+        }
+      : undefined;
+    m?.collect('kaudit_ingest_queue_events', 'Events accepted and not yet committed', () => [{ value: this.queuedEvents }]);
+  }
+
+  /** True when a new batch would be refused. */
+  get overloaded(): boolean {
+    return this.queue.length >= this.maxBatches || this.queuedEvents >= this.maxEvents;
+  }
+
+  submit(batch: RawBatch): Promise<BatchOutcome> {
+    if (this.overloaded) {
+      this.counters?.overloaded.inc({ source: sourceKind(batch.source) });
+      return Promise.reject(new OverloadedError());
+    }
+    return new Promise<BatchOutcome>((resolve, reject) => {
+      this.queue.push({ batch, resolve, reject });
+      this.queuedEvents += batch.records.length;
+      if (!this.running) void this.drain();
+    });
+  }
+
+  /** Resolves when every submitted batch has been processed. */
+  idle(): Promise<void> {
+    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    while (this.queue.length > 0) {
+      const p = this.queue.shift()!;
+      try {
+        p.resolve(await this.process(p.batch));
+      } catch (e) {
+        log.error(`ingest of a batch from ${p.batch.source} failed: ${(e as Error).message}`, 'pipeline');
+        p.reject(e);
+      } finally {
+        this.queuedEvents -= p.batch.records.length;
+      }
+    }
+    this.running = false;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const fn of w) fn();
+  }
+
+  /** Decoding and normalisation of one batch; pure apart from logging. */
+  decode(batch: RawBatch): { events: NormalisedEvent[]; deadLetters: DeadLetter[] } {
+    const events: NormalisedEvent[] = [];
+    const deadLetters: DeadLetter[] = [];
+    for (const r of batch.records) {
+      for (const d of decodeRecord(r)) {
+        if ('error' in d) {
+          deadLetters.push({ source: batch.source, where: r.where, reason: d.error, data: r.text ?? (r.value !== undefined ? safeStringify(r.value) : undefined) });
+          log.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${batch.source}`);
+        } else {
+          events.push(normalise(d.event, batch.cluster, this.redaction, d.text));
+        }
+      }
+    }
+    return { events, deadLetters };
+  }
+
+  private async process(batch: RawBatch): Promise<BatchOutcome> {
+    const { events: decoded, deadLetters } = this.decode(batch);
+    const store = this.opts.store;
+    let events = decoded;
+    if (store && decoded.length > 0) {
+      const dup = store.duplicates(decoded);
+      events = decoded.filter((_, i) => !dup[i]);
+    }
+    const raised = this.opts.detector && events.length > 0 ? await this.opts.detector.detect(events) : [];
+    let outcome: BatchOutcome;
+    if (store) {
+      const blob = await Store.compressRaw(events);
+      const r = store.commit({ events, blob, alerts: raised, deadLetters, checkpoint: batch.checkpoint });
+      outcome = { stored: r.stored, duplicates: decoded.length - r.stored, bad: deadLetters.map(badOf), alerts: r.newAlerts };
+    } else {
+      outcome = { stored: 0, duplicates: 0, bad: deadLetters.map(badOf), alerts: raised };
+    }
+    const src = { source: sourceKind(batch.source) };
+    if (this.counters) {
+      if (outcome.stored) this.counters.events.inc(src, outcome.stored);
+      if (outcome.duplicates) this.counters.dups.inc(src, outcome.duplicates);
+      if (deadLetters.length) this.counters.bad.inc(src, deadLetters.length);
+      for (const a of raised) this.counters.alerts.inc({ rule: a.rule });
+    }
+    this.bus.publish(outcome.alerts);
+    return outcome;
+  }
+}
+
+function badOf(d: DeadLetter): BadRecord {
+  return { where: d.where, reason: d.reason };
+}
+
+function safeStringify(v: unknown): string {
+  try {
+    return JSON.stringify(v);
+  } catch {
+    return String(v);
+  }
+}
+
+/** `file:/var/log/audit.log` -> `file`: metric labels stay low-cardinality. */
+export function sourceKind(source: string): string {
+  const i = source.indexOf(':');
+  return i < 0 ? source : source.slice(0, i);
+}

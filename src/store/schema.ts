@@ -1,0 +1,116 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * The store's schema, as ordered migrations. `PRAGMA user_version` records how many have run.
+ *
+ * Events keep their indexed fields as columns; low-cardinality strings (users, groups, user agents, IPs, resources,
+ * namespaces, verbs, clusters) are interned in `dict` so a row stays small. The raw JSON of each batch is stored
+ * once, deflated, in `blobs`, and each event points at its line in its blob: compressing a batch together is what
+ * keeps the store well under half the size of the log it came from.
+ */
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+  CREATE TABLE dict (id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE);
+  CREATE TABLE blobs (
+    id INTEGER PRIMARY KEY,
+    first_event INTEGER NOT NULL,
+    last_event INTEGER NOT NULL,
+    max_time INTEGER NOT NULL,
+    data BLOB NOT NULL
+  );
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    stage INTEGER NOT NULL,
+    audit_id BLOB NOT NULL,
+    cluster INTEGER NOT NULL,
+    verb INTEGER NOT NULL,
+    user INTEGER NOT NULL,
+    groups INTEGER NOT NULL,
+    imp_user INTEGER NOT NULL,
+    source_ip INTEGER NOT NULL,
+    user_agent INTEGER NOT NULL,
+    api_group INTEGER NOT NULL,
+    api_version INTEGER NOT NULL,
+    resource INTEGER NOT NULL,
+    subresource TEXT NOT NULL,
+    namespace INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    decision INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    command TEXT,
+    container TEXT,
+    blob INTEGER NOT NULL,
+    blob_idx INTEGER NOT NULL
+  );
+  CREATE UNIQUE INDEX events_key ON events (audit_id, stage, cluster);
+  CREATE INDEX events_time ON events (time);
+  CREATE INDEX events_user_time ON events (user, time);
+  CREATE INDEX events_resource_time ON events (resource, time);
+  CREATE INDEX events_exec_time ON events (time) WHERE subresource IN ('exec', 'attach', 'portforward');
+  CREATE TABLE rollup (
+    hour INTEGER NOT NULL,
+    dim INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, dim, value)
+  ) WITHOUT ROWID;
+  CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    cluster TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    first_time INTEGER NOT NULL,
+    last_time INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    audit_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    event_id INTEGER,
+    last_event_id INTEGER,
+    user TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    body TEXT NOT NULL
+  );
+  CREATE INDEX alerts_group ON alerts (group_key, last_time);
+  CREATE INDEX alerts_time ON alerts (first_time);
+  CREATE INDEX alerts_rule ON alerts (rule, first_time);
+  CREATE UNIQUE INDEX alerts_once ON alerts (rule, cluster, audit_id);
+  CREATE TABLE positions (source TEXT PRIMARY KEY, position TEXT NOT NULL, updated INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY,
+    received INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    position TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    data BLOB
+  );
+  `,
+];
+
+export function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new Error(`store schema version ${version} is newer than this kaudit (${MIGRATIONS.length}); upgrade kaudit`);
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+/** Stage and decision codes stored as small integers. */
+export const STAGE_CODES = { RequestReceived: 0, ResponseStarted: 1, ResponseComplete: 2, Panic: 3 } as const;
+export const STAGE_NAMES = ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'] as const;
+export const LEVEL_CODES = { None: 0, Metadata: 1, Request: 2, RequestResponse: 3 } as const;
+export const LEVEL_NAMES = ['None', 'Metadata', 'Request', 'RequestResponse'] as const;
+export const DECISION_CODES = { '': 0, allow: 1, forbid: 2 } as const;
+export const DECISION_NAMES = ['', 'allow', 'forbid'] as const;
+/** Dimensions of the hourly rollup behind the top-N queries. */
+export const ROLLUP_DIMS = { user: 0, resource: 1, verb: 2, namespace: 3, sourceIP: 4 } as const;
+export type RollupDim = keyof typeof ROLLUP_DIMS;
