@@ -1,0 +1,61 @@
+import type { FastifyReply } from 'fastify';
+import { parseTimeArg } from '../events/time.js';
+import { QueryError } from '../store/queries.js';
+
+/** Query-string schemas shared by the read routes. */
+export const timeWindowProps = {
+  since: { type: 'string', description: 'RFC 3339 time, date, epoch seconds, or a duration ago (15m, 2h, 7d)' },
+  until: { type: 'string', description: 'as since; exclusive' },
+} as const;
+
+export const pageProps = {
+  limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 },
+  cursor: { type: 'string', description: 'the `next` value of the previous page' },
+} as const;
+
+export function timeArg(v: string | undefined): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  try {
+    return parseTimeArg(v);
+  } catch (e) {
+    throw new QueryError((e as Error).message);
+  }
+}
+
+export function sendError(reply: FastifyReply, status: number, message: string): FastifyReply {
+  return reply.code(status).send({ error: message });
+}
+
+export const eventRowSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    time: { type: 'string' },
+    stage: { type: 'string' },
+    auditID: { type: 'string' },
+    cluster: { type: 'string' },
+    verb: { type: 'string' },
+    user: { type: 'string' },
+    groups: { type: 'array', items: { type: 'string' } },
+    impersonatedUser: { type: 'string' },
+    sourceIP: { type: 'string' },
+    userAgent: { type: 'string' },
+    apiGroup: { type: 'string' },
+    apiVersion: { type: 'string' },
+    resource: { type: 'string' },
+    subresource: { type: 'string' },
+    namespace: { type: 'string' },
+    name: { type: 'string' },
+    code: { type: 'integer' },
+    decision: { type: 'string' },
+    level: { type: 'string' },
+    command: { type: 'string' },
+    container: { type: 'string' },
+    event: { type: 'object', additionalProperties: true, nullable: true },
+  },
+} as const;
+
+export const eventPageSchema = {
+  type: 'object',
+  properties: { items: { type: 'array', items: eventRowSchema }, next: { type: 'string' } },
+} as const;

@@ -1,0 +1,17 @@
+import type { KauditConfig } from '../config/config.js';
+import type { Metrics } from '../metrics.js';
+import type { AlertBus } from '../pipeline/alert-bus.js';
+import type { BatchSink } from '../pipeline/pipeline.js';
+import type { Store } from '../store/store.js';
+
+/** What the HTTP API's plugins share. */
+export interface ApiContext {
+  config: KauditConfig;
+  store: Store;
+  /** Where webhook batches go: the local pipeline, or a Kafka producer in ingest-only mode. */
+  sink: BatchSink;
+  bus: AlertBus;
+  metrics: Metrics;
+  /** False until start-up (migrations, rule loading, sources) is done; /readyz reports it. */
+  ready: () => boolean;
+}

@@ -1,0 +1,460 @@
+import { SEVERITIES, type Alert, type Severity } from '../detect/alert.js';
+import { formatMicros } from '../events/time.js';
+import { decodeAuditID, encodeAuditID } from './audit-id.js';
+import { DECISION_NAMES, LEVEL_NAMES, ROLLUP_DIMS, STAGE_CODES, STAGE_NAMES, type RollupDim } from './schema.js';
+import type { Store } from './store.js';
+
+/** Filters shared by the CLI and the HTTP API. Times are microseconds since the epoch. */
+export interface EventFilter {
+  user?: string;
+  verb?: string;
+  resource?: string;
+  subresource?: string;
+  namespace?: string;
+  name?: string;
+  code?: number;
+  sourceIP?: string;
+  cluster?: string;
+  auditID?: string;
+  stage?: string;
+  since?: number;
+  until?: number;
+}
+
+export interface PageOptions {
+  limit?: number;
+  cursor?: string;
+  includeEvent?: boolean;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass back as `cursor` for the next page; absent on the last page. */
+  next?: string;
+}
+
+export interface EventRow {
+  id: number;
+  time: string;
+  stage: string;
+  auditID: string;
+  cluster: string;
+  verb: string;
+  user: string;
+  groups: string[];
+  impersonatedUser: string;
+  sourceIP: string;
+  userAgent: string;
+  apiGroup: string;
+  apiVersion: string;
+  resource: string;
+  subresource: string;
+  namespace: string;
+  name: string;
+  code: number;
+  decision: string;
+  level: string;
+  command?: string;
+  container?: string;
+  event?: unknown;
+}
+
+export class QueryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'QueryError';
+  }
+}
+
+export const MAX_LIMIT = 10_000;
+const HOUR_US = 3_600_000_000;
+
+/**
+ * One row per request: the ResponseComplete (or Panic) event where there is one, else the latest stage logged.
+ * Used by the analyst questions, which count requests, not stages.
+ */
+const ONE_PER_REQUEST = `(e.stage >= 2
+  OR (e.stage = 1 AND NOT EXISTS (SELECT 1 FROM events x WHERE x.audit_id = e.audit_id AND x.stage IN (2, 3) AND x.cluster = e.cluster))
+  OR (e.stage = 0 AND NOT EXISTS (SELECT 1 FROM events x WHERE x.audit_id = e.audit_id AND x.stage IN (1, 2, 3) AND x.cluster = e.cluster)))`;
+
+const DICT_COLUMNS: Partial<Record<keyof EventFilter, string>> = {
+  user: 'user',
+  verb: 'verb',
+  resource: 'resource',
+  namespace: 'namespace',
+  sourceIP: 'source_ip',
+  cluster: 'cluster',
+};
+
+function encodeCursor(time: number, id: number): string {
+  return Buffer.from(`${time}:${id}`).toString('base64url');
+}
+
+function decodeCursor(c: string): [number, number] {
+  const m = /^(\d+):(\d+)$/.exec(Buffer.from(c, 'base64url').toString());
+  if (!m) throw new QueryError('bad cursor: pass back the `next` value of the previous page unchanged');
+  return [Number(m[1]), Number(m[2])];
+}
+
+function clampLimit(l: number | undefined, dflt = 100): number {
+  if (l === undefined) return dflt;
+  if (!Number.isInteger(l) || l < 1) throw new QueryError('limit must be a positive integer');
+  return Math.min(l, MAX_LIMIT);
+}
+
+interface Where {
+  sql: string[];
+  params: unknown[];
+  /** A filter value that names nothing in the store: the result is empty. */
+  empty: boolean;
+}
+
+/** Builds the WHERE terms for a filter. `*` in user, namespace, name and resource values is a wildcard. */
+function buildWhere(store: Store, f: EventFilter): Where {
+  const w: Where = { sql: [], params: [], empty: false };
+  for (const key of Object.keys(DICT_COLUMNS) as (keyof EventFilter)[]) {
+    const v = f[key];
+    if (v === undefined || v === '') continue;
+    const col = DICT_COLUMNS[key]!;
+    const s = String(v);
+    if (s.includes('*')) {
+      w.sql.push(`e.${col} IN (SELECT id FROM dict WHERE value GLOB ?)`);
+      w.params.push(s);
+    } else {
+      const id = store.lookup(s);
+      if (id === undefined) w.empty = true;
+      w.sql.push(`e.${col} = ?`);
+      w.params.push(id ?? -1);
+    }
+  }
+  if (f.subresource !== undefined) {
+    w.sql.push('e.subresource = ?');
+    w.params.push(f.subresource);
+  }
+  if (f.name) {
+    w.sql.push(f.name.includes('*') ? 'e.name GLOB ?' : 'e.name = ?');
+    w.params.push(f.name);
+  }
+  if (f.code !== undefined) {
+    w.sql.push('e.code = ?');
+    w.params.push(f.code);
+  }
+  if (f.auditID) {
+    w.sql.push('e.audit_id = ?');
+    w.params.push(encodeAuditID(f.auditID));
+  }
+  if (f.stage) {
+    const code = STAGE_CODES[f.stage as keyof typeof STAGE_CODES];
+    if (code === undefined) throw new QueryError(`bad stage "${f.stage}": one of ${STAGE_NAMES.join(', ')}`);
+    w.sql.push('e.stage = ?');
+    w.params.push(code);
+  }
+  if (f.since !== undefined) {
+    w.sql.push('e.time >= ?');
+    w.params.push(f.since);
+  }
+  if (f.until !== undefined) {
+    w.sql.push('e.time < ?');
+    w.params.push(f.until);
+  }
+  return w;
+}
+
+interface RawRow {
+  id: number;
+  time: number;
+  stage: number;
+  audit_id: Buffer | string;
+  cluster: number;
+  verb: number;
+  user: number;
+  groups: number;
+  imp_user: number;
+  source_ip: number;
+  user_agent: number;
+  api_group: number;
+  api_version: number;
+  resource: number;
+  subresource: string;
+  namespace: number;
+  name: string;
+  code: number;
+  decision: number;
+  level: number;
+  command: string | null;
+  container: string | null;
+  blob: number;
+  blob_idx: number;
+}
+
+function toRow(store: Store, r: RawRow, includeEvent: boolean): EventRow {
+  const groups = store.dictValue(r.groups);
+  const row: EventRow = {
+    id: r.id,
+    time: formatMicros(r.time),
+    stage: STAGE_NAMES[r.stage] ?? String(r.stage),
+    auditID: decodeAuditID(r.audit_id),
+    cluster: store.dictValue(r.cluster),
+    verb: store.dictValue(r.verb),
+    user: store.dictValue(r.user),
+    groups: groups ? groups.split(',') : [],
+    impersonatedUser: store.dictValue(r.imp_user),
+    sourceIP: store.dictValue(r.source_ip),
+    userAgent: store.dictValue(r.user_agent),
+    apiGroup: store.dictValue(r.api_group),
+    apiVersion: store.dictValue(r.api_version),
+    resource: store.dictValue(r.resource),
+    subresource: r.subresource,
+    namespace: store.dictValue(r.namespace),
+    name: r.name,
+    code: r.code,
+    decision: DECISION_NAMES[r.decision] ?? '',
+    level: LEVEL_NAMES[r.level] ?? '',
+  };
+  if (r.command !== null) row.command = r.command;
+  if (r.container !== null) row.container = r.container;
+  if (includeEvent) {
+    const raw = store.rawEvent(r.blob, r.blob_idx);
+    row.event = raw === undefined ? null : JSON.parse(raw);
+  }
+  return row;
+}
+
+/** Pages through events newest first; the cursor is (time, id) so pages stay stable while new events arrive. */
+function pageEvents(store: Store, w: Where, extra: string[], page: PageOptions): Page<EventRow> {
+  const limit = clampLimit(page.limit);
+  if (w.empty) return { items: [] };
+  const sql = [...w.sql, ...extra];
+  const params = [...w.params];
+  if (page.cursor) {
+    const [t, id] = decodeCursor(page.cursor);
+    sql.push('(e.time, e.id) < (?, ?)');
+    params.push(t, id);
+  }
+  const text = `SELECT e.* FROM events e ${sql.length ? 'WHERE ' + sql.join(' AND ') : ''} ORDER BY e.time DESC, e.id DESC LIMIT ?`;
+  const rows = store.db.prepare(text).all(...params, limit + 1) as RawRow[];
+  const more = rows.length > limit;
+  if (more) rows.length = limit;
+  const items = rows.map((r) => toRow(store, r, !!page.includeEvent));
+  const last = rows[rows.length - 1];
+  return { items, next: more && last ? encodeCursor(last.time, last.id) : undefined };
+}
+
+export function queryEvents(store: Store, f: EventFilter, page: PageOptions = {}): Page<EventRow> {
+  return pageEvents(store, buildWhere(store, f), [], page);
+}
+
+export function getEvent(store: Store, id: number): EventRow | undefined {
+  const r = store.db.prepare('SELECT e.* FROM events e WHERE e.id = ?').get(id) as RawRow | undefined;
+  return r ? toRow(store, r, true) : undefined;
+}
+
+export interface AnalystFilter {
+  user?: string;
+  namespace?: string;
+  cluster?: string;
+  since?: number;
+  until?: number;
+}
+
+function analystWhere(store: Store, f: AnalystFilter, resource?: string): Where {
+  return buildWhere(store, { user: f.user, namespace: f.namespace, cluster: f.cluster, since: f.since, until: f.until, resource });
+}
+
+/** Who exec'd or attached into which pod (one row per request; denied attempts included, see `decision`/`code`). */
+export function execSessions(store: Store, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
+  const w = analystWhere(store, f, 'pods');
+  return pageEvents(store, w, ["e.subresource IN ('exec', 'attach', 'portforward')", "e.subresource IN ('exec', 'attach')", ONE_PER_REQUEST], page);
+}
+
+/** Who read or listed Secrets (get, list, watch), one row per request. */
+export function secretReads(store: Store, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
+  const w = analystWhere(store, f, 'secrets');
+  const verbs = ['get', 'list', 'watch'].map((v) => store.lookup(v) ?? -1);
+  return pageEvents(store, w, [`e.verb IN (${verbs.join(',')})`, "e.subresource = ''", ONE_PER_REQUEST], page);
+}
+
+const RBAC_RESOURCES = ['roles', 'clusterroles', 'rolebindings', 'clusterrolebindings'];
+const WRITE_VERBS = ['create', 'update', 'patch', 'delete', 'deletecollection'];
+
+/** Who changed RBAC: writes to roles, cluster roles and their bindings, one row per request. */
+export function rbacChanges(store: Store, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
+  const w = analystWhere(store, f);
+  const res = RBAC_RESOURCES.map((r) => store.lookup(r) ?? -1);
+  const verbs = WRITE_VERBS.map((v) => store.lookup(v) ?? -1);
+  const group = store.lookup('rbac.authorization.k8s.io') ?? -1;
+  return pageEvents(store, w, [`e.resource IN (${res.join(',')})`, `e.verb IN (${verbs.join(',')})`, `e.api_group = ${group}`, ONE_PER_REQUEST], page);
+}
+
+/** Everything one identity did between two times, one row per request. */
+export function userActivity(store: Store, f: AnalystFilter & { user: string }, page: PageOptions = {}): Page<EventRow> {
+  if (!f.user) throw new QueryError('user is required');
+  return pageEvents(store, analystWhere(store, f), [ONE_PER_REQUEST], page);
+}
+
+export interface TopEntry {
+  value: string;
+  count: number;
+}
+
+const TOP_COLUMNS: Record<RollupDim, string> = { user: 'user', resource: 'resource', verb: 'verb', namespace: 'namespace', sourceIP: 'source_ip' };
+
+/**
+ * The busiest users, resources, verbs, namespaces or source IPs over a window, counting requests (final stages).
+ * Whole hours come from the hourly rollup kept at ingest; the partial hours at either end are counted from events.
+ */
+export function top(store: Store, dim: RollupDim, f: { since?: number; until?: number; limit?: number }): TopEntry[] {
+  if (!(dim in ROLLUP_DIMS)) throw new QueryError(`cannot rank by "${dim}": one of ${Object.keys(ROLLUP_DIMS).join(', ')}`);
+  const limit = clampLimit(f.limit, 10);
+  const since = f.since ?? 0;
+  const until = f.until ?? Number.MAX_SAFE_INTEGER;
+  const counts = new Map<number, number>();
+  const add = (rows: { v: number; n: number }[]) => {
+    for (const r of rows) counts.set(r.v, (counts.get(r.v) ?? 0) + r.n);
+  };
+  const col = TOP_COLUMNS[dim];
+  const h0 = Math.ceil(since / HOUR_US);
+  const h1 = Math.floor(Math.min(until, 8.64e18) / HOUR_US);
+  const scan = (a: number, b: number) =>
+    add(store.db.prepare(`SELECT ${col} AS v, count(*) AS n FROM events WHERE time >= ? AND time < ? AND stage IN (2, 3) GROUP BY ${col}`).all(a, b) as { v: number; n: number }[]);
+  if (h0 < h1) {
+    add(store.db.prepare('SELECT value AS v, sum(n) AS n FROM rollup WHERE dim = ? AND hour >= ? AND hour < ? GROUP BY value').all(ROLLUP_DIMS[dim], h0, h1) as { v: number; n: number }[]);
+    if (since < h0 * HOUR_US) scan(since, h0 * HOUR_US);
+    if (until > h1 * HOUR_US) scan(h1 * HOUR_US, until);
+  } else {
+    scan(since, until);
+  }
+  return [...counts.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, limit)
+    .map(([v, n]) => ({ value: store.dictValue(v), count: n }));
+}
+
+export interface AlertFilter {
+  rule?: string[];
+  minSeverity?: Severity;
+  cluster?: string;
+  namespace?: string;
+  user?: string;
+  since?: number;
+  until?: number;
+  /** Only alerts with an id greater than this (the WebSocket feed's resume point). */
+  afterId?: number;
+}
+
+export interface AlertRow extends Alert {
+  id: number;
+  count: number;
+  firstTime: string;
+  lastTime: string;
+  eventId: number | null;
+  lastEventId: number | null;
+}
+
+interface RawAlert {
+  id: number;
+  count: number;
+  first_time: number;
+  last_time: number;
+  event_id: number | null;
+  last_event_id: number | null;
+  body: string;
+}
+
+function alertWhere(f: AlertFilter): { sql: string[]; params: unknown[] } {
+  const sql: string[] = [];
+  const params: unknown[] = [];
+  if (f.rule && f.rule.length) {
+    sql.push(`rule IN (${f.rule.map(() => '?').join(',')})`);
+    params.push(...f.rule);
+  }
+  if (f.minSeverity) {
+    const s = SEVERITIES.indexOf(f.minSeverity);
+    if (s < 0) throw new QueryError(`bad severity "${f.minSeverity}": one of ${SEVERITIES.join(', ')}`);
+    sql.push('severity >= ?');
+    params.push(s);
+  }
+  if (f.cluster) {
+    sql.push('cluster = ?');
+    params.push(f.cluster);
+  }
+  if (f.namespace) {
+    sql.push('namespace = ?');
+    params.push(f.namespace);
+  }
+  if (f.user) {
+    sql.push('user = ?');
+    params.push(f.user);
+  }
+  if (f.since !== undefined) {
+    sql.push('first_time >= ?');
+    params.push(f.since);
+  }
+  if (f.until !== undefined) {
+    sql.push('first_time < ?');
+    params.push(f.until);
+  }
+  if (f.afterId !== undefined) {
+    sql.push('id > ?');
+    params.push(f.afterId);
+  }
+  return { sql, params };
+}
+
+export function toAlertRow(r: RawAlert): AlertRow {
+  const body = JSON.parse(r.body) as Alert;
+  return {
+    ...body,
+    id: r.id,
+    count: r.count,
+    firstTime: formatMicros(r.first_time),
+    lastTime: formatMicros(r.last_time),
+    eventId: r.event_id,
+    lastEventId: r.last_event_id,
+  };
+}
+
+/** Alerts newest first, paged by id (ids only grow, so pages are stable under ingest). */
+export function queryAlerts(store: Store, f: AlertFilter, page: PageOptions = {}): Page<AlertRow> {
+  const limit = clampLimit(page.limit);
+  const { sql, params } = alertWhere(f);
+  if (page.cursor) {
+    const [, id] = decodeCursor(page.cursor);
+    sql.push('id < ?');
+    params.push(id);
+  }
+  const rows = store.db.prepare(`SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts ${sql.length ? 'WHERE ' + sql.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`).all(...params, limit + 1) as RawAlert[];
+  const more = rows.length > limit;
+  if (more) rows.length = limit;
+  const last = rows[rows.length - 1];
+  return { items: rows.map(toAlertRow), next: more && last ? encodeCursor(0, last.id) : undefined };
+}
+
+/** Alerts after an id, oldest first: the replay a resuming feed client needs before it goes live. */
+export function alertsAfter(store: Store, f: AlertFilter & { afterId: number }, limit: number): AlertRow[] {
+  const { sql, params } = alertWhere(f);
+  return (store.db.prepare(`SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts WHERE ${sql.join(' AND ')} ORDER BY id ASC LIMIT ?`).all(...params, limit) as RawAlert[]).map(toAlertRow);
+}
+
+export function getAlert(store: Store, id: number): AlertRow | undefined {
+  const r = store.db.prepare('SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts WHERE id = ?').get(id) as RawAlert | undefined;
+  return r ? toAlertRow(r) : undefined;
+}
+
+export interface DeadLetterRow {
+  id: number;
+  received: string;
+  source: string;
+  position: string;
+  reason: string;
+  size: number;
+}
+
+export function deadLetters(store: Store, limit = 100): DeadLetterRow[] {
+  return (store.db.prepare('SELECT id, received, source, position, reason, size FROM dead_letters ORDER BY id DESC LIMIT ?').all(clampLimit(limit)) as (Omit<DeadLetterRow, 'received'> & { received: number })[]).map((r) => ({ ...r, received: new Date(r.received).toISOString() }));
+}
+
+export function counts(store: Store): { events: number; alerts: number; deadLetters: number } {
+  const one = (sql: string) => (store.db.prepare(sql).pluck().get() as number) ?? 0;
+  return { events: one('SELECT count(*) FROM events'), alerts: one('SELECT count(*) FROM alerts'), deadLetters: one('SELECT count(*) FROM dead_letters') };
+}
