@@ -257,6 +257,11 @@ export class Store {
     return this.stmts.getPosition.get(source) as string | undefined;
   }
 
+  /** When a source's position was last committed (ms since the epoch). */
+  positionUpdated(source: string): number | undefined {
+    return this.db.prepare('SELECT updated FROM positions WHERE source = ?').pluck().get(source) as number | undefined;
+  }
+
   /** The raw JSON lines of a blob (decompressed), cached for a few recent blobs. */
   private blobCache = new Map<number, string[]>();
   blobLines(blobId: number): string[] {

@@ -1,0 +1,38 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { Detector } from '../detect/alert.js';
+import { log } from '../log.js';
+
+/** A command-line usage error: printed as one line with a pointer to --help, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export function parse<T extends ParseArgsConfig['options']>(argv: string[], options: T, allowPositionals = true) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** Loads the detection engine if this build has one; `kaudit` still ingests without it. */
+export async function loadDetector(opts: { rulesDir?: string; config?: Record<string, unknown> }): Promise<(Detector & { rules?: unknown[] }) | undefined> {
+  const detectModule = '../detect/index.js'; // loaded lazily: `kaudit query` should not pay for the rules
+  const mod = (await import(detectModule).catch((e) => {
+    log.warn(`detection engine unavailable: ${(e as Error).message}`);
+    return undefined;
+  })) as { createDetector?: (o: unknown) => Promise<Detector & { rules?: unknown[] }> } | undefined;
+  if (!mod?.createDetector) return undefined;
+  return mod.createDetector({ rulesDir: opts.rulesDir, config: opts.config });
+}
+
+/** Renders rows as an aligned text table, for terminals. */
+export function table(rows: Record<string, unknown>[], columns: string[]): string {
+  const cell = (v: unknown) => (v === undefined || v === null ? '' : Array.isArray(v) ? v.join(',') : String(v)).replace(/\s+/g, ' ');
+  const widths = columns.map((c) => Math.min(60, Math.max(c.length, ...rows.map((r) => cell(r[c]).length))));
+  const fmt = (vals: string[]) => vals.map((v, i) => (v.length > widths[i]! ? v.slice(0, widths[i]! - 1) + '…' : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [fmt(columns.map((c) => c.toUpperCase())), ...rows.map((r) => fmt(columns.map((c) => cell(r[c]))))].join('\n') + '\n';
+}

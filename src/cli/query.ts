@@ -1,0 +1,127 @@
+import { existsSync } from 'node:fs';
+import { loadConfig } from '../config/config.js';
+import { SEVERITIES, type Severity } from '../detect/alert.js';
+import { parseTimeArg } from '../events/time.js';
+import { deadLetters, execSessions, queryAlerts, queryEvents, rbacChanges, secretReads, top, userActivity, type Page } from '../store/queries.js';
+import type { RollupDim } from '../store/schema.js';
+import { Store } from '../store/store.js';
+import { parse, table, UsageError } from './common.js';
+
+export const QUERY_HELP = `Usage: kaudit query WHAT [--db PATH] [filters] [--format table|json]
+
+WHAT:
+  events          audit events, newest first
+  exec            who exec'd or attached into which pod (container, command, source IP, decision)
+  secret-reads    who read or listed Secrets
+  rbac-changes    who changed roles, cluster roles and bindings
+  activity        everything --user did (between --since and --until)
+  top DIM         busiest users | resources | verbs | namespaces | source-ips over a window
+  alerts          alerts, newest first (--rule, --severity minimum, --cluster, --namespace)
+  dead-letters    records rejected as bad input, with the reason
+
+Filters: --user --verb --resource --subresource --namespace --name --code --source-ip --cluster --since --until
+         --limit N (default 100) --cursor C (from the previous page, printed on stderr)
+Times: RFC 3339, a date (2024-05-01), epoch seconds, or a duration ago (30m, 2h, 7d). User, namespace, name and
+resource accept * wildcards. Output: a table on a terminal, else one JSON object a line (--format json to force).
+`;
+
+const EVENT_COLUMNS = ['time', 'user', 'verb', 'resource', 'subresource', 'namespace', 'name', 'code', 'sourceIP'];
+const EXEC_COLUMNS = ['time', 'user', 'namespace', 'name', 'container', 'command', 'sourceIP', 'decision', 'code'];
+const ALERT_COLUMNS = ['id', 'time', 'severity', 'rule', 'count', 'summary'];
+const TOP_DIMS: Record<string, RollupDim> = { users: 'user', user: 'user', resources: 'resource', resource: 'resource', verbs: 'verb', verb: 'verb', namespaces: 'namespace', namespace: 'namespace', 'source-ips': 'sourceIP', sourceips: 'sourceIP' };
+
+export async function runQuery(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    db: { type: 'string' },
+    config: { type: 'string' },
+    user: { type: 'string' },
+    verb: { type: 'string' },
+    resource: { type: 'string' },
+    subresource: { type: 'string' },
+    namespace: { type: 'string' },
+    name: { type: 'string' },
+    code: { type: 'string' },
+    'source-ip': { type: 'string' },
+    cluster: { type: 'string' },
+    since: { type: 'string' },
+    until: { type: 'string' },
+    limit: { type: 'string' },
+    cursor: { type: 'string' },
+    rule: { type: 'string' },
+    severity: { type: 'string' },
+    format: { type: 'string' },
+    'include-event': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help || positionals.length === 0) {
+    process.stdout.write(QUERY_HELP);
+    return values.help ? 0 : 2;
+  }
+  const cfg = loadConfig(values.config);
+  const path = values.db ?? cfg.store.path;
+  if (!existsSync(path)) throw new UsageError(`no store at ${path}: ingest something first (kaudit ingest --db ${path} FILE) or pass --db`);
+  const store = new Store(path, { readonly: true });
+  const time = (s: string | undefined) => (s === undefined ? undefined : parseTimeArg(s));
+  const limit = values.limit === undefined ? undefined : Number(values.limit);
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new UsageError('--limit takes a positive whole number');
+  const format = values.format ?? (process.stdout.isTTY ? 'table' : 'json');
+  if (format !== 'table' && format !== 'json') throw new UsageError('--format is table or json');
+  const page = { limit, cursor: values.cursor, includeEvent: values['include-event'] };
+  const analyst = { user: values.user, namespace: values.namespace, cluster: values.cluster, since: time(values.since), until: time(values.until) };
+  const print = (p: Page<Record<string, unknown>>, columns: string[]) => {
+    if (format === 'json') {
+      let out = '';
+      for (const r of p.items) out += JSON.stringify(r) + '\n';
+      process.stdout.write(out);
+    } else {
+      process.stdout.write(table(p.items, columns));
+    }
+    if (p.next) process.stderr.write(`more: --cursor ${p.next}\n`);
+  };
+  try {
+    const what = positionals[0]!;
+    switch (what) {
+      case 'events':
+        print(
+          queryEvents(store, { ...analyst, verb: values.verb, resource: values.resource, subresource: values.subresource, name: values.name, code: values.code === undefined ? undefined : Number(values.code), sourceIP: values['source-ip'] }, page) as unknown as Page<Record<string, unknown>>,
+          EVENT_COLUMNS,
+        );
+        break;
+      case 'exec':
+        print(execSessions(store, analyst, page) as unknown as Page<Record<string, unknown>>, EXEC_COLUMNS);
+        break;
+      case 'secret-reads':
+        print(secretReads(store, analyst, page) as unknown as Page<Record<string, unknown>>, EVENT_COLUMNS);
+        break;
+      case 'rbac-changes':
+        print(rbacChanges(store, analyst, page) as unknown as Page<Record<string, unknown>>, EVENT_COLUMNS);
+        break;
+      case 'activity':
+        if (!values.user) throw new UsageError('activity needs --user');
+        print(userActivity(store, { ...analyst, user: values.user }, page) as unknown as Page<Record<string, unknown>>, EVENT_COLUMNS);
+        break;
+      case 'top': {
+        const dim = TOP_DIMS[positionals[1] ?? ''];
+        if (!dim) throw new UsageError(`top needs one of: users, resources, verbs, namespaces, source-ips`);
+        print({ items: top(store, dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 }) as unknown as Record<string, unknown>[] }, ['value', 'count']);
+        break;
+      }
+      case 'alerts': {
+        if (values.severity && !SEVERITIES.includes(values.severity as Severity)) throw new UsageError(`--severity is one of ${SEVERITIES.join(', ')}`);
+        print(
+          queryAlerts(store, { rule: values.rule?.split(','), minSeverity: values.severity as Severity | undefined, cluster: values.cluster, namespace: values.namespace, user: values.user, since: analyst.since, until: analyst.until }, page) as unknown as Page<Record<string, unknown>>,
+          ALERT_COLUMNS,
+        );
+        break;
+      }
+      case 'dead-letters':
+        print({ items: deadLetters(store, limit ?? 100) as unknown as Record<string, unknown>[] }, ['id', 'received', 'source', 'position', 'reason']);
+        break;
+      default:
+        throw new UsageError(`unknown query "${what}"; see kaudit query --help`);
+    }
+  } finally {
+    store.close();
+  }
+  return 0;
+}

@@ -1,0 +1,125 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { startApi } from '../api/app.js';
+import { loadConfig, parseBytes, parseDuration, type KauditConfig } from '../config/config.js';
+import { log } from '../log.js';
+import { Metrics } from '../metrics.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import { importFiles } from '../sources/file-import.js';
+import { FileTail } from '../sources/file-tail.js';
+import { Retention } from '../store/retention.js';
+import { Store } from '../store/store.js';
+import { loadDetector, parse } from './common.js';
+
+export const SERVE_HELP = `Usage: kaudit serve [--config FILE] [--db PATH] [--listen HOST:PORT] [--tail PATH]... [options]
+
+Runs the API (under /api/v1; /healthz, /readyz, /metrics), the audit webhook receiver and the configured tails.
+Settings come from the config file, then KAUDIT_* environment variables, then these flags.
+
+  --config FILE        YAML config (see README)
+  --db PATH            SQLite store (default ./data/kaudit.db)
+  --listen HOST:PORT   default 127.0.0.1:8080; any non-loopback address needs TLS and tokens
+  --tail PATH          follow an audit log across rotation (repeatable)
+  --cluster NAME       cluster name for tailed events (default "default")
+  --rules DIR          detection rules directory (default: bundled detections/)
+  --demo               import the bundled sample audit log at start, so there is data to look at
+  --no-redact          keep Secret values in stored events (not recommended)
+  --insecure-allow-unauthenticated-remote   serve a non-loopback address without TLS and tokens (never in production)
+`;
+
+export const SAMPLE_LOG = fileURLToPath(new URL('../../fixtures/sample/audit.log', import.meta.url));
+
+export interface Running {
+  config: KauditConfig;
+  store: Store;
+  pipeline: Pipeline;
+  metrics: Metrics;
+  app: FastifyInstance;
+  address: string;
+  port: number;
+  tails: FileTail[];
+  stop(): Promise<void>;
+}
+
+/** Starts everything `kaudit serve` runs; returns handles so tests can drive and stop it in-process. */
+export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; demo?: boolean; detect?: boolean } = {}): Promise<Running> {
+  const metrics = new Metrics();
+  const store = new Store(cfg.store.path, { alertGroupWindowMs: parseDuration(cfg.store.alertGroupWindow) });
+  let ready = false;
+  const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
+  const pipeline = new Pipeline({ store, detector, metrics, redaction: { enabled: cfg.redaction.enabled, key: store.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
+  metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
+  const retention = new Retention(store, {
+    maxAgeMs: cfg.store.retention.maxAge ? parseDuration(cfg.store.retention.maxAge) : undefined,
+    maxBytes: cfg.store.retention.maxSize ? parseBytes(cfg.store.retention.maxSize) : undefined,
+  });
+  retention.start(cfg.store.retention.intervalSeconds * 1000);
+  const { app, address, port } = await startApi({ config: cfg, store, sink: pipeline, bus: pipeline.bus, metrics, ready: () => ready });
+  const tails = cfg.tail.map((t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }));
+  for (const t of tails) t.start();
+  if (opts.demo && existsSync(SAMPLE_LOG)) {
+    const r = await importFiles([SAMPLE_LOG], { sink: pipeline, cluster: 'demo' });
+    log.info(`demo: imported the sample audit log (${r.events} new events, ${r.alerts} alerts)`);
+  }
+  ready = true;
+  let stopped = false;
+  return {
+    config: cfg,
+    store,
+    pipeline,
+    metrics,
+    app,
+    address,
+    port,
+    tails,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      ready = false;
+      retention.stop();
+      await Promise.all(tails.map((t) => t.stop()));
+      await app.close();
+      await pipeline.idle();
+      store.close();
+    },
+  };
+}
+
+export async function runServe(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    config: { type: 'string' },
+    db: { type: 'string' },
+    listen: { type: 'string' },
+    tail: { type: 'string', multiple: true },
+    cluster: { type: 'string' },
+    rules: { type: 'string' },
+    demo: { type: 'boolean' },
+    'no-redact': { type: 'boolean' },
+    'insecure-allow-unauthenticated-remote': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  }, false);
+  if (values.help) {
+    process.stdout.write(SERVE_HELP);
+    return 0;
+  }
+  const cfg = loadConfig(values.config);
+  if (values.db) cfg.store.path = values.db;
+  if (values.listen) cfg.server.listen = values.listen;
+  if (values.cluster) cfg.cluster = values.cluster;
+  if (values['no-redact']) cfg.redaction.enabled = false;
+  if (values['insecure-allow-unauthenticated-remote']) cfg.server.insecureAllowUnauthenticatedRemote = true;
+  for (const p of values.tail ?? []) cfg.tail.push({ path: p });
+  const running = await startServe(cfg, { rulesDir: values.rules, demo: values.demo });
+  const scheme = cfg.server.tls ? 'https' : 'http';
+  log.info(`kaudit serving on ${scheme}://${running.address} (API ${scheme}://${running.address}/api/v1, OpenAPI at /api/v1/openapi.json), store ${cfg.store.path}${cfg.tail.length ? `, tailing ${cfg.tail.map((t) => t.path).join(', ')}` : ''}`);
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      log.info(`${sig}: finishing the batches in progress and stopping`);
+      void running.stop().then(resolve);
+    };
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+  });
+  return 0;
+}

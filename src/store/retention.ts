@@ -1,0 +1,91 @@
+import { log } from '../log.js';
+import type { Store } from './store.js';
+
+export interface RetentionOptions {
+  /** Drop events older than this (event time), in milliseconds. */
+  maxAgeMs?: number;
+  /** Keep the database under this many bytes (pages in use), dropping the oldest events first. */
+  maxBytes?: number;
+  /** Blobs (batches of events) deleted per transaction, so ingest never waits long (default 20). */
+  chunk?: number;
+}
+
+/**
+ * Prunes old events in the background in small transactions between ingest batches. Events go a stored batch (blob)
+ * at a time: a blob is dropped once its newest event is past the age limit, or oldest-first while the store is over
+ * its size limit. Alerts are kept (their event link then reports the event as expired).
+ */
+export class Retention {
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  deletedEvents = 0;
+
+  constructor(private readonly store: Store, private readonly o: RetentionOptions) {}
+
+  get enabled(): boolean {
+    return this.o.maxAgeMs !== undefined || this.o.maxBytes !== undefined;
+  }
+
+  start(intervalMs: number): void {
+    if (!this.enabled) return;
+    this.timer = setInterval(() => void this.runOnce(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  private deleteBlobs(where: string, params: unknown[]): number {
+    const db = this.store.db;
+    const chunk = this.o.chunk ?? 20;
+    return db.transaction(() => {
+      const blobs = db.prepare(`SELECT id, first_event, last_event FROM blobs WHERE ${where} ORDER BY id LIMIT ?`).all(...params, chunk) as { id: number; first_event: number; last_event: number }[];
+      let n = 0;
+      const delEvents = db.prepare('DELETE FROM events WHERE id BETWEEN ? AND ? AND blob = ?');
+      const delBlob = db.prepare('DELETE FROM blobs WHERE id = ?');
+      for (const b of blobs) {
+        n += delEvents.run(b.first_event, b.last_event, b.id).changes;
+        delBlob.run(b.id);
+      }
+      return blobs.length === 0 ? -1 : n;
+    })();
+  }
+
+  /** One pass; yields to the event loop between chunks. Returns events deleted. */
+  async runOnce(now = Date.now()): Promise<number> {
+    if (this.running) return 0;
+    this.running = true;
+    let total = 0;
+    try {
+      if (this.o.maxAgeMs !== undefined) {
+        const cutoff = (now - this.o.maxAgeMs) * 1000;
+        for (;;) {
+          const n = this.deleteBlobs('max_time < ?', [cutoff]);
+          if (n < 0) break;
+          total += n;
+          await new Promise((r) => setImmediate(r));
+        }
+        this.store.db.prepare('DELETE FROM rollup WHERE hour < ?').run(Math.floor(cutoff / 3_600_000_000));
+      }
+      if (this.o.maxBytes !== undefined) {
+        while (this.store.sizeBytes() > this.o.maxBytes) {
+          const n = this.deleteBlobs('1', []);
+          if (n < 0) break;
+          total += n;
+          await new Promise((r) => setImmediate(r));
+        }
+      }
+      if (total > 0) {
+        this.store.db.pragma('incremental_vacuum(2000)');
+        log.info(`retention: pruned ${total} events`);
+      }
+    } catch (e) {
+      log.error(`retention pass failed: ${(e as Error).message}`, 'retention');
+    } finally {
+      this.running = false;
+    }
+    this.deletedEvents += total;
+    return total;
+  }
+}
