@@ -45,11 +45,26 @@ async function isGzip(path: string): Promise<boolean> {
 
 async function openStream(path: string, opts: ReadOptions): Promise<AsyncIterable<Buffer>> {
   const file = createReadStream(path, { highWaterMark: CHUNK });
-  if (opts.onBytes) file.on('data', (b) => opts.onBytes!((b as Buffer).length));
-  if (!(await isGzip(path))) return file;
-  const gunzip = createGunzip({ chunkSize: CHUNK });
-  file.on('error', (e) => gunzip.destroy(e));
-  return file.pipe(gunzip);
+  let source: AsyncIterable<Buffer> = file;
+  if (await isGzip(path)) {
+    const gunzip = createGunzip({ chunkSize: CHUNK });
+    file.on('error', (e) => gunzip.destroy(e));
+    source = file.pipe(gunzip);
+  }
+  if (!opts.onBytes) return source;
+  // Progress from the file's read position (compressed bytes for .gz). Not a 'data' listener: that would put the
+  // stream in flowing mode and race the iterator for chunks.
+  const onBytes = opts.onBytes;
+  return (async function* () {
+    let reported = 0;
+    for await (const chunk of source) {
+      if (file.bytesRead > reported) {
+        onBytes(file.bytesRead - reported);
+        reported = file.bytesRead;
+      }
+      yield chunk;
+    }
+  })();
 }
 
 function firstNonSpace(b: Buffer): number {

@@ -74,8 +74,8 @@ const HOUR_US = 3_600_000_000;
  * Used by the analyst questions, which count requests, not stages.
  */
 const ONE_PER_REQUEST = `(e.stage >= 2
-  OR (e.stage = 1 AND NOT EXISTS (SELECT 1 FROM events x WHERE x.audit_id = e.audit_id AND x.stage IN (2, 3) AND x.cluster = e.cluster))
-  OR (e.stage = 0 AND NOT EXISTS (SELECT 1 FROM events x WHERE x.audit_id = e.audit_id AND x.stage IN (1, 2, 3) AND x.cluster = e.cluster)))`;
+  OR (e.stage = 1 AND NOT EXISTS (SELECT 1 FROM events x WHERE x.time = e.time AND x.audit_id = e.audit_id AND x.stage IN (2, 3) AND x.cluster = e.cluster))
+  OR (e.stage = 0 AND NOT EXISTS (SELECT 1 FROM events x WHERE x.time = e.time AND x.audit_id = e.audit_id AND x.stage IN (1, 2, 3) AND x.cluster = e.cluster)))`;
 
 const DICT_COLUMNS: Partial<Record<keyof EventFilter, string>> = {
   user: 'user',

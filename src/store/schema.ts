@@ -45,8 +45,11 @@ const MIGRATIONS: string[] = [
     blob INTEGER NOT NULL,
     blob_idx INTEGER NOT NULL
   );
-  CREATE UNIQUE INDEX events_key ON events (audit_id, stage, cluster);
-  CREATE INDEX events_time ON events (time);
+  -- The identity of an event is (cluster, auditID, stage). Every stage of a request carries the same
+  -- requestReceivedTimestamp, so leading with time makes the same key unique while new rows land at the right
+  -- edge of the index (random UUIDs first made each insert a random B-tree write, three times slower), and
+  -- the index doubles as the time index.
+  CREATE UNIQUE INDEX events_key ON events (time, audit_id, stage, cluster);
   CREATE INDEX events_user_time ON events (user, time);
   CREATE INDEX events_resource_time ON events (resource, time);
   CREATE INDEX events_exec_time ON events (time) WHERE subresource IN ('exec', 'attach', 'portforward');

@@ -92,7 +92,7 @@ export class Store {
       dictGet: db.prepare('SELECT id FROM dict WHERE value = ?').pluck(),
       dictGetValue: db.prepare('SELECT value FROM dict WHERE id = ?').pluck(),
       dictPut: db.prepare('INSERT INTO dict (value) VALUES (?)'),
-      exists: db.prepare('SELECT 1 FROM events WHERE audit_id = ? AND stage = ? AND cluster = ?').pluck(),
+      exists: db.prepare('SELECT 1 FROM events WHERE time = ? AND audit_id = ? AND stage = ? AND cluster = ?').pluck(),
       insertEvent: db.prepare(`INSERT OR IGNORE INTO events (time, stage, audit_id, cluster, verb, user, groups, imp_user,
         source_ip, user_agent, api_group, api_version, resource, subresource, namespace, name, code, decision, level,
         command, container, blob, blob_idx) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`),
@@ -163,7 +163,7 @@ export class Store {
       }
       seen.add(k);
       const cluster = this.lookup(e.cluster);
-      out[i] = cluster !== undefined && this.stmts.exists.get(encodeAuditID(e.auditID), STAGE_CODES[e.stage], cluster) !== undefined;
+      out[i] = cluster !== undefined && this.stmts.exists.get(e.timeMicros, encodeAuditID(e.auditID), STAGE_CODES[e.stage], cluster) !== undefined;
     }
     return out;
   }
@@ -192,7 +192,7 @@ export class Store {
       let maxTime = 0;
       for (const e of b.events) if (e.timeMicros > maxTime) maxTime = e.timeMicros;
       blobId = Number(s.insertBlob.run(maxTime, b.blob).lastInsertRowid);
-      const roll = new Map<string, number>();
+      const roll = new Map<number, number>();
       for (let i = 0; i < b.events.length; i++) {
         const e = b.events[i]!;
         const r = s.insertEvent.run(
@@ -220,8 +220,9 @@ export class Store {
       if (stored === 0) s.deleteBlob.run(blobId);
       else s.finishBlob.run(first, last, blobId);
       for (const [k, n] of roll) {
-        const [hour, dim, value] = k.split(':').map(Number) as [number, number, number];
-        s.rollup.run(hour, dim, value, n);
+        const hour = Math.floor(k / ROLL_HOUR);
+        const rest = k - hour * ROLL_HOUR;
+        s.rollup.run(hour, rest % 8, Math.floor(rest / 8), n);
       }
     }
     const newAlerts: Alert[] = [];
@@ -292,7 +293,11 @@ export class Store {
   }
 }
 
-function addRoll(m: Map<string, number>, hour: number, dim: number, value: number): void {
-  const k = `${hour}:${dim}:${value}`;
+/** Rollup keys packed in one number: hour * 2^27 + value id * 8 + dim (exact below 2^53 for 2^26 hours). */
+const ROLL_HOUR = 2 ** 27;
+
+function addRoll(m: Map<number, number>, hour: number, dim: number, value: number): void {
+  if (value >= 2 ** 24) return; // beyond the packing range: such a long tail is not a "top" entry anyway
+  const k = hour * ROLL_HOUR + value * 8 + dim;
   m.set(k, (m.get(k) ?? 0) + 1);
 }

@@ -1,0 +1,120 @@
+// Import benchmark (issue: core). Generates a realistic audit log, then measures in one run:
+//  - a bare loop that reads the file and JSON.parses each line (one core): the baseline;
+//  - `kaudit ingest`'s path (pipeline: decode, normalise, redact, detect, compress, store) with the detection rules;
+// and prints events/s for both, their ratio, bytes on disk per event, store size against the log size, peak RSS,
+// and the time of each analyst query on the resulting store.
+// Usage: node benchmarks/ingest.mjs [--events N] [--no-detect] [--keep DIR]   (needs `npm run build` first)
+import { createReadStream, mkdtempSync, rmSync, statSync, createWriteStream, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { eventStream } from './lib/generate.mjs';
+
+const { values } = parseArgs({ options: { events: { type: 'string', default: '300000' }, 'no-detect': { type: 'boolean' }, keep: { type: 'string' }, 'queries-only': { type: 'boolean' } } });
+const N = Number(values.events);
+const dist = new URL('../dist/', import.meta.url);
+const { Store } = await import(new URL('store/store.js', dist));
+const { Pipeline } = await import(new URL('pipeline/pipeline.js', dist));
+const { importFiles } = await import(new URL('sources/file-import.js', dist));
+const q = await import(new URL('store/queries.js', dist));
+const { loadDetector } = await import(new URL('cli/common.js', dist));
+
+const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'kaudit-bench-'));
+const log = join(dir, 'audit.log');
+
+async function generate() {
+  const next = eventStream({ seed: 1, rate: 12 });
+  const out = createWriteStream(log);
+  let buf = '';
+  for (let i = 0; i < N; i++) {
+    buf += JSON.stringify(next()) + '\n';
+    if (buf.length > 1 << 20) {
+      if (!out.write(buf)) await new Promise((r) => out.once('drain', r));
+      buf = '';
+    }
+  }
+  out.end(buf);
+  await new Promise((r) => out.on('finish', r));
+}
+
+async function bareParse() {
+  const t0 = process.hrtime.bigint();
+  let n = 0;
+  let carry = '';
+  for await (const chunk of createReadStream(log, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+    const s = carry + chunk;
+    let start = 0;
+    for (;;) {
+      const nl = s.indexOf('\n', start);
+      if (nl < 0) break;
+      JSON.parse(s.slice(start, nl));
+      n++;
+      start = nl + 1;
+    }
+    carry = s.slice(start);
+  }
+  return { n, secs: Number(process.hrtime.bigint() - t0) / 1e9 };
+}
+
+function fmt(n) {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+await generate();
+const logBytes = statSync(log).size;
+console.log(`log: ${fmt(N)} events, ${(logBytes / 1e6).toFixed(1)} MB (${Math.round(logBytes / N)} bytes/event) in ${dir}`);
+
+// Baseline first and again after, keeping the better: the page cache is warm for both runs of the import too.
+let base = await bareParse();
+const base2 = await bareParse();
+if (base2.secs < base.secs) base = base2;
+const baseRate = base.n / base.secs;
+console.log(`bare read + JSON.parse: ${fmt(baseRate)} events/s`);
+
+const dbPath = join(dir, 'kaudit.db');
+rmSync(dbPath, { force: true });
+const store = new Store(dbPath);
+const detector = values['no-detect'] ? undefined : await loadDetector({});
+let peakRss = 0;
+const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+const t0 = process.hrtime.bigint();
+const pipeline = new Pipeline({ store, detector, redaction: { enabled: true, key: store.redactionKey } });
+const res = await importFiles([log], { sink: pipeline, cluster: 'bench' });
+const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+clearInterval(sampler);
+peakRss = Math.max(peakRss, process.memoryUsage().rss);
+store.db.pragma('wal_checkpoint(TRUNCATE)');
+const rate = res.events / secs;
+let dbBytes = 0;
+for (const f of readdirSync(dir)) if (f.startsWith('kaudit.db')) dbBytes += statSync(join(dir, f)).size;
+console.log(`kaudit import (${detector ? `detection on, ${detector.rules?.length ?? '?'} rules` : 'no detection'}): ${fmt(rate)} events/s, ${fmt(res.events)} stored, ${res.alerts} alerts, ${res.bad} bad`);
+console.log(`ratio to bare parse: ${(rate / baseRate).toFixed(2)} (target >= 0.40)`);
+console.log(`store on disk: ${(dbBytes / 1e6).toFixed(1)} MB = ${Math.round(dbBytes / res.events)} bytes/event = ${((dbBytes / logBytes) * 100).toFixed(1)}% of the log (target <= 40%)`);
+console.log(`peak RSS while importing: ${(peakRss / 1e6).toFixed(0)} MB`);
+
+// Analyst queries over the whole store: median of 5 runs each.
+const first = store.db.prepare('SELECT min(time) FROM events').pluck().get();
+const last = store.db.prepare('SELECT max(time) FROM events').pluck().get();
+const mid = Math.floor((first + last) / 2);
+const queries = {
+  'exec sessions (page of 100)': () => q.execSessions(store, {}, { limit: 100 }),
+  'secret reads (page of 100)': () => q.secretReads(store, {}, { limit: 100 }),
+  'rbac changes (page of 100)': () => q.rbacChanges(store, {}, { limit: 100 }),
+  'user activity, alice, half the window': () => q.userActivity(store, { user: 'alice@example.com', since: first, until: mid }, { limit: 100 }),
+  'events by user+verb+resource': () => q.queryEvents(store, { user: 'bob@example.com', verb: 'get', resource: 'secrets' }, { limit: 100 }),
+  'top users, whole window (unaligned)': () => q.top(store, 'user', { since: first + 1234567, until: last - 7654321 }),
+  'top resources, last 6h': () => q.top(store, 'resource', { since: last - 6 * 3600e6, until: last }),
+  'alerts, high and above': () => q.queryAlerts(store, { minSeverity: 'high' }, { limit: 100 }),
+};
+for (const [name, fn] of Object.entries(queries)) {
+  const times = [];
+  for (let i = 0; i < 5; i++) {
+    const t = process.hrtime.bigint();
+    fn();
+    times.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+  times.sort((a, b) => a - b);
+  console.log(`query ${name}: ${times[2].toFixed(1)} ms (median of 5)`);
+}
+store.close();
+if (!values.keep) rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,421 @@
+/**
+ * `kaudit policy check`: what a policy gets wrong, as findings. A check that passes adds no finding.
+ *
+ * Severities: `error` fails the check (the apiserver would refuse the policy, a field is silently ignored, or a CIS
+ * control is not met); `warning` is a real weakness that does not break a benchmark (a detection left blind, a rule
+ * that can never match, noisy traffic kept); `note` is advice.
+ */
+import type { Stage } from '../events/types.js';
+import {
+  GENERIC_IDENTITIES,
+  NOISE,
+  NON_RESOURCE_VERBS,
+  RESOURCE_VERBS,
+  SYSTEM_IDENTITIES,
+  describeRequest,
+  groupResourceLabel,
+  noiseClassOf,
+  nonResourceRequest,
+} from './catalog.js';
+import { evaluatePolicy } from './evaluate.js';
+import type { LoadedPolicy } from './load.js';
+import { allIdentities, everyResource, isLogged, isVisible, resourceProbes, type Probe, type ResourceSel } from './probe.js';
+import { describeRequirement, type RuleRequirement } from './requirements.js';
+import { findShadowedRules } from './shadow.js';
+import type { AuditDecision, Policy } from './types.js';
+import { levelRank } from './types.js';
+import { validatePolicy } from './validate.js';
+
+export type Severity = 'error' | 'warning' | 'note';
+
+export interface Finding {
+  id: string;
+  severity: Severity;
+  message: string;
+  /** Index of the policy rule the finding is about (null: no rule matched, the default None applied). */
+  rule?: number | null;
+  /** Field path, for invalid-policy and unknown-field. */
+  path?: string;
+  /** Line in the policy (or manifest) file. */
+  line?: number;
+  /** File the line refers to when it is not the policy (the apiserver manifest). */
+  file?: string;
+  /** Detection rule id, for detection-blind-spot. */
+  detection?: string;
+  /** Up to a few example requests behind the finding. */
+  examples?: string[];
+}
+
+export interface CheckDescription {
+  id: string;
+  title: string;
+}
+
+export const CHECKS: CheckDescription[] = [
+  { id: 'invalid-policy', title: 'kube-apiserver accepts the policy' },
+  { id: 'unknown-field', title: 'no field is silently ignored' },
+  { id: 'cis-3.2.1', title: 'CIS 3.2.1: a minimal audit policy is in place' },
+  { id: 'cis-3.2.2-secrets-metadata-only', title: 'CIS 3.2.2: secrets, configmaps and token reviews are logged, at Metadata only' },
+  { id: 'cis-3.2.2-workload-changes', title: 'CIS 3.2.2: changes to pods and deployments are logged' },
+  { id: 'cis-3.2.2-exec-proxy', title: 'CIS 3.2.2: pods/exec, attach, portforward, proxy and services/proxy are logged' },
+  { id: 'cis-3.2.2-catch-all', title: 'CIS 3.2.2: everything else is logged at Metadata at least' },
+  { id: 'detection-blind-spot', title: 'every enabled detection sees the requests it needs' },
+  { id: 'shadowed-rule', title: 'every rule can match some request' },
+  { id: 'omit-request-received', title: 'the RequestReceived stage is omitted' },
+  { id: 'noisy-reads', title: 'high-volume system reads are not logged' },
+];
+
+export interface CheckOptions {
+  /** Requirements of the enabled detections; undefined skips detection-blind-spot. */
+  requirements?: RuleRequirement[];
+  /** Why the requirements are missing, reported as a skipped check. */
+  requirementsUnavailable?: string;
+}
+
+export interface CheckReport {
+  source: string;
+  findings: Finding[];
+  /** Ids of the checks that ran and found nothing. */
+  passed: string[];
+  skipped: { id: string; reason: string }[];
+}
+
+const SEVERITY_ORDER: Severity[] = ['note', 'warning', 'error'];
+
+export function severityAtLeast(s: Severity, min: Severity): boolean {
+  return SEVERITY_ORDER.indexOf(s) >= SEVERITY_ORDER.indexOf(min);
+}
+
+/** Resources whose request or response body holds secret values (CIS 3.2.2 names the first three). */
+export const SENSITIVE: ResourceSel[] = [
+  { group: '', resource: 'secrets' },
+  { group: '', resource: 'configmaps' },
+  { group: 'authentication.k8s.io', resource: 'tokenreviews' },
+  { group: '', resource: 'serviceaccounts', subresource: 'token' },
+];
+
+const SENSITIVE_VERBS: Record<string, string[]> = {
+  secrets: [...RESOURCE_VERBS],
+  configmaps: [...RESOURCE_VERBS],
+  tokenreviews: ['create'],
+  token: ['create'],
+};
+
+export function isSensitive(group: string, resource: string, subresource = ''): boolean {
+  return SENSITIVE.some((s) => (s.group === group || group === '*') && (s.resource === resource || resource === '*') && (s.subresource ?? '') === subresource);
+}
+
+interface Miss {
+  probe: Probe;
+  decision: AuditDecision;
+}
+
+function ruleLabel(rule: number | null): string {
+  return rule === null ? 'no rule matches (default None)' : `rule ${rule}`;
+}
+
+/** Groups misses by the rule that decided them; one finding per rule keeps the output short and actionable. */
+function missesToFindings(
+  id: string,
+  severity: Severity,
+  misses: Miss[],
+  describe: (rule: number | null, misses: Miss[], what: string) => string,
+  lineOf: (rule: number | null) => number | undefined,
+): Finding[] {
+  const byRule = new Map<number | null, Miss[]>();
+  for (const m of misses) {
+    const k = m.decision.rule;
+    if (!byRule.has(k)) byRule.set(k, []);
+    byRule.get(k)!.push(m);
+  }
+  const out: Finding[] = [];
+  for (const [rule, ms] of byRule) {
+    const kinds = new Map<string, Set<string>>();
+    for (const m of ms) {
+      const a = m.probe.attrs;
+      const label = a.resourceRequest ? groupResourceLabel(a.apiGroup, a.resource, a.subresource) : a.path;
+      if (!kinds.has(label)) kinds.set(label, new Set());
+      kinds.get(label)!.add(a.verb);
+    }
+    const what = [...kinds].map(([label, verbs]) => `${label} (${[...verbs].join(', ')})`).join('; ');
+    const examples = [...new Set(ms.map((m) => describeRequest(m.probe.attrs, m.probe.who)))].slice(0, 3);
+    const f: Finding = { id, severity, message: describe(rule, ms, what), rule, examples };
+    const line = lineOf(rule);
+    if (line !== undefined) f.line = line;
+    out.push(f);
+  }
+  return out;
+}
+
+function checkSecrets(policy: Policy, lineOf: (r: number | null) => number | undefined): Finding[] {
+  const tooHigh: Miss[] = [];
+  const notLogged: Miss[] = [];
+  for (const sel of SENSITIVE) {
+    const verbs = SENSITIVE_VERBS[sel.subresource ?? sel.resource]!;
+    // At most Metadata for anyone the policy could single out.
+    for (const p of resourceProbes({ policy, resources: [sel], verbs, identities: allIdentities(policy), withNames: true })) {
+      const d = evaluatePolicy(policy, p.attrs);
+      if (levelRank(d.level) > levelRank('Metadata') && isLogged(d, p.attrs)) tooHigh.push({ probe: p, decision: d });
+    }
+    // At least Metadata for ordinary callers (CIS names secrets, configmaps and tokenreviews).
+    if (sel.subresource === undefined) {
+      for (const p of resourceProbes({ policy, resources: [sel], verbs, identities: GENERIC_IDENTITIES })) {
+        const d = evaluatePolicy(policy, p.attrs);
+        if (!isLogged(d, p.attrs)) notLogged.push({ probe: p, decision: d });
+      }
+    }
+  }
+  return [
+    ...missesToFindings('cis-3.2.2-secrets-metadata-only', 'error', tooHigh, (rule, ms, what) => {
+      const lvl = ms[0]!.decision.level;
+      return `${ruleLabel(rule)} logs ${what} at ${lvl}: that writes secret values (or tokens) into the audit log; log them at Metadata`;
+    }, lineOf),
+    ...missesToFindings('cis-3.2.2-secrets-metadata-only', 'error', notLogged, (rule, _ms, what) =>
+      `${what} ${rule === null ? 'are not logged: no rule matches them' : `are not logged: ${ruleLabel(rule)} drops them`}; log them at Metadata`, lineOf),
+  ];
+}
+
+function checkLogged(id: string, policy: Policy, probes: Probe[], lineOf: (r: number | null) => number | undefined, advice: string): Finding[] {
+  const misses: Miss[] = [];
+  for (const p of probes) {
+    const d = evaluatePolicy(policy, p.attrs);
+    if (!isLogged(d, p.attrs)) misses.push({ probe: p, decision: d });
+  }
+  return missesToFindings(id, 'error', misses, (rule, _ms, what) =>
+    `${what} ${rule === null ? 'are not logged: no rule matches them' : `are not logged: ${ruleLabel(rule)} ${policy.rules[rule]!.level === 'None' ? 'drops them' : 'omits every stage they go through'}`}; ${advice}`, lineOf);
+}
+
+function catchAllProbes(policy: Policy): Probe[] {
+  const probes = resourceProbes({ policy, resources: everyResource(), verbs: RESOURCE_VERBS, identities: GENERIC_IDENTITIES, namespaces: undefined });
+  for (const id of GENERIC_IDENTITIES) {
+    for (const path of ['/kaudit-probe', '/logs/kaudit-probe', '/metrics', '/debug/pprof/profile', '/apis/kaudit-probe.example.com']) {
+      for (const verb of ['get', 'post']) probes.push({ attrs: nonResourceRequest(id.user, verb, path), who: id.label });
+    }
+  }
+  return probes.filter((p) => noiseClassOf(p.attrs) === undefined);
+}
+
+/** Requirements that CIS 3.2.2 itself forbids (a body of secrets, configmaps or token reviews). */
+export function conflictsWithCis(req: RuleRequirement): boolean {
+  if (req.level === 'Metadata') return false;
+  return req.resources.some((r) => isSensitive(r.group, r.resource, r.subresource === '*' ? '' : (r.subresource ?? '')));
+}
+
+export function requirementProbes(policy: Policy, req: RuleRequirement): Probe[] {
+  const verbs = req.verbs.length > 0 ? req.verbs : [...RESOURCE_VERBS];
+  const probes: Probe[] = [];
+  const urls = req.nonResourceURLs ?? [];
+  const sels: ResourceSel[] = [];
+  const any = req.resources.length === 0 && urls.length === 0;
+  const resources = any ? [{ group: '*', resource: '*', subresource: '*' }] : req.resources;
+  for (const r of resources) {
+    const matching = everyResource().filter(
+      (e) =>
+        (r.group === '*' || r.group === e.group) &&
+        (r.resource === '*' || r.resource === e.resource) &&
+        (r.subresource === '*' ? true : (r.subresource ?? undefined) === e.subresource),
+    );
+    if (r.group !== '*' && r.resource !== '*' && r.subresource !== '*') matching.push({ group: r.group, resource: r.resource, ...(r.subresource ? { subresource: r.subresource } : {}) });
+    for (const m of matching) if (!sels.some((s) => s.group === m.group && s.resource === m.resource && s.subresource === m.subresource)) sels.push(m);
+  }
+  const namespaces = req.namespaces && req.namespaces.length > 0 ? req.namespaces : undefined;
+  probes.push(...resourceProbes({ policy, resources: sels, verbs, identities: GENERIC_IDENTITIES, namespaces }));
+  const nrVerbs = req.verbs.length > 0 ? req.verbs : NON_RESOURCE_VERBS.slice(0, 2);
+  const paths = any ? ['/kaudit-probe'] : urls.map((u) => (u === '*' ? '/kaudit-probe' : u.endsWith('*') ? `${u.slice(0, -1)}kaudit-probe` : u));
+  for (const id of GENERIC_IDENTITIES) for (const path of paths) for (const verb of nrVerbs) probes.push({ attrs: nonResourceRequest(id.user, verb, path), who: id.label });
+  return probes;
+}
+
+/** Per requirement: the probes the policy leaves blind. */
+export function blindSpots(policy: Policy, reqs: RuleRequirement[]): { req: RuleRequirement; misses: { probe: Probe; decision: AuditDecision }[]; total: number }[] {
+  return reqs.map((req) => {
+    const probes = requirementProbes(policy, req);
+    const misses: Miss[] = [];
+    for (const p of probes) {
+      const d = evaluatePolicy(policy, p.attrs);
+      if (!isVisible(d, req.level, req.stages)) misses.push({ probe: p, decision: d });
+    }
+    return { req, misses, total: probes.length };
+  });
+}
+
+function checkBlindSpots(policy: Policy, reqs: RuleRequirement[], lineOf: (r: number | null) => number | undefined): Finding[] {
+  const out: Finding[] = [];
+  for (const { req, misses, total } of blindSpots(policy, reqs)) {
+    if (misses.length === 0) continue;
+    const first = misses[0]!;
+    const d = first.decision;
+    const got = d.level === 'None' ? 'not logged' : levelRank(d.level) < levelRank(req.level) ? `logged at ${d.level}` : `logged without the ${req.stages.join(' or ')} stage`;
+    const scope = misses.length === total ? 'blind' : `blind for ${misses.length} of ${total} probed requests`;
+    const conflict = conflictsWithCis(req)
+      ? ' It needs request bodies that CIS 3.2.2 keeps out of the log (secret values): keeping the policy at Metadata there is deliberate; disable the detection or accept the risk.'
+      : '';
+    const f: Finding = {
+      id: 'detection-blind-spot',
+      severity: 'warning',
+      detection: req.rule,
+      rule: d.rule,
+      message: `detection ${req.rule} (${req.title}) is ${scope}: it needs ${describeRequirement(req)} at ${req.level} in ${req.stages.join(' or ')}, but ${describeRequest(first.probe.attrs, first.probe.who)} is ${got} (${ruleLabel(d.rule)}).${conflict}`,
+      examples: [...new Set(misses.map((m) => `${describeRequest(m.probe.attrs, m.probe.who)}: ${m.decision.level} (${ruleLabel(m.decision.rule)})`))].slice(0, 3),
+    };
+    const line = lineOf(d.rule);
+    if (line !== undefined) f.line = line;
+    out.push(f);
+  }
+  return out;
+}
+
+function checkNoisyReads(policy: Policy, lineOf: (r: number | null) => number | undefined): Finding[] {
+  const out: Finding[] = [];
+  for (const n of NOISE) {
+    const verbs = n.verbs.filter((v) => ['get', 'list', 'watch'].includes(v) || (n.id === 'leases' && v === 'update'));
+    const probes: Probe[] = [];
+    if (n.resources) probes.push(...resourceProbes({ policy, resources: n.resources, verbs, identities: SYSTEM_IDENTITIES, namespaces: ['kube-system', 'kube-node-lease', 'default'] }));
+    for (const path of n.nonResourceURLs ?? []) for (const id of [...SYSTEM_IDENTITIES, ...GENERIC_IDENTITIES]) probes.push({ attrs: nonResourceRequest(id.user, 'get', path), who: id.label });
+    const kept: Miss[] = [];
+    for (const p of probes) {
+      const d = evaluatePolicy(policy, p.attrs);
+      if (isLogged(d, p.attrs)) kept.push({ probe: p, decision: d });
+    }
+    if (kept.length === 0) continue;
+    const rules = [...new Set(kept.map((k) => k.decision.rule))];
+    const f: Finding = {
+      id: 'noisy-reads',
+      severity: 'warning',
+      rule: rules[0] ?? null,
+      message: `${n.description} are logged (${rules.map((r) => ruleLabel(r)).join(', ')}), e.g. ${describeRequest(kept[0]!.probe.attrs, kept[0]!.probe.who)} at ${kept[0]!.decision.level}: this is among the highest-volume traffic of a cluster and tells little; add a level: None rule for it before the broader rules`,
+      examples: [...new Set(kept.map((k) => describeRequest(k.probe.attrs, k.probe.who)))].slice(0, 3),
+    };
+    const line = lineOf(rules[0] ?? null);
+    if (line !== undefined) f.line = line;
+    out.push(f);
+  }
+  return out;
+}
+
+function checkOmitRequestReceived(policy: Policy, lineOf: (r: number | null) => number | undefined): Finding[] {
+  if (policy.omitStages.includes('RequestReceived')) return [];
+  const rules = policy.rules.map((r, i) => ({ r, i })).filter(({ r }) => r.level !== 'None' && !r.omitStages.includes('RequestReceived')).map(({ i }) => i);
+  if (rules.length === 0) return [];
+  const f: Finding = {
+    id: 'omit-request-received',
+    severity: 'note',
+    rule: rules[0]!,
+    message: `rule${rules.length > 1 ? 's' : ''} ${rules.join(', ')} write a RequestReceived event for every request as well as the ResponseComplete one, nearly doubling the volume for little value: add omitStages: ["RequestReceived"] at the policy level`,
+  };
+  const line = lineOf(rules[0]!);
+  if (line !== undefined) f.line = line;
+  return [f];
+}
+
+function logsSomething(policy: Policy): boolean {
+  const all: Stage[] = ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'];
+  return policy.rules.some((r) => r.level !== 'None' && ['Metadata', 'Request', 'RequestResponse'].includes(r.level) && all.some((s) => !r.omitStages.includes(s) && !policy.omitStages.includes(s)));
+}
+
+/** Runs every policy check. */
+export function checkPolicy(loaded: LoadedPolicy, opts: CheckOptions = {}): CheckReport {
+  const findings: Finding[] = [];
+  const skipped: { id: string; reason: string }[] = [];
+  const ran = new Set<string>();
+  const lineOfRule = (r: number | null) => (r === null ? undefined : loaded.ruleLines[r]);
+
+  ran.add('invalid-policy');
+  for (const e of loaded.decodeErrors) findings.push({ id: 'invalid-policy', severity: 'error', message: e.message, path: e.path, ...(e.line !== undefined ? { line: e.line } : {}) });
+  const validation = loaded.policy ? validatePolicy(loaded.policy) : [];
+  for (const e of validation) {
+    const line = loaded.lineOf(e.path);
+    const rule = /^rules\[(\d+)\]/.exec(e.path);
+    findings.push({ id: 'invalid-policy', severity: 'error', message: `${e.path}: ${e.message}`, path: e.path, ...(rule ? { rule: Number(rule[1]) } : {}), ...(line !== undefined ? { line } : {}) });
+  }
+  ran.add('unknown-field');
+  for (const u of loaded.unknownFields) {
+    const rule = /^rules\[(\d+)\]/.exec(u.path);
+    findings.push({ id: 'unknown-field', severity: 'error', message: u.path ? `${u.path}: ${u.message}` : u.message, path: u.path, ...(rule ? { rule: Number(rule[1]) } : {}), ...(u.line !== undefined ? { line: u.line } : {}) });
+  }
+
+  ran.add('cis-3.2.1');
+  const policy = loaded.policy;
+  if (!policy || validation.length > 0 || loaded.decodeErrors.length > 0) {
+    findings.push({ id: 'cis-3.2.1', severity: 'error', message: 'no audit policy is in effect: kube-apiserver would refuse this file (see the invalid-policy findings)' });
+  } else if (!logsSomething(policy)) {
+    findings.push({ id: 'cis-3.2.1', severity: 'error', message: 'the policy logs nothing: every rule is level None or omits every stage; add a rule that logs at Metadata' });
+  }
+
+  const later = ['cis-3.2.2-secrets-metadata-only', 'cis-3.2.2-workload-changes', 'cis-3.2.2-exec-proxy', 'cis-3.2.2-catch-all', 'detection-blind-spot', 'shadowed-rule', 'omit-request-received', 'noisy-reads'];
+  if (!policy) {
+    for (const id of later) skipped.push({ id, reason: 'the policy could not be decoded' });
+    return finish();
+  }
+
+  ran.add('cis-3.2.2-secrets-metadata-only');
+  findings.push(...checkSecrets(policy, lineOfRule));
+
+  ran.add('cis-3.2.2-workload-changes');
+  findings.push(
+    ...checkLogged(
+      'cis-3.2.2-workload-changes',
+      policy,
+      resourceProbes({ policy, resources: [{ group: '', resource: 'pods' }, { group: 'apps', resource: 'deployments' }], verbs: ['create', 'update', 'patch', 'delete'], identities: GENERIC_IDENTITIES }),
+      lineOfRule,
+      'log changes to pods and deployments at Metadata at least (Request to see what changed)',
+    ),
+  );
+
+  ran.add('cis-3.2.2-exec-proxy');
+  const execProbes = [
+    ...resourceProbes({
+      policy,
+      resources: ['exec', 'attach', 'portforward'].map((s) => ({ group: '', resource: 'pods', subresource: s })),
+      verbs: ['create', 'get'],
+      identities: GENERIC_IDENTITIES,
+    }),
+    ...resourceProbes({
+      policy,
+      resources: [{ group: '', resource: 'pods', subresource: 'proxy' }, { group: '', resource: 'services', subresource: 'proxy' }],
+      verbs: ['get', 'create', 'update', 'patch', 'delete'],
+      identities: GENERIC_IDENTITIES,
+    }),
+  ];
+  findings.push(...checkLogged('cis-3.2.2-exec-proxy', policy, execProbes, lineOfRule, 'log pods/exec, pods/attach, pods/portforward, pods/proxy and services/proxy at Metadata at least'));
+
+  ran.add('cis-3.2.2-catch-all');
+  findings.push(...checkLogged('cis-3.2.2-catch-all', policy, catchAllProbes(policy), lineOfRule, 'end the policy with a catch-all rule (- level: Metadata) so that everything else is logged'));
+
+  if (opts.requirements) {
+    ran.add('detection-blind-spot');
+    findings.push(...checkBlindSpots(policy, opts.requirements, lineOfRule));
+  } else {
+    skipped.push({ id: 'detection-blind-spot', reason: opts.requirementsUnavailable ?? 'no detection requirements given' });
+  }
+
+  ran.add('shadowed-rule');
+  for (const s of findShadowedRules(policy)) {
+    const line = lineOfRule(s.rule);
+    findings.push({
+      id: 'shadowed-rule',
+      severity: 'warning',
+      rule: s.rule,
+      message: `rule ${s.rule} can never match: every request it covers is taken first by rule${s.by.length > 1 ? 's' : ''} ${s.by.join(', ')} (the first matching rule wins); move it up or remove it`,
+      ...(line !== undefined ? { line } : {}),
+    });
+  }
+
+  ran.add('omit-request-received');
+  findings.push(...checkOmitRequestReceived(policy, lineOfRule));
+
+  ran.add('noisy-reads');
+  findings.push(...checkNoisyReads(policy, lineOfRule));
+
+  return finish();
+
+  function finish(): CheckReport {
+    const failedIds = new Set(findings.map((f) => f.id));
+    return {
+      source: loaded.source,
+      findings,
+      passed: CHECKS.map((c) => c.id).filter((id) => ran.has(id) && !failedIds.has(id)),
+      skipped,
+    };
+  }
+}
