@@ -188,7 +188,7 @@ function checkLogged(id: string, policy: Policy, probes: Probe[], lineOf: (r: nu
 function catchAllProbes(policy: Policy): Probe[] {
   const probes = resourceProbes({ policy, resources: everyResource(), verbs: RESOURCE_VERBS, identities: GENERIC_IDENTITIES, namespaces: undefined });
   for (const id of GENERIC_IDENTITIES) {
-    for (const path of ['/kaudit-probe', '/logs/kaudit-probe', '/metrics', '/debug/pprof/profile', '/apis/kaudit-probe.example.com']) {
+    for (const path of ['/kaudit-probe', '/kaudit-probe/x', '/logs/kaudit-probe', '/metrics', '/debug/pprof/profile']) {
       for (const verb of ['get', 'post']) probes.push({ attrs: nonResourceRequest(id.user, verb, path), who: id.label });
     }
   }

@@ -80,8 +80,9 @@ export function reshapeEvent(e: AuditEvent, level: Level, omitManagedFields: boo
   return out;
 }
 
-function unwrap(item: SimulationItem): { event?: AuditEvent; text?: string; error?: string; where?: string } {
-  if ('error' in item && typeof item.error === 'string') return { error: item.error, where: item.where };
+/** Accepts bare events and the items of readEventFiles (`{event, text, where}` or `{error, where}`). */
+export function unwrapItem(item: SimulationItem): { event?: AuditEvent; text?: string; error?: string; where?: string } {
+  if ('error' in item && typeof item.error === 'string') return { error: item.error, where: typeof item.where === 'string' ? item.where : undefined };
   if ('event' in item && item.event && typeof item.event === 'object' && 'auditID' in (item.event as object)) {
     const w = item as { event: AuditEvent; text?: string; where?: string };
     return { event: w.event, text: w.text, where: w.where };
@@ -98,7 +99,7 @@ export async function simulatePolicy(policy: Policy, events: AsyncIterable<Simul
   const visAfter = reqs.map(() => new Set<string>());
 
   for await (const item of events as AsyncIterable<SimulationItem>) {
-    const u = unwrap(item);
+    const u = unwrapItem(item);
     if (u.error !== undefined || !u.event) {
       report.input.badRecords++;
       if (report.errors.length < 5) report.errors.push(`${u.where ?? '?'}: ${u.error ?? 'not an event'}`);
