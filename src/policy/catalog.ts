@@ -147,7 +147,7 @@ export const NOISE: NoiseClass[] = [
   {
     id: 'events',
     description: 'Kubernetes Event objects (high volume, no security value)',
-    verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'],
+    verbs: [...RESOURCE_VERBS],
     resources: [
       { group: '', resource: 'events' },
       { group: 'events.k8s.io', resource: 'events' },
