@@ -2,7 +2,7 @@ import { loadConfig, parseBytes } from '../config/config.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { importFiles, type ImportProgress } from '../sources/file-import.js';
-import { Store } from '../store/store.js';
+import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
 
 export const INGEST_HELP = `Usage: kaudit ingest [--db PATH] [--config FILE] [--cluster NAME] [--no-detect] [--no-redact] FILE...
@@ -50,10 +50,10 @@ export async function runIngest(argv: string[]): Promise<number> {
   if (values.db) cfg.store.path = values.db;
   if (values['no-redact']) cfg.redaction.enabled = false;
   if (values['max-line']) cfg.maxLineBytes = parseBytes(values['max-line']);
-  const store = new Store(cfg.store.path);
+  const writer = await WriterThread.open(cfg.store.path);
   try {
     const detector = values['no-detect'] ? undefined : await loadDetector({ rulesDir: values.rules, config: cfg.detection });
-    const pipeline = new Pipeline({ store, detector, metrics: new Metrics(), redaction: { enabled: cfg.redaction.enabled, key: store.redactionKey }, maxQueuedBatches: 8 });
+    const pipeline = new Pipeline({ writer, detector, metrics: new Metrics(), redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: 8 });
     const started = Date.now();
     const tty = !values.quiet && process.stderr.isTTY;
     let lastDraw = 0;
@@ -77,6 +77,6 @@ export async function runIngest(argv: string[]): Promise<number> {
     }
     return 0;
   } finally {
-    store.close();
+    await writer.close();
   }
 }

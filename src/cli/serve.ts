@@ -8,8 +8,8 @@ import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { importFiles } from '../sources/file-import.js';
 import { FileTail } from '../sources/file-tail.js';
-import { Retention } from '../store/retention.js';
 import { Store } from '../store/store.js';
+import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse } from './common.js';
 
 export const SERVE_HELP = `Usage: kaudit serve [--config FILE] [--db PATH] [--listen HOST:PORT] [--tail PATH]... [options]
@@ -34,6 +34,7 @@ export interface Running {
   config: KauditConfig;
   store: Store;
   pipeline: Pipeline;
+  writer: WriterThread;
   metrics: Metrics;
   app: FastifyInstance;
   address: string;
@@ -45,16 +46,15 @@ export interface Running {
 /** Starts everything `kaudit serve` runs; returns handles so tests can drive and stop it in-process. */
 export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; demo?: boolean; detect?: boolean } = {}): Promise<Running> {
   const metrics = new Metrics();
-  const store = new Store(cfg.store.path, { alertGroupWindowMs: parseDuration(cfg.store.alertGroupWindow) });
+  const r = cfg.store.retention;
+  const retention = r.maxAge || r.maxSize ? { maxAgeMs: r.maxAge ? parseDuration(r.maxAge) : undefined, maxBytes: r.maxSize ? parseBytes(r.maxSize) : undefined, intervalMs: r.intervalSeconds * 1000 } : undefined;
+  // One writer thread owns every write; this thread reads (API, tail positions) on its own connection.
+  const writer = await WriterThread.open(cfg.store.path, { alertGroupWindowMs: parseDuration(cfg.store.alertGroupWindow) }, retention);
+  const store = new Store(cfg.store.path, { readonly: true });
   let ready = false;
   const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
-  const pipeline = new Pipeline({ store, detector, metrics, redaction: { enabled: cfg.redaction.enabled, key: store.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
+  const pipeline = new Pipeline({ writer, detector, metrics, redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
   metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
-  const retention = new Retention(store, {
-    maxAgeMs: cfg.store.retention.maxAge ? parseDuration(cfg.store.retention.maxAge) : undefined,
-    maxBytes: cfg.store.retention.maxSize ? parseBytes(cfg.store.retention.maxSize) : undefined,
-  });
-  retention.start(cfg.store.retention.intervalSeconds * 1000);
   const { app, address, port } = await startApi({ config: cfg, store, sink: pipeline, bus: pipeline.bus, metrics, ready: () => ready });
   const tails = cfg.tail.map((t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }));
   for (const t of tails) t.start();
@@ -68,6 +68,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
     config: cfg,
     store,
     pipeline,
+    writer,
     metrics,
     app,
     address,
@@ -77,10 +78,10 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
       if (stopped) return;
       stopped = true;
       ready = false;
-      retention.stop();
       await Promise.all(tails.map((t) => t.stop()));
       await app.close();
       await pipeline.idle();
+      await writer.close();
       store.close();
     },
   };

@@ -5,7 +5,7 @@ import type { RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { Store, type Checkpoint, type DeadLetter } from '../store/store.js';
+import { toRecords, type BatchWriter, type Checkpoint, type DeadLetter } from '../store/store.js';
 import { AlertBus } from './alert-bus.js';
 
 export type { RawRecord };
@@ -47,7 +47,8 @@ export class OverloadedError extends Error {
 }
 
 export interface PipelineOptions {
-  store?: Store;
+  /** Where batches are committed: a Store (same thread) or a WriterThread. None: detect only. */
+  writer?: BatchWriter;
   detector?: Detector;
   bus?: AlertBus;
   metrics?: Metrics;
@@ -84,7 +85,7 @@ export class Pipeline implements BatchSink {
     this.bus = opts.bus ?? new AlertBus();
     this.maxBatches = opts.maxQueuedBatches ?? 32;
     this.maxEvents = opts.maxQueuedEvents ?? 100_000;
-    this.redaction = opts.redaction ?? { enabled: true, key: opts.store?.redactionKey ?? Buffer.alloc(32) };
+    this.redaction = opts.redaction ?? { enabled: true, key: (opts.writer as { redactionKey?: Buffer } | undefined)?.redactionKey ?? Buffer.alloc(32) };
     const m = opts.metrics;
     this.counters = m
       ? {
@@ -123,16 +124,26 @@ export class Pipeline implements BatchSink {
 
   private async drain(): Promise<void> {
     this.running = true;
-    while (this.queue.length > 0) {
-      const p = this.queue.shift()!;
+    // Decoding the next batch overlaps the writer thread's work on the current one.
+    let cur = this.queue.shift();
+    let curDec = cur ? this.safeDecode(cur) : undefined;
+    while (cur) {
+      const p = cur;
+      const dec = curDec!;
+      const begun = dec instanceof Error ? undefined : this.begin(dec);
+      const next = this.queue.shift();
+      const nextDec = next ? this.safeDecode(next) : undefined;
       try {
-        p.resolve(await this.process(p.batch));
+        if (dec instanceof Error) throw dec;
+        p.resolve(await this.complete(p.batch, dec, begun!));
       } catch (e) {
         log.error(`ingest of a batch from ${p.batch.source} failed: ${(e as Error).message}`, 'pipeline');
         p.reject(e);
       } finally {
         this.queuedEvents -= p.batch.records.length;
       }
+      cur = next ?? this.queue.shift();
+      curDec = next ? nextDec : cur ? this.safeDecode(cur) : undefined;
     }
     this.running = false;
     const w = this.idleWaiters;
@@ -140,8 +151,16 @@ export class Pipeline implements BatchSink {
     for (const fn of w) fn();
   }
 
+  private safeDecode(p: Pending): Decoded | Error {
+    try {
+      return this.decode(p.batch);
+    } catch (e) {
+      return e as Error;
+    }
+  }
+
   /** Decoding and normalisation of one batch; pure apart from logging. */
-  decode(batch: RawBatch): { events: NormalisedEvent[]; deadLetters: DeadLetter[] } {
+  decode(batch: RawBatch): Decoded {
     const events: NormalisedEvent[] = [];
     const deadLetters: DeadLetter[] = [];
     for (const r of batch.records) {
@@ -157,33 +176,44 @@ export class Pipeline implements BatchSink {
     return { events, deadLetters };
   }
 
-  private async process(batch: RawBatch): Promise<BatchOutcome> {
-    const { events: decoded, deadLetters } = this.decode(batch);
-    const store = this.opts.store;
-    let events = decoded;
-    if (store && decoded.length > 0) {
-      const dup = store.duplicates(decoded);
-      events = decoded.filter((_, i) => !dup[i]);
+  /** Opens the batch's transaction in the writer and inserts its events; resolves to which were new. */
+  private async begin(d: Decoded): Promise<boolean[]> {
+    const w = this.opts.writer;
+    if (!w) return d.events.map(() => true);
+    let raw = d.events.length > 0 ? d.events[0]!.raw : '';
+    for (let i = 1; i < d.events.length; i++) raw += '\n' + d.events[i]!.raw;
+    return w.begin(toRecords(d.events), raw);
+  }
+
+  /** Detection on the new events, then alerts, dead letters and position in the same transaction, then publish. */
+  private async complete(batch: RawBatch, d: Decoded, begun: Promise<boolean[]>): Promise<BatchOutcome> {
+    const flags = await begun;
+    const w = this.opts.writer;
+    const fresh = w ? d.events.filter((_, i) => flags[i]) : d.events;
+    let raised: Alert[];
+    try {
+      raised = this.opts.detector && fresh.length > 0 ? await this.opts.detector.detect(fresh) : [];
+    } catch (e) {
+      await w?.abort();
+      throw e;
     }
-    const raised = this.opts.detector && events.length > 0 ? await this.opts.detector.detect(events) : [];
-    let outcome: BatchOutcome;
-    if (store) {
-      const blob = await Store.compressRaw(events);
-      const r = store.commit({ events, blob, alerts: raised, deadLetters, checkpoint: batch.checkpoint });
-      outcome = { stored: r.stored, duplicates: decoded.length - r.stored, bad: deadLetters.map(badOf), alerts: r.newAlerts };
-    } else {
-      outcome = { stored: 0, duplicates: 0, bad: deadLetters.map(badOf), alerts: raised };
-    }
-    const src = { source: sourceKind(batch.source) };
+    const alerts = w ? await w.finish({ alerts: raised, deadLetters: d.deadLetters, checkpoint: batch.checkpoint }) : raised;
+    const outcome: BatchOutcome = { stored: w ? fresh.length : 0, duplicates: d.events.length - fresh.length, bad: d.deadLetters.map(badOf), alerts };
     if (this.counters) {
+      const src = { source: sourceKind(batch.source) };
       if (outcome.stored) this.counters.events.inc(src, outcome.stored);
       if (outcome.duplicates) this.counters.dups.inc(src, outcome.duplicates);
-      if (deadLetters.length) this.counters.bad.inc(src, deadLetters.length);
+      if (d.deadLetters.length) this.counters.bad.inc(src, d.deadLetters.length);
       for (const a of raised) this.counters.alerts.inc({ rule: a.rule });
     }
-    this.bus.publish(outcome.alerts);
+    this.bus.publish(alerts);
     return outcome;
   }
+}
+
+interface Decoded {
+  events: NormalisedEvent[];
+  deadLetters: DeadLetter[];
 }
 
 function badOf(d: DeadLetter): BadRecord {

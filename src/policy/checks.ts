@@ -20,7 +20,7 @@ import {
 import { evaluatePolicy } from './evaluate.js';
 import type { LoadedPolicy } from './load.js';
 import { allIdentities, everyResource, isLogged, isVisible, resourceProbes, type Probe, type ResourceSel } from './probe.js';
-import { describeRequirement, type RuleRequirement } from './requirements.js';
+import { describeRequirement, requirementCounts, type RuleRequirement } from './requirements.js';
 import { findShadowedRules } from './shadow.js';
 import type { AuditDecision, Policy } from './types.js';
 import { levelRank } from './types.js';
@@ -223,7 +223,8 @@ export function requirementProbes(policy: Policy, req: RuleRequirement): Probe[]
   const nrVerbs = req.verbs.length > 0 ? req.verbs : NON_RESOURCE_VERBS.slice(0, 2);
   const paths = any ? ['/kaudit-probe'] : urls.map((u) => (u === '*' ? '/kaudit-probe' : u.endsWith('*') ? `${u.slice(0, -1)}kaudit-probe` : u));
   for (const id of GENERIC_IDENTITIES) for (const path of paths) for (const verb of nrVerbs) probes.push({ attrs: nonResourceRequest(id.user, verb, path), who: id.label });
-  return probes;
+  // Probes outside the requirement (a catalog expansion can overreach) and known noise it only reaches by wildcard.
+  return probes.filter((p) => requirementCounts(req, p.attrs));
 }
 
 /** Per requirement: the probes the policy leaves blind. */

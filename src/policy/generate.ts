@@ -15,7 +15,7 @@ import { CATALOG, NOISE, groupResourceLabel, isSystemIdentity } from './catalog.
 import { blindSpots, checkPolicy, conflictsWithCis, isSensitive } from './checks.js';
 import { attributesFromEvent } from './evaluate.js';
 import { parsePolicy } from './load.js';
-import { describeRequirement, requirementMatches, type RuleRequirement } from './requirements.js';
+import { describeRequirement, namesExplicitly, requirementMatches, type RuleRequirement } from './requirements.js';
 import { simulatePolicy, unwrapItem, type SimulationItem } from './simulate.js';
 import type { GroupResources, Policy, PolicyRule } from './types.js';
 import { emptyRule } from './types.js';
@@ -207,7 +207,8 @@ async function tuneFromLog(base: GeneratedPolicy, o: GenerateOptions, reqs: Rule
     userOnly.set(key, (userOnly.get(key) ?? true) && system);
     if (!system) continue;
     if (isSensitive(a.apiGroup, a.resource, a.subresource)) continue;
-    if (reqs.some((r) => requirementMatches(r, a))) continue;
+    // Keep what a detection names itself; wildcard detections are protected by the blind-spot re-check below.
+    if (reqs.some((r) => requirementMatches(r, a) && namesExplicitly(r, a))) continue;
     let p = patterns.get(key);
     if (!p) {
       p = { key, verb: a.verb, group: a.apiGroup, resource: a.resource, subresource: a.subresource, users: new Set(), nodes: true, events: 0 };

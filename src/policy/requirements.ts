@@ -4,6 +4,7 @@
  * with what a policy writes.
  */
 import type { Stage } from '../events/types.js';
+import { isSystemIdentity, noiseClassOf } from './catalog.js';
 import { pathMatches } from './evaluate.js';
 import type { RequestAttributes } from './types.js';
 
@@ -51,6 +52,28 @@ export function requirementMatches(req: RuleRequirement, a: RequestAttributes): 
     return req.resources.some((r) => resourceMatches(r, a));
   }
   return urls.some((u) => pathMatches(a.path, u));
+}
+
+/** Whether the requirement names this request's resource (or path) itself, not through a wildcard. */
+export function namesExplicitly(req: RuleRequirement, a: RequestAttributes): boolean {
+  if (a.resourceRequest) {
+    return req.resources.some((r) => r.group === a.apiGroup && r.resource === a.resource && (r.subresource ?? '') === a.subresource);
+  }
+  return (req.nonResourceURLs ?? []).some((u) => u === a.path);
+}
+
+/**
+ * Whether a request counts for the detection. A request the requirement names itself (its resource, or its exact
+ * path) always counts. A request it reaches only through a wildcard ("any request", "any resource of apps") counts
+ * unless it is known noise (lease renewals, endpoint watches, Event objects, health checks) or comes from a
+ * control-plane or node identity: a detection that looks at "any request" is after people, workloads and anonymous
+ * callers, not lease renewals. Production policies drop exactly that traffic, and the checks (whose probes are
+ * ordinary identities), the simulator and the generator all apply this same rule.
+ */
+export function requirementCounts(req: RuleRequirement, a: RequestAttributes): boolean {
+  if (!requirementMatches(req, a)) return false;
+  if (namesExplicitly(req, a)) return true;
+  return noiseClassOf(a) === undefined && !(a.user !== null && isSystemIdentity(a.user.name, a.user.groups));
 }
 
 /** A short human description of the requests a requirement covers: `create pods, deployments.apps`. */

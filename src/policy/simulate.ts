@@ -8,7 +8,7 @@
  */
 import type { AuditEvent, Level } from '../events/types.js';
 import { attributesFromEvent, evaluatePolicy } from './evaluate.js';
-import { requirementMatches, type RuleRequirement } from './requirements.js';
+import { requirementCounts, type RuleRequirement } from './requirements.js';
 import type { Policy } from './types.js';
 import { levelAtLeast, levelRank } from './types.js';
 
@@ -131,7 +131,7 @@ export async function simulatePolicy(policy: Policy, events: AsyncIterable<Simul
     }
     const id = e.auditID ?? '';
     reqs.forEach((req, i) => {
-      if (!requirementMatches(req, a)) return;
+      if (!requirementCounts(req, a)) return;
       seen[i]!.add(id);
       if (!req.stages.includes(e.stage)) return;
       if (levelAtLeast(e.level, req.level)) visIn[i]!.add(id);

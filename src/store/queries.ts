@@ -1,7 +1,7 @@
 import { SEVERITIES, type Alert, type Severity } from '../detect/alert.js';
 import { formatMicros } from '../events/time.js';
 import { decodeAuditID, encodeAuditID } from './audit-id.js';
-import { DECISION_NAMES, LEVEL_NAMES, ROLLUP_DIMS, STAGE_CODES, STAGE_NAMES, type RollupDim } from './schema.js';
+import { CATEGORY, DECISION_NAMES, LEVEL_NAMES, ROLLUP_DIMS, STAGE_CODES, STAGE_NAMES, type RollupDim } from './schema.js';
 import type { Store } from './store.js';
 
 /** Filters shared by the CLI and the HTTP API. Times are microseconds since the epoch. */
@@ -185,6 +185,7 @@ interface RawRow {
   container: string | null;
   blob: number;
   blob_idx: number;
+  cat: number | null;
 }
 
 function toRow(store: Store, r: RawRow, includeEvent: boolean): EventRow {
@@ -257,33 +258,25 @@ export interface AnalystFilter {
   until?: number;
 }
 
-function analystWhere(store: Store, f: AnalystFilter, resource?: string): Where {
-  return buildWhere(store, { user: f.user, namespace: f.namespace, cluster: f.cluster, since: f.since, until: f.until, resource });
+function analystWhere(store: Store, f: AnalystFilter): Where {
+  return buildWhere(store, { user: f.user, namespace: f.namespace, cluster: f.cluster, since: f.since, until: f.until });
 }
 
 /** Who exec'd or attached into which pod (one row per request; denied attempts included, see `decision`/`code`). */
 export function execSessions(store: Store, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
-  const w = analystWhere(store, f, 'pods');
-  return pageEvents(store, w, ["e.subresource IN ('exec', 'attach', 'portforward')", "e.subresource IN ('exec', 'attach')", ONE_PER_REQUEST], page);
+  const w = analystWhere(store, f);
+  return pageEvents(store, w, [`e.cat = ${CATEGORY.exec}`, "e.subresource IN ('exec', 'attach')", ONE_PER_REQUEST], page);
 }
 
 /** Who read or listed Secrets (get, list, watch), one row per request. */
 export function secretReads(store: Store, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
-  const w = analystWhere(store, f, 'secrets');
-  const verbs = ['get', 'list', 'watch'].map((v) => store.lookup(v) ?? -1);
-  return pageEvents(store, w, [`e.verb IN (${verbs.join(',')})`, "e.subresource = ''", ONE_PER_REQUEST], page);
+  return pageEvents(store, analystWhere(store, f), [`e.cat = ${CATEGORY.secretRead}`, ONE_PER_REQUEST], page);
 }
 
-const RBAC_RESOURCES = ['roles', 'clusterroles', 'rolebindings', 'clusterrolebindings'];
-const WRITE_VERBS = ['create', 'update', 'patch', 'delete', 'deletecollection'];
 
 /** Who changed RBAC: writes to roles, cluster roles and their bindings, one row per request. */
 export function rbacChanges(store: Store, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
-  const w = analystWhere(store, f);
-  const res = RBAC_RESOURCES.map((r) => store.lookup(r) ?? -1);
-  const verbs = WRITE_VERBS.map((v) => store.lookup(v) ?? -1);
-  const group = store.lookup('rbac.authorization.k8s.io') ?? -1;
-  return pageEvents(store, w, [`e.resource IN (${res.join(',')})`, `e.verb IN (${verbs.join(',')})`, `e.api_group = ${group}`, ONE_PER_REQUEST], page);
+  return pageEvents(store, analystWhere(store, f), [`e.cat = ${CATEGORY.rbacChange}`, ONE_PER_REQUEST], page);
 }
 
 /** Everything one identity did between two times, one row per request. */

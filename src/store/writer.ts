@@ -1,0 +1,73 @@
+import { Worker } from 'node:worker_threads';
+import type { Alert } from '../detect/alert.js';
+import type { RetentionOptions } from './retention.js';
+import type { BatchTail, BatchWriter, EventRecords, StoreOptions } from './store.js';
+
+/** The main thread's handle on the writer thread (see writer-thread.ts). */
+export class WriterThread implements BatchWriter {
+  private worker: Worker;
+  private nextId = 1;
+  private pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  private failed: Error | undefined;
+  redactionKey!: Buffer;
+
+  private constructor(path: string, store: StoreOptions, retention?: RetentionOptions & { intervalMs: number }) {
+    this.worker = new Worker(new URL('./writer-thread.js', import.meta.url), { workerData: { path, store, retention } });
+  }
+
+  static async open(path: string, store: StoreOptions = {}, retention?: RetentionOptions & { intervalMs: number }): Promise<WriterThread> {
+    const w = new WriterThread(path, store, retention);
+    await new Promise<void>((resolve, reject) => {
+      w.worker.once('error', reject);
+      w.worker.on('message', (m: { id: number; ok?: any; error?: string }) => {
+        if (m.id === 0) {
+          w.redactionKey = Buffer.from(m.ok.redactionKey);
+          w.worker.off('error', reject);
+          resolve();
+          return;
+        }
+        const p = w.pending.get(m.id);
+        if (!p) return;
+        w.pending.delete(m.id);
+        if (m.error !== undefined) p.reject(new Error(`store: ${m.error}`));
+        else p.resolve(m.ok);
+      });
+    });
+    w.worker.on('error', (e) => {
+      w.failed = e;
+      for (const p of w.pending.values()) p.reject(e);
+      w.pending.clear();
+    });
+    return w;
+  }
+
+  private call<T>(op: string, ...args: unknown[]): Promise<T> {
+    if (this.failed) return Promise.reject(new Error(`store writer failed: ${this.failed.message}`));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, args });
+    });
+  }
+
+  begin(events: EventRecords, raw: string): Promise<boolean[]> {
+    return this.call('begin', events, raw);
+  }
+
+  finish(tail: BatchTail): Promise<Alert[]> {
+    return this.call('finish', tail);
+  }
+
+  abort(): Promise<void> {
+    return this.call('abort');
+  }
+
+  runRetention(opts: RetentionOptions, now?: number): Promise<number> {
+    return this.call('retention', opts, now);
+  }
+
+  async close(): Promise<void> {
+    await this.call('close');
+    await this.worker.terminate();
+  }
+}
