@@ -1,5 +1,5 @@
 /** `kaudit policy`: check, evaluate, tabulate, simulate and generate kube-apiserver audit policies. */
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -82,6 +82,15 @@ Writes an audit-policy.yaml to stdout that passes \`kaudit policy check\` with n
   --requirements FILE / --rules DIR / --detect-config FILE / --no-detections   as for check
 `;
 
+/** Where the commands read and write; tests pass their own streams. */
+export interface PolicyIo {
+  stdin: NodeJS.ReadableStream;
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+}
+
+let io: PolicyIo = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
+
 class CliError extends Error {
   constructor(
     message: string,
@@ -121,7 +130,7 @@ async function loadUsablePolicy(path: string | undefined): Promise<LoadedPolicy 
     const line = l.lineOf(v[0]!.path);
     throw new CliError(`${path}${line ? `:${line}` : ''}: kube-apiserver would refuse this policy: ${v[0]!.path}: ${v[0]!.message}${v.length > 1 ? ` (and ${v.length - 1} more; run kaudit policy check)` : ''}`);
   }
-  for (const u of l.unknownFields) process.stderr.write(`kaudit policy: warning: ${path}${u.line ? `:${u.line}` : ''}: ${u.path ? `${u.path}: ` : ''}${u.message}\n`);
+  for (const u of l.unknownFields) io.stderr.write(`kaudit policy: warning: ${path}${u.line ? `:${u.line}` : ''}: ${u.path ? `${u.path}: ` : ''}${u.message}\n`);
   return l as LoadedPolicy & { policy: NonNullable<LoadedPolicy['policy']> };
 }
 
@@ -210,7 +219,7 @@ async function runCheck(argv: string[]): Promise<number> {
     report.manifest = { file: manifestPath, benchmark: m.benchmark };
   }
   const text = format === 'json' ? formatJson(report) : format === 'sarif' ? formatSarif(report) : formatText(report);
-  process.stdout.write(text);
+  io.stdout.write(text);
   return report.findings.some((f) => severityAtLeast(f.severity, failOn as Severity)) ? 1 : 0;
 }
 
@@ -260,13 +269,13 @@ async function runEval(argv: string[]): Promise<number> {
   if (values.help) return help(EVAL_HELP);
   if (positionals.length > 0) throw new CliError(`unexpected argument ${JSON.stringify(positionals[0])}; requests are read from stdin`);
   const l = await loadUsablePolicy(values.policy as string | undefined);
-  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  const rl = createInterface({ input: io.stdin, crlfDelay: Infinity });
   let n = 0;
   let bad = 0;
   const out: string[] = [];
   const flush = () => {
     if (out.length > 0) {
-      process.stdout.write(out.join(''));
+      io.stdout.write(out.join(''));
       out.length = 0;
     }
   };
@@ -278,7 +287,7 @@ async function runEval(argv: string[]): Promise<number> {
       out.push(JSON.stringify(decisionJson(evaluatePolicy(l.policy, a))) + '\n');
     } catch (e) {
       bad++;
-      process.stderr.write(`kaudit policy eval: ${(e as Error).message}\n`);
+      io.stderr.write(`kaudit policy eval: ${(e as Error).message}\n`);
       out.push(JSON.stringify({ error: (e as Error).message }) + '\n');
     }
     if (out.length >= 256) flush();
@@ -300,8 +309,8 @@ async function runMatrix(argv: string[]): Promise<number> {
   const l = await loadUsablePolicy(positionals[0]);
   const user = values.unauthenticated ? null : values.user || values.group ? { name: (values.user as string | undefined) ?? 'kaudit-probe-user', groups: (values.group as string[] | undefined) ?? ['system:authenticated'] } : undefined;
   const m = buildMatrix(l.policy, { ...(user !== undefined ? { user } : {}), ...(values.namespace ? { namespace: values.namespace as string } : {}) });
-  if (values.format === 'json') process.stdout.write(JSON.stringify(m, null, 2) + '\n');
-  else if (values.format === 'text') process.stdout.write(formatMatrix(m));
+  if (values.format === 'json') io.stdout.write(JSON.stringify(m, null, 2) + '\n');
+  else if (values.format === 'text') io.stdout.write(formatMatrix(m));
   else throw new CliError('--format must be text or json');
   return 0;
 }
@@ -312,8 +321,9 @@ async function runSimulate(argv: string[]): Promise<number> {
   if (positionals.length === 0) throw new CliError('give at least one LOG file to replay');
   if (!['text', 'json'].includes(values.format as string)) throw new CliError('--format must be text or json');
   const l = await loadUsablePolicy(values.policy as string | undefined);
+  await assertReadable(positionals);
   const reqs = await requirementsFrom(values);
-  if (reqs.note) process.stderr.write(`kaudit policy simulate: detections not checked: ${reqs.note}\n`);
+  if (reqs.note) io.stderr.write(`kaudit policy simulate: detections not checked: ${reqs.note}\n`);
   let report;
   try {
     report = await simulatePolicy(l.policy, readEventFiles(positionals), reqs.requirements ? { requirements: reqs.requirements } : {});
@@ -321,8 +331,8 @@ async function runSimulate(argv: string[]): Promise<number> {
     const err = e as NodeJS.ErrnoException;
     throw new CliError(err.code === 'ENOENT' ? `cannot read ${err.path ?? 'a log file'}: ENOENT` : `reading the logs: ${err.message}`);
   }
-  if (values.format === 'json') process.stdout.write(JSON.stringify({ policy: l.source, ...report }, null, 2) + '\n');
-  else process.stdout.write(formatSimulation(report, l.source));
+  if (values.format === 'json') io.stdout.write(JSON.stringify({ policy: l.source, ...report }, null, 2) + '\n');
+  else io.stdout.write(formatSimulation(report, l.source));
   return 0;
 }
 
@@ -341,6 +351,7 @@ async function runGenerate(argv: string[]): Promise<number> {
   const logs = [...((values['from-log'] as string[] | undefined) ?? []), ...positionals];
   if (positionals.length > 0 && !values['from-log']) throw new CliError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   if (logs.length > 0 && profile === 'minimal') throw new CliError('--from-log tunes the recommended or strict profile, not minimal');
+  await assertReadable(logs);
   const num = (name: string, v: unknown) => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -348,7 +359,7 @@ async function runGenerate(argv: string[]): Promise<number> {
     return n;
   };
   const reqs = await requirementsFrom(values);
-  if (reqs.note) process.stderr.write(`kaudit policy generate: detection requirements not used: ${reqs.note}\n`);
+  if (reqs.note) io.stderr.write(`kaudit policy generate: detection requirements not used: ${reqs.note}\n`);
   const minShare = num('min-share', values['min-share']);
   const minEvents = num('min-events', values['min-events']);
   let result;
@@ -366,44 +377,65 @@ async function runGenerate(argv: string[]): Promise<number> {
     if (err.code === 'ENOENT') throw new CliError(`cannot read ${err.path ?? 'a log file'}: ENOENT`);
     throw e;
   }
-  process.stdout.write(result.yaml);
+  io.stdout.write(result.yaml);
   if (result.volume) {
     const v = result.volume;
     const pct = (a: number, b: number) => (b === 0 ? '0.0' : ((100 * (b - a)) / b).toFixed(1));
-    process.stderr.write(
+    io.stderr.write(
       `kaudit policy generate: expected volume ${v.tunedBytes} bytes (${v.tunedEvents} events) instead of ${v.inputBytes} bytes (${v.inputEvents} events) captured: -${pct(v.tunedBytes, v.inputBytes)}%; tuning dropped ${v.droppedPatterns} system read pattern(s), -${pct(v.tunedBytes, v.untunedBytes)}% against the untuned profile\n`,
     );
   }
-  for (const u of result.uncovered) process.stderr.write(`kaudit policy generate: detection ${u.rule} stays blind: ${u.reason}\n`);
+  for (const u of result.uncovered) io.stderr.write(`kaudit policy generate: detection ${u.rule} stays blind: ${u.reason}\n`);
   return 0;
+}
+
+/** Fails early, in one line, on a log that cannot be opened (before any stream is created for it). */
+async function assertReadable(paths: string[]): Promise<void> {
+  for (const p of paths) {
+    try {
+      await access(p);
+    } catch (e) {
+      throw new CliError(`cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
 }
 
 function help(text: string): number {
-  process.stdout.write(text);
+  io.stdout.write(text);
   return 0;
 }
 
-/** Entry point: argv are the words after `kaudit policy`. */
-export async function runPolicy(argv: string[]): Promise<number> {
+/** Entry point: argv are the words after `kaudit policy`; returns the exit code. */
+export async function runPolicy(argv: string[], streams?: Partial<PolicyIo>): Promise<number> {
+  const saved = io;
+  io = { ...io, ...streams };
+  try {
+    return await dispatch(argv);
+  } finally {
+    io = saved;
+  }
+}
+
+async function dispatch(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   const commands: Record<string, (a: string[]) => Promise<number>> = { check: runCheck, eval: runEval, matrix: runMatrix, simulate: runSimulate, generate: runGenerate };
   if (!sub || sub === '--help' || sub === '-h' || sub === 'help') {
-    process.stdout.write(POLICY_HELP);
+    io.stdout.write(POLICY_HELP);
     return sub ? 0 : 2;
   }
   const run = commands[sub];
   if (!run) {
-    process.stderr.write(`kaudit policy: unknown command ${JSON.stringify(sub)}; use check, eval, matrix, simulate or generate\n`);
+    io.stderr.write(`kaudit policy: unknown command ${JSON.stringify(sub)}; use check, eval, matrix, simulate or generate\n`);
     return 2;
   }
   try {
     return await run(rest);
   } catch (e) {
     if (e instanceof CliError) {
-      process.stderr.write(`kaudit policy ${sub}: ${e.message}\n`);
+      io.stderr.write(`kaudit policy ${sub}: ${e.message}\n`);
       return e.code;
     }
-    process.stderr.write(`kaudit policy ${sub}: ${(e as Error).message.split('\n')[0]}\n`);
+    io.stderr.write(`kaudit policy ${sub}: ${(e as Error).message.split('\n')[0]}\n`);
     return 1;
   }
 }

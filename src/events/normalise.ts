@@ -1,5 +1,5 @@
 import { redactEvent, type RedactionOptions } from './redact.js';
-import { formatMicros, parseMicros } from './time.js';
+import { parseMicros } from './time.js';
 import type { AuditEvent, Decision, NormalisedEvent } from './types.js';
 
 export const DECISION_ANNOTATION = 'authorization.k8s.io/decision';
@@ -35,7 +35,8 @@ export function normalise(ev: AuditEvent, cluster: string, redaction: RedactionO
     stage: ev.stage,
     level: ev.level,
     timeMicros,
-    time: formatMicros(timeMicros),
+    // The apiserver's own text (RFC 3339, microseconds); formatting it again would only allocate.
+    time: ev.requestReceivedTimestamp,
     verb: ev.verb,
     user: ev.user?.username ?? '',
     groups: ev.user?.groups ?? [],

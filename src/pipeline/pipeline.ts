@@ -122,33 +122,57 @@ export class Pipeline implements BatchSink {
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
+  /**
+   * Processes the queue in order. The writer thread and this thread overlap: while the writer inserts batch N, this
+   * thread decodes N+1; once N's new events are known and detected, N's finish (alerts, commit) and N+1's begin go
+   * to the writer back to back, and N is acknowledged when its commit returns.
+   */
   private async drain(): Promise<void> {
     this.running = true;
-    // Decoding the next batch overlaps the writer thread's work on the current one.
+    const finishing: Promise<void>[] = [];
     let cur = this.queue.shift();
     let curDec = cur ? this.safeDecode(cur) : undefined;
+    let begun = curDec && !(curDec instanceof Error) ? this.begin(curDec) : undefined;
     while (cur) {
       const p = cur;
       const dec = curDec!;
-      const begun = dec instanceof Error ? undefined : this.begin(dec);
       const next = this.queue.shift();
       const nextDec = next ? this.safeDecode(next) : undefined;
+      let done: Promise<void>;
       try {
         if (dec instanceof Error) throw dec;
-        p.resolve(await this.complete(p.batch, dec, begun!));
+        const { committed } = await this.complete(p.batch, dec, begun!);
+        done = committed.then(
+          (o) => p.resolve(o),
+          (e) => this.failed(p, e),
+        );
       } catch (e) {
-        log.error(`ingest of a batch from ${p.batch.source} failed: ${(e as Error).message}`, 'pipeline');
-        p.reject(e);
-      } finally {
-        this.queuedEvents -= p.batch.records.length;
+        this.failed(p, e);
+        done = Promise.resolve();
       }
+      const release = p.batch.records.length;
+      finishing.push(done.then(() => void (this.queuedEvents -= release)));
+      if (finishing.length > 4) await finishing.shift();
       cur = next ?? this.queue.shift();
       curDec = next ? nextDec : cur ? this.safeDecode(cur) : undefined;
+      begun = curDec && !(curDec instanceof Error) ? this.begin(curDec) : undefined;
+      if (!cur) {
+        // Let the last commits land, then look again: more may have been queued meanwhile.
+        await Promise.all(finishing.splice(0));
+        cur = this.queue.shift();
+        curDec = cur ? this.safeDecode(cur) : undefined;
+        begun = curDec && !(curDec instanceof Error) ? this.begin(curDec) : undefined;
+      }
     }
     this.running = false;
     const w = this.idleWaiters;
     this.idleWaiters = [];
     for (const fn of w) fn();
+  }
+
+  private failed(p: Pending, e: unknown): void {
+    log.error(`ingest of a batch from ${p.batch.source} failed: ${(e as Error).message}`, 'pipeline');
+    p.reject(e);
   }
 
   private safeDecode(p: Pending): Decoded | Error {
@@ -185,8 +209,11 @@ export class Pipeline implements BatchSink {
     return w.begin(toRecords(d.events), raw);
   }
 
-  /** Detection on the new events, then alerts, dead letters and position in the same transaction, then publish. */
-  private async complete(batch: RawBatch, d: Decoded, begun: Promise<boolean[]>): Promise<BatchOutcome> {
+  /**
+   * Detection on the new events; then sends alerts, dead letters and position to the writer, to commit in the same
+   * transaction. Returns once the finish is sent: the promise inside resolves with the outcome after the commit.
+   */
+  private async complete(batch: RawBatch, d: Decoded, begun: Promise<boolean[]>): Promise<{ committed: Promise<BatchOutcome> }> {
     const flags = await begun;
     const w = this.opts.writer;
     const fresh = w ? d.events.filter((_, i) => flags[i]) : d.events;
@@ -197,17 +224,19 @@ export class Pipeline implements BatchSink {
       await w?.abort();
       throw e;
     }
-    const alerts = w ? await w.finish({ alerts: raised, deadLetters: d.deadLetters, checkpoint: batch.checkpoint }) : raised;
-    const outcome: BatchOutcome = { stored: w ? fresh.length : 0, duplicates: d.events.length - fresh.length, bad: d.deadLetters.map(badOf), alerts };
-    if (this.counters) {
-      const src = { source: sourceKind(batch.source) };
-      if (outcome.stored) this.counters.events.inc(src, outcome.stored);
-      if (outcome.duplicates) this.counters.dups.inc(src, outcome.duplicates);
-      if (d.deadLetters.length) this.counters.bad.inc(src, d.deadLetters.length);
-      for (const a of raised) this.counters.alerts.inc({ rule: a.rule });
-    }
-    this.bus.publish(alerts);
-    return outcome;
+    const committed = w ? Promise.resolve(w.finish({ alerts: raised, deadLetters: d.deadLetters, checkpoint: batch.checkpoint })) : Promise.resolve(raised);
+    return { committed: committed.then((alerts) => {
+      const outcome: BatchOutcome = { stored: w ? fresh.length : 0, duplicates: d.events.length - fresh.length, bad: d.deadLetters.map(badOf), alerts };
+      if (this.counters) {
+        const src = { source: sourceKind(batch.source) };
+        if (outcome.stored) this.counters.events.inc(src, outcome.stored);
+        if (outcome.duplicates) this.counters.dups.inc(src, outcome.duplicates);
+        if (d.deadLetters.length) this.counters.bad.inc(src, d.deadLetters.length);
+        for (const a of raised) this.counters.alerts.inc({ rule: a.rule });
+      }
+      this.bus.publish(alerts);
+      return outcome;
+    }) };
   }
 }
 

@@ -12,13 +12,13 @@
  */
 import type { Stage } from '../events/types.js';
 import { CATALOG, NOISE, groupResourceLabel, isSystemIdentity } from './catalog.js';
-import { blindSpots, checkPolicy, conflictsWithCis, isSensitive } from './checks.js';
-import { attributesFromEvent } from './evaluate.js';
+import { blindSpots, checkPolicy, conflictsWithCis, isSensitive, requirementProbes } from './checks.js';
+import { attributesFromEvent, evaluatePolicy } from './evaluate.js';
 import { parsePolicy } from './load.js';
 import { describeRequirement, namesExplicitly, requirementMatches, type RuleRequirement } from './requirements.js';
 import { simulatePolicy, unwrapItem, type SimulationItem } from './simulate.js';
-import type { GroupResources, Policy, PolicyRule } from './types.js';
-import { emptyRule } from './types.js';
+import type { GroupResources, Policy, PolicyRule, RequestAttributes } from './types.js';
+import { emptyRule, levelRank } from './types.js';
 
 export const PROFILES = ['minimal', 'recommended', 'strict'] as const;
 export type Profile = (typeof PROFILES)[number];
@@ -189,6 +189,7 @@ interface ReadPattern {
   users: Set<string>;
   nodes: boolean;
   events: number;
+  sample: RequestAttributes;
 }
 
 async function tuneFromLog(base: GeneratedPolicy, o: GenerateOptions, reqs: RuleRequirement[]): Promise<{ rules: GeneratedRule[]; total: number }> {
@@ -211,7 +212,7 @@ async function tuneFromLog(base: GeneratedPolicy, o: GenerateOptions, reqs: Rule
     if (reqs.some((r) => requirementMatches(r, a) && namesExplicitly(r, a))) continue;
     let p = patterns.get(key);
     if (!p) {
-      p = { key, verb: a.verb, group: a.apiGroup, resource: a.resource, subresource: a.subresource, users: new Set(), nodes: true, events: 0 };
+      p = { key, verb: a.verb, group: a.apiGroup, resource: a.resource, subresource: a.subresource, users: new Set(), nodes: true, events: 0, sample: a };
       patterns.set(key, p);
     }
     p.events++;
@@ -225,6 +226,8 @@ async function tuneFromLog(base: GeneratedPolicy, o: GenerateOptions, reqs: Rule
   const minEvents = o.minEvents ?? 10;
   const picked = [...patterns.values()]
     .filter((p) => userOnly.get(p.key) === true && p.events >= minEvents && p.events >= total * minShare)
+    // Only what the profile still logs: its noise rules already drop lease renewals, endpoint watches and the like.
+    .filter((p) => evaluatePolicy(toPolicy(base), p.sample).level !== 'None')
     .sort((a, b) => b.events - a.events);
   const rules: GeneratedRule[] = [];
   for (const p of picked) {
@@ -268,21 +271,33 @@ export async function generatePolicy(o: GenerateOptions = {}): Promise<GenerateR
   };
   if (needsRR) for (const r of g.rules) r.omitStages = ['RequestReceived'];
 
-  // Patch: a targeted rule (after the sensitive one) for each requirement the profile leaves blind.
+  // Patch, one requirement at a time: a rule giving it its level, placed just before the first rule that hides
+  // its requests (never before the sensitive rule), at no lower a level than the policy gave those requests.
   const uncovered: { rule: string; reason: string }[] = [];
-  const targeted: GeneratedRule[] = [];
+  // The minimal profile is CIS and nothing more: it reports blind detections but does not patch for them.
+  for (const req of profile === 'minimal' ? [] : reqs) {
+    const b = blindSpots(toPolicy(g), [req])[0]!;
+    if (b.misses.length === 0) continue;
+    const extra = ruleForRequirement(req, g.omitStages.includes('RequestReceived'));
+    if (extra.length === 0) continue;
+    let level = req.level as string;
+    for (const p of requirementProbes(toPolicy(g), req)) {
+      const d = evaluatePolicy(toPolicy(g), p.attrs);
+      if (d.rule !== null && d.rule > 0 && levelRank(d.level) > levelRank(level)) level = d.level;
+    }
+    for (const r of extra) r.level = level;
+    const at = Math.max(1, Math.min(...b.misses.map((m) => m.decision.rule ?? g.rules.length)));
+    g = { ...g, rules: [...g.rules.slice(0, at), ...extra, ...g.rules.slice(at)] };
+  }
   for (const b of blindSpots(toPolicy(g), reqs)) {
     if (b.misses.length === 0) continue;
-    if (conflictsWithCis(b.req)) {
-      uncovered.push({ rule: b.req.rule, reason: `needs ${b.req.level} on secrets, configmaps or tokens, which CIS 3.2.2 keeps at Metadata` });
-    }
-    targeted.push(...ruleForRequirement(b.req, g.omitStages.includes('RequestReceived')));
-  }
-  g = { ...g, rules: [g.rules[0]!, ...targeted, ...g.rules.slice(1)] };
-  for (const b of blindSpots(toPolicy(g), reqs)) {
-    if (b.misses.length > 0 && !uncovered.some((u) => u.rule === b.req.rule)) {
-      uncovered.push({ rule: b.req.rule, reason: `could not be covered automatically (e.g. ${b.misses[0]!.probe.attrs.verb} ${groupResourceLabel(b.misses[0]!.probe.attrs.apiGroup, b.misses[0]!.probe.attrs.resource, b.misses[0]!.probe.attrs.subresource)})` });
-    }
+    const a = b.misses[0]!.probe.attrs;
+    const reason = conflictsWithCis(b.req)
+      ? `needs ${b.req.level} on secrets, configmaps or tokens, which CIS 3.2.2 keeps at Metadata`
+      : profile === 'minimal'
+        ? `needs ${b.req.level}; the minimal profile logs Metadata only (use --profile recommended)`
+        : `could not be covered automatically (e.g. ${a.verb} ${groupResourceLabel(a.apiGroup, a.resource, a.subresource)})`;
+    uncovered.push({ rule: b.req.rule, reason });
   }
 
   let volume: GenerateResult['volume'];
@@ -324,7 +339,7 @@ function headerFor(profile: Profile, reqs: RuleRequirement[], o: GenerateOptions
   h.push('Passes `kaudit policy check` without failures; loads in kube-apiserver 1.24+ (omitManagedFields: 1.23+).');
   if (o.requirements === undefined) h.push(`Detection requirements: not checked (${o.requirementsNote ?? 'detection catalog unavailable'}).`);
   else h.push(`Detection requirements: ${reqs.length} enabled detection(s), ${reqs.length - uncovered.length} fully visible.`);
-  for (const u of uncovered) h.push(`  blind by design: ${u.rule}: ${u.reason}`);
+  for (const u of uncovered) h.push(`  blind: ${u.rule}: ${u.reason}`);
   if (volume) {
     const pct = (a: number, b: number) => (b === 0 ? '0.0' : ((100 * (b - a)) / b).toFixed(1));
     h.push(`Tuned on ${volume.inputEvents} captured events: ${volume.droppedPatterns} system read pattern(s) dropped.`);

@@ -41,17 +41,18 @@ export class WriterThread implements BatchWriter {
     return w;
   }
 
-  private call<T>(op: string, ...args: unknown[]): Promise<T> {
+  private call<T>(op: string, a?: unknown, b?: unknown, transfer?: ArrayBuffer[]): Promise<T> {
+    const args = a === undefined ? [] : b === undefined ? [a] : [a, b];
     if (this.failed) return Promise.reject(new Error(`store writer failed: ${this.failed.message}`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, op, args });
+      this.worker.postMessage({ id, op, args }, transfer);
     });
   }
 
   begin(events: EventRecords, raw: string): Promise<boolean[]> {
-    return this.call('begin', events, raw);
+    return this.call('begin', events, raw, [events.nums.buffer as ArrayBuffer]);
   }
 
   finish(tail: BatchTail): Promise<Alert[]> {
