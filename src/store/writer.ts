@@ -12,7 +12,9 @@ export class WriterThread implements BatchWriter {
   redactionKey!: Buffer;
 
   private constructor(path: string, store: StoreOptions, retention?: RetentionOptions & { intervalMs: number }) {
-    this.worker = new Worker(new URL('./writer-thread.js', import.meta.url), { workerData: { path, store, retention } });
+    // Under the test runner this module is TypeScript source; the thread runs the compiled file (npm test builds first).
+    const entry = import.meta.url.endsWith('.ts') ? new URL('../../dist/store/writer-thread.js', import.meta.url) : new URL('./writer-thread.js', import.meta.url);
+    this.worker = new Worker(entry, { workerData: { path, store, retention } });
   }
 
   static async open(path: string, store: StoreOptions = {}, retention?: RetentionOptions & { intervalMs: number }): Promise<WriterThread> {

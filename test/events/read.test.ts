@@ -1,0 +1,71 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { readEventFiles, readFileRecords } from '../../src/events/read.js';
+import { ev, lines, tempDir } from '../helpers/events.js';
+
+async function collect(path: string) {
+  const out: { event?: unknown; error?: string; where: string }[] = [];
+  for await (const r of readEventFiles([path])) out.push(r);
+  return out;
+}
+
+describe('reading audit log files', () => {
+  it('reads JSON lines, plain and gzipped, with line numbers for bad ones', async () => {
+    const d = tempDir();
+    const body = lines([ev(), ev()]) + 'not json\n' + JSON.stringify({ kind: 0 }) + '\n\n' + lines([ev()]);
+    writeFileSync(join(d, 'a.log'), body);
+    writeFileSync(join(d, 'a.log.gz'), gzipSync(body));
+    for (const f of ['a.log', 'a.log.gz']) {
+      const rs = await collect(join(d, f));
+      expect(rs.filter((r) => r.event)).toHaveLength(3);
+      const bad = rs.filter((r) => r.error);
+      expect(bad.map((b) => b.where)).toEqual([`${join(d, f)}:3`, `${join(d, f)}:4`]);
+      expect(bad[1]!.error).toContain('kind is 0');
+    }
+  });
+
+  it('never drops or splits lines across read-buffer boundaries', async () => {
+    const d = tempDir();
+    const evs = Array.from({ length: 6000 }, () => ev({ userAgent: 'x'.repeat(Math.floor(Math.random() * 900)) }));
+    writeFileSync(join(d, 'big.log'), lines(evs));
+    let progress = 0;
+    let n = 0;
+    for await (const recs of readFileRecords(join(d, 'big.log'), { onBytes: (b) => (progress += b) })) n += recs.length;
+    expect(n).toBe(6000);
+    const rs = await collect(join(d, 'big.log'));
+    expect(rs.filter((r) => r.error)).toEqual([]);
+    expect(progress).toBeGreaterThan(4_000_000);
+  });
+
+  it('streams EventList and array documents, pretty-printed or not', async () => {
+    const d = tempDir();
+    const items = [ev(), ev(), { kind: 0 }, ev()];
+    writeFileSync(join(d, 'list.json'), JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items }, null, 2));
+    writeFileSync(join(d, 'list1.json'), JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }));
+    writeFileSync(join(d, 'arr.json'), JSON.stringify(items, null, 1));
+    writeFileSync(join(d, 'one.json'), JSON.stringify(ev(), null, 2));
+    for (const f of ['list.json', 'list1.json', 'arr.json']) {
+      const rs = await collect(join(d, f));
+      expect(rs.filter((r) => r.event), f).toHaveLength(3);
+      expect(rs.filter((r) => r.error), f).toHaveLength(1);
+    }
+    expect((await collect(join(d, 'one.json'))).filter((r) => r.event)).toHaveLength(1);
+  });
+
+  it('rejects an over-long line as bad input and reads on', async () => {
+    const d = tempDir();
+    writeFileSync(join(d, 'long.log'), lines([ev()]) + JSON.stringify(ev({ userAgent: 'y'.repeat(5000) })) + '\n' + lines([ev()]));
+    const out: string[] = [];
+    for await (const recs of readFileRecords(join(d, 'long.log'), { maxLine: 2000 })) for (const r of recs) out.push(r.error ?? 'ok');
+    expect(out).toEqual(['ok', expect.stringContaining('over the 2000-byte limit'), 'ok']);
+  });
+
+  it('reports a truncated document without crashing', async () => {
+    const d = tempDir();
+    writeFileSync(join(d, 'cut.json'), JSON.stringify({ kind: 'EventList', items: [ev(), ev()] }, null, 2).slice(0, -40));
+    const rs = await collect(join(d, 'cut.json'));
+    expect(rs.some((r) => r.error?.includes('not a valid JSON document'))).toBe(true);
+  });
+});

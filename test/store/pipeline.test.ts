@@ -1,0 +1,124 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Alert, Detector } from '../../src/detect/alert.js';
+import type { NormalisedEvent } from '../../src/events/types.js';
+import { Metrics } from '../../src/metrics.js';
+import { Pipeline } from '../../src/pipeline/pipeline.js';
+import { counts, deadLetters, execSessions, queryAlerts, queryEvents, secretReads, rbacChanges, top, userActivity, getEvent } from '../../src/store/queries.js';
+import { Store } from '../../src/store/store.js';
+import { WriterThread } from '../../src/store/writer.js';
+import { ev, tempDir } from '../helpers/events.js';
+
+/** A detector that flags exec requests: enough to see alerts flow; the real engine has its own tests. */
+class ExecDetector implements Detector {
+  seen = 0;
+  detect(events: readonly NormalisedEvent[]): Alert[] {
+    this.seen += events.length;
+    return events
+      .filter((e) => e.subresource === 'exec')
+      .map((e) => ({ rule: 'pod-exec', title: 'exec', severity: 'high', tags: ['T1609'], summary: `${e.user} exec ${e.name}`, cluster: e.cluster, auditID: e.auditID, stage: e.stage, time: e.time, timeMicros: e.timeMicros, user: e.user, sourceIP: e.sourceIP, verb: e.verb, objectRef: { resource: e.resource, namespace: e.namespace, name: e.name }, groupKey: `pod-exec|${e.cluster}|${e.user}|${e.namespace}/${e.name}` }));
+  }
+}
+
+const text = (o: unknown) => JSON.stringify(o);
+
+describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode) => {
+  async function setup() {
+    const dir = tempDir();
+    const path = join(dir, 'k.db');
+    const writer = mode === 'same thread' ? new Store(path) : await WriterThread.open(path);
+    const reader = mode === 'same thread' ? (writer as Store) : new Store(path, { readonly: true });
+    const metrics = new Metrics();
+    const detector = new ExecDetector();
+    const pipeline = new Pipeline({ writer, detector, metrics });
+    return { path, writer, reader, metrics, detector, pipeline, close: async () => (writer instanceof WriterThread ? (await writer.close(), reader.close()) : reader.close()) };
+  }
+
+  it('stores events once per (cluster, auditID, stage), and detects only new ones', async () => {
+    const s = await setup();
+    const exec = ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' }, requestURI: '/api/v1/namespaces/default/pods/web-1/exec?command=sh&container=app' });
+    const batch = [ev(), exec, ev({ stage: 'ResponseStarted', auditID: exec.auditID, requestReceivedTimestamp: exec.requestReceivedTimestamp }), ev()].map((e, i) => ({ text: text(e), where: `l${i}` }));
+    const r1 = await s.pipeline.submit({ source: 'test', cluster: 'c1', records: batch });
+    expect(r1).toMatchObject({ stored: 4, duplicates: 0, bad: [] });
+    expect(r1.alerts).toHaveLength(1);
+    expect(r1.alerts[0]!.id).toBeGreaterThan(0);
+    const r2 = await s.pipeline.submit({ source: 'test', cluster: 'c1', records: batch });
+    expect(r2).toMatchObject({ stored: 0, duplicates: 4, alerts: [] });
+    expect(s.detector.seen).toBe(4);
+    // Another cluster is another event.
+    const r3 = await s.pipeline.submit({ source: 'test', cluster: 'c2', records: batch.slice(0, 1) });
+    expect(r3.stored).toBe(1);
+    expect(counts(s.reader)).toMatchObject({ events: 5, alerts: 1 });
+    expect(s.metrics.render()).toMatch(/kaudit_events_duplicate_total\{source="test"\} 4/);
+    await s.close();
+  });
+
+  it('dead-letters bad records with their reason and keeps the good ones of the same batch', async () => {
+    const s = await setup();
+    const records = [{ text: text(ev()), where: 'f:1' }, { text: 'nope', where: 'f:2' }, { text: text({ kind: 0 }), where: 'f:3' }, { text: text({ kind: 'EventList', items: [ev(), { kind: 'Event' }] }), where: 'f:4' }];
+    const r = await s.pipeline.submit({ source: 'file:x', cluster: 'c', records });
+    expect(r.stored).toBe(2);
+    expect(r.bad.map((b) => b.where)).toEqual(['f:2', 'f:3', 'f:4']);
+    const dl = deadLetters(s.reader);
+    expect(dl.map((d) => d.reason)).toEqual([expect.stringContaining('lacks'), expect.stringContaining('kind is 0'), expect.stringContaining('not JSON')]);
+    expect(s.metrics.render()).toMatch(/kaudit_bad_input_total\{source="file"\} 3/);
+    await s.close();
+  });
+
+  it('answers the analyst questions, one row per request', async () => {
+    const s = await setup();
+    const t = (sec: number) => `2026-11-01T10:${String(Math.floor(sec / 60)).padStart(2, '0')}:${String(sec % 60).padStart(2, '0')}.000001Z`;
+    const execURI = '/api/v1/namespaces/prod/pods/api-0/exec?command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken&container=api';
+    const x = ev({ verb: 'create', stage: 'ResponseStarted', requestURI: execURI, objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' }, responseStatus: { code: 101 }, requestReceivedTimestamp: t(1), user: { username: 'mallory', groups: ['system:authenticated'] } });
+    const events = [
+      x,
+      { ...x, stage: 'ResponseComplete' },
+      ev({ verb: 'get', objectRef: { resource: 'secrets', namespace: 'prod', name: 'db' }, requestReceivedTimestamp: t(2), user: { username: 'mallory' } }),
+      ev({ verb: 'list', objectRef: { resource: 'secrets' }, requestReceivedTimestamp: t(3) }),
+      ev({ verb: 'create', objectRef: { resource: 'secrets', namespace: 'prod', name: 'new' }, requestReceivedTimestamp: t(4) }),
+      ev({ verb: 'create', objectRef: { resource: 'clusterrolebindings', apiGroup: 'rbac.authorization.k8s.io', name: 'pwn' }, requestReceivedTimestamp: t(5), user: { username: 'mallory' } }),
+      ev({ verb: 'get', objectRef: { resource: 'clusterrolebindings', apiGroup: 'rbac.authorization.k8s.io', name: 'pwn' }, requestReceivedTimestamp: t(6) }),
+      ev({ requestReceivedTimestamp: t(70) }),
+    ];
+    await s.pipeline.submit({ source: 't', cluster: 'c', records: events.map((e, i) => ({ text: text(e), where: String(i) })) });
+    const execs = execSessions(s.reader, {});
+    expect(execs.items).toHaveLength(1);
+    expect(execs.items[0]).toMatchObject({ user: 'mallory', namespace: 'prod', name: 'api-0', container: 'api', command: 'cat /var/run/secrets/kubernetes.io/serviceaccount/token', stage: 'ResponseComplete', time: t(1) });
+    expect(secretReads(s.reader, {}).items.map((r) => r.verb)).toEqual(['list', 'get']);
+    expect(secretReads(s.reader, { user: 'mallory' }).items).toHaveLength(1);
+    expect(rbacChanges(s.reader, {}).items.map((r) => r.name)).toEqual(['pwn']);
+    expect(userActivity(s.reader, { user: 'mallory' }).items.map((r) => r.resource)).toEqual(['clusterrolebindings', 'secrets', 'pods']);
+    expect(userActivity(s.reader, { user: 'mall*' }).items).toHaveLength(3);
+    expect(top(s.reader, 'user', {})).toEqual([{ value: 'alice@example.com', count: 4 }, { value: 'mallory', count: 3 }]);
+    const since = Date.UTC(2026, 10, 1, 10, 0, 3) * 1000;
+    expect(top(s.reader, 'user', { since, until: since + 3_000_000 })).toEqual([{ value: 'alice@example.com', count: 2 }, { value: 'mallory', count: 1 }]);
+    const one = getEvent(s.reader, execs.items[0]!.id)!;
+    expect((one.event as { requestURI: string }).requestURI).toBe(execURI);
+    await s.close();
+  });
+
+  it('pages with a cursor that stays stable while events arrive', async () => {
+    const s = await setup();
+    const mk = (n: number, base: number) => Array.from({ length: n }, (_, i) => ({ text: text(ev({ requestReceivedTimestamp: new Date(base + i * 1000).toISOString() })), where: String(i) }));
+    await s.pipeline.submit({ source: 't', cluster: 'c', records: mk(25, Date.UTC(2026, 0, 1)) });
+    const p1 = queryEvents(s.reader, {}, { limit: 10 });
+    await s.pipeline.submit({ source: 't', cluster: 'c', records: mk(5, Date.UTC(2026, 0, 2)) });
+    const p2 = queryEvents(s.reader, {}, { limit: 10, cursor: p1.next });
+    const p3 = queryEvents(s.reader, {}, { limit: 10, cursor: p2.next });
+    const ids = [...p1.items, ...p2.items, ...p3.items].map((r) => r.id);
+    expect(new Set(ids).size).toBe(25);
+    expect(p3.next).toBeUndefined();
+    await s.close();
+  });
+
+  it('groups repeated alerts of one rule, identity and object into one row with a count', async () => {
+    const s = await setup();
+    const mk = (i: number) => ev({ verb: 'create', requestURI: '/api/v1/namespaces/d/pods/p/exec?command=id', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'd', name: 'p' }, requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() });
+    const r = await s.pipeline.submit({ source: 't', cluster: 'c', records: [0, 1, 2].map((i) => ({ text: text(mk(i)), where: '' })) });
+    expect(r.alerts).toHaveLength(1);
+    const rows = queryAlerts(s.reader, { rule: ['pod-exec'] });
+    expect(rows.items).toHaveLength(1);
+    expect(rows.items[0]!.count).toBe(3);
+    await s.close();
+  });
+});
