@@ -271,3 +271,20 @@ export function describeKafkaConfig(c: KafkaConfig): string {
   const auth = c.sasl ? `SASL ${c.sasl.mechanism.toUpperCase()} as ${c.sasl.username}` : 'no SASL';
   return `brokers ${c.brokers.join(',')}, ${c.tls ? 'TLS' : 'plaintext'}, ${auth}, group ${c.groupId}, events ${c.topics.events.join(',')}, alerts ${c.topics.alerts || '-'}, dead letters ${c.topics.deadLetter || '-'}`;
 }
+
+/**
+ * A kafkajs client for a config, logging through kaudit's log (warnings and errors only, rate-limited per kind so a
+ * broker outage does not flood stderr).
+ */
+export async function createKafkaClient(c: KafkaConfig, overrides: Partial<KafkaJsClientConfig> = {}): Promise<import('kafkajs').Kafka> {
+  const { default: kafkajs } = await import('kafkajs');
+  const { log } = await import('../log.js');
+  const { logLevel } = kafkajs;
+  const logCreator = () => ({ namespace, level, log: entry }: { namespace: string; level: number; log: { message: string; [k: string]: unknown } }) => {
+    const where = entry.broker ? ` (broker ${String(entry.broker)})` : '';
+    const msg = `kafka ${namespace}: ${entry.message}${where}${entry.error && entry.error !== entry.message ? `: ${String(entry.error)}` : ''}`;
+    if (level === logLevel.ERROR) log.error(msg, `kafka:${namespace}`);
+    else if (level === logLevel.WARN) log.warn(msg, `kafka:${namespace}`);
+  };
+  return new kafkajs.Kafka({ ...kafkaClientConfig(c), logLevel: logLevel.WARN, logCreator, ...overrides });
+}

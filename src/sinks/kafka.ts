@@ -1,0 +1,277 @@
+import type { Kafka, Message, Producer } from 'kafkajs';
+import type { Alert } from '../detect/alert.js';
+import { createKafkaClient, type KafkaConfig } from '../config/kafka.js';
+import { decodeRecord } from '../events/read.js';
+import { log } from '../log.js';
+import { OverloadedError, type BatchOutcome, type BatchSink, type RawBatch } from '../pipeline/pipeline.js';
+import type { AlertBus } from '../pipeline/alert-bus.js';
+import type { Store } from '../store/store.js';
+import { HEADER_CLUSTER } from '../sources/kafka.js';
+
+/** Header carrying an alert's stable identity (rule/cluster/auditID): consumers of the alerts topic dedupe on it. */
+export const HEADER_ALERT_ID = 'kaudit-alert-id';
+
+/** The partition key of an event: every event of one identity lands in one partition, hence one detector. */
+export function eventKey(cluster: string, user: string): string {
+  return `${cluster}/${user}`;
+}
+
+/**
+ * Ingest-only mode: `kaudit serve`'s webhook hands its batches here instead of to the pipeline. Each event becomes one
+ * message on the events topic, keyed by cluster and user, and `submit` resolves only once Kafka has acknowledged every
+ * message with acks=all, so the apiserver gets its 200 only for events that are durable in Kafka. Records that are not
+ * audit events are reported as bad (the webhook answers for them) and not produced.
+ */
+export class KafkaEventsProducer implements BatchSink {
+  private kafka: Kafka | undefined;
+  private producer: Producer | undefined;
+  private inFlight = 0;
+  readonly stats = { produced: 0, bad: 0, overloaded: 0, failures: 0 };
+  private readonly topic: string;
+
+  constructor(private readonly opts: { config: KafkaConfig; kafka?: Kafka }) {
+    const t = opts.config.topics.events[0];
+    if (!t) throw new Error('kafka.topics.events is empty: ingest-only mode needs a topic to produce to');
+    this.topic = t;
+  }
+
+  async start(): Promise<void> {
+    this.kafka = this.opts.kafka ?? (await createKafkaClient(this.opts.config));
+    // One request in flight per broker: kafkajs's retries then cannot reorder one identity's events.
+    this.producer = this.kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 1, retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 } });
+    await this.producer.connect();
+  }
+
+  /** True when a new batch would be refused (too many events awaiting Kafka's acknowledgement). */
+  get overloaded(): boolean {
+    return this.inFlight >= this.opts.config.maxInFlightEvents;
+  }
+
+  async submit(batch: RawBatch): Promise<BatchOutcome> {
+    if (!this.producer) throw new Error('KafkaEventsProducer.submit before start()');
+    if (this.overloaded) {
+      this.stats.overloaded++;
+      throw new OverloadedError('Kafka has not yet acknowledged enough earlier events; retry later');
+    }
+    const messages: Message[] = [];
+    const bad: BatchOutcome['bad'] = [];
+    for (const r of batch.records) {
+      for (const d of decodeRecord(r)) {
+        if ('error' in d) {
+          bad.push({ where: r.where, reason: d.error });
+          continue;
+        }
+        messages.push({
+          key: eventKey(batch.cluster, d.event.user.username ?? ''),
+          value: d.text ?? JSON.stringify(d.event),
+          headers: { [HEADER_CLUSTER]: batch.cluster },
+        });
+      }
+    }
+    this.stats.bad += bad.length;
+    if (messages.length > 0) {
+      this.inFlight += messages.length;
+      try {
+        await this.producer.send({ topic: this.topic, acks: -1, compression: this.opts.config.compression === 'gzip' ? 1 : 0, messages });
+      } catch (e) {
+        this.stats.failures++;
+        throw new Error(`Kafka did not acknowledge ${messages.length} events for ${this.topic}: ${(e as Error).message}`);
+      } finally {
+        this.inFlight -= messages.length;
+      }
+      this.stats.produced += messages.length;
+    }
+    return { stored: messages.length, duplicates: 0, bad, alerts: [] };
+  }
+
+  async stop(): Promise<void> {
+    await this.producer?.disconnect();
+  }
+
+  metricsText(): string {
+    return (
+      counter('kaudit_kafka_events_produced_total', 'Audit events produced to the events topic and acknowledged (acks=all)', this.stats.produced) +
+      counter('kaudit_kafka_events_produce_failures_total', 'Webhook batches Kafka did not acknowledge', this.stats.failures) +
+      counter('kaudit_kafka_events_overloaded_total', 'Webhook batches refused while too many events awaited acknowledgement', this.stats.overloaded) +
+      `# HELP kaudit_kafka_events_in_flight Events sent and not yet acknowledged\n# TYPE kaudit_kafka_events_in_flight gauge\nkaudit_kafka_events_in_flight ${this.inFlight}\n`
+    );
+  }
+}
+
+/** The Kafka message for an alert: JSON, keyed by cluster so one cluster's alerts stay in order. */
+export function alertMessage(a: Alert): Message {
+  return {
+    key: a.cluster,
+    value: JSON.stringify(a),
+    headers: { [HEADER_ALERT_ID]: alertId(a), [HEADER_CLUSTER]: a.cluster },
+  };
+}
+
+/** Stable identity of an alert: the store keeps at most one alert per rule and event (its alerts_once index). */
+export function alertId(a: Pick<Alert, 'rule' | 'cluster' | 'auditID'>): string {
+  return `${a.rule}/${a.cluster}/${a.auditID}`;
+}
+
+export interface KafkaAlertOutboxOptions {
+  config: KafkaConfig;
+  /** A (read-only) connection to the store the alerts are committed in. */
+  store: Store;
+  /** Where the outbox's position is committed: the pipeline (an empty batch with a checkpoint). */
+  sink: BatchSink;
+  /** Wakes the outbox as soon as alerts are committed; without it, it polls every `pollMs`. */
+  bus?: AlertBus;
+  kafka?: Kafka;
+  pollMs?: number;
+  /** Alerts per produce request (default 500). */
+  batch?: number;
+  /** On first start (no position stored), publish the alerts already in the store too (default false: only new ones). */
+  fromStart?: boolean;
+}
+
+/**
+ * Alerts to the alerts topic, from the store rather than from memory: a transactional outbox. The alerts table is read
+ * in id (= commit) order from the outbox's position, produced with acks=all, and only then is the position advanced
+ * (committed through the pipeline into the same store). A crash anywhere loses no alert: at worst the alerts after the
+ * last stored position are produced again, with the same `kaudit-alert-id` header for consumers to drop.
+ * Run one outbox per store.
+ */
+export class KafkaAlertOutbox {
+  private kafka: Kafka | undefined;
+  private producer: Producer | undefined;
+  private position = 0;
+  private running = false;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  readonly stats = { published: 0, failures: 0 };
+  readonly source: string;
+
+  constructor(private readonly opts: KafkaAlertOutboxOptions) {
+    if (!opts.config.topics.alerts) throw new Error('kafka.topics.alerts is empty: nothing to publish alerts to');
+    this.source = `kafka-alerts:${opts.config.topics.alerts}`;
+  }
+
+  async start(): Promise<void> {
+    this.kafka = this.opts.kafka ?? (await createKafkaClient(this.opts.config));
+    this.producer = this.kafka.producer({ allowAutoTopicCreation: true, maxInFlightRequests: 1 });
+    await this.producer.connect();
+    const stored = this.opts.store.position(this.source);
+    if (stored !== undefined) this.position = Number(stored);
+    else if (!this.opts.fromStart) this.position = this.maxId();
+    this.unsubscribe = this.opts.bus?.subscribe(() => this.wake?.());
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Id of the last alert known to be in Kafka. */
+  get published(): number {
+    return this.position;
+  }
+
+  private maxId(): number {
+    return (this.opts.store.db.prepare('SELECT coalesce(max(id), 0) FROM alerts').pluck().get() as number) ?? 0;
+  }
+
+  private async run(): Promise<void> {
+    const select = this.opts.store.db.prepare('SELECT id, body FROM alerts WHERE id > ? ORDER BY id LIMIT ?');
+    const limit = this.opts.batch ?? 500;
+    let failures = 0;
+    while (!this.stopped) {
+      let rows: { id: number; body: string }[];
+      try {
+        rows = select.all(this.position, limit) as { id: number; body: string }[];
+      } catch (e) {
+        log.warn(`kafka alerts: cannot read the store: ${(e as Error).message}`, 'kafka:alerts');
+        rows = [];
+      }
+      if (rows.length === 0) {
+        failures = 0;
+        await this.sleep(this.opts.pollMs ?? 1000);
+        continue;
+      }
+      try {
+        await this.producer!.send({
+          topic: this.opts.config.topics.alerts,
+          acks: -1,
+          messages: rows.map((r) => alertMessage({ ...(JSON.parse(r.body) as Alert), id: r.id })),
+        });
+      } catch (e) {
+        this.stats.failures++;
+        failures++;
+        log.error(`kafka alerts: producing ${rows.length} alerts to ${this.opts.config.topics.alerts} failed: ${(e as Error).message}; will retry`, 'kafka:alerts');
+        await this.sleep(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)));
+        continue;
+      }
+      failures = 0;
+      this.position = rows[rows.length - 1]!.id;
+      this.stats.published += rows.length;
+      await this.savePosition();
+    }
+  }
+
+  private async savePosition(): Promise<void> {
+    // Best effort: an unsaved position only means some alerts are produced again after a restart.
+    for (let i = 0; i < 20 && !this.stopped; i++) {
+      try {
+        await this.opts.sink.submit({ source: this.source, cluster: '', records: [], checkpoint: { source: this.source, position: String(this.position) } });
+        return;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'OVERLOADED') {
+          log.warn(`kafka alerts: cannot store the outbox position: ${(e as Error).message}`, 'kafka:alerts');
+          return;
+        }
+        await this.sleep(50 * (i + 1));
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(this.timer);
+        this.wake = undefined;
+        resolve();
+      };
+      this.wake = done;
+      this.timer = setTimeout(done, ms);
+    });
+  }
+
+  /** Publishes what is committed so far (up to the current last alert), then stops. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    const target = this.maxId();
+    for (let i = 0; i < 100 && this.position < target && this.stats.failures < 1000; i++) {
+      this.wake?.();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+    this.unsubscribe?.();
+    await this.producer?.disconnect();
+    this.running = false;
+  }
+
+  metricsText(): string {
+    return (
+      counter('kaudit_kafka_alerts_published_total', 'Alerts produced to the alerts topic (acks=all)', this.stats.published) +
+      counter('kaudit_kafka_alerts_publish_failures_total', 'Failed attempts to produce alerts (retried)', this.stats.failures) +
+      `# HELP kaudit_kafka_alerts_unpublished Alerts committed in the store and not yet in the alerts topic\n# TYPE kaudit_kafka_alerts_unpublished gauge\nkaudit_kafka_alerts_unpublished ${Math.max(0, this.maxIdSafe() - this.position)}\n`
+    );
+  }
+
+  private maxIdSafe(): number {
+    try {
+      return this.maxId();
+    } catch {
+      return this.position;
+    }
+  }
+}
+
+function counter(name: string, help: string, v: number): string {
+  return `# HELP ${name} ${help}\n# TYPE ${name} counter\n${name} ${v}\n`;
+}

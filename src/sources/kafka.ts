@@ -1,0 +1,364 @@
+import type { Batch, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import { createKafkaClient, type KafkaConfig } from '../config/kafka.js';
+import { log } from '../log.js';
+import type { BatchOutcome, BatchSink, RawBatch, RawRecord } from '../pipeline/pipeline.js';
+
+/**
+ * Kafka source: one member of a consumer group on the events topics. Each fetched batch of a partition becomes raw
+ * batches for the pipeline; the partition's offset is committed only after the pipeline has committed those events to
+ * the store (and poison messages are in the dead-letter topic), so a crash loses nothing and the redelivered tail is
+ * recognised by its (cluster, auditID, stage) key. When the pipeline is overloaded the partition's fetch is paused and
+ * resumed once it has room.
+ *
+ * Messages: value = one JSON document (an Event, an EventList or an array of events); header `kaudit-cluster` names
+ * the cluster (else the configured default); key `cluster/user` (what KafkaEventsProducer writes) keeps every event of
+ * one identity in one partition, so stateful rules see all of its events in one consumer.
+ */
+
+/** Header naming the cluster of the events in a message. */
+export const HEADER_CLUSTER = 'kaudit-cluster';
+/** Dead-letter headers: why, and where the message was. */
+export const HEADER_REASON = 'kaudit-dead-letter-reason';
+export const HEADER_ORIGIN = 'kaudit-origin';
+export const HEADER_BAD_ITEMS = 'kaudit-bad-items';
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface KafkaSourceOptions {
+  config: KafkaConfig;
+  /** The pipeline (or anything with its `submit`). */
+  sink: BatchSink & { readonly overloaded?: boolean };
+  /** Cluster for messages without a `kaudit-cluster` header. */
+  cluster: string;
+  /** A client to share; made from `config` when absent. */
+  kafka?: Kafka;
+  /**
+   * Called after every rebalance with the partitions this member now owns. Detection state of keys in partitions it
+   * lost is stale from then on (see README: rebalances and open windows).
+   */
+  onAssignment?: (assigned: TopicPartition[]) => void;
+}
+
+export interface KafkaSourceStats {
+  messages: number;
+  stored: number;
+  duplicates: number;
+  deadLettered: number;
+  pauses: number;
+  rebalances: number;
+  commits: number;
+  batchErrors: number;
+}
+
+interface Chunk {
+  cluster: string;
+  records: RawRecord[];
+  messages: KafkaMessage[];
+  lastOffset: string;
+}
+
+class OverloadedStop extends Error {}
+
+/** A consumer group member feeding the pipeline. `start()` joins; `stop()` finishes the batch in hand and leaves. */
+export class KafkaSource {
+  readonly stats: KafkaSourceStats = { messages: 0, stored: 0, duplicates: 0, deadLettered: 0, pauses: 0, rebalances: 0, commits: 0, batchErrors: 0 };
+  private kafka: Kafka | undefined;
+  private consumer: Consumer | undefined;
+  private producer: Producer | undefined;
+  private stopped = false;
+  private timers = new Set<NodeJS.Timeout>();
+  /** Per `topic/partition`: high watermark seen and next offset committed, for the lag gauge. */
+  private lag = new Map<string, { topic: string; partition: number; high: bigint; committed: bigint }>();
+  private deadByReason = new Map<string, number>();
+  private assigned: TopicPartition[] = [];
+  private joinedOnce: Promise<void>;
+  private onJoined!: () => void;
+
+  constructor(private readonly opts: KafkaSourceOptions) {
+    this.joinedOnce = new Promise((r) => (this.onJoined = r));
+  }
+
+  /** Partitions this member owns since the last rebalance. */
+  get assignment(): readonly TopicPartition[] {
+    return this.assigned;
+  }
+
+  /** Connects, subscribes and starts consuming; resolves once connected (`joined()` waits for the first assignment). */
+  async start(): Promise<void> {
+    const c = this.opts.config;
+    this.kafka = this.opts.kafka ?? (await createKafkaClient(c));
+    if (c.topics.deadLetter) {
+      this.producer = this.kafka.producer({ allowAutoTopicCreation: true, maxInFlightRequests: 1 });
+      await this.producer.connect();
+    }
+    const consumer = this.kafka.consumer({
+      groupId: c.groupId,
+      sessionTimeout: c.sessionTimeoutMs,
+      heartbeatInterval: c.heartbeatIntervalMs,
+      rebalanceTimeout: Math.max(c.sessionTimeoutMs, 30_000),
+      maxBytesPerPartition: c.maxBytesPerPartition,
+      maxBytes: Math.max(c.maxBytesPerPartition * 8, 10 * 1024 * 1024),
+      allowAutoTopicCreation: false,
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.stats.rebalances++;
+      const a: TopicPartition[] = [];
+      for (const [topic, parts] of Object.entries(e.payload.memberAssignment)) for (const p of parts) a.push({ topic, partition: p });
+      this.assigned = a;
+      const keep = new Set(a.map((tp) => `${tp.topic}/${tp.partition}`));
+      for (const k of this.lag.keys()) if (!keep.has(k)) this.lag.delete(k);
+      log.info(`kafka: group ${c.groupId} joined, this member owns ${a.map((tp) => `${tp.topic}/${tp.partition}`).join(', ') || 'no partitions'}`);
+      this.opts.onAssignment?.(a);
+      this.onJoined();
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      log.error(`kafka consumer crashed${e.payload.restart ? ' (restarting)' : ''}: ${e.payload.error?.message}`, 'kafka:crash');
+    });
+    await consumer.connect();
+    for (const topic of c.topics.events) await consumer.subscribe({ topic, fromBeginning: c.fromBeginning });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: c.partitionsConsumedConcurrently,
+      eachBatch: (p) => this.handleBatch(p),
+    });
+  }
+
+  /** Resolves after the first partition assignment (possibly empty when the group has more members than partitions). */
+  joined(): Promise<void> {
+    return this.joinedOnce;
+  }
+
+  /** Stops fetching, lets the batch in hand finish and commit, leaves the group. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    await this.consumer?.disconnect();
+    await this.producer?.disconnect();
+  }
+
+  private async handleBatch({ batch, resolveOffset, heartbeat, pause, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const { topic, partition } = batch;
+    const key = `${topic}/${partition}`;
+    const high = BigInt(batch.highWatermark);
+    const entry = this.lag.get(key) ?? { topic, partition, high, committed: BigInt(batch.firstOffset() ?? '0') };
+    entry.high = high;
+    this.lag.set(key, entry);
+
+    const chunks = this.chunk(batch);
+    const sink = this.opts.sink;
+    const submitted: { chunk: Chunk; outcome: Promise<BatchOutcome> }[] = [];
+    for (const chunk of chunks) {
+      if (!isRunning() || isStale() || this.stopped) break;
+      // A sink that says it is full would refuse this chunk: stop here rather than let a later chunk overtake it.
+      if (submitted.length > 0 && sink.overloaded) break;
+      const raw: RawBatch = {
+        source: `kafka:${key}`,
+        cluster: chunk.cluster,
+        records: chunk.records,
+        checkpoint: { source: `kafka:${key}`, position: String(BigInt(chunk.lastOffset) + 1n) },
+      };
+      let outcome: Promise<BatchOutcome>;
+      try {
+        outcome = sink.submit(raw);
+      } catch (e) {
+        outcome = Promise.reject(e);
+      }
+      outcome.catch(() => {}); // awaited below in order; this only keeps an early rejection from being "unhandled"
+      submitted.push({ chunk, outcome });
+    }
+
+    // Results in order: offsets advance only over a prefix of chunks that are stored.
+    let done = 0;
+    let lastOffset: string | undefined;
+    const dead: { message: KafkaMessage; reasons: string[] }[] = [];
+    let stop: unknown;
+    for (const { chunk, outcome } of submitted) {
+      let o: BatchOutcome;
+      try {
+        o = await outcome;
+      } catch (e) {
+        stop = stop ?? e;
+        continue; // later chunks may have been stored too; they are redelivered and recognised as duplicates
+      }
+      if (stop) continue;
+      done++;
+      lastOffset = chunk.lastOffset;
+      this.stats.messages += chunk.messages.length;
+      this.stats.stored += o.stored;
+      this.stats.duplicates += o.duplicates;
+      if (o.bad.length) dead.push(...this.deadOf(chunk, o.bad));
+    }
+    if (submitted.length < chunks.length && !stop && (isRunning() && !isStale() && !this.stopped)) stop = new OverloadedStop();
+
+    try {
+      if (dead.length) await this.deadLetter(topic, partition, dead);
+    } catch (e) {
+      // Without the dead letters safely written, do not move past them: fetch the batch again later.
+      log.error(`kafka: cannot write ${dead.length} dead letters from ${key} to ${this.opts.config.topics.deadLetter}: ${(e as Error).message}; will retry`, 'kafka:dead-letter');
+      this.stats.batchErrors++;
+      this.backoff(pause, 'dead-letter topic unavailable', 1000);
+      return;
+    }
+
+    if (lastOffset !== undefined) {
+      resolveOffset(lastOffset);
+      const next = BigInt(lastOffset) + 1n;
+      await this.consumer!.commitOffsets([{ topic, partition, offset: String(next) }]);
+      this.stats.commits++;
+      entry.committed = next;
+    }
+
+    if (stop) {
+      const overloaded = (stop as { code?: string }).code === 'OVERLOADED' || stop instanceof OverloadedStop;
+      if (!overloaded) {
+        this.stats.batchErrors++;
+        log.error(`kafka: ingest of ${key} from offset ${chunks[done]?.messages[0]?.offset} failed: ${(stop as Error).message}; will retry`, 'kafka:batch');
+      }
+      // Unresolved messages are fetched again after the resume.
+      this.backoff(pause, overloaded ? 'overloaded' : 'error', overloaded ? 50 : 1000);
+      return;
+    }
+    await heartbeat();
+  }
+
+  /** Pauses this partition's fetch and resumes it when the sink has room again (or after a delay, for errors). */
+  private backoff(pause: () => () => void, why: string, delayMs: number): void {
+    this.stats.pauses++;
+    const resume = pause();
+    const sink = this.opts.sink;
+    let wait = delayMs;
+    const tick = () => {
+      this.timers.delete(t);
+      if (this.stopped) return;
+      if (why === 'overloaded' && sink.overloaded) {
+        wait = Math.min(wait * 2, 1000);
+        t = setTimeout(tick, wait);
+        this.timers.add(t);
+        return;
+      }
+      resume();
+    };
+    let t = setTimeout(tick, wait);
+    this.timers.add(t);
+  }
+
+  /** Splits a fetched batch into pipeline batches: runs of one cluster, at most `batchRecords` records each. */
+  private chunk(batch: Batch): Chunk[] {
+    const c = this.opts.config;
+    const out: Chunk[] = [];
+    let cur: Chunk | undefined;
+    for (const m of batch.messages) {
+      const cluster = headerString(m.headers, HEADER_CLUSTER) || this.opts.cluster;
+      if (!cur || cur.cluster !== cluster || cur.records.length >= c.batchRecords) {
+        cur = { cluster, records: [], messages: [], lastOffset: m.offset };
+        out.push(cur);
+      }
+      const where = `${batch.topic}/${batch.partition}@${m.offset}`;
+      const size = m.value?.length ?? 0;
+      if (m.value === null || size === 0) cur.records.push({ where, error: 'empty message (no value)' });
+      else if (size > c.maxMessageBytes) cur.records.push({ where, error: `message of ${size} bytes is over kafka.maxMessageBytes (${c.maxMessageBytes})` });
+      else cur.records.push({ where, text: m.value });
+      cur.messages.push(m);
+      cur.lastOffset = m.offset;
+    }
+    return out;
+  }
+
+  private deadOf(chunk: Chunk, bad: BatchOutcome['bad']): { message: KafkaMessage; reasons: string[] }[] {
+    const byWhere = new Map<string, string[]>();
+    for (const b of bad) {
+      let l = byWhere.get(b.where);
+      if (!l) byWhere.set(b.where, (l = []));
+      l.push(b.reason);
+    }
+    const out: { message: KafkaMessage; reasons: string[] }[] = [];
+    for (let i = 0; i < chunk.records.length; i++) {
+      const reasons = byWhere.get(chunk.records[i]!.where);
+      if (reasons) out.push({ message: chunk.messages[i]!, reasons });
+    }
+    return out;
+  }
+
+  private async deadLetter(topic: string, partition: number, dead: { message: KafkaMessage; reasons: string[] }[]): Promise<void> {
+    for (const d of dead) {
+      const kind = reasonKind(d.reasons[0]!);
+      this.deadByReason.set(kind, (this.deadByReason.get(kind) ?? 0) + 1);
+    }
+    this.stats.deadLettered += dead.length;
+    const dlq = this.opts.config.topics.deadLetter;
+    if (!dlq || !this.producer) return;
+    await this.producer.send({
+      topic: dlq,
+      acks: -1,
+      messages: dead.map(({ message, reasons }) => {
+        const tooBig = reasonKind(reasons[0]!) === 'too_large';
+        return {
+          key: message.key,
+          // A message over the limit is not copied: the dead-letter topic would refuse it too. Its origin says where it is.
+          value: tooBig ? null : message.value,
+          headers: {
+            ...copyHeaders(message.headers),
+            [HEADER_REASON]: reasons.length > 1 ? `${reasons[0]} (and ${reasons.length - 1} more bad items)` : reasons[0]!,
+            [HEADER_ORIGIN]: `${topic}/${partition}@${message.offset}`,
+            [HEADER_BAD_ITEMS]: String(reasons.length),
+          },
+        };
+      }),
+    });
+  }
+
+  /** Prometheus text lines: consumer lag per partition, dead letters by reason, and the source's counters. */
+  metricsText(): string {
+    const g = this.opts.config.groupId;
+    let out = '# HELP kaudit_kafka_consumer_lag Messages in the partition not yet committed by this member (high watermark - committed offset)\n# TYPE kaudit_kafka_consumer_lag gauge\n';
+    for (const l of this.lag.values()) {
+      const lag = l.high > l.committed ? l.high - l.committed : 0n;
+      out += `kaudit_kafka_consumer_lag{group="${esc(g)}",topic="${esc(l.topic)}",partition="${l.partition}"} ${lag}\n`;
+    }
+    out += '# HELP kaudit_kafka_dead_letters_total Poison messages moved to the dead-letter topic, by reason\n# TYPE kaudit_kafka_dead_letters_total counter\n';
+    for (const [reason, n] of this.deadByReason) out += `kaudit_kafka_dead_letters_total{group="${esc(g)}",reason="${reason}"} ${n}\n`;
+    const counters: [string, string, number][] = [
+      ['kaudit_kafka_messages_consumed_total', 'Messages consumed and committed', this.stats.messages],
+      ['kaudit_kafka_consumer_pauses_total', 'Times a partition fetch was paused (pipeline full or an error)', this.stats.pauses],
+      ['kaudit_kafka_consumer_rebalances_total', 'Group joins (each rebalance) of this member', this.stats.rebalances],
+      ['kaudit_kafka_consumer_commits_total', 'Offset commits', this.stats.commits],
+      ['kaudit_kafka_consumer_batch_errors_total', 'Batches that failed and will be fetched again', this.stats.batchErrors],
+    ];
+    for (const [name, help, v] of counters) out += `# HELP ${name} ${help}\n# TYPE ${name} counter\n${name}{group="${esc(g)}"} ${v}\n`;
+    out += `# HELP kaudit_kafka_assigned_partitions Partitions this member owns\n# TYPE kaudit_kafka_assigned_partitions gauge\nkaudit_kafka_assigned_partitions{group="${esc(g)}"} ${this.assigned.length}\n`;
+    return out;
+  }
+}
+
+function esc(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/** Low-cardinality label for a dead letter's reason. */
+export function reasonKind(reason: string): string {
+  if (reason.startsWith('empty message')) return 'empty';
+  if (reason.includes('maxMessageBytes')) return 'too_large';
+  if (reason.startsWith('not JSON')) return 'not_json';
+  return 'not_an_event';
+}
+
+export function headerString(h: IHeaders | undefined, name: string): string | undefined {
+  const v = h?.[name];
+  if (v === undefined) return undefined;
+  const one = Array.isArray(v) ? v[0] : v;
+  return one === undefined ? undefined : one.toString();
+}
+
+function copyHeaders(h: IHeaders | undefined): IHeaders {
+  const out: IHeaders = {};
+  if (h) for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = v;
+  return out;
+}
