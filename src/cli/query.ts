@@ -61,7 +61,14 @@ export async function runQuery(argv: string[]): Promise<number> {
   const path = values.db ?? cfg.store.path;
   if (!existsSync(path)) throw new UsageError(`no store at ${path}: ingest something first (kaudit ingest --db ${path} FILE) or pass --db`);
   const store = new Store(path, { readonly: true });
-  const time = (s: string | undefined) => (s === undefined ? undefined : parseTimeArg(s));
+  const time = (s: string | undefined) => {
+    if (s === undefined) return undefined;
+    try {
+      return parseTimeArg(s);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  };
   const limit = values.limit === undefined ? undefined : Number(values.limit);
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new UsageError('--limit takes a positive whole number');
   const format = values.format ?? (process.stdout.isTTY ? 'table' : 'json');

@@ -1,0 +1,55 @@
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { ev, lines, tempDir } from '../helpers/events.js';
+
+const BIN = new URL('../../bin/kaudit.js', import.meta.url).pathname;
+
+function kaudit(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, env: { ...process.env, KAUDIT_LOG_LEVEL: 'warn' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('kaudit CLI (built, as users run it)', () => {
+  it('prints help', () => {
+    const r = kaudit(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/ingest .*import audit log files/);
+    expect(kaudit(['nonsense']).code).toBe(2);
+  });
+
+  it('imports plain, gzipped and EventList files, counts bad lines, and adds nothing on re-import', () => {
+    const d = tempDir();
+    const exec = ev({ verb: 'create', requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=bash&container=api', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' }, user: { username: 'mallory', groups: [] }, responseStatus: { code: 101 } });
+    writeFileSync(join(d, 'a.log'), lines([ev(), exec]) + 'garbage\n');
+    writeFileSync(join(d, 'b.log.gz'), gzipSync(lines([ev(), ev()])));
+    writeFileSync(join(d, 'c.json'), JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [ev(), { kind: 0 }] }, null, 2));
+    const db = join(d, 'k.db');
+    const files = ['a.log', 'b.log.gz', 'c.json'].map((f) => join(d, f));
+    const first = kaudit(['ingest', '--db', db, '--no-detect', ...files]);
+    expect(first.code).toBe(0);
+    expect(first.err).toMatch(/stored 5 events, skipped 0 duplicates, 2 bad records/);
+    const again = kaudit(['ingest', '--db', db, '--no-detect', ...files]);
+    expect(again.err).toMatch(/stored 0 events, skipped 5 duplicates, 2 bad records/);
+    const q = kaudit(['query', 'exec', '--db', db, '--format', 'json']);
+    expect(q.code).toBe(0);
+    const rows = q.out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows).toEqual([expect.objectContaining({ user: 'mallory', namespace: 'prod', name: 'api-0', container: 'api', command: 'bash', code: 101 })]);
+    const all = kaudit(['query', 'events', '--db', db, '--format', 'json', '--limit', '2']);
+    expect(all.out.trim().split('\n')).toHaveLength(2);
+    expect(all.err).toMatch(/more: --cursor \S+/);
+    const dl = kaudit(['query', 'dead-letters', '--db', db, '--format', 'json']);
+    expect(dl.out).toContain('kind is 0');
+    const bad = kaudit(['query', 'events', '--db', db, '--since', 'whenever']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/bad time "whenever"/);
+  });
+
+  it('says clearly when there is no store', () => {
+    const r = kaudit(['query', 'events', '--db', '/nonexistent/k.db']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/no store at \/nonexistent\/k.db/);
+  });
+});
