@@ -1,7 +1,8 @@
 /**
  * Which level and stages kube-apiserver records for a request: a restatement of k8s.io/apiserver
  * pkg/audit/policy/checker.go. The semantics, including the surprising ones, are pinned by test/policy/evaluate.test.ts:
- *  - the first rule whose every constraint holds wins; no match means level None with the policy's omitStages;
+ *  - the first rule whose every constraint holds wins; no match means level None with the policy's omitStages
+ *    exactly as listed (a repeated stage stays repeated);
  *  - a rule's omitStages are the union of its own and the policy's;
  *  - a rule's omitManagedFields, when set, overrides the policy's;
  *  - a request without a user (failed authentication) never matches a rule that names users or groups;
@@ -82,7 +83,8 @@ function asLevel(l: string): Level {
 export function evaluatePolicy(policy: Policy, a: RequestAttributes): AuditDecision {
   const i = firstMatchingRule(policy, a);
   if (i < 0) {
-    return { level: 'None', omitStages: unionStages(policy.omitStages, []), omitManagedFields: policy.omitManagedFields, rule: null };
+    // The apiserver hands back the policy's list as written here (duplicates included); only rule lists are united.
+    return { level: 'None', omitStages: [...policy.omitStages] as Stage[], omitManagedFields: policy.omitManagedFields, rule: null };
   }
   const r = policy.rules[i]!;
   return {

@@ -2,7 +2,8 @@
  * Reading an audit.k8s.io/v1 Policy the way kube-apiserver does (k8s.io/apiserver pkg/audit/policy/reader.go), but
  * saying out loud what the apiserver only logs:
  *  - YAML is read as YAML 1.1 (the apiserver's YAML library: `on`/`yes` are booleans) and JSON is YAML too;
- *  - only `apiVersion: audit.k8s.io/v1` with `kind: Policy` loads (v1alpha1 and v1beta1 were dropped in 1.24);
+ *  - only `apiVersion: audit.k8s.io/v1` loads (v1alpha1 and v1beta1 were dropped in 1.24); `kind` must be Policy
+ *    or absent (the decoder fills it in);
  *  - field names are case-sensitive; an unknown or duplicated field makes the apiserver fall back to lenient
  *    decoding, which drops the field silently (a mis-indented `verbs:` widens its rule): kaudit reports each one;
  *  - a value of the wrong type (a string where a list is expected) fails the whole file;
@@ -338,12 +339,9 @@ export function parsePolicy(text: string, source = '<inline>'): LoadedPolicy {
           : `apiVersion ${JSON.stringify(apiVersion)} is not an audit policy version`;
     result.decodeErrors.push({ path: 'apiVersion', message: `${why}: use apiVersion: ${POLICY_API_VERSION}`, line: lines.get('apiVersion') });
   }
-  if (kind !== 'Policy') {
-    result.decodeErrors.push({
-      path: 'kind',
-      message: kind === '' ? 'kind is missing: use kind: Policy' : `kind ${JSON.stringify(kind)} is not Policy`,
-      line: lines.get('kind'),
-    });
+  // A missing kind is filled in from the type being decoded into; a wrong one is refused.
+  if (kind !== 'Policy' && kind !== '') {
+    result.decodeErrors.push({ path: 'kind', message: `kind ${JSON.stringify(kind)} is not Policy`, line: lines.get('kind') });
   }
   if (result.decodeErrors.length === 0) result.policy = policy;
   return result;

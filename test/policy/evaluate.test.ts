@@ -157,6 +157,11 @@ describe('omitManagedFields: a rule value overrides the policy default', () => {
     const p: Policy = { rules: [matching(ruleValue)], omitStages: [], omitManagedFields: policyDefault };
     expect(evaluatePolicy(p, req).omitManagedFields).toBe(want);
   });
+  it('no match hands back the policy omitStages as written, repeats included (rule lists are united)', () => {
+    const p: Policy = { rules: [rule({ level: 'Metadata', verbs: ['list'] })], omitStages: ['Panic', 'Panic'], omitManagedFields: false };
+    expect(evaluatePolicy(p, req).omitStages).toEqual(['Panic', 'Panic']);
+    expect(evaluatePolicy(p, { ...req, verb: 'list' }).omitStages).toEqual(['Panic']);
+  });
   it('no match carries the policy default', () => {
     const p: Policy = { rules: [rule({ level: 'Metadata', verbs: ['list'] })], omitStages: ['Panic'], omitManagedFields: true };
     expect(evaluatePolicy(p, req)).toEqual({ level: 'None', omitStages: ['Panic'], omitManagedFields: true, rule: null });

@@ -102,7 +102,13 @@ describe('parsePolicy (the reader)', () => {
   it('refuses a policy without apiVersion and kind', () => {
     const l = parsePolicy(docPolicy.replace('apiVersion: audit.k8s.io/v1\nkind: Policy\n', ''));
     expect(l.policy).toBeNull();
-    expect(l.decodeErrors.map((e) => e.path)).toEqual(['apiVersion', 'kind']);
+    expect(l.decodeErrors.map((e) => e.path)).toEqual(['apiVersion']);
+  });
+
+  it('needs apiVersion; kind may be left out, but not be wrong', () => {
+    expect(parsePolicy('apiVersion: audit.k8s.io/v1\nrules: [{level: Metadata}]\n').policy).not.toBeNull();
+    expect(parsePolicy('kind: Policy\nrules: [{level: Metadata}]\n').decodeErrors.map((e) => e.path)).toEqual(['apiVersion']);
+    expect(parsePolicy('apiVersion: audit.k8s.io/v1\nkind: PolicyList\nrules: [{level: Metadata}]\n').decodeErrors.map((e) => e.path)).toEqual(['kind']);
   });
 
   it('refuses the removed v1beta1 version', () => {
