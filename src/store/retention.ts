@@ -36,9 +36,9 @@ export class Retention {
     if (this.timer) clearInterval(this.timer);
   }
 
-  private deleteBlobs(where: string, params: unknown[]): number {
+  private deleteBlobs(where: string, params: unknown[], limit?: number): number {
     const db = this.store.db;
-    const chunk = this.o.chunk ?? 20;
+    const chunk = limit ?? this.o.chunk ?? 20;
     return db.transaction(() => {
       const blobs = db.prepare(`SELECT id, first_event, last_event FROM blobs WHERE ${where} ORDER BY id LIMIT ?`).all(...params, chunk) as { id: number; first_event: number; last_event: number }[];
       let n = 0;
@@ -69,11 +69,22 @@ export class Retention {
         this.store.db.prepare('DELETE FROM rollup WHERE hour < ?').run(Math.floor(cutoff / 3_600_000_000));
       }
       if (this.o.maxBytes !== undefined) {
-        while (this.store.sizeBytes() > this.o.maxBytes) {
-          const n = this.deleteBlobs('1', []);
-          if (n < 0) break;
-          total += n;
-          await new Promise((r) => setImmediate(r));
+        // Pages free up unevenly as rows go, so estimate the share of the oldest batches to drop, drop it, measure
+        // again; a few rounds at most per pass.
+        for (let round = 0; round < 5; round++) {
+          const size = this.store.sizeBytes();
+          if (size <= this.o.maxBytes) break;
+          const blobs = this.store.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number;
+          if (blobs === 0) break;
+          let todo = Math.max(1, Math.ceil(blobs * (1 - this.o.maxBytes / size) * 1.05));
+          while (todo > 0) {
+            const n = this.deleteBlobs('1', [], Math.min(todo, this.o.chunk ?? 20));
+            if (n < 0) break;
+            total += n;
+            todo -= Math.min(todo, this.o.chunk ?? 20);
+            await new Promise((r) => setImmediate(r));
+          }
+          this.store.db.pragma('incremental_vacuum');
         }
       }
       if (total > 0) {

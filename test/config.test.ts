@@ -1,0 +1,41 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseBytes, parseDuration, parseListen } from '../src/config/config.js';
+import { tempDir } from './helpers/events.js';
+
+describe('configuration', () => {
+  it('has secure embedded defaults', () => {
+    const c = loadConfig(undefined, {});
+    expect(c.server.listen).toBe('127.0.0.1:8080');
+    expect(c.redaction.enabled).toBe(true);
+    expect(c.server.insecureAllowUnauthenticatedRemote).toBe(false);
+    expect(c.maxLineBytes).toBe(1024 * 1024);
+  });
+
+  it('layers file < environment', () => {
+    const f = join(tempDir(), 'k.yaml');
+    writeFileSync(f, 'cluster: prod\nstore:\n  path: /var/lib/kaudit/k.db\n  retention:\n    maxAge: 30d\nserver:\n  listen: 127.0.0.1:9000\ntail:\n  - path: /var/log/kubernetes/audit.log\n');
+    const c = loadConfig(f, { KAUDIT_LISTEN: '127.0.0.1:9999' });
+    expect(c).toMatchObject({ cluster: 'prod', store: { path: '/var/lib/kaudit/k.db', retention: { maxAge: '30d', intervalSeconds: 60 } }, server: { listen: '127.0.0.1:9999' } });
+    expect(c.tail).toEqual([{ path: '/var/log/kubernetes/audit.log' }]);
+  });
+
+  it('names what is wrong', () => {
+    const d = tempDir();
+    writeFileSync(join(d, 'a.yaml'), 'clusterr: x\n');
+    expect(() => loadConfig(join(d, 'a.yaml'), {})).toThrow(/unknown config key "clusterr"/);
+    writeFileSync(join(d, 'b.yaml'), 'server: [1\n');
+    expect(() => loadConfig(join(d, 'b.yaml'), {})).toThrow(/not valid YAML/);
+    expect(() => loadConfig(undefined, { KAUDIT_LISTEN: 'nowhere' })).toThrow(/bad listen address/);
+    expect(() => loadConfig(join(d, 'missing.yaml'), {})).toThrow(/cannot read config file .*ENOENT/);
+  });
+
+  it('parses sizes, durations and listen addresses', () => {
+    expect(parseBytes('10GiB')).toBe(10 * 1024 ** 3);
+    expect(parseBytes('512MB')).toBe(512e6);
+    expect(parseDuration('30d')).toBe(30 * 86_400_000);
+    expect(parseListen('[::1]:8443')).toEqual({ host: '::1', port: 8443 });
+    expect(() => parseDuration('soon')).toThrow(/bad duration/);
+  });
+});
