@@ -225,13 +225,19 @@ export class Pipeline implements BatchSink {
       throw e;
     }
     const committed = w ? Promise.resolve(w.finish({ alerts: raised, deadLetters: d.deadLetters, checkpoint: batch.checkpoint })) : Promise.resolve(raised);
+    // Keep only counts alive until the commit: holding the batch's events would keep them out of the young
+    // generation's cheap collection.
+    const stored = w ? fresh.length : 0;
+    const duplicates = d.events.length - fresh.length;
+    const bad = d.deadLetters.map(badOf);
+    const source = batch.source;
     return { committed: committed.then((alerts) => {
-      const outcome: BatchOutcome = { stored: w ? fresh.length : 0, duplicates: d.events.length - fresh.length, bad: d.deadLetters.map(badOf), alerts };
+      const outcome: BatchOutcome = { stored, duplicates, bad, alerts };
       if (this.counters) {
-        const src = { source: sourceKind(batch.source) };
-        if (outcome.stored) this.counters.events.inc(src, outcome.stored);
-        if (outcome.duplicates) this.counters.dups.inc(src, outcome.duplicates);
-        if (d.deadLetters.length) this.counters.bad.inc(src, d.deadLetters.length);
+        const src = { source: sourceKind(source) };
+        if (stored) this.counters.events.inc(src, stored);
+        if (duplicates) this.counters.dups.inc(src, duplicates);
+        if (bad.length) this.counters.bad.inc(src, bad.length);
         for (const a of raised) this.counters.alerts.inc({ rule: a.rule });
       }
       this.bus.publish(alerts);
