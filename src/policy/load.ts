@@ -29,6 +29,8 @@ export interface LoadedPolicy {
   source: string;
   /** null when the apiserver could not decode the file at all (see `decodeErrors`). */
   policy: Policy | null;
+  /** The fields as decoded when only apiVersion or kind is wrong: still worth validating, to list every problem. */
+  decoded?: Policy;
   /** Problems that make the apiserver refuse the file before validation: syntax, version, wrong types. */
   decodeErrors: PolicyIssue[];
   /** Fields the apiserver ignores (unknown, wrongly cased, duplicated, extra documents). */
@@ -344,6 +346,7 @@ export function parsePolicy(text: string, source = '<inline>'): LoadedPolicy {
     result.decodeErrors.push({ path: 'kind', message: `kind ${JSON.stringify(kind)} is not Policy`, line: lines.get('kind') });
   }
   if (result.decodeErrors.length === 0) result.policy = policy;
+  else result.decoded = policy;
   return result;
 }
 

@@ -85,8 +85,22 @@ describe('cis-3.2.2-secrets-metadata-only', () => {
     expect(f[0]!.message).toMatch(/secrets .* at RequestResponse/);
   });
   it('fails when only one user or one named object gets bodies', () => {
-    expect(of(check(`rules:\n  - level: Request\n    users: [admin]\n  - level: Metadata\n`), 'cis-3.2.2-secrets-metadata-only')).toHaveLength(1);
-    expect(of(check(`rules:\n  - level: Request\n    resources: [{group: "", resources: [configmaps], resourceNames: [app-config]}]\n  - level: Metadata\n`), 'cis-3.2.2-secrets-metadata-only')).toHaveLength(1);
+    const errors = (body: string) => of(check(body), 'cis-3.2.2-secrets-metadata-only').filter((f) => f.severity === 'error');
+    expect(errors(`rules:\n  - level: Request\n    users: [admin]\n  - level: Metadata\n`)).toHaveLength(1);
+    expect(errors(`rules:\n  - level: Request\n    resources: [{group: "", resources: [configmaps], resourceNames: [app-config]}]\n  - level: Metadata\n`)).toHaveLength(1);
+  });
+  it('a level above Metadata that writes no value (reads and deletes at Request, TokenRequest at Request) is a note', () => {
+    const f = of(check(`rules:\n  - level: Request\n    verbs: [get, list, watch, delete, deletecollection]\n  - level: Request\n    resources: [{group: "", resources: [serviceaccounts/token]}]\n  - level: Metadata\n`), 'cis-3.2.2-secrets-metadata-only');
+    expect(f.map((x) => [x.severity, x.rule])).toEqual([['note', 0], ['note', 1]]);
+    expect(f[0]!.message).toMatch(/no secret value is written/);
+    // a write at Request carries the value in its body
+    const w = of(check(`rules:\n  - level: Request\n    verbs: [patch]\n  - level: Metadata\n`), 'cis-3.2.2-secrets-metadata-only');
+    expect(w.map((x) => x.severity)).toEqual(['error']);
+    expect(w[0]!.message).toMatch(/secrets \(patch\); configmaps \(patch\) at Request/);
+  });
+  it('says in which namespaces the problem is', () => {
+    const f = of(check(`rules:\n  - level: RequestResponse\n    namespaces: [kube-system]\n    resources: [{group: "", resources: [configmaps]}]\n  - level: Metadata\n`), 'cis-3.2.2-secrets-metadata-only');
+    expect(f[0]!.message).toMatch(/configmaps \([a-z, ]+\) in namespace kube-system at RequestResponse/);
   });
   it('fails when token reviews fall under a body-level rule for their group', () => {
     const f = of(check(`rules:\n  - level: Metadata\n    resources: [{group: "", resources: [secrets, configmaps]}]\n  - level: RequestResponse\n`), 'cis-3.2.2-secrets-metadata-only');
