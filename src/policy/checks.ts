@@ -111,6 +111,24 @@ interface Miss {
   decision: AuditDecision;
 }
 
+/** Up to n example descriptions, preferring different requests over the same request by different callers. */
+function pickExamples(ms: { probe: Probe; decision?: AuditDecision }[], n = 3, suffix?: (m: { probe: Probe; decision?: AuditDecision }) => string): string[] {
+  const out: string[] = [];
+  const seenReq = new Set<string>();
+  for (const pass of [0, 1]) {
+    for (const m of ms) {
+      if (out.length >= n) return out;
+      const reqKey = describeRequest(m.probe.attrs, '');
+      const text = describeRequest(m.probe.attrs, m.probe.who) + (suffix ? suffix(m) : '');
+      if (out.includes(text)) continue;
+      if (pass === 0 && seenReq.has(reqKey)) continue;
+      seenReq.add(reqKey);
+      out.push(text);
+    }
+  }
+  return out;
+}
+
 function ruleLabel(rule: number | null): string {
   return rule === null ? 'no rule matches (default None)' : `rule ${rule}`;
 }
@@ -143,7 +161,7 @@ function missesToFindings(
     const allNamespaced = ms.every((m) => m.probe.attrs.resourceRequest && m.probe.attrs.namespace !== '');
     const where = allNamespaced && nss.size > 0 && !nss.has(FRESH) ? ` in namespace${nss.size > 1 ? 's' : ''} ${[...nss].join(', ')}` : '';
     const what = [...kinds].map(([label, verbs]) => `${label} (${[...verbs].join(', ')})`).join('; ') + where;
-    const examples = [...new Set(ms.map((m) => describeRequest(m.probe.attrs, m.probe.who)))].slice(0, 3);
+    const examples = pickExamples(ms);
     const f: Finding = { id, severity, message: describe(rule, ms, what), rule, examples };
     const line = lineOf(rule);
     if (line !== undefined) f.line = line;
@@ -283,7 +301,7 @@ function checkBlindSpots(policy: Policy, reqs: RuleRequirement[], lineOf: (r: nu
       detection: req.rule,
       rule: d.rule,
       message: `detection ${req.rule} (${req.title}) is ${scope}: it needs ${describeRequirement(req)} at ${req.level} in ${req.stages.join(' or ')}, but ${describeRequest(first.probe.attrs, first.probe.who)} is ${got} (${ruleLabel(d.rule)}).${conflict}`,
-      examples: [...new Set(misses.map((m) => `${describeRequest(m.probe.attrs, m.probe.who)}: ${m.decision.level} (${ruleLabel(m.decision.rule)})`))].slice(0, 3),
+      examples: pickExamples(misses, 3, (m) => `: ${m.decision!.level} (${ruleLabel(m.decision!.rule)})`),
     };
     const line = lineOf(d.rule);
     if (line !== undefined) f.line = line;
@@ -311,7 +329,7 @@ function checkNoisyReads(policy: Policy, lineOf: (r: number | null) => number | 
       severity: 'warning',
       rule: rules[0] ?? null,
       message: `${n.description} are logged (${rules.map((r) => ruleLabel(r)).join(', ')}), e.g. ${describeRequest(kept[0]!.probe.attrs, kept[0]!.probe.who)} at ${kept[0]!.decision.level}: this is among the highest-volume traffic of a cluster and tells little; add a level: None rule for it before the broader rules`,
-      examples: [...new Set(kept.map((k) => describeRequest(k.probe.attrs, k.probe.who)))].slice(0, 3),
+      examples: pickExamples(kept),
     };
     const line = lineOf(rules[0] ?? null);
     if (line !== undefined) f.line = line;
