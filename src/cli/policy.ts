@@ -29,7 +29,9 @@ Commands:
 kaudit policy COMMAND --help for the options of each.
 `;
 
-const CHECK_HELP = `Usage: kaudit policy check FILE [--apiserver-manifest FILE] [--format text|json|sarif] [options]
+const CHECK_HELP = `Usage: kaudit policy check [FILE] [--apiserver-manifest FILE] [--format text|json|sarif] [options]
+
+FILE defaults to the --audit-policy-file named in the manifest (on a control-plane node).
 
 Exit code 1 when a check fails (an error finding), 0 otherwise; 2 for unreadable input.
 
@@ -188,23 +190,28 @@ async function runCheck(argv: string[]): Promise<number> {
     ...DETECTION_OPTIONS,
   });
   if (values.help) return help(CHECK_HELP);
-  if (positionals.length !== 1) throw new CliError('expected exactly one policy FILE');
+  const manifestPath = values['apiserver-manifest'] as string | undefined;
+  if (positionals.length > 1 || (positionals.length === 0 && !manifestPath)) throw new CliError('expected exactly one policy FILE (or --apiserver-manifest naming it)');
   const format = values.format as string;
   if (!['text', 'json', 'sarif'].includes(format)) throw new CliError(`--format must be text, json or sarif, not ${JSON.stringify(format)}`);
   const failOn = values['fail-on'] as string;
   if (!['error', 'warning', 'note'].includes(failOn)) throw new CliError('--fail-on must be error, warning or note');
-  const loaded = await loadPolicyOrFail(positionals[0]);
-  const reqs = await requirementsFrom(values);
-  const report: FullReport = checkPolicy(loaded, { ...(reqs.requirements ? { requirements: reqs.requirements } : {}), ...(reqs.note ? { requirementsUnavailable: reqs.note } : {}) });
-  const manifestPath = values['apiserver-manifest'] as string | undefined;
+  let flags;
   if (manifestPath) {
-    let flags;
     try {
       flags = await loadApiserverManifest(manifestPath);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       throw new CliError(code ? `cannot read ${manifestPath}: ${code}` : (e as Error).message);
     }
+  }
+  // On a control-plane node the manifest names the policy file.
+  const policyPath = positionals[0] ?? flags?.flags.get('audit-policy-file');
+  if (!policyPath) throw new CliError(`${manifestPath} sets no --audit-policy-file: give the policy FILE`);
+  const loaded = await loadPolicyOrFail(policyPath);
+  const reqs = await requirementsFrom(values);
+  const report: FullReport = checkPolicy(loaded, { ...(reqs.requirements ? { requirements: reqs.requirements } : {}), ...(reqs.note ? { requirementsUnavailable: reqs.note } : {}) });
+  if (manifestPath && flags) {
     let m;
     try {
       m = checkApiserverFlags(flags, manifestPath, values['cis-version'] as string | undefined);

@@ -10,6 +10,8 @@ export interface CatalogResource {
   resource: string;
   namespaced: boolean;
   subresources?: string[];
+  /** Verbs the resource serves, when not the usual eight (reviews are create-only). */
+  verbs?: string[];
 }
 
 export const RESOURCE_VERBS = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'] as const;
@@ -51,9 +53,9 @@ export const CATALOG: CatalogResource[] = [
   { group: 'admissionregistration.k8s.io', resource: 'validatingadmissionpolicies', namespaced: false },
   { group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', namespaced: false },
   { group: 'certificates.k8s.io', resource: 'certificatesigningrequests', namespaced: false, subresources: ['approval'] },
-  { group: 'authentication.k8s.io', resource: 'tokenreviews', namespaced: false },
-  { group: 'authorization.k8s.io', resource: 'subjectaccessreviews', namespaced: false },
-  { group: 'authorization.k8s.io', resource: 'selfsubjectaccessreviews', namespaced: false },
+  { group: 'authentication.k8s.io', resource: 'tokenreviews', namespaced: false, verbs: ['create'] },
+  { group: 'authorization.k8s.io', resource: 'subjectaccessreviews', namespaced: false, verbs: ['create'] },
+  { group: 'authorization.k8s.io', resource: 'selfsubjectaccessreviews', namespaced: false, verbs: ['create'] },
   { group: 'coordination.k8s.io', resource: 'leases', namespaced: true },
   { group: 'discovery.k8s.io', resource: 'endpointslices', namespaced: true },
   { group: 'events.k8s.io', resource: 'events', namespaced: true },

@@ -39,7 +39,7 @@ export function buildMatrix(policy: Policy, o: { user?: RequestUser | null; name
     for (const sub of ['', ...(c.subresources ?? [])]) {
       const label = groupResourceLabel(c.group, c.resource, sub);
       const row: MatrixRow = { resource: label, cells: {} };
-      const subVerbs = sub === '' ? verbs : ['get', 'create', 'update', 'patch', 'delete'];
+      const subVerbs = sub === '' ? (c.verbs ?? verbs) : ['get', 'create', 'update', 'patch', 'delete'];
       for (const verb of subVerbs) {
         const mk = (u: RequestUser | null) =>
           resourceRequest({ user: u, verb, group: c.group, resource: c.resource, subresource: sub, namespace: c.namespaced ? namespace : '', name: verbNamesObject(verb, sub) ? 'example' : '' });

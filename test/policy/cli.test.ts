@@ -138,6 +138,17 @@ describe('kaudit policy check', () => {
     expect(j.findings.filter((f: { id: string }) => f.id.startsWith('cis-1.2.')).map((f: { id: string }) => f.id)).toEqual(['cis-1.2.18', 'cis-1.2.19', 'cis-1.2.20']);
   });
 
+  it('without FILE, checks the policy the manifest names', async () => {
+    const m = file('m.yaml', `apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.0\n    command: [kube-apiserver, --audit-policy-file=${LEAKY}, --audit-log-path=/var/log/a.log, --audit-log-maxage=30, --audit-log-maxbackup=10, --audit-log-maxsize=100]\n`);
+    const r = await run(['check', '--apiserver-manifest', m, '--no-detections', '--format', 'json']);
+    const j = JSON.parse(r.out);
+    expect(j.policy).toBe(LEAKY);
+    expect(j.findings.map((f: { id: string }) => f.id)).toEqual(['cis-3.2.2-secrets-metadata-only', 'noisy-reads', 'noisy-reads', 'noisy-reads', 'noisy-reads']);
+    const missing = await run(['check', '--apiserver-manifest', `${fixtures}apiserver/kube-apiserver-v1.30-good.yaml`, '--no-detections']);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/cannot read \/etc\/kubernetes\/audit\/audit-policy.yaml: ENOENT/);
+  });
+
   it('a generated policy passes: exit 0; --fail-on warning makes warnings fail', async () => {
     const gen = await run(['generate', '--profile', 'recommended', '--requirements', REQS]);
     expect(gen.code).toBe(0);
