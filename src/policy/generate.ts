@@ -110,7 +110,7 @@ function baseRules(profile: Profile): GeneratedRule[] {
   ];
 }
 
-/** A rule that gives a requirement what it needs; null when only a CIS-forbidden level would. */
+/** Rules that give a requirement what it needs; none for the parts only a CIS-forbidden level would give. */
 function ruleForRequirement(req: RuleRequirement, policyOmitsRequestReceived: boolean): GeneratedRule[] {
   const out: GeneratedRule[] = [];
   const comment = `Detection ${req.rule}: needs ${describeRequirement(req)} at ${req.level}.`;
