@@ -67,7 +67,7 @@ export async function runCli(argv: string[]): Promise<number> {
       return 2;
     }
     const err = e as NodeJS.ErrnoException;
-    log.error(`kaudit ${cmd}: ${err.code ? err.code + ': ' : ''}${err.message}`);
+    log.error(`kaudit ${cmd}: ${err.message}`);
     return 1;
   }
 }

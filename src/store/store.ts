@@ -161,7 +161,7 @@ export class Store {
       this.db.pragma('auto_vacuum = INCREMENTAL');
       migrate(this.db);
     }
-    this.db.pragma('cache_size = -65536');
+    this.db.pragma(`cache_size = ${opts.readonly ? -16384 : -32768}`);
     this.db.pragma('busy_timeout = 5000');
     this.stmts = this.prepare();
     this.redactionKey = opts.readonly ? Buffer.alloc(32) : this.loadRedactionKey();
