@@ -1,10 +1,10 @@
 // Round trip: generate each profile, check it (no failure), load it as the apiserver would, simulate it over a log.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { readEventFiles } from '../../src/events/read.js';
 import { blindSpots, checkPolicy } from '../../src/policy/checks.js';
-import { evaluatePolicy } from '../../src/policy/evaluate.js';
+import { attributesFromEvent, evaluatePolicy } from '../../src/policy/evaluate.js';
 import { generatePolicy, PROFILES } from '../../src/policy/generate.js';
 import { parsePolicy } from '../../src/policy/load.js';
 import { parseRequirements, type RuleRequirement } from '../../src/policy/requirements.js';
@@ -108,5 +108,32 @@ describe('--from-log', () => {
     const g = await generatePolicy({ profile: 'recommended', requirements: [watchServices], fromLog: () => readEventFiles([LOG]) });
     expect(g.yaml).not.toMatch(/watch services by system identities/);
     expect(g.yaml).toMatch(/list pods by system identities/);
+  });
+});
+
+// Real captures: the Falco k8s-audit regression traces (read in place from ../shared/peer, never copied).
+const PEER = new URL('../../../shared/peer/falco-k8s-audit/', import.meta.url).pathname;
+describe.skipIf(!existsSync(PEER))('the recommended profile on real traces (Falco k8s-audit)', () => {
+  it('keeps every event the Falco rules look at, with the request body of every change outside secrets and configmaps', async () => {
+    const g = await generatePolicy({ profile: 'recommended', requirements: REQS });
+    const p = parsePolicy(g.yaml).policy!;
+    const traces = readdirSync(`${PEER}traces`).filter((f) => f.endsWith('.json')).map((f) => `${PEER}traces/${f}`);
+    let events = 0;
+    let bad = 0;
+    for await (const item of readEventFiles(traces)) {
+      if ('error' in item) {
+        bad++;
+        continue;
+      }
+      events++;
+      const a = attributesFromEvent(item.event);
+      const d = evaluatePolicy(p, a);
+      expect(d.level, `${item.where}: ${a.verb} ${a.resource}`).not.toBe('None');
+      const sensitive = a.apiGroup === '' && ['secrets', 'configmaps'].includes(a.resource);
+      if (['create', 'update', 'patch'].includes(a.verb) && !sensitive) expect(d.level, `${item.where}: ${a.verb} ${a.resource}`).toBe('Request');
+      if (sensitive) expect(d.level).toBe('Metadata');
+    }
+    expect(events).toBeGreaterThanOrEqual(45);
+    expect(bad).toBeGreaterThanOrEqual(1); // fal_01_003.json is deliberately broken
   });
 });
