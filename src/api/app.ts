@@ -1,46 +1,127 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { parseListen } from '../config/config.js';
+import { readFileSync } from 'node:fs';
+import type { ServerOptions as HttpsOptions } from 'node:https';
+import { ConfigError, parseListen, type KauditConfig } from '../config/config.js';
+import { log } from '../log.js';
 import { QueryError } from '../store/queries.js';
 import { alertRoutes } from './alerts.js';
 import { analystRoutes } from './analyst.js';
+import { Access, AccessError, checkListenSafety, type Need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
 import { collectOpenApi } from './openapi.js';
+import { streamRoutes } from './stream.js';
+import { webhookRoutes } from './webhook.js';
+import type { HubOptions } from '../sinks/ws-hub.js';
 
 export interface AppOptions {
-  /** Extra fastify server options (https, and the like). */
+  /** Extra fastify server options. */
   server?: Partial<FastifyServerOptions> & Record<string, unknown>;
+  /** Alert feed tuning (heartbeat, buffer bounds); tests shorten them. */
+  feed?: HubOptions & { maxClients?: number };
+  /** Webhook requests in progress before 503 (default 64). */
+  webhookMaxInFlight?: number;
+}
+
+const PROBES = new Set(['/healthz', '/readyz']);
+const WEBHOOK_ROUTES = new Set(['/api/v1/audit/webhook', '/api/v1/audit/webhook/:cluster']);
+
+/** What a route needs: probes nothing, the webhook ingest, everything else (and unknown paths) read. */
+function needOf(route: string | undefined): Need {
+  if (route === undefined) return 'read';
+  if (PROBES.has(route)) return 'none';
+  if (WEBHOOK_ROUTES.has(route)) return 'ingest';
+  return 'read';
+}
+
+function readPem(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new ConfigError(`cannot read the TLS ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** HTTPS options from server.tls. A client CA makes the server ask for certificates; requests check them (so probes need none). */
+function tlsOptions(cfg: KauditConfig): HttpsOptions | undefined {
+  const t = cfg.server.tls;
+  if (!t) return undefined;
+  const o: HttpsOptions = { cert: readPem(t.cert, 'certificate'), key: readPem(t.key, 'key'), minVersion: 'TLSv1.2' };
+  if (t.clientCA) {
+    o.ca = readPem(t.clientCA, 'client CA');
+    o.requestCert = true;
+    o.rejectUnauthorized = false;
+  }
+  return o;
 }
 
 /**
- * The HTTP API: every route lives in a plugin; read routes under /api/v1, probes and metrics at the root.
+ * The HTTP API: every route lives in a plugin; read routes under /api/v1, probes and metrics at the root, the audit
+ * webhook and the alert feed under /api/v1 too. Access control (see auth.ts) and the listen-address safety check are
+ * applied here, so whoever builds the app gets them.
  */
 export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<FastifyInstance> {
+  checkListenSafety(ctx.config);
+  const access = new Access(ctx.config);
+  const https = tlsOptions(ctx.config);
   const app = Fastify({
     logger: false,
     // Bounded: the webhook route sets its own larger limit.
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
+    ...(https ? { https } : {}),
     ...(opts.server ?? {}),
-  } as FastifyServerOptions);
+  } as FastifyServerOptions) as unknown as FastifyInstance;
   const openapi = collectOpenApi(app);
   const requests = ctx.metrics.counter('kaudit_http_requests_total', 'HTTP requests, by route and status');
+  const refused = ctx.metrics.counter('kaudit_auth_refused_total', 'Requests refused by access control, by status (401 no or bad credentials, 403 scope or cluster)');
+  const maxResults = ctx.config.server.maxResults;
+  app.decorateRequest('principal', undefined);
+  app.addHook('onRequest', async (req, reply) => {
+    const route = req.routeOptions.url;
+    const need = needOf(route);
+    try {
+      const p = access.authorize(req.raw.headers, req.raw.socket, need);
+      if (p.cluster !== undefined && need === 'read') {
+        // A cluster-bound credential reads only its cluster: the query must say so (routes without a cluster filter refuse it).
+        const asked = (req.query as Record<string, unknown> | undefined)?.cluster;
+        if (asked !== p.cluster) throw new AccessError(403, `${p.name} is bound to cluster "${p.cluster}": add cluster=${p.cluster} to the query`);
+      }
+      req.principal = p;
+    } catch (e) {
+      if (!(e instanceof AccessError)) throw e;
+      refused.inc({ status: String(e.statusCode) });
+      if (e.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="kaudit"');
+      // The body of a refused request is not read: close the connection rather than drain it.
+      if (req.method === 'POST' || req.method === 'PUT') reply.header('connection', 'close');
+      return reply.code(e.statusCode).send({ error: e.message });
+    }
+  });
+  // One request cannot ask for more than server.maxResults rows; it pages with `cursor` instead.
+  app.addHook('preHandler', async (req) => {
+    const q = req.query as Record<string, unknown> | undefined;
+    if (q && typeof q.limit === 'number' && q.limit > maxResults) q.limit = maxResults;
+  });
   app.addHook('onResponse', async (req, reply) => {
     requests.inc({ route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
   });
+  app.addHook('onClose', async () => access.stop());
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
     if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-    if (status >= 500) req.log.error(err);
+    if (status >= 500) log.error(`request ${req.id} ${req.method} ${req.routeOptions.url ?? ''}: ${err.message}`, 'http-error');
     return reply.code(status).send({ error: status >= 500 ? 'internal error' : err.message });
   });
+  access.watch();
   await app.register(healthRoutes, { ctx });
   await app.register(
     async (api) => {
       await api.register(eventRoutes, { ctx });
       await api.register(alertRoutes, { ctx });
       await api.register(analystRoutes, { ctx });
+      await api.register(webhookRoutes, { ctx, maxInFlight: opts.webhookMaxInFlight });
+      await api.register(streamRoutes, { ctx, access, hub: opts.feed, maxClients: opts.feed?.maxClients });
       api.get('/openapi.json', { schema: { hide: true } }, async () => openapi());
     },
     { prefix: '/api/v1' },
@@ -48,10 +129,13 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
   return app;
 }
 
-/** Builds the app and listens on the configured address; returns the app and the bound address (host:port). */
-export async function startApi(ctx: ApiContext): Promise<{ app: FastifyInstance; address: string; port: number }> {
+/**
+ * Builds the app and listens on the configured address; returns the app and the bound address (host:port). Refuses
+ * (ConfigError) a non-loopback address without TLS and credentials unless insecureAllowUnauthenticatedRemote is set.
+ */
+export async function startApi(ctx: ApiContext, opts: AppOptions = {}): Promise<{ app: FastifyInstance; address: string; port: number }> {
   const { host, port } = parseListen(ctx.config.server.listen);
-  const app = await buildApp(ctx);
+  const app = await buildApp(ctx, opts);
   await app.listen({ host, port });
   const addr = app.server.address();
   const bound = typeof addr === 'object' && addr ? addr.port : port;

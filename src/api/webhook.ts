@@ -1,0 +1,501 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { log } from '../log.js';
+import type { RawRecord } from '../pipeline/pipeline.js';
+import { CLUSTER_NAME, type Principal } from './auth.js';
+import type { ApiContext } from './context.js';
+
+/**
+ * The audit webhook backend: what kube-apiserver's `--audit-webhook-config-file` sends. The apiserver POSTs an
+ * `EventList` (application/json) of up to 400 events to exactly the configured URL, several batches in flight, and
+ * retries anything but 200-206 with backoff. So: 200 only once the batch is committed (nothing acknowledged can be
+ * lost), 503 with Retry-After at once when the pipeline is full (the apiserver's retry then buffers), and 4xx for
+ * bodies that no retry can fix, each with a message saying what is wrong.
+ *
+ * The body is split while it streams in: each event's bytes become its own string (kept as the stored raw form, so
+ * nothing is serialised again) and are parsed with JSON.parse; the request body is never held whole beside them.
+ */
+
+/** A refusal with an HTTP status, a message for the sender, and the metric reason. */
+export class WebhookError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    readonly reason: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'WebhookError';
+  }
+}
+
+const MAX_DEPTH = 512;
+const WS = new Uint8Array(256);
+WS[0x20] = WS[0x0a] = WS[0x0d] = WS[0x09] = 1;
+const ITEMS = Buffer.from('items');
+
+/** One event of a body: its JSON text and the index it had in the document. */
+export interface BodyItem {
+  text: string;
+  index: number;
+}
+
+/**
+ * Splits a JSON body, chunk by chunk, into the events it holds: the items of an EventList (`{"items":[...]}`), the
+ * elements of an array, or one Event object. It checks the structure (brackets, strings, one top-level value); the
+ * items' own syntax is checked by JSON.parse afterwards. Memory: the item in progress and what was emitted.
+ */
+export class BodySplitter {
+  private mode: 'array' | 'object' | undefined;
+  private stack: number[] = [];
+  private inString = false;
+  private pendingEscape = false;
+  private done = false;
+  /** Depth at which items are values: 1 in a top-level array, 2 inside an EventList's items array. */
+  private itemLevel = -1;
+  private itemOpen = false;
+  private itemParts: Buffer[] = [];
+  private itemsSeen = 0;
+  private commaPending = false;
+  // Object mode: the envelope is the top object without the items array's content (kind, apiVersion, metadata).
+  private envelopeParts: Buffer[] = [];
+  private envelopeOpen = false;
+  private expectKey = false;
+  private keyOpen = false;
+  private keyParts: Buffer[] = [];
+  private lastKeyIsItems = false;
+  private awaitingValue = false;
+  private itemsFound = false;
+  private offset = 0;
+
+  constructor(private readonly emit: (item: BodyItem) => void) {}
+
+  private fail(msg: string, at: number): never {
+    throw new WebhookError(400, `malformed JSON body at byte ${this.offset + at}: ${msg}`, 'malformed');
+  }
+
+  push(buf: Buffer): void {
+    const n = buf.length;
+    let i = 0;
+    let itemFrom = this.itemOpen ? 0 : -1;
+    let envFrom = this.envelopeOpen ? 0 : -1;
+    let keyFrom = this.keyOpen ? 0 : -1;
+    const stack = this.stack;
+    while (i < n) {
+      if (this.inString) {
+        if (this.pendingEscape) {
+          this.pendingEscape = false;
+          i++;
+          if (i >= n) break;
+        }
+        const q = buf.indexOf(0x22, i);
+        if (q < 0) {
+          let run = 0;
+          for (let k = n - 1; k >= i && buf[k] === 0x5c; k--) run++;
+          this.pendingEscape = (run & 1) === 1;
+          i = n;
+          break;
+        }
+        let run = 0;
+        for (let k = q - 1; k >= i && buf[k] === 0x5c; k--) run++;
+        i = q + 1;
+        if ((run & 1) === 1) continue;
+        this.inString = false;
+        if (keyFrom >= 0) {
+          this.keyParts.push(buf.subarray(keyFrom, q));
+          keyFrom = -1;
+          this.keyOpen = false;
+          const key = this.keyParts.length === 1 ? this.keyParts[0]! : Buffer.concat(this.keyParts);
+          this.keyParts = [];
+          this.lastKeyIsItems = key.equals(ITEMS);
+          this.expectKey = false;
+        }
+        continue;
+      }
+      const c = buf[i]!;
+      if (WS[c]) {
+        i++;
+        continue;
+      }
+      const depth = stack.length;
+      if (this.done) this.fail('unexpected data after the end of the JSON document', i);
+      if (depth === 0 && c !== 0x7b && c !== 0x5b) this.fail('the body must be a JSON object (EventList or Event) or an array of events', i);
+      if (depth === this.itemLevel && !this.itemOpen && c !== 0x2c && c !== 0x5d) {
+        this.itemOpen = true;
+        this.commaPending = false;
+        itemFrom = i;
+      }
+      if (this.awaitingValue && depth === 1) {
+        // The value of a top-level key starts here; an array under "items" holds the events.
+        this.awaitingValue = false;
+        if (this.lastKeyIsItems && c === 0x5b) {
+          if (this.itemsFound) this.fail('the EventList has two "items" keys', i);
+          this.itemsFound = true;
+          this.envelopeParts.push(buf.subarray(envFrom, i + 1));
+          this.envelopeOpen = false;
+          envFrom = -1;
+          stack.push(c);
+          this.itemLevel = 2;
+          i++;
+          continue;
+        }
+      }
+      switch (c) {
+        case 0x22: // "
+          this.inString = true;
+          if (depth === 1 && this.mode === 'object' && this.expectKey) {
+            this.keyOpen = true;
+            keyFrom = i + 1;
+          }
+          break;
+        case 0x7b: // {
+        case 0x5b: // [
+          if (depth === 0) {
+            this.mode = c === 0x5b ? 'array' : 'object';
+            if (c === 0x5b) this.itemLevel = 1;
+            else {
+              this.envelopeOpen = true;
+              envFrom = i;
+              this.expectKey = true;
+            }
+          }
+          if (depth >= MAX_DEPTH) this.fail(`nested deeper than ${MAX_DEPTH} levels`, i);
+          stack.push(c);
+          break;
+        case 0x7d: // }
+        case 0x5d: {
+          // ]
+          const open = stack.pop();
+          if (open === undefined || (c === 0x7d ? open !== 0x7b : open !== 0x5b)) this.fail(`unexpected "${String.fromCharCode(c)}"`, i);
+          if (depth === this.itemLevel) {
+            // The items array (or the top-level array) closes: its last item ends here.
+            if (this.itemOpen) this.endItem(buf, itemFrom, i);
+            else if (this.commaPending) this.fail('a comma before "]"', i);
+            itemFrom = -1;
+            this.itemLevel = -1;
+            if (this.mode === 'object') {
+              this.envelopeOpen = true;
+              envFrom = i;
+            }
+          }
+          if (depth === 1) {
+            this.done = true;
+            if (this.envelopeOpen) {
+              this.envelopeParts.push(buf.subarray(envFrom, i + 1));
+              this.envelopeOpen = false;
+              envFrom = -1;
+            }
+          }
+          break;
+        }
+        case 0x2c: // ,
+          if (depth === this.itemLevel) {
+            if (!this.itemOpen) this.fail('an empty array element', i);
+            this.endItem(buf, itemFrom, i);
+            itemFrom = -1;
+            this.commaPending = true;
+          } else if (depth === 1 && this.mode === 'object') this.expectKey = true;
+          break;
+        case 0x3a: // :
+          if (depth === 1 && this.mode === 'object') this.awaitingValue = true;
+          break;
+      }
+      i++;
+    }
+    if (this.itemOpen && itemFrom >= 0) this.itemParts.push(buf.subarray(itemFrom));
+    if (this.envelopeOpen && envFrom >= 0) this.envelopeParts.push(buf.subarray(envFrom));
+    if (this.keyOpen && keyFrom >= 0) this.keyParts.push(buf.subarray(keyFrom));
+    this.offset += n;
+  }
+
+  private endItem(buf: Buffer, from: number, to: number): void {
+    let text: string;
+    if (this.itemParts.length === 0) text = buf.toString('utf8', from, to);
+    else {
+      if (to > from) this.itemParts.push(buf.subarray(from, to));
+      text = Buffer.concat(this.itemParts).toString('utf8');
+      this.itemParts = [];
+    }
+    this.itemOpen = false;
+    this.emit({ text, index: this.itemsSeen++ });
+  }
+
+  /**
+   * Ends the body. For an object body, returns its text without the items array's content (an EventList's kind,
+   * apiVersion and metadata with `"items":[]`), or the whole object when it has no items array (an Event).
+   */
+  end(): { mode: 'array' } | { mode: 'object'; text: string; itemsFound: boolean } {
+    if (!this.mode) throw new WebhookError(400, 'empty body: expected an EventList, an Event or an array of events', 'malformed');
+    if (!this.done) throw new WebhookError(400, `malformed JSON body: it ends inside ${this.inString ? 'a string' : 'an object or array'} (truncated?)`, 'malformed');
+    if (this.mode === 'array') return { mode: 'array' };
+    const text = this.envelopeParts.length === 1 ? this.envelopeParts[0]!.toString('utf8') : Buffer.concat(this.envelopeParts).toString('utf8');
+    this.envelopeParts = [];
+    return { mode: 'object', text, itemsFound: this.itemsFound };
+  }
+
+  get count(): number {
+    return this.itemsSeen;
+  }
+}
+
+const API_VERSIONS = new Set(['audit.k8s.io/v1', 'audit.k8s.io/v1beta1']);
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** What the body parser hands the route: the records, ready for the pipeline. */
+export interface ParsedBody {
+  records: RawRecord[];
+  bytes: number;
+}
+
+/**
+ * Reads a request body as it streams in, splitting it into events. Enforces the byte limit while reading (a body with
+ * no Content-Length cannot exceed it either). Events of an EventList lack `kind` and `apiVersion` (the apiserver
+ * sets them only on the list): they are given the list's, in the parsed value and in the stored text, so the stored
+ * form is the same as the log backend's.
+ */
+export function readAuditBody(payload: NodeJS.ReadableStream, limit: number, where: string): Promise<ParsedBody> {
+  return new Promise<ParsedBody>((resolve, reject) => {
+    const records: RawRecord[] = [];
+    let bytes = 0;
+    let settled = false;
+    const splitter = new BodySplitter((item) => {
+      let value: unknown;
+      try {
+        value = JSON.parse(item.text);
+      } catch (e) {
+        throw new WebhookError(400, `malformed JSON: event ${item.index} of the body does not parse (${(e as Error).message.split('\n')[0]})`, 'malformed');
+      }
+      records.push(recordOf(item.text, value, `${where} item ${item.index}`));
+    });
+    const cleanup = () => {
+      payload.removeListener('data', onData);
+      payload.removeListener('end', onEnd);
+      payload.removeListener('error', onError);
+      payload.removeListener('aborted', onAborted);
+      payload.removeListener('close', onClose);
+    };
+    const fail = (e: unknown) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      // Stop reading: the reply closes the connection, so the rest of the body is never buffered.
+      payload.pause();
+      reject(e);
+    };
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > limit) return fail(tooLarge(limit, `over ${limit} bytes read`));
+      try {
+        splitter.push(chunk);
+      } catch (e) {
+        fail(e);
+      }
+    };
+    const onEnd = () => {
+      if (settled) return;
+      try {
+        const end = splitter.end();
+        if (end.mode === 'object') finishObject(end.text, end.itemsFound, records, where);
+        settled = true;
+        cleanup();
+        resolve({ records, bytes });
+      } catch (e) {
+        fail(e);
+      }
+    };
+    const onError = (e: Error) => fail(new WebhookError(400, `request body could not be read: ${e.message}`, 'aborted'));
+    const onAborted = () => fail(new WebhookError(400, 'request aborted by the client before the body was complete', 'aborted'));
+    const onClose = () => {
+      if (!settled) onAborted();
+    };
+    payload.on('data', onData);
+    payload.on('end', onEnd);
+    payload.on('error', onError);
+    payload.on('aborted', onAborted);
+    payload.on('close', onClose);
+  });
+}
+
+function tooLarge(limit: number, what: string): WebhookError {
+  return new WebhookError(
+    413,
+    `request body too large (${what}; the limit is webhook.maxBodyBytes = ${limit} bytes). Lower the apiserver's --audit-webhook-batch-max-size or raise the limit.`,
+    'too_large',
+    { connection: 'close' },
+  );
+}
+
+function recordOf(text: string, value: unknown, where: string): RawRecord {
+  // The text becomes the stored raw line: it must be one line (a pretty-printed body is stored re-serialised).
+  if (text.includes('\n') || text.includes('\r')) return { value, where };
+  return { text, value, where };
+}
+
+/** An object body: an EventList envelope (its items already split off), or one Event. */
+function finishObject(text: string, itemsFound: boolean, records: RawRecord[], where: string): void {
+  let env: unknown;
+  try {
+    env = JSON.parse(text);
+  } catch (e) {
+    throw new WebhookError(400, `malformed JSON body (${(e as Error).message.split('\n')[0]})`, 'malformed');
+  }
+  if (!isObject(env)) throw new WebhookError(400, 'the body must be a JSON object (EventList or Event) or an array of events', 'malformed');
+  const isList = itemsFound || env.kind === 'EventList' || 'items' in env;
+  if (!isList) {
+    records.push(recordOf(text, env, `${where} item 0`));
+    return;
+  }
+  if (env.kind !== undefined && env.kind !== 'EventList') throw new WebhookError(400, `a body with an items array must be kind "EventList", not ${JSON.stringify(env.kind)}`, 'malformed');
+  if (!itemsFound && env.items != null) throw new WebhookError(400, 'EventList items must be an array', 'malformed');
+  const apiVersion = env.apiVersion;
+  if (apiVersion !== undefined && (typeof apiVersion !== 'string' || !API_VERSIONS.has(apiVersion))) {
+    throw new WebhookError(400, `EventList apiVersion ${JSON.stringify(apiVersion)} is not audit.k8s.io/v1 or audit.k8s.io/v1beta1; set the apiserver's --audit-webhook-version to one of them`, 'malformed');
+  }
+  const av = typeof apiVersion === 'string' ? apiVersion : 'audit.k8s.io/v1';
+  const prefixBoth = `{"kind":"Event","apiVersion":${JSON.stringify(av)},`;
+  const prefixVersion = `{"apiVersion":${JSON.stringify(av)},`;
+  for (const r of records) {
+    const v = r.value;
+    if (!isObject(v)) continue;
+    const noKind = v.kind === undefined;
+    const noVersion = v.apiVersion === undefined;
+    if (!noKind && !noVersion) continue;
+    if (noKind) v.kind = 'Event';
+    if (noVersion) v.apiVersion = av;
+    if (typeof r.text === 'string' && r.text.charCodeAt(0) === 0x7b && Object.keys(v).length > 2) {
+      r.text = (noVersion ? (noKind ? prefixBoth : prefixVersion) : '{"kind":"Event",') + r.text.slice(1);
+    } else r.text = undefined;
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The cluster a webhook request writes to (credential binding, else path, else the default). */
+    auditCluster?: string;
+  }
+}
+
+export interface WebhookOptions {
+  ctx: ApiContext;
+  /** Webhook requests being read or waiting for their commit; past this, 503 (default 64). */
+  maxInFlight?: number;
+}
+
+const RETRY_AFTER_SECONDS = '1';
+
+/**
+ * Cluster precedence: a credential bound to a cluster always writes to that cluster; a path segment naming another
+ * cluster is refused (403), naming the same one is fine. An unbound credential (or none, on loopback) writes to the
+ * path's cluster, else to the configured default `cluster`.
+ */
+export function webhookCluster(principal: Principal | undefined, pathCluster: string | undefined, fallback: string): { cluster: string } | { status: 400 | 403; error: string } {
+  if (pathCluster !== undefined && !CLUSTER_NAME.test(pathCluster)) {
+    return { status: 400, error: `bad cluster name "${pathCluster.slice(0, 80)}" in the path (letters, digits, . _ -; at most 63)` };
+  }
+  const bound = principal?.cluster;
+  if (bound !== undefined) {
+    if (pathCluster !== undefined && pathCluster !== bound) {
+      return { status: 403, error: `${principal!.name} is bound to cluster "${bound}" and cannot write to cluster "${pathCluster}"` };
+    }
+    return { cluster: bound };
+  }
+  return { cluster: pathCluster ?? fallback };
+}
+
+export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions): Promise<void> {
+  const { ctx } = opts;
+  const limit = ctx.config.webhook.maxBodyBytes;
+  const maxInFlight = opts.maxInFlight ?? 64;
+  const m = ctx.metrics;
+  const rejected = m.counter('kaudit_webhook_rejected_total', 'Webhook requests refused, by reason (content_type, too_large, malformed, overloaded, busy, cluster, error)');
+  const received = m.counter('kaudit_webhook_events_received_total', 'Events received in webhook bodies that were handed to the pipeline');
+  const bytesIn = m.counter('kaudit_webhook_bytes_total', 'Webhook body bytes read');
+  const acked = m.counter('kaudit_webhook_batches_acknowledged_total', 'Webhook batches committed and answered 200');
+  const seconds = m.counter('kaudit_webhook_request_seconds_sum', 'Total seconds webhook requests took, receipt to answer');
+  const count = m.counter('kaudit_webhook_request_seconds_count', 'Webhook requests answered');
+  let inFlight = 0;
+  m.collect('kaudit_webhook_in_flight', 'Webhook requests being read or waiting for their commit', () => [{ value: inFlight }]);
+  const counted = new WeakSet<FastifyRequest>();
+
+  const refuse = (reply: FastifyReply, status: number, reason: string, error: string, headers: Record<string, string> = {}) => {
+    rejected.inc({ reason });
+    return reply.code(status).headers(headers).send({ error });
+  };
+
+  // Only this plugin's routes: JSON bodies are split as they stream; anything else is refused before it is read.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', (req, payload, done) => {
+    readAuditBody(payload, limit, `webhook ${req.auditCluster ?? ''} request ${req.id}`).then(
+      (b) => done(null, b),
+      (e) => done(e as Error),
+    );
+  });
+  app.addContentTypeParser('*', (req, _payload, done) => {
+    const type = req.headers['content-type'];
+    done(new WebhookError(415, `unsupported Content-Type ${JSON.stringify(type ?? '')}: the audit webhook takes application/json (an EventList, an Event or an array of events)`, 'content_type', { connection: 'close' }));
+  });
+
+  app.setErrorHandler((err: FastifyError & { reason?: string; headers?: Record<string, string> }, req, reply) => {
+    if (err instanceof WebhookError) return refuse(reply, err.statusCode, err.reason, err.message, err.headers);
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return refuse(reply, 415, 'content_type', 'missing or unsupported Content-Type: the audit webhook takes application/json', { connection: 'close' });
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return refuse(reply, 413, 'too_large', tooLarge(limit, 'Content-Length over the limit').message, { connection: 'close' });
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status === 500) log.error(`webhook request ${req.id}: ${err.message}`, 'webhook-error');
+    return refuse(reply, status, status === 500 ? 'error' : 'malformed', status === 500 ? 'internal error; retry' : err.message);
+  });
+
+  const onRequest = async (req: FastifyRequest<{ Params: { cluster?: string } }>, reply: FastifyReply) => {
+    const c = webhookCluster(req.principal, req.params.cluster, ctx.config.cluster);
+    if ('error' in c) return refuse(reply, c.status, 'cluster', c.error, { connection: 'close' });
+    req.auditCluster = c.cluster;
+    const len = Number(req.headers['content-length']);
+    if (Number.isFinite(len) && len > limit) return refuse(reply, 413, 'too_large', tooLarge(limit, `Content-Length ${len}`).message, { connection: 'close' });
+    const enc = req.headers['content-encoding'];
+    if (enc !== undefined && enc.toLowerCase() !== 'identity') return refuse(reply, 415, 'content_type', `unsupported Content-Encoding "${enc}": send the body uncompressed`, { connection: 'close' });
+    // Refuse before reading the body when it could not be accepted anyway: the apiserver retries after Retry-After.
+    if ((ctx.sink as { overloaded?: unknown }).overloaded === true) {
+      return refuse(reply, 503, 'overloaded', 'ingest queue is full; retry later', { 'retry-after': RETRY_AFTER_SECONDS, connection: 'close' });
+    }
+    if (inFlight >= maxInFlight) return refuse(reply, 503, 'busy', `too many webhook requests in progress (${maxInFlight}); retry later`, { 'retry-after': RETRY_AFTER_SECONDS, connection: 'close' });
+    inFlight++;
+    counted.add(req);
+  };
+  const onResponse = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (counted.delete(req)) inFlight--;
+    seconds.inc(undefined, reply.elapsedTime / 1000);
+    count.inc();
+  };
+
+  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
+    const body = req.body as ParsedBody | undefined;
+    if (!body) return refuse(reply, 400, 'malformed', 'empty body: expected an EventList, an Event or an array of events (Content-Type: application/json)');
+    const cluster = req.auditCluster!;
+    bytesIn.inc(undefined, body.bytes);
+    received.inc(undefined, body.records.length);
+    try {
+      const o = await ctx.sink.submit({ source: `webhook:${cluster}`, cluster, records: body.records });
+      acked.inc();
+      return reply.code(200).send({ cluster, stored: o.stored, duplicates: o.duplicates, bad: o.bad.length, ...(o.bad.length ? { badRecords: o.bad.slice(0, 10) } : {}) });
+    } catch (e) {
+      if ((e as { code?: string }).code === 'OVERLOADED') {
+        return refuse(reply, 503, 'overloaded', 'ingest queue is full; retry later', { 'retry-after': RETRY_AFTER_SECONDS });
+      }
+      log.error(`webhook batch for cluster ${cluster} (request ${req.id}) was not stored: ${(e as Error).message}`, 'webhook-store');
+      return refuse(reply, 500, 'error', 'the batch could not be stored; retry');
+    }
+  };
+
+  const schema = {
+    summary: "kube-apiserver's audit webhook backend: POST an EventList (or one Event, or an array); 200 once committed",
+    tags: ['ingest'],
+  };
+  const routeOpts = { schema, bodyLimit: limit, onRequest, onResponse };
+  app.post('/audit/webhook', routeOpts as never, handler);
+  app.post(
+    '/audit/webhook/:cluster',
+    { ...routeOpts, schema: { ...schema, params: { type: 'object', properties: { cluster: { type: 'string', pattern: CLUSTER_NAME.source, description: 'cluster the events belong to (a credential bound to a cluster must name that one or none)' } } } } } as never,
+    handler,
+  );
+}

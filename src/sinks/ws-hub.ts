@@ -1,0 +1,302 @@
+import type { WebSocket } from 'ws';
+import { SEVERITIES, severityRank, type Alert, type Severity } from '../detect/alert.js';
+import { log } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { AlertBus } from '../pipeline/alert-bus.js';
+import { alertsAfter, type AlertFilter } from '../store/queries.js';
+import type { Store } from '../store/store.js';
+
+/**
+ * The live alert feed's fan-out. One bus subscription for all clients; each alert is serialised once and sent to
+ * every client whose filter it passes. A client may resume: it first gets the stored alerts after the id it names,
+ * then live ones, with no gap and no duplicate (it is subscribed before the replay starts, live alerts that arrive
+ * during the replay wait in a bounded queue, and nothing with an id at or below the last one sent is sent again).
+ *
+ * Bounded per client: if the socket's unsent bytes pass `maxBufferedBytes`, or the replay queue passes
+ * `maxQueuedAlerts`, the client is closed with code 4008 and a reason naming the id to resume after. The bus listener
+ * never waits for a client, so a slow client cannot slow ingest.
+ */
+
+export interface FeedFilter {
+  minSeverity?: Severity;
+  rules?: string[];
+  cluster?: string;
+  namespace?: string;
+}
+
+export interface HubOptions {
+  /** Ping interval; a client that has not answered the previous ping is terminated (default 30 s). */
+  heartbeatMs?: number;
+  /** Unsent bytes a client may have queued before it is closed as too slow (default 4 MiB). */
+  maxBufferedBytes?: number;
+  /** Live alerts held for a client while its replay runs (default 10,000). */
+  maxQueuedAlerts?: number;
+  /** Stored alerts read per replay query (default 500). */
+  replayPageSize?: number;
+  /** How long a replay may wait for a client to drain its socket before it is closed as too slow (default 10 s). */
+  drainTimeoutMs?: number;
+  /** After a close frame, how long before the socket is destroyed (default 30 s). */
+  closeTimeoutMs?: number;
+}
+
+/** Close codes (4000-4999 are the application's). */
+export const CLOSE_TOO_SLOW = 4008;
+export const CLOSE_SHUTDOWN = 1001;
+
+/** The fields an alert has on the feed, the same whether it was replayed from the store or raised live. */
+export interface FeedAlert {
+  id: number;
+  rule: string;
+  title: string;
+  severity: Severity;
+  tags: string[];
+  summary: string;
+  cluster: string;
+  auditID: string;
+  stage: string;
+  time: string;
+  user: string;
+  sourceIP: string;
+  verb: string;
+  objectRef: Alert['objectRef'];
+  details?: Record<string, unknown>;
+}
+
+export function feedAlert(a: Alert & { id?: number }): FeedAlert {
+  const out: FeedAlert = {
+    id: a.id ?? 0,
+    rule: a.rule,
+    title: a.title,
+    severity: a.severity,
+    tags: a.tags ?? [],
+    summary: a.summary,
+    cluster: a.cluster,
+    auditID: a.auditID,
+    stage: a.stage,
+    time: a.time,
+    user: a.user,
+    sourceIP: a.sourceIP,
+    verb: a.verb,
+    objectRef: a.objectRef ?? {},
+  };
+  if (a.details !== undefined) out.details = a.details;
+  return out;
+}
+
+export function matches(f: FeedFilter, a: Alert): boolean {
+  if (f.minSeverity && severityRank(a.severity) < severityRank(f.minSeverity)) return false;
+  if (f.rules && f.rules.length > 0 && !f.rules.includes(a.rule)) return false;
+  if (f.cluster !== undefined && a.cluster !== f.cluster) return false;
+  if (f.namespace !== undefined && (a.objectRef?.namespace ?? '') !== f.namespace) return false;
+  return true;
+}
+
+interface Client {
+  ws: WebSocket;
+  filter: FeedFilter;
+  /** Highest id handed to the socket: the resume point. */
+  lastSent: number;
+  /** Live alerts waiting for the replay to end (undefined once live). */
+  pending: string[] | undefined;
+  pendingIds: number[];
+  alive: boolean;
+  closing: boolean;
+}
+
+export class AlertHub {
+  private clients = new Set<Client>();
+  private unsubscribe: () => void;
+  private heartbeat: NodeJS.Timeout;
+  private readonly o: Required<HubOptions>;
+  private readonly counters;
+  private closed = false;
+
+  constructor(
+    bus: AlertBus,
+    private readonly store: Store,
+    metrics?: Metrics,
+    opts: HubOptions = {},
+  ) {
+    this.o = {
+      heartbeatMs: opts.heartbeatMs ?? 30_000,
+      maxBufferedBytes: opts.maxBufferedBytes ?? 4 * 1024 * 1024,
+      maxQueuedAlerts: opts.maxQueuedAlerts ?? 10_000,
+      replayPageSize: opts.replayPageSize ?? 500,
+      drainTimeoutMs: opts.drainTimeoutMs ?? 10_000,
+      closeTimeoutMs: opts.closeTimeoutMs ?? 30_000,
+    };
+    this.counters = metrics
+      ? {
+          sent: metrics.counter('kaudit_feed_alerts_sent_total', 'Alerts sent to alert feed clients'),
+          replayed: metrics.counter('kaudit_feed_alerts_replayed_total', 'Stored alerts sent to resuming alert feed clients'),
+          closed: metrics.counter('kaudit_feed_clients_closed_total', 'Alert feed clients closed by the server, by reason (slow, dead, shutdown)'),
+        }
+      : undefined;
+    metrics?.collect('kaudit_feed_clients', 'Connected alert feed clients', () => [{ value: this.clients.size }]);
+    this.unsubscribe = bus.subscribe((alerts) => this.publish(alerts));
+    this.heartbeat = setInterval(() => this.beat(), this.o.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  /**
+   * Takes over an open socket. With `after`, stored alerts after that id are sent first (oldest first), then live
+   * ones; without, live ones from now.
+   */
+  add(ws: WebSocket, filter: FeedFilter, after?: number): void {
+    if (this.closed) {
+      ws.close(CLOSE_SHUTDOWN, 'server shutting down');
+      return;
+    }
+    const c: Client = { ws, filter, lastSent: after ?? 0, pending: after !== undefined ? [] : undefined, pendingIds: [], alive: true, closing: false };
+    this.clients.add(c);
+    ws.on('pong', () => (c.alive = true));
+    ws.on('close', () => this.clients.delete(c));
+    ws.on('error', () => this.clients.delete(c));
+    // Clients only listen; anything they send is ignored (but read, so their frames do not pile up).
+    ws.on('message', () => undefined);
+    if (after !== undefined) void this.replay(c, after);
+  }
+
+  private publish(alerts: readonly Alert[]): void {
+    if (this.clients.size === 0) return;
+    const json: (string | undefined)[] = new Array(alerts.length);
+    for (const c of this.clients) {
+      if (c.closing) continue;
+      for (let i = 0; i < alerts.length; i++) {
+        const a = alerts[i]!;
+        const id = a.id ?? 0;
+        if (id <= c.lastSent || !matches(c.filter, a)) continue;
+        const text = (json[i] ??= JSON.stringify(feedAlert(a)));
+        if (c.pending) {
+          if (c.pending.length >= this.o.maxQueuedAlerts) {
+            this.tooSlow(c);
+            break;
+          }
+          c.pending.push(text);
+          c.pendingIds.push(id);
+        } else if (!this.send(c, text, id)) break;
+      }
+    }
+  }
+
+  /** Sends one alert unless the client is over its buffer bound, in which case it is closed. */
+  private send(c: Client, text: string, id: number): boolean {
+    if (c.ws.readyState !== c.ws.OPEN) return false;
+    if (c.ws.bufferedAmount + text.length > this.o.maxBufferedBytes) {
+      this.tooSlow(c);
+      return false;
+    }
+    c.ws.send(text);
+    c.lastSent = id;
+    this.counters?.sent.inc();
+    return true;
+  }
+
+  private async replay(c: Client, after: number): Promise<void> {
+    const f: AlertFilter = { minSeverity: c.filter.minSeverity, rule: c.filter.rules, cluster: c.filter.cluster, namespace: c.filter.namespace };
+    try {
+      let from = after;
+      for (;;) {
+        if (c.closing || c.ws.readyState !== c.ws.OPEN) return;
+        const rows = alertsAfter(this.store, { ...f, afterId: from }, this.o.replayPageSize);
+        for (const r of rows) {
+          if (!this.send(c, JSON.stringify(feedAlert(r)), r.id)) return;
+          this.counters?.replayed.inc();
+          from = r.id;
+        }
+        if (rows.length < this.o.replayPageSize) break;
+        if (!(await this.drained(c))) return this.tooSlow(c);
+      }
+      // Go live: what arrived meanwhile, minus what the replay already sent, in id order (the bus's order).
+      const pending = c.pending ?? [];
+      const ids = c.pendingIds;
+      c.pending = undefined;
+      c.pendingIds = [];
+      for (let i = 0; i < pending.length; i++) {
+        if (ids[i]! <= c.lastSent) continue;
+        if (!this.send(c, pending[i]!, ids[i]!)) return;
+      }
+    } catch (e) {
+      log.error(`alert feed replay after id ${after} failed: ${(e as Error).message}`, 'feed-replay');
+      if (!c.closing) {
+        c.closing = true;
+        c.ws.close(1011, `replay failed; resume with after=${c.lastSent}`);
+      }
+    }
+  }
+
+  /** Waits until the socket's queue is below a quarter of the bound; false if it does not within drainTimeoutMs. */
+  private async drained(c: Client): Promise<boolean> {
+    const low = this.o.maxBufferedBytes / 4;
+    const until = Date.now() + this.o.drainTimeoutMs;
+    while (c.ws.bufferedAmount > low) {
+      if (Date.now() > until || c.ws.readyState !== c.ws.OPEN) return false;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return true;
+  }
+
+  private tooSlow(c: Client): void {
+    if (c.closing) return;
+    this.counters?.closed.inc({ reason: 'slow' });
+    this.closeClient(c, CLOSE_TOO_SLOW, `client too slow, resume with after=${c.lastSent}`);
+  }
+
+  private closeClient(c: Client, code: number, reason: string): void {
+    c.closing = true;
+    c.pending = undefined;
+    c.pendingIds = [];
+    try {
+      c.ws.close(code, reason);
+    } catch {
+      c.ws.terminate();
+    }
+    // The close frame waits behind the unsent data; a peer that never reads it is cut off.
+    setTimeout(() => c.ws.terminate(), this.o.closeTimeoutMs).unref();
+  }
+
+  private beat(): void {
+    for (const c of this.clients) {
+      if (!c.alive) {
+        this.counters?.closed.inc({ reason: 'dead' });
+        this.clients.delete(c);
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      try {
+        c.ws.ping();
+      } catch {
+        // A socket closing under us: the close handler removes it.
+      }
+    }
+  }
+
+  /** Unsubscribes from the bus and closes every client (code 1001). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+    clearInterval(this.heartbeat);
+    for (const c of this.clients) {
+      this.counters?.closed.inc({ reason: 'shutdown' });
+      c.closing = true;
+      try {
+        c.ws.close(CLOSE_SHUTDOWN, `server shutting down; resume with after=${c.lastSent}`);
+      } catch {
+        c.ws.terminate();
+      }
+      // Long enough for the close frame to go out, short enough not to hold up the server's shutdown.
+      setTimeout(() => c.ws.terminate(), 500).unref();
+    }
+    this.clients.clear();
+  }
+}
+
+export function isSeverity(s: string): s is Severity {
+  return (SEVERITIES as readonly string[]).includes(s);
+}
