@@ -170,7 +170,10 @@ async function requirementsFrom(values: Record<string, unknown>): Promise<Requir
     return { requirements: await loadDetectionRequirements(opts) };
   } catch (e) {
     if (e instanceof DetectionCatalogUnavailable) return { note: `${e.message}; pass --requirements FILE or --no-detections` };
-    throw new CliError(`loading the detection rules: ${(e as Error).message.split('\n')[0]}`);
+    const why = `loading the detection rules: ${(e as Error).message.split('\n')[0]}`;
+    // Rules the user named must load; a broken bundled catalog only costs the blind-spot check.
+    if (typeof values.rules === 'string' || typeof values['detect-config'] === 'string') throw new CliError(why);
+    return { note: `${why}; pass --rules DIR, --requirements FILE or --no-detections` };
   }
 }
 
