@@ -53,7 +53,7 @@ export async function runIngest(argv: string[]): Promise<number> {
   const writer = await WriterThread.open(cfg.store.path);
   try {
     const detector = values['no-detect'] ? undefined : await loadDetector({ rulesDir: values.rules, config: cfg.detection });
-    const pipeline = new Pipeline({ writer, detector, metrics: new Metrics(), redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: 8 });
+    const pipeline = new Pipeline({ writer, detector, metrics: new Metrics(), redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: 16 });
     const started = Date.now();
     const tty = !values.quiet && process.stderr.isTTY;
     let lastDraw = 0;
