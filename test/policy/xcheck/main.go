@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 
@@ -33,6 +34,7 @@ type in struct {
 func main() {
 	p, err := policy.LoadPolicyFromFile(os.Args[1])
 	if err != nil {
+		_, _ = io.Copy(io.Discard, os.Stdin) // let the caller finish writing
 		fmt.Println(`{"loadError":` + mustJSON(err.Error()) + `}`)
 		return
 	}
