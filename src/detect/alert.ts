@@ -16,6 +16,8 @@ export interface Alert {
   severity: Severity;
   /** MITRE ATT&CK technique ids and other tags. */
   tags: string[];
+  /** The MITRE ATT&CK technique ids among the tags (T1609, T1552.007 ...). */
+  mitre?: string[];
   summary: string;
   cluster: string;
   auditID: string;
@@ -43,4 +45,9 @@ export interface Alert {
 export interface Detector {
   /** Process one batch of normalised events in order and return the alerts they raise, in order. */
   detect(events: readonly import('../events/types.js').NormalisedEvent[]): Promise<Alert[]> | Alert[];
+  /**
+   * Optional and cheap: false when no rule can use this event (by its indexed fields), so the pipeline may drop its
+   * parsed body early. Such an event is still passed to `detect`, without `event`.
+   */
+  wants?(event: import('../events/types.js').NormalisedEvent): boolean;
 }

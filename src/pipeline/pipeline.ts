@@ -193,7 +193,10 @@ export class Pipeline implements BatchSink {
           deadLetters.push({ source: batch.source, where: r.where, reason: d.error, data: r.text ?? (r.value !== undefined ? safeStringify(r.value) : undefined) });
           log.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${batch.source}`);
         } else {
-          events.push(normalise(d.event, batch.cluster, this.redaction, d.text));
+          const n = normalise(d.event, batch.cluster, this.redaction, d.text);
+          // The parsed event is the bulk of a batch's memory: let it die young unless detection may read it.
+          if (!this.opts.detector || (this.opts.detector.wants && !this.opts.detector.wants(n))) (n as { event?: unknown }).event = undefined;
+          events.push(n);
         }
       }
     }
