@@ -342,7 +342,7 @@ async function runSimulate(argv: string[]): Promise<number> {
     throw new CliError(err.code === 'ENOENT' ? `cannot read ${err.path ?? 'a log file'}: ENOENT` : `reading the logs: ${err.message}`);
   }
   if (values.format === 'json') io.stdout.write(JSON.stringify({ policy: l.source, ...report }, null, 2) + '\n');
-  else io.stdout.write(formatSimulation(report, l.source));
+  else io.stdout.write(formatSimulation(report, l.source, l.policy));
   return 0;
 }
 

@@ -9,7 +9,7 @@
 import type { AuditEvent, Level } from '../events/types.js';
 import { attributesFromEvent, evaluatePolicy } from './evaluate.js';
 import { requirementCounts, type RuleRequirement } from './requirements.js';
-import type { Policy } from './types.js';
+import type { Policy, PolicyRule } from './types.js';
 import { levelAtLeast, levelRank } from './types.js';
 
 export type SimulationItem = AuditEvent | { event: AuditEvent; text?: string; where?: string } | { error: string; where: string };
@@ -158,17 +158,41 @@ function pct(part: number, whole: number): string {
   return whole === 0 ? '0%' : `${((100 * part) / whole).toFixed(1)}%`;
 }
 
-export function formatSimulation(r: SimulationReport, policySource: string): string {
+/** A one-line summary of a rule, for tables: `None: users system:kube-proxy; watch; endpoints`. */
+export function describeRule(r: PolicyRule): string {
+  const parts: string[] = [];
+  if (r.users.length) parts.push(`users ${r.users.join(',')}`);
+  if (r.userGroups.length) parts.push(`groups ${r.userGroups.join(',')}`);
+  if (r.verbs.length) parts.push(r.verbs.join(','));
+  if (r.namespaces.length) parts.push(`ns ${r.namespaces.map((n) => (n === '' ? '""' : n)).join(',')}`);
+  if (r.resources.length) {
+    parts.push(
+      r.resources
+        .map((gr) => {
+          const group = gr.group === '' ? 'core' : gr.group;
+          if (gr.resources.length === 0) return `${group}/*`;
+          return gr.resources.map((x) => (gr.group === '' ? x : `${x}.${gr.group}`)).join(',');
+        })
+        .join(','),
+    );
+  }
+  if (r.nonResourceURLs.length) parts.push(r.nonResourceURLs.join(','));
+  const text = parts.length ? parts.join('; ') : 'everything else';
+  return text.length > 60 ? `${text.slice(0, 59)}…` : text;
+}
+
+export function formatSimulation(r: SimulationReport, policySource: string, policy?: Policy): string {
   const out: string[] = [];
   out.push(`Replaying ${r.input.events} events (${human(r.input.bytes)}) through ${policySource}`);
   out.push(`kept: ${r.kept.events} events (${pct(r.kept.events, r.input.events)}), ${human(r.kept.bytes)} (${pct(r.kept.bytes, r.input.bytes)} of the input)`);
   if (r.input.badRecords > 0) out.push(`skipped ${r.input.badRecords} bad record(s), e.g. ${r.errors[0]}`);
   if (r.underCaptured > 0) out.push(`note: ${r.underCaptured} event(s) would be written at a higher level than the capture holds; their size is a lower bound`);
   out.push('');
-  out.push(`${'rule'.padEnd(8)}${'level'.padEnd(17)}${'events in'.padStart(10)}${'kept'.padStart(10)}${'bytes in'.padStart(12)}${'kept'.padStart(12)}`);
+  out.push(`${'rule'.padEnd(8)}${'level'.padEnd(17)}${'events in'.padStart(10)}${'kept'.padStart(10)}${'bytes in'.padStart(12)}${'kept'.padStart(12)}  matches`);
   for (const v of r.rules) {
+    const what = v.rule === null ? 'no rule (default None)' : policy?.rules[v.rule] ? describeRule(policy.rules[v.rule]!) : '';
     out.push(
-      `${(v.rule === null ? '(none)' : String(v.rule)).padEnd(8)}${v.level.padEnd(17)}${String(v.inputEvents).padStart(10)}${String(v.keptEvents).padStart(10)}${human(v.inputBytes).padStart(12)}${human(v.keptBytes).padStart(12)}`,
+      `${(v.rule === null ? '(none)' : String(v.rule)).padEnd(8)}${v.level.padEnd(17)}${String(v.inputEvents).padStart(10)}${String(v.keptEvents).padStart(10)}${human(v.inputBytes).padStart(12)}${human(v.keptBytes).padStart(12)}  ${what}`.trimEnd(),
     );
   }
   if (r.detections.length > 0) {
