@@ -1,0 +1,441 @@
+/**
+ * The detection engine: rules compiled once into matchers (declarative check + optional JSONata condition), matchers
+ * indexed by stage/resource/subresource/verb, and per-rule state for thresholds, sequences and stage de-duplication.
+ *
+ * Per event: one index lookup, then for each candidate the cheap declarative check (fields of the normalised event,
+ * exceptions), and only then the JSONata condition. Rules whose match, condition and exceptions are identical share
+ * one matcher (evaluated once per event); their alerts, state and counts stay per rule.
+ */
+import type { NormalisedEvent, ObjectReference } from '../events/types.js';
+import { log } from '../log.js';
+import { severityRank, type Alert, type Detector, type Severity } from './alert.js';
+import { CandidateIndex } from './candidates.js';
+import { parseWindow, type DetectionConfig, type DetectionException } from './config.js';
+import { images } from './facts.js';
+import { ExpressionError, RuleExpression, type BodyRead } from './expression.js';
+import { DetectionLists } from './lists.js';
+import { compileMatch, eventObjectName, MatchError, type IndexPlan } from './match.js';
+import { compilePatterns } from './patterns.js';
+import { RuleLoadError, type Level, type ListSpec, type MatchSpec, type RuleIssue, type RuleSpec } from './rule.js';
+import { RecentIds, SequenceState, ThresholdState } from './state.js';
+import { groupObject, renderSummary } from './summary.js';
+
+const MITRE = /^T\d{4}(?:\.\d{3})?$/;
+const DAY_US = 86_400_000_000;
+
+export interface RuleInfo {
+  id: string;
+  title: string;
+  description: string;
+  severity: Severity;
+  tags: string[];
+  mitre: string[];
+  kind: 'event' | 'threshold' | 'sequence';
+  level: Level;
+  file: string;
+  line: number;
+}
+
+export interface InactiveRule {
+  id: string;
+  reason: string;
+}
+
+export interface RuleStats {
+  rule: string;
+  /** Events the index handed to the rule. */
+  candidates: number;
+  /** Candidates that passed the declarative check and exceptions. */
+  checked: number;
+  /** JSONata condition evaluations (shared by rules with an identical matcher). */
+  conditionEvaluations: number;
+  /** Events that matched (declarative check and condition). */
+  matched: number;
+  alerts: number;
+  /** Condition evaluations that failed or timed out. */
+  errors: number;
+  /** Rules sharing this rule's matcher (1 = its own). */
+  sharedBy: number;
+}
+
+export interface EngineOptions {
+  rules: readonly RuleSpec[];
+  lists: ReadonlyMap<string, ListSpec>;
+  config?: DetectionConfig;
+  /** Lists that replace those of the files and config (rule examples use this). */
+  listValues?: Record<string, string[]>;
+  /** Share one matcher between rules with identical match, condition and exceptions (default true). */
+  shareIdentical?: boolean;
+  /** Where condition errors go (default: the log, rate-limited). */
+  onWarning?: (message: string) => void;
+}
+
+interface CompiledRule {
+  spec: RuleSpec;
+  ordinal: number;
+  info: RuleInfo;
+  severity: Severity;
+  summary: string;
+  details: [string, RuleExpression][];
+  escalate: { severity: Severity; check: (e: NormalisedEvent) => boolean }[];
+  threshold?: { state: ThresholdState; by: string[]; distinct?: string[]; window: string };
+  sequence?: { state: SequenceState; by: string[]; within: string; steps: string[] };
+  alerted: RecentIds;
+  alerts: number;
+  matchers: Matcher[];
+}
+
+interface Member {
+  rule: CompiledRule;
+  /** Sequence step, or -1. */
+  step: number;
+}
+
+interface Matcher {
+  plan: IndexPlan;
+  key: string;
+  check: (e: NormalisedEvent) => boolean;
+  condition?: RuleExpression;
+  members: Member[];
+  /** Requests already handled, for matchers that look at more than one stage. */
+  seen?: RecentIds;
+  candidates: number;
+  checked: number;
+  evaluations: number;
+  matched: number;
+  errors: number;
+}
+
+type KeyField = 'user' | 'namespace' | 'name' | 'sourceIP' | 'resource' | 'userAgent' | 'cluster' | 'verb' | 'impersonatedUser' | 'apiGroup' | 'subresource';
+
+function fieldValue(e: NormalisedEvent, f: string): string {
+  if (f === 'name') return eventObjectName(e);
+  return String(e[f as KeyField] ?? '');
+}
+
+function keyOf(e: NormalisedEvent, fields: readonly string[]): string {
+  if (fields.length === 1) return fieldValue(e, fields[0]!);
+  return fields.map((f) => fieldValue(e, f)).join('\u0001');
+}
+
+function globMatch(patterns: readonly string[] | undefined, id: string): boolean {
+  return !!patterns && compilePatterns(patterns)(id);
+}
+
+/** The audit level a rule needs, from what its condition and details read. */
+export function levelFor(reads: Iterable<BodyRead>, explicit?: Level): Level {
+  if (explicit) return explicit;
+  let level: Level = 'Metadata';
+  for (const r of reads) {
+    if (r === 'responseObject') return 'RequestResponse';
+    if (r === 'requestObject') level = 'Request';
+  }
+  return level;
+}
+
+function exceptionPredicate(list: DetectionException[]): ((e: NormalisedEvent) => boolean) | undefined {
+  if (list.length === 0) return undefined;
+  const compiled = list.map((x) => {
+    const users = x.users ? compilePatterns(x.users) : undefined;
+    const groups = x.groups ? compilePatterns(x.groups) : undefined;
+    const namespaces = x.namespaces ? compilePatterns(x.namespaces) : undefined;
+    const names = x.names ? compilePatterns(x.names) : undefined;
+    const imgs = x.images ? compilePatterns(x.images) : undefined;
+    return (e: NormalisedEvent) => {
+      if (users && !users(e.user)) return false;
+      if (groups && !e.groups.some(groups)) return false;
+      if (namespaces && !namespaces(e.namespace)) return false;
+      if (names && !names(eventObjectName(e))) return false;
+      if (imgs) {
+        const im = images(e.event);
+        if (im.length === 0 || !im.every(imgs)) return false;
+      }
+      return true;
+    };
+  });
+  return (e) => compiled.some((c) => c(e));
+}
+
+export class DetectionEngine implements Detector {
+  readonly lists: DetectionLists;
+  /** The rules that run, in file order. */
+  readonly rules: RuleInfo[] = [];
+  /** Rules loaded but not running, with the reason (disabled, or a list they need is empty). */
+  readonly inactive: InactiveRule[] = [];
+  private readonly compiled: CompiledRule[] = [];
+  private readonly matchers: Matcher[] = [];
+  private readonly index: CandidateIndex<Matcher>;
+  private readonly warn: (m: string) => void;
+  private readonly warned = new Set<string>();
+  private events = 0;
+
+  constructor(opts: EngineOptions) {
+    const cfg = opts.config ?? {};
+    const base = new Map<string, readonly string[]>();
+    for (const [n, l] of opts.lists) base.set(n, l.items);
+    this.lists = DetectionLists.build(base, cfg.lists, opts.listValues);
+    this.warn = opts.onWarning ?? ((m) => log.warn(m, 'detect-eval'));
+    const timeoutMs = cfg.evaluationTimeoutMs ?? 50;
+    const maxKeys = cfg.state?.maxKeys ?? 100_000;
+    const maxRequests = cfg.state?.maxRequests ?? 100_000;
+    const share = opts.shareIdentical !== false;
+    const byKey = new Map<string, Matcher>();
+    const issues: RuleIssue[] = [];
+
+    for (const spec of opts.rules) {
+      const tuning = cfg.rules?.[spec.id] ?? {};
+      let enabled = spec.enabled;
+      if (cfg.enabled) enabled = globMatch(cfg.enabled, spec.id);
+      if (globMatch(cfg.disabled, spec.id)) enabled = false;
+      if (tuning.enabled !== undefined) enabled = tuning.enabled;
+      if (!enabled) {
+        this.inactive.push({ id: spec.id, reason: 'disabled' });
+        continue;
+      }
+      const empty = (spec.requires ?? []).filter((l) => !this.lists.has(l) || this.lists.get(l).length === 0);
+      if (empty.length > 0) {
+        this.inactive.push({ id: spec.id, reason: `needs list ${empty.join(', ')} (empty)` });
+        continue;
+      }
+      const fail = (message: string) => issues.push({ level: 'error', file: spec.file, line: spec.line, rule: spec.id, message });
+      try {
+        const exceptions = [...(cfg.exceptions ?? []).filter((x) => !x.rules || globMatch(x.rules, spec.id)), ...(tuning.exceptions ?? [])];
+        const excepted = exceptionPredicate(exceptions);
+        const exKey = JSON.stringify(exceptions.map(({ reason: _r, ...x }) => x));
+        const reads = new Set<BodyRead>();
+        const expr = (src: string, where: string) => {
+          try {
+            const x = new RuleExpression(src, this.lists, { timeoutMs });
+            for (const r of x.analysis.reads) reads.add(r);
+            return x;
+          } catch (e) {
+            throw new MatchError(`${where}: ${(e as Error).message}`);
+          }
+        };
+        const details: [string, RuleExpression][] = Object.entries(spec.details ?? {}).map(([k, src]) => [k, expr(src, `details.${k}`)]);
+        const escalate = (spec.escalate ?? []).map((x, i) => ({ severity: x.severity, check: compileMatch({ ...x.when, stages: ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'] }, this.lists, `escalate[${i}].when`, false).check }));
+        const steps: { match?: MatchSpec; condition?: string; step: number; where: string }[] = spec.sequence
+          ? spec.sequence.steps.map((s, i) => ({ ...s, step: i, where: `sequence.steps[${i}]` })).reverse()
+          : [{ match: spec.match, condition: spec.condition, step: -1, where: 'match' }];
+        const mitre = spec.tags.filter((t) => MITRE.test(t));
+        const rule: CompiledRule = {
+          spec,
+          ordinal: this.compiled.length,
+          info: { id: spec.id, title: spec.title, description: spec.description, severity: spec.severity, tags: spec.tags, mitre, kind: spec.threshold ? 'threshold' : spec.sequence ? 'sequence' : 'event', level: 'Metadata', file: spec.file, line: spec.line },
+          severity: cfg.severity?.[spec.id] ?? tuning.severity ?? spec.severity,
+          summary: spec.summary ?? '{user} {verbPast} {target}',
+          details,
+          escalate,
+          alerted: new RecentIds(maxRequests, DAY_US),
+          alerts: 0,
+          matchers: [],
+        };
+        rule.info.severity = rule.severity;
+        if (spec.threshold) {
+          const t = spec.threshold;
+          const window = tuning.threshold?.window ?? t.window;
+          const count = tuning.threshold?.count ?? t.count;
+          rule.threshold = { state: new ThresholdState(count, parseWindow(window, 'threshold.window'), !!t.distinct, maxKeys), by: t.by, window, ...(t.distinct ? { distinct: t.distinct } : {}) };
+        }
+        if (spec.sequence) {
+          const within = tuning.within ?? spec.sequence.within;
+          rule.sequence = {
+            state: new SequenceState(spec.sequence.steps.length, parseWindow(within, 'sequence.within'), maxKeys),
+            by: spec.sequence.by,
+            within,
+            steps: spec.sequence.steps.map((s) => s.name),
+          };
+        }
+        const pending: Matcher[] = [];
+        for (const st of steps) {
+          const cm = compileMatch(st.match, this.lists, st.where, true);
+          const condition = st.condition ? expr(st.condition, st.step >= 0 ? `${st.where}.condition` : 'condition') : undefined;
+          const check = excepted ? (e: NormalisedEvent) => cm.check(e) && !excepted(e) : cm.check;
+          const key = JSON.stringify([st.match ?? {}, st.condition ?? '', exKey]);
+          const existing = share ? byKey.get(key) : undefined;
+          const member: Member = { rule, step: st.step };
+          if (existing) {
+            existing.members.push(member);
+            rule.matchers.push(existing);
+            continue;
+          }
+          const m: Matcher = {
+            plan: cm.plan,
+            key,
+            check,
+            ...(condition ? { condition } : {}),
+            members: [member],
+            ...(cm.plan.stages.length > 1 ? { seen: new RecentIds(maxRequests, DAY_US) } : {}),
+            candidates: 0,
+            checked: 0,
+            evaluations: 0,
+            matched: 0,
+            errors: 0,
+          };
+          pending.push(m);
+          rule.matchers.push(m);
+        }
+        rule.info.level = levelFor(reads, spec.level);
+        for (const m of pending) {
+          this.matchers.push(m);
+          if (share) byKey.set(m.key, m);
+        }
+        this.compiled.push(rule);
+        this.rules.push(rule.info);
+      } catch (e) {
+        if (e instanceof MatchError || e instanceof ExpressionError) fail(e.message);
+        else throw e;
+      }
+    }
+    if (issues.length > 0) throw new RuleLoadError(issues);
+    this.index = new CandidateIndex(this.matchers);
+  }
+
+  /** The matchers an event is handed to (for tests and the benchmark: shows the index at work). */
+  candidatesFor(e: Pick<NormalisedEvent, 'stage' | 'resource' | 'subresource' | 'verb'>): string[] {
+    return [...new Set(this.index.lookup(e.stage, e.resource, e.subresource, e.verb).flatMap((m) => m.members.map((x) => x.rule.info.id)))];
+  }
+
+  /** Per-rule evaluation counts since the engine was made. */
+  stats(): RuleStats[] {
+    return this.compiled.map((r) => {
+      const s = { rule: r.info.id, candidates: 0, checked: 0, conditionEvaluations: 0, matched: 0, alerts: r.alerts, errors: 0, sharedBy: 1 };
+      for (const m of r.matchers) {
+        s.candidates += m.candidates;
+        s.checked += m.checked;
+        s.conditionEvaluations += m.evaluations;
+        s.matched += m.matched;
+        s.errors += m.errors;
+        s.sharedBy = Math.max(s.sharedBy, new Set(m.members.map((x) => x.rule)).size);
+      }
+      return s;
+    });
+  }
+
+  /** Events seen, matchers, and distinct candidate lists of the index. */
+  get counts(): { events: number; rules: number; matchers: number; indexLists: number } {
+    return { events: this.events, rules: this.compiled.length, matchers: this.matchers.length, indexLists: this.index.tables };
+  }
+
+  async detect(events: readonly NormalisedEvent[]): Promise<Alert[]> {
+    const out: Alert[] = [];
+    for (const e of events) {
+      this.events++;
+      const cands = this.index.lookup(e.stage, e.resource, e.subresource, e.verb);
+      if (cands.length === 0) continue;
+      let fired: { ordinal: number; alert: Alert }[] | undefined;
+      for (const m of cands) {
+        m.candidates++;
+        if (!m.check(e)) continue;
+        if (m.seen?.has(e.auditID)) continue;
+        m.checked++;
+        if (m.condition) {
+          m.evaluations++;
+          let ok: boolean;
+          try {
+            ok = await m.condition.test(e.event);
+          } catch (err) {
+            m.errors++;
+            this.reportError(m, e, err as Error);
+            continue;
+          }
+          if (!ok) continue;
+        }
+        m.matched++;
+        m.seen?.add(e.auditID, e.timeMicros);
+        for (const mem of m.members) {
+          const a = await this.onMatch(mem, e);
+          if (a) (fired ??= []).push({ ordinal: mem.rule.ordinal, alert: a });
+        }
+      }
+      if (fired) {
+        if (fired.length > 1) fired.sort((a, b) => a.ordinal - b.ordinal);
+        for (const f of fired) out.push(f.alert);
+      }
+    }
+    return out;
+  }
+
+  private reportError(m: Matcher, e: NormalisedEvent, err: Error): void {
+    const ids = m.members.map((x) => x.rule.info.id).join(', ');
+    const msg = `detection rule ${ids}: condition failed on event ${e.auditID} (${e.stage}): ${err.message}; treated as no match`;
+    const once = `${ids}\u0000${err.message}`;
+    if (this.warned.size < 1000 && !this.warned.has(once)) {
+      this.warned.add(once);
+      this.warn(msg);
+    }
+  }
+
+  private async onMatch(mem: Member, e: NormalisedEvent): Promise<Alert | undefined> {
+    const r = mem.rule;
+    if (r.threshold) {
+      const t = r.threshold;
+      const key = keyOf(e, t.by);
+      const hit = t.state.add(key, e.timeMicros, t.distinct ? keyOf(e, t.distinct).replace(/\u0001/g, '/') : '');
+      if (!hit) return undefined;
+      return this.alert(r, e, {
+        count: hit.count,
+        window: t.window,
+        key: key.replace(/\u0001/g, ' '),
+        extra: { count: hit.count, window: t.window, firstTime: new Date(Math.floor(hit.firstUs / 1000)).toISOString(), ...(hit.values ? { values: hit.values.slice(0, 50) } : {}) },
+      });
+    }
+    if (r.sequence) {
+      const s = r.sequence;
+      const key = keyOf(e, s.by);
+      const done = s.state.advance(key, mem.step, e.timeMicros, e.auditID);
+      if (!done) return undefined;
+      return this.alert(r, e, {
+        window: s.within,
+        key: key.replace(/\u0001/g, ' '),
+        extra: { steps: done.ids.map((id, i) => ({ step: s.steps[i], auditID: id, time: new Date(Math.floor(done.times[i]! / 1000)).toISOString() })) },
+      });
+    }
+    if (r.alerted.has(e.auditID)) return undefined;
+    return this.alert(r, e, {});
+  }
+
+  private async alert(r: CompiledRule, e: NormalisedEvent, x: { count?: number; window?: string; key?: string; extra?: Record<string, unknown> }): Promise<Alert | undefined> {
+    if (r.alerted.has(e.auditID)) return undefined;
+    r.alerted.add(e.auditID, e.timeMicros);
+    r.alerts++;
+    let details: Record<string, unknown> | undefined = x.extra ? { ...x.extra } : undefined;
+    for (const [k, expr] of r.details) {
+      try {
+        const v = await expr.value(e.event);
+        if (v !== undefined) (details ??= {})[k] = Array.isArray(v) && (v as unknown[] & { sequence?: boolean }).sequence ? [...v] : v;
+      } catch (err) {
+        this.warn(`detection rule ${r.info.id}: details.${k} failed on event ${e.auditID}: ${(err as Error).message}`);
+      }
+    }
+    let severity = r.severity;
+    for (const esc of r.escalate) if (severityRank(esc.severity) > severityRank(severity) && esc.check(e)) severity = esc.severity;
+    const ref: ObjectReference = { ...(e.event.objectRef ?? {}) };
+    if (e.resource !== '' && !ref.name) {
+      const n = eventObjectName(e);
+      if (n) ref.name = n;
+    }
+    const stateful = r.threshold || r.sequence;
+    const object = stateful ? `${r.threshold ? 'threshold' : 'sequence'}:${x.key ?? ''}` : groupObject(e);
+    const alert: Alert = {
+      rule: r.info.id,
+      title: r.info.title,
+      severity,
+      tags: r.info.tags,
+      mitre: r.info.mitre,
+      summary: renderSummary(r.summary, e, { count: x.count, window: x.window, key: x.key, details }),
+      cluster: e.cluster,
+      auditID: e.auditID,
+      stage: e.stage,
+      time: e.time,
+      timeMicros: e.timeMicros,
+      user: e.user,
+      sourceIP: e.sourceIP,
+      verb: e.verb,
+      objectRef: ref,
+      groupKey: `${r.info.id}|${e.cluster}|${e.user}|${object}`,
+      ...(details ? { details } : {}),
+    };
+    return alert;
+  }
+}

@@ -1,0 +1,374 @@
+/**
+ * JSONata conditions and details: compiled once per rule, with the shared helper functions registered on every
+ * expression, and every evaluation bounded in time and depth. The input of an expression is the (redacted) audit
+ * event; helpers read facts about it computed once per event in JavaScript (facts.ts).
+ */
+import jsonata from 'jsonata';
+import type { AuditEvent } from '../events/types.js';
+import { addedCapabilities, containers, execCommand, hostPaths, images, objectName, patchPaths, podSpecs, requestBody } from './facts.js';
+import type { DetectionLists } from './lists.js';
+import { compilePatterns } from './patterns.js';
+
+export type BodyRead = 'requestObject' | 'responseObject';
+
+interface HelperDef {
+  /** What the helper reads from the event: decides the audit level a rule needs. */
+  reads?: BodyRead;
+  doc: string;
+  /** Indexes of arguments that name a list. */
+  listArgs?: number[];
+  make: (lists: DetectionLists) => (this: { environment: { lookup(n: string): unknown } }, ...args: any[]) => unknown;
+  signature?: string;
+}
+
+function root(self: { environment: { lookup(n: string): unknown } }): AuditEvent {
+  return self.environment.lookup('$') as AuditEvent;
+}
+
+function asStrings(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  if (Array.isArray(v)) return v.flatMap((x) => (typeof x === 'string' ? [x] : x === undefined || x === null ? [] : [String(x)]));
+  return [typeof v === 'string' ? v : String(v)];
+}
+
+function asText(v: unknown): string {
+  if (v === undefined || v === null) return '';
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+/** Helper functions every condition and details expression can call. */
+export const HELPERS: Record<string, HelperDef> = {
+  obj: {
+    reads: 'requestObject',
+    doc: 'the object the request writes (a JSON patch turned into the partial object it writes)',
+    make: () =>
+      function () {
+        return requestBody(root(this));
+      },
+  },
+  podSpecs: {
+    reads: 'requestObject',
+    doc: 'every pod spec the request writes: pods, pod templates of workloads, cronjob jobTemplates',
+    make: () =>
+      function () {
+        return podSpecs(root(this));
+      },
+  },
+  containers: {
+    reads: 'requestObject',
+    doc: 'all containers, initContainers and ephemeralContainers of $podSpecs()',
+    make: () =>
+      function () {
+        return containers(root(this));
+      },
+  },
+  images: {
+    reads: 'requestObject',
+    doc: 'the images of $containers()',
+    make: () =>
+      function () {
+        return images(root(this));
+      },
+  },
+  hostPaths: {
+    reads: 'requestObject',
+    doc: 'paths of hostPath volumes of $podSpecs()',
+    make: () =>
+      function () {
+        return hostPaths(root(this));
+      },
+  },
+  capabilities: {
+    reads: 'requestObject',
+    doc: 'capabilities added to any container, upper case without CAP_',
+    make: () =>
+      function () {
+        return addedCapabilities(root(this));
+      },
+  },
+  patchPaths: {
+    reads: 'requestObject',
+    doc: 'JSON pointers a patch writes',
+    make: () =>
+      function () {
+        return patchPaths(root(this));
+      },
+  },
+  command: {
+    doc: 'argv of an exec request (decoded command= parameters)',
+    make: () =>
+      function () {
+        return execCommand(root(this));
+      },
+  },
+  commandLine: {
+    doc: 'argv of an exec request joined by spaces',
+    make: () =>
+      function () {
+        return execCommand(root(this)).join(' ');
+      },
+  },
+  objectName: {
+    doc: 'name of the object: objectRef, else the response or request body',
+    make: () =>
+      function () {
+        return objectName(root(this));
+      },
+  },
+  isSystem: {
+    doc: 'the user is a system identity (lists system-users, system-groups)',
+    make: (lists) =>
+      function () {
+        const u = root(this).user ?? {};
+        return lists.isSystem(u.username ?? '', u.groups ?? []);
+      },
+  },
+  isPerson: {
+    doc: 'the user is a person: not a system:, service account, node or anonymous identity',
+    make: (lists) =>
+      function () {
+        const u = root(this).user ?? {};
+        return lists.isPerson(u.username ?? '', u.groups ?? []);
+      },
+  },
+  list: {
+    doc: '$list(name): the values of a shared list',
+    listArgs: [0],
+    make: (lists) =>
+      function (name: string) {
+        return [...lists.get(name)];
+      },
+  },
+  inList: {
+    doc: '$inList(values, name): any value matches an entry (exact, glob or /regex/) of the list',
+    listArgs: [1],
+    make: (lists) =>
+      function (v: unknown, name: string) {
+        const t = lists.test(name);
+        return asStrings(v).some((s) => t(s));
+      },
+  },
+  allInList: {
+    doc: '$allInList(values, name): every value matches an entry of the list (false when there are none)',
+    listArgs: [1],
+    make: (lists) =>
+      function (v: unknown, name: string) {
+        const t = lists.test(name);
+        const s = asStrings(v);
+        return s.length > 0 && s.every((x) => t(x));
+      },
+  },
+  notInList: {
+    doc: '$notInList(values, name): the values that match no entry of the list',
+    listArgs: [1],
+    make: (lists) =>
+      function (v: unknown, name: string) {
+        const t = lists.test(name);
+        return asStrings(v).filter((x) => !t(x));
+      },
+  },
+  pathUnder: {
+    doc: '$pathUnder(paths, name): the paths at or under a prefix of the list (/etc matches /etc/x, / only itself)',
+    listArgs: [1],
+    make: (lists) =>
+      function (v: unknown, name: string) {
+        const t = lists.pathTest(name);
+        return asStrings(v).filter((p) => t(p));
+      },
+  },
+  textMatch: {
+    doc: '$textMatch(text, name): the fragments of text (or of a value as JSON) matching a pattern of the list',
+    listArgs: [1],
+    make: (lists) =>
+      function (v: unknown, name: string) {
+        const re = lists.text(name);
+        if (!re) return [];
+        const g = new RegExp(re.source, 'gi');
+        const text = asText(v).slice(0, 1 << 20);
+        const out = new Set<string>();
+        for (const m of text.matchAll(g)) {
+          out.add(m[0]);
+          if (out.size >= 20) break;
+        }
+        return [...out];
+      },
+  },
+  glob: {
+    doc: '$glob(value, pattern): value matches a glob or /regex/',
+    make: () =>
+      function (v: unknown, p: string) {
+        return asStrings(v).some((s) => compilePatterns([p])(s));
+      },
+  },
+};
+
+/** JSONata's own functions (for lint: a call to anything else is a typo). */
+export const JSONATA_FUNCTIONS = new Set(
+  (
+    'sum count max min average string substring substringBefore substringAfter lowercase uppercase length trim pad match contains replace split join ' +
+    'formatNumber formatBase formatInteger parseInteger number floor ceil round abs sqrt power random boolean not map zip filter single reduce sift ' +
+    'keys lookup append exists spread merge reverse each error assert type sort shuffle distinct base64encode base64decode encodeUrlComponent ' +
+    'encodeUrl decodeUrlComponent decodeUrl eval toMillis fromMillis clone now millis'
+  ).split(' '),
+);
+
+/** Top-level fields of an audit event, for lint. */
+export const EVENT_FIELDS = new Set([
+  'kind', 'apiVersion', 'level', 'auditID', 'stage', 'requestURI', 'verb', 'user', 'impersonatedUser', 'sourceIPs', 'userAgent', 'objectRef',
+  'responseStatus', 'requestObject', 'responseObject', 'requestReceivedTimestamp', 'stageTimestamp', 'annotations', 'metadata', 'timestamp',
+]);
+
+export class ExpressionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ExpressionError';
+  }
+}
+
+export interface ExpressionAnalysis {
+  /** Bodies the expression reads (directly or through helpers). */
+  reads: Set<BodyRead>;
+  /** Event fields read at the top level (for lint). */
+  rootFields: Set<string>;
+  /** Functions called. */
+  functions: Set<string>;
+  /** Lists named by literal arguments of list helpers. */
+  lists: Set<string>;
+  /** Variables referenced that are not bound in the expression. */
+  freeVariables: Set<string>;
+  /** Functions called that are neither helpers, JSONata's own, nor bound in the expression. */
+  unknownFunctions: Set<string>;
+}
+
+type AstNode = Omit<jsonata.ExprNode, 'type'> & { type: string } & Record<string, unknown>;
+
+/** Walks a JSONata AST and reports what it reads and calls. */
+export function analyse(ast: jsonata.ExprNode): ExpressionAnalysis {
+  const a: ExpressionAnalysis = { reads: new Set(), rootFields: new Set(), functions: new Set(), lists: new Set(), freeVariables: new Set(), unknownFunctions: new Set() };
+  const bound = new Set<string>(['', '$']);
+  const visit = (n: unknown, atRoot: boolean): void => {
+    if (Array.isArray(n)) {
+      for (const x of n) visit(x, atRoot);
+      return;
+    }
+    if (typeof n !== 'object' || n === null) return;
+    const node = n as AstNode;
+    switch (node.type) {
+      case 'name': {
+        const v = String(node.value);
+        if (v === 'requestObject' || v === 'responseObject') a.reads.add(v);
+        if (atRoot) a.rootFields.add(v);
+        visitChildren(node, false);
+        return;
+      }
+      case 'path': {
+        const steps = (node.steps ?? []) as unknown[];
+        steps.forEach((s, i) => visit(s, atRoot && i === 0));
+        return;
+      }
+      case 'variable': {
+        const v = String(node.value);
+        if (!bound.has(v) && !HELPERS[v] && !JSONATA_FUNCTIONS.has(v)) a.freeVariables.add(v);
+        visitChildren(node, false);
+        return;
+      }
+      case 'bind': {
+        const lhs = node.lhs as AstNode | undefined;
+        if (lhs && lhs.type === 'variable') bound.add(String(lhs.value));
+        visit(node.rhs, atRoot);
+        return;
+      }
+      case 'lambda': {
+        for (const arg of (node.arguments ?? []) as AstNode[]) if (arg.type === 'variable') bound.add(String(arg.value));
+        visit(node.body, false);
+        return;
+      }
+      case 'function':
+      case 'partial': {
+        const proc = node.procedure as AstNode | undefined;
+        if (proc && proc.type === 'variable') {
+          const name = String(proc.value);
+          a.functions.add(name);
+          const h = HELPERS[name];
+          if (!h && !JSONATA_FUNCTIONS.has(name)) a.unknownFunctions.add(name);
+          if (h?.reads) a.reads.add(h.reads);
+          const args = (node.arguments ?? []) as AstNode[];
+          for (const i of h?.listArgs ?? []) {
+            const arg = args[i];
+            if (arg && arg.type === 'string') a.lists.add(String(arg.value));
+          }
+        } else visit(proc, atRoot);
+        visit(node.arguments, atRoot);
+        visitChildren(node, false, ['procedure', 'arguments']);
+        return;
+      }
+      default:
+        visitChildren(node, atRoot);
+    }
+  };
+  const visitChildren = (node: AstNode, atRoot: boolean, skip: string[] = []): void => {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === 'position' || k === 'type' || k === 'value' || skip.includes(k)) continue;
+      // Predicates, filters and grouping run relative to the step's items, not the event.
+      const nested = k === 'stages' || k === 'predicate' || k === 'group' || k === 'focus' || k === 'tuple';
+      visit(v, nested ? false : atRoot);
+    }
+  };
+  visit(ast, true);
+  // A variable bound anywhere counts as bound (JSONata scoping is lexical; lint only needs the typo case).
+  for (const v of [...a.freeVariables]) if (bound.has(v)) a.freeVariables.delete(v);
+  for (const v of [...a.unknownFunctions]) if (bound.has(v)) a.unknownFunctions.delete(v);
+  return a;
+}
+
+export interface ExpressionOptions {
+  timeoutMs: number;
+}
+
+/** A compiled JSONata expression with the helpers registered, bounded in time and depth. */
+export class RuleExpression {
+  readonly analysis: ExpressionAnalysis;
+  private readonly expr: jsonata.Expression;
+
+  constructor(
+    readonly source: string,
+    lists: DetectionLists,
+    opts: ExpressionOptions,
+  ) {
+    try {
+      this.expr = jsonata(source, { timeout: opts.timeoutMs, stack: 400 } as jsonata.JsonataOptions);
+    } catch (e) {
+      throw new ExpressionError(jsonataMessage(e));
+    }
+    for (const [name, h] of Object.entries(HELPERS)) this.expr.registerFunction(name, h.make(lists) as never, h.signature);
+    this.analysis = analyse(this.expr.ast());
+    for (const l of this.analysis.lists) if (!lists.has(l)) throw new ExpressionError(`unknown list "${l}"`);
+  }
+
+  /** The expression's value for an event. Throws ExpressionError (with JSONata's message) on failure or timeout. */
+  async value(ev: AuditEvent): Promise<unknown> {
+    try {
+      return await this.expr.evaluate(ev);
+    } catch (e) {
+      throw new ExpressionError(jsonataMessage(e));
+    }
+  }
+
+  /** The expression as a condition: true for true, a non-empty string, a non-zero number, a non-empty array or object. */
+  async test(ev: AuditEvent): Promise<boolean> {
+    return truthy(await this.value(ev));
+  }
+}
+
+export function truthy(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '') return false;
+  if (Array.isArray(v)) return v.some(truthy);
+  if (typeof v === 'object') return Object.keys(v).length > 0;
+  return true;
+}
+
+function jsonataMessage(e: unknown): string {
+  const err = e as { message?: string; code?: string; position?: number; token?: string };
+  const msg = err.message ?? String(e);
+  return err.position !== undefined ? `${msg} (at character ${err.position}${err.code ? `, ${err.code}` : ''})` : msg;
+}

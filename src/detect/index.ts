@@ -1,0 +1,66 @@
+/**
+ * The detection engine's public face: make an engine from a rules directory and a tuning config, and derive what
+ * the rules need from the audit policy.
+ */
+import { fileURLToPath } from 'node:url';
+import type { RuleRequirement } from '../policy/requirements.js';
+import { parseDetectionConfig, type DetectionConfig } from './config.js';
+import { DetectionEngine, type EngineOptions } from './engine.js';
+import { engineRequirements } from './requirements.js';
+import { loadRuleSet, RuleLoadError, type RuleSet } from './rule.js';
+
+export { DetectionConfigError, parseDetectionConfig, type DetectionConfig, type DetectionException, type RuleTuning } from './config.js';
+export { DetectionEngine, type InactiveRule, type RuleInfo, type RuleStats } from './engine.js';
+export { formatIssue, loadRuleSet, RuleLoadError, type RuleIssue, type RuleSet, type RuleSpec } from './rule.js';
+
+export interface DetectorOptions {
+  /** Rules directory (or one rule file); default: the bundled detections/ (or config.rulesDir). */
+  rulesDir?: string;
+  /** Tuning; checked here, so raw YAML data (the `detection:` key of kaudit's config) may be passed. */
+  config?: DetectionConfig | Record<string, unknown>;
+  /** Share one matcher between rules with identical match, condition and exceptions (default true). */
+  shareIdentical?: boolean;
+  onWarning?: (message: string) => void;
+}
+
+/** The bundled rules: `detections/` at the package root, from src/detect/ and from dist/detect/ alike. */
+export function defaultRulesDir(): string {
+  return fileURLToPath(new URL('../../detections/', import.meta.url));
+}
+
+/** Loads and checks a rule set; throws RuleLoadError listing every problem (file:line) when any is an error. */
+export function loadRules(rulesDir: string): RuleSet {
+  const set = loadRuleSet(rulesDir);
+  const errors = set.issues.filter((i) => i.level === 'error');
+  if (errors.length > 0) throw new RuleLoadError(errors);
+  return set;
+}
+
+function resolve(opts: DetectorOptions): { config: DetectionConfig; dir: string } {
+  const config = parseDetectionConfig(opts.config ?? {});
+  return { config, dir: opts.rulesDir ?? config.rulesDir ?? defaultRulesDir() };
+}
+
+/** Makes a detection engine: rules loaded, compiled and indexed once. */
+export async function createDetector(opts: DetectorOptions = {}): Promise<DetectionEngine> {
+  const { config, dir } = resolve(opts);
+  const set = loadRules(dir);
+  const eo: EngineOptions = { rules: set.rules, lists: set.lists, config, shareIdentical: opts.shareIdentical, ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) };
+  return new DetectionEngine(eo);
+}
+
+/**
+ * What each enabled rule needs the audit log to contain, for the audit-policy checks. `configFile` is a kaudit config
+ * file whose `detection:` key holds the tuning (used when `config` is not given).
+ */
+export async function loadRuleRequirements(opts: { rulesDir?: string; config?: DetectionConfig | Record<string, unknown>; configFile?: string } = {}): Promise<RuleRequirement[]> {
+  let config = opts.config;
+  if (!config && opts.configFile) {
+    const { loadConfig } = await import('../config/config.js');
+    config = loadConfig(opts.configFile).detection;
+  }
+  const { config: cfg, dir } = resolve({ rulesDir: opts.rulesDir, config });
+  const set = loadRules(dir);
+  const engine = new DetectionEngine({ rules: set.rules, lists: set.lists, config: cfg, onWarning: () => {} });
+  return engineRequirements(engine, set.rules);
+}
