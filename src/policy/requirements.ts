@@ -86,7 +86,8 @@ export function describeRequirement(req: RuleRequirement): string {
     return `${name}${sub}${group}`;
   });
   const urls = req.nonResourceURLs ?? [];
-  const what = [...res, ...urls].join(', ') || 'any request';
+  const all = [...res, ...urls];
+  const what = all.length === 0 ? 'any request' : all.length > 4 ? `${all.slice(0, 3).join(', ')} and ${all.length - 3} more` : all.join(', ');
   const ns = req.namespaces && req.namespaces.length > 0 ? ` in ${req.namespaces.map((n) => (n === '' ? '(cluster scope)' : n)).join(', ')}` : '';
   return `${verbs} ${what}${ns}`;
 }
