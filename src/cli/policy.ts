@@ -395,7 +395,9 @@ async function runGenerate(argv: string[]): Promise<number> {
       `kaudit policy generate: expected volume ${v.tunedBytes} bytes (${v.tunedEvents} events) instead of ${v.inputBytes} bytes (${v.inputEvents} events) captured: -${pct(v.tunedBytes, v.inputBytes)}%; tuning dropped ${v.droppedPatterns} system read pattern(s), -${pct(v.tunedBytes, v.untunedBytes)}% against the untuned profile\n`,
     );
   }
-  for (const u of result.uncovered) io.stderr.write(`kaudit policy generate: detection ${u.rule} stays blind: ${u.reason}\n`);
+  if (profile === 'minimal' && result.uncovered.length > 0) {
+    io.stderr.write(`kaudit policy generate: ${result.uncovered.length} detection(s) stay blind with the minimal profile (${[...new Set(result.uncovered.map((u) => u.rule))].join(', ')}); use --profile recommended\n`);
+  } else for (const u of result.uncovered) io.stderr.write(`kaudit policy generate: detection ${u.rule} stays blind: ${u.reason}\n`);
   return 0;
 }
 

@@ -297,7 +297,7 @@ export async function generatePolicy(o: GenerateOptions = {}): Promise<GenerateR
       : profile === 'minimal'
         ? `needs ${b.req.level}; the minimal profile logs Metadata only (use --profile recommended)`
         : `could not be covered automatically (e.g. ${a.verb} ${groupResourceLabel(a.apiGroup, a.resource, a.subresource)})`;
-    uncovered.push({ rule: b.req.rule, reason });
+    if (!uncovered.some((u) => u.rule === b.req.rule && u.reason === reason)) uncovered.push({ rule: b.req.rule, reason });
   }
 
   let volume: GenerateResult['volume'];
@@ -317,7 +317,7 @@ export async function generatePolicy(o: GenerateOptions = {}): Promise<GenerateR
     };
   }
 
-  g.header = headerFor(profile, reqs, o, uncovered, volume);
+  g.header = headerFor(profile, o, uncovered, volume);
   const yaml = emitPolicyYaml(g);
   // Self-check: what we emit must load unchanged and pass `kaudit policy check` without failures.
   const loaded = parsePolicy(yaml, `<generated ${profile}>`);
@@ -327,7 +327,7 @@ export async function generatePolicy(o: GenerateOptions = {}): Promise<GenerateR
   return { policy: g, yaml, uncovered, ...(volume ? { volume } : {}) };
 }
 
-function headerFor(profile: Profile, reqs: RuleRequirement[], o: GenerateOptions, uncovered: GenerateResult['uncovered'], volume: GenerateResult['volume']): string[] {
+function headerFor(profile: Profile, o: GenerateOptions, uncovered: GenerateResult['uncovered'], volume: GenerateResult['volume']): string[] {
   const h: string[] = [];
   const what: Record<Profile, string> = {
     minimal: 'minimal: meets CIS 3.2.1 and 3.2.2 (everything at Metadata, secrets never above it, known noise dropped).',
@@ -337,9 +337,14 @@ function headerFor(profile: Profile, reqs: RuleRequirement[], o: GenerateOptions
   h.push(`kaudit policy generate --profile ${profile}${o.fromLog ? ' --from-log' : ''}`);
   h.push(what[profile]);
   h.push('Passes `kaudit policy check` without failures; loads in kube-apiserver 1.24+ (omitManagedFields: 1.23+).');
-  if (o.requirements === undefined) h.push(`Detection requirements: not checked (${o.requirementsNote ?? 'detection catalog unavailable'}).`);
-  else h.push(`Detection requirements: ${reqs.length} enabled detection(s), ${reqs.length - uncovered.length} fully visible.`);
-  for (const u of uncovered) h.push(`  blind: ${u.rule}: ${u.reason}`);
+  // Stable wording: the header changes only when what the policy does for the detections changes.
+  if (o.requirements === undefined) h.push(`Detections: not checked (${o.requirementsNote ?? 'detection catalog unavailable'}).`);
+  else if (profile === 'minimal') h.push('Detections: this profile adds nothing for them; `kaudit policy check` names the ones it leaves blind.');
+  else if (uncovered.length === 0) h.push('Detections: every enabled detection sees the requests it needs.');
+  else {
+    h.push('Detections: every enabled detection sees the requests it needs, except:');
+    for (const u of uncovered) h.push(`  ${u.rule}: ${u.reason}`);
+  }
   if (volume) {
     const pct = (a: number, b: number) => (b === 0 ? '0.0' : ((100 * (b - a)) / b).toFixed(1));
     h.push(`Tuned on ${volume.inputEvents} captured events: ${volume.droppedPatterns} system read pattern(s) dropped.`);

@@ -51,7 +51,10 @@ describe('detections', () => {
     }
     const minimal = await generatePolicy({ profile: 'minimal', requirements: REQS });
     expect(minimal.uncovered.map((u) => u.rule).sort()).toEqual(['cluster-admin-binding', 'configmap-with-credentials', 'pod-privileged']);
-    expect(minimal.yaml).toMatch(/# {3}blind: pod-privileged: needs Request; the minimal profile/);
+    expect(minimal.uncovered.find((u) => u.rule === 'pod-privileged')!.reason).toMatch(/needs Request; the minimal profile/);
+    expect(minimal.yaml).toMatch(/# Detections: this profile adds nothing for them/);
+    const rec = await generatePolicy({ profile: 'recommended', requirements: REQS });
+    expect(rec.yaml).toMatch(/# Detections: every enabled detection sees the requests it needs, except:\n# {3}configmap-with-credentials: needs Request on secrets/);
   });
 
   it('adds a targeted rule for a detection the profile hides, before the rule that hid it, without lowering levels', async () => {
@@ -80,7 +83,7 @@ describe('detections', () => {
 
   it('without the catalog, says so in the header', async () => {
     const g = await generatePolicy({ profile: 'recommended', requirementsNote: 'no engine' });
-    expect(g.yaml).toMatch(/Detection requirements: not checked \(no engine\)/);
+    expect(g.yaml).toMatch(/Detections: not checked \(no engine\)/);
   });
 });
 
