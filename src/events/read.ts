@@ -44,9 +44,11 @@ async function isGzip(path: string): Promise<boolean> {
 }
 
 async function openStream(path: string, opts: ReadOptions): Promise<AsyncIterable<Buffer>> {
+  // Opening first turns a missing or unreadable file into a rejected promise here, not an unhandled stream error.
+  const gz = await isGzip(path);
   const file = createReadStream(path, { highWaterMark: CHUNK });
   let source: AsyncIterable<Buffer> = file;
-  if (await isGzip(path)) {
+  if (gz) {
     const gunzip = createGunzip({ chunkSize: CHUNK });
     file.on('error', (e) => gunzip.destroy(e));
     source = file.pipe(gunzip);

@@ -62,6 +62,10 @@ describe('reading audit log files', () => {
     expect(out).toEqual(['ok', expect.stringContaining('over the 2000-byte limit'), 'ok']);
   });
 
+  it('rejects a missing file with its name, not a crash', async () => {
+    await expect(collect('/nonexistent/audit.log')).rejects.toThrow(/ENOENT.*\/nonexistent\/audit.log/);
+  });
+
   it('reports a truncated document without crashing', async () => {
     const d = tempDir();
     writeFileSync(join(d, 'cut.json'), JSON.stringify({ kind: 'EventList', items: [ev(), ev()] }, null, 2).slice(0, -40));
