@@ -12,9 +12,10 @@ import type { Store } from '../store/store.js';
  * then live ones, with no gap and no duplicate (it is subscribed before the replay starts, live alerts that arrive
  * during the replay wait in a bounded queue, and nothing with an id at or below the last one sent is sent again).
  *
- * Bounded per client: if the socket's unsent bytes pass `maxBufferedBytes`, or the replay queue passes
- * `maxQueuedAlerts`, the client is closed with code 4008 and a reason naming the id to resume after. The bus listener
- * never waits for a client, so a slow client cannot slow ingest.
+ * Bounded per client: alerts go to the socket while its unsent bytes (ws.bufferedAmount) stay under
+ * `maxBufferedBytes`; beyond that they wait in a queue of at most `maxQueuedAlerts`. A client whose queue overflows,
+ * or whose socket does not drain for `drainTimeoutMs`, is closed with code 4008 and a reason naming the id to resume
+ * after. The bus listener never waits for a client, so a slow client cannot slow ingest or grow memory.
  */
 
 export interface FeedFilter {
@@ -94,11 +95,16 @@ export function matches(f: FeedFilter, a: Alert): boolean {
 interface Client {
   ws: WebSocket;
   filter: FeedFilter;
-  /** Highest id handed to the socket: the resume point. */
+  /** Highest id handed to the socket: the resume point named when the client is closed. */
   lastSent: number;
-  /** Live alerts waiting for the replay to end (undefined once live). */
-  pending: string[] | undefined;
-  pendingIds: number[];
+  /** Highest id sent or queued: live alerts at or below it are not queued again. */
+  lastQueued: number;
+  /** Alerts waiting for the socket (or for the replay to end), oldest first; at most maxQueuedAlerts. */
+  queue: { id: number; text: string }[];
+  replaying: boolean;
+  /** Set while the queue waits for the socket to drain. */
+  drainTimer: NodeJS.Timeout | undefined;
+  blockedSince: number;
   alive: boolean;
   closing: boolean;
 }
@@ -151,11 +157,18 @@ export class AlertHub {
       ws.close(CLOSE_SHUTDOWN, 'server shutting down');
       return;
     }
-    const c: Client = { ws, filter, lastSent: after ?? 0, pending: after !== undefined ? [] : undefined, pendingIds: [], alive: true, closing: false };
+    // A live-only client starts at the newest stored alert, so its resume point is right even before its first alert.
+    const start = after ?? ((this.store.db.prepare('SELECT max(id) FROM alerts').pluck().get() as number | null) ?? 0);
+    const c: Client = { ws, filter, lastSent: start, lastQueued: start, queue: [], replaying: after !== undefined, drainTimer: undefined, blockedSince: 0, alive: true, closing: false };
     this.clients.add(c);
+    const gone = () => {
+      this.clients.delete(c);
+      this.stopDrain(c);
+      c.queue = [];
+    };
     ws.on('pong', () => (c.alive = true));
-    ws.on('close', () => this.clients.delete(c));
-    ws.on('error', () => this.clients.delete(c));
+    ws.on('close', gone);
+    ws.on('error', gone);
     // Clients only listen; anything they send is ignored (but read, so their frames do not pile up).
     ws.on('message', () => undefined);
     if (after !== undefined) void this.replay(c, after);
@@ -169,31 +182,50 @@ export class AlertHub {
       for (let i = 0; i < alerts.length; i++) {
         const a = alerts[i]!;
         const id = a.id ?? 0;
-        if (id <= c.lastSent || !matches(c.filter, a)) continue;
-        const text = (json[i] ??= JSON.stringify(feedAlert(a)));
-        if (c.pending) {
-          if (c.pending.length >= this.o.maxQueuedAlerts) {
-            this.tooSlow(c);
-            break;
-          }
-          c.pending.push(text);
-          c.pendingIds.push(id);
-        } else if (!this.send(c, text, id)) break;
+        if (id <= c.lastQueued || !matches(c.filter, a)) continue;
+        if (c.queue.length >= this.o.maxQueuedAlerts) {
+          this.tooSlow(c);
+          break;
+        }
+        c.queue.push({ id, text: (json[i] ??= JSON.stringify(feedAlert(a))) });
+        c.lastQueued = id;
       }
+      if (!c.closing && !c.replaying) this.pump(c);
     }
   }
 
-  /** Sends one alert unless the client is over its buffer bound, in which case it is closed. */
-  private send(c: Client, text: string, id: number): boolean {
-    if (c.ws.readyState !== c.ws.OPEN) return false;
-    if (c.ws.bufferedAmount + text.length > this.o.maxBufferedBytes) {
-      this.tooSlow(c);
-      return false;
+  /** Hands queued alerts to the socket while its unsent bytes stay under the bound; polls until it drains. */
+  private pump(c: Client): void {
+    if (c.closing || c.ws.readyState !== c.ws.OPEN) return;
+    const q = c.queue;
+    let n = 0;
+    while (n < q.length && c.ws.bufferedAmount + q[n]!.text.length <= this.o.maxBufferedBytes) {
+      const e = q[n++]!;
+      c.ws.send(e.text);
+      c.lastSent = e.id;
     }
-    c.ws.send(text);
-    c.lastSent = id;
-    this.counters?.sent.inc();
-    return true;
+    if (n > 0) {
+      q.splice(0, n);
+      this.counters?.sent.inc(undefined, n);
+    }
+    if (q.length === 0) {
+      this.stopDrain(c);
+      c.blockedSince = 0;
+      return;
+    }
+    if (c.blockedSince === 0 || n > 0) c.blockedSince = Date.now();
+    else if (Date.now() - c.blockedSince > this.o.drainTimeoutMs) return this.tooSlow(c);
+    if (!c.drainTimer) {
+      c.drainTimer = setTimeout(() => {
+        c.drainTimer = undefined;
+        this.pump(c);
+      }, 10);
+    }
+  }
+
+  private stopDrain(c: Client): void {
+    if (c.drainTimer) clearTimeout(c.drainTimer);
+    c.drainTimer = undefined;
   }
 
   private async replay(c: Client, after: number): Promise<void> {
@@ -204,37 +236,35 @@ export class AlertHub {
         if (c.closing || c.ws.readyState !== c.ws.OPEN) return;
         const rows = alertsAfter(this.store, { ...f, afterId: from }, this.o.replayPageSize);
         for (const r of rows) {
-          if (!this.send(c, JSON.stringify(feedAlert(r)), r.id)) return;
+          const text = JSON.stringify(feedAlert(r));
+          // The replay goes at the client's pace: wait for the socket, close only if it does not drain at all.
+          if (c.ws.bufferedAmount + text.length > this.o.maxBufferedBytes && !(await this.drained(c, this.o.maxBufferedBytes - text.length))) return this.tooSlow(c);
+          if (c.closing || c.ws.readyState !== c.ws.OPEN) return;
+          c.ws.send(text);
+          c.lastSent = r.id;
           this.counters?.replayed.inc();
           from = r.id;
         }
         if (rows.length < this.o.replayPageSize) break;
-        if (!(await this.drained(c))) return this.tooSlow(c);
+        // Between pages, let live alerts in (they queue) and the socket drain.
+        if (!(await this.drained(c, this.o.maxBufferedBytes / 4))) return this.tooSlow(c);
       }
-      // Go live: what arrived meanwhile, minus what the replay already sent, in id order (the bus's order).
-      const pending = c.pending ?? [];
-      const ids = c.pendingIds;
-      c.pending = undefined;
-      c.pendingIds = [];
-      for (let i = 0; i < pending.length; i++) {
-        if (ids[i]! <= c.lastSent) continue;
-        if (!this.send(c, pending[i]!, ids[i]!)) return;
-      }
+      // Go live, synchronously after the last query: what arrived meanwhile, minus what the replay already sent.
+      c.replaying = false;
+      c.queue = c.queue.filter((e) => e.id > c.lastSent);
+      if (c.lastQueued < c.lastSent) c.lastQueued = c.lastSent;
+      this.pump(c);
     } catch (e) {
       log.error(`alert feed replay after id ${after} failed: ${(e as Error).message}`, 'feed-replay');
-      if (!c.closing) {
-        c.closing = true;
-        c.ws.close(1011, `replay failed; resume with after=${c.lastSent}`);
-      }
+      if (!c.closing) this.closeClient(c, 1011, `replay failed; resume with after=${c.lastSent}`);
     }
   }
 
-  /** Waits until the socket's queue is below a quarter of the bound; false if it does not within drainTimeoutMs. */
-  private async drained(c: Client): Promise<boolean> {
-    const low = this.o.maxBufferedBytes / 4;
+  /** Waits until the socket's unsent bytes are at most `low`; false if that takes over drainTimeoutMs. */
+  private async drained(c: Client, low: number): Promise<boolean> {
     const until = Date.now() + this.o.drainTimeoutMs;
     while (c.ws.bufferedAmount > low) {
-      if (Date.now() > until || c.ws.readyState !== c.ws.OPEN) return false;
+      if (Date.now() > until || c.ws.readyState !== c.ws.OPEN || c.closing) return false;
       await new Promise((r) => setTimeout(r, 5));
     }
     return true;
@@ -248,8 +278,8 @@ export class AlertHub {
 
   private closeClient(c: Client, code: number, reason: string): void {
     c.closing = true;
-    c.pending = undefined;
-    c.pendingIds = [];
+    c.queue = [];
+    this.stopDrain(c);
     try {
       c.ws.close(code, reason);
     } catch {
@@ -285,6 +315,7 @@ export class AlertHub {
     for (const c of this.clients) {
       this.counters?.closed.inc({ reason: 'shutdown' });
       c.closing = true;
+      this.stopDrain(c);
       try {
         c.ws.close(CLOSE_SHUTDOWN, `server shutting down; resume with after=${c.lastSent}`);
       } catch {
