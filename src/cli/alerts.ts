@@ -83,7 +83,13 @@ function baseUrl(server: string): URL {
     throw new UsageError(`--server "${server}" is not a URL (e.g. https://kaudit.example.com:8443)`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--server must be http:// or https://, not ${u.protocol}`);
-  u.pathname = u.pathname.replace(/\/+$/, '');
+  return u;
+}
+
+/** An API path under the server URL (which may itself have a path prefix, behind a proxy). */
+function apiUrl(base: URL, path: string): URL {
+  const u = new URL(base.toString());
+  u.pathname = base.pathname.replace(/\/+$/, '') + path;
   return u;
 }
 
@@ -143,7 +149,7 @@ export async function followAlerts(o: FollowOptions): Promise<void> {
   while (last === undefined && !o.signal?.aborted) {
     // Start from the newest stored alert: a disconnect before the first alert then loses nothing either.
     try {
-      const u = new URL(base.toString() + '/api/v1/alerts');
+      const u = apiUrl(base, '/api/v1/alerts');
       u.search = filterParams(o.filter).toString();
       u.searchParams.set('limit', '1');
       const page = (await getJson(u, o.token, o.tls)) as { items?: { id: number }[] };
@@ -176,7 +182,7 @@ interface Ended {
 
 function connectOnce(base: URL, after: number, o: FollowOptions, seen: (id: number) => void): Promise<Ended> {
   return new Promise<Ended>((resolve) => {
-    const u = new URL(base.toString() + '/api/v1/alerts/stream');
+    const u = apiUrl(base, '/api/v1/alerts/stream');
     u.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
     const p = filterParams(o.filter);
     p.set('after', String(after));
@@ -312,7 +318,7 @@ export async function runAlerts(argv: string[]): Promise<number> {
   const print = (a: FeedAlert) => process.stdout.write((values.json ? JSON.stringify(a) : formatAlert(a)) + '\n');
   try {
     if (!values.follow) {
-      const u = new URL(baseUrl(server).toString() + '/api/v1/alerts');
+      const u = apiUrl(baseUrl(server), '/api/v1/alerts');
       u.search = filterParams(filter).toString();
       u.searchParams.set('limit', String(limit));
       const page = (await getJson(u, token, tls)) as { items: FeedAlert[] };
