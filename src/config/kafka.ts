@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { KafkaConfig as KafkaJsClientConfig, SASLOptions } from 'kafkajs';
+import kafkajs, { type KafkaConfig as KafkaJsClientConfig, type ProducerConfig, type SASLOptions } from 'kafkajs';
+import { log } from '../log.js';
 import { ConfigError, parseBytes } from './config.js';
 
 /**
@@ -277,14 +278,23 @@ export function describeKafkaConfig(c: KafkaConfig): string {
  * broker outage does not flood stderr).
  */
 export async function createKafkaClient(c: KafkaConfig, overrides: Partial<KafkaJsClientConfig> = {}): Promise<import('kafkajs').Kafka> {
-  const { default: kafkajs } = await import('kafkajs');
-  const { log } = await import('../log.js');
   const { logLevel } = kafkajs;
   const logCreator = () => ({ namespace, level, log: entry }: { namespace: string; level: number; log: { message: string; [k: string]: unknown } }) => {
+    // kafkajs logs every error response of the protocol (a rebalance in progress, a coordinator still loading) at
+    // error level although it retries them: those stay at debug; what it gives up on surfaces from the caller.
+    if (namespace === 'Connection' && entry.message.startsWith('Response ')) return;
     const where = entry.broker ? ` (broker ${String(entry.broker)})` : '';
-    const msg = `kafka ${namespace}: ${entry.message}${where}${entry.error && entry.error !== entry.message ? `: ${String(entry.error)}` : ''}`;
+    const msg = `kafka ${namespace ?? 'client'}: ${entry.message}${where}${entry.error && entry.error !== entry.message ? `: ${String(entry.error)}` : ''}`;
     if (level === logLevel.ERROR) log.error(msg, `kafka:${namespace}`);
     else if (level === logLevel.WARN) log.warn(msg, `kafka:${namespace}`);
   };
   return new kafkajs.Kafka({ ...kafkaClientConfig(c), logLevel: logLevel.WARN, logCreator, ...overrides });
+}
+
+/**
+ * Settings every kaudit producer shares: the Java client's murmur2 partitioner (kafkajs 2's default, named here so that
+ * kafkajs does not warn about its change from 1.x), so a key lands in the same partition whichever client wrote it.
+ */
+export function producerDefaults(): ProducerConfig {
+  return { createPartitioner: kafkajs.Partitioners.DefaultPartitioner };
 }

@@ -1,6 +1,6 @@
 import type { Kafka, Message, Producer } from 'kafkajs';
 import type { Alert } from '../detect/alert.js';
-import { createKafkaClient, type KafkaConfig } from '../config/kafka.js';
+import { createKafkaClient, producerDefaults, type KafkaConfig } from '../config/kafka.js';
 import { decodeRecord } from '../events/read.js';
 import { log } from '../log.js';
 import { OverloadedError, type BatchOutcome, type BatchSink, type RawBatch } from '../pipeline/pipeline.js';
@@ -42,7 +42,7 @@ export class KafkaEventsProducer implements BatchSink {
   async start(): Promise<void> {
     this.kafka = this.opts.kafka ?? (await createKafkaClient(this.opts.config));
     // One request in flight per broker: kafkajs's retries then cannot reorder one identity's events.
-    this.producer = this.kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 1, retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 } });
+    this.producer = this.kafka.producer({ ...producerDefaults(), allowAutoTopicCreation: false, maxInFlightRequests: 1, retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 } });
     await this.producer.connect();
   }
 
@@ -180,7 +180,7 @@ export class KafkaAlertOutbox {
 
   async start(): Promise<void> {
     this.kafka = this.opts.kafka ?? (await createKafkaClient(this.opts.config));
-    this.producer = this.kafka.producer({ allowAutoTopicCreation: true, maxInFlightRequests: 1 });
+    this.producer = this.kafka.producer({ ...producerDefaults(), allowAutoTopicCreation: true, maxInFlightRequests: 1 });
     await this.producer.connect();
     const stored = this.opts.store.position(this.source);
     if (stored !== undefined) this.position = Number(stored);

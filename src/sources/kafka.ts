@@ -1,5 +1,5 @@
 import type { Batch, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
-import { createKafkaClient, type KafkaConfig } from '../config/kafka.js';
+import { createKafkaClient, producerDefaults, type KafkaConfig } from '../config/kafka.js';
 import { log } from '../log.js';
 import type { BatchOutcome, BatchSink, RawBatch, RawRecord } from '../pipeline/pipeline.js';
 
@@ -62,6 +62,9 @@ interface Chunk {
 
 class OverloadedStop extends Error {}
 
+/** How long one batch waits for a full pipeline before it pauses its partition instead (ms). */
+const OVERLOAD_WAIT_MS = 2000;
+
 /** A consumer group member feeding the pipeline. `start()` joins; `stop()` finishes the batch in hand and leaves. */
 export class KafkaSource {
   readonly stats: KafkaSourceStats = { messages: 0, stored: 0, duplicates: 0, deadLettered: 0, pauses: 0, rebalances: 0, commits: 0, batchErrors: 0 };
@@ -91,7 +94,7 @@ export class KafkaSource {
     const c = this.opts.config;
     this.kafka = this.opts.kafka ?? (await createKafkaClient(c));
     if (c.topics.deadLetter) {
-      this.producer = this.kafka.producer({ allowAutoTopicCreation: true, maxInFlightRequests: 1 });
+      this.producer = this.kafka.producer({ ...producerDefaults(), allowAutoTopicCreation: true, maxInFlightRequests: 1 });
       await this.producer.connect();
     }
     const consumer = this.kafka.consumer({
@@ -154,11 +157,33 @@ export class KafkaSource {
 
     const chunks = this.chunk(batch);
     const sink = this.opts.sink;
-    const submitted: { chunk: Chunk; outcome: Promise<BatchOutcome> }[] = [];
+    type Result = { ok: BatchOutcome } | { err: unknown };
+    const submitted: { chunk: Chunk; outcome: Promise<BatchOutcome>; result?: Result }[] = [];
+    let settled = 0;
+    const settleNext = async () => {
+      const s = submitted[settled++]!;
+      try {
+        s.result = { ok: await s.outcome };
+      } catch (e) {
+        s.result = { err: e };
+      }
+    };
+    let waited = 0;
+    let full = false;
     for (const chunk of chunks) {
       if (!isRunning() || isStale() || this.stopped) break;
-      // A sink that says it is full would refuse this chunk: stop here rather than let a later chunk overtake it.
-      if (submitted.length > 0 && sink.overloaded) break;
+      // Backpressure, in order: while the sink is full, wait for this batch's own earlier chunks; when it is full of
+      // other sources' work, wait a little (heartbeating); past that, pause this partition's fetch (below).
+      while (sink.overloaded && !full) {
+        if (settled < submitted.length) await settleNext();
+        else if (waited >= OVERLOAD_WAIT_MS) full = true;
+        else {
+          await new Promise((r) => setTimeout(r, 20));
+          waited += 20;
+          await heartbeat();
+        }
+      }
+      if (full) break;
       const raw: RawBatch = {
         source: `kafka:${key}`,
         cluster: chunk.cluster,
@@ -171,24 +196,23 @@ export class KafkaSource {
       } catch (e) {
         outcome = Promise.reject(e);
       }
-      outcome.catch(() => {}); // awaited below in order; this only keeps an early rejection from being "unhandled"
+      outcome.catch(() => {}); // settled below in order; this only keeps an early rejection from being "unhandled"
       submitted.push({ chunk, outcome });
     }
+    while (settled < submitted.length) await settleNext();
 
     // Results in order: offsets advance only over a prefix of chunks that are stored.
     let done = 0;
     let lastOffset: string | undefined;
     const dead: { message: KafkaMessage; reasons: string[] }[] = [];
     let stop: unknown;
-    for (const { chunk, outcome } of submitted) {
-      let o: BatchOutcome;
-      try {
-        o = await outcome;
-      } catch (e) {
-        stop = stop ?? e;
+    for (const { chunk, result } of submitted) {
+      if (!result || 'err' in result) {
+        stop = stop ?? (result as { err: unknown } | undefined)?.err;
         continue; // later chunks may have been stored too; they are redelivered and recognised as duplicates
       }
       if (stop) continue;
+      const o = result.ok;
       done++;
       lastOffset = chunk.lastOffset;
       this.stats.messages += chunk.messages.length;

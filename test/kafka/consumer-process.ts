@@ -15,13 +15,30 @@ interface NodeSettings {
   cluster?: string;
   kafka: Partial<KafkaConfig> & { brokers: string[] };
   maxQueuedBatches?: number;
+  /**
+   * Crash at the worst moment: SIGKILL this process right after a batch is committed to the store, before its Kafka
+   * offset is committed, once this many events are stored.
+   */
+  crashAfterStored?: number;
 }
 
 const settings = JSON.parse(process.env.KAUDIT_TEST_NODE ?? '{}') as NodeSettings;
 const config: KafkaConfig = { ...defaultKafkaConfig(), ...settings.kafka, topics: { ...defaultKafkaConfig().topics, ...settings.kafka.topics } };
 const writer = await WriterThread.open(settings.db);
 const pipeline = new Pipeline({ writer, detector: new TestDetector(), maxQueuedBatches: settings.maxQueuedBatches ?? 8 });
-const source = new KafkaSource({ config, sink: pipeline, cluster: settings.cluster ?? 'default' });
+let stored = 0;
+const sink = {
+  get overloaded() {
+    return pipeline.overloaded;
+  },
+  async submit(batch: Parameters<Pipeline['submit']>[0]) {
+    const outcome = await pipeline.submit(batch);
+    stored += outcome.stored;
+    if (settings.crashAfterStored !== undefined && stored >= settings.crashAfterStored) process.kill(process.pid, 'SIGKILL');
+    return outcome;
+  },
+};
+const source = new KafkaSource({ config, sink, cluster: settings.cluster ?? 'default' });
 await source.start();
 
 const report = () => process.send?.({ type: 'stats', pid: process.pid, stats: source.stats, assigned: source.assignment.length });

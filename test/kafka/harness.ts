@@ -30,7 +30,7 @@ export interface NodeProcess {
 }
 
 /** Starts a detector node (test/kafka/consumer-process.ts from the transpiled build) and waits until it has started. */
-export async function startNode(build: string, settings: { db: string; kafka: Partial<KafkaConfig> & { brokers: string[] }; maxQueuedBatches?: number }): Promise<NodeProcess> {
+export async function startNode(build: string, settings: { db: string; kafka: Partial<KafkaConfig> & { brokers: string[] }; maxQueuedBatches?: number; crashAfterStored?: number }): Promise<NodeProcess> {
   const child = fork(join(build, 'test', 'kafka', 'consumer-process.js'), [], {
     env: { ...process.env, KAUDIT_TEST_NODE: JSON.stringify(settings), KAUDIT_LOG_LEVEL: process.env.KAUDIT_LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -40,7 +40,7 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }, 60_000);
 
-  async function scenario(name: string, disrupt: (nodes: NodeProcess[]) => Promise<void>, opts: { disruptAt: number }) {
+  async function scenario(name: string, disrupt: (nodes: NodeProcess[]) => Promise<void>, opts: { disruptAt: number; crashAfterStored?: number }) {
     const dir = mkdtempSync(join(tmpdir(), `kaudit-kafka-${name}-`));
     dirs.push(dir);
     const db = join(dir, 'k.db');
@@ -54,7 +54,7 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
 
     const stream = makeStream(TOTAL);
     const kafkaSettings = { brokers: broker.brokers, groupId: `detectors-${name}`, topics, sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 };
-    const nodes = [await startNode(build, { db, kafka: kafkaSettings }), await startNode(build, { db, kafka: kafkaSettings })];
+    const nodes = [await startNode(build, { db, kafka: kafkaSettings, crashAfterStored: opts.crashAfterStored }), await startNode(build, { db, kafka: kafkaSettings })];
 
     // The alerts outbox runs here, once for the shared store, as an API/feed node would.
     const reader = new Store(db, { readonly: true });
@@ -106,6 +106,7 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
 
       const live = nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null);
       const dup = live.reduce((s, n) => s + (n.stats?.duplicates ?? 0), 0);
+      if (opts.crashAfterStored !== undefined) expect(dup).toBeGreaterThan(0); // the crashed batch was delivered again
       process.stdout.write(
         `kafka ${name}: ${TOTAL} events in ${seconds.toFixed(1)} s (${Math.round(TOTAL / seconds)} events/s), disrupted at ${storedAtDisruption} stored, ` +
           `${dup} redelivered duplicates skipped, ${stream.expectedAlerts} alerts, ${retries} producer retries\n`,
@@ -128,6 +129,17 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
         await until(() => nodes[1]!.assigned === 4, 'the surviving consumer to own all 4 partitions', 60_000);
       },
       { disruptAt: 0.3 },
+    );
+  }, 420_000);
+
+  it('a consumer dies between the store commit and the offset commit: the batch is redelivered, stored once, alerted once', async () => {
+    await scenario(
+      'crash',
+      async (nodes) => {
+        await nodes[0]!.exited; // it SIGKILLs itself right after a store commit, before committing the offset
+        await until(() => nodes[1]!.assigned === 4, 'the surviving consumer to own all 4 partitions', 60_000);
+      },
+      { disruptAt: 0.1, crashAfterStored: Math.floor(TOTAL * 0.2) },
     );
   }, 420_000);
 

@@ -1,0 +1,300 @@
+/**
+ * The Kafka source, sinks and config against a real broker, in one process: poison messages, backpressure, the
+ * ingest-only producer's acknowledgement, the alert outbox, SCRAM over plaintext and TLS.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Kafka, KafkaMessage } from 'kafkajs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createKafkaClient, parseKafkaConfig, type KafkaConfig } from '../../src/config/kafka.js';
+import type { Alert } from '../../src/detect/alert.js';
+import type { NormalisedEvent } from '../../src/events/types.js';
+import { Pipeline, type BatchOutcome, type RawBatch } from '../../src/pipeline/pipeline.js';
+import { HEADER_BAD_ITEMS, HEADER_CLUSTER, HEADER_ORIGIN, HEADER_REASON, KafkaSource } from '../../src/sources/kafka.js';
+import { HEADER_ALERT_ID, KafkaAlertOutbox, KafkaEventsProducer } from '../../src/sinks/kafka.js';
+import { Store } from '../../src/store/store.js';
+import { type Broker, describeWithKafka, startBroker } from './broker.js';
+import { makeStream, TestDetector } from './fixtures.js';
+import { quietKafka, testKafkaConfig } from './harness.js';
+
+async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Reads a whole topic from the beginning (until `n` messages arrived). */
+async function readTopic(kafka: Kafka, topic: string, n: number): Promise<KafkaMessage[]> {
+  const out: KafkaMessage[] = [];
+  const consumer = kafka.consumer({ groupId: `reader-${topic}-${Math.random()}` });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({ eachMessage: async ({ message }) => void out.push(message) });
+  try {
+    await until(() => out.length >= n, `${n} messages in ${topic} (have ${out.length})`);
+    await new Promise((r) => setTimeout(r, 300)); // and no more than n
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
+}
+
+let seq = 0;
+function names(prefix: string) {
+  seq++;
+  return { events: [`${prefix}-events-${seq}`], alerts: `${prefix}-alerts-${seq}`, deadLetter: `${prefix}-dead-${seq}` };
+}
+
+async function createTopic(kafka: Kafka, topic: string, numPartitions = 2): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true });
+  await admin.disconnect();
+}
+
+describeWithKafka('Kafka source and sinks (real broker)', () => {
+  let broker: Broker;
+  let kafka: Kafka;
+  let dir: string;
+  beforeAll(async () => {
+    broker = await startBroker({ secure: true });
+    kafka = quietKafka(broker.brokers);
+    dir = mkdtempSync(join(tmpdir(), 'kaudit-kafka-source-'));
+  }, 180_000);
+  afterAll(async () => {
+    await broker?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  async function setup(topics: KafkaConfig['topics'], over: Partial<KafkaConfig> = {}, pipelineOpts: { maxQueuedBatches?: number; slowMs?: number } = {}) {
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }, { topic: topics.deadLetter, numPartitions: 1 }, { topic: topics.alerts, numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+    const store = new Store(join(dir, `${topics.events[0]}.db`));
+    const inner = new TestDetector();
+    const detector = pipelineOpts.slowMs
+      ? { detect: async (e: readonly NormalisedEvent[]): Promise<Alert[]> => (await new Promise((r) => setTimeout(r, pipelineOpts.slowMs)), inner.detect(e)) }
+      : inner;
+    const pipeline = new Pipeline({ writer: store, detector, maxQueuedBatches: pipelineOpts.maxQueuedBatches });
+    const config = testKafkaConfig(broker.brokers, { groupId: `g-${topics.events[0]}`, topics, ...over });
+    const source = new KafkaSource({ config, sink: pipeline, cluster: 'fallback', kafka: quietKafka(broker.brokers, 'source') });
+    return { store, pipeline, config, source, count: () => store.db.prepare('SELECT count(*) FROM events').pluck().get() as number };
+  }
+
+  it('dead-letters poison messages with their reason, stores every good event, and keeps the partition moving', async () => {
+    const topics = names('poison');
+    const s = await setup(topics, { maxMessageBytes: 4096 });
+    const good = makeStream(300, { burstEvery: 100 });
+    const producer = kafka.producer();
+    await producer.connect();
+    const poison = [
+      { value: 'this is not json {', reason: /^not JSON/ },
+      { value: JSON.stringify({ kind: 'Pod', apiVersion: 'v1', metadata: { name: 'x' } }), reason: /not an audit event/ },
+      { value: JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', auditID: 'x' }), reason: /lacks/ },
+      { value: 'x'.repeat(5000), reason: /over kafka\.maxMessageBytes/ },
+      { value: null, reason: /^empty message/ },
+    ];
+    // Poison spread among the good messages, all with the same key so they share a partition with good ones.
+    const messages: { key: string; value: string | null; headers: Record<string, string> }[] = good.messages.map((m) => ({ key: `${m.cluster}/${m.user}`, value: m.value, headers: { [HEADER_CLUSTER]: m.cluster } }));
+    poison.forEach((p, i) => messages.splice(20 + i * 40, 0, { key: 'prod-eu/user-0@example.com', value: p.value, headers: { [HEADER_CLUSTER]: 'prod-eu' } }));
+    // And an EventList with one bad item among good ones: the good items are stored, the message is dead-lettered once.
+    const mixed = JSON.parse(good.messages[0]!.value) as Record<string, unknown>;
+    const mixedList = { kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [{ ...mixed, auditID: '00000000-0000-4000-8000-ffffffffff01' }, { kind: 'Event', verb: 'get' }] };
+    messages.push({ key: 'prod-eu/user-1@example.com', value: JSON.stringify(mixedList), headers: { [HEADER_CLUSTER]: 'prod-eu' } });
+    await producer.send({ topic: topics.events[0]!, acks: -1, messages });
+    await producer.disconnect();
+
+    await s.source.start();
+    try {
+      await until(() => s.count() === good.events + 1, `all ${good.events + 1} good events stored (have ${s.count()})`);
+      const dead = await readTopic(kafka, topics.deadLetter, poison.length + 1);
+      expect(dead).toHaveLength(poison.length + 1);
+      for (const p of poison) {
+        const d = dead.find((m) => p.reason.test(m.headers![HEADER_REASON]!.toString()) && m.headers![HEADER_BAD_ITEMS]!.toString() === '1' && !m.value?.toString().includes('EventList'));
+        expect(d, `dead letter for ${p.reason}`).toBeDefined();
+        // The message itself is kept, except one over the size limit (the topic would refuse it too).
+        expect(d!.value?.toString() ?? null).toBe(p.reason.source.includes('maxMessageBytes') ? null : p.value);
+        expect(d!.headers![HEADER_ORIGIN]!.toString()).toMatch(new RegExp(`^${topics.events[0]}/\\d@\\d+$`));
+      }
+      const m = dead.find((d) => d.headers![HEADER_BAD_ITEMS]!.toString() === '1' && d.value?.toString().includes('EventList'));
+      expect(m?.headers![HEADER_REASON]!.toString()).toMatch(/lacks/);
+      // The store keeps them too (dead_letters), and the partition moved past them: nothing left uncommitted.
+      expect(s.store.db.prepare('SELECT count(*) FROM dead_letters').pluck().get()).toBe(poison.length + 1);
+      await until(() => /kaudit_kafka_consumer_lag\{[^}]*\} 0\n/.test(s.source.metricsText()) && !/kaudit_kafka_consumer_lag\{[^}]*\} [1-9]/.test(s.source.metricsText()), 'lag 0 on every partition');
+      const text = s.source.metricsText();
+      expect(text).toMatch(/kaudit_kafka_dead_letters_total\{group="[^"]+",reason="not_json"\} 1/);
+      expect(text).toMatch(/reason="too_large"\} 1/);
+      expect(text).toMatch(/reason="empty"\} 1/);
+      expect(text).toMatch(/reason="not_an_event"\} 3/);
+      expect(s.store.db.prepare('SELECT count(*) FROM alerts').pluck().get()).toBe(good.expectedAlerts);
+    } finally {
+      await s.source.stop();
+      s.store.close();
+    }
+  }, 120_000);
+
+  it('pauses the fetch while the pipeline is full and resumes: nothing lost, nothing twice', async () => {
+    const topics = names('overload');
+    const s = await setup(topics, { batchRecords: 10, partitionsConsumedConcurrently: 2 }, { maxQueuedBatches: 1, slowMs: 5 });
+    // The pipeline is also kept full by "another source" for 3 s: longer than a batch waits, so the fetch must pause.
+    let fullUntil = 0;
+    const sink = {
+      get overloaded() {
+        return Date.now() < fullUntil || s.pipeline.overloaded;
+      },
+      submit(b: RawBatch): Promise<BatchOutcome> {
+        if (fullUntil === 0) fullUntil = Date.now() + 3000;
+        if (Date.now() < fullUntil) return Promise.reject(Object.assign(new Error('full'), { code: 'OVERLOADED' }));
+        return s.pipeline.submit(b);
+      },
+    };
+    const source = new KafkaSource({ config: s.config, sink, cluster: 'fallback', kafka: quietKafka(broker.brokers, 'source') });
+    const stream = makeStream(3000);
+    const producer = kafka.producer();
+    await producer.connect();
+    for (let i = 0; i < stream.messages.length; i += 500) {
+      await producer.send({ topic: topics.events[0]!, acks: -1, messages: stream.messages.slice(i, i + 500).map((m) => ({ key: `${m.cluster}/${m.user}`, value: m.value, headers: { [HEADER_CLUSTER]: m.cluster } })) });
+    }
+    await producer.disconnect();
+    await source.start();
+    try {
+      await until(() => s.count() === stream.events, `all ${stream.events} events stored (have ${s.count()}, stats ${JSON.stringify(source.stats)})`, 90_000);
+      expect(source.stats.pauses).toBeGreaterThan(0);
+      expect(source.stats.duplicates).toBe(0);
+      expect(source.stats.messages).toBe(stream.messages.length);
+      expect(s.store.db.prepare('SELECT count(*) FROM alerts').pluck().get()).toBe(stream.expectedAlerts);
+    } finally {
+      await source.stop();
+      s.store.close();
+    }
+  }, 120_000);
+
+  it('ingest-only: submit resolves only after Kafka acknowledged (acks=all), and waits out a broker outage', async () => {
+    const topics = names('ingest');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }], waitForLeaders: true });
+    await admin.disconnect();
+    const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics }), kafka: quietKafka(broker.brokers, 'ingest') });
+    await producer.start();
+    const stream = makeStream(50, { burstEvery: 20 });
+    const batch = (from: number, to: number): RawBatch => ({ source: 'webhook', cluster: 'prod-eu', records: stream.messages.slice(from, to).map((m, i) => ({ text: m.value, where: `item ${from + i}` })) });
+    try {
+      const first = await producer.submit({ ...batch(0, 10), records: [...batch(0, 10).records, { text: '{"kind":"Event"}', where: 'item bad' }] });
+      expect(first.bad).toEqual([{ where: 'item bad', reason: expect.stringMatching(/lacks|neither/) }]);
+
+      // With the broker down, the webhook's batch is not acknowledged...
+      await broker.halt();
+      let settled: BatchOutcome | Error | undefined;
+      const pending = producer.submit(batch(10, stream.messages.length)).then((o) => (settled = o), (e: Error) => (settled = e));
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(settled).toBeUndefined();
+      // ...until Kafka has it.
+      await broker.start();
+      await pending;
+      // kafkajs may give up before the broker is back; then the webhook answers 5xx and the apiserver retries.
+      if (settled instanceof Error) await producer.submit(batch(10, stream.messages.length));
+      const msgs = await readTopic(kafka, topics.events[0]!, 1);
+      await until(async () => {
+        const offs = await quietKafka(broker.brokers).admin().fetchTopicOffsets(topics.events[0]!).catch(() => []);
+        return offs.length > 0;
+      }, 'topic offsets');
+      const events = msgs.flatMap((m) => (JSON.parse(m.value!.toString()) as { items: unknown[] }).items);
+      expect(new Set(events.map((e) => (e as { auditID: string }).auditID)).size).toBe(stream.events);
+      for (const m of msgs) {
+        expect(m.headers![HEADER_CLUSTER]!.toString()).toBe('prod-eu');
+        expect(m.key!.toString()).toMatch(/^prod-eu\/user-\d+@example\.com$/);
+      }
+    } finally {
+      await producer.stop();
+    }
+  }, 120_000);
+
+  it('ingest-only: refuses with OVERLOADED while too many events await acknowledgement', async () => {
+    const topics = names('inflight');
+    await createTopic(kafka, topics.events[0]!);
+    const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics, maxInFlightEvents: 5 }), kafka: quietKafka(broker.brokers, 'inflight') });
+    await producer.start();
+    const stream = makeStream(20, { burstEvery: 1000 });
+    try {
+      const a = producer.submit({ source: 'webhook', cluster: 'c', records: stream.messages.slice(0, 10).map((m, i) => ({ text: m.value, where: `${i}` })) });
+      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: [{ text: stream.messages[10]!.value, where: 'x' }] })).rejects.toMatchObject({ code: 'OVERLOADED' });
+      await a;
+      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: [{ text: stream.messages[10]!.value, where: 'x' }] })).resolves.toMatchObject({ stored: 1 });
+      expect(producer.metricsText()).toMatch(/kaudit_kafka_events_overloaded_total 1/);
+    } finally {
+      await producer.stop();
+    }
+  }, 60_000);
+
+  it('publishes committed alerts to the alerts topic keyed by cluster, once, and resumes from its stored position', async () => {
+    const topics = names('outbox');
+    const s = await setup(topics);
+    const stream = makeStream(1000, { burstEvery: 250 });
+    const reader = new Store(join(dir, `${topics.events[0]}.db`), { readonly: true });
+    const outbox = () => new KafkaAlertOutbox({ config: s.config, store: reader, sink: s.pipeline, bus: s.pipeline.bus, kafka: quietKafka(broker.brokers, 'outbox'), pollMs: 100 });
+    let o = outbox();
+    await o.start();
+    try {
+      const half = Math.floor(stream.messages.length / 2);
+      const submit = (from: number, to: number) =>
+        s.pipeline.submit({ source: 'test', cluster: 'prod-eu', records: stream.messages.slice(from, to).map((m, i) => ({ text: m.value, where: `${from + i}` })) });
+      await submit(0, half);
+      await until(() => o.published > 0 && o.published === (reader.db.prepare('SELECT max(id) FROM alerts').pluck().get() as number), 'the first half published');
+      await o.stop();
+      // Alerts committed while no outbox runs are published by the next one, from the stored position.
+      await submit(half, stream.messages.length);
+      o = outbox();
+      await o.start();
+      await until(() => o.published === (reader.db.prepare('SELECT max(id) FROM alerts').pluck().get() as number), 'the second half published');
+      const msgs = await readTopic(kafka, topics.alerts, stream.expectedAlerts);
+      expect(msgs).toHaveLength(stream.expectedAlerts);
+      expect(new Set(msgs.map((m) => m.headers![HEADER_ALERT_ID]!.toString())).size).toBe(stream.expectedAlerts);
+      for (const m of msgs) {
+        const a = JSON.parse(m.value!.toString()) as Alert;
+        expect(m.key!.toString()).toBe(a.cluster);
+        expect(a.id).toBeGreaterThan(0);
+      }
+      expect(o.metricsText()).toMatch(/kaudit_kafka_alerts_unpublished 0/);
+    } finally {
+      await o.stop();
+      reader.close();
+      s.store.close();
+    }
+  }, 120_000);
+
+  for (const [mechanism, listener] of [
+    ['scram-sha-256', 'saslBrokers'],
+    ['scram-sha-512', 'saslSslBrokers'],
+  ] as const) {
+    it(`connects with SASL ${mechanism.toUpperCase()}${listener === 'saslSslBrokers' ? ' over TLS' : ''} from the config file's settings`, async () => {
+      const sec = broker.secure!;
+      await createTopic(kafka, `sasl-${mechanism}`);
+      const pwFile = join(dir, 'kafka-password');
+      writeFileSync(pwFile, sec.password + '\n');
+      const cfg = parseKafkaConfig(
+        {
+          brokers: sec[listener],
+          sasl: { mechanism: mechanism.toUpperCase(), username: sec.username, passwordFile: pwFile },
+          ...(listener === 'saslSslBrokers' ? { tls: { ca: sec.caFile } } : {}),
+          topics: { events: [`sasl-${mechanism}`] },
+        },
+        {},
+      )!;
+      const client = await createKafkaClient(cfg);
+      const producer = new KafkaEventsProducer({ config: cfg, kafka: client });
+      await producer.start();
+      const stream = makeStream(5, { burstEvery: 1000 });
+      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: stream.messages.map((m, i) => ({ text: m.value, where: `${i}` })) })).resolves.toMatchObject({ stored: 5 });
+      await producer.stop();
+
+      const bad = await createKafkaClient({ ...cfg, sasl: { ...cfg.sasl!, passwordFile: undefined, password: 'wrong' } }, { retry: { retries: 0 } });
+      const p2 = bad.producer();
+      await expect(p2.connect()).rejects.toThrow(/SASL|authentication/i);
+    }, 60_000);
+  }
+});
