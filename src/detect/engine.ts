@@ -317,10 +317,21 @@ export class DetectionEngine implements Detector {
     return { events: this.events, rules: this.compiled.length, matchers: this.matchers.length, indexLists: this.index.tables };
   }
 
+  /**
+   * Whether any rule can use this event (index lookup and declarative checks, no JSONata). The pipeline drops the
+   * parsed body of events no rule wants; `detect` skips events that come without one.
+   */
+  wants(e: NormalisedEvent): boolean {
+    if (!e.event) return false;
+    for (const m of this.index.lookup(e.stage, e.resource, e.subresource, e.verb)) if (m.check(e)) return true;
+    return false;
+  }
+
   async detect(events: readonly NormalisedEvent[]): Promise<Alert[]> {
     const out: Alert[] = [];
     for (const e of events) {
       this.events++;
+      if (!e.event) continue; // dropped by the pipeline because wants() said no rule can use it
       const cands = this.index.lookup(e.stage, e.resource, e.subresource, e.verb);
       if (cands.length === 0) continue;
       let fired: { ordinal: number; alert: Alert }[] | undefined;

@@ -5,7 +5,7 @@
  */
 import jsonata from 'jsonata';
 import type { AuditEvent } from '../events/types.js';
-import { addedCapabilities, containers, execCommand, hostPaths, images, objectName, patchPaths, podSpecs, requestBody } from './facts.js';
+import { addedCapabilities, containers, execCommand, execContainer, hostPaths, images, objectName, patchPaths, podSpecs, requestBody } from './facts.js';
 import type { DetectionLists } from './lists.js';
 import { compilePatterns } from './patterns.js';
 
@@ -106,6 +106,13 @@ export const HELPERS: Record<string, HelperDef> = {
     make: () =>
       function () {
         return execCommand(root(this)).join(' ');
+      },
+  },
+  container: {
+    doc: 'the container= parameter of an exec, attach or log request',
+    make: () =>
+      function () {
+        return execContainer(root(this));
       },
   },
   objectName: {

@@ -17,6 +17,7 @@ function arr(v: unknown): unknown[] {
 }
 
 interface Facts {
+  container?: string;
   body?: Obj | null;
   podSpecs?: Obj[];
   containers?: Obj[];
@@ -191,6 +192,17 @@ export function execCommand(ev: AuditEvent): string[] {
     f.command = q < 0 ? [] : new URLSearchParams(uri.slice(q + 1)).getAll('command');
   }
   return f.command;
+}
+
+/** The `container` query parameter of an exec, attach, portforward or log request. */
+export function execContainer(ev: AuditEvent): string {
+  const f = factsOf(ev);
+  if (f.container === undefined) {
+    const uri = ev.requestURI ?? '';
+    const q = uri.indexOf('?');
+    f.container = q < 0 ? '' : (new URLSearchParams(uri.slice(q + 1)).get('container') ?? '');
+  }
+  return f.container;
 }
 
 const MAX_PATHS = 500;

@@ -53,7 +53,7 @@ export function lintRuleSet(set: RuleSet, config: DetectionConfig = {}): RuleIss
     }
     for (const { m, where } of matchesOf(spec)) {
       for (const v of m?.verbs ?? []) if (v !== '*' && !KNOWN_VERBS.has(v)) at(`${where}.verbs: "${v}" is not a Kubernetes verb`, 'warning');
-      for (const f of ['users', 'groups', 'namespaces', 'names', 'userAgents'] as const) {
+      for (const f of ['users', 'groups', 'namespaces', 'names', 'userAgents', 'paths'] as const) {
         for (const p of [...(m?.[f]?.include ?? []), ...(m?.[f]?.exclude ?? [])]) if (p.startsWith('@')) usedLists.add(p.slice(1));
       }
       if (spec.sequence === undefined && m === undefined && where === 'match') at('no match: the rule is handed every event; name verbs and resources so the index can skip events', 'warning');

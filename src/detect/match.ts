@@ -184,6 +184,7 @@ export function compileMatch(spec: MatchSpec | undefined, lists: DetectionLists,
   add(fieldPred(m.namespaces, (e) => e.namespace, lists, `${where}.namespaces`));
   add(fieldPred(m.names, eventObjectName, lists, `${where}.names`));
   add(fieldPred(m.userAgents, (e) => e.userAgent, lists, `${where}.userAgents`));
+  add(fieldPred(m.paths, (e) => pathOf(e.event.requestURI), lists, `${where}.paths`));
   if (m.groups) {
     const { inc, exc } = filterTests(m.groups, lists, `${where}.groups`);
     if (inc) preds.push((e) => e.groups.some(inc));

@@ -35,6 +35,8 @@ export interface MatchSpec {
   namespaces?: FieldFilter;
   names?: FieldFilter;
   userAgents?: FieldFilter;
+  /** The request path without its query (`/healthz`, `/api/v1/nodes/n1/proxy/metrics`). */
+  paths?: FieldFilter;
   /** Who did it: a person (not a `system:` identity), anyone but a system identity, a system identity, a service account. */
   identity?: Identity;
   /** Response codes: 201, `2xx`, `101`. */
@@ -140,7 +142,7 @@ export function formatIssue(i: RuleIssue): string {
 }
 
 const RULE_KEYS = ['id', 'title', 'description', 'severity', 'tags', 'summary', 'match', 'condition', 'details', 'level', 'threshold', 'sequence', 'escalate', 'requires', 'enabled', 'examples'];
-const MATCH_KEYS = ['verbs', 'resources', 'nonResourceURLs', 'stages', 'users', 'groups', 'namespaces', 'names', 'userAgents', 'identity', 'codes', 'decision', 'impersonated'];
+const MATCH_KEYS = ['verbs', 'resources', 'nonResourceURLs', 'stages', 'users', 'groups', 'namespaces', 'names', 'userAgents', 'paths', 'identity', 'codes', 'decision', 'impersonated'];
 export const KEY_FIELDS = ['user', 'namespace', 'name', 'sourceIP', 'resource', 'userAgent', 'cluster', 'verb', 'impersonatedUser', 'apiGroup', 'subresource'];
 const ID = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 
@@ -205,7 +207,7 @@ class Checker {
       if (bad.length) this.error(`${where}.stages: ${bad.join(', ')} is not a stage (${STAGES.join(', ')})`);
       else m.stages = stages as Stage[];
     }
-    for (const k of ['users', 'groups', 'namespaces', 'names', 'userAgents'] as const) {
+    for (const k of ['users', 'groups', 'namespaces', 'names', 'userAgents', 'paths'] as const) {
       const f = this.filter(v[k], `${where}.${k}`);
       if (f) m[k] = f;
     }
