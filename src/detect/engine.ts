@@ -66,6 +66,11 @@ export interface EngineOptions {
   listValues?: Record<string, string[]>;
   /** Share one matcher between rules with identical match, condition and exceptions (default true). */
   shareIdentical?: boolean;
+  /**
+   * Use the candidate index (default true). Without it every event goes to every matcher, which checks stage, verb
+   * and resource itself: slower, and the reference the tests compare the index with.
+   */
+  useIndex?: boolean;
   /** Where condition errors go (default: the log, rate-limited). */
   onWarning?: (message: string) => void;
 }
@@ -165,6 +170,7 @@ export class DetectionEngine implements Detector {
   private readonly compiled: CompiledRule[] = [];
   private readonly matchers: Matcher[] = [];
   private readonly index: CandidateIndex<Matcher>;
+  private readonly useIndex: boolean;
   private readonly warn: (m: string) => void;
   private readonly warned = new Set<string>();
   private events = 0;
@@ -179,6 +185,7 @@ export class DetectionEngine implements Detector {
     const maxKeys = cfg.state?.maxKeys ?? 100_000;
     const maxRequests = cfg.state?.maxRequests ?? 100_000;
     const share = opts.shareIdentical !== false;
+    this.useIndex = opts.useIndex !== false;
     const byKey = new Map<string, Matcher>();
     const issues: RuleIssue[] = [];
 
@@ -248,7 +255,7 @@ export class DetectionEngine implements Detector {
         }
         const pending: Matcher[] = [];
         for (const st of steps) {
-          const cm = compileMatch(st.match, this.lists, st.where, true);
+          const cm = compileMatch(st.match, this.lists, st.where, this.useIndex);
           const condition = st.condition ? expr(st.condition, st.step >= 0 ? `${st.where}.condition` : 'condition') : undefined;
           const check = excepted ? (e: NormalisedEvent) => cm.check(e) && !excepted(e) : cm.check;
           const key = JSON.stringify([st.match ?? {}, st.condition ?? '', exKey]);
@@ -293,7 +300,11 @@ export class DetectionEngine implements Detector {
 
   /** The matchers an event is handed to (for tests and the benchmark: shows the index at work). */
   candidatesFor(e: Pick<NormalisedEvent, 'stage' | 'resource' | 'subresource' | 'verb'>): string[] {
-    return [...new Set(this.index.lookup(e.stage, e.resource, e.subresource, e.verb).flatMap((m) => m.members.map((x) => x.rule.info.id)))];
+    return [...new Set(this.lookup(e).flatMap((m) => m.members.map((x) => x.rule.info.id)))];
+  }
+
+  private lookup(e: Pick<NormalisedEvent, 'stage' | 'resource' | 'subresource' | 'verb'>): readonly Matcher[] {
+    return this.useIndex ? this.index.lookup(e.stage, e.resource, e.subresource, e.verb) : this.matchers;
   }
 
   /** Per-rule evaluation counts since the engine was made. */
@@ -323,7 +334,7 @@ export class DetectionEngine implements Detector {
    */
   wants(e: NormalisedEvent): boolean {
     if (!e.event) return false;
-    for (const m of this.index.lookup(e.stage, e.resource, e.subresource, e.verb)) if (m.check(e)) return true;
+    for (const m of this.lookup(e)) if (m.check(e)) return true;
     return false;
   }
 
@@ -332,7 +343,7 @@ export class DetectionEngine implements Detector {
     for (const e of events) {
       this.events++;
       if (!e.event) continue; // dropped by the pipeline because wants() said no rule can use it
-      const cands = this.index.lookup(e.stage, e.resource, e.subresource, e.verb);
+      const cands = this.lookup(e);
       if (cands.length === 0) continue;
       let fired: { ordinal: number; alert: Alert }[] | undefined;
       for (const m of cands) {

@@ -20,6 +20,8 @@ export interface DetectorOptions {
   config?: DetectionConfig | Record<string, unknown>;
   /** Share one matcher between rules with identical match, condition and exceptions (default true). */
   shareIdentical?: boolean;
+  /** Use the candidate index (default true; false is the reference the tests compare it with). */
+  useIndex?: boolean;
   onWarning?: (message: string) => void;
 }
 
@@ -45,7 +47,7 @@ function resolve(opts: DetectorOptions): { config: DetectionConfig; dir: string 
 export async function createDetector(opts: DetectorOptions = {}): Promise<DetectionEngine> {
   const { config, dir } = resolve(opts);
   const set = loadRules(dir);
-  const eo: EngineOptions = { rules: set.rules, lists: set.lists, config, shareIdentical: opts.shareIdentical, ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) };
+  const eo: EngineOptions = { rules: set.rules, lists: set.lists, config, shareIdentical: opts.shareIdentical, useIndex: opts.useIndex, ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) };
   return new DetectionEngine(eo);
 }
 
