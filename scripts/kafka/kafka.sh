@@ -17,7 +17,8 @@
 #
 # Environment: KAUDIT_KAFKA_VERSION (default below), KAUDIT_KAFKA_CACHE (root of the jar cache, default
 # ~/.cache/kaudit; jars go to <root>/kafka-<version>/libs), KAUDIT_KAFKA_HEAP (default 512m),
-# KAUDIT_KAFKA_START_TIMEOUT (seconds, default 90).
+# KAUDIT_KAFKA_START_TIMEOUT (seconds, default 90), KAUDIT_KAFKA_JAVA and KAUDIT_KAFKA_MVN (default: java and mvn
+# on PATH).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +27,9 @@ CACHE_ROOT="${KAUDIT_KAFKA_CACHE:-${HOME:-/tmp}/.cache/kaudit}"
 CACHE="$CACHE_ROOT/kafka-$VERSION"
 LIBS="$CACHE/libs"
 HEAP="${KAUDIT_KAFKA_HEAP:-512m}"
+JAVA="${KAUDIT_KAFKA_JAVA:-java}"
+MVN="${KAUDIT_KAFKA_MVN:-mvn}"
+if [[ "$JAVA" == */* ]]; then KEYTOOL="$(dirname "$JAVA")/keytool"; else KEYTOOL=keytool; fi
 START_TIMEOUT="${KAUDIT_KAFKA_START_TIMEOUT:-90}"
 SCRAM_USER=kaudit
 SCRAM_PASSWORD=kaudit-secret
@@ -35,14 +39,14 @@ die() { say "$*"; exit 1; }
 
 check() {
   local missing=()
-  command -v java >/dev/null 2>&1 || missing+=(java)
-  if [[ ! -f "$LIBS/.complete" ]]; then command -v mvn >/dev/null 2>&1 || missing+=(mvn); fi
+  command -v "$JAVA" >/dev/null 2>&1 || missing+=("java ($JAVA)")
+  if [[ ! -f "$LIBS/.complete" ]]; then command -v "$MVN" >/dev/null 2>&1 || missing+=("mvn ($MVN)"); fi
   if ((${#missing[@]})); then
     say "cannot run a Kafka broker: ${missing[*]} not found on PATH (need Java 17+ and Maven 3.6+, or a filled cache at $LIBS)"
     return 3
   fi
   local major
-  major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  major="$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
   if [[ -n "$major" && "${major%%.*}" -lt 17 ]]; then
     say "cannot run a Kafka broker: java is version $major; Kafka $VERSION needs Java 17+"
     return 3
@@ -61,7 +65,7 @@ fetch() {
   local t0 t1
   t0=$(date +%s%N)
   say "fetching Apache Kafka $VERSION from Maven Central into $LIBS (once) ..."
-  if ! mvn -B -ntp -f "$HERE/pom.xml" "-Dkafka.version=$VERSION" dependency:copy-dependencies \
+  if ! "$MVN" -B -ntp -f "$HERE/pom.xml" "-Dkafka.version=$VERSION" dependency:copy-dependencies \
       "-DoutputDirectory=$LIBS.tmp" >"$CACHE/fetch.log" 2>&1; then
     tail -n 30 "$CACHE/fetch.log" >&2
     die "mvn could not fetch Kafka $VERSION (full log: $CACHE/fetch.log)"
@@ -91,10 +95,10 @@ free_port() {
 make_tls() {
   local dir="$1/tls"
   mkdir -p "$dir"
-  keytool -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 30 -dname "CN=127.0.0.1" \
+  "$KEYTOOL" -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 30 -dname "CN=127.0.0.1" \
     -ext "SAN=ip:127.0.0.1,dns:localhost" -keystore "$dir/broker.p12" -storetype PKCS12 \
     -storepass kaudit-tls -keypass kaudit-tls >/dev/null 2>&1 || die "keytool could not make a certificate"
-  keytool -exportcert -rfc -alias broker -keystore "$dir/broker.p12" -storepass kaudit-tls \
+  "$KEYTOOL" -exportcert -rfc -alias broker -keystore "$dir/broker.p12" -storepass kaudit-tls \
     -file "$dir/ca.pem" >/dev/null 2>&1 || die "keytool could not export the certificate"
 }
 
@@ -191,7 +195,7 @@ start() {
       scram=(--add-scram "SCRAM-SHA-256=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]"
              --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]")
     fi
-    if ! java -Xmx256m -cp "$cp" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn kafka.tools.StorageTool format \
+    if ! "$JAVA" -Xmx256m -cp "$cp" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn kafka.tools.StorageTool format \
         -t "$cluster_id" -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1; then
       cat "$dir/format.log" >&2
       die "formatting the KRaft log dir in $dir failed"
@@ -206,7 +210,7 @@ start() {
   # slf4j-simple truncates its log file: keep the log of earlier runs (restarts) in broker.previous.log.
   if [[ -s "$dir/broker.log" ]]; then cat "$dir/broker.log" >>"$dir/broker.previous.log"; fi
   : >"$dir/broker.log"
-  java -Xms128m "-Xmx$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+  "$JAVA" -Xms128m "-Xmx$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true \
     "-Dorg.slf4j.simpleLogger.logFile=$dir/broker.log" \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
