@@ -1,0 +1,131 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { runDetect } from '../../src/cli/detect.js';
+import { runRules } from '../../src/cli/rules.js';
+import { createDetector, RuleLoadError } from '../../src/detect/index.js';
+import { exampleEvent } from '../../src/detect/examples.js';
+import { sink } from './helpers.js';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const badRules = join(repo, 'fixtures/detect/bad-rules');
+
+function io(stdinText = '') {
+  const stdout = sink();
+  const stderr = sink();
+  return { stdin: Readable.from([Buffer.from(stdinText)]), stdout, stderr };
+}
+
+const line = (p: Record<string, unknown>, id: string) => JSON.stringify(exampleEvent(p, id, 0));
+const privileged = (id: string) =>
+  line({ verb: 'create', objectRef: { resource: 'pods', namespace: 'web', name: id }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } } }, id);
+const cmCreate = (id: string) => line({ verb: 'create', objectRef: { resource: 'configmaps', namespace: 'web', name: id } }, id);
+
+describe('kaudit detect', () => {
+  it('reads JSON lines from stdin, prints one alert a line, reports bad input on stderr and goes on', async () => {
+    const x = io([privileged('p1'), 'not json at all', '{"kind":"Event"}', cmCreate('c1'), ''].join('\n'));
+    expect(await runDetect([], x)).toBe(0);
+    const alerts = x.stdout.text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(alerts.map((a) => a.rule)).toEqual(['pod-privileged', 'configmap-created']);
+    for (const k of ['rule', 'severity', 'auditID', 'stage', 'time', 'summary', 'user', 'objectRef', 'mitre', 'tags', 'groupKey']) expect(alerts[0]).toHaveProperty(k);
+    const errs = x.stderr.text.trim().split('\n');
+    expect(errs[0]).toMatch(/^kaudit detect: bad input at stdin:2: not JSON/);
+    expect(errs[1]).toMatch(/^kaudit detect: bad input at stdin:3: audit event lacks auditID/);
+    expect(errs[2]).toBe('kaudit detect: 2 events, 2 alerts printed, 2 bad records, 55 rules');
+  });
+
+  it('filters with --min-severity and fails the run with --fail-on', async () => {
+    const input = [privileged('p1'), cmCreate('c1')].join('\n') + '\n';
+    const a = io(input);
+    expect(await runDetect(['--min-severity', 'medium', '--quiet'], a)).toBe(0);
+    expect(a.stdout.text.trim().split('\n').map((l) => JSON.parse(l).rule)).toEqual(['pod-privileged']);
+    const b = io(input);
+    expect(await runDetect(['--fail-on', 'high', '--quiet'], b)).toBe(1);
+    const c = io(cmCreate('c2') + '\n');
+    expect(await runDetect(['--fail-on', 'high', '--quiet'], c)).toBe(0);
+  });
+
+  it('reads an EventList document from stdin', async () => {
+    const doc = JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [JSON.parse(privileged('p9'))] }, null, 2);
+    const x = io(doc);
+    expect(await runDetect(['--quiet'], x)).toBe(0);
+    expect(x.stdout.text).toContain('"rule":"pod-privileged"');
+  });
+
+  it('takes tuning from --config (the detection: key of a kaudit config file)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kaudit-detect-'));
+    const cfg = join(dir, 'kaudit.yaml');
+    writeFileSync(cfg, 'cluster: prod\ndetection:\n  disabled: [configmap-created]\n  severity: {pod-privileged: critical}\n');
+    const x = io([privileged('p1'), cmCreate('c1')].join('\n') + '\n');
+    expect(await runDetect(['--config', cfg, '--quiet'], x)).toBe(0);
+    const alerts = x.stdout.text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(alerts.map((a) => [a.rule, a.severity, a.cluster])).toEqual([['pod-privileged', 'critical', 'prod']]);
+    writeFileSync(cfg, 'detection:\n  severity: {pod-privileged: urgent}\n');
+    const y = io('');
+    expect(await runDetect(['--config', cfg], y)).toBe(2);
+    expect(y.stderr.text).toMatch(/detection\.severity\.pod-privileged must be one of/);
+  });
+
+  it('refuses broken rules with every problem and its place', async () => {
+    const x = io('');
+    expect(await runDetect(['--rules', badRules], x)).toBe(2);
+    expect(x.stderr.text).toMatch(/rules\.yaml:\d+: error: rule typo-field: duplicate id/);
+    await expect(createDetector({ rulesDir: badRules })).rejects.toBeInstanceOf(RuleLoadError);
+  });
+});
+
+describe('kaudit rules', () => {
+  it('lint passes on the bundled catalog and reports every problem of a broken file with its line', async () => {
+    const ok = io();
+    expect(await runRules(['lint'], ok)).toBe(0);
+    expect(ok.stdout.text).toMatch(/59 rules, \d+ lists: 0 errors, 0 warnings/);
+    const bad = io();
+    expect(await runRules(['lint', '--rules', badRules], bad)).toBe(1);
+    const out = bad.stdout.text;
+    const expectLine = (re: RegExp) => expect(out).toMatch(re);
+    expectLine(/rules\.yaml:3: error: rule typo-field: condition: "requestObjekt" is not a field of an audit event/);
+    expectLine(/rules\.yaml:15: error: rule unknown-function: condition: unknown function \$containerz\(\)/);
+    expectLine(/rules\.yaml:27: error: rule bad-placeholder: summary: unknown placeholder \{vreb\}, \{details\.nothing\}/);
+    expectLine(/rules\.yaml:27: warning: rule bad-placeholder: no quiet example/);
+    expectLine(/rules\.yaml:37: error: rule bad-syntax: condition: .*at character/);
+    expectLine(/rules\.yaml:48: error: rule bad-resource: match\.resources: bad resource "Pods!"/);
+    expectLine(/rules\.yaml:59: error: rule Not_Kebab: id "Not_Kebab" must be kebab-case/);
+    expectLine(/rules\.yaml:59: error: rule Not_Kebab: severity must be one of/);
+    expectLine(/rules\.yaml:59: error: rule Not_Kebab: match: unknown key "verbz"/);
+    expectLine(/rules\.yaml:59: error: rule Not_Kebab: no fire example/);
+    expectLine(/rules\.yaml:66: error: rule typo-field: duplicate id: also defined at .*rules\.yaml:3/);
+    expectLine(/rules\.yaml:66: error: rule typo-field: match\.namespaces\.include: unknown list "no-such-list"/);
+    expectLine(/lists?\.yaml:\d+: warning: list unused-list is not used by any rule|rules\.yaml:\d+: warning: list unused-list is not used by any rule/);
+  });
+
+  it('test runs every example and fails on one that does not hold', async () => {
+    const ok = io();
+    expect(await runRules(['test'], ok)).toBe(0);
+    expect(ok.stdout.text).toMatch(/^(\d+)\/\1 examples passed \(59 rules\)$/m);
+    const one = io();
+    expect(await runRules(['test', '--rule', 'pod-exec', '--verbose'], one)).toBe(0);
+    expect(one.stdout.text).toMatch(/ok {4}.*exec\.yaml:\d+: pod-exec fire\[0\]/);
+    expect(one.stdout.text).toMatch(/examples passed \(1 rules\)/);
+    const bad = io();
+    expect(await runRules(['test', '--rules', badRules, '--rule', 'wrong-example'], bad)).toBe(1);
+    expect(bad.stdout.text).toMatch(/FAIL {2}.*rules\.yaml:\d+: wrong-example fire\[0\]: expected 1 alert\(s\), got 0/);
+    expect(bad.stdout.text).toMatch(/FAIL {2}.*wrong-example quiet\[0\]: expected 0 alert\(s\), got 1/);
+  });
+
+  it('list prints the catalog with status, level and MITRE ids', async () => {
+    const x = io();
+    expect(await runRules(['list', '--json'], x)).toBe(0);
+    const rows = x.stdout.text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows).toHaveLength(59);
+    expect(rows.find((r) => r.id === 'pod-exec')).toMatchObject({ severity: 'medium', kind: 'event', level: 'Metadata', status: 'on' });
+    expect(rows.find((r) => r.id === 'pod-privileged')).toMatchObject({ level: 'Request' });
+    expect(rows.find((r) => r.id === 'disallowed-image')!.status).toMatch(/needs list allowed-images/);
+    expect(rows.find((r) => r.id === 'secret-enumeration-burst')).toMatchObject({ kind: 'threshold' });
+    const t = io();
+    expect(await runRules(['list'], t)).toBe(0);
+    expect(t.stdout.text.split('\n')[0]).toMatch(/^ID\s+SEVERITY\s+KIND\s+LEVEL\s+MITRE\s+STATUS\s+TITLE/);
+  });
+});
