@@ -162,7 +162,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     await producer.disconnect();
     await source.start();
     try {
-      await until(() => s.count() === stream.events, `all ${stream.events} events stored (have ${s.count()}, stats ${JSON.stringify(source.stats)})`, 90_000);
+      await until(() => s.count() === stream.events && source.stats.messages === stream.messages.length, `all ${stream.events} events stored (have ${s.count()}, stats ${JSON.stringify(source.stats)})`, 90_000);
       expect(source.stats.pauses).toBeGreaterThan(0);
       expect(source.stats.duplicates).toBe(0);
       expect(source.stats.messages).toBe(stream.messages.length);
