@@ -12,7 +12,7 @@ import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
 import { collectOpenApi } from './openapi.js';
 import { streamRoutes } from './stream.js';
-import { webhookRoutes } from './webhook.js';
+import { webhookRoutes, type CoalescerOptions } from './webhook.js';
 import type { HubOptions } from '../sinks/ws-hub.js';
 
 export interface AppOptions {
@@ -22,6 +22,8 @@ export interface AppOptions {
   feed?: HubOptions & { maxClients?: number };
   /** Webhook requests in progress before 503 (default 64). */
   webhookMaxInFlight?: number;
+  /** Webhook group commit tuning, or false to hand each request to the pipeline alone. */
+  webhookCoalesce?: CoalescerOptions | false;
 }
 
 const PROBES = new Set(['/healthz', '/readyz']);
@@ -120,7 +122,7 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
       await api.register(eventRoutes, { ctx });
       await api.register(alertRoutes, { ctx });
       await api.register(analystRoutes, { ctx });
-      await api.register(webhookRoutes, { ctx, maxInFlight: opts.webhookMaxInFlight });
+      await api.register(webhookRoutes, { ctx, maxInFlight: opts.webhookMaxInFlight, coalesce: opts.webhookCoalesce });
       await api.register(streamRoutes, { ctx, access, hub: opts.feed, maxClients: opts.feed?.maxClients });
       api.get('/openapi.json', { schema: { hide: true } }, async () => openapi());
     },

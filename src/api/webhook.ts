@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { log } from '../log.js';
-import type { RawRecord } from '../pipeline/pipeline.js';
+import { OverloadedError, type BadRecord, type BatchSink, type RawRecord } from '../pipeline/pipeline.js';
 import { CLUSTER_NAME, type Principal } from './auth.js';
 import type { ApiContext } from './context.js';
 
@@ -370,6 +370,116 @@ function finishObject(text: string, itemsFound: boolean, records: RawRecord[], w
   }
 }
 
+/** What one webhook request learns when its events are committed. */
+export interface Committed {
+  /** Events stored and skipped as already stored, for the whole commit this request was part of. */
+  stored: number;
+  duplicates: number;
+  /** Requests merged into that commit (1: the counts above are this request's alone). */
+  requests: number;
+  /** This request's records that were not audit events. */
+  bad: BadRecord[];
+}
+
+interface Waiting {
+  records: RawRecord[];
+  tag: string;
+  resolve: (c: Committed) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Group {
+  cluster: string;
+  waiting: Waiting[];
+  events: number;
+}
+
+export interface CoalescerOptions {
+  /** Merged batches handed to the pipeline and not yet committed (default 2: one committing, one being prepared). */
+  maxInFlight?: number;
+  /** Most events merged into one batch (default 2,000: five apiserver batches). */
+  maxEvents?: number;
+  /** Events waiting for a batch; past this, requests are refused with OverloadedError (default 8,000). */
+  maxPendingEvents?: number;
+}
+
+/**
+ * Group commit for webhook requests. While the pipeline is busy with earlier batches, requests for the same cluster
+ * that arrive are merged into one batch, so the per-batch costs (transaction, commit, hand-off to the writer thread)
+ * are paid once for several apiserver batches; measured at about 1.6 times the events/s of 400-event batches. With
+ * nothing in flight a request goes straight through, so at low rates nothing waits. Every request is answered after
+ * the commit of the batch its events went into, as before.
+ */
+export class WebhookCoalescer {
+  private inFlight = 0;
+  private queue: Group[] = [];
+  private pendingEvents = 0;
+  private readonly o: Required<CoalescerOptions>;
+
+  constructor(
+    private readonly sink: BatchSink,
+    opts: CoalescerOptions = {},
+  ) {
+    this.o = { maxInFlight: opts.maxInFlight ?? 2, maxEvents: opts.maxEvents ?? 2000, maxPendingEvents: opts.maxPendingEvents ?? 8000 };
+  }
+
+  get pending(): number {
+    return this.pendingEvents;
+  }
+
+  /** `tag` prefixes the `where` of this request's records, to tell its bad records from those of its batch mates. */
+  submit(cluster: string, records: RawRecord[], tag: string): Promise<Committed> {
+    const n = records.length;
+    if (this.inFlight >= this.o.maxInFlight && this.pendingEvents + n > this.o.maxPendingEvents && this.pendingEvents > 0) {
+      return Promise.reject(new OverloadedError(`webhook queue is full (${this.pendingEvents} events waiting); retry later`));
+    }
+    return new Promise<Committed>((resolve, reject) => {
+      const w: Waiting = { records, tag, resolve, reject };
+      let g: Group | undefined;
+      for (let i = this.queue.length - 1; i >= 0; i--) {
+        const q = this.queue[i]!;
+        if (q.cluster === cluster && q.events + n <= this.o.maxEvents) {
+          g = q;
+          break;
+        }
+      }
+      if (g) {
+        g.waiting.push(w);
+        g.events += n;
+      } else this.queue.push({ cluster, waiting: [w], events: n });
+      this.pendingEvents += n;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    while (this.inFlight < this.o.maxInFlight && this.queue.length > 0) {
+      const g = this.queue.shift()!;
+      this.pendingEvents -= g.events;
+      this.inFlight++;
+      const records = g.waiting.length === 1 ? g.waiting[0]!.records : g.waiting.flatMap((w) => w.records);
+      this.sink.submit({ source: `webhook:${g.cluster}`, cluster: g.cluster, records }).then(
+        (o) => {
+          this.done();
+          for (const w of g.waiting) {
+            const bad = g.waiting.length === 1 ? o.bad : o.bad.filter((b) => b.where.startsWith(w.tag));
+            w.resolve({ stored: o.stored, duplicates: o.duplicates, requests: g.waiting.length, bad });
+          }
+        },
+        (e) => {
+          this.done();
+          for (const w of g.waiting) w.reject(e);
+        },
+      );
+    }
+  }
+
+  private done(): void {
+    this.inFlight--;
+    this.flush();
+  }
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
     /** The cluster a webhook request writes to (credential binding, else path, else the default). */
@@ -381,6 +491,8 @@ export interface WebhookOptions {
   ctx: ApiContext;
   /** Webhook requests being read or waiting for their commit; past this, 503 (default 64). */
   maxInFlight?: number;
+  /** Group commit tuning; `false` hands each request to the pipeline as its own batch. */
+  coalesce?: CoalescerOptions | false;
 }
 
 const RETRY_AFTER_SECONDS = '1';
@@ -418,6 +530,8 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
   let inFlight = 0;
   m.collect('kaudit_webhook_in_flight', 'Webhook requests being read or waiting for their commit', () => [{ value: inFlight }]);
   const counted = new WeakSet<FastifyRequest>();
+  const coalescer = opts.coalesce === false ? undefined : new WebhookCoalescer(ctx.sink, opts.coalesce);
+  if (coalescer) m.collect('kaudit_webhook_pending_events', 'Webhook events waiting to be merged into a pipeline batch', () => [{ value: coalescer.pending }]);
 
   const refuse = (reply: FastifyReply, status: number, reason: string, error: string, headers: Record<string, string> = {}) => {
     rejected.inc({ reason });
@@ -427,7 +541,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
   // Only this plugin's routes: JSON bodies are split as they stream; anything else is refused before it is read.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', (req, payload, done) => {
-    readAuditBody(payload, limit, `webhook ${req.auditCluster ?? ''} request ${req.id}`).then(
+    readAuditBody(payload, limit, whereOf(req)).then(
       (b) => done(null, b),
       (e) => done(e as Error),
     );
@@ -475,9 +589,22 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
     bytesIn.inc(undefined, body.bytes);
     received.inc(undefined, body.records.length);
     try {
-      const o = await ctx.sink.submit({ source: `webhook:${cluster}`, cluster, records: body.records });
+      let o: Committed;
+      if (coalescer) o = await coalescer.submit(cluster, body.records, whereOf(req) + ' ');
+      else {
+        const r = await ctx.sink.submit({ source: `webhook:${cluster}`, cluster, records: body.records });
+        o = { stored: r.stored, duplicates: r.duplicates, requests: 1, bad: r.bad };
+      }
       acked.inc();
-      return reply.code(200).send({ cluster, stored: o.stored, duplicates: o.duplicates, bad: o.bad.length, ...(o.bad.length ? { badRecords: o.bad.slice(0, 10) } : {}) });
+      return reply.code(200).send({
+        cluster,
+        events: body.records.length,
+        bad: o.bad.length,
+        ...(o.bad.length ? { badRecords: o.bad.slice(0, 10) } : {}),
+        stored: o.stored,
+        duplicates: o.duplicates,
+        requests: o.requests,
+      });
     } catch (e) {
       if ((e as { code?: string }).code === 'OVERLOADED') {
         return refuse(reply, 503, 'overloaded', 'ingest queue is full; retry later', { 'retry-after': RETRY_AFTER_SECONDS });
@@ -498,4 +625,8 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
     { ...routeOpts, schema: { ...schema, params: { type: 'object', properties: { cluster: { type: 'string', pattern: CLUSTER_NAME.source, description: 'cluster the events belong to (a credential bound to a cluster must name that one or none)' } } } } } as never,
     handler,
   );
+}
+
+function whereOf(req: FastifyRequest): string {
+  return `webhook ${req.auditCluster ?? ''} request ${req.id}`;
 }

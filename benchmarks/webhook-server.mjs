@@ -1,0 +1,42 @@
+// The server side of benchmarks/webhook.mjs, in its own process: what `kaudit serve` runs for the webhook (writer
+// thread, read-only store connection, pipeline with the real detection rules, the API with access control).
+// Usage (by webhook.mjs): node benchmarks/webhook-server.mjs DIR [--tls CERT KEY TOKENS]; prints {"port":N} on stdout.
+import { join } from 'node:path';
+
+const dist = new URL('../dist/', import.meta.url);
+const { WriterThread } = await import(new URL('store/writer.js', dist));
+const { Store } = await import(new URL('store/store.js', dist));
+const { Pipeline } = await import(new URL('pipeline/pipeline.js', dist));
+const { startApi } = await import(new URL('api/app.js', dist));
+const { Metrics } = await import(new URL('metrics.js', dist));
+const { defaultConfig } = await import(new URL('config/config.js', dist));
+const { loadDetector } = await import(new URL('cli/common.js', dist));
+
+const [dir, ...rest] = process.argv.slice(2);
+const cfg = defaultConfig();
+cfg.store.path = join(dir, 'kaudit.db');
+cfg.server.listen = '127.0.0.1:0';
+if (rest[0] === '--tls') {
+  cfg.server.tls = { cert: rest[1], key: rest[2] };
+  cfg.server.tokensFile = rest[3];
+}
+const metrics = new Metrics();
+const writer = await WriterThread.open(cfg.store.path);
+const store = new Store(cfg.store.path, { readonly: true });
+const detector = process.env.BENCH_NO_DETECT ? undefined : await loadDetector({});
+const pipeline = new Pipeline({ writer, detector, metrics, redaction: { enabled: true, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
+const { app, port } = await startApi({ config: cfg, store, sink: pipeline, bus: pipeline.bus, metrics, ready: () => true });
+process.stdout.write(JSON.stringify({ port, detector: detector ? (detector.rules?.length ?? 'yes') : 'none' }) + '\n');
+process.on('message', async (m) => {
+  if (m === 'stats') {
+    process.send({ rss: process.memoryUsage().rss, metrics: metrics.render() });
+    return;
+  }
+  if (m === 'stop') {
+    await app.close();
+    await pipeline.idle();
+    await writer.close();
+    store.close();
+    process.exit(0);
+  }
+});

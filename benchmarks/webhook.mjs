@@ -1,0 +1,257 @@
+// Webhook load benchmark (issue 4). Starts the server (benchmarks/webhook-server.mjs: writer thread, real detection
+// rules, the API with TLS and tokens) in its own process, then in this one plays several kube-apiservers:
+//  1. throughput: --clients concurrent clients POST 400-event EventLists back to back for --seconds; prints sustained
+//     events/s (events committed and acknowledged), POST latency p50/p99, and 503s (each retried after 100 ms);
+//  2. delivery: at --rate events/s (default 5,000) for --seconds, with a WebSocket feed client connected; each batch
+//     carries exec events that raise alerts; prints POST latency and POST-to-alert-on-the-socket latency p50/p99.
+// Events come from benchmarks/lib/generate.mjs, shaped as the apiserver sends them (items without kind/apiVersion),
+// each request with fresh audit ids so nothing is a duplicate.
+// Usage: node benchmarks/webhook.mjs [--clients 4] [--seconds 15] [--rate 5000] [--plain] [--profile DIR]
+//        (needs `npx tsc -p tsconfig.json` first)
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { eventStream } from './lib/generate.mjs';
+
+const { values } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '4' },
+    seconds: { type: 'string', default: '15' },
+    rate: { type: 'string', default: '5000' },
+    plain: { type: 'boolean' },
+    profile: { type: 'string' },
+    'skip-throughput': { type: 'boolean' },
+  },
+});
+const CLIENTS = Number(values.clients);
+const SECONDS = Number(values.seconds);
+const RATE = Number(values.rate);
+const BATCH = 400;
+const TLS = !values.plain;
+const TOKEN = 'bench-ingest-0123456789abcdef0123456789';
+const READ_TOKEN = 'bench-read-0123456789abcdef0123456789';
+
+const dir = mkdtempSync(join(tmpdir(), 'kaudit-webhook-bench-'));
+let ca;
+const serverArgs = [dir];
+if (TLS) {
+  const o = (args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key']);
+  o(['req', '-x509', '-new', '-key', 'ca.key', '-sha256', '-days', '1', '-subj', '/CN=bench-ca', '-out', 'ca.crt']);
+  o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'server.key']);
+  o(['req', '-new', '-key', 'server.key', '-subj', '/CN=kaudit', '-out', 'server.csr']);
+  writeFileSync(join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\n');
+  o(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'ext', '-out', 'server.crt']);
+  writeFileSync(join(dir, 'tokens'), `${TOKEN} ingest bench\n${READ_TOKEN} read\n`);
+  ca = (await import('node:fs')).readFileSync(join(dir, 'ca.crt'));
+  serverArgs.push('--tls', join(dir, 'server.crt'), join(dir, 'server.key'), join(dir, 'tokens'));
+}
+
+const nodeArgs = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [];
+const child = spawn(process.execPath, [...nodeArgs, new URL('./webhook-server.mjs', import.meta.url).pathname, ...serverArgs], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+const info = await new Promise((resolve, reject) => {
+  let buf = '';
+  child.stdout.on('data', (d) => {
+    buf += d;
+    const nl = buf.indexOf('\n');
+    if (nl >= 0) resolve(JSON.parse(buf.slice(0, nl)));
+  });
+  child.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+});
+const scheme = TLS ? 'https' : 'http';
+const base = `${scheme}://127.0.0.1:${info.port}`;
+const agent = TLS ? new HttpsAgent({ keepAlive: true, maxSockets: CLIENTS + 4, ca }) : new HttpAgent({ keepAlive: true, maxSockets: CLIENTS + 4 });
+const doRequest = TLS ? httpsRequest : httpRequest;
+
+// Templates: batches of generated events as the apiserver sends them. Each audit id is overwritten in place per
+// request (its last 12 hex digits), so a request costs this process one buffer copy.
+const next = eventStream({ seed: 7, rate: 50 });
+function templateBatch() {
+  const items = [];
+  for (let i = 0; i < BATCH; i++) {
+    const e = next();
+    delete e.kind;
+    delete e.apiVersion;
+    e.auditID = e.auditID.slice(0, 24) + '000000000000';
+    items.push(e);
+  }
+  const text = JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items });
+  const buf = Buffer.from(text);
+  const at = [];
+  let i = 0;
+  for (;;) {
+    i = buf.indexOf('"auditID":"', i);
+    if (i < 0) break;
+    at.push(i + 11 + 24);
+    i += 11;
+  }
+  return { buf, at, bytes: buf.length };
+}
+const templates = Array.from({ length: 16 }, templateBatch);
+const avgBytes = templates.reduce((n, t) => n + t.bytes, 0) / templates.length;
+let idSeq = 1;
+function nextBody() {
+  const t = templates[idSeq % templates.length];
+  const b = Buffer.from(t.buf);
+  for (const p of t.at) b.write((idSeq++).toString(16).padStart(12, '0'), p, 'latin1');
+  return b;
+}
+
+function post(body) {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const req = doRequest(`${base}/api/v1/audit/webhook`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length, ...(TLS ? { authorization: `Bearer ${TOKEN}` } : {}) } }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        let j;
+        try {
+          j = JSON.parse(Buffer.concat(chunks).toString());
+        } catch {
+          j = undefined;
+        }
+        resolve({ status: res.statusCode, ms: performance.now() - t0, body: j });
+      });
+    });
+    req.on('error', (e) => resolve({ status: 0, ms: performance.now() - t0, error: e.message }));
+    req.end(body);
+  });
+}
+
+function pct(xs, p) {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+const f0 = (n) => Math.round(n).toLocaleString('en-US');
+const f1 = (n) => n.toFixed(1);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+console.log(`server: ${base} (${TLS ? 'TLS + bearer token' : 'plain HTTP'}), detection rules: ${info.detector}; batches of ${BATCH} events, ~${f0(avgBytes / BATCH)} bytes/event, ${f0(avgBytes / 1024)} KiB/batch`);
+
+async function throughput() {
+  // Warm up (JIT, SQLite pages) for 2 s, then measure.
+  const stats = { stored: 0, dups: 0, lat: [], busy: 0, errors: 0 };
+  let measuring = false;
+  let stop = false;
+  const worker = async () => {
+    while (!stop) {
+      const r = await post(nextBody());
+      if (r.status === 200) {
+        if (measuring) {
+          stats.stored += r.body.stored;
+          stats.dups += r.body.duplicates;
+          stats.lat.push(r.ms);
+        }
+      } else if (r.status === 503) {
+        if (measuring) stats.busy++;
+        await sleep(100);
+      } else {
+        stats.errors++;
+        if (stats.errors < 5) console.error(`POST: ${r.status} ${r.error ?? JSON.stringify(r.body)}`);
+        await sleep(100);
+      }
+    }
+  };
+  const workers = Array.from({ length: CLIENTS }, worker);
+  await sleep(2000);
+  measuring = true;
+  const t0 = performance.now();
+  await sleep(SECONDS * 1000);
+  const secs = (performance.now() - t0) / 1000;
+  measuring = false;
+  stop = true;
+  await Promise.all(workers);
+  console.log(
+    `throughput: ${CLIENTS} clients for ${f1(secs)} s: ${f0(stats.stored / secs)} events/s sustained (${f0(stats.stored)} stored, ${stats.dups} duplicates), ` +
+      `POST p50 ${f1(pct(stats.lat, 50))} ms, p99 ${f1(pct(stats.lat, 99))} ms, max ${f1(Math.max(...stats.lat))} ms; 503s ${stats.busy}, errors ${stats.errors}`,
+  );
+}
+
+async function delivery() {
+  const { default: WebSocket } = await import('ws');
+  const ws = new WebSocket(`${TLS ? 'wss' : 'ws'}://127.0.0.1:${info.port}/api/v1/alerts/stream`, { ca, headers: TLS ? { authorization: `Bearer ${READ_TOKEN}` } : {}, perMessageDeflate: false });
+  await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+  const sentAt = new Map(); // auditID of a planted exec event -> POST start
+  const delivery = [];
+  let alerts = 0;
+  ws.on('message', (d) => {
+    const now = performance.now();
+    alerts++;
+    const a = JSON.parse(d.toString());
+    const t0 = sentAt.get(a.auditID);
+    if (t0 !== undefined) {
+      delivery.push(now - t0);
+      sentAt.delete(a.auditID);
+    }
+  });
+  // Each batch: template events plus two exec events on pods named after the request, so each raises a new alert.
+  let plant = 0;
+  function bodyWithExec() {
+    const b = nextBody();
+    const text = b.toString('utf8');
+    const extra = [0, 1].map(() => {
+      const k = plant++;
+      const id = `eeeeeeee-0000-4000-8000-${k.toString(16).padStart(12, '0')}`;
+      const t = new Date().toISOString().replace('Z', '000Z');
+      return {
+        id,
+        json: JSON.stringify({
+          level: 'Metadata', auditID: id, stage: 'ResponseStarted', requestURI: `/api/v1/namespaces/payments/pods/bench-${k}/exec?command=sh&container=web&stdin=true&stdout=true&tty=true`,
+          verb: 'create', user: { username: 'alice@example.com', groups: ['system:authenticated'] }, sourceIPs: ['203.0.113.10'], userAgent: 'kubectl/v1.30.2',
+          objectRef: { resource: 'pods', namespace: 'payments', name: `bench-${k}`, apiVersion: 'v1', subresource: 'exec' }, responseStatus: { metadata: {}, code: 101 },
+          requestReceivedTimestamp: t, stageTimestamp: t, annotations: { 'authorization.k8s.io/decision': 'allow' },
+        }),
+      };
+    });
+    return { ids: extra.map((e) => e.id), body: Buffer.from(text.slice(0, -2) + ',' + extra.map((e) => e.json).join(',') + ']}') };
+  }
+  const lat = [];
+  let sent = 0;
+  let busy = 0;
+  const interval = (BATCH / RATE) * 1000;
+  const t0 = performance.now();
+  const inflight = [];
+  while (performance.now() - t0 < SECONDS * 1000) {
+    const due = t0 + sent * interval;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    const { ids, body } = bodyWithExec();
+    const start = performance.now();
+    for (const id of ids) sentAt.set(id, start);
+    sent++;
+    inflight.push(
+      post(body).then((r) => {
+        if (r.status === 200) lat.push(r.ms);
+        else busy++;
+      }),
+    );
+  }
+  await Promise.all(inflight);
+  await sleep(500);
+  ws.close();
+  const secs = (performance.now() - t0) / 1000;
+  console.log(
+    `delivery at ${f0((sent * BATCH) / secs)} events/s for ${f1(secs)} s: POST p50 ${f1(pct(lat, 50))} ms, p99 ${f1(pct(lat, 99))} ms; ` +
+      `alert POST-to-WebSocket p50 ${f1(pct(delivery, 50))} ms, p99 ${f1(pct(delivery, 99))} ms, max ${f1(Math.max(...delivery))} ms ` +
+      `(${delivery.length} planted alerts timed, ${sentAt.size} not delivered, ${alerts} alerts received in all); non-200 ${busy}`,
+  );
+}
+
+try {
+  if (!values['skip-throughput']) await throughput();
+  await delivery();
+  child.send('stats');
+  const stats = await new Promise((r) => child.once('message', r));
+  const m = /kaudit_ingest_overloaded_total\{source="webhook"\} (\d+)/.exec(stats.metrics);
+  console.log(`server RSS at the end: ${f0(stats.rss / 1048576)} MiB; batches refused as overloaded: ${m ? m[1] : 0}`);
+} finally {
+  child.send('stop');
+  await new Promise((r) => child.once('exit', r));
+  agent.destroy();
+  rmSync(dir, { recursive: true, force: true });
+}
