@@ -132,6 +132,7 @@ export class Access {
       this.tokens = TokenSet.load(this.tokensFile);
       if (this.tokens.size === 0) throw new ConfigError(`tokens file ${this.tokensFile} holds no tokens; every request would be refused`);
       this.tokensMtime = mtime(this.tokensFile);
+      warnIfReadableByOthers(this.tokensFile);
     }
   }
 
@@ -207,6 +208,15 @@ export class Access {
 }
 
 const ANONYMOUS_PROBE: Principal = { name: 'anonymous probe', scope: 'read', via: 'none' };
+
+function warnIfReadableByOthers(file: string): void {
+  try {
+    const mode = statSync(file).mode;
+    if (mode & 0o077) log.warn(`tokens file ${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+  } catch {
+    // Read already succeeded; a stat failure here is not worth failing start-up for.
+  }
+}
 
 function mtime(file: string): number {
   try {

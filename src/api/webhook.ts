@@ -427,6 +427,11 @@ export class WebhookCoalescer {
     return this.pendingEvents;
   }
 
+  /** True when a new request would be refused: checked before its body is read. */
+  get full(): boolean {
+    return this.inFlight >= this.o.maxInFlight && this.pendingEvents >= this.o.maxPendingEvents;
+  }
+
   /** `tag` prefixes the `where` of this request's records, to tell its bad records from those of its batch mates. */
   submit(cluster: string, records: RawRecord[], tag: string): Promise<Committed> {
     const n = records.length;
@@ -552,7 +557,8 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
   });
 
   app.setErrorHandler((err: FastifyError & { reason?: string; headers?: Record<string, string> }, req, reply) => {
-    if (err instanceof WebhookError) return refuse(reply, err.statusCode, err.reason, err.message, err.headers);
+    // The body may be unread past the error: close the connection rather than read (and discard) the rest.
+    if (err instanceof WebhookError) return refuse(reply, err.statusCode, err.reason, err.message, { connection: 'close', ...err.headers });
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return refuse(reply, 415, 'content_type', 'missing or unsupported Content-Type: the audit webhook takes application/json', { connection: 'close' });
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return refuse(reply, 413, 'too_large', tooLarge(limit, 'Content-Length over the limit').message, { connection: 'close' });
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
@@ -569,7 +575,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
     const enc = req.headers['content-encoding'];
     if (enc !== undefined && enc.toLowerCase() !== 'identity') return refuse(reply, 415, 'content_type', `unsupported Content-Encoding "${enc}": send the body uncompressed`, { connection: 'close' });
     // Refuse before reading the body when it could not be accepted anyway: the apiserver retries after Retry-After.
-    if ((ctx.sink as { overloaded?: unknown }).overloaded === true) {
+    if ((ctx.sink as { overloaded?: unknown }).overloaded === true || coalescer?.full) {
       return refuse(reply, 503, 'overloaded', 'ingest queue is full; retry later', { 'retry-after': RETRY_AFTER_SECONDS, connection: 'close' });
     }
     if (inFlight >= maxInFlight) return refuse(reply, 503, 'busy', `too many webhook requests in progress (${maxInFlight}); retry later`, { 'retry-after': RETRY_AFTER_SECONDS, connection: 'close' });
