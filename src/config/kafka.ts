@@ -283,6 +283,8 @@ export async function createKafkaClient(c: KafkaConfig, overrides: Partial<Kafka
     // kafkajs logs every error response of the protocol (a rebalance in progress, a coordinator still loading) at
     // error level although it retries them: those stay at debug; what it gives up on surfaces from the caller.
     if (namespace === 'Connection' && entry.message.startsWith('Response ')) return;
+    // A consumer crash and its restart are reported once by KafkaSource (its CRASH listener), with what follows.
+    if (namespace === 'Consumer' && /^(Crash|Restarting the consumer)/.test(entry.message)) return;
     const where = entry.broker ? ` (broker ${String(entry.broker)})` : '';
     const msg = `kafka ${namespace ?? 'client'}: ${entry.message}${where}${entry.error && entry.error !== entry.message ? `: ${String(entry.error)}` : ''}`;
     if (level === logLevel.ERROR) log.error(msg, `kafka:${namespace}`);

@@ -77,11 +77,17 @@ export class KafkaSource {
   private lag = new Map<string, { topic: string; partition: number; high: bigint; committed: bigint }>();
   private deadByReason = new Map<string, number>();
   private assigned: TopicPartition[] = [];
+  private crashed: Error | undefined;
   private joinedOnce: Promise<void>;
   private onJoined!: () => void;
 
   constructor(private readonly opts: KafkaSourceOptions) {
     this.joinedOnce = new Promise((r) => (this.onJoined = r));
+  }
+
+  /** Set when the consumer crashed and kafkajs will not restart it: this node no longer consumes (for /readyz). */
+  get failed(): Error | undefined {
+    return this.crashed;
   }
 
   /** Partitions this member owns since the last rebalance. */
@@ -120,7 +126,11 @@ export class KafkaSource {
       this.onJoined();
     });
     consumer.on(consumer.events.CRASH, (e) => {
-      log.error(`kafka consumer crashed${e.payload.restart ? ' (restarting)' : ''}: ${e.payload.error?.message}`, 'kafka:crash');
+      // kafkajs restarts the consumer after retriable failures (broker restart, coordinator loading): a warning; a crash
+      // it does not restart from leaves this node without a consumer: an error.
+      if (!e.payload.restart) this.crashed = e.payload.error;
+      if (e.payload.restart) log.warn(`kafka consumer restarting after: ${e.payload.error?.message}`, 'kafka:crash');
+      else log.error(`kafka consumer stopped: ${e.payload.error?.message}; this node no longer consumes ${c.topics.events.join(', ')}`, 'kafka:crash');
     });
     await consumer.connect();
     for (const topic of c.topics.events) await consumer.subscribe({ topic, fromBeginning: c.fromBeginning });
@@ -170,17 +180,29 @@ export class KafkaSource {
     };
     let waited = 0;
     let full = false;
+    // Heartbeats while a batch takes long keep this member in the group. One that reports a rebalance stops further
+    // submits: what is stored is still committed below (if the group still lets us), the rest goes to the new owner.
+    let rebalancing = false;
+    const beat = async () => {
+      try {
+        await heartbeat();
+      } catch {
+        rebalancing = true;
+      }
+    };
     for (const chunk of chunks) {
-      if (!isRunning() || isStale() || this.stopped) break;
+      if (!isRunning() || isStale() || this.stopped || rebalancing) break;
       // Backpressure, in order: while the sink is full, wait for this batch's own earlier chunks; when it is full of
       // other sources' work, wait a little (heartbeating); past that, pause this partition's fetch (below).
       while (sink.overloaded && !full) {
-        if (settled < submitted.length) await settleNext();
-        else if (waited >= OVERLOAD_WAIT_MS) full = true;
+        if (settled < submitted.length) {
+          await settleNext();
+          await beat();
+        } else if (waited >= OVERLOAD_WAIT_MS) full = true;
         else {
           await new Promise((r) => setTimeout(r, 20));
           waited += 20;
-          await heartbeat();
+          await beat();
         }
       }
       if (full) break;
@@ -199,7 +221,10 @@ export class KafkaSource {
       outcome.catch(() => {}); // settled below in order; this only keeps an early rejection from being "unhandled"
       submitted.push({ chunk, outcome });
     }
-    while (settled < submitted.length) await settleNext();
+    while (settled < submitted.length) {
+      await settleNext();
+      await beat();
+    }
 
     // Results in order: offsets advance only over a prefix of chunks that are stored.
     let done = 0;
@@ -220,7 +245,7 @@ export class KafkaSource {
       this.stats.duplicates += o.duplicates;
       if (o.bad.length) dead.push(...this.deadOf(chunk, o.bad));
     }
-    if (submitted.length < chunks.length && !stop && (isRunning() && !isStale() && !this.stopped)) stop = new OverloadedStop();
+    if (submitted.length < chunks.length && !stop && full) stop = new OverloadedStop();
 
     try {
       if (dead.length) await this.deadLetter(topic, partition, dead);
