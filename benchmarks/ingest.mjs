@@ -22,7 +22,8 @@ const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'kaudit-bench-'));
 const log = join(dir, 'audit.log');
 
 async function generate() {
-  const next = eventStream({ seed: 1, rate: 12 });
+  // 4% of requests by people, the rest machinery: a production-like mix.
+  const next = eventStream({ seed: 1, rate: 12, people: 0.04 });
   const out = createWriteStream(log);
   let buf = '';
   for (let i = 0; i < N; i++) {

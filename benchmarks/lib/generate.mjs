@@ -62,7 +62,12 @@ function podSpec(r, name, privileged) {
 }
 
 /** Returns a function producing the next event (object). ~rate events per second of event time. */
-export function eventStream({ seed = 42, start = Date.parse('2026-11-01T00:00:00Z') * 1000, rate = 50 } = {}) {
+/**
+ * `people` is the share of requests made by people with kubectl (the rest: kubelets, controllers, service accounts,
+ * probes). In a production cluster it is a few percent; the sample log uses a higher share to show more.
+ */
+export function eventStream({ seed = 42, start = Date.parse('2026-11-01T00:00:00Z') * 1000, rate = 50, people = 0.24 } = {}) {
+  const machine = 1 - people;
   const r = rng(seed);
   let now = start;
   const queue = [];
@@ -90,12 +95,12 @@ export function eventStream({ seed = 42, start = Date.parse('2026-11-01T00:00:00
     if (queue.length) return queue.shift();
     now += Math.max(1, Math.floor((-Math.log(1 - r()) * 1e6) / rate));
     const x = r();
-    if (x < 0.3) {
+    if (x < 0.3 * machine / 0.76) {
       const node = pick(r, NODES);
       const u = { username: `system:node:${node}`, groups: ['system:nodes', 'system:authenticated'] };
       return base('update', u, `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${node}?timeout=10s`, { resource: 'leases', namespace: 'kube-node-lease', name: node, apiGroup: 'coordination.k8s.io', apiVersion: 'v1' }, 200, { ip: '10.0.1.' + Math.floor(r() * 250), ua: 'kubelet/v1.30.2 (linux/amd64) kubernetes/3968350' });
     }
-    if (x < 0.5) {
+    if (x < 0.5 * machine / 0.76) {
       const c = pick(r, CONTROLLERS);
       const ns = pick(r, NAMESPACES);
       const res = pick(r, ['pods', 'endpoints', 'replicasets', 'configmaps', 'services']);
@@ -104,7 +109,7 @@ export function eventStream({ seed = 42, start = Date.parse('2026-11-01T00:00:00
       const verb = pick(r, ['get', 'list', 'update', 'patch']);
       return base(verb, u, `/api${grp ? 's/' + grp : ''}/v1/namespaces/${ns}/${res}${verb === 'list' ? '' : '/app-' + Math.floor(r() * 40)}`, { resource: res, namespace: ns, name: verb === 'list' ? undefined : `app-${Math.floor(r() * 40)}`, apiGroup: grp || undefined, apiVersion: 'v1' }, 200, { ua: `kube-controller-manager/v1.30.2 (linux/amd64) kubernetes/3968350/system:serviceaccount:kube-system:${c}` });
     }
-    if (x < 0.62) {
+    if (x < 0.62 * machine / 0.76) {
       // A watch: ResponseStarted then ResponseComplete.
       const node = pick(r, NODES);
       const u = { username: `system:node:${node}`, groups: ['system:nodes', 'system:authenticated'] };
@@ -115,13 +120,13 @@ export function eventStream({ seed = 42, start = Date.parse('2026-11-01T00:00:00
       queue.push(e2);
       return e1;
     }
-    if (x < 0.72) {
+    if (x < 0.72 * machine / 0.76) {
       const ns = pick(r, NAMESPACES.slice(0, 5));
       const u = { username: `system:serviceaccount:${ns}:app`, uid: uuid(r), groups: ['system:serviceaccounts', `system:serviceaccounts:${ns}`, 'system:authenticated'] };
       const res = pick(r, ['configmaps', 'secrets', 'pods']);
       return base('get', u, `/api/v1/namespaces/${ns}/${res}/app-config`, { resource: res, namespace: ns, name: 'app-config', apiVersion: 'v1' }, r() < 0.9 ? 200 : 404, { ip: '10.0.3.' + Math.floor(r() * 250), ua: 'app/1.4 (linux/amd64)' });
     }
-    if (x < 0.76) {
+    if (x < machine) {
       const u = { username: 'system:anonymous', groups: ['system:unauthenticated'] };
       const path = pick(r, ['/healthz', '/livez', '/readyz', '/version']);
       const e = base('get', u, path, undefined, 200, { ip: '10.0.0.' + Math.floor(r() * 5), ua: 'kube-probe/1.30' });
