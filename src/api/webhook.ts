@@ -82,23 +82,20 @@ export class BodySplitter {
     const stack = this.stack;
     while (i < n) {
       if (this.inString) {
-        if (this.pendingEscape) {
-          this.pendingEscape = false;
-          i++;
-          if (i >= n) break;
+        // A tight byte loop: audit events hold many short strings, for which it beats a native indexOf per string.
+        if (this.pendingEscape) i++;
+        while (i < n) {
+          const x = buf[i]!;
+          if (x === 0x22) break;
+          i += x === 0x5c ? 2 : 1;
         }
-        const q = buf.indexOf(0x22, i);
-        if (q < 0) {
-          let run = 0;
-          for (let k = n - 1; k >= i && buf[k] === 0x5c; k--) run++;
-          this.pendingEscape = (run & 1) === 1;
+        if (i >= n) {
+          this.pendingEscape = i > n;
           i = n;
           break;
         }
-        let run = 0;
-        for (let k = q - 1; k >= i && buf[k] === 0x5c; k--) run++;
-        i = q + 1;
-        if ((run & 1) === 1) continue;
+        this.pendingEscape = false;
+        const q = i++;
         this.inString = false;
         if (keyFrom >= 0) {
           this.keyParts.push(buf.subarray(keyFrom, q));
@@ -111,12 +108,40 @@ export class BodySplitter {
         }
         continue;
       }
+      const depth = stack.length;
+      if (depth > this.itemLevel && this.itemLevel > 0) {
+        // Inside an item: only strings and brackets matter until it closes.
+        const level = this.itemLevel;
+        let closed = false;
+        while (i < n) {
+          const c = buf[i]!;
+          if (c === 0x22) {
+            this.inString = true;
+            i++;
+            break;
+          }
+          if (c === 0x7b || c === 0x5b) {
+            if (stack.length >= MAX_DEPTH) this.fail(`nested deeper than ${MAX_DEPTH} levels`, i);
+            stack.push(c);
+          } else if (c === 0x7d || c === 0x5d) {
+            const open = stack.pop();
+            if (c === 0x7d ? open !== 0x7b : open !== 0x5b) this.fail(`unexpected "${String.fromCharCode(c)}"`, i);
+            if (stack.length === level) {
+              i++;
+              closed = true;
+              break;
+            }
+          }
+          i++;
+        }
+        if (closed || this.inString) continue;
+        break;
+      }
       const c = buf[i]!;
       if (WS[c]) {
         i++;
         continue;
       }
-      const depth = stack.length;
       if (this.done) this.fail('unexpected data after the end of the JSON document', i);
       if (depth === 0 && c !== 0x7b && c !== 0x5b) this.fail('the body must be a JSON object (EventList or Event) or an array of events', i);
       if (depth === this.itemLevel && !this.itemOpen && c !== 0x2c && c !== 0x5d) {

@@ -37,6 +37,35 @@ describe('BodySplitter', () => {
     expect(split(pretty, 3).map((t) => JSON.parse(t))).toEqual(items.slice(0, 2));
   });
 
+  it('agrees with JSON.parse on random documents under random chunking', () => {
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const str = () => Array.from({ length: Math.floor(rnd() * 8) }, () => ['a', '"', '\\', '{', ']', ',', ':', 'é', '\n', '\u0001'][Math.floor(rnd() * 10)]).join('');
+    const value = (d: number): unknown => {
+      const k = Math.floor(rnd() * (d > 3 ? 4 : 7));
+      if (k === 0) return str();
+      if (k === 1) return Math.floor(rnd() * 1e6) / 7;
+      if (k === 2) return rnd() < 0.5;
+      if (k === 3) return null;
+      if (k === 4 || k === 5) return Object.fromEntries(Array.from({ length: Math.floor(rnd() * 4) }, () => [str(), value(d + 1)]));
+      return Array.from({ length: Math.floor(rnd() * 4) }, () => value(d + 1));
+    };
+    for (let round = 0; round < 300; round++) {
+      const items = Array.from({ length: Math.floor(rnd() * 6) }, () => value(0));
+      const doc = rnd() < 0.5 ? JSON.stringify(items) : JSON.stringify({ kind: 'EventList', [str() || 'x']: value(1), items, z: value(2) }, null, rnd() < 0.3 ? 1 : 0);
+      const b = Buffer.from(doc);
+      const out: string[] = [];
+      const sp = new BodySplitter((it) => out.push(it.text));
+      for (let i = 0; i < b.length; ) {
+        const step = 1 + Math.floor(rnd() * 9);
+        sp.push(b.subarray(i, i + step));
+        i += step;
+      }
+      sp.end();
+      expect(out.map((t) => JSON.parse(t)), doc).toEqual(items);
+    }
+  });
+
   it('refuses structurally broken bodies with a 400', () => {
     for (const bad of ['', '   ', '{', '[1,', '{"items":[{}', '[1,]', '[,1]', '{"a":1}}', '[1] x', '"str"', '42', '{"items":[1]]', '{"a":"\\"}']) {
       let err: unknown;
