@@ -75,17 +75,54 @@ export interface EngineOptions {
   onWarning?: (message: string) => void;
 }
 
-interface CompiledRule {
-  spec: RuleSpec;
-  ordinal: number;
-  info: RuleInfo;
+/**
+ * What an alert says about its event (title, severity, summary, details, object): the same for rules that differ
+ * only in id, so such rules share one presenter, which builds it once per event.
+ */
+interface Presenter {
+  title: string;
+  tags: string[];
+  mitre: string[];
   severity: Severity;
   summary: string;
   details: [string, RuleExpression][];
   escalate: { severity: Severity; check: (e: NormalisedEvent) => boolean }[];
+  lastEvent?: NormalisedEvent;
+  lastDue?: Due;
+  lastBase?: AlertBase | Promise<AlertBase>;
+}
+
+/** An alert without the rule's id and group key. */
+type AlertBase = Omit<Alert, 'rule' | 'groupKey'> & { object: string };
+
+/**
+ * A rule's behaviour: its state (threshold, sequence), the requests it has alerted on, and the decision for the last
+ * event. Rules with identical matchers and state specs (copies that differ only in id) share one core: the decision
+ * is made once per event and each of them raises its alert.
+ */
+interface RuleCore {
   threshold?: { state: ThresholdState; by: string[]; distinct?: string[]; window: string };
   sequence?: { state: SequenceState; by: string[]; within: string; steps: string[] };
   alerted: RecentIds;
+  lastEvent?: NormalisedEvent;
+  lastStep?: number;
+  lastDue?: Due | null;
+}
+
+/** An alert that is due: the group-key object and, for stateful rules, what the state says. */
+interface Due {
+  object?: string;
+  extras?: Extras;
+}
+
+const STATELESS_DUE: Due = {};
+
+interface CompiledRule {
+  spec: RuleSpec;
+  ordinal: number;
+  info: RuleInfo;
+  presenter: Presenter;
+  core: RuleCore;
   alerts: number;
   matchers: Matcher[];
 }
@@ -181,12 +218,14 @@ export class DetectionEngine implements Detector {
     for (const [n, l] of opts.lists) base.set(n, l.items);
     this.lists = DetectionLists.build(base, cfg.lists, opts.listValues);
     this.warn = opts.onWarning ?? ((m) => log.warn(m, 'detect-eval'));
-    const timeoutMs = cfg.evaluationTimeoutMs ?? 50;
+    const timeoutMs = cfg.evaluationTimeoutMs ?? 200;
     const maxKeys = cfg.state?.maxKeys ?? 100_000;
     const maxRequests = cfg.state?.maxRequests ?? 100_000;
     const share = opts.shareIdentical !== false;
     this.useIndex = opts.useIndex !== false;
     const byKey = new Map<string, Matcher>();
+    const presenters = new Map<string, Presenter>();
+    const cores = new Map<string, RuleCore>();
     const issues: RuleIssue[] = [];
 
     for (const spec of opts.rules) {
@@ -225,33 +264,41 @@ export class DetectionEngine implements Detector {
           ? spec.sequence.steps.map((s, i) => ({ ...s, step: i, where: `sequence.steps[${i}]` })).reverse()
           : [{ match: spec.match, condition: spec.condition, step: -1, where: 'match' }];
         const mitre = spec.tags.filter((t) => MITRE.test(t));
+        const severity = cfg.severity?.[spec.id] ?? tuning.severity ?? spec.severity;
+        const summary = spec.summary ?? '{user} {verbPast} {target}';
+        const pkey = JSON.stringify([spec.title, spec.tags, severity, summary, spec.details ?? {}, spec.escalate ?? []]);
+        let presenter = share ? presenters.get(pkey) : undefined;
+        if (!presenter) {
+          presenter = { title: spec.title, tags: spec.tags, mitre, severity, summary, details, escalate };
+          if (share) presenters.set(pkey, presenter);
+        }
         const rule: CompiledRule = {
           spec,
           ordinal: this.compiled.length,
-          info: { id: spec.id, title: spec.title, description: spec.description, severity: spec.severity, tags: spec.tags, mitre, kind: spec.threshold ? 'threshold' : spec.sequence ? 'sequence' : 'event', level: 'Metadata', file: spec.file, line: spec.line },
-          severity: cfg.severity?.[spec.id] ?? tuning.severity ?? spec.severity,
-          summary: spec.summary ?? '{user} {verbPast} {target}',
-          details,
-          escalate,
-          alerted: new RecentIds(maxRequests, DAY_US),
+          info: { id: spec.id, title: spec.title, description: spec.description, severity, tags: spec.tags, mitre, kind: spec.threshold ? 'threshold' : spec.sequence ? 'sequence' : 'event', level: 'Metadata', file: spec.file, line: spec.line },
+          presenter,
+          core: undefined as unknown as RuleCore,
           alerts: 0,
           matchers: [],
         };
-        rule.info.severity = rule.severity;
+        const core: RuleCore = { alerted: new RecentIds(maxRequests, DAY_US) };
+        let stateKey: unknown = null;
         if (spec.threshold) {
           const t = spec.threshold;
           const window = tuning.threshold?.window ?? t.window;
           const count = tuning.threshold?.count ?? t.count;
-          rule.threshold = { state: new ThresholdState(count, parseWindow(window, 'threshold.window'), !!t.distinct, maxKeys), by: t.by, window, ...(t.distinct ? { distinct: t.distinct } : {}) };
+          core.threshold = { state: new ThresholdState(count, parseWindow(window, 'threshold.window'), !!t.distinct, maxKeys), by: t.by, window, ...(t.distinct ? { distinct: t.distinct } : {}) };
+          stateKey = ['threshold', t.by, count, window, t.distinct ?? null];
         }
         if (spec.sequence) {
           const within = tuning.within ?? spec.sequence.within;
-          rule.sequence = {
+          core.sequence = {
             state: new SequenceState(spec.sequence.steps.length, parseWindow(within, 'sequence.within'), maxKeys),
             by: spec.sequence.by,
             within,
             steps: spec.sequence.steps.map((s) => s.name),
           };
+          stateKey = ['sequence', spec.sequence.by, within, core.sequence.steps];
         }
         const pending: Matcher[] = [];
         for (const st of steps) {
@@ -283,6 +330,9 @@ export class DetectionEngine implements Detector {
           rule.matchers.push(m);
         }
         rule.info.level = levelFor(reads, spec.level);
+        const coreKey = JSON.stringify([rule.matchers.map((m) => m.key), stateKey]);
+        rule.core = (share ? cores.get(coreKey) : undefined) ?? core;
+        if (share && !cores.has(coreKey)) cores.set(coreKey, core);
         for (const m of pending) {
           this.matchers.push(m);
           if (share) byKey.set(m.key, m);
@@ -366,7 +416,8 @@ export class DetectionEngine implements Detector {
         m.matched++;
         m.seen?.add(e.auditID, e.timeMicros);
         for (const mem of m.members) {
-          const a = await this.onMatch(mem, e);
+          const r = this.onMatch(mem, e);
+          const a = r instanceof Promise ? await r : r;
           if (a) (fired ??= []).push({ ordinal: mem.rule.ordinal, alert: a });
         }
       }
@@ -388,64 +439,126 @@ export class DetectionEngine implements Detector {
     }
   }
 
-  private async onMatch(mem: Member, e: NormalisedEvent): Promise<Alert | undefined> {
+  /** Applies a match to a rule: state, de-duplication, and the alert if one is due (a promise only when details must be evaluated). */
+  private onMatch(mem: Member, e: NormalisedEvent): Alert | undefined | Promise<Alert | undefined> {
     const r = mem.rule;
-    if (r.threshold) {
-      const t = r.threshold;
-      const key = keyOf(e, t.by);
-      const hit = t.state.add(key, e.timeMicros, t.distinct ? keyOf(e, t.distinct).replace(/\u0001/g, '/') : '');
-      if (!hit) return undefined;
-      return this.alert(r, e, {
-        count: hit.count,
-        window: t.window,
-        key: key.replace(/\u0001/g, ' '),
-        extra: { count: hit.count, window: t.window, firstTime: new Date(Math.floor(hit.firstUs / 1000)).toISOString(), ...(hit.values ? { values: hit.values.slice(0, 50) } : {}) },
-      });
+    const c = r.core;
+    let due: Due | null | undefined;
+    if (c.lastEvent === e && c.lastStep === mem.step) due = c.lastDue;
+    else {
+      due = this.decide(c, mem.step, e);
+      c.lastEvent = e;
+      c.lastStep = mem.step;
+      c.lastDue = due;
     }
-    if (r.sequence) {
-      const s = r.sequence;
-      const key = keyOf(e, s.by);
-      const done = s.state.advance(key, mem.step, e.timeMicros, e.auditID);
-      if (!done) return undefined;
-      return this.alert(r, e, {
-        window: s.within,
-        key: key.replace(/\u0001/g, ' '),
-        extra: { steps: done.ids.map((id, i) => ({ step: s.steps[i], auditID: id, time: new Date(Math.floor(done.times[i]! / 1000)).toISOString() })) },
-      });
-    }
-    if (r.alerted.has(e.auditID)) return undefined;
-    return this.alert(r, e, {});
+    if (!due) return undefined;
+    r.alerts++;
+    return this.alert(r, e, due);
   }
 
-  private async alert(r: CompiledRule, e: NormalisedEvent, x: { count?: number; window?: string; key?: string; extra?: Record<string, unknown> }): Promise<Alert | undefined> {
-    if (r.alerted.has(e.auditID)) return undefined;
-    r.alerted.add(e.auditID, e.timeMicros);
-    r.alerts++;
-    let details: Record<string, unknown> | undefined = x.extra ? { ...x.extra } : undefined;
-    for (const [k, expr] of r.details) {
-      try {
-        const v = await expr.value(e.event);
-        if (v !== undefined) (details ??= {})[k] = Array.isArray(v) && (v as unknown[] & { sequence?: boolean }).sequence ? [...v] : v;
-      } catch (err) {
-        this.warn(`detection rule ${r.info.id}: details.${k} failed on event ${e.auditID}: ${(err as Error).message}`);
-      }
+  /** Whether the rule (core) alerts on this event: its state, then once per request. */
+  private decide(c: RuleCore, step: number, e: NormalisedEvent): Due | null {
+    let due: Due = STATELESS_DUE;
+    if (c.threshold) {
+      const t = c.threshold;
+      const key = keyOf(e, t.by);
+      const hit = t.state.add(key, e.timeMicros, t.distinct ? keyOf(e, t.distinct).replace(/\u0001/g, '/') : '');
+      if (!hit) return null;
+      const k = key.replace(/\u0001/g, ' ');
+      due = {
+        object: `threshold:${k}`,
+        extras: {
+          count: hit.count,
+          window: t.window,
+          key: k,
+          extra: { count: hit.count, window: t.window, firstTime: new Date(Math.floor(hit.firstUs / 1000)).toISOString(), ...(hit.values ? { values: hit.values.slice(0, 50) } : {}) },
+        },
+      };
+    } else if (c.sequence) {
+      const s = c.sequence;
+      const key = keyOf(e, s.by);
+      const done = s.state.advance(key, step, e.timeMicros, e.auditID);
+      if (!done) return null;
+      const k = key.replace(/\u0001/g, ' ');
+      due = {
+        object: `sequence:${k}`,
+        extras: { window: s.within, key: k, extra: { steps: done.ids.map((id, i) => ({ step: s.steps[i], auditID: id, time: new Date(Math.floor(done.times[i]! / 1000)).toISOString() })) } },
+      };
     }
-    let severity = r.severity;
-    for (const esc of r.escalate) if (severityRank(esc.severity) > severityRank(severity) && esc.check(e)) severity = esc.severity;
+    if (c.alerted.has(e.auditID)) return null;
+    c.alerted.add(e.auditID, e.timeMicros);
+    return due;
+  }
+
+  /**
+   * The alert of rule `r` for event `e`. The presenter's work (summary, details, severity) is done once per event and
+   * decision, and reused by rules that differ only in id.
+   */
+  private alert(r: CompiledRule, e: NormalisedEvent, due: Due): Alert | Promise<Alert> {
+    const p = r.presenter;
+    if (p.lastEvent !== e || p.lastDue !== due) {
+      p.lastEvent = e;
+      p.lastDue = due;
+      p.lastBase = this.present(p, r.info.id, e, due.extras);
+    }
+    const base = p.lastBase!;
+    const id = r.info.id;
+    const object = due.object;
+    const finish = (b: AlertBase): Alert => {
+      const a: Alert = {
+        rule: id,
+        title: b.title,
+        severity: b.severity,
+        tags: b.tags,
+        mitre: b.mitre,
+        summary: b.summary,
+        cluster: b.cluster,
+        auditID: b.auditID,
+        stage: b.stage,
+        time: b.time,
+        timeMicros: b.timeMicros,
+        user: b.user,
+        sourceIP: b.sourceIP,
+        verb: b.verb,
+        objectRef: b.objectRef,
+        groupKey: `${id}|${e.cluster}|${e.user}|${object ?? b.object}`,
+      };
+      if (b.details) a.details = b.details;
+      return a;
+    };
+    return base instanceof Promise ? base.then(finish) : finish(base);
+  }
+
+  private present(p: Presenter, id: string, e: NormalisedEvent, x: Extras | undefined): AlertBase | Promise<AlertBase> {
+    if (p.details.length === 0) return this.base(p, e, x, x?.extra ? { ...x.extra } : undefined);
+    return (async () => {
+      let details: Record<string, unknown> | undefined = x?.extra ? { ...x.extra } : undefined;
+      for (const [k, expr] of p.details) {
+        try {
+          const v = await expr.value(e.event);
+          if (v !== undefined) (details ??= {})[k] = Array.isArray(v) ? [...v] : v;
+        } catch (err) {
+          this.warn(`detection rule ${id}: details.${k} failed on event ${e.auditID}: ${(err as Error).message}`);
+        }
+      }
+      return this.base(p, e, x, details);
+    })();
+  }
+
+  private base(p: Presenter, e: NormalisedEvent, x: Extras | undefined, details: Record<string, unknown> | undefined): AlertBase {
+    let severity = p.severity;
+    for (const esc of p.escalate) if (severityRank(esc.severity) > severityRank(severity) && esc.check(e)) severity = esc.severity;
     const ref: ObjectReference = { ...(e.event.objectRef ?? {}) };
     if (e.resource !== '' && !ref.name) {
       const n = eventObjectName(e);
       if (n) ref.name = n;
     }
-    const stateful = r.threshold || r.sequence;
-    const object = stateful ? `${r.threshold ? 'threshold' : 'sequence'}:${x.key ?? ''}` : groupObject(e);
-    const alert: Alert = {
-      rule: r.info.id,
-      title: r.info.title,
+    return {
+      title: p.title,
       severity,
-      tags: r.info.tags,
-      mitre: r.info.mitre,
-      summary: renderSummary(r.summary, e, { count: x.count, window: x.window, key: x.key, details }),
+      tags: p.tags,
+      mitre: p.mitre,
+      summary: renderSummary(p.summary, e, { count: x?.count, window: x?.window, key: x?.key, details }),
       cluster: e.cluster,
       auditID: e.auditID,
       stage: e.stage,
@@ -455,9 +568,15 @@ export class DetectionEngine implements Detector {
       sourceIP: e.sourceIP,
       verb: e.verb,
       objectRef: ref,
-      groupKey: `${r.info.id}|${e.cluster}|${e.user}|${object}`,
       ...(details ? { details } : {}),
+      object: groupObject(e),
     };
-    return alert;
   }
+}
+
+interface Extras {
+  count?: number;
+  window?: string;
+  key?: string;
+  extra?: Record<string, unknown>;
 }
