@@ -22,6 +22,7 @@ import { groupObject, renderSummary } from './summary.js';
 
 const MITRE = /^T\d{4}(?:\.\d{3})?$/;
 const DAY_US = 86_400_000_000;
+const HOUR_US = 3_600_000_000;
 
 export interface RuleInfo {
   id: string;
@@ -281,7 +282,10 @@ export class DetectionEngine implements Detector {
           alerts: 0,
           matchers: [],
         };
-        const core: RuleCore = { alerted: new RecentIds(maxRequests, DAY_US) };
+        // A rule that looks at one stage meets a request again only as a duplicate delivery, which comes soon; one
+        // that looks at several (exec) may see the second stage hours later.
+        const multiStage = steps.some((st) => (st.match?.stages ?? ['ResponseComplete']).length > 1);
+        const core: RuleCore = { alerted: multiStage ? new RecentIds(maxRequests, DAY_US) : new RecentIds(Math.min(maxRequests, 10_000), HOUR_US) };
         let stateKey: unknown = null;
         if (spec.threshold) {
           const t = spec.threshold;

@@ -83,18 +83,15 @@ export class ThresholdState {
     if (t > k.last) k.last = t;
     this.evict(t);
     if (t < k.firedAt + this.windowUs) return undefined; // inside the window of the last alert
-    const from = t - this.windowUs;
+    // The window ends at the latest event time seen for the key: events may arrive slightly out of order.
+    const from = k.last - this.windowUs;
     if (this.distinct) {
-      k.values.delete(value);
-      k.values.set(value, t);
-      for (const [v, vt] of k.values) {
-        if (vt >= from) break;
-        k.values.delete(v);
+      const prev = k.values.get(value);
+      if (prev === undefined || t > prev) {
+        k.values.delete(value);
+        k.values.set(value, t);
       }
-      // Out-of-order events: drop any value older than the window even if not at the front.
-      if (k.values.size >= this.count) {
-        for (const [v, vt] of k.values) if (vt < from || vt > t) k.values.delete(v);
-      }
+      for (const [v, vt] of k.values) if (vt < from) k.values.delete(v);
       if (k.values.size >= this.count) {
         const values = [...k.values.keys()];
         const firstUs = Math.min(...k.values.values());
@@ -104,17 +101,18 @@ export class ThresholdState {
       }
       return undefined;
     }
-    // Keep times sorted (events may arrive slightly out of order) and only the last `count` of them.
+    // Times sorted, only those in the window, and only the last `count` of them.
     let i = k.times.length;
     while (i > 0 && k.times[i - 1]! > t) i--;
     k.times.splice(i, 0, t);
     while (k.times.length > 0 && k.times[0]! < from) k.times.shift();
     if (k.times.length > this.count) k.times.splice(0, k.times.length - this.count);
-    const inWindow = k.times.filter((x) => x >= from && x <= t);
-    if (inWindow.length >= this.count) {
+    if (k.times.length >= this.count) {
+      const firstUs = k.times[0]!;
+      const count = k.times.length;
       k.times = [];
       k.firedAt = t;
-      return { count: inWindow.length, firstUs: inWindow[0]! };
+      return { count, firstUs };
     }
     return undefined;
   }
