@@ -203,6 +203,9 @@ export function compileMatch(spec: MatchSpec | undefined, lists: DetectionLists,
     case 'service-account':
       preds.push((e) => e.user.startsWith('system:serviceaccount:'));
       break;
+    case 'anonymous':
+      preds.push((e) => e.user === 'system:anonymous' || e.groups.includes('system:unauthenticated'));
+      break;
     default:
       break;
   }

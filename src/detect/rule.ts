@@ -18,7 +18,7 @@ export interface FieldFilter {
   exclude?: string[];
 }
 
-export const IDENTITIES = ['any', 'person', 'non-system', 'system', 'service-account'] as const;
+export const IDENTITIES = ['any', 'person', 'non-system', 'system', 'service-account', 'anonymous'] as const;
 export type Identity = (typeof IDENTITIES)[number];
 
 /** The declarative part of a rule: compiled into the candidate index and cheap checks, run before any JSONata. */
@@ -37,7 +37,10 @@ export interface MatchSpec {
   userAgents?: FieldFilter;
   /** The request path without its query (`/healthz`, `/api/v1/nodes/n1/proxy/metrics`). */
   paths?: FieldFilter;
-  /** Who did it: a person (not a `system:` identity), anyone but a system identity, a system identity, a service account. */
+  /**
+   * Who did it: a person (not a `system:` identity), anyone but a system identity, a system identity, a service
+   * account, or an unauthenticated caller (system:anonymous or the system:unauthenticated group).
+   */
   identity?: Identity;
   /** Response codes: 201, `2xx`, `101`. */
   codes?: (number | string)[];
