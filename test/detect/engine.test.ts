@@ -1,6 +1,11 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createDetector } from '../../src/detect/index.js';
-import { ev, engine } from './helpers.js';
+import { normalise } from '../../src/events/normalise.js';
+import { readEventFiles } from '../../src/events/read.js';
+import { ev, engine, redaction } from './helpers.js';
 
 const execStarted = (id: string, extra: Record<string, unknown> = {}) => ({
   verb: 'create',
@@ -57,6 +62,11 @@ describe('candidate index', () => {
     const { eventStream } = (await import('../../benchmarks/lib/generate.mjs')) as { eventStream: (o: { seed: number; rate: number }) => () => Record<string, unknown> };
     const next = eventStream({ seed: 7, rate: 20 });
     const events = Array.from({ length: 6000 }, () => ev(next()));
+    // The peer traces (RBAC, configmaps, services ... that the generator lacks), when present.
+    const peer = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/peer/falco-k8s-audit/traces');
+    if (existsSync(peer)) {
+      for await (const r of readEventFiles(readdirSync(peer).map((f) => join(peer, f)))) if ('event' in r) events.push(normalise(r.event, 'test', redaction, r.text));
+    }
     const indexed = await createDetector();
     const linear = await createDetector({ useIndex: false });
     const a = await indexed.detect(events);
