@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -96,6 +96,16 @@ describe('webhook over TLS with tokens', () => {
       expect(r.body).toMatchObject({ cluster: 'prod', events: 400, bad: 0 });
     }
     expect(eventCount(s.store) - before).toBe(3200);
+  });
+
+  it('takes the apiserver-shaped fixture as is, stamping each stored event with kind and apiVersion', async () => {
+    const body = readFileSync(new URL('../../fixtures/webhook/eventlist-v1.json', import.meta.url));
+    const r = await post('/api/v1/audit/webhook/fixture', body, INGEST_ANY);
+    expect(r.body).toMatchObject({ cluster: 'fixture', events: 4, stored: 4, bad: 0 });
+    const rows = s.store.db.prepare("SELECT blob, blob_idx FROM events e JOIN dict d ON d.id = e.cluster WHERE d.value = 'fixture'").all() as { blob: number; blob_idx: number }[];
+    expect(rows).toHaveLength(4);
+    for (const row of rows) expect(JSON.parse(s.store.rawEvent(row.blob, row.blob_idx)!)).toMatchObject({ kind: 'Event', apiVersion: 'audit.k8s.io/v1' });
+    expect((await post('/api/v1/audit/webhook/fixture', body, INGEST_ANY)).body).toMatchObject({ stored: 0, duplicates: 4 });
   });
 
   it('takes a single Event and a JSON array, v1beta1 too', async () => {
