@@ -24,7 +24,7 @@ const privileged = (id: string) =>
   line({ verb: 'create', objectRef: { resource: 'pods', namespace: 'web', name: id }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } } }, id);
 const cmCreate = (id: string) => line({ verb: 'create', objectRef: { resource: 'configmaps', namespace: 'web', name: id } }, id);
 
-describe('kaudit detect', () => {
+describe('kaudit detect', { timeout: 30_000 }, () => {
   it('reads JSON lines from stdin, prints one alert a line, reports bad input on stderr and goes on', async () => {
     const x = io([privileged('p1'), 'not json at all', '{"kind":"Event"}', cmCreate('c1'), ''].join('\n'));
     expect(await runDetect([], x)).toBe(0);
@@ -77,8 +77,8 @@ describe('kaudit detect', () => {
   });
 });
 
-describe('kaudit rules', () => {
-  it('lint passes on the bundled catalog and reports every problem of a broken file with its line', async () => {
+describe('kaudit rules', { timeout: 30_000 }, () => {
+  it('lint passes on the bundled catalog and reports every problem of a broken file with its line', { timeout: 30_000 }, async () => {
     const ok = io();
     expect(await runRules(['lint'], ok)).toBe(0);
     expect(ok.stdout.text).toMatch(/59 rules, \d+ lists: 0 errors, 0 warnings/);
@@ -101,7 +101,7 @@ describe('kaudit rules', () => {
     expectLine(/lists?\.yaml:\d+: warning: list unused-list is not used by any rule|rules\.yaml:\d+: warning: list unused-list is not used by any rule/);
   });
 
-  it('test runs every example and fails on one that does not hold', async () => {
+  it('test runs every example and fails on one that does not hold', { timeout: 60_000 }, async () => {
     const ok = io();
     expect(await runRules(['test'], ok)).toBe(0);
     expect(ok.stdout.text).toMatch(/^(\d+)\/\1 examples passed \(59 rules\)$/m);

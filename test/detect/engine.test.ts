@@ -17,7 +17,7 @@ const execStarted = (id: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-describe('candidate index', () => {
+describe('candidate index', { timeout: 30_000 }, () => {
   it('hands each event only to the rules that can match it', async () => {
     const d = await createDetector();
     const lease = d.candidatesFor({ stage: 'ResponseComplete', resource: 'leases', subresource: '', verb: 'update' });
@@ -77,10 +77,10 @@ describe('candidate index', () => {
     const handed = indexed.stats().reduce((n, s) => n + s.candidates, 0);
     const all = linear.stats().reduce((n, s) => n + s.candidates, 0);
     expect(handed).toBeLessThan(all / 5);
-  });
+  }, 60_000);
 });
 
-describe('stages: each request once', () => {
+describe('stages: each request once', { timeout: 30_000 }, () => {
   it('fires exec on whichever of ResponseStarted or ResponseComplete comes first, once, across batches', async () => {
     const d = await createDetector();
     const a1 = await d.detect([ev(execStarted('x1'))]);
@@ -111,7 +111,7 @@ describe('stages: each request once', () => {
 
 const denied = (user: string, at: string, n = 0) => ({ verb: 'list', code: 403, user, objectRef: { resource: 'pods', namespace: `ns${n}` }, at });
 
-describe('threshold windows on event time', () => {
+describe('threshold windows on event time', { timeout: 30_000 }, () => {
   it('fires once when the count is reached within the window, not once per event past it', async () => {
     const d = await createDetector({ config: { enabled: ['forbidden-burst'] } });
     const evs = Array.from({ length: 30 }, (_, i) => ev(denied('eve', `+${i * 5}s`, i)));
@@ -170,7 +170,7 @@ describe('threshold windows on event time', () => {
   });
 });
 
-describe('sequences', () => {
+describe('sequences', { timeout: 30_000 }, () => {
   const rbac = (user: string, at: string) => ({ verb: 'create', user, at, objectRef: { resource: 'rolebindings', apiGroup: 'rbac.authorization.k8s.io', namespace: 'web', name: 'rb' } });
   const pod = (user: string, at: string) => ({ verb: 'create', user, at, objectRef: { resource: 'pods', namespace: 'web', name: `p${at}` } });
   const run = async (...evs: Record<string, unknown>[]) => {
@@ -204,7 +204,7 @@ describe('sequences', () => {
   });
 });
 
-describe('tuning config', () => {
+describe('tuning config', { timeout: 30_000 }, () => {
   const privPod = (extra: Record<string, unknown> = {}) => ({
     verb: 'create',
     user: 'alice@example.com',
@@ -274,7 +274,7 @@ describe('tuning config', () => {
   });
 });
 
-describe('alerts', () => {
+describe('alerts', { timeout: 30_000 }, () => {
   it('name who did what to which object, with MITRE tags and a group key', async () => {
     const d = await createDetector();
     const e = ev({
@@ -318,7 +318,7 @@ describe('alerts', () => {
   });
 });
 
-describe('JSONata conditions are bounded', () => {
+describe('JSONata conditions are bounded', { timeout: 30_000 }, () => {
   const rule = (condition: string) => `
 rules:
   - id: slow
@@ -342,7 +342,7 @@ rules:
   });
 });
 
-describe('shared matchers', () => {
+describe('shared matchers', { timeout: 30_000 }, () => {
   it('evaluate a condition once for identical rules, with alerts and counts per rule', async () => {
     const yaml = ['a', 'b', 'c']
       .map((id) => `

@@ -35,7 +35,7 @@ describe.skipIf(!present)('peer parity: falco-k8s-audit traces', () => {
   const cases = present ? ((parse(readFileSync(join(peer, 'expectations.yaml'), 'utf8')) as { cases: Case[] }).cases) : [];
   it('has cases', () => expect(cases.length).toBeGreaterThan(40));
   for (const c of cases) {
-    it(`${c.trace}${c.invalid ? ' is rejected as bad input' : ''}`, async () => {
+    it(`${c.trace}${c.invalid ? ' is rejected as bad input' : ''}`, { timeout: 30_000 }, async () => {
       const r = await detect(join(peer, 'traces', c.trace));
       if (c.invalid) {
         expect(r.code).toBe(0);

@@ -5,7 +5,7 @@ import { engineRequirements } from '../../src/detect/requirements.js';
 import { loadDetectionRequirements, parseRequirements } from '../../src/policy/requirements.js';
 import { ruleSet } from './helpers.js';
 
-describe('rule requirements for the audit-policy checks', () => {
+describe('rule requirements for the audit-policy checks', { timeout: 30_000 }, () => {
   it('derive requests, stages and the level each rule needs from what it reads', async () => {
     const reqs = await loadRuleRequirements();
     const by = (id: string) => reqs.filter((r) => r.rule === id);
