@@ -1,4 +1,6 @@
 import { ConfigError } from '../config/config.js';
+import { DetectionConfigError } from '../detect/config.js';
+import { RuleLoadError } from '../detect/rule.js';
 import { BadInputError } from '../events/errors.js';
 import { log } from '../log.js';
 import { QueryError } from '../store/queries.js';
@@ -58,7 +60,7 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stderr.write(`kaudit ${cmd}: ${e.message} (kaudit ${cmd} --help)\n`);
       return 2;
     }
-    if (e instanceof ConfigError || e instanceof QueryError || e instanceof BadInputError) {
+    if (e instanceof ConfigError || e instanceof QueryError || e instanceof BadInputError || e instanceof DetectionConfigError || e instanceof RuleLoadError) {
       process.stderr.write(`kaudit ${cmd}: ${e.message}\n`);
       return 2;
     }

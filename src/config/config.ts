@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { DetectionConfigError, parseDetectionConfig } from '../detect/config.js';
 
 /**
  * kaudit's configuration: a YAML file, then environment variables (KAUDIT_*), then command-line flags, each
@@ -168,6 +169,12 @@ export function validateConfig(c: KauditConfig): void {
     if (!isObject(t) || typeof t.path !== 'string') throw new ConfigError(`tail[${i}] needs a path`);
   }
   if (c.server.tls && (!c.server.tls.cert || !c.server.tls.key)) throw new ConfigError('server.tls needs both cert and key');
+  try {
+    parseDetectionConfig(c.detection);
+  } catch (e) {
+    if (e instanceof DetectionConfigError) throw new ConfigError(e.message);
+    throw e;
+  }
 }
 
 export function parseListen(s: string): { host: string; port: number } {
