@@ -33,7 +33,7 @@ export interface KafkaConfig {
     /** Where poison messages go, with the reason in a header; '' = none (they are still kept in the store). */
     deadLetter: string;
   };
-  /** Run the consumer group member on this node. */
+  /** Run the consumer group member on this node (default true; false when ingestOnly is set and this is not). */
   consume: boolean;
   /** Webhook batches go to the events topic (acks=all) instead of through the local pipeline. */
   ingestOnly: boolean;
@@ -151,6 +151,8 @@ export function parseKafkaConfig(raw: unknown, env: NodeJS.ProcessEnv = process.
     if (r.topics.deadLetter !== undefined) c.topics.deadLetter = r.topics.deadLetter === null ? '' : str(r.topics.deadLetter, 'kafka.topics.deadLetter');
   }
   for (const k of ['consume', 'ingestOnly', 'fromBeginning'] as const) if (r[k] !== undefined) c[k] = bool(r[k], `kafka.${k}`);
+  // A webhook receiver that only produces does not also consume, unless asked to.
+  if (c.ingestOnly && r.consume === undefined) c.consume = false;
   const ints: [keyof KafkaConfig, number][] = [
     ['maxMessageBytes', 1024],
     ['batchRecords', 1],

@@ -1,12 +1,12 @@
 import type { Kafka, Message, Producer } from 'kafkajs';
 import type { Alert } from '../detect/alert.js';
-import { createKafkaClient, producerDefaults, type KafkaConfig } from '../config/kafka.js';
+import { createKafkaClient, describeKafkaConfig, producerDefaults, type KafkaConfig } from '../config/kafka.js';
 import { decodeRecord } from '../events/read.js';
 import { log } from '../log.js';
 import { OverloadedError, type BatchOutcome, type BatchSink, type RawBatch } from '../pipeline/pipeline.js';
 import type { AlertBus } from '../pipeline/alert-bus.js';
 import type { Store } from '../store/store.js';
-import { HEADER_CLUSTER } from '../sources/kafka.js';
+import { HEADER_CLUSTER, KafkaSource, type KafkaSourceOptions } from '../sources/kafka.js';
 
 /** Header carrying an alert's stable identity (rule/cluster/auditID): consumers of the alerts topic dedupe on it. */
 export const HEADER_ALERT_ID = 'kaudit-alert-id';
@@ -299,4 +299,76 @@ export class KafkaAlertOutbox {
 
 function counter(name: string, help: string, v: number): string {
   return `# HELP ${name} ${help}\n# TYPE ${name} counter\n${name} ${v}\n`;
+}
+
+/** Everything a `kaudit serve` node runs for Kafka, per its config; see startKafkaServices. */
+export interface KafkaServices {
+  /** Where the webhook hands its batches: the events producer in ingest-only mode, else the pipeline. */
+  webhookSink: BatchSink;
+  source?: KafkaSource;
+  producer?: KafkaEventsProducer;
+  outbox?: KafkaAlertOutbox;
+  /** Prometheus text of all of them, for /metrics (Metrics.addRenderer). */
+  metricsText(): string;
+  /** Why this node is not fit to serve, for /readyz; undefined when it is. */
+  problem(): string | undefined;
+  /** Stops consuming (the batch in hand is committed), publishes the alerts committed so far, stops producing. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a node's Kafka roles from its `kafka:` config: the consumer group member feeding `pipeline` (consume), the
+ * events producer that replaces the pipeline behind the webhook (ingestOnly), and the alerts outbox from `store`
+ * (when an alerts topic is set and this node detects). One client is shared by all.
+ */
+export async function startKafkaServices(o: {
+  config: KafkaConfig;
+  pipeline: BatchSink & { readonly overloaded?: boolean; readonly bus: AlertBus };
+  /** A (read-only) connection to this node's store, for the outbox. */
+  store: Store;
+  /** Cluster for consumed messages without a `kaudit-cluster` header. */
+  cluster: string;
+  kafka?: Kafka;
+  onAssignment?: KafkaSourceOptions['onAssignment'];
+}): Promise<KafkaServices> {
+  const c = o.config;
+  const kafka = o.kafka ?? (await createKafkaClient(c));
+  const started: { stop(): Promise<void> }[] = [];
+  let producer: KafkaEventsProducer | undefined;
+  let source: KafkaSource | undefined;
+  let outbox: KafkaAlertOutbox | undefined;
+  try {
+    if (c.ingestOnly) {
+      producer = new KafkaEventsProducer({ config: c, kafka });
+      await producer.start();
+      started.push(producer);
+    }
+    if (c.consume) {
+      source = new KafkaSource({ config: c, sink: o.pipeline, cluster: o.cluster, kafka, onAssignment: o.onAssignment });
+      await source.start();
+      started.push(source);
+    }
+    if (c.topics.alerts && !(c.ingestOnly && !c.consume)) {
+      outbox = new KafkaAlertOutbox({ config: c, store: o.store, sink: o.pipeline, bus: o.pipeline.bus, kafka });
+      await outbox.start();
+      started.push(outbox);
+    }
+  } catch (e) {
+    for (const s of started.reverse()) await s.stop().catch(() => {});
+    throw new Error(`kafka: cannot start (${describeKafkaConfig(c)}): ${(e as Error).message}`);
+  }
+  log.info(`kafka: ${[producer && 'webhook -> events topic (ingest-only)', source && `consuming as group ${c.groupId}`, outbox && `alerts -> ${c.topics.alerts}`].filter(Boolean).join(', ')}; ${describeKafkaConfig(c)}`);
+  return {
+    webhookSink: producer ?? o.pipeline,
+    source,
+    producer,
+    outbox,
+    metricsText: () => (source?.metricsText() ?? '') + (producer?.metricsText() ?? '') + (outbox?.metricsText() ?? ''),
+    problem: () => (source?.failed ? `kafka consumer stopped: ${source.failed.message}` : undefined),
+    async stop() {
+      await source?.stop();
+      await outbox?.stop();
+      await producer?.stop();
+    },
+  };
 }

@@ -12,7 +12,7 @@ import type { Alert } from '../../src/detect/alert.js';
 import type { NormalisedEvent } from '../../src/events/types.js';
 import { Pipeline, type BatchOutcome, type RawBatch } from '../../src/pipeline/pipeline.js';
 import { HEADER_BAD_ITEMS, HEADER_CLUSTER, HEADER_ORIGIN, HEADER_REASON, KafkaSource } from '../../src/sources/kafka.js';
-import { HEADER_ALERT_ID, KafkaAlertOutbox, KafkaEventsProducer } from '../../src/sinks/kafka.js';
+import { HEADER_ALERT_ID, KafkaAlertOutbox, KafkaEventsProducer, startKafkaServices } from '../../src/sinks/kafka.js';
 import { Store } from '../../src/store/store.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
 import { makeStream, TestDetector } from './fixtures.js';
@@ -264,6 +264,48 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       await o.stop();
       reader.close();
       s.store.close();
+    }
+  }, 120_000);
+
+  it('startKafkaServices: an ingest-only node and a detector node, webhook batches to alerts on the alerts topic', async () => {
+    const topics = names('services');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }, { topic: topics.alerts, numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+    const raw = { brokers: broker.brokers, groupId: `g-${topics.events[0]}`, topics, sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 };
+    const ingestCfg = parseKafkaConfig({ ...raw, ingestOnly: true }, {})!;
+    const detectCfg = parseKafkaConfig(raw, {})!;
+    expect(ingestCfg.consume).toBe(false);
+
+    const path = join(dir, `${topics.events[0]}.db`);
+    const writer = new Store(path);
+    const reader = new Store(path, { readonly: true });
+    const pipeline = new Pipeline({ writer, detector: new TestDetector() });
+    const receiver = await startKafkaServices({ config: ingestCfg, pipeline: new Pipeline({}), store: reader, cluster: 'x', kafka: quietKafka(broker.brokers, 'receiver') });
+    const detectorNode = await startKafkaServices({ config: detectCfg, pipeline, store: reader, cluster: 'x', kafka: quietKafka(broker.brokers, 'detector') });
+    try {
+      expect(receiver.producer).toBeDefined();
+      expect(receiver.source).toBeUndefined();
+      expect(receiver.outbox).toBeUndefined();
+      expect(receiver.webhookSink).toBe(receiver.producer);
+      expect(detectorNode.webhookSink).toBe(pipeline);
+      const stream = makeStream(2000, { burstEvery: 200 });
+      for (let i = 0; i < stream.messages.length; i += 400) {
+        await receiver.webhookSink.submit({ source: 'webhook', cluster: 'prod-eu', records: stream.messages.slice(i, i + 400).map((m, k) => ({ text: m.value, where: `${i + k}` })) });
+      }
+      const msgs = await readTopic(kafka, topics.alerts, stream.expectedAlerts);
+      expect(new Set(msgs.map((m) => m.headers![HEADER_ALERT_ID]!.toString())).size).toBe(stream.expectedAlerts);
+      expect(reader.db.prepare('SELECT count(*) FROM events').pluck().get()).toBe(stream.events);
+      const text = detectorNode.metricsText();
+      for (const family of ['kaudit_kafka_consumer_lag', 'kaudit_kafka_dead_letters_total', 'kaudit_kafka_alerts_published_total']) expect(text).toContain(`# TYPE ${family} `);
+      expect(receiver.metricsText()).toMatch(new RegExp(`kaudit_kafka_events_produced_total ${stream.events}\n`));
+      expect(detectorNode.problem()).toBeUndefined();
+    } finally {
+      await receiver.stop();
+      await detectorNode.stop();
+      reader.close();
+      writer.close();
     }
   }, 120_000);
 
