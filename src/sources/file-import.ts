@@ -30,7 +30,7 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
   const total: ImportProgress = { file: '', bytesRead: 0, bytesTotal: 0, events: 0, duplicates: 0, bad: 0, alerts: 0 };
   for (const p of paths) total.bytesTotal += (await stat(p)).size;
   const batchSize = o.batchSize ?? 1000;
-  const maxInFlight = o.inFlight ?? 6;
+  const maxInFlight = o.inFlight ?? 3;
   const inFlight: Promise<void>[] = [];
   const submit = async (records: RawRecord[], source: string) => {
     const r = await o.sink.submit({ source, cluster: o.cluster, records });
