@@ -3,7 +3,7 @@
  * answered 200 only after Kafka acknowledged the events (acks=all); while the broker is down the request is not
  * acknowledged, and after it is back every event is in the topic.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -67,6 +67,11 @@ describeWithKafka('ingest-only webhook (API -> Kafka, real broker)', () => {
 
     const first = await post(0, 20);
     expect(first.status).toBe(200);
+    // The apiserver's own shape: items without kind/apiVersion (the webhook gives them the list's).
+    const fixture = readFileSync(new URL('../../fixtures/webhook/eventlist-v1.json', import.meta.url), 'utf8');
+    const fixtureIDs = (JSON.parse(fixture) as { items: { auditID: string }[] }).items.map((e) => e.auditID);
+    const asApiserver = await fetch(`http://${api.address}/api/v1/audit/webhook/prod-eu`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: fixture });
+    expect(asApiserver.status).toBe(200);
 
     // Broker down: the apiserver's request stays unanswered (or fails), never a 200 for events Kafka does not have.
     await broker.halt();
@@ -95,12 +100,13 @@ describeWithKafka('ingest-only webhook (API -> Kafka, real broker)', () => {
       },
     });
     const end = Date.now() + 30_000;
-    while (ids.size < stream.events && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    while (ids.size < stream.events + fixtureIDs.length && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
     await consumer.disconnect();
-    expect(ids.size).toBe(stream.events);
+    expect(ids.size).toBe(stream.events + fixtureIDs.length);
+    for (const id of fixtureIDs) expect(ids.has(id)).toBe(true);
     for (const m of got) {
       expect(m.headers![HEADER_CLUSTER]!.toString()).toBe('prod-eu');
-      expect(m.key!.toString()).toMatch(/^prod-eu\/user-\d+@example\.com$/);
+      expect(m.key!.toString()).toMatch(/^prod-eu\//);
     }
   }, 120_000);
 });
