@@ -61,6 +61,8 @@ export interface PipelineOptions {
 
 interface Pending {
   batch: RawBatch;
+  /** Records in the batch, counted against the queue bound until it commits. */
+  size: number;
   resolve: (o: BatchOutcome) => void;
   reject: (e: unknown) => void;
 }
@@ -110,7 +112,7 @@ export class Pipeline implements BatchSink {
       return Promise.reject(new OverloadedError());
     }
     return new Promise<BatchOutcome>((resolve, reject) => {
-      this.queue.push({ batch, resolve, reject });
+      this.queue.push({ batch, size: batch.records.length, resolve, reject });
       this.queuedEvents += batch.records.length;
       if (!this.running) void this.drain();
     });
@@ -150,7 +152,7 @@ export class Pipeline implements BatchSink {
         this.failed(p, e);
         done = Promise.resolve();
       }
-      const release = p.batch.records.length;
+      const release = p.size;
       finishing.push(done.then(() => void (this.queuedEvents -= release)));
       if (finishing.length > 4) await finishing.shift();
       cur = next ?? this.queue.shift();
@@ -177,7 +179,10 @@ export class Pipeline implements BatchSink {
 
   private safeDecode(p: Pending): Decoded | Error {
     try {
-      return this.decode(p.batch);
+      const d = this.decode(p.batch);
+      // The records' text is not needed past decoding: let it go rather than keep it until the commit.
+      p.batch = { ...p.batch, records: [] };
+      return d;
     } catch (e) {
       return e as Error;
     }
@@ -209,7 +214,10 @@ export class Pipeline implements BatchSink {
     if (!w) return d.events.map(() => true);
     let raw = d.events.length > 0 ? d.events[0]!.raw : '';
     for (let i = 1; i < d.events.length; i++) raw += '\n' + d.events[i]!.raw;
-    return w.begin(toRecords(d.events), raw);
+    const begun = w.begin(toRecords(d.events), raw);
+    // The writer has its copy; events stay alive for detection only.
+    for (const e of d.events) e.raw = '';
+    return begun;
   }
 
   /**
