@@ -171,7 +171,8 @@ start() {
     esac
   done
   fetch
-  if [[ -z "$dir" ]]; then dir="$(mktemp -d "${TMPDIR:-/tmp}/kaudit-kafka.XXXXXX")"; fi
+  local created=0
+  if [[ -z "$dir" ]]; then dir="$(mktemp -d "${TMPDIR:-/tmp}/kaudit-kafka.XXXXXX")"; created=1; fi
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   if [[ -f "$dir/broker.pid" ]] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
@@ -190,7 +191,9 @@ start() {
     write_config "$dir" "$port" "$cport" "$sasl_port" "$ssl_port"
     local cluster_id scram=()
     # A cluster id is 16 random bytes in URL-safe base64 without padding (what `kafka-storage random-uuid` prints).
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # One that starts with '-' would be read as an option by the storage tool's argument parser: draw again.
+    cluster_id="-"
+    while [[ "$cluster_id" == -* ]]; do cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; done
     if ((secure)); then
       scram=(--add-scram "SCRAM-SHA-256=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]"
              --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]")
@@ -198,7 +201,8 @@ start() {
     if ! "$JAVA" -Xmx256m -cp "$cp" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn kafka.tools.StorageTool format \
         -t "$cluster_id" -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1; then
       cat "$dir/format.log" >&2
-      die "formatting the KRaft log dir in $dir failed"
+      if ((created)); then rm -rf "$dir"; fi
+      die "formatting the KRaft log dir failed (cluster id $cluster_id)"
     fi
   else
     # Restart: same ports, same data.
@@ -238,14 +242,16 @@ start() {
 
   local deadline=$(( SECONDS + START_TIMEOUT ))
   until grep -q 'Kafka Server started' "$dir/broker.log" && port_in_use "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 40 "$dir/broker.log" "$dir/broker.out" >&2 || true
-      die "the broker exited during start-up (logs in $dir)"
+    local failure=""
+    if ! kill -0 "$pid" 2>/dev/null; then failure="the broker exited during start-up"
+    elif ((SECONDS > deadline)); then failure="the broker did not start within ${START_TIMEOUT}s"; kill -KILL "$pid" 2>/dev/null || true
     fi
-    if ((SECONDS > deadline)); then
-      kill -KILL "$pid" 2>/dev/null || true
+    if [[ -n "$failure" ]]; then
       tail -n 40 "$dir/broker.log" "$dir/broker.out" >&2 || true
-      die "the broker did not start within ${START_TIMEOUT}s (logs in $dir)"
+      # A port taken between choosing it and binding it (another test starting a broker): say so, for a retry.
+      if grep -qs 'Address already in use' "$dir/broker.log" "$dir/broker.out"; then failure+=" (port in use)"; fi
+      if ((created)); then rm -rf "$dir"; die "$failure"; fi
+      die "$failure (logs in $dir)"
     fi
     sleep 0.2
   done

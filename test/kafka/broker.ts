@@ -112,7 +112,16 @@ export async function startBroker(opts: { secure?: boolean } = {}): Promise<Brok
   if (!a.ok) throw new Error(`cannot start a Kafka broker: ${a.reason}`);
   const startArgs = ['start', '--watch-pid', String(process.pid)];
   if (opts.secure) startArgs.push('--secure');
-  const env = parse(await run(startArgs));
+  let env: Record<string, string>;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      env = parse(await run(startArgs));
+      break;
+    } catch (e) {
+      // Free ports are chosen before the broker binds them: another test's broker may take one in between.
+      if (attempt >= 3 || !/port in use/.test((e as Error).message)) throw e;
+    }
+  }
   const dir = env.KAFKA_DIR!;
   let running = true;
 
