@@ -1,4 +1,4 @@
-import type { Batch, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type { Admin, Batch, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import { createKafkaClient, producerDefaults, type KafkaConfig } from '../config/kafka.js';
 import { log } from '../log.js';
 import type { BatchOutcome, BatchSink, RawBatch, RawRecord } from '../pipeline/pipeline.js';
@@ -62,6 +62,9 @@ interface Chunk {
 
 class OverloadedStop extends Error {}
 
+/** How often the lag gauge is refreshed from the broker (ms). */
+const LAG_REFRESH_MS = 10_000;
+
 /** How long one batch waits for a full pipeline before it pauses its partition instead (ms). */
 const OVERLOAD_WAIT_MS = 2000;
 
@@ -71,6 +74,8 @@ export class KafkaSource {
   private kafka: Kafka | undefined;
   private consumer: Consumer | undefined;
   private producer: Producer | undefined;
+  private admin: Admin | undefined;
+  private lagTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private timers = new Set<NodeJS.Timeout>();
   /** Per `topic/partition`: high watermark seen and next offset committed, for the lag gauge. */
@@ -133,6 +138,12 @@ export class KafkaSource {
       else log.error(`kafka consumer stopped: ${e.payload.error?.message}; this node no longer consumes ${c.topics.events.join(', ')}`, 'kafka:crash');
     });
     await consumer.connect();
+    // The lag gauge from fetched batches alone would freeze while a partition is paused or slow: refresh it from the
+    // broker's high watermarks and the group's committed offsets every `lagRefreshMs`.
+    this.admin = this.kafka.admin();
+    await this.admin.connect();
+    this.lagTimer = setInterval(() => void this.refreshLag(), LAG_REFRESH_MS);
+    this.lagTimer.unref();
     for (const topic of c.topics.events) await consumer.subscribe({ topic, fromBeginning: c.fromBeginning });
     await consumer.run({
       autoCommit: false,
@@ -153,7 +164,9 @@ export class KafkaSource {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    clearInterval(this.lagTimer);
     await this.consumer?.disconnect();
+    await this.admin?.disconnect();
     await this.producer?.disconnect();
   }
 
@@ -276,6 +289,35 @@ export class KafkaSource {
       return;
     }
     await heartbeat();
+  }
+
+  /** Lag of every owned partition from the broker: high watermark minus the group's committed offset. */
+  async refreshLag(): Promise<void> {
+    if (!this.admin || this.stopped || this.assigned.length === 0) return;
+    const c = this.opts.config;
+    try {
+      const topics = [...new Set(this.assigned.map((tp) => tp.topic))];
+      const committed = await this.admin.fetchOffsets({ groupId: c.groupId, topics });
+      for (const topic of topics) {
+        const highs = await this.admin.fetchTopicOffsets(topic);
+        const done = committed.find((t) => t.topic === topic)?.partitions ?? [];
+        for (const tp of this.assigned) {
+          if (tp.topic !== topic) continue;
+          const h = highs.find((x) => x.partition === tp.partition);
+          if (!h) continue;
+          const d = done.find((x) => x.partition === tp.partition);
+          // No committed offset yet: the group starts at the low watermark (fromBeginning) or at the end.
+          const start = d && Number(d.offset) >= 0 ? BigInt(d.offset) : c.fromBeginning ? BigInt(h.low) : BigInt(h.high);
+          const key = `${topic}/${tp.partition}`;
+          const e = this.lag.get(key) ?? { topic, partition: tp.partition, high: 0n, committed: 0n };
+          e.high = BigInt(h.high);
+          if (start > e.committed || !this.lag.has(key)) e.committed = start;
+          this.lag.set(key, e);
+        }
+      }
+    } catch (e) {
+      log.debug(`kafka: lag refresh failed: ${(e as Error).message}`);
+    }
   }
 
   /** Pauses this partition's fetch and resumes it when the sink has room again (or after a delay, for errors). */

@@ -161,11 +161,18 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     }
     await producer.disconnect();
     await source.start();
+    const lagSum = () => [...source.metricsText().matchAll(/^kaudit_kafka_consumer_lag\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
     try {
+      // While paused, the lag gauge (refreshed from the broker) shows the backlog.
+      await until(() => source.stats.pauses > 0, 'a pause');
+      await source.refreshLag();
+      expect(lagSum()).toBeGreaterThan(stream.messages.length / 2);
       await until(() => s.count() === stream.events && source.stats.messages === stream.messages.length, `all ${stream.events} events stored (have ${s.count()}, stats ${JSON.stringify(source.stats)})`, 90_000);
       expect(source.stats.pauses).toBeGreaterThan(0);
       expect(source.stats.duplicates).toBe(0);
       expect(source.stats.messages).toBe(stream.messages.length);
+      await source.refreshLag();
+      expect(lagSum()).toBe(0);
       expect(s.store.db.prepare('SELECT count(*) FROM alerts').pluck().get()).toBe(stream.expectedAlerts);
     } finally {
       await source.stop();
