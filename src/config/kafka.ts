@@ -37,7 +37,10 @@ export interface KafkaConfig {
   consume: boolean;
   /** Webhook batches go to the events topic (acks=all) instead of through the local pipeline. */
   ingestOnly: boolean;
-  /** Messages larger than this are poison (dead-lettered unread). Default 12 MiB, like the webhook body limit. */
+  /**
+   * Largest message (and, in ingest-only mode, largest single event) accepted: larger ones are dead-lettered. Default
+   * 1,000,000 bytes, inside the brokers' default message.max.bytes (1 MB); raise both together.
+   */
   maxMessageBytes: number;
   /** Records per pipeline batch when a fetched Kafka batch is split (default 1000). */
   batchRecords: number;
@@ -86,7 +89,7 @@ export function defaultKafkaConfig(): KafkaConfig {
     topics: { events: ['kaudit-events'], alerts: 'kaudit-alerts', deadLetter: 'kaudit-dead-letters' },
     consume: true,
     ingestOnly: false,
-    maxMessageBytes: 12 * 1024 * 1024,
+    maxMessageBytes: 1_000_000,
     batchRecords: 1000,
     partitionsConsumedConcurrently: 2,
     sessionTimeoutMs: 30_000,
@@ -154,7 +157,7 @@ export function parseKafkaConfig(raw: unknown, env: NodeJS.ProcessEnv = process.
   // A webhook receiver that only produces does not also consume, unless asked to.
   if (c.ingestOnly && r.consume === undefined) c.consume = false;
   const ints: [keyof KafkaConfig, number][] = [
-    ['maxMessageBytes', 1024],
+    ['maxMessageBytes', 4096],
     ['batchRecords', 1],
     ['partitionsConsumedConcurrently', 1],
     ['sessionTimeoutMs', 1000],

@@ -3,16 +3,16 @@ import type { Alert } from '../detect/alert.js';
 import { createKafkaClient, describeKafkaConfig, producerDefaults, type KafkaConfig } from '../config/kafka.js';
 import { decodeRecord } from '../events/read.js';
 import { log } from '../log.js';
-import { OverloadedError, type BatchOutcome, type BatchSink, type RawBatch } from '../pipeline/pipeline.js';
+import { OverloadedError, type BatchOutcome, type BatchSink, type RawBatch, type RawRecord } from '../pipeline/pipeline.js';
 import type { AlertBus } from '../pipeline/alert-bus.js';
 import type { Store } from '../store/store.js';
-import { HEADER_CLUSTER, KafkaSource, type KafkaSourceOptions } from '../sources/kafka.js';
+import { HEADER_BAD_ITEMS, HEADER_CLUSTER, HEADER_ORIGIN, HEADER_REASON, KafkaSource, type KafkaSourceOptions } from '../sources/kafka.js';
 
 /** Header carrying an alert's stable identity (rule/cluster/auditID): consumers of the alerts topic dedupe on it. */
 export const HEADER_ALERT_ID = 'kaudit-alert-id';
 
-/** An EventList message is split past this many characters: brokers refuse messages over 1 MB by default. */
-const MAX_MESSAGE_CHARS = 512 * 1024;
+/** An EventList message is split past this many bytes: brokers refuse messages over 1 MB by default. */
+const MAX_MESSAGE_BYTES = 512 * 1024;
 
 /** The partition key of an event: every event of one identity lands in one partition, hence one detector. */
 export function eventKey(cluster: string, user: string): string {
@@ -23,14 +23,14 @@ export function eventKey(cluster: string, user: string): string {
  * Ingest-only mode: `kaudit serve`'s webhook hands its batches here instead of to the pipeline. A batch's events are
  * grouped by identity into EventList messages on the events topic, keyed by cluster and user, and `submit` resolves
  * only once Kafka has acknowledged every message with acks=all, so the apiserver gets its 200 only for events that
- * are durable in Kafka. Records that are not audit events are reported as bad (the webhook answers for them) and are
- * not produced.
+ * are durable in Kafka. Records that are not audit events, or events over kafka.maxMessageBytes, are reported as bad
+ * (the webhook answers for them) and written to the dead-letter topic with the reason, in the same acknowledged send.
  */
 export class KafkaEventsProducer implements BatchSink {
   private kafka: Kafka | undefined;
   private producer: Producer | undefined;
   private inFlight = 0;
-  readonly stats = { produced: 0, messages: 0, bad: 0, overloaded: 0, failures: 0 };
+  readonly stats = { produced: 0, messages: 0, bad: 0, deadLettered: 0, overloaded: 0, failures: 0 };
   private readonly topic: string;
 
   constructor(private readonly opts: { config: KafkaConfig; kafka?: Kafka }) {
@@ -42,6 +42,16 @@ export class KafkaEventsProducer implements BatchSink {
   async start(): Promise<void> {
     this.kafka = this.opts.kafka ?? (await createKafkaClient(this.opts.config));
     // One request in flight per broker: kafkajs's retries then cannot reorder one identity's events.
+    // A misnamed topic is a configuration error: say so at start, not as a failed webhook batch later.
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const existing = new Set(await admin.listTopics());
+      const missing = [this.topic, this.opts.config.topics.deadLetter].filter((t) => t && !existing.has(t));
+      if (missing.length) throw new Error(`topic ${missing.join(' and ')} does not exist: create it, or fix kafka.topics.events / kafka.topics.deadLetter`);
+    } finally {
+      await admin.disconnect();
+    }
     this.producer = this.kafka.producer({ ...producerDefaults(), allowAutoTopicCreation: false, maxInFlightRequests: 1, retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 } });
     await this.producer.connect();
   }
@@ -61,22 +71,39 @@ export class KafkaEventsProducer implements BatchSink {
     // cost Kafka and kafkajs far less than one per event, and a batch's events of one identity stay together.
     const byKey = new Map<string, string[]>();
     const bad: BatchOutcome['bad'] = [];
+    // Bad records go to the dead-letter topic: on an ingest-only node there is no store to keep them in.
+    const dead = new Map<RawRecord, string[]>();
+    const limit = this.opts.config.maxMessageBytes;
     let events = 0;
+    const reject = (r: RawRecord, reason: string) => {
+      bad.push({ where: r.where, reason });
+      const l = dead.get(r);
+      if (l) l.push(reason);
+      else dead.set(r, [reason]);
+    };
     for (const r of batch.records) {
       for (const d of decodeRecord(r)) {
         if ('error' in d) {
-          bad.push({ where: r.where, reason: d.error });
+          reject(r, d.error);
+          continue;
+        }
+        const text = d.text ?? JSON.stringify(d.event);
+        const size = Buffer.byteLength(text);
+        if (size > limit) {
+          reject(r, `event of ${size} bytes is over kafka.maxMessageBytes (${limit})`);
           continue;
         }
         const key = eventKey(batch.cluster, d.event.user.username ?? '');
         let l = byKey.get(key);
         if (!l) byKey.set(key, (l = []));
-        l.push(d.text ?? JSON.stringify(d.event));
+        l.push(text);
         events++;
       }
     }
     const messages: Message[] = [];
     const headers = { [HEADER_CLUSTER]: batch.cluster };
+    // Split below the limit (and at 512 KiB, for the brokers' 1 MB default), counting bytes, not characters.
+    const maxPart = Math.min(MAX_MESSAGE_BYTES, limit - 100);
     for (const [key, texts] of byKey) {
       let part: string[] = [];
       let size = 0;
@@ -86,17 +113,40 @@ export class KafkaEventsProducer implements BatchSink {
         size = 0;
       };
       for (const t of texts) {
-        if (part.length > 0 && size + t.length > MAX_MESSAGE_CHARS) flush();
+        const n = Buffer.byteLength(t) + 1;
+        if (part.length > 0 && size + n > maxPart) flush();
         part.push(t);
-        size += t.length + 1;
+        size += n;
       }
       flush();
     }
+    const dlq = this.opts.config.topics.deadLetter;
+    const deadMessages: Message[] = [];
+    if (dlq) {
+      for (const [r, reasons] of dead) {
+        const raw = r.text ?? (r.value !== undefined ? JSON.stringify(r.value) : null);
+        const rawBytes = raw === null ? 0 : Buffer.byteLength(raw);
+        deadMessages.push({
+          key: batch.cluster,
+          value: raw !== null && rawBytes <= limit ? raw : null,
+          headers: {
+            ...headers,
+            [HEADER_REASON]: reasons.length > 1 ? `${reasons[0]} (and ${reasons.length - 1} more bad items)` : reasons[0]!,
+            [HEADER_ORIGIN]: `${batch.source} ${r.where}`,
+            [HEADER_BAD_ITEMS]: String(reasons.length),
+          },
+        });
+      }
+    }
     this.stats.bad += bad.length;
-    if (messages.length > 0) {
+    if (messages.length > 0 || deadMessages.length > 0) {
       this.inFlight += events;
       try {
-        await this.producer.send({ topic: this.topic, acks: -1, compression: this.opts.config.compression === 'gzip' ? 1 : 0, messages });
+        const compression = this.opts.config.compression === 'gzip' ? 1 : 0;
+        const topicMessages = [];
+        if (messages.length) topicMessages.push({ topic: this.topic, messages });
+        if (deadMessages.length) topicMessages.push({ topic: dlq, messages: deadMessages });
+        await this.producer.sendBatch({ acks: -1, compression, topicMessages });
       } catch (e) {
         this.stats.failures++;
         throw new Error(`Kafka did not acknowledge ${events} events for ${this.topic}: ${(e as Error).message}`);
@@ -105,6 +155,7 @@ export class KafkaEventsProducer implements BatchSink {
       }
       this.stats.produced += events;
       this.stats.messages += messages.length;
+      this.stats.deadLettered += deadMessages.length;
     }
     return { stored: events, duplicates: 0, bad, alerts: [] };
   }
@@ -117,6 +168,7 @@ export class KafkaEventsProducer implements BatchSink {
     return (
       counter('kaudit_kafka_events_produced_total', 'Audit events produced to the events topic and acknowledged (acks=all)', this.stats.produced) +
       counter('kaudit_kafka_events_produce_failures_total', 'Webhook batches Kafka did not acknowledge', this.stats.failures) +
+      counter('kaudit_kafka_events_dead_lettered_total', 'Webhook records that are not audit events (or too large), written to the dead-letter topic', this.stats.deadLettered) +
       counter('kaudit_kafka_events_overloaded_total', 'Webhook batches refused while too many events awaited acknowledgement', this.stats.overloaded) +
       `# HELP kaudit_kafka_events_in_flight Events sent and not yet acknowledged\n# TYPE kaudit_kafka_events_in_flight gauge\nkaudit_kafka_events_in_flight ${this.inFlight}\n`
     );

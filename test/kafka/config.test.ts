@@ -22,7 +22,7 @@ describe('kafka config', () => {
       topics: { events: ['kaudit-events'], alerts: 'kaudit-alerts', deadLetter: 'kaudit-dead-letters' },
       consume: true,
       ingestOnly: false,
-      maxMessageBytes: 12 * 1024 * 1024,
+      maxMessageBytes: 1_000_000,
     });
     expect(c.tls).toBeUndefined();
     expect(c.sasl).toBeUndefined();

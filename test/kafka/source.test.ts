@@ -184,7 +184,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     const topics = names('ingest');
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }], waitForLeaders: true });
+    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }, { topic: topics.deadLetter, numPartitions: 1 }], waitForLeaders: true });
     await admin.disconnect();
     const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics }), kafka: quietKafka(broker.brokers, 'ingest') });
     await producer.start();
@@ -193,6 +193,11 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     try {
       const first = await producer.submit({ ...batch(0, 10), records: [...batch(0, 10).records, { text: '{"kind":"Event"}', where: 'item bad' }] });
       expect(first.bad).toEqual([{ where: 'item bad', reason: expect.stringMatching(/lacks|neither/) }]);
+      // An ingest-only node has no store: the bad record is in the dead-letter topic, acknowledged with the batch.
+      const [deadOne] = await readTopic(kafka, topics.deadLetter, 1);
+      expect(deadOne!.value!.toString()).toBe('{"kind":"Event"}');
+      expect(deadOne!.headers![HEADER_REASON]!.toString()).toMatch(/lacks|neither/);
+      expect(deadOne!.headers![HEADER_ORIGIN]!.toString()).toBe('webhook item bad');
 
       // With the broker down, the webhook's batch is not acknowledged...
       await broker.halt();
@@ -221,10 +226,15 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     }
   }, 120_000);
 
+  it('ingest-only: a missing topic is reported at start', async () => {
+    const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics: { events: ['no-such-topic'], alerts: '', deadLetter: '' } }), kafka: quietKafka(broker.brokers, 'missing') });
+    await expect(producer.start()).rejects.toThrow(/topic no-such-topic does not exist/);
+  }, 60_000);
+
   it('ingest-only: refuses with OVERLOADED while too many events await acknowledgement', async () => {
     const topics = names('inflight');
     await createTopic(kafka, topics.events[0]!);
-    const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics, maxInFlightEvents: 5 }), kafka: quietKafka(broker.brokers, 'inflight') });
+    const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics: { ...topics, deadLetter: '' }, maxInFlightEvents: 5 }), kafka: quietKafka(broker.brokers, 'inflight') });
     await producer.start();
     const stream = makeStream(20, { burstEvery: 1000 });
     try {
@@ -278,7 +288,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     const topics = names('services');
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }, { topic: topics.alerts, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }, { topic: topics.alerts, numPartitions: 1 }, { topic: topics.deadLetter, numPartitions: 1 }], waitForLeaders: true });
     await admin.disconnect();
     const raw = { brokers: broker.brokers, groupId: `g-${topics.events[0]}`, topics, sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 };
     const ingestCfg = parseKafkaConfig({ ...raw, ingestOnly: true }, {})!;
@@ -330,7 +340,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
           brokers: sec[listener],
           sasl: { mechanism: mechanism.toUpperCase(), username: sec.username, passwordFile: pwFile },
           ...(listener === 'saslSslBrokers' ? { tls: { ca: sec.caFile } } : {}),
-          topics: { events: [`sasl-${mechanism}`] },
+          topics: { events: [`sasl-${mechanism}`], deadLetter: null },
         },
         {},
       )!;
