@@ -14,4 +14,6 @@ export interface ApiContext {
   metrics: Metrics;
   /** False until start-up (migrations, rule loading, sources) is done; /readyz reports it. */
   ready: () => boolean;
+  /** Why this node cannot serve (e.g. its Kafka consumer stopped for good), for /readyz; undefined when fine. */
+  problem?: () => string | undefined;
 }

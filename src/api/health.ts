@@ -7,6 +7,8 @@ export async function healthRoutes(app: FastifyInstance, opts: { ctx: ApiContext
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
     if (!ctx.ready()) return reply.code(503).send({ status: 'starting' });
+    const problem = ctx.problem?.();
+    if (problem) return reply.code(503).send({ status: 'not ready', error: problem });
     try {
       ctx.store.db.prepare('SELECT 1').get();
     } catch (e) {

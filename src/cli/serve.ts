@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { startApi } from '../api/app.js';
 import { loadConfig, parseBytes, parseDuration, type KauditConfig } from '../config/config.js';
+import { parseKafkaConfig } from '../config/kafka.js';
+import { startKafkaServices, type KafkaServices } from '../sinks/kafka.js';
 import { log } from '../log.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
@@ -55,7 +57,14 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
   const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
   const pipeline = new Pipeline({ writer, detector, metrics, redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
   metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
-  const { app, address, port } = await startApi({ config: cfg, store, sink: pipeline, bus: pipeline.bus, metrics, ready: () => ready });
+  // Kafka roles (consume into this pipeline, publish alerts, or ingest-only webhook): see README, Scale-out with Kafka.
+  const kafkaConfig = parseKafkaConfig(cfg.kafka, process.env);
+  let kafka: KafkaServices | undefined;
+  if (kafkaConfig) {
+    kafka = await startKafkaServices({ config: kafkaConfig, pipeline, store, cluster: cfg.cluster });
+    metrics.addRenderer(() => kafka!.metricsText());
+  }
+  const { app, address, port } = await startApi({ config: cfg, store, sink: kafka?.webhookSink ?? pipeline, bus: pipeline.bus, metrics, ready: () => ready, problem: () => kafka?.problem() });
   const tails = cfg.tail.map((t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }));
   for (const t of tails) t.start();
   if (opts.demo && existsSync(SAMPLE_LOG)) {
@@ -80,6 +89,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
       ready = false;
       await Promise.all(tails.map((t) => t.stop()));
       await app.close();
+      await kafka?.stop();
       await pipeline.idle();
       await writer.close();
       store.close();

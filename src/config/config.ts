@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DetectionConfigError, parseDetectionConfig } from '../detect/config.js';
+import { parseKafkaConfig } from './kafka.js';
 
 /**
  * kaudit's configuration: a YAML file, then environment variables (KAUDIT_*), then command-line flags, each
@@ -66,6 +67,7 @@ export function defaultConfig(): KauditConfig {
     redaction: { enabled: true },
     ingest: { batchSize: 500, maxQueuedBatches: 32 },
     detection: {},
+    kafka: undefined,
   };
 }
 
@@ -169,6 +171,11 @@ export function validateConfig(c: KauditConfig): void {
     if (!isObject(t) || typeof t.path !== 'string') throw new ConfigError(`tail[${i}] needs a path`);
   }
   if (c.server.tls && (!c.server.tls.cert || !c.server.tls.key)) throw new ConfigError('server.tls needs both cert and key');
+  try {
+    parseKafkaConfig(c.kafka, {});
+  } catch (e) {
+    throw new ConfigError(`kafka: ${(e as Error).message}`);
+  }
   try {
     parseDetectionConfig(c.detection);
   } catch (e) {
