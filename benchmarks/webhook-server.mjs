@@ -42,7 +42,10 @@ if (!process.env.BENCH_NO_DETECT) {
   }
 }
 const pipeline = new Pipeline({ writer, detector, metrics, redaction: { enabled: true, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
-const { app, port } = await startApi({ config: cfg, store, sink: pipeline, bus: pipeline.bus, metrics, ready: () => true });
+// BENCH_COALESCE=off, or MAX_EVENTS[,IN_FLIGHT]: group-commit tuning for experiments (default: kaudit's defaults).
+const co = process.env.BENCH_COALESCE;
+const webhookCoalesce = co === 'off' ? false : co ? { maxEvents: Number(co.split(',')[0]), maxInFlight: Number(co.split(',')[1] ?? 2) } : undefined;
+const { app, port } = await startApi({ config: cfg, store, sink: pipeline, bus: pipeline.bus, metrics, ready: () => true }, { webhookCoalesce });
 process.stdout.write(JSON.stringify({ port, detector: detectorName ?? 'none' }) + '\n');
 process.on('message', async (m) => {
   if (m === 'cpu') {

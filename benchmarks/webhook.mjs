@@ -2,11 +2,13 @@
 // rules, the API with TLS and tokens) in its own process, then in this one plays several kube-apiservers:
 //  1. throughput: --clients concurrent clients POST 400-event EventLists back to back for --seconds; prints sustained
 //     events/s (events committed and acknowledged), POST latency p50/p99, and 503s (each retried after 100 ms);
-//  2. delivery: at --rate events/s (default 5,000) for --seconds, with a WebSocket feed client connected; each batch
-//     carries exec events that raise alerts; prints POST latency and POST-to-alert-on-the-socket latency p50/p99.
+//  2. open loop at each of --rates events/s (default 50,000 then 5,000) for --seconds, with a WebSocket feed client
+//     connected; each batch carries two exec events that raise alerts; prints the rate achieved, POST latency and
+//     POST-to-alert-on-the-socket latency p50/p99.
 // Events come from benchmarks/lib/generate.mjs, shaped as the apiserver sends them (items without kind/apiVersion),
 // each request with fresh audit ids so nothing is a duplicate.
-// Usage: node benchmarks/webhook.mjs [--clients 4] [--seconds 15] [--rate 5000] [--plain] [--profile DIR]
+// Usage: node benchmarks/webhook.mjs [--clients 8] [--seconds 15] [--rates 50000,5000] [--plain] [--profile DIR]
+//        [--skip-throughput]; env BENCH_NO_DETECT=1 (no rules), BENCH_RULES=DIR, BENCH_COALESCE=off|MAX_EVENTS[,IN_FLIGHT]
 //        (needs `npx tsc -p tsconfig.json` first)
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,9 +21,9 @@ import { eventStream } from './lib/generate.mjs';
 
 const { values } = parseArgs({
   options: {
-    clients: { type: 'string', default: '4' },
+    clients: { type: 'string', default: '8' },
     seconds: { type: 'string', default: '15' },
-    rate: { type: 'string', default: '5000' },
+    rates: { type: 'string', default: '50000,5000' },
     plain: { type: 'boolean' },
     profile: { type: 'string' },
     'skip-throughput': { type: 'boolean' },
@@ -29,7 +31,7 @@ const { values } = parseArgs({
 });
 const CLIENTS = Number(values.clients);
 const SECONDS = Number(values.seconds);
-const RATE = Number(values.rate);
+const RATES = values.rates.split(',').map(Number);
 const BATCH = 400;
 const TLS = !values.plain;
 const TOKEN = 'bench-ingest-0123456789abcdef0123456789';
@@ -67,8 +69,9 @@ const base = `${scheme}://127.0.0.1:${info.port}`;
 const agent = TLS ? new HttpsAgent({ keepAlive: true, maxSockets: CLIENTS + 4, ca }) : new HttpAgent({ keepAlive: true, maxSockets: CLIENTS + 4 });
 const doRequest = TLS ? httpsRequest : httpRequest;
 
-// Templates: batches of generated events as the apiserver sends them. Each audit id is overwritten in place per
-// request (its last 12 hex digits), so a request costs this process one buffer copy.
+// Templates: batches of generated events as the apiserver sends them. Per request, each event's audit id (its last
+// 12 hex digits) and requestReceivedTimestamp are overwritten in place, so every event is new and event time moves
+// forward as a cluster's does (the store's key is time-led); a request costs this process one buffer copy.
 const next = eventStream({ seed: 7, rate: 50 });
 function templateBatch() {
   const items = [];
@@ -81,30 +84,47 @@ function templateBatch() {
   }
   const text = JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items });
   const buf = Buffer.from(text);
-  const at = [];
-  let i = 0;
-  for (;;) {
-    i = buf.indexOf('"auditID":"', i);
-    if (i < 0) break;
-    at.push(i + 11 + 24);
-    i += 11;
-  }
-  return { buf, at, bytes: buf.length };
+  const ids = [];
+  const times = [];
+  for (let i = 0; (i = buf.indexOf('"auditID":"', i)) >= 0; i += 11) ids.push(i + 11 + 24);
+  for (let i = 0; (i = buf.indexOf('"requestReceivedTimestamp":"', i)) >= 0; i += 28) times.push(i + 28);
+  if (ids.length !== BATCH || times.length !== BATCH) throw new Error('template: unexpected event layout');
+  return { buf, ids, times, bytes: buf.length };
 }
 const templates = Array.from({ length: 16 }, templateBatch);
 const avgBytes = templates.reduce((n, t) => n + t.bytes, 0) / templates.length;
 let idSeq = 1;
+let plant = 0; // planted exec events, numbered across phases (alerts are unique per rule, cluster and audit id)
+// Event time: starts now and advances 20 µs an event (50,000 events/s of cluster time).
+let clockUs = Date.now() * 1000;
+let secPrefix = '';
+let secOf = -1;
+function stamp(b, at) {
+  clockUs += 20;
+  const sec = Math.floor(clockUs / 1e6);
+  if (sec !== secOf) {
+    secOf = sec;
+    secPrefix = new Date(sec * 1000).toISOString().slice(0, 20);
+  }
+  b.write(secPrefix + String(clockUs % 1e6).padStart(6, '0') + 'Z', at, 'latin1');
+}
 function nextBody() {
   const t = templates[idSeq % templates.length];
   const b = Buffer.from(t.buf);
-  for (const p of t.at) b.write((idSeq++).toString(16).padStart(12, '0'), p, 'latin1');
+  for (let i = 0; i < BATCH; i++) {
+    b.write((idSeq++).toString(16).padStart(12, '0'), t.ids[i], 'latin1');
+    stamp(b, t.times[i]);
+  }
   return b;
 }
 
-function post(body) {
+// Open-loop phases send like many apiservers at once: up to 64 requests in flight (the server's own limit).
+const openAgent = TLS ? new HttpsAgent({ keepAlive: true, maxSockets: 64, ca }) : new HttpAgent({ keepAlive: true, maxSockets: 64 });
+
+function post(body, via = agent) {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const req = doRequest(`${base}/api/v1/audit/webhook`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length, ...(TLS ? { authorization: `Bearer ${TOKEN}` } : {}) } }, (res) => {
+    const req = doRequest(`${base}/api/v1/audit/webhook`, { method: 'POST', agent: via, headers: { 'content-type': 'application/json', 'content-length': body.length, ...(TLS ? { authorization: `Bearer ${TOKEN}` } : {}) } }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
@@ -122,11 +142,18 @@ function post(body) {
   });
 }
 
+/** Events the server has committed from the webhook (its kaudit_events_ingested_total). */
+async function serverStored() {
+  child.send('stats');
+  const m = await new Promise((r) => child.once('message', r));
+  return Number(/kaudit_events_ingested_total\{source="webhook"\} (\d+)/.exec(m.metrics)?.[1] ?? 0);
+}
+
 /** The server process's CPU time (all its threads), microseconds. */
 async function serverCpu() {
   child.send('cpu');
   const m = await new Promise((r) => child.once('message', r));
-  return m.cpu.user + m.cpu.system;
+  return m.cpu;
 }
 
 function pct(xs, p) {
@@ -142,7 +169,7 @@ console.log(`server: ${base} (${TLS ? 'TLS + bearer token' : 'plain HTTP'}), det
 
 async function throughput() {
   // Warm up (JIT, SQLite pages) for 2 s, then measure.
-  const stats = { stored: 0, dups: 0, lat: [], busy: 0, errors: 0 };
+  const stats = { acked: 0, lat: [], busy: 0, errors: 0 };
   let measuring = false;
   let stop = false;
   const worker = async () => {
@@ -150,8 +177,8 @@ async function throughput() {
       const r = await post(nextBody());
       if (r.status === 200) {
         if (measuring) {
-          stats.stored += r.body.stored;
-          stats.dups += r.body.duplicates;
+          // This request's own events (stored/duplicates in the reply are its whole commit group's).
+          stats.acked += r.body.events;
           stats.lat.push(r.ms);
         }
       } else if (r.status === 503) {
@@ -167,22 +194,27 @@ async function throughput() {
   const workers = Array.from({ length: CLIENTS }, worker);
   await sleep(2000);
   measuring = true;
+  const stored0 = await serverStored();
   const cpu0 = await serverCpu();
   const t0 = performance.now();
   await sleep(SECONDS * 1000);
   const secs = (performance.now() - t0) / 1000;
   measuring = false;
-  const cpuSecs = ((await serverCpu()) - cpu0) / 1e6;
+  const cpu1 = await serverCpu();
+  const stored = (await serverStored()) - stored0;
+  const userSecs = (cpu1.user - cpu0.user) / 1e6;
+  const sysSecs = (cpu1.system - cpu0.system) / 1e6;
+  const cpuSecs = userSecs + sysSecs;
   stop = true;
   await Promise.all(workers);
   console.log(
-    `throughput: ${CLIENTS} clients for ${f1(secs)} s: ${f0(stats.stored / secs)} events/s sustained (${f0(stats.stored)} stored, ${stats.dups} duplicates), ` +
+    `throughput: ${CLIENTS} clients for ${f1(secs)} s: ${f0(stats.acked / secs)} events/s acknowledged (${f0(stored / secs)} events/s committed by the server's count), ` +
       `POST p50 ${f1(pct(stats.lat, 50))} ms, p99 ${f1(pct(stats.lat, 99))} ms, max ${f1(Math.max(...stats.lat))} ms; 503s ${stats.busy}, errors ${stats.errors}; ` +
-      `server CPU ${f1(cpuSecs)} s (${f0(stats.stored / cpuSecs)} events per CPU-second); load average ${loadavg()[0].toFixed(1)}`,
+      `server CPU ${f1(cpuSecs)} s (user ${f1(userSecs)}, system ${f1(sysSecs)}; ${f0(stored / cpuSecs)} events per CPU-second); load average ${loadavg()[0].toFixed(1)}`,
   );
 }
 
-async function delivery() {
+async function delivery(RATE) {
   const { default: WebSocket } = await import('ws');
   const ws = new WebSocket(`${TLS ? 'wss' : 'ws'}://127.0.0.1:${info.port}/api/v1/alerts/stream`, { ca, headers: TLS ? { authorization: `Bearer ${READ_TOKEN}` } : {}, perMessageDeflate: false });
   await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
@@ -201,9 +233,9 @@ async function delivery() {
     }
   });
   // Each batch: template events plus two exec events on pods named after the request, so each raises a new alert.
-  let plant = 0;
   function bodyWithExec() {
     const b = nextBody();
+    if (process.env.BENCH_NO_PLANT) return { ids: [], body: b };
     const text = b.toString('utf8');
     const extra = [0, 1].map(() => {
       const k = plant++;
@@ -224,6 +256,8 @@ async function delivery() {
   const lat = [];
   let sent = 0;
   let busy = 0;
+  let acked = 0;
+  let lastAck = 0;
   const interval = (BATCH / RATE) * 1000;
   // The first 2 s warm up (JIT, caches) and are not measured.
   const t0 = performance.now();
@@ -238,18 +272,23 @@ async function delivery() {
     for (const id of ids) sentAt.set(id, start);
     sent++;
     inflight.push(
-      post(body).then((r) => {
+      post(body, openAgent).then((r) => {
         if (r.status !== 200) busy++;
-        else if (start >= measureFrom) lat.push(r.ms);
+        else {
+          acked += BATCH + 2;
+          lastAck = performance.now();
+          if (start >= measureFrom) lat.push(r.ms);
+        }
       }),
     );
   }
   const secs = (performance.now() - t0) / 1000;
   await Promise.all(inflight);
+  const ackSecs = (lastAck - t0) / 1000;
   await sleep(500);
   ws.close();
   console.log(
-    `delivery at ${f0((sent * BATCH) / secs)} events/s for ${f1(secs - 2)} s after 2 s of warm-up: POST p50 ${f1(pct(lat, 50))} ms, p99 ${f1(pct(lat, 99))} ms; ` +
+    `open loop at ${f0(RATE)} events/s offered (${f0((sent * BATCH) / secs)} sent, ${f0(acked / ackSecs)} acknowledged) for ${f1(secs - 2)} s after 2 s of warm-up: POST p50 ${f1(pct(lat, 50))} ms, p99 ${f1(pct(lat, 99))} ms; ` +
       `alert POST-to-WebSocket p50 ${f1(pct(delivery, 50))} ms, p99 ${f1(pct(delivery, 99))} ms, max ${f1(Math.max(...delivery))} ms ` +
       `(${delivery.length} planted alerts timed, ${sentAt.size} not delivered, ${alerts} alerts received in all; load average ${loadavg()[0].toFixed(1)}); non-200 ${busy}`,
   );
@@ -257,7 +296,7 @@ async function delivery() {
 
 try {
   if (!values['skip-throughput']) await throughput();
-  await delivery();
+  for (const r of RATES) await delivery(r);
   child.send('stats');
   const stats = await new Promise((r) => child.once('message', r));
   const m = /kaudit_ingest_overloaded_total\{source="webhook"\} (\d+)/.exec(stats.metrics);
@@ -266,5 +305,6 @@ try {
   child.send('stop');
   await new Promise((r) => child.once('exit', r));
   agent.destroy();
+  openAgent.destroy();
   rmSync(dir, { recursive: true, force: true });
 }
