@@ -341,6 +341,11 @@ export async function runAlerts(argv: string[]): Promise<number> {
       process.stderr.write(`kaudit alerts: ${e.message}\n`);
       return 1;
     }
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code && /^(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ECONNRESET|ETIMEDOUT|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|ERR_TLS_CERT_ALTNAME_INVALID)$/.test(code)) {
+      process.stderr.write(`kaudit alerts: cannot reach ${server} (${code}${code.includes('CERT') || code.includes('SIGN') ? '; pass --ca-file with the CA of its certificate' : ''})\n`);
+      return 1;
+    }
     throw e;
   }
 }
