@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { startApi } from '../api/app.js';
+import { checkListenSafety } from '../api/auth.js';
 import { loadConfig, parseBytes, parseDuration, type KauditConfig } from '../config/config.js';
 import { parseKafkaConfig } from '../config/kafka.js';
 import { startKafkaServices, type KafkaServices } from '../sinks/kafka.js';
@@ -12,7 +13,7 @@ import { importFiles } from '../sources/file-import.js';
 import { FileTail } from '../sources/file-tail.js';
 import { Store } from '../store/store.js';
 import { WriterThread } from '../store/writer.js';
-import { loadDetector, parse } from './common.js';
+import { loadDetector, parse, UsageError } from './common.js';
 
 export const SERVE_HELP = `Usage: kaudit serve [--config FILE] [--db PATH] [--listen HOST:PORT] [--tail PATH]... [options]
 
@@ -26,6 +27,9 @@ Settings come from the config file, then KAUDIT_* environment variables, then th
   --cluster NAME       cluster name for tailed events (default "default")
   --rules DIR          detection rules directory (default: bundled detections/)
   --demo               import the bundled sample audit log at start, so there is data to look at
+  --tls-cert FILE      serve HTTPS with this certificate (and --tls-key FILE)
+  --tls-client-ca FILE require client certificates signed by this CA
+  --tokens-file FILE   bearer tokens with scopes (see README, Security model)
   --no-redact          keep Secret values in stored events (not recommended)
   --insecure-allow-unauthenticated-remote   serve a non-loopback address without TLS and tokens (never in production)
 `;
@@ -47,54 +51,70 @@ export interface Running {
 
 /** Starts everything `kaudit serve` runs; returns handles so tests can drive and stop it in-process. */
 export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; demo?: boolean; detect?: boolean } = {}): Promise<Running> {
+  // Refuse an unsafe listen address before opening anything.
+  checkListenSafety(cfg);
   const metrics = new Metrics();
   const r = cfg.store.retention;
   const retention = r.maxAge || r.maxSize ? { maxAgeMs: r.maxAge ? parseDuration(r.maxAge) : undefined, maxBytes: r.maxSize ? parseBytes(r.maxSize) : undefined, intervalMs: r.intervalSeconds * 1000 } : undefined;
-  // One writer thread owns every write; this thread reads (API, tail positions) on its own connection.
-  const writer = await WriterThread.open(cfg.store.path, { alertGroupWindowMs: parseDuration(cfg.store.alertGroupWindow) }, retention);
-  const store = new Store(cfg.store.path, { readonly: true });
-  let ready = false;
-  const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
-  const pipeline = new Pipeline({ writer, detector, metrics, redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
-  metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
-  // Kafka roles (consume into this pipeline, publish alerts, or ingest-only webhook): see README, Scale-out with Kafka.
-  const kafkaConfig = parseKafkaConfig(cfg.kafka, process.env);
-  let kafka: KafkaServices | undefined;
-  if (kafkaConfig) {
-    kafka = await startKafkaServices({ config: kafkaConfig, pipeline, store, cluster: cfg.cluster });
-    metrics.addRenderer(() => kafka!.metricsText());
-  }
-  const { app, address, port } = await startApi({ config: cfg, store, sink: kafka?.webhookSink ?? pipeline, bus: pipeline.bus, metrics, ready: () => ready, problem: () => kafka?.problem() });
-  const tails = cfg.tail.map((t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }));
-  for (const t of tails) t.start();
-  if (opts.demo && existsSync(SAMPLE_LOG)) {
-    const r = await importFiles([SAMPLE_LOG], { sink: pipeline, cluster: 'demo' });
-    log.info(`demo: imported the sample audit log (${r.events} new events, ${r.alerts} alerts)`);
-  }
-  ready = true;
-  let stopped = false;
-  return {
-    config: cfg,
-    store,
-    pipeline,
-    writer,
-    metrics,
-    app,
-    address,
-    port,
-    tails,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      ready = false;
-      await Promise.all(tails.map((t) => t.stop()));
-      await app.close();
-      await kafka?.stop();
-      await pipeline.idle();
-      await writer.close();
-      store.close();
-    },
+  // Whatever start-up opened is closed again if a later step fails, so a refused start exits instead of hanging.
+  const opened: (() => Promise<void> | void)[] = [];
+  const cleanup = async () => {
+    for (const c of opened.reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
+  try {
+    // One writer thread owns every write; this thread reads (API, tail positions) on its own connection.
+    const writer = await WriterThread.open(cfg.store.path, { alertGroupWindowMs: parseDuration(cfg.store.alertGroupWindow) }, retention);
+    opened.push(() => writer.close());
+    const store = new Store(cfg.store.path, { readonly: true });
+    opened.push(() => store.close());
+    let ready = false;
+    const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
+    const pipeline = new Pipeline({ writer, detector, metrics, redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
+    metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
+    // Kafka roles (consume into this pipeline, publish alerts, or ingest-only webhook): see README, Scale-out with Kafka.
+    const kafkaConfig = parseKafkaConfig(cfg.kafka, process.env);
+    let kafka: KafkaServices | undefined;
+    if (kafkaConfig) {
+      kafka = await startKafkaServices({ config: kafkaConfig, pipeline, store, cluster: cfg.cluster });
+      opened.push(() => kafka!.stop());
+      metrics.addRenderer(() => kafka!.metricsText());
+    }
+    const { app, address, port } = await startApi({ config: cfg, store, sink: kafka?.webhookSink ?? pipeline, bus: pipeline.bus, metrics, ready: () => ready, problem: () => kafka?.problem() });
+    opened.push(() => app.close());
+    const tails = cfg.tail.map((t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }));
+    for (const t of tails) t.start();
+    if (opts.demo && existsSync(SAMPLE_LOG)) {
+      const res = await importFiles([SAMPLE_LOG], { sink: pipeline, cluster: 'demo' });
+      log.info(`demo: imported the sample audit log (${res.events} new events, ${res.alerts} alerts)`);
+    }
+    ready = true;
+    let stopped = false;
+    return {
+      config: cfg,
+      store,
+      pipeline,
+      writer,
+      metrics,
+      app,
+      address,
+      port,
+      tails,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        ready = false;
+        await Promise.all(tails.map((t) => t.stop()));
+        await app.close();
+        await kafka?.stop();
+        await pipeline.idle();
+        await writer.close();
+        store.close();
+      },
+    };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
 }
 
 export async function runServe(argv: string[]): Promise<number> {
@@ -108,6 +128,10 @@ export async function runServe(argv: string[]): Promise<number> {
     demo: { type: 'boolean' },
     'no-redact': { type: 'boolean' },
     'insecure-allow-unauthenticated-remote': { type: 'boolean' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tls-client-ca': { type: 'string' },
+    'tokens-file': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   }, false);
   if (values.help) {
@@ -120,6 +144,11 @@ export async function runServe(argv: string[]): Promise<number> {
   if (values.cluster) cfg.cluster = values.cluster;
   if (values['no-redact']) cfg.redaction.enabled = false;
   if (values['insecure-allow-unauthenticated-remote']) cfg.server.insecureAllowUnauthenticatedRemote = true;
+  if (values['tls-cert'] || values['tls-key'] || values['tls-client-ca']) {
+    cfg.server.tls = { cert: values['tls-cert'] ?? cfg.server.tls?.cert ?? '', key: values['tls-key'] ?? cfg.server.tls?.key ?? '', clientCA: values['tls-client-ca'] ?? cfg.server.tls?.clientCA };
+    if (!cfg.server.tls.cert || !cfg.server.tls.key) throw new UsageError('TLS needs both --tls-cert and --tls-key (or server.tls in the config)');
+  }
+  if (values['tokens-file']) cfg.server.tokensFile = values['tokens-file'];
   for (const p of values.tail ?? []) cfg.tail.push({ path: p });
   const running = await startServe(cfg, { rulesDir: values.rules, demo: values.demo });
   const scheme = cfg.server.tls ? 'https' : 'http';

@@ -54,7 +54,7 @@ export interface DetectionConfig {
   exceptions?: DetectionException[];
   /** Changes to the shared lists (system namespaces, sensitive host paths, allowed images ...). */
   lists?: Record<string, ListOverride>;
-  /** Upper bound on one JSONata evaluation, milliseconds of wall time (default 200; generous, as a GC pause counts). */
+  /** Upper bound on one JSONata evaluation, milliseconds of wall time (default 2000: wall time, so a busy host or a GC pause counts; the bound is for pathological expressions). */
   evaluationTimeoutMs?: number;
   /** Bounds on detection state: keys per stateful rule and remembered request ids per rule. */
   state?: { maxKeys?: number; maxRequests?: number };

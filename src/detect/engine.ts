@@ -219,7 +219,9 @@ export class DetectionEngine implements Detector {
     for (const [n, l] of opts.lists) base.set(n, l.items);
     this.lists = DetectionLists.build(base, cfg.lists, opts.listValues);
     this.warn = opts.onWarning ?? ((m) => log.warn(m, 'detect-eval'));
-    const timeoutMs = cfg.evaluationTimeoutMs ?? 200;
+    // Wall time: under CPU contention (a loaded host, GC) a normal evaluation can take tens of ms; the bound is for
+    // pathological expressions, so it is set well above that to never drop a match on a busy machine.
+    const timeoutMs = cfg.evaluationTimeoutMs ?? 2000;
     const maxKeys = cfg.state?.maxKeys ?? 100_000;
     const maxRequests = cfg.state?.maxRequests ?? 100_000;
     const share = opts.shareIdentical !== false;

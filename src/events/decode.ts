@@ -92,6 +92,16 @@ export function documentItems(v: unknown): unknown[] {
   if (Array.isArray(v)) return v;
   if (isEventList(v)) {
     if (!Array.isArray(v.items)) throw new BadInputError('EventList has no items array');
+    // The apiserver's webhook and EventList files leave kind and apiVersion off the items: they inherit the list's.
+    const apiVersion = (v as { apiVersion?: unknown }).apiVersion;
+    for (const it of v.items) {
+      if (typeof it !== 'object' || it === null || Array.isArray(it)) continue;
+      const o = it as Record<string, unknown>;
+      if (o.kind === undefined && o.apiVersion === undefined) {
+        o.kind = 'Event';
+        if (typeof apiVersion === 'string') o.apiVersion = apiVersion;
+      }
+    }
     return v.items;
   }
   return [v];

@@ -47,6 +47,21 @@ describe('kaudit CLI (built, as users run it)', () => {
     expect(bad.err).toMatch(/bad time "whenever"/);
   });
 
+  it("imports an EventList as the apiserver's webhook sends it (items without kind and apiVersion)", () => {
+    const d = tempDir();
+    const fixture = new URL('../../fixtures/webhook/eventlist-v1.json', import.meta.url).pathname;
+    const r = kaudit(['ingest', '--db', join(d, 'k.db'), '--no-detect', fixture]);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/stored [1-9]\d* events, skipped 0 duplicates, 0 bad records/);
+  });
+
+  it('refuses to serve a non-loopback address without TLS and tokens, and exits', () => {
+    const d = tempDir();
+    const r = spawnSync(process.execPath, [BIN, 'serve', '--listen', '0.0.0.0:0', '--db', join(d, 'k.db')], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/refusing to listen on 0\.0\.0\.0:0 without TLS .* and credentials/);
+  });
+
   it('says clearly when there is no store', () => {
     const r = kaudit(['query', 'events', '--db', '/nonexistent/k.db']);
     expect(r.code).toBe(2);

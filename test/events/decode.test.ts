@@ -35,6 +35,16 @@ describe('decoding audit events', () => {
     expect(() => parseJson('{"kind": "Event",\n')).toThrow(/^not JSON \(/);
   });
 
+  it('gives EventList items without kind and apiVersion the list\'s, as the apiserver sends them', () => {
+    const item = ev();
+    delete item.kind;
+    delete item.apiVersion;
+    const [one] = documentItems({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [item] });
+    expect(toAuditEvent(one)).toMatchObject({ kind: 'Event', apiVersion: 'audit.k8s.io/v1' });
+    // Outside a list such an object is not recognisable as an event.
+    expect(() => toAuditEvent({ ...item, kind: undefined, apiVersion: undefined })).toThrow(/neither kind/);
+  });
+
   it('splits EventList documents and arrays into their items', () => {
     expect(documentItems({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [1, 2] })).toEqual([1, 2]);
     expect(documentItems([1, 2, 3])).toHaveLength(3);
