@@ -38,6 +38,11 @@ export interface Alert {
   details?: Record<string, unknown>;
 }
 
+/** The fields every alert copies from the event that raised it. */
+export function alertEventFields(e: import('../events/types.js').NormalisedEvent): Pick<Alert, 'cluster' | 'auditID' | 'stage' | 'time' | 'timeMicros' | 'user' | 'sourceIP' | 'verb'> {
+  return { cluster: e.cluster, auditID: e.auditID, stage: e.stage, time: e.time, timeMicros: e.timeMicros, user: e.user, sourceIP: e.sourceIP, verb: e.verb };
+}
+
 /**
  * The detection engine as the pipeline sees it: events in (in order), alerts out. Pure with respect to I/O; window
  * state lives inside the implementation.

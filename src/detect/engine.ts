@@ -8,7 +8,7 @@
  */
 import type { NormalisedEvent, ObjectReference } from '../events/types.js';
 import { log } from '../log.js';
-import { severityRank, type Alert, type Detector, type Severity } from './alert.js';
+import { alertEventFields, severityRank, type Alert, type Detector, type Severity } from './alert.js';
 import { CandidateIndex } from './candidates.js';
 import { parseWindow, type DetectionConfig, type DetectionException } from './config.js';
 import { images } from './facts.js';
@@ -565,14 +565,7 @@ export class DetectionEngine implements Detector {
       tags: p.tags,
       mitre: p.mitre,
       summary: renderSummary(p.summary, e, { count: x?.count, window: x?.window, key: x?.key, details }),
-      cluster: e.cluster,
-      auditID: e.auditID,
-      stage: e.stage,
-      time: e.time,
-      timeMicros: e.timeMicros,
-      user: e.user,
-      sourceIP: e.sourceIP,
-      verb: e.verb,
+      ...alertEventFields(e),
       objectRef: ref,
       ...(details ? { details } : {}),
       object: groupObject(e),

@@ -1,3 +1,4 @@
+import { alertEventFields } from '../../src/detect/alert.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
@@ -78,14 +79,7 @@ export function execDetector(pad = 0): Detector {
           severity,
           tags: ['T1609'],
           summary: `${e.user} ran ${e.command || 'a command'} in ${e.namespace}/${e.name}`,
-          cluster: e.cluster,
-          auditID: e.auditID,
-          stage: e.stage,
-          time: e.time,
-          timeMicros: e.timeMicros,
-          user: e.user,
-          sourceIP: e.sourceIP,
-          verb: e.verb,
+          ...alertEventFields(e),
           objectRef: { resource: 'pods', subresource: 'exec', namespace: e.namespace, name: e.name },
           groupKey: `test.pod-exec|${e.cluster}|${e.auditID}|${e.stage}`,
           ...(filler ? { details: { pad: filler } } : {}),

@@ -1,3 +1,4 @@
+import { alertEventFields } from '../../src/detect/alert.js';
 /**
  * A deterministic audit-event stream for the Kafka tests and benchmark, and a small detector whose alerts can be
  * counted in advance: so "no alert lost or doubled" is an exact comparison.
@@ -104,14 +105,7 @@ function alertOf(rule: string, e: NormalisedEvent, groupKey: string): Alert {
     severity: 'high',
     tags: [],
     summary: `${e.user} ${e.verb} ${e.resource}/${e.name}`,
-    cluster: e.cluster,
-    auditID: e.auditID,
-    stage: e.stage,
-    time: e.time,
-    timeMicros: e.timeMicros,
-    user: e.user,
-    sourceIP: e.sourceIP,
-    verb: e.verb,
+    ...alertEventFields(e),
     objectRef: { resource: e.resource, namespace: e.namespace, name: e.name },
     groupKey,
   };

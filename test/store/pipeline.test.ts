@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Alert, Detector } from '../../src/detect/alert.js';
+import { alertEventFields, type Alert, type Detector } from '../../src/detect/alert.js';
 import type { NormalisedEvent } from '../../src/events/types.js';
 import { Metrics } from '../../src/metrics.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
@@ -16,7 +16,7 @@ class ExecDetector implements Detector {
     this.seen += events.length;
     return events
       .filter((e) => e.subresource === 'exec')
-      .map((e) => ({ rule: 'pod-exec', title: 'exec', severity: 'high', tags: ['T1609'], summary: `${e.user} exec ${e.name}`, cluster: e.cluster, auditID: e.auditID, stage: e.stage, time: e.time, timeMicros: e.timeMicros, user: e.user, sourceIP: e.sourceIP, verb: e.verb, objectRef: { resource: e.resource, namespace: e.namespace, name: e.name }, groupKey: `pod-exec|${e.cluster}|${e.user}|${e.namespace}/${e.name}` }));
+      .map((e) => ({ rule: 'pod-exec', title: 'exec', severity: 'high', tags: ['T1609'], summary: `${e.user} exec ${e.name}`, ...alertEventFields(e), objectRef: { resource: e.resource, namespace: e.namespace, name: e.name }, groupKey: `pod-exec|${e.cluster}|${e.user}|${e.namespace}/${e.name}` }));
   }
 }
 
