@@ -118,3 +118,39 @@ function mayHoldSecret(o: unknown): boolean {
   const k = (o as Record<string, unknown>).kind;
   return k === 'Secret' || k === 'SecretList';
 }
+
+/** Longest part of a record kept when it cannot be parsed (and so cannot be redacted). */
+export const UNPARSED_KEEP_BYTES = 1024;
+
+/**
+ * What a dead-letter record keeps of bad input. Bad input can still carry secret values (an event missing a field,
+ * an EventList with one bad item), so JSON is redacted like an event wherever it holds request or response bodies;
+ * text that is not JSON at all cannot be redacted and only its first KiB is kept, enough to see what is wrong.
+ */
+export function deadLetterData(text: string | Buffer | undefined, value: unknown, opts: RedactionOptions): string | undefined {
+  if (!opts.enabled) return text !== undefined ? text.toString() : value !== undefined ? JSON.stringify(value) : undefined;
+  let v = value;
+  if (v === undefined && text !== undefined) {
+    try {
+      v = JSON.parse(text.toString());
+    } catch {
+      const t = text.toString();
+      return t.length > UNPARSED_KEEP_BYTES ? t.slice(0, UNPARSED_KEEP_BYTES) + `... [${t.length} characters, not JSON: the rest is not kept]` : t;
+    }
+  } else if (v !== undefined) {
+    v = structuredClone(v);
+  }
+  const walk = (x: unknown, depth: number): void => {
+    if (depth > 4 || typeof x !== 'object' || x === null) return;
+    if (Array.isArray(x)) {
+      for (const it of x) walk(it, depth + 1);
+      return;
+    }
+    const o = x as Record<string, unknown>;
+    if ('requestObject' in o || 'responseObject' in o) redactEvent(o as unknown as AuditEvent, opts);
+    else if (o.kind === 'Secret' || o.kind === 'SecretList') redactEvent({ responseObject: o } as unknown as AuditEvent, opts);
+    if (Array.isArray(o.items)) walk(o.items, depth + 1);
+  };
+  walk(v, 0);
+  return JSON.stringify(v);
+}

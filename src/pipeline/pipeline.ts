@@ -1,7 +1,7 @@
 import type { Alert, Detector } from '../detect/alert.js';
 import { decodeRecord, type RawRecord } from '../events/read.js';
 import { normalise } from '../events/normalise.js';
-import type { RedactionOptions } from '../events/redact.js';
+import { deadLetterData, type RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -195,7 +195,7 @@ export class Pipeline implements BatchSink {
     for (const r of batch.records) {
       for (const d of decodeRecord(r)) {
         if ('error' in d) {
-          deadLetters.push({ source: batch.source, where: r.where, reason: d.error, data: r.text ?? (r.value !== undefined ? safeStringify(r.value) : undefined) });
+          deadLetters.push({ source: batch.source, where: r.where, reason: d.error, data: deadLetterData(r.text, r.value, this.redaction) });
           log.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${batch.source}`);
         } else {
           const n = normalise(d.event, batch.cluster, this.redaction, d.text);
@@ -264,14 +264,6 @@ interface Decoded {
 
 function badOf(d: DeadLetter): BadRecord {
   return { where: d.where, reason: d.reason };
-}
-
-function safeStringify(v: unknown): string {
-  try {
-    return JSON.stringify(v);
-  } catch {
-    return String(v);
-  }
 }
 
 /** `file:/var/log/audit.log` -> `file`: metric labels stay low-cardinality. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
-import { isRedactionMarker, LAST_APPLIED } from '../../src/events/redact.js';
+import { deadLetterData, isRedactionMarker, LAST_APPLIED } from '../../src/events/redact.js';
 import { ev } from '../helpers/events.js';
 
 const on = { enabled: true, key: Buffer.alloc(32, 7) };
@@ -53,5 +53,18 @@ describe('secret redaction', () => {
     const cm = ev({ verb: 'create', level: 'Request', objectRef: { resource: 'configmaps', namespace: 'default', name: 'x' }, requestObject: { kind: 'ConfigMap', data: { k: 'visible' } } });
     expect(normalise(toAuditEvent(cm), 'c', on).raw).toContain('visible');
     expect(normalise(toAuditEvent(secretCreate({ k: 'c2VjcmV0' })), 'c', { ...on, enabled: false }).raw).toContain('c2VjcmV0');
+  });
+
+  it('redacts what a dead letter keeps of bad input, and keeps only the start of text that is not JSON', () => {
+    const bad = { ...secretCreate({ password: 'aHVudGVyMg==' }), stage: 'Done' };
+    const list = JSON.stringify({ kind: 'EventList', items: [bad, { kind: 0 }] });
+    const kept = deadLetterData(list, undefined, on)!;
+    expect(kept).not.toContain('aHVudGVyMg==');
+    expect(kept).toContain('password');
+    expect(deadLetterData(undefined, { kind: 'Secret', data: { k: 'c2VjcmV0' } }, on)).not.toContain('c2VjcmV0');
+    const cut = JSON.stringify({ ...bad, userAgent: 'x'.repeat(2000) }).slice(0, -20);
+    const keptCut = deadLetterData(cut, undefined, on)!;
+    expect(keptCut.length).toBeLessThan(1200);
+    expect(keptCut).toMatch(/not JSON: the rest is not kept/);
   });
 });
