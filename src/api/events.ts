@@ -1,26 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { getEvent, queryEvents } from '../store/queries.js';
+import { getEvent, queryEvents, type EventFilter } from '../store/queries.js';
 import { eventPageSchema, eventRowSchema, pageProps, sendError, timeArg, timeWindowProps } from './common.js';
 import type { ApiContext } from './context.js';
 
-interface EventQuery {
-  user?: string;
-  verb?: string;
-  resource?: string;
-  subresource?: string;
-  namespace?: string;
-  name?: string;
-  code?: number;
-  sourceIP?: string;
-  cluster?: string;
-  auditID?: string;
-  stage?: string;
-  since?: string;
-  until?: string;
-  limit?: number;
-  cursor?: string;
-  include?: 'event';
-}
+/** The query string: the store's filter, with times as the user typed them, plus paging. */
+type EventQuery = Omit<EventFilter, 'since' | 'until'> & { since?: string; until?: string; limit?: number; cursor?: string; include?: 'event' };
 
 export async function eventRoutes(app: FastifyInstance, opts: { ctx: ApiContext }): Promise<void> {
   const { store } = opts.ctx;
@@ -54,12 +38,8 @@ export async function eventRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
       },
     },
     async (req) => {
-      const q = req.query;
-      return queryEvents(
-        store,
-        { user: q.user, verb: q.verb, resource: q.resource, subresource: q.subresource, namespace: q.namespace, name: q.name, code: q.code, sourceIP: q.sourceIP, cluster: q.cluster, auditID: q.auditID, stage: q.stage, since: timeArg(q.since), until: timeArg(q.until) },
-        { limit: q.limit, cursor: q.cursor, includeEvent: q.include === 'event' },
-      );
+      const { since, until, limit, cursor, include, ...filter } = req.query;
+      return queryEvents(store, { ...filter, since: timeArg(since), until: timeArg(until) }, { limit, cursor, includeEvent: include === 'event' });
     },
   );
   app.get<{ Params: { id: number } }>(
