@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { durationMs } from '../events/duration.js';
 import { DetectionConfigError, parseDetectionConfig } from '../detect/config.js';
 import { parseKafkaConfig } from './kafka.js';
 
@@ -35,8 +36,7 @@ export interface KauditConfig {
     tokensFile?: string;
     /** Serve on a non-loopback address without TLS and tokens. Never in production. */
     insecureAllowUnauthenticatedRemote: boolean;
-    /** Upper bound on a query's run time and result size. */
-    queryTimeoutMs: number;
+    /** Upper bound on a query's result size (rows per page). */
     maxResults: number;
   };
   webhook: { maxBodyBytes: number };
@@ -58,7 +58,6 @@ export function defaultConfig(): KauditConfig {
     server: {
       listen: '127.0.0.1:8080',
       insecureAllowUnauthenticatedRemote: false,
-      queryTimeoutMs: 5000,
       maxResults: 1000,
     },
     webhook: { maxBodyBytes: 12 * 1024 * 1024 },
@@ -105,10 +104,9 @@ export function parseBytes(s: string | number): number {
 /** Parses durations like `30d`, `12h`, `10m`, `45s`, `500ms` into milliseconds. */
 export function parseDuration(s: string | number): number {
   if (typeof s === 'number') return s;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$/.exec(s);
-  if (!m) throw new ConfigError(`bad duration "${s}": use e.g. 500ms, 45s, 10m, 12h, 30d`);
-  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[m[2] as 'ms'];
-  return Math.round(Number(m[1]) * mult);
+  const ms = durationMs(s);
+  if (ms === undefined) throw new ConfigError(`bad duration "${s}": use e.g. 500ms, 45s, 10m, 12h, 30d`);
+  return Math.round(ms);
 }
 
 /** Environment variables and the config field each sets. */

@@ -3,6 +3,7 @@
  * detections/README.md). Users tune the catalog here instead of editing rule files: disable a rule, change its
  * severity or threshold, add exceptions, extend or replace the shared lists.
  */
+import { durationMs } from '../events/duration.js';
 import { SEVERITIES, type Severity } from './alert.js';
 
 /**
@@ -67,15 +68,12 @@ export class DetectionConfigError extends Error {
   }
 }
 
-const WINDOW = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/;
-
 /** `10m`, `30s`, `1h`, `500ms`, or a number of seconds, to microseconds. */
 export function parseWindow(s: string | number, where: string): number {
   if (typeof s === 'number' && Number.isFinite(s) && s > 0) return Math.round(s * 1e6);
-  const m = typeof s === 'string' ? WINDOW.exec(s) : null;
-  if (!m) throw new DetectionConfigError(`${where}: bad duration ${JSON.stringify(s)}: use e.g. 30s, 10m, 1h`);
-  const mult = { ms: 1e3, s: 1e6, m: 6e7, h: 3.6e9, d: 8.64e10 }[m[2] as 'ms'];
-  const us = Math.round(Number(m[1]) * mult);
+  const ms = typeof s === 'string' ? durationMs(s) : undefined;
+  if (ms === undefined) throw new DetectionConfigError(`${where}: bad duration ${JSON.stringify(s)}: use e.g. 30s, 10m, 1h`);
+  const us = Math.round(ms * 1000);
   if (us <= 0) throw new DetectionConfigError(`${where}: duration must be positive`);
   return us;
 }

@@ -1,3 +1,5 @@
+import { durationMs } from './duration.js';
+
 /**
  * RFC 3339 timestamps as the apiserver writes them (metav1.MicroTime: up to microseconds, usually `Z`), to and from
  * microseconds since the epoch. Date keeps only milliseconds, so the fraction is handled separately.
@@ -74,11 +76,8 @@ export function formatMicros(us: number): string {
  * now (`15m`, `2h`, `7d`). Returns microseconds since the epoch, or throws with a message that says what is accepted.
  */
 export function parseTimeArg(s: string, now = Date.now()): number {
-  const d = /^(\d+(?:\.\d+)?)(s|m|h|d|w)$/.exec(s.trim());
-  if (d) {
-    const unit = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[d[2] as 's' | 'm' | 'h' | 'd' | 'w'];
-    return Math.round((now - Number(d[1]) * unit * 1000) * 1000);
-  }
+  const ago = durationMs(s);
+  if (ago !== undefined) return Math.round((now - ago) * 1000);
   if (/^\d{4}-\d\d-\d\d$/.test(s)) return Date.parse(s + 'T00:00:00Z') * 1000;
   if (/^\d{9,11}(\.\d+)?$/.test(s)) return Math.round(Number(s) * 1e6);
   const us = parseMicros(s);
