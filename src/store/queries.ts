@@ -1,4 +1,5 @@
 import { SEVERITIES, type Alert, type Severity } from '../detect/alert.js';
+import type { NormalisedEvent } from '../events/types.js';
 import { formatMicros } from '../events/time.js';
 import { decodeAuditID, encodeAuditID } from './audit-id.js';
 import { CATEGORY, DECISION_NAMES, LEVEL_NAMES, ROLLUP_DIMS, STAGE_CODES, STAGE_NAMES, type RollupDim } from './schema.js';
@@ -33,27 +34,12 @@ export interface Page<T> {
   next?: string;
 }
 
-export interface EventRow {
+/**
+ * A stored event as queries return it: the normalised event's indexed fields (command and container only when set),
+ * its store id, and on request the full (redacted) audit event.
+ */
+export interface EventRow extends Omit<NormalisedEvent, 'timeMicros' | 'command' | 'container' | 'event' | 'raw'> {
   id: number;
-  time: string;
-  stage: string;
-  auditID: string;
-  cluster: string;
-  verb: string;
-  user: string;
-  groups: string[];
-  impersonatedUser: string;
-  sourceIP: string;
-  userAgent: string;
-  apiGroup: string;
-  apiVersion: string;
-  resource: string;
-  subresource: string;
-  namespace: string;
-  name: string;
-  code: number;
-  decision: string;
-  level: string;
   command?: string;
   container?: string;
   event?: unknown;
@@ -193,7 +179,7 @@ function toRow(store: Store, r: RawRow, includeEvent: boolean): EventRow {
   const row: EventRow = {
     id: r.id,
     time: formatMicros(r.time),
-    stage: STAGE_NAMES[r.stage] ?? String(r.stage),
+    stage: STAGE_NAMES[r.stage]!, // codes are written by this store only (schema.ts)
     auditID: decodeAuditID(r.audit_id),
     cluster: store.dictValue(r.cluster),
     verb: store.dictValue(r.verb),
@@ -210,7 +196,7 @@ function toRow(store: Store, r: RawRow, includeEvent: boolean): EventRow {
     name: r.name,
     code: r.code,
     decision: DECISION_NAMES[r.decision] ?? '',
-    level: LEVEL_NAMES[r.level] ?? '',
+    level: LEVEL_NAMES[r.level]!,
   };
   if (r.command !== null) row.command = r.command;
   if (r.container !== null) row.container = r.container;
