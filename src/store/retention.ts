@@ -38,6 +38,9 @@ export class Retention {
 
   private deleteBlobs(where: string, params: unknown[], limit?: number): number {
     const db = this.store.db;
+    // In the writer thread a batch's transaction stays open while the main thread runs detection: never prune
+    // inside it (that would tie the prune to the batch's fate); stop this pass and try at the next interval.
+    if (db.inTransaction) return -1;
     const chunk = limit ?? this.o.chunk ?? 20;
     return db.transaction(() => {
       const blobs = db.prepare(`SELECT id, first_event, last_event FROM blobs WHERE ${where} ORDER BY id LIMIT ?`).all(...params, chunk) as { id: number; first_event: number; last_event: number }[];
@@ -66,7 +69,7 @@ export class Retention {
           total += n;
           await new Promise((r) => setImmediate(r));
         }
-        this.store.db.prepare('DELETE FROM rollup WHERE hour < ?').run(Math.floor(cutoff / 3_600_000_000));
+        if (!this.store.db.inTransaction) this.store.db.prepare('DELETE FROM rollup WHERE hour < ?').run(Math.floor(cutoff / 3_600_000_000));
       }
       if (this.o.maxBytes !== undefined) {
         // Pages free up unevenly as rows go, so estimate the share of the oldest batches to drop, drop it, measure
@@ -84,10 +87,11 @@ export class Retention {
             todo -= Math.min(todo, this.o.chunk ?? 20);
             await new Promise((r) => setImmediate(r));
           }
+          if (this.store.db.inTransaction) break;
           this.store.db.pragma('incremental_vacuum');
         }
       }
-      if (total > 0) {
+      if (total > 0 && !this.store.db.inTransaction) {
         this.store.db.pragma('incremental_vacuum(2000)');
         log.info(`retention: pruned ${total} events`);
       }

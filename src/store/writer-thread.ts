@@ -31,9 +31,6 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
         store.abort();
         reply = { id: m.id, ok: true };
         break;
-      case 'retention':
-        void (retention ?? new Retention(store, m.args[0] as RetentionOptions)).runOnce(m.args[1] as number | undefined).then((n) => parentPort!.postMessage({ id: m.id, ok: n }));
-        return;
       case 'close':
         retention?.stop();
         store.close();

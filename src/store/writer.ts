@@ -65,10 +65,6 @@ export class WriterThread implements BatchWriter {
     return this.call('abort');
   }
 
-  runRetention(opts: RetentionOptions, now?: number): Promise<number> {
-    return this.call('retention', opts, now);
-  }
-
   async close(): Promise<void> {
     await this.call('close');
     await this.worker.terminate();

@@ -4,7 +4,7 @@ import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
 import { Retention } from '../../src/store/retention.js';
 import { counts, top } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { Store, toRecords } from '../../src/store/store.js';
 import { ev, tempDir } from '../helpers/events.js';
 
 function fill(store: Store, day: number, n: number) {
@@ -38,6 +38,19 @@ describe('retention', () => {
     expect(left.n).toBeLessThan(4000);
     // What is left is the newest.
     expect(left.t).toBeGreaterThan(Date.UTC(2026, 0, 2) * 1000);
+    store.close();
+  });
+
+  it('never prunes inside a batch that is still open (detection running), and does at the next pass', async () => {
+    const store = new Store(join(tempDir(), 'k.db'));
+    fill(store, 1, 50);
+    const r = new Retention(store, { maxAgeMs: 86_400_000 });
+    store.begin(toRecords([]), '');
+    expect(await r.runOnce(Date.UTC(2026, 0, 12))).toBe(0);
+    store.finish({ alerts: [], deadLetters: [] });
+    expect(counts(store).events).toBe(50);
+    expect(await r.runOnce(Date.UTC(2026, 0, 12))).toBe(50);
+    expect(counts(store).events).toBe(0);
     store.close();
   });
 });
