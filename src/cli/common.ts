@@ -18,15 +18,13 @@ export function parse<T extends ParseArgsConfig['options']>(argv: string[], opti
   }
 }
 
-/** Loads the detection engine if this build has one; `kaudit` still ingests without it. */
-export async function loadDetector(opts: { rulesDir?: string; config?: Record<string, unknown> }): Promise<(Detector & { rules?: unknown[] }) | undefined> {
-  const detectModule = '../detect/index.js'; // loaded lazily: `kaudit query` should not pay for the rules
-  const mod = (await import(detectModule).catch((e) => {
-    log.warn(`detection engine unavailable: ${(e as Error).message}`);
-    return undefined;
-  })) as { createDetector?: (o: unknown) => Promise<Detector & { rules?: unknown[] }> } | undefined;
-  if (!mod?.createDetector) return undefined;
-  return mod.createDetector({ rulesDir: opts.rulesDir, config: opts.config });
+/**
+ * The detection engine with the given rules and tuning. Imported when called, so commands that do not detect
+ * (`kaudit query`) do not load it; a failure to load is an error, never a silent run without detection.
+ */
+export async function loadDetector(opts: { rulesDir?: string; config?: Record<string, unknown> }): Promise<Detector> {
+  const { createDetector } = await import('../detect/index.js');
+  return createDetector({ rulesDir: opts.rulesDir, config: opts.config, onWarning: (m) => log.warn(`detection: ${m}`, 'detection') });
 }
 
 /** Renders rows as an aligned text table, for terminals. */
