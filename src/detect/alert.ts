@@ -51,8 +51,8 @@ export interface Detector {
   /** Process one batch of normalised events in order and return the alerts they raise, in order. */
   detect(events: readonly import('../events/types.js').NormalisedEvent[]): Promise<Alert[]> | Alert[];
   /**
-   * Optional and cheap: false when no rule can use this event (by its indexed fields), so the pipeline may drop its
-   * parsed body early. Such an event is still passed to `detect`, without `event`.
+   * Optional and cheap: false when no rule can use this event (by its indexed fields), so the pipeline may drop it
+   * early and not pass it to `detect`.
    */
   wants?(event: import('../events/types.js').NormalisedEvent): boolean;
 }

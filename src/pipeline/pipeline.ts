@@ -5,7 +5,7 @@ import { deadLetterData, type RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { toRecords, type BatchWriter, type Checkpoint, type DeadLetter } from '../store/store.js';
+import { RecordPacker, type BatchWriter, type Checkpoint, type DeadLetter, type EventRecords, type InsertResult } from '../store/store.js';
 import { AlertBus } from './alert-bus.js';
 
 export type { RawRecord };
@@ -99,7 +99,11 @@ export class Pipeline implements BatchSink {
         }
       : undefined;
     m?.collect('kaudit_ingest_queue_events', 'Events accepted and not yet committed', () => [{ value: this.queuedEvents }]);
+    this.recovering = this.recover().catch((e) => log.error(`detection of batches interrupted by a stop failed: ${(e as Error).message}`, 'pipeline'));
   }
+
+  /** The start-up pass over batches a stop left undetected (see recover). */
+  private readonly recovering: Promise<void>;
 
   /** True when a new batch would be refused. */
   get overloaded(): boolean {
@@ -120,30 +124,38 @@ export class Pipeline implements BatchSink {
 
   /** Resolves when every submitted batch has been processed. */
   idle(): Promise<void> {
-    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    if (!this.running && this.queue.length === 0) return this.recovering;
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
   /**
-   * Processes the queue in order. The writer thread and this thread overlap: while the writer inserts batch N, this
-   * thread decodes N+1; once N's new events are known and detected, N's finish (alerts, commit) and N+1's begin go
-   * to the writer back to back, and N is acknowledged when its commit returns.
+   * Processes the queue in order. Batches are decoded and inserted ahead of detection: while this thread detects
+   * batch N, the writer thread inserts N+1; N's finish (alerts, position) queues behind that insert, and N is
+   * acknowledged when its finish commits. Detection itself stays strictly in order.
    */
   private async drain(): Promise<void> {
     this.running = true;
+    await this.recovering;
+    const ahead: Staged[] = [];
     const finishing: Promise<void>[] = [];
-    let cur = this.queue.shift();
-    let curDec = cur ? this.safeDecode(cur) : undefined;
-    let begun = curDec && !(curDec instanceof Error) ? this.begin(curDec) : undefined;
-    while (cur) {
-      const p = cur;
-      const dec = curDec!;
-      const next = this.queue.shift();
-      const nextDec = next ? this.safeDecode(next) : undefined;
+    for (;;) {
+      while (ahead.length < STAGED_AHEAD) {
+        const p = this.queue.shift();
+        if (!p) break;
+        ahead.push(this.stage(p));
+      }
+      const cur = ahead.shift();
+      if (!cur) {
+        // Let the last commits land, then look again: more may have been queued meanwhile.
+        await Promise.all(finishing.splice(0));
+        if (this.queue.length === 0) break;
+        continue;
+      }
+      const p = cur.p;
       let done: Promise<void>;
       try {
-        if (dec instanceof Error) throw dec;
-        const { committed } = await this.complete(p.batch, dec, begun!);
+        if (cur.dec instanceof Error) throw cur.dec;
+        const { committed } = await this.complete(p.batch, cur.dec, cur.inserted);
         done = committed.then(
           (o) => p.resolve(o),
           (e) => this.failed(p, e),
@@ -155,21 +167,23 @@ export class Pipeline implements BatchSink {
       const release = p.size;
       finishing.push(done.then(() => void (this.queuedEvents -= release)));
       if (finishing.length > 4) await finishing.shift();
-      cur = next ?? this.queue.shift();
-      curDec = next ? nextDec : cur ? this.safeDecode(cur) : undefined;
-      begun = curDec && !(curDec instanceof Error) ? this.begin(curDec) : undefined;
-      if (!cur) {
-        // Let the last commits land, then look again: more may have been queued meanwhile.
-        await Promise.all(finishing.splice(0));
-        cur = this.queue.shift();
-        curDec = cur ? this.safeDecode(cur) : undefined;
-        begun = curDec && !(curDec instanceof Error) ? this.begin(curDec) : undefined;
-      }
     }
     this.running = false;
     const w = this.idleWaiters;
     this.idleWaiters = [];
     for (const fn of w) fn();
+  }
+
+  /** Decodes a batch and sends its events to the writer. */
+  private stage(p: Pending): Staged {
+    const dec = this.safeDecode(p);
+    let inserted: Promise<InsertResult> | undefined;
+    if (!(dec instanceof Error)) {
+      inserted = this.insert(dec);
+      // An insert that fails is reported when the batch's turn comes; until then it must not count as unhandled.
+      inserted.catch(() => {});
+    }
+    return { p, dec, inserted };
   }
 
   private failed(p: Pending, e: unknown): void {
@@ -188,58 +202,77 @@ export class Pipeline implements BatchSink {
     }
   }
 
-  /** Decoding and normalisation of one batch; pure apart from logging. */
+  /**
+   * Decoding and normalisation of one batch; pure apart from logging. Each event is packed for the store as soon as
+   * it is normalised, and only the events a rule may use are kept as objects: the rest die young.
+   */
   decode(batch: RawBatch): Decoded {
-    const events: NormalisedEvent[] = [];
+    const keep: NormalisedEvent[] = [];
+    const keepIdx: number[] = [];
     const deadLetters: DeadLetter[] = [];
+    const packer = this.opts.writer ? new RecordPacker(batch.records.length) : undefined;
+    const raws: string[] = [];
+    const det = this.opts.detector;
+    let count = 0;
     for (const r of batch.records) {
       for (const d of decodeRecord(r)) {
         if ('error' in d) {
           deadLetters.push({ source: batch.source, where: r.where, reason: d.error, data: deadLetterData(r.text, r.value, this.redaction) });
           log.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${batch.source}`);
-        } else {
-          const n = normalise(d.event, batch.cluster, this.redaction, d.text);
-          // The parsed event is the bulk of a batch's memory: let it die young unless detection may read it.
-          if (!this.opts.detector || (this.opts.detector.wants && !this.opts.detector.wants(n))) (n as { event?: unknown }).event = undefined;
-          events.push(n);
+          continue;
         }
+        const n = normalise(d.event, batch.cluster, this.redaction, d.text);
+        if (packer) {
+          packer.add(n);
+          raws.push(n.raw);
+          n.raw = '';
+        }
+        if (det && (!det.wants || det.wants(n))) {
+          keep.push(n);
+          keepIdx.push(count);
+        }
+        count++;
       }
     }
-    return { events, deadLetters };
+    return { count, records: packer?.finish(), raw: raws.join('\n'), keep, keepIdx, deadLetters };
   }
 
-  /** Opens the batch's transaction in the writer and inserts its events; resolves to which were new. */
-  private async begin(d: Decoded): Promise<boolean[]> {
+  /** Sends the batch's events to the writer, which commits them (pending detection) and says which were new. */
+  private async insert(d: Decoded): Promise<InsertResult> {
     const w = this.opts.writer;
-    if (!w) return d.events.map(() => true);
-    let raw = d.events.length > 0 ? d.events[0]!.raw : '';
-    for (let i = 1; i < d.events.length; i++) raw += '\n' + d.events[i]!.raw;
-    const begun = w.begin(toRecords(d.events), raw);
-    // The writer has its copy; events stay alive for detection only.
-    for (const e of d.events) e.raw = '';
-    return begun;
+    if (!w || !d.records) return { batch: 0, flags: new Array<boolean>(d.count).fill(true), orphans: false };
+    const inserted = w.insert(d.records, d.raw);
+    // The writer has its copy.
+    d.records = undefined;
+    d.raw = '';
+    return inserted;
   }
 
   /**
-   * Detection on the new events; then sends alerts, dead letters and position to the writer, to commit in the same
-   * transaction. Returns once the finish is sent: the promise inside resolves with the outcome after the commit.
+   * Detection on the batch's new events; then sends alerts, dead letters and position to the writer, to commit
+   * together. Returns once the finish is sent: the promise inside resolves with the outcome after the commit.
    */
-  private async complete(batch: RawBatch, d: Decoded, begun: Promise<boolean[]>): Promise<{ committed: Promise<BatchOutcome> }> {
-    const flags = await begun;
+  private async complete(batch: RawBatch, d: Decoded, inserted: Promise<InsertResult> | undefined): Promise<{ committed: Promise<BatchOutcome> }> {
+    const ins = await inserted!;
     const w = this.opts.writer;
-    const fresh = w ? d.events.filter((_, i) => flags[i]) : d.events;
+    // Duplicates that belong to a batch a stopped writer never detected: detect that batch first, in order.
+    if (ins.orphans) await this.recover();
+    const flags = ins.flags;
+    let stored = 0;
+    for (const f of flags) if (f) stored++;
+    const fresh = stored === d.count ? d.keep : d.keep.filter((_, j) => flags[d.keepIdx[j]!]);
     let raised: Alert[];
     try {
       raised = this.opts.detector && fresh.length > 0 ? await this.opts.detector.detect(fresh) : [];
     } catch (e) {
-      await w?.abort();
+      await w?.discard(ins.batch);
       throw e;
     }
-    const committed = w ? Promise.resolve(w.finish({ alerts: raised, deadLetters: d.deadLetters, checkpoint: batch.checkpoint })) : Promise.resolve(raised);
+    const committed = w ? Promise.resolve(w.finish(ins.batch, { alerts: raised, deadLetters: d.deadLetters, checkpoint: batch.checkpoint })) : Promise.resolve(raised);
     // Keep only counts alive until the commit: holding the batch's events would keep them out of the young
     // generation's cheap collection.
-    const stored = w ? fresh.length : 0;
-    const duplicates = d.events.length - fresh.length;
+    const duplicates = w ? d.count - stored : 0;
+    if (!w) stored = 0;
     const bad = d.deadLetters.map(badOf);
     const source = batch.source;
     return { committed: committed.then((alerts) => {
@@ -255,10 +288,49 @@ export class Pipeline implements BatchSink {
       return outcome;
     }) };
   }
+
+  /**
+   * Detects the batches a stopped writer committed but never detected (see BatchWriter), once each, and finishes
+   * them. Runs before the first batch and whenever an insert meets such a batch's resent events.
+   */
+  private async recover(): Promise<void> {
+    const w = this.opts.writer;
+    if (!w) return;
+    for (const p of await w.pending()) {
+      const events: NormalisedEvent[] = [];
+      for (const e of p.events) {
+        for (const d of decodeRecord({ text: e.line, where: 'store' })) {
+          if (!('error' in d)) events.push(normalise(d.event, e.cluster, this.redaction, d.text));
+        }
+      }
+      const det = this.opts.detector;
+      const raised = det ? await det.detect(det.wants ? events.filter((e) => det.wants!(e)) : events) : [];
+      const alerts = await w.finish(p.batch, { alerts: raised, deadLetters: [] });
+      for (const a of raised) this.counters?.alerts.inc({ rule: a.rule });
+      this.bus.publish(alerts);
+      log.info(`detected ${events.length} stored events whose detection a stop had interrupted (${raised.length} alerts)`);
+    }
+  }
+}
+
+/** Batches decoded and inserted ahead of the one being detected. */
+const STAGED_AHEAD = 2;
+
+interface Staged {
+  p: Pending;
+  dec: Decoded | Error;
+  inserted: Promise<InsertResult> | undefined;
 }
 
 interface Decoded {
-  events: NormalisedEvent[];
+  /** Events decoded (bad records aside). */
+  count: number;
+  /** The events packed for the store, and their raw JSON joined by newlines (until sent to the writer). */
+  records: EventRecords | undefined;
+  raw: string;
+  /** The events some rule may use (Detector.wants), and their indexes in the batch. */
+  keep: NormalisedEvent[];
+  keepIdx: number[];
   deadLetters: DeadLetter[];
 }
 

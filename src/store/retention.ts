@@ -38,12 +38,12 @@ export class Retention {
 
   private deleteBlobs(where: string, params: unknown[], limit?: number): number {
     const db = this.store.db;
-    // In the writer thread a batch's transaction stays open while the main thread runs detection: never prune
-    // inside it (that would tie the prune to the batch's fate); stop this pass and try at the next interval.
+    // Never prune inside a caller's open transaction (that would tie the prune to its fate): try at the next pass.
     if (db.inTransaction) return -1;
     const chunk = limit ?? this.o.chunk ?? 20;
     return db.transaction(() => {
-      const blobs = db.prepare(`SELECT id, first_event, last_event FROM blobs WHERE ${where} ORDER BY id LIMIT ?`).all(...params, chunk) as { id: number; first_event: number; last_event: number }[];
+      // A batch still waiting for its detection stays until it is finished.
+      const blobs = db.prepare(`SELECT id, first_event, last_event FROM blobs WHERE (${where}) AND id NOT IN (SELECT blob FROM pending) ORDER BY id LIMIT ?`).all(...params, chunk) as { id: number; first_event: number; last_event: number }[];
       let n = 0;
       const delEvents = db.prepare('DELETE FROM events WHERE id BETWEEN ? AND ? AND blob = ?');
       const delBlob = db.prepare('DELETE FROM blobs WHERE id = ?');

@@ -94,6 +94,9 @@ const MIGRATIONS: string[] = [
     data BLOB
   );
   `,
+  // Batches whose events are committed and whose detection has not finished (see Store.insert and Store.finish),
+  // with the writer that owns them: "pid:instance".
+  `CREATE TABLE pending (blob INTEGER PRIMARY KEY, owner TEXT NOT NULL);`,
 ];
 
 export function migrate(db: Database.Database): void {

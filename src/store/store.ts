@@ -1,11 +1,12 @@
 import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { deflateRawSync, inflateRawSync, type ZlibOptions } from 'node:zlib';
 import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, type Alert } from '../detect/alert.js';
-import { encodeAuditID } from './audit-id.js';
+import { decodeAuditID, encodeAuditID } from './audit-id.js';
 import { CATEGORY, DECISION_CODES, LEVEL_CODES, migrate, ROLLUP_DIMS, STAGE_CODES } from './schema.js';
 
 
@@ -67,48 +68,70 @@ export function categoryOf(e: NormalisedEvent): number | null {
   return null;
 }
 
-export function toRecords(events: readonly NormalisedEvent[]): EventRecords {
-  const dict: string[] = [];
-  const index = new Map<string, number>();
-  const d = (v: string): number => {
-    let i = index.get(v);
+/**
+ * Packs events one at a time as they are decoded, so an event's object can die young instead of waiting in a batch
+ * array for the writer: only the packed numbers and strings live on.
+ */
+export class RecordPacker {
+  private dict: string[] = [];
+  private index = new Map<string, number>();
+  private nums: Float64Array;
+  private text: string[] = [];
+  count = 0;
+
+  constructor(capacity = 512) {
+    this.nums = new Float64Array(Math.max(1, capacity) * NUM_FIELDS);
+  }
+
+  private d(v: string): number {
+    let i = this.index.get(v);
     if (i === undefined) {
-      i = dict.length;
-      dict.push(noNul(v));
-      index.set(v, i);
+      i = this.dict.length;
+      this.dict.push(noNul(v));
+      this.index.set(v, i);
     }
     return i;
-  };
-  const nums = new Float64Array(events.length * NUM_FIELDS);
-  const text: string[] = new Array(events.length * TEXT_FIELDS);
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i]!;
-    const o = i * NUM_FIELDS;
+  }
+
+  add(e: NormalisedEvent): void {
+    const o = this.count * NUM_FIELDS;
+    if (o + NUM_FIELDS > this.nums.length) {
+      const grown = new Float64Array(this.nums.length * 2);
+      grown.set(this.nums);
+      this.nums = grown;
+    }
+    const nums = this.nums;
     nums[o + N_TIME] = e.timeMicros;
     nums[o + N_STAGE] = STAGE_CODES[e.stage];
-    nums[o + N_CLUSTER] = d(e.cluster);
-    nums[o + N_VERB] = d(e.verb);
-    nums[o + N_USER] = d(e.user);
-    nums[o + N_GROUPS] = d(e.groups.length === 0 ? '' : e.groups.length === 1 ? e.groups[0]! : e.groups.join(','));
-    nums[o + N_IMP] = d(e.impersonatedUser);
-    nums[o + N_IP] = d(e.sourceIP);
-    nums[o + N_UA] = d(e.userAgent);
-    nums[o + N_GROUP] = d(e.apiGroup);
-    nums[o + N_VERSION] = d(e.apiVersion);
-    nums[o + N_RESOURCE] = d(e.resource);
-    nums[o + N_NAMESPACE] = d(e.namespace);
+    nums[o + N_CLUSTER] = this.d(e.cluster);
+    nums[o + N_VERB] = this.d(e.verb);
+    nums[o + N_USER] = this.d(e.user);
+    nums[o + N_GROUPS] = this.d(e.groups.length === 0 ? '' : e.groups.length === 1 ? e.groups[0]! : e.groups.join(','));
+    nums[o + N_IMP] = this.d(e.impersonatedUser);
+    nums[o + N_IP] = this.d(e.sourceIP);
+    nums[o + N_UA] = this.d(e.userAgent);
+    nums[o + N_GROUP] = this.d(e.apiGroup);
+    nums[o + N_VERSION] = this.d(e.apiVersion);
+    nums[o + N_RESOURCE] = this.d(e.resource);
+    nums[o + N_NAMESPACE] = this.d(e.namespace);
     nums[o + N_CODE] = e.code;
     nums[o + N_DECISION] = DECISION_CODES[e.decision];
     nums[o + N_LEVEL] = LEVEL_CODES[e.level];
     nums[o + N_CAT] = categoryOf(e) ?? -1;
-    const t = i * TEXT_FIELDS;
-    text[t] = noNul(e.auditID);
-    text[t + 1] = noNul(e.subresource);
-    text[t + 2] = noNul(e.name);
-    text[t + 3] = noNul(e.command);
-    text[t + 4] = noNul(e.container);
+    this.text.push(noNul(e.auditID), noNul(e.subresource), noNul(e.name), noNul(e.command), noNul(e.container));
+    this.count++;
   }
-  return { count: events.length, nums, text: text.join(NUL), dict: dict.join(NUL) };
+
+  finish(): EventRecords {
+    const nums = this.count * NUM_FIELDS === this.nums.length ? this.nums : this.nums.slice(0, this.count * NUM_FIELDS);
+    return { count: this.count, nums, text: this.text.join(NUL), dict: this.dict.join(NUL) };
+  }
+}
+
+export function toRecords(events: readonly NormalisedEvent[]): EventRecords {
+  const p = new RecordPacker(events.length);
+  for (const e of events) p.add(e);
+  return p.finish();
 }
 
 /** What completes a batch after its events are in: alerts, dead letters and the source position. */
@@ -119,14 +142,41 @@ export interface BatchTail {
 }
 
 /**
- * The two halves of a batch's one transaction, so detection can run between them on only the events that were new:
- * `begin` opens the transaction and inserts events (a retried or re-imported event is recognised by its key, not
- * inserted, and not passed to detection); `finish` adds alerts, dead letters and the position, and commits.
+ * A batch is stored in two transactions, so that detection (on the main thread) never holds the writer up:
+ * `insert` commits the batch's events and marks them pending detection (a retried or re-imported event is recognised
+ * by its key, not inserted, and not passed to detection); `finish` commits the batch's alerts, dead letters and source
+ * position and clears the mark. A crash between the two leaves the mark: `pending` hands such batches back at the
+ * next start so they are detected exactly once (their source position was not committed, so the source sends them
+ * again, and those copies are duplicates). `discard` undoes an insert whose detection failed.
  */
 export interface BatchWriter {
-  begin(events: EventRecords, raw: string): Promise<boolean[]> | boolean[];
-  finish(tail: BatchTail): Promise<Alert[]> | Alert[];
-  abort(): Promise<void> | void;
+  insert(events: EventRecords, raw: string): Promise<InsertResult> | InsertResult;
+  finish(batch: number, tail: BatchTail): Promise<Alert[]> | Alert[];
+  discard(batch: number): Promise<void> | void;
+  pending(): Promise<PendingBatch[]> | PendingBatch[];
+}
+
+export interface InsertResult {
+  /** The batch's handle for finish/discard. */
+  batch: number;
+  /** Per event: true when it was new (stored now). */
+  flags: boolean[];
+  /** Some events were duplicates and the store holds batches a stopped writer never finished: see `pending`. */
+  orphans: boolean;
+}
+
+/** A batch stored but not yet detected (the process stopped between insert and finish): its new events' JSON. */
+export interface PendingBatch {
+  batch: number;
+  events: { cluster: string; line: string }[];
+}
+
+interface OpenBatch {
+  eventIds: number[];
+  keys: Map<string, number>;
+  /** The batch's blob when some event was new (else 0), and its rollup counts (undone by discard). */
+  blob: number;
+  roll: Map<number, number>;
 }
 
 const HOUR_US = 3_600_000_000;
@@ -146,6 +196,8 @@ export class Store {
   private readonly deadLetterMax: number;
   private stmts!: ReturnType<Store['prepare']>;
   readonly redactionKey: Buffer;
+  /** This writer's name on its pending-detection marks: "pid:instance". */
+  readonly owner = `${process.pid}:${randomUUID()}`;
 
   constructor(path: string, opts: StoreOptions = {}) {
     this.path = path;
@@ -165,6 +217,7 @@ export class Store {
     this.db.pragma(`cache_size = ${opts.readonly ? -8192 : -16384}`);
     this.db.pragma('busy_timeout = 5000');
     this.stmts = this.prepare();
+    if (!opts.readonly) LIVE_OWNERS.add(this.owner);
     this.redactionKey = opts.readonly ? Buffer.alloc(32) : this.loadRedactionKey();
   }
 
@@ -236,107 +289,184 @@ export class Store {
     return deflateRawSync(Buffer.from(raw, 'utf8'), COMPRESSION);
   }
 
-  /** One whole batch, begin to commit, for callers with no detection step between (tests, tools). */
+  /** One whole batch, insert to finish, for callers with no detection step between (tests, tools). */
   commitAll(events: NormalisedEvent[], tail: BatchTail): { stored: number; flags: boolean[]; alerts: Alert[] } {
-    const flags = this.begin(toRecords(events), events.map((e) => e.raw).join('\n'));
-    const alerts = this.finish(tail);
+    const { batch, flags } = this.insert(toRecords(events), events.map((e) => e.raw).join('\n'));
+    const alerts = this.finish(batch, tail);
     return { stored: flags.filter(Boolean).length, flags, alerts };
   }
 
-  private open: { eventIds: number[]; keys: Map<string, number> } | undefined;
+  private batches = new Map<number, OpenBatch>();
+  private markStmts: { put: Database.Statement; del: Database.Statement; others: Database.Statement } | undefined;
+  /** The pending-detection marks' statements (writer only: a read-only connection never prepares them). */
+  private marks() {
+    return (this.markStmts ??= {
+      put: this.db.prepare('INSERT INTO pending (blob, owner) VALUES (?, ?)'),
+      del: this.db.prepare('DELETE FROM pending WHERE blob = ?'),
+      others: this.db.prepare('SELECT 1 FROM pending WHERE owner != ? LIMIT 1').pluck(),
+    });
+  }
+  private nextBatch = 1;
 
-  /** Opens the batch's transaction and inserts its events; returns which were new. */
-  begin(batch: EventRecords, raw: string): boolean[] {
-    if (this.open) throw new Error('store: a batch is already open');
+  /** Inserts a batch's events and commits them, marked pending detection; returns which were new. */
+  insert(batch: EventRecords, raw: string): InsertResult {
     const s = this.stmts;
+    const n = batch.count;
+    const flags = new Array<boolean>(n).fill(false);
+    const open: OpenBatch = { eventIds: new Array<number>(n).fill(0), keys: new Map(), blob: 0, roll: new Map() };
+    if (n > 0) {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        this.insertEvents(batch, raw, flags, open);
+        if (open.blob) this.marks().put.run(open.blob, this.owner);
+        this.db.exec('COMMIT');
+      } catch (e) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw e;
+      }
+    }
+    const id = this.nextBatch++;
+    this.batches.set(id, open);
+    // Duplicates may be the resent events of a batch whose writer stopped before detecting it: say so, so the
+    // pipeline takes that batch over (pending) before going on.
+    const orphans = flags.includes(false) && this.marks().others.get(this.owner) !== undefined && this.orphanBlobs().length > 0;
+    return { batch: id, flags, orphans };
+  }
+
+  /** Pending marks whose writer is gone: another process that has exited, or a closed Store of this process. */
+  private orphanBlobs(): { blob: number; owner: string }[] {
+    const rows = this.db.prepare('SELECT blob, owner FROM pending WHERE owner != ? ORDER BY blob').all(this.owner) as { blob: number; owner: string }[];
+    return rows.filter((r) => !ownerAlive(r.owner));
+  }
+
+  private insertEvents(batch: EventRecords, raw: string, flags: boolean[], open: OpenBatch): void {
+    const s = this.stmts;
+    const n = batch.count;
+    const nums = batch.nums;
+    const text = batch.text.split(NUL);
+    const dict = batch.dict.split(NUL);
+    const ids = dict.map((v) => this.intern(v));
+    let maxTime = 0;
+    for (let i = 0; i < n; i++) if (nums[i * NUM_FIELDS]! > maxTime) maxTime = nums[i * NUM_FIELDS]!;
+    const blobId = Number(s.insertBlob.run(maxTime, Store.compress(raw)).lastInsertRowid);
+    const { eventIds, keys, roll } = open;
+    let first = 0;
+    let last = 0;
+    for (let i = 0; i < n; i++) {
+      const o = i * NUM_FIELDS;
+      const t = i * TEXT_FIELDS;
+      const stage = nums[o + N_STAGE]!;
+      const user = ids[nums[o + N_USER]!]!;
+      const verb = ids[nums[o + N_VERB]!]!;
+      const resource = ids[nums[o + N_RESOURCE]!]!;
+      const namespace = ids[nums[o + N_NAMESPACE]!]!;
+      const sourceIP = ids[nums[o + N_IP]!]!;
+      const cat = nums[o + N_CAT]!;
+      const auditID = text[t]!;
+      const r = s.insertEvent.run(
+        nums[o + N_TIME], stage, encodeAuditID(auditID), ids[nums[o + N_CLUSTER]!], verb, user, ids[nums[o + N_GROUPS]!],
+        ids[nums[o + N_IMP]!], sourceIP, ids[nums[o + N_UA]!], ids[nums[o + N_GROUP]!], ids[nums[o + N_VERSION]!], resource,
+        text[t + 1], namespace, text[t + 2], nums[o + N_CODE], nums[o + N_DECISION], nums[o + N_LEVEL], text[t + 3] || null,
+        text[t + 4] || null, blobId, i, cat < 0 ? null : cat,
+      );
+      if (r.changes === 0) continue;
+      const id = Number(r.lastInsertRowid);
+      flags[i] = true;
+      eventIds[i] = id;
+      keys.set(`${dict[nums[o + N_CLUSTER]!]}${NUL}${auditID}${NUL}${stage}`, i);
+      if (first === 0) first = id;
+      last = id;
+      if (stage === STAGE_CODES.ResponseComplete || stage === STAGE_CODES.Panic) {
+        const hour = Math.floor(nums[o + N_TIME]! / HOUR_US);
+        addRoll(roll, hour, ROLLUP_DIMS.user, user);
+        addRoll(roll, hour, ROLLUP_DIMS.resource, resource);
+        addRoll(roll, hour, ROLLUP_DIMS.verb, verb);
+        addRoll(roll, hour, ROLLUP_DIMS.namespace, namespace);
+        addRoll(roll, hour, ROLLUP_DIMS.sourceIP, sourceIP);
+      }
+    }
+    if (first === 0) {
+      s.deleteBlob.run(blobId);
+      return;
+    }
+    s.finishBlob.run(first, last, blobId);
+    open.blob = blobId;
+    this.applyRoll(roll, 1);
+  }
+
+  private applyRoll(roll: Map<number, number>, sign: 1 | -1): void {
+    const drop = sign < 0 ? this.db.prepare('DELETE FROM rollup WHERE hour = ? AND dim = ? AND value = ? AND n <= 0') : undefined;
+    for (const [k, c] of roll) {
+      const hour = Math.floor(k / ROLL_HOUR);
+      const rest = k - hour * ROLL_HOUR;
+      this.stmts.rollup.run(hour, rest % 8, Math.floor(rest / 8), sign * c);
+      drop?.run(hour, rest % 8, Math.floor(rest / 8));
+    }
+  }
+
+  /** Adds the batch's alerts, dead letters and position, clears its pending mark, and commits. Returns the alerts that opened a new row. */
+  finish(batch: number, b: BatchTail): Alert[] {
+    const open = this.batches.get(batch);
+    if (!open) throw new Error(`store: no batch ${batch} is open`);
     this.db.exec('BEGIN IMMEDIATE');
     try {
-      const n = batch.count;
-      const flags = new Array<boolean>(n).fill(false);
-      const eventIds: number[] = new Array(n).fill(0);
-      const keys = new Map<string, number>();
-      this.open = { eventIds, keys };
-      if (n === 0) return flags;
-      const nums = batch.nums;
-      const text = batch.text.split(NUL);
-      const dict = batch.dict.split(NUL);
-      const ids = dict.map((v) => this.intern(v));
-      let maxTime = 0;
-      for (let i = 0; i < n; i++) if (nums[i * NUM_FIELDS]! > maxTime) maxTime = nums[i * NUM_FIELDS]!;
-      const blobId = Number(s.insertBlob.run(maxTime, Store.compress(raw)).lastInsertRowid);
-      const roll = new Map<number, number>();
-      let first = 0;
-      let last = 0;
-      for (let i = 0; i < n; i++) {
-        const o = i * NUM_FIELDS;
-        const t = i * TEXT_FIELDS;
-        const stage = nums[o + N_STAGE]!;
-        const user = ids[nums[o + N_USER]!]!;
-        const verb = ids[nums[o + N_VERB]!]!;
-        const resource = ids[nums[o + N_RESOURCE]!]!;
-        const namespace = ids[nums[o + N_NAMESPACE]!]!;
-        const sourceIP = ids[nums[o + N_IP]!]!;
-        const cat = nums[o + N_CAT]!;
-        const auditID = text[t]!;
-        const r = s.insertEvent.run(
-          nums[o + N_TIME], stage, encodeAuditID(auditID), ids[nums[o + N_CLUSTER]!], verb, user, ids[nums[o + N_GROUPS]!],
-          ids[nums[o + N_IMP]!], sourceIP, ids[nums[o + N_UA]!], ids[nums[o + N_GROUP]!], ids[nums[o + N_VERSION]!], resource,
-          text[t + 1], namespace, text[t + 2], nums[o + N_CODE], nums[o + N_DECISION], nums[o + N_LEVEL], text[t + 3] || null,
-          text[t + 4] || null, blobId, i, cat < 0 ? null : cat,
-        );
-        if (r.changes === 0) continue;
-        const id = Number(r.lastInsertRowid);
-        flags[i] = true;
-        eventIds[i] = id;
-        keys.set(`${dict[nums[o + N_CLUSTER]!]}${NUL}${auditID}${NUL}${stage}`, i);
-        if (first === 0) first = id;
-        last = id;
-        if (stage === STAGE_CODES.ResponseComplete || stage === STAGE_CODES.Panic) {
-          const hour = Math.floor(nums[o + N_TIME]! / HOUR_US);
-          addRoll(roll, hour, ROLLUP_DIMS.user, user);
-          addRoll(roll, hour, ROLLUP_DIMS.resource, resource);
-          addRoll(roll, hour, ROLLUP_DIMS.verb, verb);
-          addRoll(roll, hour, ROLLUP_DIMS.namespace, namespace);
-          addRoll(roll, hour, ROLLUP_DIMS.sourceIP, sourceIP);
-        }
-      }
-      if (first === 0) s.deleteBlob.run(blobId);
-      else s.finishBlob.run(first, last, blobId);
-      for (const [k, c] of roll) {
-        const hour = Math.floor(k / ROLL_HOUR);
-        const rest = k - hour * ROLL_HOUR;
-        s.rollup.run(hour, rest % 8, Math.floor(rest / 8), c);
-      }
-      return flags;
-    } catch (e) {
-      this.abort();
-      throw e;
-    }
-  }
-
-  abort(): void {
-    this.open = undefined;
-    if (this.db.inTransaction) this.db.exec('ROLLBACK');
-  }
-
-  /** Adds the batch's alerts, dead letters and position, and commits. Returns the alerts that opened a new row. */
-  finish(b: BatchTail): Alert[] {
-    if (!this.open) throw new Error('store: no batch is open');
-    try {
-      const out = this.writeTail(b);
+      const out = this.writeTail(open, b);
+      if (open.blob) this.marks().del.run(open.blob);
       this.db.exec('COMMIT');
+      this.batches.delete(batch);
       return out;
     } catch (e) {
-      this.abort();
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
       throw e;
-    } finally {
-      this.open = undefined;
     }
   }
 
-  private writeTail(b: BatchTail): Alert[] {
+  /** Undoes an inserted batch (its detection failed): its events, blob, rollup counts and mark go. */
+  discard(batch: number): void {
+    const open = this.batches.get(batch);
+    if (!open) return;
+    this.batches.delete(batch);
+    if (!open.blob) return;
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM events WHERE blob = ?').run(open.blob);
+      this.stmts.deleteBlob.run(open.blob);
+      this.marks().del.run(open.blob);
+      this.applyRoll(open.roll, -1);
+    })();
+  }
+
+  /**
+   * Takes over the batches whose events were committed but whose detection never finished because their writer
+   * stopped (see orphanBlobs), and hands them back for detection; `finish` then completes them as usual.
+   */
+  pending(): PendingBatch[] {
+    const out: PendingBatch[] = [];
+    const claim = this.db.prepare('UPDATE pending SET owner = ? WHERE blob = ? AND owner = ?');
+    const blobs = this.db.transaction(() => this.orphanBlobs().filter((r) => claim.run(this.owner, r.blob, r.owner).changes === 1).map((r) => r.blob)).immediate();
+    const rowsOf = this.db.prepare('SELECT id, blob_idx, cluster, audit_id, stage FROM events WHERE blob = ? ORDER BY id');
+    for (const blob of blobs) {
+      const lines = this.blobLines(blob);
+      const rows = rowsOf.all(blob) as { id: number; blob_idx: number; cluster: number; audit_id: Buffer | string; stage: number }[];
+      const open: OpenBatch = { eventIds: [], keys: new Map(), blob, roll: new Map() };
+      const events: PendingBatch['events'] = [];
+      for (const r of rows) {
+        const line = lines[r.blob_idx];
+        if (line === undefined) continue;
+        const cluster = this.dictValue(r.cluster);
+        open.keys.set(`${cluster}${NUL}${decodeAuditID(r.audit_id)}${NUL}${r.stage}`, events.length);
+        open.eventIds.push(r.id);
+        events.push({ cluster, line });
+      }
+      const id = this.nextBatch++;
+      this.batches.set(id, open);
+      out.push({ batch: id, events });
+    }
+    return out;
+  }
+
+  private writeTail(open: OpenBatch, b: BatchTail): Alert[] {
     const s = this.stmts;
-    const { eventIds, keys } = this.open!;
+    const { eventIds, keys } = open;
     const newAlerts: Alert[] = [];
     for (const a of b.alerts) {
       const evIdx = keys.get(`${a.cluster}${NUL}${a.auditID}${NUL}${STAGE_CODES[a.stage]}`);
@@ -399,7 +529,27 @@ export class Store {
   }
 
   close(): void {
+    LIVE_OWNERS.delete(this.owner);
     this.db.close();
+  }
+}
+
+/** Writers open in this process (see ownerAlive). */
+const LIVE_OWNERS = new Set<string>();
+
+/**
+ * Whether the writer named by a pending mark may still finish it: a writer of this process while its Store is open,
+ * or any writer of another process that is still running (a store is a local file, so its writers share this host).
+ */
+function ownerAlive(owner: string): boolean {
+  if (LIVE_OWNERS.has(owner)) return true;
+  const pid = Number(owner.slice(0, owner.indexOf(':')));
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -21,15 +21,18 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
   let reply: { id: number; ok?: unknown; error?: string };
   try {
     switch (m.op) {
-      case 'begin':
-        reply = { id: m.id, ok: store.begin(m.args[0] as never, m.args[1] as string) };
+      case 'insert':
+        reply = { id: m.id, ok: store.insert(m.args[0] as never, m.args[1] as string) };
         break;
       case 'finish':
-        reply = { id: m.id, ok: store.finish(m.args[0] as never) };
+        reply = { id: m.id, ok: store.finish(m.args[0] as number, m.args[1] as never) };
         break;
-      case 'abort':
-        store.abort();
+      case 'discard':
+        store.discard(m.args[0] as number);
         reply = { id: m.id, ok: true };
+        break;
+      case 'pending':
+        reply = { id: m.id, ok: store.pending() };
         break;
       case 'close':
         retention?.stop();

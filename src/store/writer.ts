@@ -1,13 +1,13 @@
 import { Worker } from 'node:worker_threads';
 import type { Alert } from '../detect/alert.js';
 import type { RetentionOptions } from './retention.js';
-import type { BatchTail, BatchWriter, EventRecords, StoreOptions } from './store.js';
+import type { BatchTail, BatchWriter, EventRecords, InsertResult, PendingBatch, StoreOptions } from './store.js';
 
 /** The main thread's handle on the writer thread (see writer-thread.ts). */
 export class WriterThread implements BatchWriter {
   private worker: Worker;
   private nextId = 1;
-  private pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  private calls = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
   private failed: Error | undefined;
   redactionKey!: Buffer;
 
@@ -28,17 +28,17 @@ export class WriterThread implements BatchWriter {
           resolve();
           return;
         }
-        const p = w.pending.get(m.id);
+        const p = w.calls.get(m.id);
         if (!p) return;
-        w.pending.delete(m.id);
+        w.calls.delete(m.id);
         if (m.error !== undefined) p.reject(new Error(`store: ${m.error}`));
         else p.resolve(m.ok);
       });
     });
     w.worker.on('error', (e) => {
       w.failed = e;
-      for (const p of w.pending.values()) p.reject(e);
-      w.pending.clear();
+      for (const p of w.calls.values()) p.reject(e);
+      w.calls.clear();
     });
     return w;
   }
@@ -48,21 +48,25 @@ export class WriterThread implements BatchWriter {
     if (this.failed) return Promise.reject(new Error(`store writer failed: ${this.failed.message}`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.calls.set(id, { resolve, reject });
       this.worker.postMessage({ id, op, args }, transfer);
     });
   }
 
-  begin(events: EventRecords, raw: string): Promise<boolean[]> {
-    return this.call('begin', events, raw, [events.nums.buffer as ArrayBuffer]);
+  insert(events: EventRecords, raw: string): Promise<InsertResult> {
+    return this.call('insert', events, raw, [events.nums.buffer as ArrayBuffer]);
   }
 
-  finish(tail: BatchTail): Promise<Alert[]> {
-    return this.call('finish', tail);
+  finish(batch: number, tail: BatchTail): Promise<Alert[]> {
+    return this.call('finish', batch, tail);
   }
 
-  abort(): Promise<void> {
-    return this.call('abort');
+  discard(batch: number): Promise<void> {
+    return this.call('discard', batch);
+  }
+
+  pending(): Promise<PendingBatch[]> {
+    return this.call('pending');
   }
 
   async close(): Promise<void> {

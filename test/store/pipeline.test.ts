@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { alertEventFields, type Alert, type Detector } from '../../src/detect/alert.js';
@@ -5,7 +6,9 @@ import type { NormalisedEvent } from '../../src/events/types.js';
 import { Metrics } from '../../src/metrics.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { counts, deadLetters, execSessions, queryAlerts, queryEvents, secretReads, rbacChanges, top, userActivity, getEvent } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { Store, toRecords } from '../../src/store/store.js';
+import { toAuditEvent } from '../../src/events/decode.js';
+import { normalise } from '../../src/events/normalise.js';
 import { WriterThread } from '../../src/store/writer.js';
 import { ev, tempDir } from '../helpers/events.js';
 
@@ -120,5 +123,118 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
     expect(rows.items).toHaveLength(1);
     expect(rows.items[0]!.count).toBe(3);
     await s.close();
+  });
+});
+
+describe('a stop between storing a batch and detecting it', () => {
+  const execEvent = (i: number) =>
+    text(ev({ verb: 'create', requestURI: '/api/v1/namespaces/d/pods/p/exec?command=id', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'd', name: `p${i}` }, requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() }));
+  const plain = () => text(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 1)).toISOString() }));
+
+  /** Stores a batch the way the pipeline's first half does, and never finishes it. */
+  function insertOnly(store: Store, lines: string[]): void {
+    const events = lines.map((l) => normalise(toAuditEvent(JSON.parse(l)), 'c', { enabled: true, key: store.redactionKey }, l));
+    store.insert(toRecords(events), lines.join('\n'));
+  }
+  const pendingMarks = (path: string) => {
+    const r = new Store(path, { readonly: true });
+    try {
+      return r.db.prepare('SELECT count(*) FROM pending').pluck().get() as number;
+    } finally {
+      r.close();
+    }
+  };
+
+  it('detects the stored batch once at the next start; the resent copies are duplicates', async () => {
+    const path = join(tempDir(), 'k.db');
+    const lines = [execEvent(1), plain(), execEvent(2)];
+    const first = new Store(path);
+    insertOnly(first, lines);
+    first.close();
+    expect(pendingMarks(path)).toBe(1);
+
+    const writer = await WriterThread.open(path);
+    const detector = new ExecDetector();
+    const pipeline = new Pipeline({ writer, detector });
+    await pipeline.idle();
+    expect(detector.seen).toBe(3);
+    expect(pendingMarks(path)).toBe(0);
+    const again = await pipeline.submit({ source: 't', cluster: 'c', records: lines.map((t, i) => ({ text: t, where: String(i) })) });
+    expect(again).toMatchObject({ stored: 0, duplicates: 3, alerts: [] });
+    expect(detector.seen).toBe(3);
+    await writer.close();
+    const reader = new Store(path, { readonly: true });
+    const alerts = queryAlerts(reader, {}).items;
+    expect(alerts.map((a) => a.count).reduce((x, y) => x + y, 0)).toBe(2);
+    // The alerts point at their stored events.
+    expect(alerts.every((a) => typeof a.eventId === 'number')).toBe(true);
+    reader.close();
+  });
+
+  it('leaves a running writer process its batch, and takes it over once that process has exited', async () => {
+    const path = join(tempDir(), 'k.db');
+    const writer = await WriterThread.open(path);
+    const detector = new ExecDetector();
+    const pipeline = new Pipeline({ writer, detector });
+    await pipeline.idle();
+    const lines = [execEvent(10), plain()];
+    // Another kaudit process on the same store stores the batch, then waits (alive) before detecting it.
+    const script = `
+      import { Store, toRecords } from ${JSON.stringify(new URL('../../dist/store/store.js', import.meta.url).href)};
+      import { normalise } from ${JSON.stringify(new URL('../../dist/events/normalise.js', import.meta.url).href)};
+      import { toAuditEvent } from ${JSON.stringify(new URL('../../dist/events/decode.js', import.meta.url).href)};
+      const lines = ${JSON.stringify(lines)};
+      const store = new Store(${JSON.stringify(path)});
+      const events = lines.map((l) => normalise(toAuditEvent(JSON.parse(l)), 'c', { enabled: true, key: store.redactionKey }, l));
+      store.insert(toRecords(events), lines.join('\\n'));
+      process.stdout.write('stored\\n');
+      process.stdin.resume();`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d) => String(d).includes('stored') && resolve());
+      child.on('exit', (c) => reject(new Error(`child exited ${c}`)));
+    });
+    const records = lines.map((t, i) => ({ text: t, where: String(i) }));
+    // Its owner is alive: the batch is its to finish.
+    expect(await pipeline.submit({ source: 't', cluster: 'c', records })).toMatchObject({ stored: 0, duplicates: 2 });
+    expect(detector.seen).toBe(0);
+    expect(pendingMarks(path)).toBe(1);
+    // It stops before detecting: the resent copies hand the batch to this pipeline, which detects it once.
+    const exited = new Promise((r) => child.on('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    expect(await pipeline.submit({ source: 't', cluster: 'c', records })).toMatchObject({ stored: 0, duplicates: 2 });
+    expect(detector.seen).toBe(2);
+    expect(pendingMarks(path)).toBe(0);
+    await pipeline.submit({ source: 't', cluster: 'c', records });
+    expect(detector.seen).toBe(2);
+    await writer.close();
+    const reader = new Store(path, { readonly: true });
+    expect(queryAlerts(reader, {}).items).toHaveLength(1);
+    reader.close();
+  });
+
+  it('undoes a batch whose detection failed: nothing of it stays, and it can be sent again', async () => {
+    const path = join(tempDir(), 'k.db');
+    const store = new Store(path);
+    let fail = true;
+    const detector: Detector = {
+      detect: (events) => {
+        if (fail) throw new Error('boom');
+        return new ExecDetector().detect(events);
+      },
+    };
+    const pipeline = new Pipeline({ writer: store, detector });
+    const records = [execEvent(20), plain()].map((t, i) => ({ text: t, where: String(i) }));
+    await expect(pipeline.submit({ source: 't', cluster: 'c', records })).rejects.toThrow('boom');
+    expect(counts(store).events).toBe(0);
+    expect(store.db.prepare('SELECT count(*) FROM pending').pluck().get()).toBe(0);
+    expect(store.db.prepare('SELECT count(*) FROM blobs').pluck().get()).toBe(0);
+    expect(top(store, 'user', {})).toEqual([]);
+    fail = false;
+    const r = await pipeline.submit({ source: 't', cluster: 'c', records });
+    expect(r).toMatchObject({ stored: 2, duplicates: 0 });
+    expect(r.alerts).toHaveLength(1);
+    store.close();
   });
 });

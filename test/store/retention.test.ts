@@ -41,15 +41,16 @@ describe('retention', () => {
     store.close();
   });
 
-  it('never prunes inside a batch that is still open (detection running), and does at the next pass', async () => {
+  it('never prunes a batch whose detection has not finished, and does once it has', async () => {
     const store = new Store(join(tempDir(), 'k.db'));
     fill(store, 1, 50);
+    const waiting = Array.from({ length: 20 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 1, 0, i)).toISOString() })), 'c', { enabled: true, key: store.redactionKey }));
+    const { batch } = store.insert(toRecords(waiting), waiting.map((e) => e.raw).join('\n'));
     const r = new Retention(store, { maxAgeMs: 86_400_000 });
-    store.begin(toRecords([]), '');
-    expect(await r.runOnce(Date.UTC(2026, 0, 12))).toBe(0);
-    store.finish({ alerts: [], deadLetters: [] });
-    expect(counts(store).events).toBe(50);
     expect(await r.runOnce(Date.UTC(2026, 0, 12))).toBe(50);
+    expect(counts(store).events).toBe(20);
+    store.finish(batch, { alerts: [], deadLetters: [] });
+    expect(await r.runOnce(Date.UTC(2026, 0, 12))).toBe(20);
     expect(counts(store).events).toBe(0);
     store.close();
   });
