@@ -64,7 +64,7 @@ export function defaultConfig(): KauditConfig {
     tail: [],
     maxLineBytes: 1024 * 1024,
     redaction: { enabled: true },
-    ingest: { batchSize: 500, maxQueuedBatches: 32 },
+    ingest: { batchSize: 2000, maxQueuedBatches: 32 },
     detection: {},
     kafka: undefined,
   };

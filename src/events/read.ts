@@ -21,6 +21,22 @@ export interface RawRecord {
   where: string;
 }
 
+/**
+ * A line of a file as a RawRecord. Its `where` ("path:line") is made only when asked for (bad input): most records
+ * never need it, and a string per line would be garbage the young generation has to copy while batches wait.
+ */
+export class LineRecord implements RawRecord {
+  constructor(
+    readonly text: string,
+    private readonly path: string,
+    private readonly lineNo: number,
+  ) {}
+
+  get where(): string {
+    return `${this.path}:${this.lineNo}`;
+  }
+}
+
 export interface ReadOptions {
   /** Longest accepted line, bytes (default 1 MiB). */
   maxLine?: number;
@@ -138,7 +154,7 @@ export async function* readFileRecords(path: string, opts: ReadOptions = {}): As
     let out: RawRecord[] = [];
     const push = (l: { text?: string; tooLong?: true; bytes?: number; lineNo: number }) => {
       if (l.tooLong) out.push({ error: `line is ${l.bytes} bytes, over the ${maxLine}-byte limit`, where: `${path}:${l.lineNo}` });
-      else if (l.text!.length > 0) out.push({ text: l.text, where: `${path}:${l.lineNo}` });
+      else if (l.text!.length > 0) out.push(new LineRecord(l.text!, path, l.lineNo));
     };
     for await (const chunk of rest) {
       splitter.push(chunk, push);

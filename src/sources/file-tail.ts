@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import type { RawRecord } from '../events/read.js';
+import { LineRecord, type RawRecord } from '../events/read.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BatchSink } from '../pipeline/pipeline.js';
@@ -241,7 +241,7 @@ export class FileTail {
 
   private record(l: Line | LongLine, path: string): RawRecord {
     if ('tooLong' in l) return { error: `line is ${l.bytes} bytes, over the ${this.maxLine}-byte limit`, where: `${path}:${l.lineNo}` };
-    return { text: l.text, where: `${path}:${l.lineNo}` };
+    return new LineRecord(l.text, path, l.lineNo);
   }
 
   private adopt(fh: FileHandle, p: TailPosition): void {

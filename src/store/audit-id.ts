@@ -1,9 +1,26 @@
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Value of a lowercase hex digit's char code, or -1. */
+function hexVal(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}
 
-/** auditIDs are UUIDs in practice: kept as 16 bytes. Anything else is kept as text (never equal to a blob in SQLite). */
+/**
+ * auditIDs are UUIDs in practice (8-4-4-4-12 lowercase hex): kept as 16 bytes. Anything else is kept as text (never
+ * equal to a blob in SQLite). Parsed by hand: this runs once per stored event.
+ */
 export function encodeAuditID(id: string): Buffer | string {
-  if (id.length === 36 && UUID.test(id)) return Buffer.from(id.replace(/-/g, ''), 'hex');
-  return id;
+  if (id.length !== 36 || id.charCodeAt(8) !== 45 || id.charCodeAt(13) !== 45 || id.charCodeAt(18) !== 45 || id.charCodeAt(23) !== 45) return id;
+  const out = Buffer.allocUnsafe(16);
+  let o = 0;
+  for (let i = 0; i < 36; i += 2) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) i++;
+    const hi = hexVal(id.charCodeAt(i));
+    const lo = hexVal(id.charCodeAt(i + 1));
+    if (hi < 0 || lo < 0) return id;
+    out[o++] = (hi << 4) | lo;
+  }
+  return out;
 }
 
 export function decodeAuditID(v: Buffer | string): string {
