@@ -285,15 +285,7 @@ export function readAuditBody(payload: NodeJS.ReadableStream, limit: number, whe
     const records: RawRecord[] = [];
     let bytes = 0;
     let settled = false;
-    const splitter = new BodySplitter((item) => {
-      let value: unknown;
-      try {
-        value = JSON.parse(item.text);
-      } catch (e) {
-        throw new WebhookError(400, `malformed JSON: event ${item.index} of the body does not parse (${(e as Error).message.split('\n')[0]})`, 'malformed');
-      }
-      records.push(recordOf(item.text, value, `${where} item ${item.index}`));
-    });
+    const splitter = new BodySplitter((item) => records.push(recordOf(item.text, where, item.index)));
     const cleanup = () => {
       payload.removeListener('data', onData);
       payload.removeListener('end', onEnd);
@@ -352,10 +344,34 @@ function tooLarge(limit: number, what: string): WebhookError {
   );
 }
 
-function recordOf(text: string, value: unknown, where: string): RawRecord {
+/**
+ * An event of a body. Its JSON is parsed by the pipeline, like a line of a log file: an item that does not parse is
+ * that item's dead letter, not the loss of its batch mates. `where` is made only when asked for.
+ */
+class ItemRecord implements RawRecord {
+  value?: unknown;
+  inherit?: string;
+  constructor(
+    public text: string | undefined,
+    private readonly base: string,
+    private readonly index: number,
+  ) {}
+
+  get where(): string {
+    return `${this.base} item ${this.index}`;
+  }
+}
+
+function recordOf(text: string, where: string, index: number): RawRecord {
   // The text becomes the stored raw line: it must be one line (a pretty-printed body is stored re-serialised).
-  if (text.includes('\n') || text.includes('\r')) return { value, where };
-  return { text, value, where };
+  if (!text.includes('\n') && !text.includes('\r')) return new ItemRecord(text, where, index);
+  const r = new ItemRecord(undefined, where, index);
+  try {
+    r.value = JSON.parse(text);
+  } catch (e) {
+    throw new WebhookError(400, `malformed JSON: event ${index} of the body does not parse (${(e as Error).message.split('\n')[0]})`, 'malformed');
+  }
+  return r;
 }
 
 /** An object body: an EventList envelope (its items already split off), or one Event. */
@@ -369,7 +385,10 @@ function finishObject(text: string, itemsFound: boolean, records: RawRecord[], w
   if (!isObject(env)) throw new WebhookError(400, 'the body must be a JSON object (EventList or Event) or an array of events', 'malformed');
   const isList = itemsFound || env.kind === 'EventList' || 'items' in env;
   if (!isList) {
-    records.push(recordOf(text, env, `${where} item 0`));
+    // One Event: already parsed, as the envelope. Stored as sent when it is one line.
+    const r = new ItemRecord(text.includes('\n') || text.includes('\r') ? undefined : text, where, 0);
+    r.value = env;
+    records.push(r);
     return;
   }
   if (env.kind !== undefined && env.kind !== 'EventList') throw new WebhookError(400, `a body with an items array must be kind "EventList", not ${JSON.stringify(env.kind)}`, 'malformed');
@@ -379,20 +398,7 @@ function finishObject(text: string, itemsFound: boolean, records: RawRecord[], w
     throw new WebhookError(400, `EventList apiVersion ${JSON.stringify(apiVersion)} is not audit.k8s.io/v1 or audit.k8s.io/v1beta1; set the apiserver's --audit-webhook-version to one of them`, 'malformed');
   }
   const av = typeof apiVersion === 'string' ? apiVersion : 'audit.k8s.io/v1';
-  const prefixBoth = `{"kind":"Event","apiVersion":${JSON.stringify(av)},`;
-  const prefixVersion = `{"apiVersion":${JSON.stringify(av)},`;
-  for (const r of records) {
-    const v = r.value;
-    if (!isObject(v)) continue;
-    const noKind = v.kind === undefined;
-    const noVersion = v.apiVersion === undefined;
-    if (!noKind && !noVersion) continue;
-    if (noKind) v.kind = 'Event';
-    if (noVersion) v.apiVersion = av;
-    if (typeof r.text === 'string' && r.text.charCodeAt(0) === 0x7b && Object.keys(v).length > 2) {
-      r.text = (noVersion ? (noKind ? prefixBoth : prefixVersion) : '{"kind":"Event",') + r.text.slice(1);
-    } else r.text = undefined;
-  }
+  for (const r of records) r.inherit = av;
 }
 
 /** What one webhook request learns when its events are committed. */

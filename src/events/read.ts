@@ -19,6 +19,12 @@ export interface RawRecord {
   value?: unknown;
   error?: string;
   where: string;
+  /**
+   * The record is an item of an EventList of this apiVersion. The apiserver's webhook and EventList files leave kind
+   * and apiVersion off the items: an item with neither takes kind Event and this apiVersion, in the event and in its
+   * stored text, so the stored form is the same as the log backend's.
+   */
+  inherit?: string;
 }
 
 /**
@@ -218,11 +224,13 @@ export function decodeRecord(r: RawRecord): ({ event: AuditEvent; text?: string 
   let v: unknown;
   try {
     v = r.value !== undefined ? r.value : parseJson(typeof r.text === 'string' ? r.text : (r.text ?? Buffer.alloc(0)).toString('utf8'));
+    let text = typeof r.text === 'string' ? r.text : undefined;
+    if (r.inherit !== undefined) text = inheritListFields(v, text, r.inherit);
     const items = documentItems(v);
-    const single = items.length === 1 && items[0] === v && typeof r.text === 'string';
+    const single = items.length === 1 && items[0] === v;
     return items.map((item) => {
       try {
-        return { event: toAuditEvent(item), text: single ? (r.text as string) : undefined };
+        return { event: toAuditEvent(item), text: single ? text : undefined };
       } catch (e) {
         return { error: (e as Error).message };
       }
@@ -231,6 +239,24 @@ export function decodeRecord(r: RawRecord): ({ event: AuditEvent; text?: string 
     if (e instanceof BadInputError) return [{ error: e.reason }];
     throw e;
   }
+}
+
+/**
+ * Gives an EventList item with neither kind nor apiVersion the list's (see RawRecord.inherit), in the parsed value
+ * and in its text; returns the text to store, or undefined when it must be serialised again.
+ */
+function inheritListFields(v: unknown, text: string | undefined, apiVersion: string): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return text;
+  const o = v as Record<string, unknown>;
+  const noKind = o.kind === undefined;
+  const noVersion = o.apiVersion === undefined;
+  if (!noKind && !noVersion) return text;
+  if (noKind) o.kind = 'Event';
+  if (noVersion) o.apiVersion = apiVersion;
+  // Splice the fields into the text when it is an object with other fields (else there is no comma to put after them).
+  if (text === undefined || text.charCodeAt(0) !== 0x7b || Object.keys(o).length <= 2) return undefined;
+  const fields = noKind ? (noVersion ? `"kind":"Event","apiVersion":${JSON.stringify(apiVersion)},` : '"kind":"Event",') : `"apiVersion":${JSON.stringify(apiVersion)},`;
+  return '{' + fields + text.slice(1);
 }
 
 /** Events of a set of files, in order, with errors for bad records: for `detect`, `policy simulate` and the like. */

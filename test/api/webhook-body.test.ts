@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { BodySplitter, readAuditBody, WebhookError } from '../../src/api/webhook.js';
+import { decodeRecord } from '../../src/events/read.js';
+import type { AuditEvent } from '../../src/events/types.js';
 
 function split(body: string, chunk = 7): string[] {
   const out: string[] = [];
@@ -85,9 +87,12 @@ describe('readAuditBody', () => {
     const body = JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1beta1', metadata: {}, items: [event(1), { kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...event(2) }] });
     const { records } = await read(body);
     expect(records).toHaveLength(2);
-    expect(JSON.parse(records[0]!.text as string)).toEqual({ kind: 'Event', apiVersion: 'audit.k8s.io/v1beta1', ...event(1) });
-    expect(records[0]!.value).toEqual(JSON.parse(records[0]!.text as string));
-    expect((records[1]!.value as { apiVersion: string }).apiVersion).toBe('audit.k8s.io/v1');
+    // Parsed later, by the pipeline, like a log line.
+    const [one, two] = records.map((r) => decodeRecord(r)[0] as { event: AuditEvent; text?: string });
+    expect(JSON.parse(one!.text!)).toEqual({ kind: 'Event', apiVersion: 'audit.k8s.io/v1beta1', ...event(1) });
+    expect(one!.event).toEqual(JSON.parse(one!.text!));
+    expect(two!.event.apiVersion).toBe('audit.k8s.io/v1');
+    expect(JSON.parse(two!.text!)).toEqual({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...event(2) });
   });
 
   it('takes one Event, and drops multi-line text so stored raw lines stay lines', async () => {
@@ -97,8 +102,15 @@ describe('readAuditBody', () => {
     expect((records[0]!.value as { auditID: string }).auditID).toBe('id-1');
   });
 
-  it('refuses item syntax errors, wrong kinds and versions, and bodies over the limit', async () => {
-    await expect(read('{"kind":"EventList","items":[{"a":tru}]}')).rejects.toMatchObject({ statusCode: 400, message: expect.stringContaining('event 0') });
+  it('leaves an item that does not parse to the pipeline, as that item\'s bad input', async () => {
+    const { records } = await read(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"a":tru},${JSON.stringify(event(1))}]}`);
+    expect(records.map((r) => r.where)).toEqual(['test item 0', 'test item 1']);
+    expect(decodeRecord(records[0]!)).toEqual([{ error: expect.stringMatching(/^not JSON/) }]);
+    expect(decodeRecord(records[1]!)).toEqual([{ event: expect.objectContaining({ auditID: 'id-1' }), text: expect.any(String) }]);
+  });
+
+  it('refuses structural errors, wrong kinds and versions, and bodies over the limit', async () => {
+    await expect(read('{"kind":"EventList","items":[{"a":1}}]}')).rejects.toMatchObject({ statusCode: 400 });
     await expect(read('{"kind":"PodList","items":[]}')).rejects.toMatchObject({ statusCode: 400 });
     await expect(read('{"kind":"EventList","apiVersion":"v1","items":[]}')).rejects.toMatchObject({ statusCode: 400 });
     await expect(read('{"kind":"EventList","items":5}')).rejects.toMatchObject({ statusCode: 400 });

@@ -127,6 +127,18 @@ describe('webhook over TLS with tokens', () => {
     expect(r.body.badRecords[0].reason).toMatch(/auditID|requestURI/);
   });
 
+  it('dead-letters an item that is not valid JSON and stores its batch mates', async () => {
+    const [a, b] = makeEvents(2);
+    const body = eventList([a!, { verb: 'get' }, b!]).replace('{"verb":"get"}', '{"verb":get}');
+    const r = await post('/api/v1/audit/webhook/qa2', body, ADMIN);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ stored: 2, bad: 1 });
+    expect(r.body.badRecords[0]).toMatchObject({ where: expect.stringContaining('item 1'), reason: expect.stringMatching(/^not JSON/) });
+    expect(eventCount(s.store, 'qa2')).toBe(2);
+    const dead = s.store.db.prepare("SELECT reason, CAST(data AS TEXT) AS data FROM dead_letters WHERE source = 'webhook:qa2'").all() as { reason: string; data: string }[];
+    expect(dead).toEqual([{ reason: expect.stringMatching(/^not JSON/), data: '{"verb":get}' }]);
+  });
+
   it('refuses wrong, missing and under-scoped credentials, and a token bound to another cluster', async () => {
     logs = [];
     const body = eventList(makeEvents(2));
