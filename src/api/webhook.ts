@@ -35,7 +35,8 @@ const ITEMS = Buffer.from('items');
 
 /** One event of a body: its JSON text and the index it had in the document. */
 export interface BodyItem {
-  text: string;
+  /** The item's bytes: a view of the body's chunk when it lies in one (off the JS heap until the pipeline reads it). */
+  bytes: Buffer;
   index: number;
 }
 
@@ -233,15 +234,15 @@ export class BodySplitter {
   }
 
   private endItem(buf: Buffer, from: number, to: number): void {
-    let text: string;
-    if (this.itemParts.length === 0) text = buf.toString('utf8', from, to);
+    let bytes: Buffer;
+    if (this.itemParts.length === 0) bytes = buf.subarray(from, to);
     else {
       if (to > from) this.itemParts.push(buf.subarray(from, to));
-      text = Buffer.concat(this.itemParts).toString('utf8');
+      bytes = Buffer.concat(this.itemParts);
       this.itemParts = [];
     }
     this.itemOpen = false;
-    this.emit({ text, index: this.itemsSeen++ });
+    this.emit({ bytes, index: this.itemsSeen++ });
   }
 
   /**
@@ -285,7 +286,7 @@ export function readAuditBody(payload: NodeJS.ReadableStream, limit: number, whe
     const records: RawRecord[] = [];
     let bytes = 0;
     let settled = false;
-    const splitter = new BodySplitter((item) => records.push(recordOf(item.text, where, item.index)));
+    const splitter = new BodySplitter((item) => records.push(recordOf(item.bytes, where, item.index)));
     const cleanup = () => {
       payload.removeListener('data', onData);
       payload.removeListener('end', onEnd);
@@ -352,7 +353,7 @@ class ItemRecord implements RawRecord {
   value?: unknown;
   inherit?: string;
   constructor(
-    public text: string | undefined,
+    public text: string | Buffer | undefined,
     private readonly base: string,
     private readonly index: number,
   ) {}
@@ -362,12 +363,12 @@ class ItemRecord implements RawRecord {
   }
 }
 
-function recordOf(text: string, where: string, index: number): RawRecord {
+function recordOf(bytes: Buffer, where: string, index: number): RawRecord {
   // The text becomes the stored raw line: it must be one line (a pretty-printed body is stored re-serialised).
-  if (!text.includes('\n') && !text.includes('\r')) return new ItemRecord(text, where, index);
+  if (bytes.indexOf(10) < 0 && bytes.indexOf(13) < 0) return new ItemRecord(bytes, where, index);
   const r = new ItemRecord(undefined, where, index);
   try {
-    r.value = JSON.parse(text);
+    r.value = JSON.parse(bytes.toString('utf8'));
   } catch (e) {
     throw new WebhookError(400, `malformed JSON: event ${index} of the body does not parse (${(e as Error).message.split('\n')[0]})`, 'malformed');
   }
@@ -426,7 +427,10 @@ interface Group {
 }
 
 export interface CoalescerOptions {
-  /** Merged batches handed to the pipeline and not yet committed (default 2: one committing, one being prepared). */
+  /**
+   * Merged batches handed to the pipeline and not yet committed (default 3: the pipeline detects one while the
+   * writer thread stores the next and a third is decoded).
+   */
   maxInFlight?: number;
   /** Most events merged into one batch (default 2,000: five apiserver batches). */
   maxEvents?: number;
@@ -452,7 +456,7 @@ export class WebhookCoalescer {
     private readonly sink: BatchSink,
     opts: CoalescerOptions = {},
   ) {
-    this.o = { maxInFlight: opts.maxInFlight ?? 2, maxEvents: opts.maxEvents ?? 2000, maxPendingEvents: opts.maxPendingEvents ?? 12_000 };
+    this.o = { maxInFlight: opts.maxInFlight ?? 3, maxEvents: opts.maxEvents ?? 2000, maxPendingEvents: opts.maxPendingEvents ?? 12_000 };
   }
 
   get pending(): number {

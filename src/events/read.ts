@@ -223,11 +223,12 @@ export function decodeRecord(r: RawRecord): ({ event: AuditEvent; text?: string 
   if (r.error !== undefined) return [{ error: r.error }];
   let v: unknown;
   try {
-    v = r.value !== undefined ? r.value : parseJson(typeof r.text === 'string' ? r.text : (r.text ?? Buffer.alloc(0)).toString('utf8'));
-    let text = typeof r.text === 'string' ? r.text : undefined;
+    let text = typeof r.text === 'string' || r.text === undefined ? r.text : r.text.toString('utf8');
+    v = r.value !== undefined ? r.value : parseJson(text ?? '');
     if (r.inherit !== undefined) text = inheritListFields(v, text, r.inherit);
     const items = documentItems(v);
-    const single = items.length === 1 && items[0] === v;
+    // The text is kept as the stored raw line only when it is one line (a pretty-printed document is re-serialised).
+    const single = items.length === 1 && items[0] === v && text !== undefined && !text.includes('\n') && !text.includes('\r');
     return items.map((item) => {
       try {
         return { event: toAuditEvent(item), text: single ? text : undefined };

@@ -6,7 +6,7 @@ import type { AuditEvent } from '../../src/events/types.js';
 
 function split(body: string, chunk = 7): string[] {
   const out: string[] = [];
-  const s = new BodySplitter((i) => out.push(i.text));
+  const s = new BodySplitter((i) => out.push(i.bytes.toString()));
   const b = Buffer.from(body);
   for (let i = 0; i < b.length; i += chunk) s.push(b.subarray(i, i + chunk));
   s.end();
@@ -57,7 +57,7 @@ describe('BodySplitter', () => {
       const doc = rnd() < 0.5 ? JSON.stringify(items) : JSON.stringify({ kind: 'EventList', [str() || 'x']: value(1), items, z: value(2) }, null, rnd() < 0.3 ? 1 : 0);
       const b = Buffer.from(doc);
       const out: string[] = [];
-      const sp = new BodySplitter((it) => out.push(it.text));
+      const sp = new BodySplitter((it) => out.push(it.bytes.toString()));
       for (let i = 0; i < b.length; ) {
         const step = 1 + Math.floor(rnd() * 9);
         sp.push(b.subarray(i, i + step));

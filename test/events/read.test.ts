@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { readEventFiles, readFileRecords } from '../../src/events/read.js';
+import { decodeRecord, readEventFiles, readFileRecords } from '../../src/events/read.js';
 import { ev, lines, tempDir } from '../helpers/events.js';
 
 async function collect(path: string) {
@@ -52,6 +52,15 @@ describe('reading audit log files', () => {
       expect(rs.filter((r) => r.error), f).toHaveLength(1);
     }
     expect((await collect(join(d, 'one.json'))).filter((r) => r.event)).toHaveLength(1);
+  });
+
+  it('keeps a one-line record as its stored text, and re-serialises a pretty-printed one (stored raw events are lines)', () => {
+    const e = ev();
+    const one = JSON.stringify(e);
+    expect(decodeRecord({ text: one, where: 'x' })).toEqual([{ event: e, text: one }]);
+    expect(decodeRecord({ text: Buffer.from(one), where: 'x' })).toEqual([{ event: e, text: one }]);
+    expect(decodeRecord({ text: JSON.stringify(e, null, 2), where: 'x' })).toEqual([{ event: e, text: undefined }]);
+    expect(decodeRecord({ text: one.replace(',', ',\r'), where: 'x' })).toEqual([{ event: e, text: undefined }]);
   });
 
   it('rejects an over-long line as bad input and reads on', async () => {
