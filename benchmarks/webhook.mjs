@@ -7,7 +7,7 @@
 //     POST-to-alert-on-the-socket latency p50/p99.
 // Events come from benchmarks/lib/generate.mjs, shaped as the apiserver sends them (items without kind/apiVersion),
 // each request with fresh audit ids so nothing is a duplicate.
-// Usage: node benchmarks/webhook.mjs [--clients 8] [--seconds 15] [--rates 50000,5000] [--people 0.04] [--plain] [--profile DIR]
+// Usage: node benchmarks/webhook.mjs [--clients 16] [--seconds 15] [--rates 50000,5000] [--people 0.04] [--plain] [--profile DIR]
 //        [--skip-throughput]; env BENCH_NO_DETECT=1 (no rules), BENCH_RULES=DIR, BENCH_COALESCE=off|MAX_EVENTS[,IN_FLIGHT]
 //        (needs `npx tsc -p tsconfig.json` first)
 import { execFileSync, spawn } from 'node:child_process';
@@ -21,7 +21,7 @@ import { eventStream } from './lib/generate.mjs';
 
 const { values } = parseArgs({
   options: {
-    clients: { type: 'string', default: '8' },
+    clients: { type: 'string', default: '16' },
     seconds: { type: 'string', default: '15' },
     rates: { type: 'string', default: '50000,5000' },
     plain: { type: 'boolean' },

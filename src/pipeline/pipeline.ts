@@ -16,7 +16,7 @@ export interface RawBatch {
   source: string;
   cluster: string;
   records: RawRecord[];
-  /** Committed in the same transaction as the batch's events. */
+  /** Committed with the batch's alerts, after its events: a stop before leaves the source to send them again. */
   checkpoint?: Checkpoint;
 }
 
@@ -68,9 +68,10 @@ interface Pending {
 }
 
 /**
- * The one path every event takes: decode -> normalise (redaction) -> drop already-stored events -> detect ->
- * compress -> store (one transaction: events, alerts, dead letters, source position) -> publish alerts -> acknowledge.
- * Batches are processed one at a time, in submission order, so detection state sees events in order.
+ * The one path every event takes: decode -> normalise (redaction) -> store the events (new ones flagged, marked
+ * pending detection) -> detect the new ones -> store alerts, dead letters and source position (clearing the mark) ->
+ * publish alerts -> acknowledge. Batches are detected one at a time, in submission order, so detection state sees
+ * events in order.
  */
 export class Pipeline implements BatchSink {
   readonly bus: AlertBus;

@@ -12,7 +12,8 @@ import { LineSplitter, type Line, type LongLine } from './lines.js';
 
 /**
  * Where a tail stands: which file (device, inode and a hash of its first bytes, because inodes are reused) and the
- * byte offset just past the last line committed. Saved in the same transaction as the events it covers.
+ * byte offset just past the last line committed. Saved with the batch it ends (in the transaction of its alerts, after
+ * its events'), so a stop before it re-reads lines that are then recognised as already stored.
  */
 export interface TailPosition {
   dev: number;

@@ -184,8 +184,9 @@ const HOUR_US = 3_600_000_000;
 const COMPRESSION: ZlibOptions = { level: 1, memLevel: 9 };
 
 /**
- * The SQLite store: one writer connection (this object), WAL, prepared statements made once, one transaction per
- * batch holding its events, alerts, dead letters and the source position together.
+ * The SQLite store: one writer connection (this object), WAL, prepared statements made once. A batch takes two
+ * transactions (see BatchWriter): its events, marked pending detection; then its alerts, dead letters and the
+ * source position, clearing the mark.
  */
 export class Store {
   readonly db: Database.Database;
