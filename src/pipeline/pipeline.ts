@@ -1,11 +1,12 @@
 import type { Alert, Detector } from '../detect/alert.js';
 import { decodeRecord, type RawRecord } from '../events/read.js';
 import { normalise } from '../events/normalise.js';
-import { deadLetterData, type RedactionOptions } from '../events/redact.js';
+import type { RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { RecordPacker, type BatchWriter, type Checkpoint, type DeadLetter, type EventRecords, type InsertResult } from '../store/store.js';
+import type { BatchWriter, Checkpoint, DeadLetter, InsertResult } from '../store/store.js';
+import { decodeBatch, type Decoded } from './decode.js';
 import { AlertBus } from './alert-bus.js';
 
 export type { RawRecord };
@@ -155,8 +156,9 @@ export class Pipeline implements BatchSink {
       const p = cur.p;
       let done: Promise<void>;
       try {
-        if (cur.dec instanceof Error) throw cur.dec;
-        const { committed } = await this.complete(p.batch, cur.dec, cur.inserted);
+        const dec = cur.dec;
+        if (dec instanceof Error) throw dec;
+        const { committed } = await this.complete(p.batch, dec, cur.inserted);
         done = committed.then(
           (o) => p.resolve(o),
           (e) => this.failed(p, e),
@@ -177,13 +179,13 @@ export class Pipeline implements BatchSink {
 
   /** Decodes a batch and sends its events to the writer. */
   private stage(p: Pending): Staged {
-    const dec = this.safeDecode(p);
-    let inserted: Promise<InsertResult> | undefined;
-    if (!(dec instanceof Error)) {
-      inserted = this.insert(dec);
-      // An insert that fails is reported when the batch's turn comes; until then it must not count as unhandled.
-      inserted.catch(() => {});
-    }
+    const batch = p.batch;
+    // The records are not needed past decoding: let them go rather than keep them until the commit.
+    p.batch = { ...batch, records: [] };
+    const dec = this.decode(batch);
+    const inserted = dec instanceof Error ? Promise.resolve(undefined) : this.insert(dec);
+    // An insert that fails is reported when the batch's turn comes; until then it must not count as unhandled.
+    inserted.catch(() => {});
     return { p, dec, inserted };
   }
 
@@ -192,50 +194,18 @@ export class Pipeline implements BatchSink {
     p.reject(e);
   }
 
-  private safeDecode(p: Pending): Decoded | Error {
+  private decode(batch: RawBatch): Decoded | Error {
+    const det = this.opts.detector;
     try {
-      const d = this.decode(p.batch);
-      // The records' text is not needed past decoding: let it go rather than keep it until the commit.
-      p.batch = { ...p.batch, records: [] };
-      return d;
+      return decodeBatch(batch.source, batch.cluster, batch.records, {
+        redaction: this.redaction,
+        pack: !!this.opts.writer,
+        keep: !det ? 'none' : det.wants ? (e) => det.wants!(e) : 'all',
+        warn: (m, k) => log.warn(m, k),
+      });
     } catch (e) {
       return e as Error;
     }
-  }
-
-  /**
-   * Decoding and normalisation of one batch; pure apart from logging. Each event is packed for the store as soon as
-   * it is normalised, and only the events a rule may use are kept as objects: the rest die young.
-   */
-  decode(batch: RawBatch): Decoded {
-    const keep: NormalisedEvent[] = [];
-    const keepIdx: number[] = [];
-    const deadLetters: DeadLetter[] = [];
-    const packer = this.opts.writer ? new RecordPacker(batch.records.length) : undefined;
-    const raws: string[] = [];
-    const det = this.opts.detector;
-    let count = 0;
-    for (const r of batch.records) {
-      for (const d of decodeRecord(r)) {
-        if ('error' in d) {
-          deadLetters.push({ source: batch.source, where: r.where, reason: d.error, data: deadLetterData(r.text, r.value, this.redaction) });
-          log.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${batch.source}`);
-          continue;
-        }
-        const n = normalise(d.event, batch.cluster, this.redaction, d.text);
-        if (packer) {
-          packer.add(n);
-          raws.push(n.raw);
-          n.raw = '';
-        }
-        if (det && (!det.wants || det.wants(n))) {
-          keep.push(n);
-          keepIdx.push(count);
-        }
-        count++;
-      }
-    }
-    return { count, records: packer?.finish(), raw: raws.join('\n'), keep, keepIdx, deadLetters };
   }
 
   /** Sends the batch's events to the writer, which commits them (pending detection) and says which were new. */
@@ -253,8 +223,8 @@ export class Pipeline implements BatchSink {
    * Detection on the batch's new events; then sends alerts, dead letters and position to the writer, to commit
    * together. Returns once the finish is sent: the promise inside resolves with the outcome after the commit.
    */
-  private async complete(batch: RawBatch, d: Decoded, inserted: Promise<InsertResult> | undefined): Promise<{ committed: Promise<BatchOutcome> }> {
-    const ins = await inserted!;
+  private async complete(batch: RawBatch, d: Decoded, inserted: Promise<InsertResult | undefined>): Promise<{ committed: Promise<BatchOutcome> }> {
+    const ins = (await inserted)!;
     const w = this.opts.writer;
     // Duplicates that belong to a batch a stopped writer never detected: detect that batch first, in order.
     if (ins.orphans) await this.recover();
@@ -320,20 +290,9 @@ const STAGED_AHEAD = 2;
 interface Staged {
   p: Pending;
   dec: Decoded | Error;
-  inserted: Promise<InsertResult> | undefined;
+  inserted: Promise<InsertResult | undefined>;
 }
 
-interface Decoded {
-  /** Events decoded (bad records aside). */
-  count: number;
-  /** The events packed for the store, and their raw JSON joined by newlines (until sent to the writer). */
-  records: EventRecords | undefined;
-  raw: string;
-  /** The events some rule may use (Detector.wants), and their indexes in the batch. */
-  keep: NormalisedEvent[];
-  keepIdx: number[];
-  deadLetters: DeadLetter[];
-}
 
 function badOf(d: DeadLetter): BadRecord {
   return { where: d.where, reason: d.reason };

@@ -1,0 +1,63 @@
+import { decodeRecord, type RawRecord } from '../events/read.js';
+import { normalise } from '../events/normalise.js';
+import { deadLetterData, type RedactionOptions } from '../events/redact.js';
+import type { NormalisedEvent } from '../events/types.js';
+import { RecordPacker, type DeadLetter, type EventRecords } from '../store/store.js';
+
+/** A batch decoded: its events packed for the store, the ones detection may use, and its bad records. */
+export interface Decoded {
+  /** Events decoded (bad records aside). */
+  count: number;
+  /** The events packed for the store, and their raw JSON joined by newlines (until sent to the writer). */
+  records: EventRecords | undefined;
+  raw: string;
+  /** The events some rule may use, and their indexes in the batch. */
+  keep: NormalisedEvent[];
+  keepIdx: number[];
+  deadLetters: DeadLetter[];
+}
+
+export interface DecodeOptions {
+  redaction: RedactionOptions;
+  /** Pack the events for a store (no: detection only). */
+  pack: boolean;
+  /** Which events detection gets: none, all, or those a rule may use. */
+  keep: 'none' | 'all' | ((e: NormalisedEvent) => boolean);
+  /** A bad record's one-line message, and its kind for rate limiting. */
+  warn: (message: string, kind: string) => void;
+}
+
+/**
+ * Decoding and normalisation of one batch; pure apart from `warn`. Each event is packed for the store as soon as it
+ * is normalised, and only the events detection may use are kept as objects: the rest die young.
+ */
+export function decodeBatch(source: string, cluster: string, records: readonly RawRecord[], o: DecodeOptions): Decoded {
+  const keep: NormalisedEvent[] = [];
+  const keepIdx: number[] = [];
+  const deadLetters: DeadLetter[] = [];
+  const packer = o.pack ? new RecordPacker(records.length) : undefined;
+  const raws: string[] = [];
+  const wants = o.keep;
+  let count = 0;
+  for (const r of records) {
+    for (const d of decodeRecord(r)) {
+      if ('error' in d) {
+        deadLetters.push({ source, where: r.where, reason: d.error, data: deadLetterData(r.text, r.value, o.redaction) });
+        o.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${source}`);
+        continue;
+      }
+      const n = normalise(d.event, cluster, o.redaction, d.text);
+      if (packer) {
+        packer.add(n);
+        raws.push(n.raw);
+        n.raw = '';
+      }
+      if (wants === 'all' || (wants !== 'none' && wants(n))) {
+        keep.push(n);
+        keepIdx.push(count);
+      }
+      count++;
+    }
+  }
+  return { count, records: packer?.finish(), raw: raws.join('\n'), keep, keepIdx, deadLetters };
+}
