@@ -139,6 +139,11 @@ interface Matcher {
   key: string;
   check: (e: NormalisedEvent) => boolean;
   condition?: RuleExpression;
+  /**
+   * False when the condition reads only the request and response bodies and is false without them (see prepare):
+   * an event carrying neither body cannot match, and needs no evaluation.
+   */
+  bodyless?: boolean;
   members: Member[];
   /** Requests already handled, for matchers that look at more than one stage. */
   seen?: RecentIds;
@@ -389,9 +394,20 @@ export class DetectionEngine implements Detector {
    * parsed body of events no rule wants; `detect` skips events that come without one.
    */
   wants(e: NormalisedEvent): boolean {
-    if (!e.event) return false;
-    for (const m of this.lookup(e)) if (m.check(e)) return true;
+    const ev = e.event;
+    if (!ev) return false;
+    const noBody = ev.requestObject === undefined && ev.responseObject === undefined;
+    for (const m of this.lookup(e)) if (m.check(e) && !(noBody && m.bodyless === false)) return true;
     return false;
+  }
+
+  /**
+   * Finds, once, the conditions that read only the request and response bodies and are false without them (most
+   * workload rules: `$count($containers()[...]) > 0`): events carrying neither body skip them, and are not kept for
+   * detection on their account. Without this step every condition is evaluated (same alerts, more work).
+   */
+  async prepare(): Promise<void> {
+    for (const m of this.matchers) if (m.condition) m.bodyless = await m.condition.bodylessTruth();
   }
 
   async detect(events: readonly NormalisedEvent[]): Promise<Alert[]> {
@@ -402,11 +418,13 @@ export class DetectionEngine implements Detector {
       const cands = this.lookup(e);
       if (cands.length === 0) continue;
       let fired: { ordinal: number; alert: Alert }[] | undefined;
+      const noBody = e.event.requestObject === undefined && e.event.responseObject === undefined;
       for (const m of cands) {
         m.candidates++;
         if (!m.check(e)) continue;
         if (m.seen?.has(e.auditID)) continue;
         m.checked++;
+        if (noBody && m.bodyless === false) continue;
         if (m.condition) {
           m.evaluations++;
           let ok: boolean;

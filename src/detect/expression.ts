@@ -328,6 +328,69 @@ export function analyse(ast: jsonata.ExprNode): ExpressionAnalysis {
   return a;
 }
 
+/** Helpers that read only the request and response bodies: all of them give nothing for an event without bodies. */
+const BODY_HELPERS = new Set(Object.entries(HELPERS).filter(([, h]) => h.reads).map(([n]) => n));
+/** Helpers that read only their arguments. */
+const PURE_HELPERS = new Set(['list', 'inList', 'allInList', 'notInList', 'pathUnder', 'textMatch', 'glob']);
+/** JSONata functions whose value does not follow from their arguments alone. */
+const IMPURE_FUNCTIONS = new Set(['now', 'millis', 'random', 'eval']);
+
+/**
+ * True when the expression reads nothing of the event but its request and response bodies (directly, or through
+ * the body helpers), so its value for any event without either body is one constant. Conservative: any construct not
+ * known to keep to that (the context `$` or root `$$` at the top level, lambdas, wildcards, the parent operator,
+ * functions called on the implicit context, impure functions) makes it false.
+ */
+export function readsOnlyBodies(ast: jsonata.ExprNode): boolean {
+  const ok = (n: unknown, atRoot: boolean): boolean => {
+    if (Array.isArray(n)) return n.every((x) => ok(x, atRoot));
+    if (typeof n !== 'object' || n === null) return true;
+    const node = n as AstNode;
+    // Grouping, focus and index bindings and positional steps: not worth reasoning about here.
+    if (node.group !== undefined || node.focus !== undefined || node.tuple !== undefined || node.index !== undefined) return false;
+    const rel = (k: string) => ok(node[k], false);
+    switch (node.type) {
+      case 'string':
+      case 'number':
+      case 'value':
+      case 'regex':
+        return true;
+      case 'name':
+        return (!atRoot || node.value === 'requestObject' || node.value === 'responseObject') && rel('stages') && rel('predicate');
+      case 'variable':
+        // `$` is the context: the event itself at the top level; `$$` is always the event.
+        return (!atRoot || node.value !== '') && node.value !== '$' && rel('stages') && rel('predicate');
+      case 'path': {
+        const steps = (node.steps ?? []) as unknown[];
+        return steps.every((st, i) => ok(st, atRoot && i === 0)) && !node.group;
+      }
+      case 'filter':
+        return ok(node.expr, false);
+      case 'binary':
+        return ok(node.lhs, atRoot) && ok(node.rhs, atRoot) && rel('stages') && rel('predicate');
+      case 'unary':
+        return ok(node.expression, atRoot) && ok(node.expressions, atRoot) && ok(node.lhs, atRoot) && rel('stages') && rel('predicate');
+      case 'condition':
+        return ok(node.condition, atRoot) && ok(node.then, atRoot) && ok(node.else, atRoot);
+      case 'block':
+        return ok(node.expressions, atRoot) && rel('stages') && rel('predicate');
+      case 'bind':
+        return ok(node.rhs, atRoot);
+      case 'function': {
+        const proc = node.procedure as AstNode | undefined;
+        if (!proc || proc.type !== 'variable') return false;
+        const name = String(proc.value);
+        const args = (node.arguments ?? []) as unknown[];
+        const known = BODY_HELPERS.has(name) || PURE_HELPERS.has(name) || (JSONATA_FUNCTIONS.has(name) && !IMPURE_FUNCTIONS.has(name) && args.length > 0);
+        return known && ok(args, atRoot) && rel('stages') && rel('predicate');
+      }
+      default:
+        return false;
+    }
+  };
+  return ok(ast, true);
+}
+
 export interface ExpressionOptions {
   timeoutMs: number;
 }
@@ -364,6 +427,19 @@ export class RuleExpression {
   /** The expression as a condition: true for true, a non-empty string, a non-zero number, a non-empty array or object. */
   async test(ev: AuditEvent): Promise<boolean> {
     return truthy(await this.value(ev));
+  }
+
+  /**
+   * For an expression that reads only the bodies (readsOnlyBodies): its truth for every event with neither a request
+   * nor a response body, found once by evaluating it on an event with nothing in it. Undefined for other expressions.
+   */
+  async bodylessTruth(): Promise<boolean | undefined> {
+    if (!readsOnlyBodies(this.expr.ast())) return undefined;
+    try {
+      return truthy(await this.expr.evaluate({}));
+    } catch {
+      return undefined;
+    }
   }
 }
 

@@ -48,7 +48,9 @@ export async function createDetector(opts: DetectorOptions = {}): Promise<Detect
   const { config, dir } = resolve(opts);
   const set = loadRules(dir);
   const eo: EngineOptions = { rules: set.rules, lists: set.lists, config, shareIdentical: opts.shareIdentical, useIndex: opts.useIndex, ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) };
-  return new DetectionEngine(eo);
+  const engine = new DetectionEngine(eo);
+  await engine.prepare();
+  return engine;
 }
 
 /**
