@@ -214,8 +214,9 @@ export class Store {
       this.db.pragma('auto_vacuum = INCREMENTAL');
       migrate(this.db);
     }
-    // Bounded page caches (KiB): ingest of a 1 GB log stays near 300 MB resident.
-    this.db.pragma(`cache_size = ${opts.readonly ? -8192 : -16384}`);
+    // Bounded page caches (KiB): ingest of a 1 GB log stays under 300 MB resident. The writer touches the right edge
+    // of its indexes and a page per active user: 8 MiB measured as fast as 16.
+    this.db.pragma('cache_size = -8192');
     this.db.pragma('busy_timeout = 5000');
     this.stmts = this.prepare();
     if (!opts.readonly) LIVE_OWNERS.add(this.owner);
