@@ -430,7 +430,8 @@ export class Store {
     this.batches.delete(batch);
     if (!open.blob) return;
     this.db.transaction(() => {
-      this.db.prepare('DELETE FROM events WHERE blob = ?').run(open.blob);
+      // A batch's events are the rowid range its blob records: no scan of the table.
+      this.db.prepare('DELETE FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ?').run(open.blob, open.blob, open.blob);
       this.stmts.deleteBlob.run(open.blob);
       this.marks().del.run(open.blob);
       this.applyRoll(open.roll, -1);
@@ -445,10 +446,10 @@ export class Store {
     const out: PendingBatch[] = [];
     const claim = this.db.prepare('UPDATE pending SET owner = ? WHERE blob = ? AND owner = ?');
     const blobs = this.db.transaction(() => this.orphanBlobs().filter((r) => claim.run(this.owner, r.blob, r.owner).changes === 1).map((r) => r.blob)).immediate();
-    const rowsOf = this.db.prepare('SELECT id, blob_idx, cluster, audit_id, stage FROM events WHERE blob = ? ORDER BY id');
+    const rowsOf = this.db.prepare('SELECT id, blob_idx, cluster, audit_id, stage FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ? ORDER BY id');
     for (const blob of blobs) {
       const lines = this.blobLines(blob);
-      const rows = rowsOf.all(blob) as { id: number; blob_idx: number; cluster: number; audit_id: Buffer | string; stage: number }[];
+      const rows = rowsOf.all(blob, blob, blob) as { id: number; blob_idx: number; cluster: number; audit_id: Buffer | string; stage: number }[];
       const open: OpenBatch = { eventIds: [], keys: new Map(), blob, roll: new Map() };
       const events: PendingBatch['events'] = [];
       for (const r of rows) {
