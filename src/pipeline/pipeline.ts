@@ -226,16 +226,17 @@ export class Pipeline implements BatchSink {
   private async complete(batch: RawBatch, d: Decoded, inserted: Promise<InsertResult | undefined>): Promise<{ committed: Promise<BatchOutcome> }> {
     const ins = (await inserted)!;
     const w = this.opts.writer;
-    // Duplicates that belong to a batch a stopped writer never detected: detect that batch first, in order.
-    if (ins.orphans) await this.recover();
     const flags = ins.flags;
     let stored = 0;
     for (const f of flags) if (f) stored++;
     const fresh = stored === d.count ? d.keep : d.keep.filter((_, j) => flags[d.keepIdx[j]!]);
     let raised: Alert[];
     try {
+      // Duplicates that belong to a batch a stopped writer never detected: detect that batch first, in order.
+      if (ins.orphans) await this.recover();
       raised = this.opts.detector && fresh.length > 0 ? await this.opts.detector.detect(fresh) : [];
     } catch (e) {
+      // Undone, so the writer keeps no open batch and no mark of this process behind a failed batch.
       await w?.discard(ins.batch);
       throw e;
     }
