@@ -8,9 +8,8 @@ import { RecordPacker, type DeadLetter, type EventRecords } from '../store/store
 export interface Decoded {
   /** Events decoded (bad records aside). */
   count: number;
-  /** The events packed for the store, and their raw JSON joined by newlines (until sent to the writer). */
+  /** The events packed for the store, raw JSON included (until sent to the writer). */
   records: EventRecords | undefined;
-  raw: string;
   /** The events some rule may use, and their indexes in the batch. */
   keep: NormalisedEvent[];
   keepIdx: number[];
@@ -35,8 +34,9 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
   const keep: NormalisedEvent[] = [];
   const keepIdx: number[] = [];
   const deadLetters: DeadLetter[] = [];
-  const packer = o.pack ? new RecordPacker(records.length) : undefined;
-  const raws: string[] = [];
+  let rawBytes = 0;
+  if (o.pack) for (const r of records) rawBytes += (r.text?.length ?? 1024) + 1;
+  const packer = o.pack ? new RecordPacker(records.length, rawBytes) : undefined;
   const wants = o.keep;
   let count = 0;
   for (const r of records) {
@@ -49,7 +49,6 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
       const n = normalise(d.event, cluster, o.redaction, d.text);
       if (packer) {
         packer.add(n);
-        raws.push(n.raw);
         n.raw = '';
       }
       if (wants === 'all' || (wants !== 'none' && wants(n))) {
@@ -59,5 +58,5 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
       count++;
     }
   }
-  return { count, records: packer?.finish(), raw: raws.join('\n'), keep, keepIdx, deadLetters };
+  return { count, records: packer?.finish(), keep, keepIdx, deadLetters };
 }

@@ -212,10 +212,9 @@ export class Pipeline implements BatchSink {
   private async insert(d: Decoded): Promise<InsertResult> {
     const w = this.opts.writer;
     if (!w || !d.records) return { batch: 0, flags: new Array<boolean>(d.count).fill(true), orphans: false };
-    const inserted = w.insert(d.records, d.raw);
-    // The writer has its copy.
+    const inserted = w.insert(d.records);
+    // The writer has them (the buffers are moved, not copied).
     d.records = undefined;
-    d.raw = '';
     return inserted;
   }
 

@@ -44,6 +44,11 @@ export interface EventRecords {
   text: string;
   /** Distinct low-cardinality values, NUL-joined. */
   dict: string;
+  /**
+   * The events' raw JSON, UTF-8, one line each joined by newlines: bytes, so that crossing to the writer thread
+   * moves the buffer (transferred with `nums`) instead of copying a string, and the writer compresses it as is.
+   */
+  raw: Uint8Array;
 }
 
 const N_TIME = 0, N_STAGE = 1, N_CLUSTER = 2, N_VERB = 3, N_USER = 4, N_GROUPS = 5, N_IMP = 6, N_IP = 7, N_UA = 8, N_GROUP = 9,
@@ -77,10 +82,26 @@ export class RecordPacker {
   private index = new Map<string, number>();
   private nums: Float64Array;
   private text: string[] = [];
+  private raw: Buffer;
+  private rawLen = 0;
   count = 0;
 
-  constructor(capacity = 512) {
+  /** `capacity`: events expected; `rawBytes`: their raw JSON's expected size (both grow as needed). */
+  constructor(capacity = 512, rawBytes = capacity * 1024) {
     this.nums = new Float64Array(Math.max(1, capacity) * NUM_FIELDS);
+    this.raw = Buffer.allocUnsafeSlow(Math.max(1024, rawBytes));
+  }
+
+  private addRaw(line: string): void {
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8; one more for the newline.
+    const need = this.rawLen + line.length * 3 + 1;
+    if (need > this.raw.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(need, this.raw.length * 2));
+      this.raw.copy(grown, 0, 0, this.rawLen);
+      this.raw = grown;
+    }
+    if (this.count > 0) this.raw[this.rawLen++] = 10;
+    this.rawLen += this.raw.write(line, this.rawLen, 'utf8');
   }
 
   private d(v: string): number {
@@ -93,7 +114,9 @@ export class RecordPacker {
     return i;
   }
 
+  /** Packs an event; its raw JSON is `e.raw`. */
   add(e: NormalisedEvent): void {
+    this.addRaw(e.raw);
     const o = this.count * NUM_FIELDS;
     if (o + NUM_FIELDS > this.nums.length) {
       const grown = new Float64Array(this.nums.length * 2);
@@ -124,12 +147,12 @@ export class RecordPacker {
 
   finish(): EventRecords {
     const nums = this.count * NUM_FIELDS === this.nums.length ? this.nums : this.nums.slice(0, this.count * NUM_FIELDS);
-    return { count: this.count, nums, text: this.text.join(NUL), dict: this.dict.join(NUL) };
+    return { count: this.count, nums, text: this.text.join(NUL), dict: this.dict.join(NUL), raw: this.raw.subarray(0, this.rawLen) };
   }
 }
 
 export function toRecords(events: readonly NormalisedEvent[]): EventRecords {
-  const p = new RecordPacker(events.length);
+  const p = new RecordPacker(events.length, events.reduce((n, e) => n + e.raw.length + 1, 0));
   for (const e of events) p.add(e);
   return p.finish();
 }
@@ -150,7 +173,7 @@ export interface BatchTail {
  * again, and those copies are duplicates). `discard` undoes an insert whose detection failed.
  */
 export interface BatchWriter {
-  insert(events: EventRecords, raw: string): Promise<InsertResult> | InsertResult;
+  insert(events: EventRecords): Promise<InsertResult> | InsertResult;
   finish(batch: number, tail: BatchTail): Promise<Alert[]> | Alert[];
   discard(batch: number): Promise<void> | void;
   pending(): Promise<PendingBatch[]> | PendingBatch[];
@@ -173,7 +196,10 @@ export interface PendingBatch {
 
 interface OpenBatch {
   eventIds: number[];
-  keys: Map<string, number>;
+  /** Event index by `cluster NUL auditID NUL stage`, for the alerts' event ids: made when the first alert needs it. */
+  keys: Map<string, number> | undefined;
+  /** What `keys` is made from: the batch's fields as inserted. */
+  fields?: { nums: Float64Array; text: string[]; dict: string[] };
   /** The batch's blob when some event was new (else 0), and its rollup counts (undone by discard). */
   blob: number;
   roll: Map<number, number>;
@@ -286,14 +312,14 @@ export class Store {
     return v;
   }
 
-  /** Deflates a batch's raw JSON lines (joined by newlines) for its blob. */
-  static compress(raw: string): Buffer {
-    return deflateRawSync(Buffer.from(raw, 'utf8'), COMPRESSION);
+  /** Deflates a batch's raw JSON lines (UTF-8, joined by newlines) for its blob. */
+  static compress(raw: Uint8Array): Buffer {
+    return deflateRawSync(raw, COMPRESSION);
   }
 
   /** One whole batch, insert to finish, for callers with no detection step between (tests, tools). */
   commitAll(events: NormalisedEvent[], tail: BatchTail): { stored: number; flags: boolean[]; alerts: Alert[] } {
-    const { batch, flags } = this.insert(toRecords(events), events.map((e) => e.raw).join('\n'));
+    const { batch, flags } = this.insert(toRecords(events));
     const alerts = this.finish(batch, tail);
     return { stored: flags.filter(Boolean).length, flags, alerts };
   }
@@ -311,24 +337,23 @@ export class Store {
   private nextBatch = 1;
 
   /** Inserts a batch's events and commits them, marked pending detection; returns which were new. */
-  insert(batch: EventRecords, raw: string): InsertResult {
+  insert(batch: EventRecords): InsertResult {
     const s = this.stmts;
     const n = batch.count;
     const flags = new Array<boolean>(n).fill(false);
-    const open: OpenBatch = { eventIds: new Array<number>(n).fill(0), keys: new Map(), blob: 0, roll: new Map() };
+    const open: OpenBatch = { eventIds: new Array<number>(n).fill(0), keys: undefined, blob: 0, roll: new Map() };
     if (n > 0) {
-      this.db.exec('BEGIN IMMEDIATE');
-      try {
-        this.insertEvents(batch, raw, flags, open);
+      this.write(() => {
+        this.insertEvents(batch, flags, open);
         if (open.blob) this.marks().put.run(open.blob, this.owner);
-        this.db.exec('COMMIT');
-      } catch (e) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
-        throw e;
-      }
+      });
     }
     const id = this.nextBatch++;
     this.batches.set(id, open);
+    if (this.grouped) {
+      this.group.batches.push(id);
+      this.group.events += n;
+    }
     // Duplicates may be the resent events of a batch whose writer stopped before detecting it: say so, so the
     // pipeline takes that batch over (pending) before going on.
     const orphans = flags.includes(false) && this.marks().others.get(this.owner) !== undefined && this.orphanBlobs().length > 0;
@@ -341,7 +366,7 @@ export class Store {
     return rows.filter((r) => !ownerAlive(r.owner));
   }
 
-  private insertEvents(batch: EventRecords, raw: string, flags: boolean[], open: OpenBatch): void {
+  private insertEvents(batch: EventRecords, flags: boolean[], open: OpenBatch): void {
     const s = this.stmts;
     const n = batch.count;
     const nums = batch.nums;
@@ -350,8 +375,9 @@ export class Store {
     const ids = dict.map((v) => this.intern(v));
     let maxTime = 0;
     for (let i = 0; i < n; i++) if (nums[i * NUM_FIELDS]! > maxTime) maxTime = nums[i * NUM_FIELDS]!;
-    const blobId = Number(s.insertBlob.run(maxTime, Store.compress(raw)).lastInsertRowid);
-    const { eventIds, keys, roll } = open;
+    const blobId = Number(s.insertBlob.run(maxTime, Store.compress(batch.raw)).lastInsertRowid);
+    const { eventIds, roll } = open;
+    open.fields = { nums, text, dict };
     let first = 0;
     let last = 0;
     for (let i = 0; i < n; i++) {
@@ -375,7 +401,6 @@ export class Store {
       const id = Number(r.lastInsertRowid);
       flags[i] = true;
       eventIds[i] = id;
-      keys.set(`${dict[nums[o + N_CLUSTER]!]}${NUL}${auditID}${NUL}${stage}`, i);
       if (first === 0) first = id;
       last = id;
       if (stage === STAGE_CODES.ResponseComplete || stage === STAGE_CODES.Panic) {
@@ -409,14 +434,71 @@ export class Store {
   /** Adds the batch's alerts, dead letters and position, clears its pending mark, and commits. Returns the alerts that opened a new row. */
   finish(batch: number, b: BatchTail): Alert[] {
     const open = this.batches.get(batch);
-    if (!open) throw new Error(`store: no batch ${batch} is open`);
+    if (!open) throw new Error(this.lost.get(batch) ?? `store: no batch ${batch} is open`);
+    const out = this.write(() => {
+      const alerts = this.writeTail(open, b);
+      if (open.blob) this.marks().del.run(open.blob);
+      return alerts;
+    });
+    this.batches.delete(batch);
+    return out;
+  }
+
+  /**
+   * Group commit (the writer thread's mode): insert, finish and discard write into one open transaction that
+   * `commitGroup` commits, so a busy writer commits several batches at once. A commit's cost is mostly the pages it
+   * writes, and consecutive batches dirty the same index pages (the right edge of the time index, a page per active
+   * user), so fewer, larger commits write far less. Callers hold back acknowledgements until `commitGroup`
+   * returns. A failure rolls the whole group back: its batches are lost (their finish fails), nothing is half-stored.
+   */
+  grouped = false;
+  private group = { batches: [] as number[], events: 0 };
+  private lost = new Map<number, string>();
+
+  /** Events inserted since the last commit (group mode). */
+  get uncommittedEvents(): number {
+    return this.group.events;
+  }
+
+  /** Commits the open group; on failure rolls it back (see abortGroup) and throws. */
+  commitGroup(): void {
+    if (!this.db.inTransaction) return;
+    try {
+      this.db.exec('COMMIT');
+    } catch (e) {
+      this.abortGroup(e as Error);
+      throw e;
+    }
+    this.group = { batches: [], events: 0 };
+  }
+
+  /** Rolls back the open group: batches inserted in it are forgotten, and their finish reports why. */
+  private abortGroup(cause: Error): void {
+    if (this.db.inTransaction) this.db.exec('ROLLBACK');
+    if (this.lost.size > 1000) this.lost.clear();
+    for (const id of this.group.batches) {
+      this.batches.delete(id);
+      this.lost.set(id, `store: batch ${id} was rolled back with its transaction (${cause.message})`);
+    }
+    this.group = { batches: [], events: 0 };
+  }
+
+  /** Runs `fn` in a transaction of its own, or in the open group (group mode), rolling back on failure. */
+  private write<T>(fn: () => T): T {
+    if (this.grouped) {
+      if (!this.db.inTransaction) this.db.exec('BEGIN IMMEDIATE');
+      try {
+        return fn();
+      } catch (e) {
+        this.abortGroup(e as Error);
+        throw e;
+      }
+    }
     this.db.exec('BEGIN IMMEDIATE');
     try {
-      const out = this.writeTail(open, b);
-      if (open.blob) this.marks().del.run(open.blob);
+      const r = fn();
       this.db.exec('COMMIT');
-      this.batches.delete(batch);
-      return out;
+      return r;
     } catch (e) {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       throw e;
@@ -429,13 +511,13 @@ export class Store {
     if (!open) return;
     this.batches.delete(batch);
     if (!open.blob) return;
-    this.db.transaction(() => {
+    this.write(() => {
       // A batch's events are the rowid range its blob records: no scan of the table.
       this.db.prepare('DELETE FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ?').run(open.blob, open.blob, open.blob);
       this.stmts.deleteBlob.run(open.blob);
       this.marks().del.run(open.blob);
       this.applyRoll(open.roll, -1);
-    })();
+    });
   }
 
   /**
@@ -443,6 +525,7 @@ export class Store {
    * stopped (see orphanBlobs), and hands them back for detection; `finish` then completes them as usual.
    */
   pending(): PendingBatch[] {
+    this.commitGroup();
     const out: PendingBatch[] = [];
     const claim = this.db.prepare('UPDATE pending SET owner = ? WHERE blob = ? AND owner = ?');
     const blobs = this.db.transaction(() => this.orphanBlobs().filter((r) => claim.run(this.owner, r.blob, r.owner).changes === 1).map((r) => r.blob)).immediate();
@@ -450,13 +533,14 @@ export class Store {
     for (const blob of blobs) {
       const lines = this.blobLines(blob);
       const rows = rowsOf.all(blob, blob, blob) as { id: number; blob_idx: number; cluster: number; audit_id: Buffer | string; stage: number }[];
-      const open: OpenBatch = { eventIds: [], keys: new Map(), blob, roll: new Map() };
+      const keys = new Map<string, number>();
+      const open: OpenBatch = { eventIds: [], keys, blob, roll: new Map() };
       const events: PendingBatch['events'] = [];
       for (const r of rows) {
         const line = lines[r.blob_idx];
         if (line === undefined) continue;
         const cluster = this.dictValue(r.cluster);
-        open.keys.set(`${cluster}${NUL}${decodeAuditID(r.audit_id)}${NUL}${r.stage}`, events.length);
+        keys.set(`${cluster}${NUL}${decodeAuditID(r.audit_id)}${NUL}${r.stage}`, events.length);
         open.eventIds.push(r.id);
         events.push({ cluster, line });
       }
@@ -469,10 +553,11 @@ export class Store {
 
   private writeTail(open: OpenBatch, b: BatchTail): Alert[] {
     const s = this.stmts;
-    const { eventIds, keys } = open;
+    const { eventIds } = open;
+    const keys = b.alerts.length > 0 ? (open.keys ??= eventKeys(open)) : undefined;
     const newAlerts: Alert[] = [];
     for (const a of b.alerts) {
-      const evIdx = keys.get(`${a.cluster}${NUL}${a.auditID}${NUL}${STAGE_CODES[a.stage]}`);
+      const evIdx = keys!.get(`${a.cluster}${NUL}${a.auditID}${NUL}${STAGE_CODES[a.stage]}`);
       const eventId = evIdx !== undefined ? eventIds[evIdx] || null : null;
       const open = s.openGroup.get(a.groupKey, a.timeMicros - this.groupWindowUs) as { id: number } | undefined;
       if (open) {
@@ -532,9 +617,23 @@ export class Store {
   }
 
   close(): void {
+    this.commitGroup();
     LIVE_OWNERS.delete(this.owner);
     this.db.close();
   }
+}
+
+/** The stored events of an open batch by key (see OpenBatch.keys). */
+function eventKeys(open: OpenBatch): Map<string, number> {
+  const keys = new Map<string, number>();
+  const f = open.fields;
+  if (!f) return keys;
+  for (let i = 0; i < open.eventIds.length; i++) {
+    if (!open.eventIds[i]) continue;
+    const o = i * NUM_FIELDS;
+    keys.set(`${f.dict[f.nums[o + N_CLUSTER]!]}${NUL}${f.text[i * TEXT_FIELDS]}${NUL}${f.nums[o + N_STAGE]}`, i);
+  }
+  return keys;
 }
 
 /** Writers open in this process (see ownerAlive). */

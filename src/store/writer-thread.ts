@@ -5,6 +5,11 @@ import { Store, type StoreOptions } from './store.js';
 /**
  * The store's single writer, on a thread of its own: compression and SQLite inserts run here, beside the main
  * thread's parsing and detection, so ingest uses both cores. Messages are handled strictly in order.
+ *
+ * Group commit: inserts, finishes and discards write into one open transaction, committed as soon as no message is
+ * waiting (or once it holds MAX_GROUP_EVENTS events). A finish is acknowledged only after its commit. An idle writer
+ * so commits each batch at once (no added latency), and a busy one commits the several batches that queued up while
+ * it worked, in one commit.
  */
 interface Init {
   path: string;
@@ -12,17 +17,53 @@ interface Init {
   retention?: RetentionOptions & { intervalMs: number };
 }
 
+interface Reply {
+  id: number;
+  ok?: unknown;
+  error?: string;
+}
+
+/** Events past which the open group commits without waiting for the queue to empty. */
+const MAX_GROUP_EVENTS = 20_000;
+
 const init = workerData as Init;
 const store = new Store(init.path, init.store);
+store.grouped = true;
 const retention = init.retention ? new Retention(store, init.retention) : undefined;
 if (retention && init.retention) retention.start(init.retention.intervalMs);
 
+/** Finish replies waiting for the group's commit. */
+let held: Reply[] = [];
+let settling = false;
+
+/** Commits the open group and sends the replies that waited for it (errors for all when the commit fails). */
+function settle(): void {
+  settling = false;
+  const replies = held;
+  held = [];
+  try {
+    store.commitGroup();
+  } catch (e) {
+    for (const r of replies) parentPort!.postMessage({ id: r.id, error: `commit failed: ${(e as Error).message}` });
+    return;
+  }
+  for (const r of replies) parentPort!.postMessage(r);
+}
+
+/** The group was rolled back (an operation in it failed): the finishes waiting on it failed with it. */
+function failHeld(cause: string): void {
+  for (const r of held) parentPort!.postMessage({ id: r.id, error: `rolled back with a failed operation (${cause})` });
+  held = [];
+}
+
 parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
-  let reply: { id: number; ok?: unknown; error?: string };
+  const grouped = m.op === 'insert' || m.op === 'finish' || m.op === 'discard';
+  if (!grouped) settle();
+  let reply: Reply;
   try {
     switch (m.op) {
       case 'insert':
-        reply = { id: m.id, ok: store.insert(m.args[0] as never, m.args[1] as string) };
+        reply = { id: m.id, ok: store.insert(m.args[0] as never) };
         break;
       case 'finish':
         reply = { id: m.id, ok: store.finish(m.args[0] as number, m.args[1] as never) };
@@ -44,7 +85,16 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
     }
   } catch (e) {
     reply = { id: m.id, error: (e as Error).message };
+    if (grouped) failHeld((e as Error).message);
   }
-  parentPort!.postMessage(reply);
+  if (m.op === 'finish' && reply.error === undefined) held.push(reply);
+  else parentPort!.postMessage(reply);
+  if (!grouped) return;
+  if (store.uncommittedEvents >= MAX_GROUP_EVENTS) settle();
+  else if (!settling) {
+    settling = true;
+    // Runs after the messages already waiting have been handled.
+    setImmediate(settle);
+  }
 });
 parentPort!.postMessage({ id: 0, ok: { redactionKey: store.redactionKey } });

@@ -55,8 +55,9 @@ export class WriterThread implements BatchWriter {
     });
   }
 
-  insert(events: EventRecords, raw: string): Promise<InsertResult> {
-    return this.call('insert', events, raw, [events.nums.buffer as ArrayBuffer]);
+  insert(events: EventRecords): Promise<InsertResult> {
+    // Both buffers move to the writer (RecordPacker allocates them for the batch alone): no copy.
+    return this.call('insert', events, undefined, [events.nums.buffer as ArrayBuffer, events.raw.buffer as ArrayBuffer]);
   }
 
   finish(batch: number, tail: BatchTail): Promise<Alert[]> {

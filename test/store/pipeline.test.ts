@@ -134,7 +134,7 @@ describe('a stop between storing a batch and detecting it', () => {
   /** Stores a batch the way the pipeline's first half does, and never finishes it. */
   function insertOnly(store: Store, lines: string[]): void {
     const events = lines.map((l) => normalise(toAuditEvent(JSON.parse(l)), 'c', { enabled: true, key: store.redactionKey }, l));
-    store.insert(toRecords(events), lines.join('\n'));
+    store.insert(toRecords(events));
   }
   const pendingMarks = (path: string) => {
     const r = new Store(path, { readonly: true });
@@ -186,7 +186,7 @@ describe('a stop between storing a batch and detecting it', () => {
       const lines = ${JSON.stringify(lines)};
       const store = new Store(${JSON.stringify(path)});
       const events = lines.map((l) => normalise(toAuditEvent(JSON.parse(l)), 'c', { enabled: true, key: store.redactionKey }, l));
-      store.insert(toRecords(events), lines.join('\\n'));
+      store.insert(toRecords(events));
       process.stdout.write('stored\\n');
       process.stdin.resume();`;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });

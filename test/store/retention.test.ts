@@ -45,7 +45,7 @@ describe('retention', () => {
     const store = new Store(join(tempDir(), 'k.db'));
     fill(store, 1, 50);
     const waiting = Array.from({ length: 20 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 1, 0, i)).toISOString() })), 'c', { enabled: true, key: store.redactionKey }));
-    const { batch } = store.insert(toRecords(waiting), waiting.map((e) => e.raw).join('\n'));
+    const { batch } = store.insert(toRecords(waiting));
     const r = new Retention(store, { maxAgeMs: 86_400_000 });
     expect(await r.runOnce(Date.UTC(2026, 0, 12))).toBe(50);
     expect(counts(store).events).toBe(20);

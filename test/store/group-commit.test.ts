@@ -1,0 +1,95 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { normalise } from '../../src/events/normalise.js';
+import { toAuditEvent } from '../../src/events/decode.js';
+import { Store, toRecords } from '../../src/store/store.js';
+import { WriterThread } from '../../src/store/writer.js';
+import { ev, tempDir } from '../helpers/events.js';
+
+/** Group commit: several batches in one transaction, acknowledged only once it commits, rolled back as one. */
+describe('group commit', () => {
+  const batch = (store: { redactionKey: Buffer }, from: number, n: number, pad = 0) =>
+    toRecords(
+      Array.from({ length: n }, (_, i) =>
+        normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString(), annotations: pad ? { pad: 'x'.repeat(pad) } : {} })), 'c', { enabled: true, key: store.redactionKey }),
+      ),
+    );
+  const count = (path: string) => {
+    const r = new Store(path, { readonly: true });
+    try {
+      return {
+        events: r.db.prepare('SELECT count(*) FROM events').pluck().get() as number,
+        position: r.position('src'),
+        pending: r.db.prepare('SELECT count(*) FROM pending').pluck().get() as number,
+      };
+    } finally {
+      r.close();
+    }
+  };
+
+  it('keeps batches out of sight of other connections until the group commits', () => {
+    const path = join(tempDir(), 'k.db');
+    const store = new Store(path);
+    store.grouped = true;
+    const a = store.insert(batch(store, 0, 10));
+    store.finish(a.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'src', position: 'a' } });
+    const b = store.insert(batch(store, 10, 10));
+    expect(store.uncommittedEvents).toBe(20);
+    expect(count(path)).toEqual({ events: 0, position: undefined, pending: 0 });
+    store.commitGroup();
+    expect(store.uncommittedEvents).toBe(0);
+    // b is stored and still pending detection; a is complete.
+    expect(count(path)).toEqual({ events: 20, position: 'a', pending: 1 });
+    store.finish(b.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'src', position: 'b' } });
+    store.close();
+    expect(count(path)).toEqual({ events: 20, position: 'b', pending: 0 });
+  });
+
+  it('rolls the whole group back when an operation in it fails, and the lost batches cannot be finished', () => {
+    const path = join(tempDir(), 'k.db');
+    const store = new Store(path);
+    const first = store.insert(batch(store, 0, 5));
+    store.finish(first.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'src', position: 'first' } });
+    store.grouped = true;
+    const a = store.insert(batch(store, 100, 10));
+    store.finish(a.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'src', position: 'a' } });
+    const b = store.insert(batch(store, 200, 10));
+    // A real SQLite failure: the database may not grow past its current size ("database or disk is full").
+    const pages = store.db.pragma('page_count', { simple: true }) as number;
+    store.db.pragma(`max_page_count = ${pages}`);
+    expect(() => store.insert(batch(store, 300, 400, 4000))).toThrow(/full/);
+    expect(store.db.inTransaction).toBe(false);
+    expect(() => store.finish(b.batch, { alerts: [], deadLetters: [] })).toThrow(/rolled back/);
+    // Nothing of a or b is stored: the position is still the one committed before the group.
+    expect(count(path)).toEqual({ events: 5, position: 'first', pending: 0 });
+    store.db.pragma('max_page_count = 1073741823');
+    const c = store.insert(batch(store, 100, 10));
+    expect(c.flags.every(Boolean)).toBe(true);
+    store.finish(c.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'src', position: 'c' } });
+    store.commitGroup();
+    store.close();
+    expect(count(path)).toEqual({ events: 15, position: 'c', pending: 0 });
+  });
+
+  it('acknowledges a finish on the writer thread only once it is committed', async () => {
+    const path = join(tempDir(), 'k.db');
+    const w = await WriterThread.open(path);
+    const key = { redactionKey: w.redactionKey };
+    // Several batches in flight at once, as the pipeline sends them: each finish, once resolved, is visible.
+    const inserts = [0, 1, 2, 3].map((i) => w.insert(batch(key, i * 50, 50)));
+    const finishes = inserts.map(async (p, i) => {
+      const { batch: id } = await p;
+      await w.finish(id, { alerts: [], deadLetters: [], checkpoint: { source: `src${i}`, position: String(i) } });
+      const r = new Store(path, { readonly: true });
+      try {
+        expect(r.position(`src${i}`)).toBe(String(i));
+        expect(r.db.prepare('SELECT count(*) FROM events').pluck().get() as number).toBeGreaterThanOrEqual((i + 1) * 50);
+      } finally {
+        r.close();
+      }
+    });
+    await Promise.all(finishes);
+    await w.close();
+    expect(count(path)).toEqual({ events: 200, position: undefined, pending: 0 });
+  });
+});
