@@ -2,9 +2,18 @@ import { BadInputError } from './errors.js';
 import { parseMicros } from './time.js';
 import { LEVELS, STAGES, type AuditEvent } from './types.js';
 
-const API_VERSIONS = new Set(['audit.k8s.io/v1', 'audit.k8s.io/v1beta1', 'audit.k8s.io/v1alpha1']);
-const STAGE_SET = new Set<string>(STAGES);
-const LEVEL_SET = new Set<string>(LEVELS);
+// Checked with comparisons rather than Set lookups: these run once per event, on strings fresh from JSON.parse.
+function isAuditApiVersion(v: string): boolean {
+  return v === 'audit.k8s.io/v1' || v === 'audit.k8s.io/v1beta1' || v === 'audit.k8s.io/v1alpha1';
+}
+
+function isStage(v: string): boolean {
+  return v === 'ResponseComplete' || v === 'RequestReceived' || v === 'ResponseStarted' || v === 'Panic';
+}
+
+function isLevel(v: string): boolean {
+  return v === 'Metadata' || v === 'Request' || v === 'RequestResponse' || v === 'None';
+}
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';
@@ -24,22 +33,24 @@ export function toAuditEvent(v: unknown): AuditEvent {
   if (o.kind !== undefined && o.kind !== 'Event') {
     throw new BadInputError(`not an audit event: kind is ${JSON.stringify(o.kind)}, expected "Event"`);
   }
-  if (o.apiVersion !== undefined && (typeof o.apiVersion !== 'string' || !API_VERSIONS.has(o.apiVersion))) {
+  if (o.apiVersion !== undefined && (typeof o.apiVersion !== 'string' || !isAuditApiVersion(o.apiVersion))) {
     throw new BadInputError(`not an audit event: apiVersion ${JSON.stringify(o.apiVersion)} is not audit.k8s.io/v1 or v1beta1`);
   }
   if (o.kind === undefined && o.apiVersion === undefined) {
     throw new BadInputError('not an audit event: neither kind "Event" nor an audit.k8s.io apiVersion');
   }
-  for (const f of ['auditID', 'requestURI', 'verb', 'requestReceivedTimestamp'] as const) {
-    if (typeof o[f] !== 'string') {
-      throw new BadInputError(o[f] === undefined ? `audit event lacks ${f}` : `audit event field ${f} must be a string, got ${typeName(o[f])}`);
+  if (typeof o.auditID !== 'string' || typeof o.requestURI !== 'string' || typeof o.verb !== 'string' || typeof o.requestReceivedTimestamp !== 'string') {
+    for (const f of ['auditID', 'requestURI', 'verb', 'requestReceivedTimestamp'] as const) {
+      if (typeof o[f] !== 'string') {
+        throw new BadInputError(o[f] === undefined ? `audit event lacks ${f}` : `audit event field ${f} must be a string, got ${typeName(o[f])}`);
+      }
     }
   }
   if ((o.auditID as string).length === 0) throw new BadInputError('audit event has an empty auditID');
-  if (typeof o.stage !== 'string' || !STAGE_SET.has(o.stage)) {
+  if (typeof o.stage !== 'string' || !isStage(o.stage)) {
     throw new BadInputError(o.stage === undefined ? 'audit event lacks stage' : `audit event stage ${JSON.stringify(o.stage)} is not one of ${STAGES.join(', ')}`);
   }
-  if (typeof o.level !== 'string' || !LEVEL_SET.has(o.level)) {
+  if (typeof o.level !== 'string' || !isLevel(o.level)) {
     throw new BadInputError(o.level === undefined ? 'audit event lacks level' : `audit event level ${JSON.stringify(o.level)} is not one of ${LEVELS.join(', ')}`);
   }
   if (typeof o.user !== 'object' || o.user === null || Array.isArray(o.user)) {

@@ -19,8 +19,19 @@ function digits(s: string, from: number, n: number): number {
   return v;
 }
 
+let lastInput = '';
+let lastOutput = NaN;
+
 /** Microseconds since the epoch, or NaN when `s` is not an RFC 3339 timestamp. */
 export function parseMicros(s: string): number {
+  // Validation and normalisation of an event both ask for its time: the second is answered from here.
+  if (s === lastInput) return lastOutput;
+  lastOutput = parseMicrosUncached(s);
+  lastInput = s;
+  return lastOutput;
+}
+
+function parseMicrosUncached(s: string): number {
   // Fast path for what the apiserver writes: 2024-05-01T10:00:00.123456Z (UTC, up to 9 fraction digits). Events
   // come in bursts within one second, so the date-time part is cached.
   const n = s.length;

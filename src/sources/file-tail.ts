@@ -86,7 +86,8 @@ export class FileTail {
     this.source = `file:${o.path}`;
     this.maxLine = o.maxLine ?? 1 << 20;
     this.batchLines = o.batchLines ?? 1000;
-    this.splitter = new LineSplitter(this.maxLine);
+    // Each read fills a fresh buffer (see readAvailable), so lines may keep views of it.
+    this.splitter = new LineSplitter(this.maxLine, 0, 0, true);
     o.metrics?.collect('kaudit_tail_lag_bytes', 'Bytes written to a tailed audit log and not yet committed', () => [
       { labels: { path: o.path }, value: Math.max(0, this.lastSize - (this.pos?.offset ?? 0)) },
     ]);
@@ -210,7 +211,7 @@ export class FileTail {
 
   /** Reads a rotated (finished) file from an offset to its end. No checkpoint: the current file's first batch sets one. */
   private async readBackup(path: string, offset: number, line: number): Promise<void> {
-    const splitter = new LineSplitter(this.maxLine, 0, line);
+    const splitter = new LineSplitter(this.maxLine, 0, line, true);
     let skip = offset;
     let batch: RawRecord[] = [];
     const flushBatch = async () => {
@@ -242,7 +243,7 @@ export class FileTail {
 
   private record(l: Line | LongLine, path: string): RawRecord {
     if ('tooLong' in l) return { error: `line is ${l.bytes} bytes, over the ${this.maxLine}-byte limit`, where: `${path}:${l.lineNo}` };
-    return new LineRecord(l.text, path, l.lineNo);
+    return new LineRecord(l.text, path, l.lineNo, l.data, l.dataStart, l.dataEnd);
   }
 
   private adopt(fh: FileHandle, p: TailPosition): void {
@@ -293,10 +294,11 @@ export class FileTail {
   }
 
   private async readAvailable(fh: FileHandle, size: number): Promise<void> {
-    const buf = Buffer.allocUnsafe(READ_CHUNK);
     let batch: RawRecord[] = [];
     while (this.readPos < size && !this.stopped) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(READ_CHUNK, size - this.readPos), this.readPos);
+      // A buffer per read, never reused: the batch's lines keep views of it until it is stored.
+      const buf = Buffer.allocUnsafeSlow(Math.min(READ_CHUNK, size - this.readPos));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, this.readPos);
       if (bytesRead === 0) break;
       this.readPos += bytesRead;
       this.splitter.push(buf.subarray(0, bytesRead), (l) => batch.push(this.record(l, this.o.path)));

@@ -7,6 +7,13 @@ import { isAscii } from 'node:buffer';
 
 export interface Line {
   text: string;
+  /**
+   * Where the line's bytes are (without the newline or a trailing CR), when the splitter keeps them (see keepBytes):
+   * `data` from `dataStart` to `dataEnd`. Offsets rather than a view per line: a view is an object per line to collect.
+   */
+  data?: Uint8Array;
+  dataStart?: number;
+  dataEnd?: number;
   /** Byte offset just past this line's newline. */
   end: number;
   /** 1-based line number within the stream. */
@@ -29,7 +36,11 @@ export class LineSplitter {
   offset: number;
   lineNo: number;
 
-  constructor(readonly maxLine: number, startOffset = 0, startLine = 0) {
+  /**
+   * `keepBytes`: each line also carries its bytes, a view of the chunk (the caller promises never to reuse a chunk's
+   * memory), so the line's raw form can be copied as bytes instead of being encoded again from the text.
+   */
+  constructor(readonly maxLine: number, startOffset = 0, startLine = 0, private readonly keepBytes = false) {
     this.offset = startOffset;
     this.lineNo = startLine;
   }
@@ -63,19 +74,30 @@ export class LineSplitter {
         out({ tooLong: true, bytes, end: this.offset, lineNo: this.lineNo });
       } else {
         let text: string;
+        let data: Uint8Array | undefined;
+        let dataStart = start;
+        let dataEnd = nl;
         if (this.carryLen === 0) {
           text = whole !== undefined ? whole.slice(start, nl) : chunk.toString('utf8', start, nl);
+          if (this.keepBytes) data = chunk;
         } else {
           this.carry.push(chunk.subarray(start, nl));
-          text = Buffer.concat(this.carry, this.carryLen + partLen).toString('utf8');
+          const joined = Buffer.concat(this.carry, this.carryLen + partLen);
+          text = joined.toString('utf8');
+          data = joined;
+          dataStart = 0;
+          dataEnd = joined.length;
           this.carry = [];
         }
         const bytes = this.carryLen + partLen;
         this.carryLen = 0;
         this.offset += bytes + 1;
         // Windows line endings and blank lines are not events.
-        if (text.length > 0 && text.charCodeAt(text.length - 1) === 13) text = text.slice(0, -1);
-        out({ text, end: this.offset, lineNo: this.lineNo });
+        if (text.length > 0 && text.charCodeAt(text.length - 1) === 13) {
+          text = text.slice(0, -1);
+          dataEnd--;
+        }
+        out(this.keepBytes ? { text, data, dataStart, dataEnd, end: this.offset, lineNo: this.lineNo } : { text, end: this.offset, lineNo: this.lineNo });
       }
       start = nl + 1;
     }
@@ -106,11 +128,13 @@ export class LineSplitter {
       this.skipped = 0;
     } else if (this.carryLen > 0) {
       this.lineNo++;
-      const text = Buffer.concat(this.carry, this.carryLen).toString('utf8');
+      const data = Buffer.concat(this.carry, this.carryLen);
+      let text = data.toString('utf8');
       this.offset += this.carryLen;
       this.carry = [];
       this.carryLen = 0;
-      out({ text, end: this.offset, lineNo: this.lineNo });
+      if (text.length > 0 && text.charCodeAt(text.length - 1) === 13) text = text.slice(0, -1);
+      out(this.keepBytes && text.length === data.length ? { text, data, dataStart: 0, dataEnd: data.length, end: this.offset, lineNo: this.lineNo } : { text, end: this.offset, lineNo: this.lineNo });
     }
   }
 

@@ -119,6 +119,34 @@ export const LEVEL_CODES = { None: 0, Metadata: 1, Request: 2, RequestResponse: 
 export const LEVEL_NAMES = ['None', 'Metadata', 'Request', 'RequestResponse'] as const;
 export const DECISION_CODES = { '': 0, allow: 1, forbid: 2 } as const;
 export const DECISION_NAMES = ['', 'allow', 'forbid'] as const;
+/*
+ * The codes of a validated event's stage, level and decision. A switch on the string, not an object lookup: the
+ * strings come from JSON.parse, and looking up a property by a fresh string key costs a string-table probe per event.
+ */
+export function stageCode(stage: string): number {
+  switch (stage) {
+    case 'ResponseComplete': return STAGE_CODES.ResponseComplete;
+    case 'RequestReceived': return STAGE_CODES.RequestReceived;
+    case 'ResponseStarted': return STAGE_CODES.ResponseStarted;
+    case 'Panic': return STAGE_CODES.Panic;
+  }
+  throw new Error(`unknown stage ${JSON.stringify(stage)}`);
+}
+
+export function levelCode(level: string): number {
+  switch (level) {
+    case 'Metadata': return LEVEL_CODES.Metadata;
+    case 'Request': return LEVEL_CODES.Request;
+    case 'RequestResponse': return LEVEL_CODES.RequestResponse;
+    case 'None': return LEVEL_CODES.None;
+  }
+  throw new Error(`unknown level ${JSON.stringify(level)}`);
+}
+
+export function decisionCode(decision: string): number {
+  return decision === 'allow' ? DECISION_CODES.allow : decision === 'forbid' ? DECISION_CODES.forbid : DECISION_CODES[''];
+}
+
 /** Event categories behind the analyst questions (events.cat). */
 export const CATEGORY = { exec: 1, secretRead: 2, rbacChange: 3 } as const;
 

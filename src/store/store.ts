@@ -7,7 +7,7 @@ import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, type Alert } from '../detect/alert.js';
 import { decodeAuditID, encodeAuditID } from './audit-id.js';
-import { CATEGORY, DECISION_CODES, LEVEL_CODES, migrate, ROLLUP_DIMS, STAGE_CODES } from './schema.js';
+import { CATEGORY, decisionCode, levelCode, migrate, ROLLUP_DIMS, STAGE_CODES, stageCode } from './schema.js';
 
 
 export interface StoreOptions {
@@ -92,16 +92,21 @@ export class RecordPacker {
     this.raw = Buffer.allocUnsafeSlow(Math.max(1024, rawBytes));
   }
 
-  private addRaw(line: string): void {
+  private addRaw(line: string, bytes: Uint8Array | undefined, start: number, end: number): void {
     // A UTF-16 code unit takes at most 3 bytes in UTF-8; one more for the newline.
-    const need = this.rawLen + line.length * 3 + 1;
+    const need = this.rawLen + (bytes ? end - start : line.length * 3) + 1;
     if (need > this.raw.length) {
       const grown = Buffer.allocUnsafeSlow(Math.max(need, this.raw.length * 2));
       this.raw.copy(grown, 0, 0, this.rawLen);
       this.raw = grown;
     }
     if (this.count > 0) this.raw[this.rawLen++] = 10;
-    this.rawLen += this.raw.write(line, this.rawLen, 'utf8');
+    if (bytes) {
+      this.raw.set(bytes.subarray(start, end), this.rawLen);
+      this.rawLen += end - start;
+    } else {
+      this.rawLen += this.raw.write(line, this.rawLen, 'utf8');
+    }
   }
 
   private d(v: string): number {
@@ -114,9 +119,9 @@ export class RecordPacker {
     return i;
   }
 
-  /** Packs an event; its raw JSON is `e.raw`. */
-  add(e: NormalisedEvent): void {
-    this.addRaw(e.raw);
+  /** Packs an event; its raw JSON is `e.raw`, or `bytes[start, end)` when given (the same text in UTF-8). */
+  add(e: NormalisedEvent, bytes?: Uint8Array, start = 0, end = 0): void {
+    this.addRaw(e.raw, bytes, start, end);
     const o = this.count * NUM_FIELDS;
     if (o + NUM_FIELDS > this.nums.length) {
       const grown = new Float64Array(this.nums.length * 2);
@@ -125,7 +130,7 @@ export class RecordPacker {
     }
     const nums = this.nums;
     nums[o + N_TIME] = e.timeMicros;
-    nums[o + N_STAGE] = STAGE_CODES[e.stage];
+    nums[o + N_STAGE] = stageCode(e.stage);
     nums[o + N_CLUSTER] = this.d(e.cluster);
     nums[o + N_VERB] = this.d(e.verb);
     nums[o + N_USER] = this.d(e.user);
@@ -138,8 +143,8 @@ export class RecordPacker {
     nums[o + N_RESOURCE] = this.d(e.resource);
     nums[o + N_NAMESPACE] = this.d(e.namespace);
     nums[o + N_CODE] = e.code;
-    nums[o + N_DECISION] = DECISION_CODES[e.decision];
-    nums[o + N_LEVEL] = LEVEL_CODES[e.level];
+    nums[o + N_DECISION] = decisionCode(e.decision);
+    nums[o + N_LEVEL] = levelCode(e.level);
     nums[o + N_CAT] = categoryOf(e) ?? -1;
     this.text.push(noNul(e.auditID), noNul(e.subresource), noNul(e.name), noNul(e.command), noNul(e.container));
     this.count++;

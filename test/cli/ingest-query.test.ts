@@ -68,3 +68,35 @@ describe('kaudit CLI (built, as users run it)', () => {
     expect(r.err).toMatch(/no store at \/nonexistent\/k.db/);
   });
 });
+
+describe('stored raw events after an import (the bytes of the line, or the redacted form)', () => {
+  it('stores each line as it was (CRLF, non-ASCII, across read chunks), and a Secret body only redacted', async () => {
+    const { Store } = await import('../../src/store/store.js');
+    const d = tempDir();
+    const plain = JSON.stringify(ev());
+    const crlf = JSON.stringify(ev());
+    const accents = JSON.stringify(ev({ user: { username: 'jürgen ☃ 🙂', groups: [] } }));
+    const secret = JSON.stringify(ev({ verb: 'create', level: 'RequestResponse', objectRef: { resource: 'secrets', namespace: 'default', name: 'db', apiVersion: 'v1' }, requestObject: { kind: 'Secret', apiVersion: 'v1', metadata: { name: 'db' }, data: { password: 'aHVudGVyMg==' } } }));
+    // Enough padding events that later lines cross the importer's 1 MiB read chunks.
+    const pad = Array.from({ length: 2500 }, () => JSON.stringify(ev({ annotations: { note: 'x'.repeat(400) } })));
+    const last = JSON.stringify(ev({ user: { username: 'jörg', groups: [] } }));
+    const body = [plain, crlf + '\r', accents, ...pad, secret, last].join('\n') + '\n';
+    writeFileSync(join(d, 'a.log'), body);
+    const db = join(d, 'k.db');
+    const r = kaudit(['ingest', '--db', db, '--no-detect', join(d, 'a.log')]);
+    expect(r.err).toMatch(/stored 2505 events, skipped 0 duplicates, 0 bad records/);
+    const store = new Store(db, { readonly: true });
+    try {
+      const rows = store.db.prepare('SELECT blob, blob_idx FROM events ORDER BY id').all() as { blob: number; blob_idx: number }[];
+      const raws = rows.map((x) => store.rawEvent(x.blob, x.blob_idx)!);
+      const expected = [plain, crlf, accents, ...pad];
+      expect(raws.slice(0, expected.length)).toEqual(expected);
+      expect(raws.at(-1)).toBe(last);
+      const storedSecret = raws.at(-2)!;
+      expect(storedSecret).not.toContain('aHVudGVyMg==');
+      expect(JSON.parse(storedSecret).requestObject.data.password).toMatch(/redacted/i);
+    } finally {
+      store.close();
+    }
+  });
+});
