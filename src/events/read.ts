@@ -31,7 +31,7 @@ export interface RawRecord {
    * The text's UTF-8 bytes, when at hand (a line of a file): `bytes` from `bytesStart` to `bytesEnd`. Stored as they
    * are when the event is not redacted.
    */
-  bytes?: Uint8Array;
+  bytes?: Buffer;
   bytesStart?: number;
   bytesEnd?: number;
 }
@@ -42,14 +42,22 @@ export interface RawRecord {
  */
 export class LineRecord implements RawRecord {
   readonly line = true;
+  private t: string | undefined;
   constructor(
-    readonly text: string,
+    text: string | undefined,
     private readonly path: string,
     private readonly lineNo: number,
-    readonly bytes?: Uint8Array,
+    readonly bytes?: Buffer,
     readonly bytesStart = 0,
     readonly bytesEnd = 0,
-  ) {}
+  ) {
+    this.t = text;
+  }
+
+  /** An ASCII line's text is decoded from its bytes when first asked for (when it is parsed): see LineSplitter. */
+  get text(): string {
+    return (this.t ??= this.bytes!.toString('latin1', this.bytesStart, this.bytesEnd));
+  }
 
   get where(): string {
     return `${this.path}:${this.lineNo}`;
@@ -78,9 +86,53 @@ async function isGzip(path: string): Promise<boolean> {
   }
 }
 
+/** Chunks read ahead of the one being split: the reads run on libuv's pool while this thread works. */
+const READ_AHEAD = 3;
+
+/**
+ * A plain file's chunks, each a fresh buffer, with READ_AHEAD reads under way: a read stream asks for the next chunk
+ * only once the last is taken, and on a busy machine the parsing thread would then wait for each read.
+ */
+async function readAhead(path: string, onBytes?: (n: number) => void): Promise<AsyncIterable<Buffer>> {
+  const fh = await open(path, 'r');
+  return (async function* () {
+    let pos = 0;
+    const queue: Promise<Buffer>[] = [];
+    const readNext = () => {
+      const at = pos;
+      pos += CHUNK;
+      const b = Buffer.allocUnsafeSlow(CHUNK);
+      const p = fh.read(b, 0, CHUNK, at).then((r) => b.subarray(0, r.bytesRead));
+      // Awaited in turn below; until then a failure must not count as unhandled.
+      p.catch(() => {});
+      queue.push(p);
+    };
+    try {
+      for (let i = 0; i < READ_AHEAD; i++) readNext();
+      for (;;) {
+        const chunk = await queue.shift()!;
+        if (chunk.length === 0) return;
+        onBytes?.(chunk.length);
+        // A short read is the end of the file as it was: the reads ahead of it are past that end (were the file
+        // growing, what they got would not follow on from this chunk).
+        if (chunk.length < CHUNK) {
+          yield chunk;
+          return;
+        }
+        readNext();
+        yield chunk;
+      }
+    } finally {
+      await Promise.allSettled(queue);
+      await fh.close();
+    }
+  })();
+}
+
 async function openStream(path: string, opts: ReadOptions): Promise<AsyncIterable<Buffer>> {
   // Opening first turns a missing or unreadable file into a rejected promise here, not an unhandled stream error.
   const gz = await isGzip(path);
+  if (!gz) return readAhead(path, opts.onBytes);
   const file = createReadStream(path, { highWaterMark: CHUNK });
   let source: AsyncIterable<Buffer> = file;
   if (gz) {
@@ -174,7 +226,7 @@ export async function* readFileRecords(path: string, opts: ReadOptions = {}): As
     let out: RawRecord[] = [];
     const push = (l: Line | LongLine) => {
       if ('tooLong' in l) out.push({ error: `line is ${l.bytes} bytes, over the ${maxLine}-byte limit`, where: `${path}:${l.lineNo}` });
-      else if (l.text.length > 0) out.push(new LineRecord(l.text, path, l.lineNo, l.data, l.dataStart, l.dataEnd));
+      else if (l.text !== undefined ? l.text.length > 0 : l.dataEnd! > l.dataStart!) out.push(new LineRecord(l.text, path, l.lineNo, l.data, l.dataStart, l.dataEnd));
     };
     for await (const chunk of rest) {
       splitter.push(chunk, push);

@@ -35,7 +35,7 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
   const keepIdx: number[] = [];
   const deadLetters: DeadLetter[] = [];
   let rawBytes = 0;
-  if (o.pack) for (const r of records) rawBytes += (r.text?.length ?? 1024) + 1;
+  if (o.pack) for (const r of records) rawBytes += (r.bytes !== undefined ? r.bytesEnd! - r.bytesStart! : (r.text?.length ?? 1024)) + 1;
   const packer = o.pack ? new RecordPacker(records.length, rawBytes) : undefined;
   const wants = o.keep;
   let count = 0;

@@ -169,7 +169,7 @@ export class Pipeline implements BatchSink {
       }
       const release = p.size;
       finishing.push(done.then(() => void (this.queuedEvents -= release)));
-      if (finishing.length > 4) await finishing.shift();
+      if (finishing.length > FINISHING) await finishing.shift();
     }
     this.running = false;
     const w = this.idleWaiters;
@@ -284,8 +284,13 @@ export class Pipeline implements BatchSink {
   }
 }
 
-/** Batches decoded and inserted ahead of the one being detected. */
-const STAGED_AHEAD = 2;
+/**
+ * Batches decoded and inserted ahead of the one being detected, and batches whose finish may wait for its commit.
+ * Four ahead: with two, this thread waited on the writer's inserts for a fifth of an import's time (and the writer on
+ * it), their pace varying from batch to batch; measured 10-20% faster, for ~10 MB more resident at peak.
+ */
+const STAGED_AHEAD = 4;
+const FINISHING = 6;
 
 interface Staged {
   p: Pending;

@@ -18,8 +18,8 @@ export interface ImportOptions {
   maxLine?: number;
   batchSize?: number;
   /**
-   * Batches handed to the pipeline before waiting for the oldest (default 6): reading overlaps processing, and the
-   * pipeline always has a batch to decode while others are stored, detected and committed.
+   * Batches handed to the pipeline before waiting for the oldest (default 10): reading overlaps processing, and the
+   * pipeline always has batches to decode while others are stored, detected and committed.
    */
   inFlight?: number;
   onProgress?: (p: ImportProgress) => void;
@@ -33,7 +33,7 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
   const total: ImportProgress = { file: '', bytesRead: 0, bytesTotal: 0, events: 0, duplicates: 0, bad: 0, alerts: 0 };
   for (const p of paths) total.bytesTotal += (await stat(p)).size;
   const batchSize = o.batchSize ?? 1000;
-  const maxInFlight = o.inFlight ?? 6;
+  const maxInFlight = o.inFlight ?? 10;
   const inFlight: Promise<void>[] = [];
   // Not async: the records are handed over, not held here until the batch commits.
   const submit = (records: RawRecord[], source: string): Promise<void> =>

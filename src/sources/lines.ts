@@ -6,18 +6,24 @@
 import { isAscii } from 'node:buffer';
 
 export interface Line {
-  text: string;
   /**
-   * Where the line's bytes are (without the newline or a trailing CR), when the splitter keeps them (see keepBytes):
-   * `data` from `dataStart` to `dataEnd`. Offsets rather than a view per line: a view is an object per line to collect.
+   * The line's text. Left out when the splitter keeps bytes (see keepBytes) and the line is ASCII: it is then
+   * `data` from `dataStart` to `dataEnd`, decoded when needed (see lineText).
    */
-  data?: Uint8Array;
+  text?: string;
+  /** Where the line's bytes are (without the newline or a trailing CR), when the splitter keeps them. */
+  data?: Buffer;
   dataStart?: number;
   dataEnd?: number;
   /** Byte offset just past this line's newline. */
   end: number;
   /** 1-based line number within the stream. */
   lineNo: number;
+}
+
+/** A line's text (decoding its bytes when the splitter left it as bytes). */
+export function lineText(l: Line): string {
+  return l.text ?? l.data!.toString('latin1', l.dataStart, l.dataEnd);
 }
 
 export interface LongLine {
@@ -54,7 +60,8 @@ export class LineSplitter {
     let start = 0;
     // An ASCII chunk (audit logs nearly always are) is decoded once and its lines are slices of that one string, which
     // V8 keeps in its large-object space: far cheaper for the young generation than a fresh string per line.
-    const whole = chunk.length >= 4096 && isAscii(chunk) ? chunk.toString('latin1') : undefined;
+    const ascii = chunk.length >= 4096 && isAscii(chunk);
+    const whole = ascii && !this.keepBytes ? chunk.toString('latin1') : undefined;
     for (;;) {
       const nl = chunk.indexOf(10, start);
       if (nl < 0) break;
@@ -73,13 +80,18 @@ export class LineSplitter {
         this.carryLen = 0;
         out({ tooLong: true, bytes, end: this.offset, lineNo: this.lineNo });
       } else {
-        let text: string;
-        let data: Uint8Array | undefined;
+        let text: string | undefined;
+        let data: Buffer | undefined;
         let dataStart = start;
         let dataEnd = nl;
         if (this.carryLen === 0) {
-          text = whole !== undefined ? whole.slice(start, nl) : chunk.toString('utf8', start, nl);
-          if (this.keepBytes) data = chunk;
+          if (this.keepBytes) {
+            data = chunk;
+            // An ASCII line stays bytes until it is parsed: queued lines then hold no string of their own.
+            if (!ascii) text = chunk.toString('utf8', start, nl);
+          } else {
+            text = whole !== undefined ? whole.slice(start, nl) : chunk.toString('utf8', start, nl);
+          }
         } else {
           this.carry.push(chunk.subarray(start, nl));
           const joined = Buffer.concat(this.carry, this.carryLen + partLen);
@@ -93,8 +105,8 @@ export class LineSplitter {
         this.carryLen = 0;
         this.offset += bytes + 1;
         // Windows line endings and blank lines are not events.
-        if (text.length > 0 && text.charCodeAt(text.length - 1) === 13) {
-          text = text.slice(0, -1);
+        if (dataEnd > dataStart && (data ? data[dataEnd - 1] === 13 : text!.charCodeAt(text!.length - 1) === 13)) {
+          if (text !== undefined) text = text.slice(0, -1);
           dataEnd--;
         }
         out(this.keepBytes ? { text, data, dataStart, dataEnd, end: this.offset, lineNo: this.lineNo } : { text, end: this.offset, lineNo: this.lineNo });
