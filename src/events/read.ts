@@ -54,9 +54,12 @@ export class LineRecord implements RawRecord {
     this.t = text;
   }
 
-  /** An ASCII line's text is decoded from its bytes when first asked for (when it is parsed): see LineSplitter. */
+  /**
+   * An ASCII line's text is decoded from its bytes when asked for (when it is parsed: see LineSplitter), and not
+   * kept: the record lives on until its batch is decoded, the string need not.
+   */
   get text(): string {
-    return (this.t ??= this.bytes!.toString('latin1', this.bytesStart, this.bytesEnd));
+    return this.t ?? this.bytes!.toString('latin1', this.bytesStart, this.bytesEnd);
   }
 
   get where(): string {

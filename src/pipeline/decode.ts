@@ -49,7 +49,7 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
       const n = normalise(d.event, cluster, o.redaction, d.text);
       if (packer) {
         // The line's own bytes when its text is stored unchanged (not redacted): copied, not encoded again.
-        if (r.bytes !== undefined && n.raw === r.text) packer.add(n, r.bytes, r.bytesStart, r.bytesEnd);
+        if (r.bytes !== undefined && d.text !== undefined && n.raw === d.text) packer.add(n, r.bytes, r.bytesStart, r.bytesEnd);
         else packer.add(n);
         n.raw = '';
       }

@@ -203,8 +203,11 @@ interface OpenBatch {
   eventIds: number[];
   /** Event index by `cluster NUL auditID NUL stage`, for the alerts' event ids: made when the first alert needs it. */
   keys: Map<string, number> | undefined;
-  /** What `keys` is made from: the batch's fields as inserted. */
-  fields?: { nums: Float64Array; text: string[]; dict: string[] };
+  /**
+   * What `keys` is made from: the batch's fields as they came (the joined text, not its split array: the batch waits
+   * here for its detection, and one string is less for the garbage collector to move than ten thousand).
+   */
+  fields?: { nums: Float64Array; text: string; dict: string[] };
   /** The batch's blob when some event was new (else 0), and its rollup counts (undone by discard). */
   blob: number;
   roll: Map<number, number>;
@@ -382,7 +385,7 @@ export class Store {
     for (let i = 0; i < n; i++) if (nums[i * NUM_FIELDS]! > maxTime) maxTime = nums[i * NUM_FIELDS]!;
     const blobId = Number(s.insertBlob.run(maxTime, Store.compress(batch.raw)).lastInsertRowid);
     const { eventIds, roll } = open;
-    open.fields = { nums, text, dict };
+    open.fields = { nums, text: batch.text, dict };
     let first = 0;
     let last = 0;
     for (let i = 0; i < n; i++) {
@@ -633,10 +636,11 @@ function eventKeys(open: OpenBatch): Map<string, number> {
   const keys = new Map<string, number>();
   const f = open.fields;
   if (!f) return keys;
+  const text = f.text.split(NUL);
   for (let i = 0; i < open.eventIds.length; i++) {
     if (!open.eventIds[i]) continue;
     const o = i * NUM_FIELDS;
-    keys.set(`${f.dict[f.nums[o + N_CLUSTER]!]}${NUL}${f.text[i * TEXT_FIELDS]}${NUL}${f.nums[o + N_STAGE]}`, i);
+    keys.set(`${f.dict[f.nums[o + N_CLUSTER]!]}${NUL}${text[i * TEXT_FIELDS]}${NUL}${f.nums[o + N_STAGE]}`, i);
   }
   return keys;
 }
