@@ -378,7 +378,17 @@ export class Store {
     const s = this.stmts;
     const n = batch.count;
     const nums = batch.nums;
-    const text = batch.text.split(NUL);
+    // The text fields are read in order from the joined string, not split into an array of the whole batch's fields
+    // (that array would outlive young-generation collections while the batch is inserted).
+    const text = batch.text;
+    let at = 0;
+    const next = () => {
+      let end = text.indexOf(NUL, at);
+      if (end < 0) end = text.length;
+      const v = text.slice(at, end);
+      at = end + 1;
+      return v;
+    };
     const dict = batch.dict.split(NUL);
     const ids = dict.map((v) => this.intern(v));
     let maxTime = 0;
@@ -390,7 +400,6 @@ export class Store {
     let last = 0;
     for (let i = 0; i < n; i++) {
       const o = i * NUM_FIELDS;
-      const t = i * TEXT_FIELDS;
       const stage = nums[o + N_STAGE]!;
       const user = ids[nums[o + N_USER]!]!;
       const verb = ids[nums[o + N_VERB]!]!;
@@ -398,12 +407,17 @@ export class Store {
       const namespace = ids[nums[o + N_NAMESPACE]!]!;
       const sourceIP = ids[nums[o + N_IP]!]!;
       const cat = nums[o + N_CAT]!;
-      const auditID = text[t]!;
+      // TEXT_FIELDS in packing order: auditID, subresource, name, command, container.
+      const auditID = next();
+      const subresource = next();
+      const name = next();
+      const command = next();
+      const container = next();
       const r = s.insertEvent.run(
         nums[o + N_TIME], stage, encodeAuditID(auditID), ids[nums[o + N_CLUSTER]!], verb, user, ids[nums[o + N_GROUPS]!],
         ids[nums[o + N_IMP]!], sourceIP, ids[nums[o + N_UA]!], ids[nums[o + N_GROUP]!], ids[nums[o + N_VERSION]!], resource,
-        text[t + 1], namespace, text[t + 2], nums[o + N_CODE], nums[o + N_DECISION], nums[o + N_LEVEL], text[t + 3] || null,
-        text[t + 4] || null, blobId, i, cat < 0 ? null : cat,
+        subresource, namespace, name, nums[o + N_CODE], nums[o + N_DECISION], nums[o + N_LEVEL], command || null,
+        container || null, blobId, i, cat < 0 ? null : cat,
       );
       if (r.changes === 0) continue;
       const id = Number(r.lastInsertRowid);
