@@ -5,7 +5,7 @@ import { createGunzip } from 'node:zlib';
 import StreamJsonParser from 'stream-json/Parser.js';
 import PickFilter from 'stream-json/filters/Pick.js';
 import StreamArrayStreamer from 'stream-json/streamers/StreamArray.js';
-import { LineSplitter, type Line, type LongLine } from '../sources/lines.js';
+import { LineSplitter, lineText, type Line, type LongLine } from '../sources/lines.js';
 import { documentItems, isEventList, parseJson, toAuditEvent } from './decode.js';
 import { BadInputError } from './errors.js';
 import type { AuditEvent } from './types.js';
@@ -42,28 +42,33 @@ export interface RawRecord {
  */
 export class LineRecord implements RawRecord {
   readonly line = true;
-  private t: string | undefined;
   constructor(
-    text: string | undefined,
+    private readonly l: Line,
     private readonly path: string,
-    private readonly lineNo: number,
-    readonly bytes?: Buffer,
-    readonly bytesStart = 0,
-    readonly bytesEnd = 0,
-  ) {
-    this.t = text;
-  }
+  ) {}
 
   /**
-   * An ASCII line's text is decoded from its bytes when asked for (when it is parsed: see LineSplitter), and not
-   * kept: the record lives on until its batch is decoded, the string need not.
+   * An ASCII line's text is decoded from its chunk when asked for (when it is parsed: see AsciiChunk), and not kept
+   * here: the record lives on until its batch is decoded, the string need not.
    */
   get text(): string {
-    return this.t ?? this.bytes!.toString('latin1', this.bytesStart, this.bytesEnd);
+    return lineText(this.l);
+  }
+
+  get bytes(): Buffer | undefined {
+    return this.l.data;
+  }
+
+  get bytesStart(): number | undefined {
+    return this.l.dataStart;
+  }
+
+  get bytesEnd(): number | undefined {
+    return this.l.dataEnd;
   }
 
   get where(): string {
-    return `${this.path}:${this.lineNo}`;
+    return `${this.path}:${this.l.lineNo}`;
   }
 }
 
@@ -229,7 +234,7 @@ export async function* readFileRecords(path: string, opts: ReadOptions = {}): As
     let out: RawRecord[] = [];
     const push = (l: Line | LongLine) => {
       if ('tooLong' in l) out.push({ error: `line is ${l.bytes} bytes, over the ${maxLine}-byte limit`, where: `${path}:${l.lineNo}` });
-      else if (l.text !== undefined ? l.text.length > 0 : l.dataEnd! > l.dataStart!) out.push(new LineRecord(l.text, path, l.lineNo, l.data, l.dataStart, l.dataEnd));
+      else if (l.text !== undefined ? l.text.length > 0 : l.dataEnd! > l.dataStart!) out.push(new LineRecord(l, path));
     };
     for await (const chunk of rest) {
       splitter.push(chunk, push);

@@ -243,7 +243,7 @@ export class FileTail {
 
   private record(l: Line | LongLine, path: string): RawRecord {
     if ('tooLong' in l) return { error: `line is ${l.bytes} bytes, over the ${this.maxLine}-byte limit`, where: `${path}:${l.lineNo}` };
-    return new LineRecord(l.text, path, l.lineNo, l.data, l.dataStart, l.dataEnd);
+    return new LineRecord(l, path);
   }
 
   private adopt(fh: FileHandle, p: TailPosition): void {

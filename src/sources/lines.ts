@@ -13,6 +13,8 @@ export interface Line {
   text?: string;
   /** Where the line's bytes are (without the newline or a trailing CR), when the splitter keeps them. */
   data?: Buffer;
+  /** When `text` is left out: the ASCII chunk the line is in, which decodes it (see AsciiChunk). */
+  chunk?: AsciiChunk;
   dataStart?: number;
   dataEnd?: number;
   /** Byte offset just past this line's newline. */
@@ -21,9 +23,33 @@ export interface Line {
   lineNo: number;
 }
 
+/**
+ * An ASCII chunk's text for its lines: decoded once, when the first of its lines is asked for, and let go once the
+ * last has been, so that lines queued for processing hold only bytes. (A string per line would cost a decode each;
+ * slices of one string decoded up front would keep every queued chunk twice, as bytes and as text.)
+ */
+export class AsciiChunk {
+  private str: string | undefined;
+  private left = 0;
+  constructor(readonly bytes: Buffer) {}
+
+  /** Counts a line of this chunk handed out. */
+  add(): void {
+    this.left++;
+  }
+
+  /** The text of bytes [start, end). A line is normally asked for once; asked again it is decoded again. */
+  text(start: number, end: number): string {
+    if (this.left <= 0) return this.bytes.toString('latin1', start, end);
+    const s = (this.str ??= this.bytes.toString('latin1'));
+    if (--this.left === 0) this.str = undefined;
+    return s.slice(start, end);
+  }
+}
+
 /** A line's text (decoding its bytes when the splitter left it as bytes). */
 export function lineText(l: Line): string {
-  return l.text ?? l.data!.toString('latin1', l.dataStart, l.dataEnd);
+  return l.text ?? (l.chunk ? l.chunk.text(l.dataStart!, l.dataEnd!) : l.data!.toString('latin1', l.dataStart, l.dataEnd));
 }
 
 export interface LongLine {
@@ -62,6 +88,7 @@ export class LineSplitter {
     // V8 keeps in its large-object space: far cheaper for the young generation than a fresh string per line.
     const ascii = chunk.length >= 4096 && isAscii(chunk);
     const whole = ascii && !this.keepBytes ? chunk.toString('latin1') : undefined;
+    let ac: AsciiChunk | undefined;
     for (;;) {
       const nl = chunk.indexOf(10, start);
       if (nl < 0) break;
@@ -89,6 +116,7 @@ export class LineSplitter {
             data = chunk;
             // An ASCII line stays bytes until it is parsed: queued lines then hold no string of their own.
             if (!ascii) text = chunk.toString('utf8', start, nl);
+            else (ac ??= new AsciiChunk(chunk)).add();
           } else {
             text = whole !== undefined ? whole.slice(start, nl) : chunk.toString('utf8', start, nl);
           }
@@ -109,7 +137,7 @@ export class LineSplitter {
           if (text !== undefined) text = text.slice(0, -1);
           dataEnd--;
         }
-        out(this.keepBytes ? { text, data, dataStart, dataEnd, end: this.offset, lineNo: this.lineNo } : { text, end: this.offset, lineNo: this.lineNo });
+        out(this.keepBytes ? { text, data, chunk: text === undefined ? ac : undefined, dataStart, dataEnd, end: this.offset, lineNo: this.lineNo } : { text, end: this.offset, lineNo: this.lineNo });
       }
       start = nl + 1;
     }
