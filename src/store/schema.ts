@@ -5,7 +5,7 @@ import type Database from 'better-sqlite3';
  *
  * Events keep their indexed fields as columns; low-cardinality strings (users, groups, user agents, IPs, resources,
  * namespaces, verbs, clusters) are interned in `dict` so a row stays small. The raw JSON of each batch is stored
- * once, deflated, in `blobs`, and each event points at its line in its blob: compressing a batch together is what
+ * once, compressed, in `blobs`, and each event points at its line in its blob: compressing a batch together is what
  * keeps the store well under half the size of the log it came from.
  */
 const MIGRATIONS: string[] = [
@@ -97,7 +97,12 @@ const MIGRATIONS: string[] = [
   // Batches whose events are committed and whose detection has not finished (see Store.insert and Store.finish),
   // with the writer that owns them: "pid:instance".
   `CREATE TABLE pending (blob INTEGER PRIMARY KEY, owner TEXT NOT NULL);`,
+  // How a blob is compressed (BLOB_CODECS): blobs written before this column are raw deflate.
+  `ALTER TABLE blobs ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;`,
 ];
+
+/** blobs.codec values. */
+export const BLOB_CODECS = { deflateRaw: 0, brotli: 1 } as const;
 
 export function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;

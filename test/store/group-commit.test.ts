@@ -93,3 +93,31 @@ describe('group commit', () => {
     expect(count(path)).toEqual({ events: 200, position: undefined, pending: 0 });
   });
 });
+
+describe('blob codecs', () => {
+  it('reads the deflate blobs of a store written before Brotli, migrated or not, beside new Brotli blobs', async () => {
+    const { deflateRawSync } = await import('node:zlib');
+    const path = join(tempDir(), 'k.db');
+    const key = Buffer.alloc(32);
+    const make = (from: number) => Array.from({ length: 3 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString() })), 'c', { enabled: false, key }));
+    const old = make(0);
+    let store = new Store(path);
+    store.commitAll(old, { alerts: [], deadLetters: [] });
+    // Turn it into what an older kaudit left: schema version 2, no codec column, its blob raw deflate.
+    store.db.prepare('UPDATE blobs SET data = ?').run(deflateRawSync(Buffer.from(old.map((e) => e.raw).join('\n'))));
+    store.db.exec('ALTER TABLE blobs DROP COLUMN codec');
+    store.db.pragma('user_version = 2');
+    store.close();
+    const rawOf = (s: Store) => (s.db.prepare('SELECT blob, blob_idx FROM events ORDER BY id').all() as { blob: number; blob_idx: number }[]).map((r) => s.rawEvent(r.blob, r.blob_idx));
+    const reader = new Store(path, { readonly: true });
+    expect(rawOf(reader)).toEqual(old.map((e) => e.raw));
+    reader.close();
+    store = new Store(path);
+    expect(store.db.pragma('user_version', { simple: true })).toBe(3);
+    const fresh = make(10);
+    store.commitAll(fresh, { alerts: [], deadLetters: [] });
+    expect(store.db.prepare('SELECT codec FROM blobs ORDER BY id').pluck().all()).toEqual([0, 1]);
+    expect(rawOf(store)).toEqual([...old, ...fresh].map((e) => e.raw));
+    store.close();
+  });
+});
