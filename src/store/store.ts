@@ -483,6 +483,9 @@ export class Store {
   private group = { batches: [] as number[], events: 0 };
   private lost = new Map<number, string>();
 
+  /** Groups rolled back so far: a caller compares it before and after an operation to learn whether it took the group down. */
+  groupAborts = 0;
+
   /** Events inserted since the last commit (group mode). */
   get uncommittedEvents(): number {
     return this.group.events;
@@ -503,6 +506,7 @@ export class Store {
   /** Rolls back the open group: batches inserted in it are forgotten, and their finish reports why. */
   private abortGroup(cause: Error): void {
     if (this.db.inTransaction) this.db.exec('ROLLBACK');
+    this.groupAborts++;
     if (this.lost.size > 1000) this.lost.clear();
     for (const id of this.group.batches) {
       this.batches.delete(id);

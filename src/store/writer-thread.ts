@@ -60,6 +60,7 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
   const grouped = m.op === 'insert' || m.op === 'finish' || m.op === 'discard';
   if (!grouped) settle();
   let reply: Reply;
+  const aborts = store.groupAborts;
   try {
     switch (m.op) {
       case 'insert':
@@ -85,7 +86,9 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
     }
   } catch (e) {
     reply = { id: m.id, error: (e as Error).message };
-    if (grouped) failHeld((e as Error).message);
+    // Only a failure that rolled the group back takes the finishes waiting on it down (one that names no open batch,
+    // say, changes nothing they wrote).
+    if (store.groupAborts !== aborts) failHeld((e as Error).message);
   }
   if (m.op === 'finish' && reply.error === undefined) held.push(reply);
   else parentPort!.postMessage(reply);

@@ -121,3 +121,39 @@ describe('blob codecs', () => {
     store.close();
   });
 });
+
+describe('group commit on the writer thread', () => {
+  it('fails only the operation that failed when the group was not rolled back', async () => {
+    const path = join(tempDir(), 'k.db');
+    const w = await WriterThread.open(path);
+    const key = { redactionKey: w.redactionKey };
+    const events = (from: number) =>
+      toRecords(Array.from({ length: 5 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString() })), 'c', { enabled: true, key: key.redactionKey })));
+    const a = await w.insert(events(0));
+    const b = await w.insert(events(100));
+    // Sent together, so they meet in one group: the middle one names no open batch, which rolls nothing back.
+    const fa = w.finish(a.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'a', position: '1' } });
+    const bad = w.finish(a.batch + b.batch + 1000, { alerts: [], deadLetters: [] });
+    const fb = w.finish(b.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'b', position: '2' } });
+    await Promise.all([expect(bad).rejects.toThrow(/no batch/), expect(fa).resolves.toEqual([]), expect(fb).resolves.toEqual([])]);
+    await w.close();
+    const r = new Store(path, { readonly: true });
+    expect([r.position('a'), r.position('b')]).toEqual(['1', '2']);
+    r.close();
+  });
+
+  it('fails the finishes waiting on a group that an operation rolled back, and stores none of them', async () => {
+    const path = join(tempDir(), 'k.db');
+    const w = await WriterThread.open(path);
+    const one = toRecords([normalise(toAuditEvent(ev()), 'c', { enabled: true, key: w.redactionKey })]);
+    const a = await w.insert(one);
+    const fa = w.finish(a.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'a', position: '1' } });
+    // A malformed batch (its text fields are not a string): the insert throws inside the group, which is rolled back.
+    const broken = w.insert({ count: 1, nums: new Float64Array(17), text: 0 as unknown as string, dict: '', raw: new Uint8Array(0) });
+    await Promise.all([expect(broken).rejects.toThrow(/indexOf/), expect(fa).rejects.toThrow(/rolled back/)]);
+    await w.close();
+    const r = new Store(path, { readonly: true });
+    expect(r.position('a')).toBeUndefined();
+    r.close();
+  });
+});
