@@ -47,9 +47,9 @@ export class AsciiChunk {
   }
 }
 
-/** A line's text (decoding its bytes when the splitter left it as bytes). */
+/** A line's text (decoded from its chunk when the splitter left it as bytes). */
 export function lineText(l: Line): string {
-  return l.text ?? (l.chunk ? l.chunk.text(l.dataStart!, l.dataEnd!) : l.data!.toString('latin1', l.dataStart, l.dataEnd));
+  return l.text ?? l.chunk!.text(l.dataStart!, l.dataEnd!);
 }
 
 export interface LongLine {
@@ -85,7 +85,8 @@ export class LineSplitter {
   push(chunk: Buffer, out: (l: Line | LongLine) => void): void {
     let start = 0;
     // An ASCII chunk (audit logs nearly always are) is decoded once and its lines are slices of that one string, which
-    // V8 keeps in its large-object space: far cheaper for the young generation than a fresh string per line.
+    // V8 keeps in its large-object space: far cheaper for the young generation than a fresh string per line. With
+    // keepBytes the decoding waits until a line is parsed (AsciiChunk).
     const ascii = chunk.length >= 4096 && isAscii(chunk);
     const whole = ascii && !this.keepBytes ? chunk.toString('latin1') : undefined;
     let ac: AsciiChunk | undefined;
