@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { LineSplitter, lineText, type Line, type LongLine } from '../../src/sources/lines.js';
+
+describe('line splitter keeping bytes', () => {
+  it('gives every line of ASCII and non-ASCII chunks its text and bytes, however often a text is asked for', () => {
+    const lines = Array.from({ length: 300 }, (_, i) => `{"n":${i},"pad":"${'x'.repeat(i % 50)}"}`);
+    lines[7] = '{"user":"jürgen"}';
+    lines[120] = '{"crlf":true}\r';
+    const chunks = [Buffer.from(lines.slice(0, 100).join('\n') + '\n'), Buffer.from(lines.slice(100).join('\n') + '\n')];
+    // The second chunk is split mid-line so one line is carried across two pushes.
+    const cut = 2000;
+    const pushes = [chunks[0]!, chunks[1]!.subarray(0, cut), chunks[1]!.subarray(cut)];
+    const out: Line[] = [];
+    const s = new LineSplitter(1 << 20, 0, 0, true);
+    for (const c of pushes) s.push(Buffer.from(c), (l: Line | LongLine) => out.push(l as Line));
+    expect(out).toHaveLength(300);
+    // All three kinds: lines of an ASCII chunk (decoded from it), of other chunks, and one carried across two.
+    expect(out.filter((l) => l.chunk !== undefined).length).toBeGreaterThan(100);
+    expect(out.filter((l) => l.text !== undefined).length).toBeGreaterThan(100);
+    const want = lines.map((l) => l.replace(/\r$/, ''));
+    // Asked in order, then asked again out of order: the same text each time.
+    expect(out.map(lineText)).toEqual(want);
+    for (const i of [5, 250, 0, 299, 120, 7]) expect(lineText(out[i]!)).toBe(want[i]);
+    for (let i = 0; i < out.length; i++) {
+      const l = out[i]!;
+      expect(l.data!.toString('utf8', l.dataStart, l.dataEnd)).toBe(want[i]);
+    }
+  });
+});
