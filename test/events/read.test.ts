@@ -39,6 +39,26 @@ describe('reading audit log files', () => {
     expect(progress).toBeGreaterThan(4_000_000);
   });
 
+  it('reads a file whose size is an exact multiple of the read size to its last line, and reports every byte', async () => {
+    const d = tempDir();
+    const evs = Array.from({ length: 2000 }, () => ev());
+    let body = lines(evs);
+    const size = 2 * 1024 * 1024;
+    expect(body.length).toBeLessThan(size);
+    // Pad the last event's user agent so the file is exactly two 1 MiB reads.
+    const last = evs.at(-1)!;
+    last.userAgent = 'x'.repeat(size - body.length + String(last.userAgent).length);
+    body = lines(evs);
+    expect(Buffer.byteLength(body)).toBe(size);
+    writeFileSync(join(d, 'exact.log'), body);
+    let progress = 0;
+    const recs = [];
+    for await (const batch of readFileRecords(join(d, 'exact.log'), { onBytes: (b) => (progress += b) })) recs.push(...batch);
+    expect(recs).toHaveLength(2000);
+    expect(JSON.parse(recs.at(-1)!.text as string).userAgent).toBe(last.userAgent);
+    expect(progress).toBe(size);
+  });
+
   it('streams EventList and array documents, pretty-printed or not', async () => {
     const d = tempDir();
     const items = [ev(), ev(), { kind: 0 }, ev()];
