@@ -8,10 +8,13 @@ function hexVal(c: number): number {
 /**
  * auditIDs are UUIDs in practice (8-4-4-4-12 lowercase hex): kept as 16 bytes. Anything else is kept as text (never
  * equal to a blob in SQLite). Parsed by hand: this runs once per stored event.
+ *
+ * `into`: a 16-byte buffer to write the bytes to, returned instead of a new one (the writer binds one scratch buffer
+ * for every row: SQLite copies a bound blob, so the buffer is free again once the statement has run).
  */
-export function encodeAuditID(id: string): Buffer | string {
+export function encodeAuditID(id: string, into?: Buffer): Buffer | string {
   if (id.length !== 36 || id.charCodeAt(8) !== 45 || id.charCodeAt(13) !== 45 || id.charCodeAt(18) !== 45 || id.charCodeAt(23) !== 45) return id;
-  const out = Buffer.allocUnsafe(16);
+  const out = into ?? Buffer.allocUnsafe(16);
   let o = 0;
   for (let i = 0; i < 36; i += 2) {
     if (i === 8 || i === 13 || i === 18 || i === 23) i++;

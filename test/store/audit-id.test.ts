@@ -20,3 +20,26 @@ describe('auditID encoding', () => {
     }
   });
 });
+
+describe('auditIDs through the store', () => {
+  it('stores each event of a batch with its own auditID (the writer reuses one buffer to bind them)', async () => {
+    const { join } = await import('node:path');
+    const { normalise } = await import('../../src/events/normalise.js');
+    const { toAuditEvent } = await import('../../src/events/decode.js');
+    const { Store, toRecords } = await import('../../src/store/store.js');
+    const { ev, tempDir } = await import('../helpers/events.js');
+    const store = new Store(join(tempDir(), 'k.db'));
+    try {
+      const ids = Array.from({ length: 50 }, (_, i) => (i === 7 ? 'not-a-uuid' : randomUUID()));
+      const events = ids.map((auditID) => normalise(toAuditEvent(ev({ auditID })), 'c', { enabled: true, key: store.redactionKey }));
+      const { flags } = store.insert(toRecords(events));
+      expect(flags.every(Boolean)).toBe(true);
+      const rows = store.db.prepare('SELECT audit_id FROM events ORDER BY blob_idx').pluck().all() as (Buffer | string)[];
+      expect(rows.map(decodeAuditID)).toEqual(ids);
+      // The same batch again: every event is recognised by its key, none is stored twice.
+      expect(store.insert(toRecords(events)).flags.some(Boolean)).toBe(false);
+    } finally {
+      store.close();
+    }
+  });
+});
