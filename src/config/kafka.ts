@@ -1,5 +1,15 @@
 import { readFileSync } from 'node:fs';
-import kafkajs, { type KafkaConfig as KafkaJsClientConfig, type ProducerConfig, type SASLOptions } from 'kafkajs';
+import { createRequire } from 'node:module';
+import type { KafkaConfig as KafkaJsClientConfig, ProducerConfig, SASLOptions } from 'kafkajs';
+
+const require = createRequire(import.meta.url);
+/**
+ * kafkajs, loaded when a Kafka client is first made: this module is imported by every command (it checks the config's
+ * kafka section), and loading kafkajs took ~50 ms of the start of commands that never use it (an eighth of `kaudit ingest`'s).
+ */
+function kafkajs(): typeof import('kafkajs') {
+  return require('kafkajs') as typeof import('kafkajs');
+}
 import { log } from '../log.js';
 import { ConfigError, parseBytes } from './config.js';
 
@@ -283,7 +293,7 @@ export function describeKafkaConfig(c: KafkaConfig): string {
  * broker outage does not flood stderr).
  */
 export async function createKafkaClient(c: KafkaConfig, overrides: Partial<KafkaJsClientConfig> = {}): Promise<import('kafkajs').Kafka> {
-  const { logLevel } = kafkajs;
+  const { logLevel, Kafka } = kafkajs();
   const logCreator = () => ({ namespace, level, log: entry }: { namespace: string; level: number; log: { message: string; [k: string]: unknown } }) => {
     // kafkajs logs every error response of the protocol (a rebalance in progress, a coordinator still loading) at
     // error level although it retries them: those stay at debug; what it gives up on surfaces from the caller.
@@ -295,7 +305,7 @@ export async function createKafkaClient(c: KafkaConfig, overrides: Partial<Kafka
     if (level === logLevel.ERROR) log.error(msg, `kafka:${namespace}`);
     else if (level === logLevel.WARN) log.warn(msg, `kafka:${namespace}`);
   };
-  return new kafkajs.Kafka({ ...kafkaClientConfig(c), logLevel: logLevel.WARN, logCreator, ...overrides });
+  return new Kafka({ ...kafkaClientConfig(c), logLevel: logLevel.WARN, logCreator, ...overrides });
 }
 
 /**
@@ -303,5 +313,5 @@ export async function createKafkaClient(c: KafkaConfig, overrides: Partial<Kafka
  * kafkajs does not warn about its change from 1.x), so a key lands in the same partition whichever client wrote it.
  */
 export function producerDefaults(): ProducerConfig {
-  return { createPartitioner: kafkajs.Partitioners.DefaultPartitioner };
+  return { createPartitioner: kafkajs().Partitioners.DefaultPartitioner };
 }
