@@ -5,7 +5,7 @@ import type { RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { BatchWriter, Checkpoint, DeadLetter, InsertResult } from '../store/store.js';
+import { alertEventIndexes, type BatchWriter, type Checkpoint, type DeadLetter, type InsertResult } from '../store/store.js';
 import { decodeBatch, type Decoded } from './decode.js';
 import { AlertBus } from './alert-bus.js';
 
@@ -228,7 +228,17 @@ export class Pipeline implements BatchSink {
     const flags = ins.flags;
     let stored = 0;
     for (const f of flags) if (f) stored++;
-    const fresh = stored === d.count ? d.keep : d.keep.filter((_, j) => flags[d.keepIdx[j]!]);
+    let fresh = d.keep;
+    let freshIdx = d.keepIdx;
+    if (stored !== d.count) {
+      fresh = [];
+      freshIdx = [];
+      d.keep.forEach((e, j) => {
+        if (!flags[d.keepIdx[j]!]) return;
+        fresh.push(e);
+        freshIdx.push(d.keepIdx[j]!);
+      });
+    }
     let raised: Alert[];
     try {
       // Duplicates that belong to a batch a stopped writer never detected: detect that batch first, in order.
@@ -239,7 +249,9 @@ export class Pipeline implements BatchSink {
       await w?.discard(ins.batch);
       throw e;
     }
-    const committed = w ? Promise.resolve(w.finish(ins.batch, { alerts: raised, deadLetters: d.deadLetters, checkpoint: batch.checkpoint })) : Promise.resolve(raised);
+    const committed = w
+      ? Promise.resolve(w.finish(ins.batch, { alerts: raised, alertEvents: alertEventIndexes(raised, fresh, freshIdx), deadLetters: d.deadLetters, checkpoint: batch.checkpoint }))
+      : Promise.resolve(raised);
     // Keep only counts alive until the commit: holding the batch's events would keep them out of the young
     // generation's cheap collection.
     const duplicates = w ? d.count - stored : 0;
@@ -268,15 +280,21 @@ export class Pipeline implements BatchSink {
     const w = this.opts.writer;
     if (!w) return;
     for (const p of await w.pending()) {
+      // The batch's events and their indexes in it (which the alerts' event links refer to).
       const events: NormalisedEvent[] = [];
-      for (const e of p.events) {
-        for (const d of decodeRecord({ text: e.line, where: 'store' })) {
-          if (!('error' in d)) events.push(normalise(d.event, e.cluster, this.redaction, d.text));
-        }
-      }
+      const index: number[] = [];
       const det = this.opts.detector;
-      const raised = det ? await det.detect(det.wants ? events.filter((e) => det.wants!(e)) : events) : [];
-      const alerts = await w.finish(p.batch, { alerts: raised, deadLetters: [] });
+      p.events.forEach((e, i) => {
+        for (const d of decodeRecord({ text: e.line, where: 'store' })) {
+          if ('error' in d) continue;
+          const n = normalise(d.event, e.cluster, this.redaction, d.text);
+          if (det?.wants && !det.wants(n)) continue;
+          events.push(n);
+          index.push(i);
+        }
+      });
+      const raised = det ? await det.detect(events) : [];
+      const alerts = await w.finish(p.batch, { alerts: raised, alertEvents: alertEventIndexes(raised, events, index), deadLetters: [] });
       for (const a of raised) this.counters?.alerts.inc({ rule: a.rule });
       this.bus.publish(alerts);
       log.info(`detected ${events.length} stored events whose detection a stop had interrupted (${raised.length} alerts)`);

@@ -6,7 +6,7 @@ import { brotliCompressSync, brotliDecompressSync, constants as zlibConstants, i
 import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, type Alert } from '../detect/alert.js';
-import { decodeAuditID, encodeAuditID } from './audit-id.js';
+import { encodeAuditID } from './audit-id.js';
 import { BLOB_CODECS, CATEGORY, decisionCode, levelCode, migrate, ROLLUP_DIMS, STAGE_CODES, stageCode } from './schema.js';
 
 
@@ -165,8 +165,24 @@ export function toRecords(events: readonly NormalisedEvent[]): EventRecords {
 /** What completes a batch after its events are in: alerts, dead letters and the source position. */
 export interface BatchTail {
   alerts: Alert[];
+  /**
+   * Per alert, the index in the batch of the event that raised it (see alertEventIndexes), or -1: the alert's row
+   * links to that event. The caller has the events at hand, so the writer need not keep a batch's keys until its finish.
+   */
+  alertEvents?: number[];
   deadLetters: DeadLetter[];
   checkpoint?: Checkpoint;
+}
+
+/**
+ * For each alert, the batch index of the event that raised it: the event of `events` with the alert's cluster, auditID
+ * and stage, as `index[i]` (or i when no index is given), or -1 when none of them is.
+ */
+export function alertEventIndexes(alerts: readonly Alert[], events: readonly Pick<NormalisedEvent, 'cluster' | 'auditID' | 'stage'>[], index?: readonly number[]): number[] {
+  if (alerts.length === 0) return [];
+  const byKey = new Map<string, number>();
+  events.forEach((e, i) => byKey.set(`${e.cluster}${NUL}${e.auditID}${NUL}${e.stage}`, index ? index[i]! : i));
+  return alerts.map((a) => byKey.get(`${a.cluster}${NUL}${a.auditID}${NUL}${a.stage}`) ?? -1);
 }
 
 /**
@@ -200,14 +216,8 @@ export interface PendingBatch {
 }
 
 interface OpenBatch {
+  /** Per event of the batch, its row id when it was new, else 0. */
   eventIds: number[];
-  /** Event index by `cluster NUL auditID NUL stage`, for the alerts' event ids: made when the first alert needs it. */
-  keys: Map<string, number> | undefined;
-  /**
-   * What `keys` is made from: the batch's fields as they came (the joined text, not its split array: the batch waits
-   * here for its detection, and one string is less for the garbage collector to move than ten thousand).
-   */
-  fields?: { nums: Float64Array; text: string; dict: string[] };
   /** The batch's blob when some event was new (else 0), and its rollup counts (undone by discard). */
   blob: number;
   roll: Map<number, number>;
@@ -347,7 +357,7 @@ export class Store {
   /** One whole batch, insert to finish, for callers with no detection step between (tests, tools). */
   commitAll(events: NormalisedEvent[], tail: BatchTail): { stored: number; flags: boolean[]; alerts: Alert[] } {
     const { batch, flags } = this.insert(toRecords(events));
-    const alerts = this.finish(batch, tail);
+    const alerts = this.finish(batch, { alertEvents: alertEventIndexes(tail.alerts, events), ...tail });
     return { stored: flags.filter(Boolean).length, flags, alerts };
   }
 
@@ -368,7 +378,7 @@ export class Store {
     const s = this.stmts;
     const n = batch.count;
     const flags = new Array<boolean>(n).fill(false);
-    const open: OpenBatch = { eventIds: new Array<number>(n).fill(0), keys: undefined, fields: undefined, blob: 0, roll: new Map() };
+    const open: OpenBatch = { eventIds: new Array<number>(n).fill(0), blob: 0, roll: new Map() };
     if (n > 0) {
       this.write(() => {
         this.insertEvents(batch, flags, open);
@@ -409,7 +419,6 @@ export class Store {
     for (let i = 0; i < n; i++) if (nums[i * NUM_FIELDS]! > maxTime) maxTime = nums[i * NUM_FIELDS]!;
     const blobId = Number(s.insertBlob.run(maxTime, Store.compress(batch.raw)).lastInsertRowid);
     const { eventIds, roll } = open;
-    open.fields = { nums, text: batch.text, dict };
     let first = 0;
     let last = 0;
     // One buffer for every row's auditID: SQLite copies a bound blob (better-sqlite3 binds with SQLITE_TRANSIENT).
@@ -575,16 +584,13 @@ export class Store {
     for (const blob of blobs) {
       const lines = this.blobLines(blob);
       const rows = rowsOf.all(blob, blob, blob) as { id: number; blob_idx: number; cluster: number; audit_id: Buffer | string; stage: number }[];
-      const keys = new Map<string, number>();
-      const open: OpenBatch = { eventIds: [], keys, blob, roll: new Map() };
+      const open: OpenBatch = { eventIds: [], blob, roll: new Map() };
       const events: PendingBatch['events'] = [];
       for (const r of rows) {
         const line = lines[r.blob_idx];
         if (line === undefined) continue;
-        const cluster = this.dictValue(r.cluster);
-        keys.set(`${cluster}${NUL}${decodeAuditID(r.audit_id)}${NUL}${r.stage}`, events.length);
         open.eventIds.push(r.id);
-        events.push({ cluster, line });
+        events.push({ cluster: this.dictValue(r.cluster), line });
       }
       const id = this.nextBatch++;
       this.batches.set(id, open);
@@ -596,11 +602,11 @@ export class Store {
   private writeTail(open: OpenBatch, b: BatchTail): Alert[] {
     const s = this.stmts;
     const { eventIds } = open;
-    const keys = b.alerts.length > 0 ? (open.keys ??= eventKeys(open)) : undefined;
     const newAlerts: Alert[] = [];
-    for (const a of b.alerts) {
-      const evIdx = keys!.get(`${a.cluster}${NUL}${a.auditID}${NUL}${STAGE_CODES[a.stage]}`);
-      const eventId = evIdx !== undefined ? eventIds[evIdx] || null : null;
+    for (let i = 0; i < b.alerts.length; i++) {
+      const a = b.alerts[i]!;
+      const evIdx = b.alertEvents?.[i] ?? -1;
+      const eventId = evIdx >= 0 ? eventIds[evIdx] || null : null;
       const open = s.openGroup.get(a.groupKey, a.timeMicros - this.groupWindowUs) as { id: number } | undefined;
       if (open) {
         s.bumpGroup.run(a.timeMicros, eventId, open.id);
@@ -664,20 +670,6 @@ export class Store {
     LIVE_OWNERS.delete(this.owner);
     this.db.close();
   }
-}
-
-/** The stored events of an open batch by key (see OpenBatch.keys). */
-function eventKeys(open: OpenBatch): Map<string, number> {
-  const keys = new Map<string, number>();
-  const f = open.fields;
-  if (!f) return keys;
-  const text = f.text.split(NUL);
-  for (let i = 0; i < open.eventIds.length; i++) {
-    if (!open.eventIds[i]) continue;
-    const o = i * NUM_FIELDS;
-    keys.set(`${f.dict[f.nums[o + N_CLUSTER]!]}${NUL}${text[i * TEXT_FIELDS]}${NUL}${f.nums[o + N_STAGE]}`, i);
-  }
-  return keys;
 }
 
 /** Writers open in this process (see ownerAlive). */

@@ -56,6 +56,27 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
     await s.close();
   });
 
+  it('links each alert to the event that raised it, also in a batch where some events were duplicates', async () => {
+    const s = await setup();
+    const exec = (name: string) => ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name }, requestURI: `/api/v1/namespaces/default/pods/${name}/exec?command=sh` });
+    const plain = ev();
+    const first = [plain, exec('a')];
+    await s.pipeline.submit({ source: 'test', cluster: 'c1', records: first.map((e, i) => ({ text: text(e), where: `a${i}` })) });
+    // The duplicate first moves every new event one place from its index among the new ones.
+    const second = [plain, ev(), exec('b'), ev(), ev(), exec('c')];
+    const r = await s.pipeline.submit({ source: 'test', cluster: 'c1', records: second.map((e, i) => ({ text: text(e), where: `b${i}` })) });
+    expect(r).toMatchObject({ stored: 5, duplicates: 1 });
+    const alerts = queryAlerts(s.reader, {}).items;
+    expect(alerts).toHaveLength(3);
+    for (const a of alerts) {
+      expect(a.eventId).toEqual(expect.any(Number));
+      const e = getEvent(s.reader, a.eventId!);
+      expect(e?.auditID).toBe(a.auditID);
+    }
+    expect(new Set(alerts.map((a) => getEvent(s.reader, a.eventId!)!.name))).toEqual(new Set(['a', 'b', 'c']));
+    await s.close();
+  });
+
   it('dead-letters bad records with their reason and keeps the good ones of the same batch', async () => {
     const s = await setup();
     const records = [{ text: text(ev()), where: 'f:1' }, { text: 'nope', where: 'f:2' }, { text: text({ kind: 0 }), where: 'f:3' }, { text: text({ kind: 'EventList', items: [ev(), { kind: 'Event' }] }), where: 'f:4' }];
