@@ -20,6 +20,8 @@ export interface DecodeOptions {
   redaction: RedactionOptions;
   /** Pack the events for a store (no: detection only). */
   pack: boolean;
+  /** Where the packed raw JSON's buffer comes from (default: a new one). */
+  buffers?: (bytes: number) => Buffer;
   /** Which events detection gets: none, all, or those a rule may use. */
   keep: 'none' | 'all' | ((e: NormalisedEvent) => boolean);
   /** A bad record's one-line message, and its kind for rate limiting. */
@@ -36,7 +38,7 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
   const deadLetters: DeadLetter[] = [];
   let rawBytes = 0;
   if (o.pack) for (const r of records) rawBytes += (r.bytes !== undefined ? r.bytesEnd! - r.bytesStart! : (r.text?.length ?? 1024)) + 1;
-  const packer = o.pack ? new RecordPacker(records.length, rawBytes) : undefined;
+  const packer = o.pack ? new RecordPacker(records.length, rawBytes, o.buffers) : undefined;
   const wants = o.keep;
   let count = 0;
   for (const r of records) {

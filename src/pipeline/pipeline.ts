@@ -87,6 +87,8 @@ export class Pipeline implements BatchSink {
 
   constructor(private readonly opts: PipelineOptions) {
     this.bus = opts.bus ?? new AlertBus();
+    const w = opts.writer;
+    this.rawBuffers = w?.rawBuffer ? (n) => w.rawBuffer!(n) : undefined;
     this.maxBatches = opts.maxQueuedBatches ?? 32;
     this.maxEvents = opts.maxQueuedEvents ?? 100_000;
     this.redaction = opts.redaction ?? { enabled: true, key: (opts.writer as { redactionKey?: Buffer } | undefined)?.redactionKey ?? Buffer.alloc(32) };
@@ -103,6 +105,8 @@ export class Pipeline implements BatchSink {
     m?.collect('kaudit_ingest_queue_events', 'Events accepted and not yet committed', () => [{ value: this.queuedEvents }]);
     this.recovering = this.recover().catch((e) => log.error(`detection of batches interrupted by a stop failed: ${(e as Error).message}`, 'pipeline'));
   }
+
+  private readonly rawBuffers: ((bytes: number) => Buffer) | undefined;
 
   /** The start-up pass over batches a stop left undetected (see recover). */
   private readonly recovering: Promise<void>;
@@ -200,6 +204,7 @@ export class Pipeline implements BatchSink {
       return decodeBatch(batch.source, batch.cluster, batch.records, {
         redaction: this.redaction,
         pack: !!this.opts.writer,
+        buffers: this.rawBuffers,
         keep: !det ? 'none' : det.wants ? (e) => det.wants!(e) : 'all',
         warn: (m, k) => log.warn(m, k),
       });

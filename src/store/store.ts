@@ -86,10 +86,14 @@ export class RecordPacker {
   private rawLen = 0;
   count = 0;
 
-  /** `capacity`: events expected; `rawBytes`: their raw JSON's expected size (both grow as needed). */
-  constructor(capacity = 512, rawBytes = capacity * 1024) {
+  /**
+   * `capacity`: events expected; `rawBytes`: their raw JSON's expected size (both grow as needed). `buffers`: where
+   * the raw JSON's buffer comes from (a writer thread's recycled buffers: see BatchWriter.rawBuffer).
+   */
+  constructor(capacity = 512, rawBytes = capacity * 1024, buffers?: (bytes: number) => Buffer) {
     this.nums = new Float64Array(Math.max(1, capacity) * NUM_FIELDS);
-    this.raw = Buffer.allocUnsafeSlow(Math.max(1024, rawBytes));
+    const size = Math.max(1024, rawBytes);
+    this.raw = buffers?.(size) ?? Buffer.allocUnsafeSlow(size);
   }
 
   private addRaw(line: string, bytes: Uint8Array | undefined, start: number, end: number): void {
@@ -195,6 +199,11 @@ export function alertEventIndexes(alerts: readonly Alert[], events: readonly Pic
  */
 export interface BatchWriter {
   insert(events: EventRecords): Promise<InsertResult> | InsertResult;
+  /**
+   * A buffer of at least `bytes` for a batch's raw JSON (EventRecords.raw), when the writer recycles the buffers that
+   * batches moved to it: a fresh buffer of a few MB per batch costs the main thread a page fault per 4 KiB written.
+   */
+  rawBuffer?(bytes: number): Buffer;
   finish(batch: number, tail: BatchTail): Promise<Alert[]> | Alert[];
   discard(batch: number): Promise<void> | void;
   pending(): Promise<PendingBatch[]> | PendingBatch[];

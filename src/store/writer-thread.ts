@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Retention, type RetentionOptions } from './retention.js';
-import { Store, type StoreOptions } from './store.js';
+import { Store, type EventRecords, type StoreOptions } from './store.js';
 
 /**
  * The store's single writer, on a thread of its own: compression and SQLite inserts run here, beside the main
@@ -91,7 +91,11 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
     if (store.groupAborts !== aborts) failHeld((e as Error).message);
   }
   if (m.op === 'finish' && reply.error === undefined) held.push(reply);
-  else parentPort!.postMessage(reply);
+  else if (m.op === 'insert') {
+    // The batch's raw buffer goes back to be filled again: it is compressed into the blob and no longer read here.
+    const spare = (m.args[0] as EventRecords).raw.buffer as ArrayBuffer;
+    parentPort!.postMessage({ ...reply, spare }, [spare]);
+  } else parentPort!.postMessage(reply);
   if (!grouped) return;
   if (store.uncommittedEvents >= MAX_GROUP_EVENTS) settle();
   else if (!settling) {

@@ -3,12 +3,17 @@ import type { Alert } from '../detect/alert.js';
 import type { RetentionOptions } from './retention.js';
 import type { BatchTail, BatchWriter, EventRecords, InsertResult, PendingBatch, StoreOptions } from './store.js';
 
+/** Recycled raw-JSON buffers kept (a few batches in flight each hold one). */
+const SPARE_BUFFERS = 8;
+
 /** The main thread's handle on the writer thread (see writer-thread.ts). */
 export class WriterThread implements BatchWriter {
   private worker: Worker;
   private nextId = 1;
   private calls = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
   private failed: Error | undefined;
+  /** Raw-JSON buffers the thread handed back once it had compressed them (see rawBuffer). */
+  private spare: ArrayBuffer[] = [];
   redactionKey!: Buffer;
 
   private constructor(path: string, store: StoreOptions, retention?: RetentionOptions & { intervalMs: number }) {
@@ -23,7 +28,8 @@ export class WriterThread implements BatchWriter {
     const w = new WriterThread(path, store, retention);
     await new Promise<void>((resolve, reject) => {
       w.worker.once('error', reject);
-      w.worker.on('message', (m: { id: number; ok?: any; error?: string }) => {
+      w.worker.on('message', (m: { id: number; ok?: any; error?: string; spare?: ArrayBuffer }) => {
+        if (m.spare && w.spare.length < SPARE_BUFFERS) w.spare.push(m.spare);
         if (m.id === 0) {
           w.redactionKey = Buffer.from(m.ok.redactionKey);
           w.worker.off('error', reject);
@@ -58,6 +64,20 @@ export class WriterThread implements BatchWriter {
   insert(events: EventRecords): Promise<InsertResult> {
     // Both buffers move to the writer (RecordPacker allocates them for the batch alone): no copy.
     return this.call('insert', events, undefined, [events.nums.buffer as ArrayBuffer, events.raw.buffer as ArrayBuffer]);
+  }
+
+  /** Buffers handed back and not yet reused. */
+  get spareBuffers(): number {
+    return this.spare.length;
+  }
+
+  /** A recycled buffer when one is large enough (the thread returns each batch's raw buffer after compressing it). */
+  rawBuffer(bytes: number): Buffer {
+    for (let i = this.spare.length - 1; i >= 0; i--) {
+      if (this.spare[i]!.byteLength >= bytes) return Buffer.from(this.spare.splice(i, 1)[0]!);
+    }
+    // Room to spare, so that the buffer fits the batches after this one when it comes back.
+    return Buffer.allocUnsafeSlow(Math.max(bytes + (bytes >> 2), 1 << 20));
   }
 
   finish(batch: number, tail: BatchTail): Promise<Alert[]> {

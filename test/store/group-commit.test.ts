@@ -157,3 +157,33 @@ describe('group commit on the writer thread', () => {
     r.close();
   });
 });
+
+describe('writer thread buffers', () => {
+  it('hands each batch\'s raw buffer back for the next batches, which store their own lines, not the old ones', async () => {
+    const { Pipeline } = await import('../../src/pipeline/pipeline.js');
+    const { queryEvents } = await import('../../src/store/queries.js');
+    const path = join(tempDir(), 'k.db');
+    const writer = await WriterThread.open(path);
+    const pipeline = new Pipeline({ writer });
+    // Long lines first, then shorter ones written into the same (recycled) buffers: a stale byte past a line's end
+    // or a wrong length would show in what is read back.
+    const lines: string[] = [];
+    for (let b = 0; b < 6; b++) {
+      const batch = Array.from({ length: 50 }, (_, i) => JSON.stringify(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (b * 50 + i) * 1000).toISOString(), annotations: { pad: 'x'.repeat(b < 3 ? 2000 : 10 + i) } })));
+      lines.push(...batch);
+      await pipeline.submit({ source: 'src', cluster: 'c', records: batch.map((text, i) => ({ text, where: `${b}:${i}` })) });
+      if (b === 2) expect(writer.spareBuffers).toBeGreaterThan(0);
+    }
+    await pipeline.idle();
+    await writer.close();
+    const reader = new Store(path, { readonly: true });
+    try {
+      const rows = queryEvents(reader, {}, { limit: 1000, includeEvent: true }).items;
+      expect(rows).toHaveLength(lines.length);
+      const want = new Map(lines.map((l) => [JSON.parse(l).auditID as string, JSON.parse(l)]));
+      for (const r of rows) expect(r.event).toEqual(want.get(r.auditID));
+    } finally {
+      reader.close();
+    }
+  });
+});
