@@ -170,12 +170,13 @@ export class LineSplitter {
     } else if (this.carryLen > 0) {
       this.lineNo++;
       const data = Buffer.concat(this.carry, this.carryLen);
-      let text = data.toString('utf8');
+      // As in push: a trailing CR is not part of the line.
+      const dataEnd = data[data.length - 1] === 13 ? data.length - 1 : data.length;
+      const text = data.toString('utf8', 0, dataEnd);
       this.offset += this.carryLen;
       this.carry = [];
       this.carryLen = 0;
-      if (text.length > 0 && text.charCodeAt(text.length - 1) === 13) text = text.slice(0, -1);
-      out(this.keepBytes && text.length === data.length ? { text, data, dataStart: 0, dataEnd: data.length, end: this.offset, lineNo: this.lineNo } : { text, end: this.offset, lineNo: this.lineNo });
+      out(this.keepBytes ? { text, data, dataStart: 0, dataEnd, end: this.offset, lineNo: this.lineNo } : { text, end: this.offset, lineNo: this.lineNo });
     }
   }
 

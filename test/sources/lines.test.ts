@@ -26,4 +26,20 @@ describe('line splitter keeping bytes', () => {
       expect(l.data!.toString('utf8', l.dataStart, l.dataEnd)).toBe(want[i]);
     }
   });
+
+  it('gives an unterminated last line (flushed at the end of a file) its text and bytes, without a trailing CR', () => {
+    for (const last of ['{"user":"jürgen"}\r', '{"n":1}\r', '{"n":2}']) {
+      const out: Line[] = [];
+      const s = new LineSplitter(1 << 20, 0, 0, true);
+      s.push(Buffer.from(`{"n":0}\n${last}`), (l) => out.push(l as Line));
+      s.flush((l) => out.push(l as Line));
+      expect(out).toHaveLength(2);
+      const l = out[1]!;
+      const want = last.replace(/\r$/, '');
+      expect(lineText(l)).toBe(want);
+      expect(l.data).toBeDefined();
+      expect(l.data!.toString('utf8', l.dataStart, l.dataEnd)).toBe(want);
+      expect(l.end).toBe(Buffer.byteLength(`{"n":0}\n${last}`));
+    }
+  });
 });
