@@ -29,7 +29,7 @@ export class WriterThread implements BatchWriter {
     await new Promise<void>((resolve, reject) => {
       w.worker.once('error', reject);
       w.worker.on('message', (m: { id: number; ok?: any; error?: string; spare?: ArrayBuffer }) => {
-        if (m.spare && w.spare.length < SPARE_BUFFERS) w.spare.push(m.spare);
+        if (m.spare) w.keepSpare(m.spare);
         if (m.id === 0) {
           w.redactionKey = Buffer.from(m.ok.redactionKey);
           w.worker.off('error', reject);
@@ -69,6 +69,17 @@ export class WriterThread implements BatchWriter {
   /** Buffers handed back and not yet reused. */
   get spareBuffers(): number {
     return this.spare.length;
+  }
+
+  /** Keeps a handed-back buffer; when all places are taken, in place of the smallest kept one if it is larger. */
+  private keepSpare(b: ArrayBuffer): void {
+    if (this.spare.length < SPARE_BUFFERS) {
+      this.spare.push(b);
+      return;
+    }
+    let min = 0;
+    for (let i = 1; i < this.spare.length; i++) if (this.spare[i]!.byteLength < this.spare[min]!.byteLength) min = i;
+    if (this.spare[min]!.byteLength < b.byteLength) this.spare[min] = b;
   }
 
   /** A recycled buffer when one is large enough (the thread returns each batch's raw buffer after compressing it). */

@@ -186,4 +186,22 @@ describe('writer thread buffers', () => {
       reader.close();
     }
   });
+
+  it('keeps the larger buffers when more come back than it keeps', async () => {
+    const writer = await WriterThread.open(join(tempDir(), 'k.db'));
+    const key = { redactionKey: writer.redactionKey };
+    const records = (from: number, n: number, pad: number) =>
+      toRecords(Array.from({ length: n }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString(), annotations: { pad: 'x'.repeat(pad) } })), 'c', { enabled: true, key: key.redactionKey })));
+    // Small batches fill every place with small buffers...
+    for (let b = 0; b < 10; b++) await writer.insert(records(b * 10, 10, 10));
+    expect(writer.spareBuffers).toBe(8);
+    // ...then a large one comes back: it takes the place of a small one, so a large batch finds it.
+    const large = records(1000, 50, 40_000);
+    const size = large.raw.buffer.byteLength;
+    await writer.insert(large);
+    expect(writer.spareBuffers).toBe(8);
+    expect(writer.rawBuffer(size).length).toBeGreaterThanOrEqual(size);
+    expect(writer.spareBuffers).toBe(7);
+    await writer.close();
+  });
 });
