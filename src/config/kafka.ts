@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { KafkaConfig as KafkaJsClientConfig, ProducerConfig, SASLOptions } from 'kafkajs';
+import { log } from '../log.js';
+import { ConfigError, parseBytes } from './config.js';
 
 const require = createRequire(import.meta.url);
 /**
@@ -10,8 +12,6 @@ const require = createRequire(import.meta.url);
 function kafkajs(): typeof import('kafkajs') {
   return require('kafkajs') as typeof import('kafkajs');
 }
-import { log } from '../log.js';
-import { ConfigError, parseBytes } from './config.js';
 
 /**
  * The `kafka:` section of kaudit's config file (absent: single node, no Kafka).
