@@ -50,9 +50,19 @@ export async function runIngest(argv: string[]): Promise<number> {
   if (values.db) cfg.store.path = values.db;
   if (values['no-redact']) cfg.redaction.enabled = false;
   if (values['max-line']) cfg.maxLineBytes = parseBytes(values['max-line']);
-  const writer = await WriterThread.open(cfg.store.path);
+  // The writer thread starts and opens the store while this thread loads the rules (~70 and ~130 ms, one after the
+  // other before).
+  const opening = WriterThread.open(cfg.store.path);
+  opening.catch(() => {});
+  let detector: Awaited<ReturnType<typeof loadDetector>> | undefined;
   try {
-    const detector = values['no-detect'] ? undefined : await loadDetector({ rulesDir: values.rules, config: cfg.detection });
+    detector = values['no-detect'] ? undefined : await loadDetector({ rulesDir: values.rules, config: cfg.detection });
+  } catch (e) {
+    await opening.then((w) => w.close(), () => {});
+    throw e;
+  }
+  const writer = await opening;
+  try {
     const pipeline = new Pipeline({ writer, detector, metrics: new Metrics(), redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: 16 });
     const started = Date.now();
     const tty = !values.quiet && process.stderr.isTTY;
