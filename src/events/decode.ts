@@ -59,6 +59,13 @@ export function toAuditEvent(v: unknown): AuditEvent {
   const u = o.user as Record<string, unknown>;
   if (u.username !== undefined && typeof u.username !== 'string') throw new BadInputError(`audit event user.username must be a string, got ${typeName(u.username)}`);
   if (u.groups !== undefined && !isStringArray(u.groups)) throw new BadInputError('audit event user.groups must be an array of strings');
+  // The impersonated user is indexed like the user; null (a Go nil pointer written out) is no impersonation.
+  if (o.impersonatedUser !== undefined && o.impersonatedUser !== null) {
+    const iu = o.impersonatedUser as Record<string, unknown>;
+    if (typeof iu !== 'object' || Array.isArray(iu)) throw new BadInputError(`audit event field impersonatedUser must be an object, got ${typeName(iu)}`);
+    if (iu.username !== undefined && typeof iu.username !== 'string') throw new BadInputError(`audit event impersonatedUser.username must be a string, got ${typeName(iu.username)}`);
+    if (iu.groups !== undefined && !isStringArray(iu.groups)) throw new BadInputError('audit event impersonatedUser.groups must be an array of strings');
+  }
   if (o.sourceIPs !== undefined && !isStringArray(o.sourceIPs)) throw new BadInputError('audit event sourceIPs must be an array of strings');
   if (o.userAgent !== undefined && typeof o.userAgent !== 'string') throw new BadInputError(`audit event userAgent must be a string, got ${typeName(o.userAgent)}`);
   if (o.objectRef !== undefined && (typeof o.objectRef !== 'object' || o.objectRef === null || Array.isArray(o.objectRef))) {

@@ -27,6 +27,8 @@ describe('decoding audit events', () => {
     [ev({ apiVersion: 'v1' }), 'is not audit.k8s.io/v1 or v1beta1'],
     [ev({ kind: 'Pod' }), 'kind is "Pod"'],
     [ev({ sourceIPs: '1.2.3.4' }), 'sourceIPs must be an array of strings'],
+    [ev({ impersonatedUser: { username: 5 } }), 'impersonatedUser.username must be a string, got number'],
+    [ev({ impersonatedUser: 'bob' }), 'field impersonatedUser must be an object, got string'],
   ])('rejects %j with a clear reason', (input, reason) => {
     expect(() => toAuditEvent(input)).toThrow(reason);
   });
