@@ -232,7 +232,17 @@ export class KafkaAlertOutbox {
 
   async start(): Promise<void> {
     this.kafka = this.opts.kafka ?? (await createKafkaClient(this.opts.config));
-    this.producer = this.kafka.producer({ ...producerDefaults(), allowAutoTopicCreation: true, maxInFlightRequests: 1 });
+    // Idempotent: a produce request the broker wrote but could not answer (it stopped, the connection dropped) is
+    // retried by kafkajs, and without producer ids and sequence numbers the retry wrote the alerts a second time. Its
+    // retries are bounded (~1 minute) so that `stop` is never held up by a broker that stays away; past them the loop
+    // below retries with the same alerts, which can then be written twice (same kaudit-alert-id header).
+    this.producer = this.kafka.producer({
+      ...producerDefaults(),
+      allowAutoTopicCreation: true,
+      maxInFlightRequests: 1,
+      idempotent: true,
+      retry: { retries: 15, initialRetryTime: 200, maxRetryTime: 5000 },
+    });
     await this.producer.connect();
     const stored = this.opts.store.position(this.source);
     if (stored !== undefined) this.position = Number(stored);
