@@ -13,6 +13,9 @@
 #                                  password kaudit-secret, a self-signed certificate for 127.0.0.1 in D/tls/ca.pem)
 #       --watch-pid PID            stop the broker when process PID goes away (tests pass their own pid, so a killed
 #                                  test run leaves no JVM behind)
+#       --proxy-port P             also a PLAINTEXT listener (PROXIED) on a free port that advertises 127.0.0.1:P, for
+#                                  a test's fault-injecting proxy on P: clients that bootstrap through the proxy are
+#                                  told to connect to it again (printed: KAFKA_PROXIED_TARGET, where the proxy forwards)
 #   kafka.sh stop --dir D [--keep] stop the broker (SIGTERM, SIGKILL after 30 s); removes D unless --keep
 #
 # Environment: KAUDIT_KAFKA_VERSION (default below), KAUDIT_KAFKA_CACHE (root of the jar cache, default
@@ -103,10 +106,15 @@ make_tls() {
 }
 
 write_config() {
-  local dir="$1" port="$2" cport="$3" sasl_port="$4" ssl_port="$5"
+  local dir="$1" port="$2" cport="$3" sasl_port="$4" ssl_port="$5" proxied_port="${6:-}" proxy_port="${7:-}"
   local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
   local advertised="PLAINTEXT://127.0.0.1:$port"
   local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [[ -n "$proxied_port" ]]; then
+    listeners+=",PROXIED://127.0.0.1:$proxied_port"
+    advertised+=",PROXIED://127.0.0.1:$proxy_port"
+    protocols+=",PROXIED:PLAINTEXT"
+  fi
   if [[ -n "$sasl_port" ]]; then
     listeners+=",SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$ssl_port"
     advertised+=",SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$ssl_port"
@@ -157,7 +165,7 @@ EOF
 prop() { sed -n "s/^$1=//p" "$2" | head -n1; }
 
 start() {
-  local dir="" port="" cport="" sasl_port="" ssl_port="" secure=0 watch=""
+  local dir="" port="" cport="" sasl_port="" ssl_port="" secure=0 watch="" proxy_port="" proxied_port=""
   while (($#)); do
     case "$1" in
       --dir) dir="$2"; shift 2 ;;
@@ -167,6 +175,7 @@ start() {
       --ssl-port) ssl_port="$2"; shift 2 ;;
       --secure) secure=1; shift ;;
       --watch-pid) watch="$2"; shift 2 ;;
+      --proxy-port) proxy_port="$2"; shift 2 ;;
       *) die "start: unknown option $1" ;;
     esac
   done
@@ -188,7 +197,8 @@ start() {
       [[ -n "$ssl_port" ]] || ssl_port="$(free_port)"
       make_tls "$dir"
     fi
-    write_config "$dir" "$port" "$cport" "$sasl_port" "$ssl_port"
+    if [[ -n "$proxy_port" ]]; then proxied_port="$(free_port)"; fi
+    write_config "$dir" "$port" "$cport" "$sasl_port" "$ssl_port" "$proxied_port" "$proxy_port"
     local cluster_id scram=()
     # A cluster id is 16 random bytes in URL-safe base64 without padding (what `kafka-storage random-uuid` prints).
     # One that starts with '-' would be read as an option by the storage tool's argument parser: draw again.
@@ -209,6 +219,7 @@ start() {
     port="$(prop advertised.listeners "$dir/server.properties" | sed 's/^PLAINTEXT:\/\/127.0.0.1:\([0-9]*\).*/\1/')"
     sasl_port="$(prop advertised.listeners "$dir/server.properties" | sed -n 's/.*SASL_PLAINTEXT:\/\/127.0.0.1:\([0-9]*\).*/\1/p')"
     ssl_port="$(prop advertised.listeners "$dir/server.properties" | sed -n 's/.*SASL_SSL:\/\/127.0.0.1:\([0-9]*\).*/\1/p')"
+    proxied_port="$(prop listeners "$dir/server.properties" | sed -n 's/.*PROXIED:\/\/127.0.0.1:\([0-9]*\).*/\1/p')"
   fi
 
   # slf4j-simple truncates its log file: keep the log of earlier runs (restarts) in broker.previous.log.
@@ -259,6 +270,7 @@ start() {
   echo "KAFKA_DIR=$dir"
   echo "KAFKA_PID=$pid"
   echo "KAFKA_BROKERS=127.0.0.1:$port"
+  if [[ -n "$proxied_port" ]]; then echo "KAFKA_PROXIED_TARGET=127.0.0.1:$proxied_port"; fi
   if [[ -n "$sasl_port" ]]; then
     echo "KAFKA_SASL_BROKERS=127.0.0.1:$sasl_port"
     echo "KAFKA_SASL_SSL_BROKERS=127.0.0.1:$ssl_port"

@@ -35,6 +35,11 @@ export interface Broker {
   dir: string;
   /** Present when started with `{ secure: true }`. */
   secure?: SecureListeners;
+  /**
+   * Present when started with `{ proxyPort }`: the address of a listener that advertises 127.0.0.1:proxyPort, where a
+   * test's proxy (on proxyPort) forwards. Clients that bootstrap through the proxy keep talking through it.
+   */
+  proxiedTarget?: string;
   /** Stops the broker and removes its directory. */
   stop(): Promise<void>;
   /**
@@ -107,11 +112,12 @@ function parse(stdout: string): Record<string, string> {
 }
 
 /** Starts a fresh single-node broker with its own directory and ports. */
-export async function startBroker(opts: { secure?: boolean } = {}): Promise<Broker> {
+export async function startBroker(opts: { secure?: boolean; proxyPort?: number } = {}): Promise<Broker> {
   const a = kafkaAvailability();
   if (!a.ok) throw new Error(`cannot start a Kafka broker: ${a.reason}`);
   const startArgs = ['start', '--watch-pid', String(process.pid)];
   if (opts.secure) startArgs.push('--secure');
+  if (opts.proxyPort !== undefined) startArgs.push('--proxy-port', String(opts.proxyPort));
   let env: Record<string, string>;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -158,6 +164,7 @@ export async function startBroker(opts: { secure?: boolean } = {}): Promise<Brok
           caFile: env.KAFKA_CA!,
         }
       : undefined,
+    proxiedTarget: env.KAFKA_PROXIED_TARGET,
     halt,
     start,
     async restart({ hard = false, downMs = 0 } = {}) {

@@ -1,0 +1,179 @@
+/**
+ * The alerts outbox when the broker wrote a produce request but its answer never reached kaudit (the connection
+ * dropped, the broker stopped): the client retries, and only an idempotent producer keeps the retry from writing the
+ * alerts a second time. A proxy between kaudit and a real broker forwards every request and swallows the answer to
+ * the first Produce, closing the connection, which is exactly that fault, every time.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Kafka } from 'kafkajs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Alert } from '../../src/detect/alert.js';
+import { toAuditEvent } from '../../src/events/decode.js';
+import { normalise } from '../../src/events/normalise.js';
+import { Pipeline } from '../../src/pipeline/pipeline.js';
+import { HEADER_ALERT_ID, KafkaAlertOutbox } from '../../src/sinks/kafka.js';
+import { Store } from '../../src/store/store.js';
+import { ev } from '../helpers/events.js';
+import { type Broker, describeWithKafka, startBroker } from './broker.js';
+import { quietKafka, testKafkaConfig } from './harness.js';
+
+const PRODUCE = 0;
+
+/** Splits a byte stream into Kafka frames (a 4-byte big-endian size, then that many bytes). */
+class Frames {
+  private buf = Buffer.alloc(0);
+  push(chunk: Buffer, frame: (f: Buffer) => void): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    while (this.buf.length >= 4) {
+      const size = this.buf.readInt32BE(0);
+      if (this.buf.length < 4 + size) return;
+      frame(this.buf.subarray(0, 4 + size));
+      this.buf = this.buf.subarray(4 + size);
+    }
+  }
+}
+
+/** A TCP proxy to the broker that can swallow the response to Produce requests and drop the connection. */
+class FaultyProxy {
+  private server: Server;
+  target = '';
+  /** Produce responses still to swallow. */
+  dropProduceResponses = 0;
+  dropped = 0;
+  producesForwarded = 0;
+  private sockets = new Set<Socket>();
+
+  constructor() {
+    this.server = createServer((client) => this.connection(client));
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  private connection(client: Socket): void {
+    const [host, port] = this.target.split(':');
+    const upstream = createConnection({ host, port: Number(port) });
+    this.sockets.add(client).add(upstream);
+    const produces = new Set<number>();
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+    const requests = new Frames();
+    client.on('data', (chunk: Buffer) =>
+      requests.push(chunk, (f) => {
+        // Request header: size, api_key (int16), api_version (int16), correlation_id (int32), ...
+        if (f.readInt16BE(4) === PRODUCE) {
+          produces.add(f.readInt32BE(8));
+          this.producesForwarded++;
+        }
+        upstream.write(f);
+      }),
+    );
+    const responses = new Frames();
+    upstream.on('data', (chunk: Buffer) =>
+      responses.push(chunk, (f) => {
+        // Response header: size, correlation_id (int32), ...
+        if (produces.has(f.readInt32BE(4)) && this.dropProduceResponses > 0) {
+          this.dropProduceResponses--;
+          this.dropped++;
+          close();
+          return;
+        }
+        client.write(f);
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+describeWithKafka('alerts outbox when a produce answer is lost (real broker, fault-injecting proxy)', () => {
+  let broker: Broker;
+  let proxy: FaultyProxy;
+  let proxyPort: number;
+  let kafka: Kafka;
+  let dir: string;
+  beforeAll(async () => {
+    proxy = new FaultyProxy();
+    proxyPort = await proxy.listen();
+    broker = await startBroker({ proxyPort });
+    proxy.target = broker.proxiedTarget!;
+    kafka = quietKafka(broker.brokers);
+    dir = mkdtempSync(join(tmpdir(), 'kaudit-outbox-faults-'));
+  }, 180_000);
+  afterAll(async () => {
+    await proxy?.close();
+    await broker?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('writes each alert to the topic once when the broker wrote the batch but its answer was lost', async () => {
+    const topic = 'alerts-lost-answer';
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+
+    // A store with alerts committed, as detection leaves them.
+    const path = join(dir, 'k.db');
+    const store = new Store(path);
+    const redaction = { enabled: true, key: store.redactionKey };
+    const events = Array.from({ length: 20 }, () => normalise(toAuditEvent(ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' } })), 'c1', redaction));
+    const alerts: Alert[] = events.map((e) => ({
+      rule: 'pod-exec', title: 'exec', severity: 'high', tags: [], summary: `${e.user} exec`, cluster: e.cluster, auditID: e.auditID, stage: e.stage, time: e.time,
+      timeMicros: e.timeMicros, user: e.user, sourceIP: e.sourceIP, verb: e.verb, objectRef: { resource: 'pods', namespace: 'default', name: 'web-1' },
+      groupKey: `pod-exec|${e.auditID}`,
+    }));
+    expect(store.commitAll(events, { alerts, deadLetters: [] }).alerts).toHaveLength(20);
+    const reader = new Store(path, { readonly: true });
+
+    // kaudit reaches the broker only through the proxy, which swallows the answer to its first Produce.
+    proxy.dropProduceResponses = 1;
+    const through = [`127.0.0.1:${proxyPort}`];
+    const outbox = new KafkaAlertOutbox({
+      config: testKafkaConfig(through, { topics: { events: ['unused'], alerts: topic, deadLetter: '' } }),
+      store: reader,
+      sink: new Pipeline({ writer: store }),
+      kafka: quietKafka(through, 'outbox'),
+      pollMs: 100,
+      fromStart: true,
+    });
+    await outbox.start();
+    try {
+      const deadline = Date.now() + 60_000;
+      while (outbox.published < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(outbox.published).toBe(20);
+      // The fault happened: the broker got the batch, kaudit never heard back, and the batch went again.
+      expect(proxy.dropped).toBe(1);
+      expect(proxy.producesForwarded).toBeGreaterThanOrEqual(2);
+    } finally {
+      await outbox.stop();
+    }
+
+    // Read directly from the broker: every alert, once.
+    const ids: string[] = [];
+    const consumer = kafka.consumer({ groupId: `reader-${topic}` });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({ eachMessage: async ({ message }) => void ids.push(message.headers![HEADER_ALERT_ID]!.toString()) });
+    const deadline = Date.now() + 30_000;
+    while (ids.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 1000)); // and nothing more
+    await consumer.disconnect();
+    expect(ids).toHaveLength(20);
+    expect(new Set(ids).size).toBe(20);
+    reader.close();
+    store.close();
+  }, 180_000);
+});
