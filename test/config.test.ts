@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseBytes, parseDuration, parseListen } from '../src/config/config.js';
+import { stringify } from 'yaml';
+import { ConfigError, defaultConfig, loadConfig, parseBytes, parseDuration, parseListen } from '../src/config/config.js';
 import { tempDir } from './helpers/events.js';
 
 describe('configuration', () => {
@@ -29,6 +30,40 @@ describe('configuration', () => {
     expect(() => loadConfig(join(d, 'b.yaml'), {})).toThrow(/not valid YAML/);
     expect(() => loadConfig(undefined, { KAUDIT_LISTEN: 'nowhere' })).toThrow(/bad listen address/);
     expect(() => loadConfig(join(d, 'missing.yaml'), {})).toThrow(/cannot read config file .*ENOENT/);
+  });
+
+  it('takes an empty section as its defaults, and refuses a scalar or a list where a section belongs', () => {
+    const d = tempDir();
+    writeFileSync(join(d, 'empty.yaml'), 'store:\n  # path: /somewhere\nserver:\n');
+    expect(loadConfig(join(d, 'empty.yaml'), {}).store).toEqual(defaultConfig().store);
+    writeFileSync(join(d, 'scalar.yaml'), 'store: /var/lib/kaudit/k.db\n');
+    expect(() => loadConfig(join(d, 'scalar.yaml'), {})).toThrow(/config key "store" must be a mapping of settings, got "\/var\/lib\/kaudit\/k.db"/);
+    writeFileSync(join(d, 'list.yaml'), 'store:\n  retention: [30d]\n');
+    expect(() => loadConfig(join(d, 'list.yaml'), {})).toThrow(/"store.retention" must be a mapping of settings, got a list/);
+  });
+
+  it('loads or names the problem for a value of any type at any key (never a TypeError)', () => {
+    const d = tempDir();
+    const odd: unknown[] = [null, 0, -1.5, true, '', 'x', [], [1, 'a'], {}, { a: { b: 1 } }, '10GB'];
+    const keys = (o: unknown, at: string[] = []): string[][] =>
+      typeof o === 'object' && o !== null && !Array.isArray(o) ? Object.entries(o).flatMap(([k, v]) => [[...at, k], ...keys(v, [...at, k])]) : [];
+    let refused = 0;
+    for (const path of keys(defaultConfig())) {
+      for (const v of odd) {
+        const doc: Record<string, unknown> = {};
+        let o = doc;
+        for (const k of path.slice(0, -1)) o = (o[k] = {}) as Record<string, unknown>;
+        o[path.at(-1)!] = v;
+        writeFileSync(join(d, 'c.yaml'), stringify(doc));
+        try {
+          loadConfig(join(d, 'c.yaml'), {});
+        } catch (e) {
+          expect(e, `${path.join('.')} = ${JSON.stringify(v)}`).toBeInstanceOf(ConfigError);
+          refused++;
+        }
+      }
+    }
+    expect(refused).toBeGreaterThan(50);
   });
 
   it('parses sizes, durations and listen addresses', () => {

@@ -86,8 +86,13 @@ function merge(into: Record<string, unknown>, from: Record<string, unknown>, pat
   for (const [k, v] of Object.entries(from)) {
     const p = path ? `${path}.${k}` : k;
     if (known && !(k in known) && path === '') throw new ConfigError(`unknown config key "${p}"`);
-    if (isObject(v) && isObject(into[k])) merge(into[k] as Record<string, unknown>, v, p, undefined);
-    else into[k] = v;
+    if (isObject(into[k])) {
+      // A section: a key with nothing under it (`store:` and only comments) leaves the defaults; a scalar or a list
+      // where a mapping belongs is an error here, not a TypeError later.
+      if (v === null || v === undefined) continue;
+      if (!isObject(v)) throw new ConfigError(`config key "${p}" must be a mapping of settings, got ${Array.isArray(v) ? 'a list' : JSON.stringify(v)}`);
+      merge(into[k] as Record<string, unknown>, v, p, undefined);
+    } else into[k] = v;
   }
 }
 
