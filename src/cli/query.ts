@@ -20,6 +20,8 @@ WHAT:
   dead-letters    records rejected as bad input, with the reason
 
 Filters: --user --verb --resource --subresource --namespace --name --code --source-ip --cluster --since --until
+         --audit-id ID (events: every stage of one request; give --since/--until too on a large store, or it is
+         a scan)
          --limit N (default 100) --cursor C (from the previous page, printed on stderr)
 Times: RFC 3339, a date (2024-05-01), epoch seconds, or a duration ago (30m, 2h, 7d). User, namespace, name and
 resource accept * wildcards. Output: a table on a terminal, else one JSON object a line (--format json to force).
@@ -42,6 +44,7 @@ export async function runQuery(argv: string[]): Promise<number> {
     name: { type: 'string' },
     code: { type: 'string' },
     'source-ip': { type: 'string' },
+    'audit-id': { type: 'string' },
     cluster: { type: 'string' },
     since: { type: 'string' },
     until: { type: 'string' },
@@ -90,7 +93,7 @@ export async function runQuery(argv: string[]): Promise<number> {
     switch (what) {
       case 'events':
         print(
-          queryEvents(store, { ...analyst, verb: values.verb, resource: values.resource, subresource: values.subresource, name: values.name, code: values.code === undefined ? undefined : Number(values.code), sourceIP: values['source-ip'] }, page) as unknown as Page<Record<string, unknown>>,
+          queryEvents(store, { ...analyst, verb: values.verb, resource: values.resource, subresource: values.subresource, name: values.name, code: values.code === undefined ? undefined : Number(values.code), sourceIP: values['source-ip'], auditID: values['audit-id'] }, page) as unknown as Page<Record<string, unknown>>,
           EVENT_COLUMNS,
         );
         break;

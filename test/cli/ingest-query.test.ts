@@ -40,6 +40,10 @@ describe('kaudit CLI (built, as users run it)', () => {
     const all = kaudit(['query', 'events', '--db', db, '--format', 'json', '--limit', '2']);
     expect(all.out.trim().split('\n')).toHaveLength(2);
     expect(all.err).toMatch(/more: --cursor \S+/);
+    // Every stage of one request, by its auditID.
+    const one = kaudit(['query', 'events', '--db', db, '--format', 'json', '--audit-id', exec.auditID as string]);
+    expect(one.out.trim().split('\n').map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ auditID: exec.auditID, user: 'mallory' })]);
+    expect(kaudit(['query', 'events', '--db', db, '--format', 'json', '--audit-id', '00000000-0000-4000-8000-999999999999']).out).toBe('');
     const dl = kaudit(['query', 'dead-letters', '--db', db, '--format', 'json']);
     expect(dl.out).toContain('kind is 0');
     const bad = kaudit(['query', 'events', '--db', db, '--since', 'whenever']);
