@@ -1,4 +1,5 @@
 import { loadConfig, parseBytes } from '../config/config.js';
+import type { Detector } from '../detect/alert.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { importFiles, type ImportProgress } from '../sources/file-import.js';
@@ -54,7 +55,7 @@ export async function runIngest(argv: string[]): Promise<number> {
   // other before).
   const opening = WriterThread.open(cfg.store.path);
   opening.catch(() => {});
-  let detector: Awaited<ReturnType<typeof loadDetector>> | undefined;
+  let detector: Detector | undefined;
   try {
     detector = values['no-detect'] ? undefined : await loadDetector({ rulesDir: values.rules, config: cfg.detection });
   } catch (e) {
