@@ -123,13 +123,26 @@ export class FileTail {
   private async run(): Promise<void> {
     await this.resume();
     const poll = this.o.pollMs ?? 250;
+    // A lasting failure (the path became a directory, permissions) is said when it starts, once a minute while it
+    // lasts, and when it ends: not at every poll.
+    let failing = '';
+    let saidAt = 0;
     while (!this.stopped) {
       let progressed = false;
       try {
         progressed = await this.step();
+        if (failing) {
+          log.info(`tail ${this.o.path}: reading again (after: ${failing})`);
+          failing = '';
+        }
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'ENOENT') log.warn(`tail ${this.o.path}: ${(e as Error).message}`, `tail:${this.o.path}`);
+        const msg = (e as Error).message;
+        if (code !== 'ENOENT' && (msg !== failing || Date.now() - saidAt >= 60_000)) {
+          log.warn(`tail ${this.o.path}: ${msg}${msg === failing ? ' (still)' : ''}`, `tail:${this.o.path}`);
+          saidAt = Date.now();
+        }
+        if (code !== 'ENOENT') failing = msg;
       }
       if (!progressed && !this.stopped) await this.sleep(poll);
     }

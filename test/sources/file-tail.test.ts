@@ -1,8 +1,9 @@
-import { appendFileSync, copyFileSync, readFileSync, renameSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
+import { setLogSink } from '../../src/log.js';
 import { FileTail } from '../../src/sources/file-tail.js';
 import { counts, deadLetters } from '../../src/store/queries.js';
 import { Store } from '../../src/store/store.js';
@@ -146,5 +147,28 @@ describe('file tail', () => {
     await s.settle(4);
     rmSync(s.log);
     await s.stopAll();
+  });
+  it('says once that its path became unreadable (a directory), not at every poll, and reads again when a file is back', async () => {
+    const s = setup();
+    const logs: string[] = [];
+    setLogSink((l) => logs.push(l));
+    try {
+      writeFileSync(s.log, lines(batchOf(2)));
+      s.start();
+      await s.settle(2);
+      renameSync(s.log, join(s.dir, 'audit-1.log'));
+      mkdirSync(s.log);
+      // Fifty polls of 20 ms.
+      await new Promise((r) => setTimeout(r, 1000));
+      const failing = logs.filter((l) => /EISDIR/.test(l));
+      expect(failing).toHaveLength(1);
+      rmdirSync(s.log);
+      writeFileSync(s.log, lines(batchOf(3)));
+      await s.settle(5);
+      expect(logs.some((l) => / info tail .*: reading again \(after: EISDIR/.test(l))).toBe(true);
+    } finally {
+      setLogSink((l) => process.stderr.write(l + '\n'));
+      await s.stopAll();
+    }
   });
 });
