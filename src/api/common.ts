@@ -52,6 +52,7 @@ export const eventRowSchema = {
     command: { type: 'string' },
     container: { type: 'string' },
     event: { type: 'object', additionalProperties: true, nullable: true },
+    eventOmitted: { type: 'string' },
   },
 } as const;
 

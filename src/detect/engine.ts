@@ -560,7 +560,10 @@ export class DetectionEngine implements Detector {
       for (const [k, expr] of p.details) {
         try {
           const v = await expr.value(e.event);
-          if (v !== undefined) (details ??= {})[k] = Array.isArray(v) ? [...v] : v;
+          if (v === undefined) continue;
+          // The alert is serialised (store, feed, Kafka): a value nested deeper than that can go is not kept.
+          JSON.stringify(v);
+          (details ??= {})[k] = Array.isArray(v) ? [...v] : v;
         } catch (err) {
           this.warn(`detection rule ${id}: details.${k} failed on event ${e.auditID}: ${(err as Error).message}`);
         }

@@ -81,8 +81,17 @@ export function unknownPlaceholders(template: string, details: readonly string[]
 }
 
 function show(v: unknown): string {
+  try {
+    return showValue(v);
+  } catch {
+    // A value nested deeper than the stack allows (a detail taken from a request body).
+    return '[nested too deeply to show]';
+  }
+}
+
+function showValue(v: unknown): string {
   if (v === undefined || v === null) return '';
-  if (Array.isArray(v)) return v.map(show).join(', ');
+  if (Array.isArray(v)) return v.map(showValue).join(', ');
   if (typeof v === 'object') return JSON.stringify(v);
   return String(v);
 }

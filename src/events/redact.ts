@@ -128,17 +128,31 @@ export const UNPARSED_KEEP_BYTES = 1024;
  * text that is not JSON at all cannot be redacted and only its first KiB is kept, enough to see what is wrong.
  */
 export function deadLetterData(text: string | Buffer | undefined, value: unknown, opts: RedactionOptions): string | undefined {
-  if (!opts.enabled) return text !== undefined ? text.toString() : value !== undefined ? JSON.stringify(value) : undefined;
+  // JSON nested deeper than the stack allows cannot be cloned or serialised again, so it cannot be redacted either:
+  // only a note is kept (unlike text that is not JSON, it parsed, and may be a Secret).
+  const tooDeep = () => `[JSON nested too deeply to redact${text !== undefined ? ` (${text.length} characters)` : ''}: not kept]`;
+  if (!opts.enabled) {
+    if (text !== undefined) return text.toString();
+    if (value === undefined) return undefined;
+    try {
+      return JSON.stringify(value);
+    } catch {
+      return '[a value nested too deeply to serialise: not kept]';
+    }
+  }
   let v = value;
   if (v === undefined && text !== undefined) {
     try {
       v = JSON.parse(text.toString());
     } catch {
-      const t = text.toString();
-      return t.length > UNPARSED_KEEP_BYTES ? t.slice(0, UNPARSED_KEEP_BYTES) + `... [${t.length} characters, not JSON: the rest is not kept]` : t;
+      return firstPart(text.toString(), 'not JSON');
     }
   } else if (v !== undefined) {
-    v = structuredClone(v);
+    try {
+      v = structuredClone(v);
+    } catch {
+      return tooDeep();
+    }
   }
   const walk = (x: unknown, depth: number): void => {
     if (depth > 4 || typeof x !== 'object' || x === null) return;
@@ -152,5 +166,14 @@ export function deadLetterData(text: string | Buffer | undefined, value: unknown
     if (Array.isArray(o.items)) walk(o.items, depth + 1);
   };
   walk(v, 0);
-  return JSON.stringify(v);
+  try {
+    return JSON.stringify(v);
+  } catch {
+    return tooDeep();
+  }
+}
+
+/** The first KiB of text that cannot be kept whole, saying why. */
+function firstPart(t: string, why: string): string {
+  return t.length > UNPARSED_KEEP_BYTES ? t.slice(0, UNPARSED_KEEP_BYTES) + `... [${t.length} characters, ${why}: the rest is not kept]` : t;
 }

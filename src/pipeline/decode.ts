@@ -48,12 +48,25 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
         o.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${source}`);
         continue;
       }
-      const n = normalise(d.event, cluster, o.redaction, d.text);
-      if (packer) {
-        // The line's own bytes when its text is stored unchanged (not redacted): copied, not encoded again.
-        if (r.bytes !== undefined && d.text !== undefined && n.raw === d.text) packer.add(n, r.bytes, r.bytesStart, r.bytesEnd);
-        else packer.add(n);
-        n.raw = '';
+      let n: NormalisedEvent;
+      try {
+        n = normalise(d.event, cluster, o.redaction, d.text);
+        if (packer) {
+          // The line's own bytes when its text is stored unchanged (not redacted): copied, not encoded again.
+          if (r.bytes !== undefined && d.text !== undefined && n.raw === d.text) packer.add(n, r.bytes, r.bytesStart, r.bytesEnd);
+          else packer.add(n);
+          n.raw = '';
+        }
+      } catch (e) {
+        // What validation let through and storing cannot take (JSON nested deeper than the stack allows to serialise
+        // again, a field of a type nothing checked): this event's dead letter, not its batch's failure.
+        const reason =
+          e instanceof RangeError && /call stack/.test(e.message)
+            ? 'JSON nested too deeply to store (deeper than this process can serialise again)'
+            : `cannot store this event: ${(e as Error).message.split('\n')[0]}`;
+        deadLetters.push({ source, where: r.where, reason, data: deadLetterData(r.text, r.value, o.redaction) });
+        o.warn(`bad input at ${r.where}: ${reason}`, `bad-input:${source}`);
+        continue;
       }
       if (wants === 'all' || (wants !== 'none' && wants(n))) {
         keep.push(n);

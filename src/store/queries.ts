@@ -43,6 +43,8 @@ export interface EventRow extends Omit<NormalisedEvent, 'timeMicros' | 'command'
   command?: string;
   container?: string;
   event?: unknown;
+  /** Why `event` is null although it was asked for. */
+  eventOmitted?: string;
 }
 
 export class QueryError extends Error {
@@ -174,6 +176,32 @@ interface RawRow {
   cat: number | null;
 }
 
+/**
+ * Nesting past which a stored event is not returned parsed: JSON.parse takes any depth, but serialising the value
+ * again (the API's reply, `--format json`) recurses, and an event nested tens of thousands of levels deep (a request
+ * body can be) overflowed the stack, failing the whole page. Kubernetes objects are a few dozen levels deep.
+ */
+const MAX_RETURNED_DEPTH = 512;
+
+/** Whether JSON text nests arrays and objects more than `limit` deep (brackets inside strings do not count). */
+export function nestedDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      // Skip the string, and its escapes.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 92) i++;
+        else if (d === 34) break;
+      }
+    } else if (c === 123 || c === 91) {
+      if (++depth > limit) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
+}
+
 function toRow(store: Store, r: RawRow, includeEvent: boolean): EventRow {
   const groups = store.dictValue(r.groups);
   const row: EventRow = {
@@ -202,7 +230,10 @@ function toRow(store: Store, r: RawRow, includeEvent: boolean): EventRow {
   if (r.container !== null) row.container = r.container;
   if (includeEvent) {
     const raw = store.rawEvent(r.blob, r.blob_idx);
-    row.event = raw === undefined ? null : JSON.parse(raw);
+    if (raw !== undefined && nestedDeeperThan(raw, MAX_RETURNED_DEPTH)) {
+      row.event = null;
+      row.eventOmitted = `the event's JSON is nested more than ${MAX_RETURNED_DEPTH} levels deep: not returned`;
+    } else row.event = raw === undefined ? null : JSON.parse(raw);
   }
   return row;
 }

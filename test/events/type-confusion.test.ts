@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadDetector } from '../../src/cli/common.js';
 import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
-import { counts } from '../../src/store/queries.js';
+import { counts, deadLetters, queryAlerts, queryEvents } from '../../src/store/queries.js';
 import { Store } from '../../src/store/store.js';
 import { tempDir } from '../helpers/events.js';
 
@@ -80,6 +80,62 @@ describe('events with a field of the wrong type', () => {
     expect(c.events + c.deadLetters).toBe(submitted);
     expect(c.deadLetters).toBe(bad);
     expect(bad).toBeGreaterThan(0);
+    store.close();
+  }, 60_000);
+});
+
+describe('events nested deeper than the stack allows to serialise (a request body can be)', () => {
+  it('are stored when their line is kept as it is, dead-lettered when it cannot be, and never take their batch down', async () => {
+    const dir = tempDir();
+    const store = new Store(join(dir, 'k.db'));
+    // The bundled rules, and one whose details and summary take the body itself.
+    const rules = join(dir, 'rules');
+    const { mkdirSync, readdirSync, copyFileSync } = await import('node:fs');
+    mkdirSync(rules);
+    const bundled = new URL('../../detections/', import.meta.url);
+    for (const f of readdirSync(bundled)) if (f.endsWith('.yaml')) copyFileSync(new URL(f, bundled), join(rules, f));
+    writeFileSync(
+      join(rules, 'zz-body.yaml'),
+      `rules:\n  - id: test-configmap-body\n    title: ConfigMap body\n    description: test\n    severity: low\n    tags: [test]\n    summary: "{user} wrote {details.body}"\n    match:\n      verbs: [create]\n      resources: [configmaps]\n    details:\n      body: requestObject.data\n    examples:\n      fire:\n        - verb: create\n          objectRef: {resource: configmaps, namespace: a, name: b}\n          requestObject: {data: {k: v}}\n      quiet:\n        - verb: delete\n          objectRef: {resource: configmaps, namespace: a, name: b}\n`,
+    );
+    const detector = await loadDetector({ rulesDir: rules });
+    const pipeline = new Pipeline({ writer: store, detector });
+    const base = JSON.parse(readFileSync(sample, 'utf8').split('\n')[0]!) as Obj;
+    let n = 0;
+    const id = () => `00000000-0000-4000-a000-${String(++n).padStart(12, '0')}`;
+    const deepArray = '['.repeat(200_000) + ']'.repeat(200_000);
+    const deepObject = '{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000);
+    const withBody = (e: Obj, body: string) => JSON.stringify(e).slice(0, -1) + `,"requestObject":${body}}`;
+    const cm = { ...base, verb: 'create', level: 'Request', user: { username: 'alice', groups: ['system:authenticated'] }, objectRef: { resource: 'configmaps', namespace: 'a', name: 'b', apiVersion: 'v1' } };
+    const secret = { ...cm, objectRef: { resource: 'secrets', namespace: 'a', name: 's', apiVersion: 'v1' } };
+    const { verb: _v, ...noVerb } = base;
+    const records = [
+      { text: withBody({ ...base, auditID: id() }, deepArray), where: 'deep array body' },
+      { text: withBody({ ...cm, auditID: id() }, `{"data":${deepObject}}`), where: 'deep configmap data (the rule takes it)' },
+      // Redaction changes a Secret's text, so it must be serialised again: it cannot be.
+      { text: withBody({ ...secret, auditID: id() }, `{"kind":"Secret","data":{"password":"aHVudGVyMg=="},"metadata":{"labels":${deepObject}}}`), where: 'deep secret' },
+      // Bad input, too deep to keep even redacted.
+      { text: withBody({ ...noVerb, auditID: id() }, deepArray), where: 'bad and deep' },
+      // An EventList item has no line of its own: it is stored serialised again.
+      { value: JSON.parse(withBody({ ...base, auditID: id() }, deepObject)), where: 'deep list item' },
+      { text: JSON.stringify({ ...base, auditID: id() }), where: 'good' },
+    ];
+    const out = await pipeline.submit({ source: 'test', cluster: 'c1', records });
+    expect(out.bad.map((b) => b.where).sort()).toEqual(['bad and deep', 'deep list item', 'deep secret']);
+    expect(out.bad.find((b) => b.where === 'deep secret')!.reason).toMatch(/nested too deeply to store/);
+    expect(out.stored).toBe(3);
+    // The dead letters keep no text they could not redact.
+    for (const d of deadLetters(store)) expect(d.size).toBeLessThan(200);
+    expect(JSON.stringify(store.db.prepare('SELECT cast(data AS text) AS d FROM dead_letters').all())).not.toContain('aHVudGVyMg');
+    // The rule fired, without the detail it could not keep.
+    const alerts = queryAlerts(store, { rule: ['test-configmap-body'] }).items;
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]!.details?.body).toBeUndefined();
+    // Asked for with their events, the deep ones say why they are left out, and the page serialises.
+    const page = queryEvents(store, {}, { includeEvent: true, limit: 10 });
+    expect(page.items).toHaveLength(3);
+    expect(page.items.filter((r) => r.event === null && /nested more than 512 levels/.test(r.eventOmitted ?? ''))).toHaveLength(2);
+    expect(() => JSON.stringify(page)).not.toThrow();
     store.close();
   }, 60_000);
 });

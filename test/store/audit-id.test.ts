@@ -43,3 +43,33 @@ describe('auditIDs through the store', () => {
     }
   });
 });
+
+describe('packing a batch', () => {
+  it('leaves rows and raw lines in step when an event cannot be packed (all or nothing)', async () => {
+    const { join } = await import('node:path');
+    const { normalise } = await import('../../src/events/normalise.js');
+    const { toAuditEvent } = await import('../../src/events/decode.js');
+    const { RecordPacker, Store } = await import('../../src/store/store.js');
+    const { ev, tempDir } = await import('../helpers/events.js');
+    const store = new Store(join(tempDir(), 'k.db'));
+    try {
+      const redaction = { enabled: true, key: store.redactionKey };
+      const [a, bad, b] = [ev(), ev(), ev()].map((e) => normalise(toAuditEvent(e), 'c', redaction, JSON.stringify(e)));
+      // A field of a type nothing checked (validation now refuses this one; the packer must not half-write it anyway).
+      (bad as { userAgent: unknown }).userAgent = 7;
+      const p = new RecordPacker(3);
+      p.add(a!);
+      expect(() => p.add(bad!)).toThrow();
+      p.add(b!);
+      const records = p.finish();
+      expect(records.count).toBe(2);
+      expect(store.insert(records).flags).toEqual([true, true]);
+      const rows = store.db.prepare('SELECT audit_id, blob, blob_idx FROM events ORDER BY blob_idx').all() as { audit_id: Buffer | string; blob: number; blob_idx: number }[];
+      expect(rows.map((r) => decodeAuditID(r.audit_id))).toEqual([a!.auditID, b!.auditID]);
+      // Each row's raw line is its own event's.
+      expect(rows.map((r) => (JSON.parse(store.rawEvent(r.blob, r.blob_idx)!) as { auditID: string }).auditID)).toEqual([a!.auditID, b!.auditID]);
+    } finally {
+      store.close();
+    }
+  });
+});
