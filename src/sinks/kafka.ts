@@ -87,7 +87,14 @@ export class KafkaEventsProducer implements BatchSink {
           reject(r, d.error);
           continue;
         }
-        const text = d.text ?? JSON.stringify(d.event);
+        let text: string;
+        try {
+          text = d.text ?? JSON.stringify(d.event);
+        } catch {
+          // Nested deeper than the stack allows to serialise again (an item of a pretty-printed body has no text).
+          reject(r, 'JSON nested too deeply to forward');
+          continue;
+        }
         const size = Buffer.byteLength(text);
         if (size > limit) {
           reject(r, `event of ${size} bytes is over kafka.maxMessageBytes (${limit})`);
@@ -124,7 +131,12 @@ export class KafkaEventsProducer implements BatchSink {
     const deadMessages: Message[] = [];
     if (dlq) {
       for (const [r, reasons] of dead) {
-        const raw = r.text ?? (r.value !== undefined ? JSON.stringify(r.value) : null);
+        let raw: string | Buffer | null = null;
+        try {
+          raw = r.text ?? (r.value !== undefined ? JSON.stringify(r.value) : null);
+        } catch {
+          // Too deep to serialise again: the dead letter goes with its reason and no value.
+        }
         const rawBytes = raw === null ? 0 : Buffer.byteLength(raw);
         deadMessages.push({
           key: batch.cluster,

@@ -226,6 +226,31 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     }
   }, 120_000);
 
+  it('ingest-only: an item nested deeper than can be serialised again is dead-lettered, its batch mates forwarded', async () => {
+    const topics = names('deep');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 1 }, { topic: topics.deadLetter, numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+    const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics }), kafka: quietKafka(broker.brokers, 'deep') });
+    await producer.start();
+    try {
+      const [good] = makeStream(1, { burstEvery: 1000 }).messages;
+      // An item of a pretty-printed body comes parsed, without text of its own: forwarding must serialise it again.
+      const deep = JSON.parse(good!.value.slice(0, -1) + ',"requestObject":' + '['.repeat(200_000) + ']'.repeat(200_000) + '}') as Record<string, unknown>;
+      deep.auditID = '00000000-0000-4000-8000-0000000dee99';
+      const out = await producer.submit({ source: 'webhook', cluster: 'c', records: [{ value: deep, where: 'item deep' }, { text: good!.value, where: 'item good' }] });
+      expect(out).toMatchObject({ stored: 1, bad: [{ where: 'item deep', reason: 'JSON nested too deeply to forward' }] });
+      const [msg] = await readTopic(kafka, topics.events[0]!, 1);
+      expect(msg!.value!.toString()).toContain(JSON.parse(good!.value).auditID);
+      const [dead] = await readTopic(kafka, topics.deadLetter, 1);
+      expect(dead!.value).toBeNull();
+      expect(dead!.headers![HEADER_REASON]!.toString()).toBe('JSON nested too deeply to forward');
+    } finally {
+      await producer.stop();
+    }
+  }, 60_000);
+
   it('ingest-only: a missing topic is reported at start', async () => {
     const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics: { events: ['no-such-topic'], alerts: '', deadLetter: '' } }), kafka: quietKafka(broker.brokers, 'missing') });
     await expect(producer.start()).rejects.toThrow(/topic no-such-topic does not exist/);
