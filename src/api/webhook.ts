@@ -48,6 +48,8 @@ export interface BodyItem {
 export class BodySplitter {
   private mode: 'array' | 'object' | undefined;
   private stack: number[] = [];
+  /** Brackets open inside an item beyond MAX_DEPTH (counted, not kept). */
+  private deeper = 0;
   private inString = false;
   private pendingEscape = false;
   private done = false;
@@ -134,9 +136,16 @@ export class BodySplitter {
             break;
           }
           if (c === 0x7b || c === 0x5b) {
-            if (stack.length >= MAX_DEPTH) this.fail(`nested deeper than ${MAX_DEPTH} levels`, i);
-            stack.push(c);
+            // Past MAX_DEPTH an item's brackets are only counted: the item is one event (a request body can nest
+            // that deep), and its own parse checks them; the body's other events must not be refused with it.
+            if (stack.length >= MAX_DEPTH) this.deeper++;
+            else stack.push(c);
           } else if (c === 0x7d || c === 0x5d) {
+            if (this.deeper > 0) {
+              this.deeper--;
+              i++;
+              continue;
+            }
             const open = stack.pop();
             if (c === 0x7d ? open !== 0x7b : open !== 0x5b) this.fail(`unexpected "${String.fromCharCode(c)}"`, i);
             if (stack.length === level) {

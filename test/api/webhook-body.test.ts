@@ -68,6 +68,17 @@ describe('BodySplitter', () => {
     }
   });
 
+  it('passes an item nested deeper than it keeps track of as that item, with its neighbours (a request body can nest so)', () => {
+    const deep = `{"auditID":"deep","requestObject":${'['.repeat(3000)}"]}[{",{"a":${'{"b":'.repeat(2000)}1${'}'.repeat(2000)}}${']'.repeat(3000)}}`;
+    const items = [JSON.stringify(event(1)), deep, JSON.stringify(event(2))];
+    for (const chunk of [1, 7, 1000, 1 << 20]) {
+      expect(split(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[${items.join(',')}]}`, chunk)).toEqual(items);
+      expect(split(`[${items.join(',')}]`, chunk)).toEqual(items);
+    }
+    // Still one event per item: an unbalanced deep item is not allowed to swallow the rest of the body.
+    expect(() => split(`[${'['.repeat(3000)}`, 64)).toThrow(WebhookError);
+  });
+
   it('refuses structurally broken bodies with a 400', () => {
     for (const bad of ['', '   ', '{', '[1,', '{"items":[{}', '[1,]', '[,1]', '{"a":1}}', '[1] x', '"str"', '42', '{"items":[1]]', '{"a":"\\"}']) {
       let err: unknown;

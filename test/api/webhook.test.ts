@@ -127,6 +127,19 @@ describe('webhook over TLS with tokens', () => {
     expect(r.body.badRecords[0].reason).toMatch(/auditID|requestURI/);
   });
 
+  it('stores an event whose request body nests deeper than the splitter tracks, with its batch mates', async () => {
+    const [a, b, c] = makeEvents(3);
+    const deepItem = JSON.stringify(b).slice(0, -1) + `,"requestObject":${'['.repeat(50_000)}${']'.repeat(50_000)}}`;
+    // Pretty-printed, an item is parsed and serialised again to be stored: that one cannot be, and only it is refused.
+    const deepPretty = JSON.stringify(c).slice(0, -1) + `,\n"requestObject":${'{"a":'.repeat(50_000)}1${'}'.repeat(50_000)}}`;
+    const body = `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[${JSON.stringify(a)},${deepItem},${deepPretty}]}`;
+    const r = await post('/api/v1/audit/webhook/qa-deep', body, ADMIN);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ stored: 2, bad: 1 });
+    expect(r.body.badRecords[0]).toMatchObject({ where: expect.stringContaining('item 2'), reason: expect.stringMatching(/nested too deeply to store/) });
+    expect(eventCount(s.store, 'qa-deep')).toBe(2);
+  });
+
   it('dead-letters an item that is not valid JSON and stores its batch mates', async () => {
     const [a, b] = makeEvents(2);
     const body = eventList([a!, { verb: 'get' }, b!]).replace('{"verb":"get"}', '{"verb":get}');
