@@ -81,12 +81,21 @@ export function toAuditEvent(v: unknown): AuditEvent {
     const rs = o.responseStatus as Record<string, unknown> | null;
     if (typeof rs !== 'object' || rs === null || Array.isArray(rs)) throw new BadInputError('audit event responseStatus must be an object');
     if (rs.code !== undefined && typeof rs.code !== 'number') throw new BadInputError(`audit event responseStatus.code must be a number, got ${typeName(rs.code)}`);
+    // An HTTP status (the apiserver writes an int32): anything else cannot be stored or queried as one.
+    if (rs.code !== undefined && (!Number.isInteger(rs.code) || (rs.code as number) < 0 || (rs.code as number) > 999)) {
+      throw new BadInputError(`audit event responseStatus.code ${String(rs.code)} is not an HTTP status code`);
+    }
   }
   if (o.annotations !== undefined && (typeof o.annotations !== 'object' || o.annotations === null || Array.isArray(o.annotations))) {
     throw new BadInputError('audit event annotations must be an object');
   }
-  if (Number.isNaN(parseMicros(o.requestReceivedTimestamp as string))) {
+  const us = parseMicros(o.requestReceivedTimestamp as string);
+  if (Number.isNaN(us)) {
     throw new BadInputError(`audit event requestReceivedTimestamp ${JSON.stringify(o.requestReceivedTimestamp)} is not an RFC 3339 time`);
+  }
+  // Microseconds since 1970 are exact in a double until June 2255; before 1970 there were no apiservers.
+  if (us < 0 || !Number.isSafeInteger(us)) {
+    throw new BadInputError(`audit event requestReceivedTimestamp ${JSON.stringify(o.requestReceivedTimestamp)} is outside 1970 to 2255`);
   }
   return o as unknown as AuditEvent;
 }

@@ -42,7 +42,7 @@ function parseMicrosUncached(s: string): number {
     else {
       const y = digits(s, 0, 4), mo = digits(s, 5, 2), d = digits(s, 8, 2), h = digits(s, 11, 2), mi = digits(s, 14, 2), se = digits(s, 17, 2);
       if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 60 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return parseMicrosSlow(s);
-      ms = Date.UTC(y, mo - 1, d, h, mi, se);
+      ms = utcMs(y, mo - 1, d, h, mi, se);
       lastPrefix = prefix;
       lastPrefixMs = ms;
     }
@@ -57,11 +57,19 @@ function parseMicrosUncached(s: string): number {
   return parseMicrosSlow(s);
 }
 
+/** Date.UTC, but a year below 100 is that year (Date.UTC reads 0-99 as 1900-1999). */
+function utcMs(y: number, mo: number, d: number, h: number, mi: number, s: number): number {
+  if (y >= 100) return Date.UTC(y, mo, d, h, mi, s);
+  const t = new Date(Date.UTC(2000, mo, d, h, mi, s));
+  t.setUTCFullYear(y);
+  return t.getTime();
+}
+
 function parseMicrosSlow(s: string): number {
   const m = RFC3339.exec(s);
   if (!m) return NaN;
   if (+m[2]! < 1 || +m[2]! > 12 || +m[3]! < 1 || +m[3]! > 31 || +m[4]! > 23 || +m[5]! > 59 || +m[6]! > 60) return NaN;
-  const ms = Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!);
+  const ms = utcMs(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!);
   if (Number.isNaN(ms)) return NaN;
   const frac = m[7] ? Math.floor(Number((m[7] + '000000').slice(0, 6))) : 0;
   let offsetMin = 0;

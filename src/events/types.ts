@@ -70,7 +70,7 @@ export interface NormalisedEvent {
   auditID: string;
   stage: Stage;
   level: Level;
-  /** requestReceivedTimestamp in microseconds since the epoch (exact: fits a double until the year 2255). */
+  /** requestReceivedTimestamp in microseconds since the epoch (exact: fits a double until June 2255; events outside 1970 to then are bad input). */
   timeMicros: number;
   /** The same instant as an RFC 3339 string with microseconds, as the apiserver writes it. */
   time: string;

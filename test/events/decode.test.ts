@@ -29,6 +29,12 @@ describe('decoding audit events', () => {
     [ev({ sourceIPs: '1.2.3.4' }), 'sourceIPs must be an array of strings'],
     [ev({ impersonatedUser: { username: 5 } }), 'impersonatedUser.username must be a string, got number'],
     [ev({ impersonatedUser: 'bob' }), 'field impersonatedUser must be an object, got string'],
+    [ev({ responseStatus: { code: 1.5 } }), 'responseStatus.code 1.5 is not an HTTP status code'],
+    [ev({ responseStatus: { code: -5 } }), 'responseStatus.code -5 is not an HTTP status code'],
+    [JSON.parse('{"kind":"Event","auditID":"a","requestURI":"/","verb":"get","stage":"ResponseComplete","level":"Metadata","user":{},"requestReceivedTimestamp":"2026-01-01T00:00:00Z","responseStatus":{"code":1e400}}'), 'responseStatus.code Infinity is not'],
+    [ev({ requestReceivedTimestamp: '9999-12-31T23:59:59.999999Z' }), 'is outside 1970 to 2255'],
+    [ev({ requestReceivedTimestamp: '0001-01-01T00:00:00Z' }), 'is outside 1970 to 2255'],
+    [ev({ requestReceivedTimestamp: '1969-12-31T23:59:59.999999Z' }), 'is outside 1970 to 2255'],
   ])('rejects %j with a clear reason', (input, reason) => {
     expect(() => toAuditEvent(input)).toThrow(reason);
   });
@@ -60,6 +66,12 @@ describe('time', () => {
     const us = parseMicros('2018-10-26T13:38:34.867116Z');
     expect(us % 1_000_000).toBe(867116);
     expect(formatMicros(us)).toBe('2018-10-26T13:38:34.867116Z');
+  });
+
+  it('reads years below 100 as those years (Date.UTC would make 0001 into 1901)', () => {
+    expect(formatMicros(parseMicros('0001-02-03T04:05:06Z'))).toBe('0001-02-03T04:05:06.000000Z');
+    expect(formatMicros(parseMicros('0099-12-31T23:59:59Z'))).toBe('0099-12-31T23:59:59.000000Z');
+    expect(formatMicros(parseMicros('0050-06-01T00:00:00+02:00'))).toBe('0050-05-31T22:00:00.000000Z');
   });
 
   it('parses offsets, short and long fractions, and rejects impossible dates', () => {
