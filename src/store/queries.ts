@@ -184,7 +184,7 @@ interface RawRow {
 const MAX_RETURNED_DEPTH = 512;
 
 /** Whether JSON text nests arrays and objects more than `limit` deep (brackets inside strings do not count). */
-export function nestedDeeperThan(text: string, limit: number): boolean {
+function nestedDeeperThan(text: string, limit: number): boolean {
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
