@@ -262,6 +262,11 @@ export class BodySplitter {
       bytes = Buffer.concat(this.itemParts);
       this.itemParts = [];
     }
+    // Whitespace between the item and its comma or bracket is not the item's: its stored line ends where it does (and
+    // a one-line item followed by a line break stays a line, stored as it came).
+    let end = bytes.length;
+    while (end > 0 && WS[bytes[end - 1]!]) end--;
+    if (end < bytes.length) bytes = bytes.subarray(0, end);
     this.itemOpen = false;
     this.emit({ bytes, index: this.itemsSeen++ });
   }

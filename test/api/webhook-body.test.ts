@@ -79,6 +79,14 @@ describe('BodySplitter', () => {
     expect(() => split(`[${'['.repeat(3000)}`, 64)).toThrow(WebhookError);
   });
 
+  it('gives each item its own bytes, without the whitespace before its comma or bracket', () => {
+    const items = [JSON.stringify(event(1)), JSON.stringify(event(2))];
+    for (const chunk of [1, 5, 1 << 20]) {
+      expect(split(`[ ${items[0]} ,\n ${items[1]}\r\n\t]`, chunk)).toEqual(items);
+      expect(split(`{"kind":"EventList","items":[\n  ${items[0]}\n  ,\n  ${items[1]}\n]}`, chunk)).toEqual(items);
+    }
+  });
+
   it('refuses structurally broken bodies with a 400', () => {
     for (const bad of ['', '   ', '{', '[1,', '{"items":[{}', '[1,]', '[,1]', '{"a":1}}', '[1] x', '"str"', '42', '{"items":[1]]', '{"a":"\\"}']) {
       let err: unknown;
