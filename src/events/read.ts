@@ -191,8 +191,11 @@ export async function* readFileRecords(path: string, opts: ReadOptions = {}): As
       done = true;
       break;
     }
-    head.push(r.value);
-    headLen += r.value.length;
+    // A UTF-8 byte order mark (files written by some editors and tools) is not JSON: JSON's RFC lets a parser ignore
+    // it, and an EventList would otherwise be read as lines and refused whole.
+    const chunk = head.length === 0 && r.value.length >= 3 && r.value[0] === 0xef && r.value[1] === 0xbb && r.value[2] === 0xbf ? r.value.subarray(3) : r.value;
+    head.push(chunk);
+    headLen += chunk.length;
     const buf = head.length === 1 ? head[0]! : Buffer.concat(head, headLen);
     const i = firstNonSpace(buf);
     if (i < 0) continue;

@@ -59,6 +59,20 @@ describe('reading audit log files', () => {
     expect(progress).toBe(size);
   });
 
+  it('reads a file that starts with a UTF-8 byte order mark as if it did not', async () => {
+    const d = tempDir();
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const items = [ev(), ev(), ev()];
+    writeFileSync(join(d, 'lines.log'), Buffer.concat([bom, Buffer.from(lines(items))]));
+    writeFileSync(join(d, 'list.json'), Buffer.concat([bom, Buffer.from(JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }, null, 2))]));
+    writeFileSync(join(d, 'arr.json.gz'), gzipSync(Buffer.concat([bom, Buffer.from(JSON.stringify(items))])));
+    for (const f of ['lines.log', 'list.json', 'arr.json.gz']) {
+      const rs = await collect(join(d, f));
+      expect(rs.filter((r) => r.error), f).toEqual([]);
+      expect(rs.map((r) => (r.event as { auditID: string }).auditID), f).toEqual(items.map((e) => e.auditID));
+    }
+  });
+
   it('streams EventList and array documents, pretty-printed or not', async () => {
     const d = tempDir();
     const items = [ev(), ev(), { kind: 0 }, ev()];
