@@ -125,25 +125,11 @@ export class RecordPacker {
 
   /**
    * Packs an event; its raw JSON is `e.raw`, or `bytes[start, end)` when given (the same text in UTF-8). All or
-   * nothing: what can throw (a field of an unexpected type) runs before anything is written, so a failed add leaves
-   * the batch's rows and raw lines in step.
+   * nothing: the numbers go into the next row's slot, which counts only once `count` moves past it, and the raw line
+   * and text fields are written last, so an add that throws (a field of an unexpected type) leaves the batch's rows and
+   * raw lines in step.
    */
   add(e: NormalisedEvent, bytes?: Uint8Array, start = 0, end = 0): void {
-    const stage = stageCode(e.stage);
-    const level = levelCode(e.level);
-    const cluster = this.d(e.cluster);
-    const verb = this.d(e.verb);
-    const user = this.d(e.user);
-    const groups = this.d(e.groups.length === 0 ? '' : e.groups.length === 1 ? e.groups[0]! : e.groups.join(','));
-    const imp = this.d(e.impersonatedUser);
-    const ip = this.d(e.sourceIP);
-    const ua = this.d(e.userAgent);
-    const group = this.d(e.apiGroup);
-    const version = this.d(e.apiVersion);
-    const resource = this.d(e.resource);
-    const namespace = this.d(e.namespace);
-    const auditID = noNul(e.auditID), subresource = noNul(e.subresource), name = noNul(e.name), command = noNul(e.command), container = noNul(e.container);
-    this.addRaw(e.raw, bytes, start, end);
     const o = this.count * NUM_FIELDS;
     if (o + NUM_FIELDS > this.nums.length) {
       const grown = new Float64Array(this.nums.length * 2);
@@ -152,22 +138,24 @@ export class RecordPacker {
     }
     const nums = this.nums;
     nums[o + N_TIME] = e.timeMicros;
-    nums[o + N_STAGE] = stage;
-    nums[o + N_CLUSTER] = cluster;
-    nums[o + N_VERB] = verb;
-    nums[o + N_USER] = user;
-    nums[o + N_GROUPS] = groups;
-    nums[o + N_IMP] = imp;
-    nums[o + N_IP] = ip;
-    nums[o + N_UA] = ua;
-    nums[o + N_GROUP] = group;
-    nums[o + N_VERSION] = version;
-    nums[o + N_RESOURCE] = resource;
-    nums[o + N_NAMESPACE] = namespace;
+    nums[o + N_STAGE] = stageCode(e.stage);
+    nums[o + N_CLUSTER] = this.d(e.cluster);
+    nums[o + N_VERB] = this.d(e.verb);
+    nums[o + N_USER] = this.d(e.user);
+    nums[o + N_GROUPS] = this.d(e.groups.length === 0 ? '' : e.groups.length === 1 ? e.groups[0]! : e.groups.join(','));
+    nums[o + N_IMP] = this.d(e.impersonatedUser);
+    nums[o + N_IP] = this.d(e.sourceIP);
+    nums[o + N_UA] = this.d(e.userAgent);
+    nums[o + N_GROUP] = this.d(e.apiGroup);
+    nums[o + N_VERSION] = this.d(e.apiVersion);
+    nums[o + N_RESOURCE] = this.d(e.resource);
+    nums[o + N_NAMESPACE] = this.d(e.namespace);
     nums[o + N_CODE] = e.code;
     nums[o + N_DECISION] = decisionCode(e.decision);
-    nums[o + N_LEVEL] = level;
+    nums[o + N_LEVEL] = levelCode(e.level);
     nums[o + N_CAT] = categoryOf(e) ?? -1;
+    const auditID = noNul(e.auditID), subresource = noNul(e.subresource), name = noNul(e.name), command = noNul(e.command), container = noNul(e.container);
+    this.addRaw(e.raw, bytes, start, end);
     this.text.push(auditID, subresource, name, command, container);
     this.count++;
   }
