@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadDetector } from '../../src/cli/common.js';
@@ -90,7 +90,6 @@ describe('events nested deeper than the stack allows to serialise (a request bod
     const store = new Store(join(dir, 'k.db'));
     // The bundled rules, and one whose details and summary take the body itself.
     const rules = join(dir, 'rules');
-    const { mkdirSync, readdirSync, copyFileSync } = await import('node:fs');
     mkdirSync(rules);
     const bundled = new URL('../../detections/', import.meta.url);
     for (const f of readdirSync(bundled)) if (f.endsWith('.yaml')) copyFileSync(new URL(f, bundled), join(rules, f));

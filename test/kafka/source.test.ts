@@ -228,10 +228,8 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
 
   it('ingest-only: an item nested deeper than can be serialised again is dead-lettered, its batch mates forwarded', async () => {
     const topics = names('deep');
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 1 }, { topic: topics.deadLetter, numPartitions: 1 }], waitForLeaders: true });
-    await admin.disconnect();
+    await createTopic(kafka, topics.events[0]!, 1);
+    await createTopic(kafka, topics.deadLetter, 1);
     const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics }), kafka: quietKafka(broker.brokers, 'deep') });
     await producer.start();
     try {

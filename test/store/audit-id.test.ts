@@ -1,6 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { toAuditEvent } from '../../src/events/decode.js';
+import { normalise } from '../../src/events/normalise.js';
 import { decodeAuditID, encodeAuditID } from '../../src/store/audit-id.js';
+import { RecordPacker, Store, toRecords } from '../../src/store/store.js';
+import { ev, tempDir } from '../helpers/events.js';
 
 describe('auditID encoding', () => {
   it('keeps a UUID as its 16 bytes, and gives it back as it was', () => {
@@ -22,12 +27,7 @@ describe('auditID encoding', () => {
 });
 
 describe('auditIDs through the store', () => {
-  it('stores each event of a batch with its own auditID (the writer reuses one buffer to bind them)', async () => {
-    const { join } = await import('node:path');
-    const { normalise } = await import('../../src/events/normalise.js');
-    const { toAuditEvent } = await import('../../src/events/decode.js');
-    const { Store, toRecords } = await import('../../src/store/store.js');
-    const { ev, tempDir } = await import('../helpers/events.js');
+  it('stores each event of a batch with its own auditID (the writer reuses one buffer to bind them)', () => {
     const store = new Store(join(tempDir(), 'k.db'));
     try {
       const ids = Array.from({ length: 50 }, (_, i) => (i === 7 ? 'not-a-uuid' : randomUUID()));
@@ -45,12 +45,7 @@ describe('auditIDs through the store', () => {
 });
 
 describe('packing a batch', () => {
-  it('leaves rows and raw lines in step when an event cannot be packed (all or nothing)', async () => {
-    const { join } = await import('node:path');
-    const { normalise } = await import('../../src/events/normalise.js');
-    const { toAuditEvent } = await import('../../src/events/decode.js');
-    const { RecordPacker, Store } = await import('../../src/store/store.js');
-    const { ev, tempDir } = await import('../helpers/events.js');
+  it('leaves rows and raw lines in step when an event cannot be packed (all or nothing)', () => {
     const store = new Store(join(tempDir(), 'k.db'));
     try {
       const redaction = { enabled: true, key: store.redactionKey };
