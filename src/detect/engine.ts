@@ -12,7 +12,7 @@ import { alertEventFields, severityRank, type Alert, type Detector, type Severit
 import { CandidateIndex } from './candidates.js';
 import { parseWindow, type DetectionConfig, type DetectionException } from './config.js';
 import { images } from './facts.js';
-import { ExpressionError, RuleExpression, type BodyRead } from './expression.js';
+import { DEFER, ExpressionError, RuleExpression, type BodyRead } from './expression.js';
 import { DetectionLists } from './lists.js';
 import { compileMatch, eventObjectName, MatchError, type IndexPlan } from './match.js';
 import { compilePatterns } from './patterns.js';
@@ -429,7 +429,7 @@ export class DetectionEngine implements Detector {
           m.evaluations++;
           let ok: boolean;
           try {
-            ok = await m.condition.test(e.event);
+            ok = m.condition.testNow(e.event) ?? (await m.condition.test(e.event));
           } catch (err) {
             m.errors++;
             this.reportError(m, e, err as Error);
@@ -554,22 +554,42 @@ export class DetectionEngine implements Detector {
   }
 
   private present(p: Presenter, id: string, e: NormalisedEvent, x: Extras | undefined): AlertBase | Promise<AlertBase> {
-    if (p.details.length === 0) return this.base(p, e, x, x?.extra ? { ...x.extra } : undefined);
-    return (async () => {
-      let details: Record<string, unknown> | undefined = x?.extra ? { ...x.extra } : undefined;
-      for (const [k, expr] of p.details) {
-        try {
-          const v = await expr.value(e.event);
-          if (v === undefined) continue;
-          // The alert is serialised (store, feed, Kafka): a value nested deeper than that can go is not kept.
-          JSON.stringify(v);
-          (details ??= {})[k] = Array.isArray(v) ? [...v] : v;
-        } catch (err) {
-          this.warn(`detection rule ${id}: details.${k} failed on event ${e.auditID}: ${(err as Error).message}`);
-        }
+    let details: Record<string, unknown> | undefined = x?.extra ? { ...x.extra } : undefined;
+    for (let i = 0; i < p.details.length; i++) {
+      const [k, expr] = p.details[i]!;
+      try {
+        const v = expr.valueNow(e.event);
+        if (v === DEFER) return this.presentAsync(p, id, e, x, details, i);
+        details = this.keepDetail(details, k, v);
+      } catch (err) {
+        this.detailFailed(id, k, e, err);
       }
-      return this.base(p, e, x, details);
-    })();
+    }
+    return this.base(p, e, x, details);
+  }
+
+  /** present() from detail `from` on, for details JSONata must evaluate. */
+  private async presentAsync(p: Presenter, id: string, e: NormalisedEvent, x: Extras | undefined, details: Record<string, unknown> | undefined, from: number): Promise<AlertBase> {
+    for (const [k, expr] of p.details.slice(from)) {
+      try {
+        details = this.keepDetail(details, k, await expr.value(e.event));
+      } catch (err) {
+        this.detailFailed(id, k, e, err);
+      }
+    }
+    return this.base(p, e, x, details);
+  }
+
+  private keepDetail(details: Record<string, unknown> | undefined, k: string, v: unknown): Record<string, unknown> | undefined {
+    if (v === undefined) return details;
+    // The alert is serialised (store, feed, Kafka): a value nested deeper than that can go is not kept (throws).
+    JSON.stringify(v);
+    (details ??= {})[k] = Array.isArray(v) ? [...v] : v;
+    return details;
+  }
+
+  private detailFailed(id: string, k: string, e: NormalisedEvent, err: unknown): void {
+    this.warn(`detection rule ${id}: details.${k} failed on event ${e.auditID}: ${(err as Error).message}`);
   }
 
   private base(p: Presenter, e: NormalisedEvent, x: Extras | undefined, details: Record<string, unknown> | undefined): AlertBase {

@@ -8,6 +8,7 @@ import type jsonata from 'jsonata';
 import type { AuditEvent } from '../events/types.js';
 import { addedCapabilities, containers, execCommand, execContainer, hostPaths, images, objectName, patchPaths, podSpecs, requestBody } from './facts.js';
 import type { DetectionLists } from './lists.js';
+import { compileSync, NotCovered, SyncTimeout, type SyncHelper } from './jsonata-sync.js';
 import { compilePatterns } from './patterns.js';
 
 /**
@@ -25,12 +26,9 @@ interface HelperDef {
   doc: string;
   /** Indexes of arguments that name a list. */
   listArgs?: number[];
-  make: (lists: DetectionLists) => (this: { environment: { lookup(n: string): unknown } }, ...args: any[]) => unknown;
+  /** The helper's function: the event (the expression's root) first, then the expression's arguments. */
+  make: (lists: DetectionLists) => (root: AuditEvent, ...args: any[]) => unknown;
   signature?: string;
-}
-
-function root(self: { environment: { lookup(n: string): unknown } }): AuditEvent {
-  return self.environment.lookup('$') as AuditEvent;
 }
 
 function asStrings(v: unknown): string[] {
@@ -50,99 +48,99 @@ export const HELPERS: Record<string, HelperDef> = {
     reads: 'requestObject',
     doc: 'the object the request writes (a JSON patch turned into the partial object it writes)',
     make: () =>
-      function () {
-        return requestBody(root(this));
+      (root) => {
+        return requestBody(root);
       },
   },
   podSpecs: {
     reads: 'requestObject',
     doc: 'every pod spec the request writes: pods, pod templates of workloads, cronjob jobTemplates',
     make: () =>
-      function () {
-        return podSpecs(root(this));
+      (root) => {
+        return podSpecs(root);
       },
   },
   containers: {
     reads: 'requestObject',
     doc: 'all containers, initContainers and ephemeralContainers of $podSpecs()',
     make: () =>
-      function () {
-        return containers(root(this));
+      (root) => {
+        return containers(root);
       },
   },
   images: {
     reads: 'requestObject',
     doc: 'the images of $containers()',
     make: () =>
-      function () {
-        return images(root(this));
+      (root) => {
+        return images(root);
       },
   },
   hostPaths: {
     reads: 'requestObject',
     doc: 'paths of hostPath volumes of $podSpecs()',
     make: () =>
-      function () {
-        return hostPaths(root(this));
+      (root) => {
+        return hostPaths(root);
       },
   },
   capabilities: {
     reads: 'requestObject',
     doc: 'capabilities added to any container, upper case without CAP_',
     make: () =>
-      function () {
-        return addedCapabilities(root(this));
+      (root) => {
+        return addedCapabilities(root);
       },
   },
   patchPaths: {
     reads: 'requestObject',
     doc: 'JSON pointers a patch writes',
     make: () =>
-      function () {
-        return patchPaths(root(this));
+      (root) => {
+        return patchPaths(root);
       },
   },
   command: {
     doc: 'argv of an exec request (decoded command= parameters)',
     make: () =>
-      function () {
-        return execCommand(root(this));
+      (root) => {
+        return execCommand(root);
       },
   },
   commandLine: {
     doc: 'argv of an exec request joined by spaces',
     make: () =>
-      function () {
-        return execCommand(root(this)).join(' ');
+      (root) => {
+        return execCommand(root).join(' ');
       },
   },
   container: {
     doc: 'the container= parameter of an exec, attach or log request',
     make: () =>
-      function () {
-        return execContainer(root(this));
+      (root) => {
+        return execContainer(root);
       },
   },
   objectName: {
     doc: 'name of the object: objectRef, else the response or request body',
     make: () =>
-      function () {
-        return objectName(root(this));
+      (root) => {
+        return objectName(root);
       },
   },
   isSystem: {
     doc: 'the user is a system identity (lists system-users, system-groups)',
     make: (lists) =>
-      function () {
-        const u = root(this).user ?? {};
+      (root) => {
+        const u = root.user ?? {};
         return lists.isSystem(u.username ?? '', u.groups ?? []);
       },
   },
   isPerson: {
     doc: 'the user is a person: not a system:, service account, node or anonymous identity',
     make: (lists) =>
-      function () {
-        const u = root(this).user ?? {};
+      (root) => {
+        const u = root.user ?? {};
         return lists.isPerson(u.username ?? '', u.groups ?? []);
       },
   },
@@ -150,7 +148,7 @@ export const HELPERS: Record<string, HelperDef> = {
     doc: '$list(name): the values of a shared list',
     listArgs: [0],
     make: (lists) =>
-      function (name: string) {
+      (_root, name: string) => {
         return [...lists.get(name)];
       },
   },
@@ -158,7 +156,7 @@ export const HELPERS: Record<string, HelperDef> = {
     doc: '$inList(values, name): any value matches an entry (exact, glob or /regex/) of the list',
     listArgs: [1],
     make: (lists) =>
-      function (v: unknown, name: string) {
+      (_root, v: unknown, name: string) => {
         const t = lists.test(name);
         return asStrings(v).some((s) => t(s));
       },
@@ -167,7 +165,7 @@ export const HELPERS: Record<string, HelperDef> = {
     doc: '$allInList(values, name): every value matches an entry of the list (false when there are none)',
     listArgs: [1],
     make: (lists) =>
-      function (v: unknown, name: string) {
+      (_root, v: unknown, name: string) => {
         const t = lists.test(name);
         const s = asStrings(v);
         return s.length > 0 && s.every((x) => t(x));
@@ -177,7 +175,7 @@ export const HELPERS: Record<string, HelperDef> = {
     doc: '$notInList(values, name): the values that match no entry of the list',
     listArgs: [1],
     make: (lists) =>
-      function (v: unknown, name: string) {
+      (_root, v: unknown, name: string) => {
         const t = lists.test(name);
         return asStrings(v).filter((x) => !t(x));
       },
@@ -186,7 +184,7 @@ export const HELPERS: Record<string, HelperDef> = {
     doc: '$pathUnder(paths, name): the paths at or under a prefix of the list (/etc matches /etc/x, / only itself)',
     listArgs: [1],
     make: (lists) =>
-      function (v: unknown, name: string) {
+      (_root, v: unknown, name: string) => {
         const t = lists.pathTest(name);
         return asStrings(v).filter((p) => t(p));
       },
@@ -195,7 +193,7 @@ export const HELPERS: Record<string, HelperDef> = {
     doc: '$textMatch(text, name): the fragments of text (or of a value as JSON) matching a pattern of the list',
     listArgs: [1],
     make: (lists) =>
-      function (v: unknown, name: string) {
+      (_root, v: unknown, name: string) => {
         const re = lists.text(name);
         if (!re) return [];
         const g = new RegExp(re.source, 'gi');
@@ -211,7 +209,7 @@ export const HELPERS: Record<string, HelperDef> = {
   glob: {
     doc: '$glob(value, pattern): value matches a glob or /regex/',
     make: () =>
-      function (v: unknown, p: string) {
+      (_root, v: unknown, p: string) => {
         return asStrings(v).some((s) => compilePatterns([p])(s));
       },
   },
@@ -401,12 +399,27 @@ export function readsOnlyBodies(ast: jsonata.ExprNode): boolean {
 
 export interface ExpressionOptions {
   timeoutMs: number;
+  /**
+   * Evaluate with the synchronous evaluator where it covers the expression (default true); false: always JSONata's
+   * own evaluator (tests compare the two).
+   */
+  sync?: boolean;
 }
 
-/** A compiled JSONata expression with the helpers registered, bounded in time and depth. */
+/** What valueNow returns when the expression must be evaluated by JSONata (call value). */
+export const DEFER: unique symbol = Symbol('defer to JSONata');
+
+/**
+ * A compiled JSONata expression with the helpers registered, bounded in time and depth. Evaluated synchronously
+ * (jsonata-sync.ts) when that evaluator covers it, by JSONata otherwise and whenever the synchronous evaluation throws:
+ * JSONata's value or error is the one of record.
+ */
 export class RuleExpression {
   readonly analysis: ExpressionAnalysis;
   private readonly expr: jsonata.Expression;
+  private readonly sync: ((ev: unknown) => unknown) | undefined;
+  /** Why the synchronous evaluator does not cover this expression (undefined when it does). */
+  readonly notCovered: string | undefined;
 
   constructor(
     readonly source: string,
@@ -418,18 +431,65 @@ export class RuleExpression {
     } catch (e) {
       throw new ExpressionError(jsonataMessage(e));
     }
-    for (const [name, h] of Object.entries(HELPERS)) this.expr.registerFunction(name, h.make(lists) as never, h.signature);
+    const helpers: Record<string, SyncHelper> = {};
+    for (const [name, h] of Object.entries(HELPERS)) {
+      const fn = h.make(lists) as SyncHelper;
+      helpers[name] = fn;
+      this.expr.registerFunction(
+        name,
+        function (this: { environment: { lookup(n: string): unknown } }, ...args: unknown[]) {
+          return fn(this.environment.lookup('$'), ...args);
+        } as never,
+        h.signature,
+      );
+    }
     this.analysis = analyse(this.expr.ast());
     for (const l of this.analysis.lists) if (!lists.has(l)) throw new ExpressionError(`unknown list "${l}"`);
+    let sync: ((ev: unknown) => unknown) | undefined;
+    let notCovered: string | undefined = 'disabled';
+    if (opts.sync !== false) {
+      try {
+        sync = compileSync(this.expr.ast(), helpers, opts.timeoutMs);
+        notCovered = undefined;
+      } catch (e) {
+        if (!(e instanceof NotCovered)) throw e;
+        notCovered = e.message;
+      }
+    }
+    this.sync = sync;
+    this.notCovered = notCovered;
+  }
+
+  /**
+   * The expression's value for an event when the synchronous evaluator gives it, else DEFER (then call value). Throws
+   * ExpressionError on a timeout.
+   */
+  valueNow(ev: AuditEvent): unknown {
+    if (!this.sync) return DEFER;
+    try {
+      return this.sync(ev);
+    } catch (e) {
+      if (e instanceof SyncTimeout) throw new ExpressionError(e.message);
+      // A type error, an argument JSONata refuses, a construct met only at run time: JSONata says what it is.
+      return DEFER;
+    }
   }
 
   /** The expression's value for an event. Throws ExpressionError (with JSONata's message) on failure or timeout. */
   async value(ev: AuditEvent): Promise<unknown> {
+    const v = this.valueNow(ev);
+    if (v !== DEFER) return v;
     try {
       return await this.expr.evaluate(ev);
     } catch (e) {
       throw new ExpressionError(jsonataMessage(e));
     }
+  }
+
+  /** The expression as a condition when the synchronous evaluator gives it, else undefined (then call test). */
+  testNow(ev: AuditEvent): boolean | undefined {
+    const v = this.valueNow(ev);
+    return v === DEFER ? undefined : truthy(v);
   }
 
   /** The expression as a condition: true for true, a non-empty string, a non-zero number, a non-empty array or object. */
