@@ -192,19 +192,29 @@ export const HELPERS: Record<string, HelperDef> = {
   textMatch: {
     doc: '$textMatch(text, name): the fragments of text (or of a value as JSON) matching a pattern of the list',
     listArgs: [1],
-    make: (lists) =>
-      (_root, v: unknown, name: string) => {
-        const re = lists.text(name);
-        if (!re) return [];
-        const g = new RegExp(re.source, 'gi');
+    make: (lists) => {
+      // One global, case-insensitive copy of each list's pattern, reused: evaluations are synchronous, one at a time.
+      const globals = new Map<string, RegExp | undefined>();
+      return (_root, v: unknown, name: string) => {
+        let g = globals.get(name);
+        if (g === undefined && !globals.has(name)) {
+          const re = lists.text(name);
+          g = re ? new RegExp(re.source, 'gi') : undefined;
+          globals.set(name, g);
+        }
+        if (!g) return [];
         const text = asText(v).slice(0, 1 << 20);
         const out = new Set<string>();
-        for (const m of text.matchAll(g)) {
+        g.lastIndex = 0;
+        for (let m = g.exec(text); m !== null; m = g.exec(text)) {
           out.add(m[0]);
           if (out.size >= 20) break;
+          // As matchAll does: an empty match moves on by one.
+          if (m[0] === '') g.lastIndex++;
         }
         return [...out];
-      },
+      };
+    },
   },
   glob: {
     doc: '$glob(value, pattern): value matches a glob or /regex/',

@@ -210,6 +210,9 @@ function compile(node: Node, c: Compiler): Eval {
   const preds = ((node.predicate ?? []) as Node[]).map((p) => compileFilter(p, c));
   const keepArray = node.keepArray === true;
   c.depth--;
+  // A literal is never a sequence, and a variable holds a value this wrapper has already collapsed: without
+  // predicates or `[]` the wrapper would hand either back unchanged.
+  if (preds.length === 0 && !keepArray && (node.type === 'string' || node.type === 'number' || node.type === 'value' || node.type === 'variable')) return core;
   return (input, env) => {
     tick();
     let result = core(input, env);
@@ -533,7 +536,6 @@ function compileFunction(node: Node, c: Compiler): Eval {
   }
   const f = natives.get(name);
   if (!f) throw new NotCovered(`function $${name}`);
-  const focusOf = (input: unknown) => ({ ...FOCUS_BASE, input });
   if (name === 'contains') {
     return (input, env) => {
       const [str, token] = f.signature!.validate(
@@ -557,7 +559,8 @@ function compileFunction(node: Node, c: Compiler): Eval {
       values.push(v);
     }
     const validated = f.signature ? f.signature.validate(values, input) : values;
-    const r = f.implementation.apply(focusOf(input), validated);
+    // Of JSONata's functions only $eval reads `this.input`; the ones here need only createSequence.
+    const r = f.implementation.apply(FOCUS_BASE, validated);
     if (r !== null && typeof r === 'object' && typeof (r as { then?: unknown }).then === 'function') throw new NotCovered('async result');
     return r;
   };
