@@ -462,8 +462,8 @@ export class RuleExpression {
         sync = compileSync(this.expr.ast(), helpers, opts.timeoutMs);
         notCovered = undefined;
       } catch (e) {
-        if (!(e instanceof NotCovered)) throw e;
-        notCovered = e.message;
+        // NotCovered, or a tree of a shape this evaluator did not expect: either way JSONata evaluates it.
+        notCovered = e instanceof NotCovered ? e.message : `cannot compile: ${(e as Error).message}`;
       }
     }
     this.sync = sync;

@@ -70,6 +70,7 @@ export function lintRuleSet(set: RuleSet, config: DetectionConfig = {}): RuleIss
       for (const fn of x.analysis.unknownFunctions) at(`${where}: unknown function $${fn}() (helpers: ${Object.keys(HELPERS).join(', ')})`);
       for (const v of x.analysis.freeVariables) at(`${where}: unknown variable $${v}`, 'warning');
       for (const l of x.analysis.lists) usedLists.add(l);
+      if (x.notCovered !== undefined) at(`${where}: evaluated by JSONata's own evaluator, several times slower than kaudit's synchronous one, which does not cover ${x.notCovered}`, 'warning');
     }
     if (spec.summary) {
       const bad = unknownPlaceholders(spec.summary, Object.keys(spec.details ?? {}));
