@@ -84,6 +84,12 @@ export class LineSplitter {
 
   push(chunk: Buffer, out: (l: Line | LongLine) => void): void {
     let start = 0;
+    // A UTF-8 byte order mark at the very start of a file is not part of its first line (JSON's RFC lets a parser
+    // ignore it; left in, the first event would be refused as bad input). Its bytes still count in the offsets.
+    if (this.offset === 0 && this.carryLen === 0 && !this.skipping && chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) {
+      start = 3;
+      this.offset = 3;
+    }
     // An ASCII chunk (audit logs nearly always are) is decoded once and its lines are slices of that one string, which
     // V8 keeps in its large-object space: far cheaper for the young generation than a fresh string per line. With
     // keepBytes the decoding waits until a line is parsed (AsciiChunk).

@@ -128,6 +128,20 @@ describe('file tail', () => {
     await s.stopAll();
   });
 
+  it('reads a log that starts with a byte order mark, the first event included, and resumes past it', async () => {
+    const s = setup();
+    writeFileSync(s.log, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(lines(batchOf(3)))]));
+    s.start();
+    await s.settle(3);
+    expect(deadLetters(s.store)).toEqual([]);
+    await s.stopAll();
+    appendFileSync(s.log, lines(batchOf(2)));
+    s.start();
+    await s.settle(5);
+    expect(deadLetters(s.store)).toEqual([]);
+    await s.stopAll();
+  });
+
   it('dead-letters an over-long line and bad input, and keeps tailing', async () => {
     const s = setup();
     writeFileSync(s.log, lines(batchOf(2)) + JSON.stringify(ev({ userAgent: 'x'.repeat(100_000) })) + '\n' + '{"kind": 0}\n' + lines(batchOf(2)));

@@ -42,4 +42,22 @@ describe('line splitter keeping bytes', () => {
       expect(l.end).toBe(Buffer.byteLength(`{"n":0}\n${last}`));
     }
   });
+
+  it('leaves out a byte order mark at the start of the stream, counting its bytes in the offsets, and only there', () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    for (const keepBytes of [true, false]) {
+      const out: Line[] = [];
+      const s = new LineSplitter(1 << 20, 0, 0, keepBytes);
+      s.push(Buffer.concat([bom, Buffer.from('{"n":0}\n{"n":1}\n')]), (l) => out.push(l as Line));
+      // A mark further on is the line's own (bad input, reported as such), not skipped.
+      s.push(Buffer.concat([bom, Buffer.from('{"n":2}\n')]), (l) => out.push(l as Line));
+      expect(out.map(lineText)).toEqual(['{"n":0}', '{"n":1}', '\ufeff{"n":2}']);
+      expect(out.map((l) => l.end)).toEqual([11, 19, 30]);
+      if (keepBytes) expect(out[0]!.data!.toString('utf8', out[0]!.dataStart, out[0]!.dataEnd)).toBe('{"n":0}');
+    }
+    // Resumed from a checkpoint past the start, a stream's first bytes are not the file's.
+    const out: Line[] = [];
+    new LineSplitter(1 << 20, 100, 0, true).push(Buffer.concat([bom, Buffer.from('{"n":3}\n')]), (l) => out.push(l as Line));
+    expect(lineText(out[0]!)).toBe('\ufeff{"n":3}');
+  });
 });
