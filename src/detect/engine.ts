@@ -91,6 +91,32 @@ interface Presenter {
   lastEvent?: NormalisedEvent;
   lastDue?: Due;
   lastBase?: AlertBase | Promise<AlertBase>;
+  lastKeyTail?: string | Promise<string>;
+}
+
+/** A rule's alert from the presenter's work for the event (shared by rules that differ only in id). */
+function alertOf(rule: string, groupKey: string, b: AlertBase): Alert {
+  const a: Alert = {
+    rule,
+    title: b.title,
+    severity: b.severity,
+    tags: b.tags,
+    mitre: b.mitre,
+    summary: b.summary,
+    cluster: b.cluster,
+    auditID: b.auditID,
+    stage: b.stage,
+    time: b.time,
+    timeMicros: b.timeMicros,
+    user: b.user,
+    sourceIP: b.sourceIP,
+    verb: b.verb,
+    objectRef: b.objectRef,
+    groupKey,
+    // Always set (undefined when none, which JSON leaves out): one object shape for every alert.
+    details: b.details,
+  };
+  return a;
 }
 
 /** An alert without the rule's id and group key. */
@@ -417,7 +443,10 @@ export class DetectionEngine implements Detector {
       if (!e.event) continue; // dropped by the pipeline because wants() said no rule can use it
       const cands = this.lookup(e);
       if (cands.length === 0) continue;
-      let fired: { ordinal: number; alert: Alert }[] | undefined;
+      // The event's alerts in rule order: members of a matcher come in that order, so sorting is rarely needed.
+      let fired: Alert[] | undefined;
+      let ordinals: number[] | undefined;
+      let inOrder = true;
       const noBody = e.event.requestObject === undefined && e.event.responseObject === undefined;
       for (const m of cands) {
         m.candidates++;
@@ -442,12 +471,25 @@ export class DetectionEngine implements Detector {
         for (const mem of m.members) {
           const r = this.onMatch(mem, e);
           const a = r instanceof Promise ? await r : r;
-          if (a) (fired ??= []).push({ ordinal: mem.rule.ordinal, alert: a });
+          if (!a) continue;
+          const o = mem.rule.ordinal;
+          if (!fired) {
+            fired = [a];
+            ordinals = [o];
+          } else {
+            if (o < ordinals![ordinals!.length - 1]!) inOrder = false;
+            fired.push(a);
+            ordinals!.push(o);
+          }
         }
       }
       if (fired) {
-        if (fired.length > 1) fired.sort((a, b) => a.ordinal - b.ordinal);
-        for (const f of fired) out.push(f.alert);
+        if (inOrder) for (const a of fired) out.push(a);
+        else {
+          const f = fired;
+          const ord = ordinals!;
+          for (const i of f.map((_, i) => i).sort((x, y) => ord[x]! - ord[y]!)) out.push(f[i]!);
+        }
       }
     }
     return out;
@@ -523,34 +565,17 @@ export class DetectionEngine implements Detector {
     if (p.lastEvent !== e || p.lastDue !== due) {
       p.lastEvent = e;
       p.lastDue = due;
-      p.lastBase = this.present(p, r.info.id, e, due.extras);
+      const base = this.present(p, r.info.id, e, due.extras);
+      p.lastBase = base;
+      // The group key after the rule id is the same for every rule sharing this presenter and decision.
+      const tail = (b: AlertBase) => `|${e.cluster}|${e.user}|${due.object ?? b.object}`;
+      p.lastKeyTail = base instanceof Promise ? base.then(tail) : tail(base);
     }
     const base = p.lastBase!;
+    const tail = p.lastKeyTail!;
     const id = r.info.id;
-    const object = due.object;
-    const finish = (b: AlertBase): Alert => {
-      const a: Alert = {
-        rule: id,
-        title: b.title,
-        severity: b.severity,
-        tags: b.tags,
-        mitre: b.mitre,
-        summary: b.summary,
-        cluster: b.cluster,
-        auditID: b.auditID,
-        stage: b.stage,
-        time: b.time,
-        timeMicros: b.timeMicros,
-        user: b.user,
-        sourceIP: b.sourceIP,
-        verb: b.verb,
-        objectRef: b.objectRef,
-        groupKey: `${id}|${e.cluster}|${e.user}|${object ?? b.object}`,
-      };
-      if (b.details) a.details = b.details;
-      return a;
-    };
-    return base instanceof Promise ? base.then(finish) : finish(base);
+    if (base instanceof Promise) return Promise.all([base, tail]).then(([b, t]) => alertOf(id, id + t, b));
+    return alertOf(id, id + (tail as string), base);
   }
 
   private present(p: Presenter, id: string, e: NormalisedEvent, x: Extras | undefined): AlertBase | Promise<AlertBase> {
