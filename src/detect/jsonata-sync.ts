@@ -391,17 +391,15 @@ function compileBinary(node: Node, c: Compiler): Eval {
     case '%':
       return (input, env) => numeric(lhs(input, env), rhs(input, env), op);
     case '=':
+    case '!=': {
+      // Either side undefined: false for both operators.
+      const equal = op === '=';
       return (input, env) => {
         const l = lhs(input, env);
         const r = rhs(input, env);
-        return l === undefined || r === undefined ? false : isDeepEqual(l, r);
+        return l === undefined || r === undefined ? false : isDeepEqual(l, r) === equal;
       };
-    case '!=':
-      return (input, env) => {
-        const l = lhs(input, env);
-        const r = rhs(input, env);
-        return l === undefined || r === undefined ? false : !isDeepEqual(l, r);
-      };
+    }
     case '<':
     case '<=':
     case '>':
