@@ -1,6 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { readFileSync } from 'node:fs';
-import type { ServerOptions as HttpsOptions } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import { ConfigError, parseListen, type KauditConfig } from '../config/config.js';
 import { log } from '../log.js';
 import { QueryError } from '../store/queries.js';
@@ -12,6 +11,7 @@ import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
 import { collectOpenApi } from './openapi.js';
 import { streamRoutes } from './stream.js';
+import { TlsMaterial } from './tls.js';
 import { webhookRoutes, type CoalescerOptions } from './webhook.js';
 import type { HubOptions } from '../sinks/ws-hub.js';
 
@@ -24,6 +24,8 @@ export interface AppOptions {
   webhookMaxInFlight?: number;
   /** Webhook group commit tuning, or false to hand each request to the pipeline alone. */
   webhookCoalesce?: CoalescerOptions | false;
+  /** How often the TLS files are checked for a renewed certificate (default 3 s). */
+  tlsWatchMs?: number;
 }
 
 const PROBES = new Set(['/healthz', '/readyz']);
@@ -37,27 +39,6 @@ function needOf(route: string | undefined): Need {
   return 'read';
 }
 
-function readPem(file: string, what: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (e) {
-    throw new ConfigError(`cannot read the TLS ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
-
-/** HTTPS options from server.tls. A client CA makes the server ask for certificates; requests check them (so probes need none). */
-function tlsOptions(cfg: KauditConfig): HttpsOptions | undefined {
-  const t = cfg.server.tls;
-  if (!t) return undefined;
-  const o: HttpsOptions = { cert: readPem(t.cert, 'certificate'), key: readPem(t.key, 'key'), minVersion: 'TLSv1.2' };
-  if (t.clientCA) {
-    o.ca = readPem(t.clientCA, 'client CA');
-    o.requestCert = true;
-    o.rejectUnauthorized = false;
-  }
-  return o;
-}
-
 /**
  * The HTTP API: every route lives in a plugin; read routes under /api/v1, probes and metrics at the root, the audit
  * webhook and the alert feed under /api/v1 too. Access control (see auth.ts) and the listen-address safety check are
@@ -66,7 +47,8 @@ function tlsOptions(cfg: KauditConfig): HttpsOptions | undefined {
 export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<FastifyInstance> {
   checkListenSafety(ctx.config);
   const access = new Access(ctx.config);
-  const https = tlsOptions(ctx.config);
+  const tls = ctx.config.server.tls ? new TlsMaterial(ctx.config.server.tls, ctx.metrics) : undefined;
+  const https = tls?.options();
   const app = Fastify({
     logger: false,
     // Bounded: the webhook route sets its own larger limit.
@@ -108,7 +90,10 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
   app.addHook('onResponse', async (req, reply) => {
     requests.inc({ route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
   });
-  app.addHook('onClose', async () => access.stop());
+  app.addHook('onClose', async () => {
+    access.stop();
+    tls?.stop();
+  });
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
     if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
@@ -116,6 +101,7 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
     return reply.code(status).send({ error: status >= 500 ? 'internal error' : err.message });
   });
   access.watch();
+  tls?.watch(app.server as unknown as HttpsServer, opts.tlsWatchMs);
   await app.register(healthRoutes, { ctx });
   await app.register(
     async (api) => {
