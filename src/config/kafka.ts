@@ -300,7 +300,7 @@ export async function createKafkaClient(c: KafkaConfig, overrides: Partial<Kafka
     if (namespace === 'Connection' && entry.message.startsWith('Response ')) return;
     // A consumer crash and its restart are reported once by KafkaSource (its CRASH listener), with what follows.
     if (namespace === 'Consumer' && /^(Crash|Restarting the consumer)/.test(entry.message)) return;
-    // The alerts outbox bounds its idempotent producer's retries on purpose (see KafkaAlertOutbox.start).
+    // kaudit bounds its idempotent producers' retries on purpose (see KafkaAlertOutbox.start).
     if (namespace === 'Producer' && entry.message.startsWith('Limiting retries for the idempotent producer')) return;
     const where = entry.broker ? ` (broker ${String(entry.broker)})` : '';
     const msg = `kafka ${namespace ?? 'client'}: ${entry.message}${where}${entry.error && entry.error !== entry.message ? `: ${String(entry.error)}` : ''}`;

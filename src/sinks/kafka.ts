@@ -52,7 +52,16 @@ export class KafkaEventsProducer implements BatchSink {
     } finally {
       await admin.disconnect();
     }
-    this.producer = this.kafka.producer({ ...producerDefaults(), allowAutoTopicCreation: false, maxInFlightRequests: 1, retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 } });
+    // Idempotent: a produce the broker wrote but could not answer is retried by kafkajs, and without producer ids and
+    // sequence numbers the retry wrote the batch's events a second time (consumers skip them as duplicates, but the
+    // topic carried them twice).
+    this.producer = this.kafka.producer({
+      ...producerDefaults(),
+      allowAutoTopicCreation: false,
+      maxInFlightRequests: 1,
+      idempotent: true,
+      retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 },
+    });
     await this.producer.connect();
   }
 

@@ -105,7 +105,8 @@ export class KafkaSource {
     const c = this.opts.config;
     this.kafka = this.opts.kafka ?? (await createKafkaClient(c));
     if (c.topics.deadLetter) {
-      this.producer = this.kafka.producer({ ...producerDefaults(), allowAutoTopicCreation: true, maxInFlightRequests: 1 });
+      // Idempotent, as the other producers: a retried produce whose first answer was lost writes its dead letters once.
+      this.producer = this.kafka.producer({ ...producerDefaults(), allowAutoTopicCreation: true, maxInFlightRequests: 1, idempotent: true });
       await this.producer.connect();
     }
     const consumer = this.kafka.consumer({

@@ -1,8 +1,9 @@
 /**
- * The alerts outbox when the broker wrote a produce request but its answer never reached kaudit (the connection
- * dropped, the broker stopped): the client retries, and only an idempotent producer keeps the retry from writing the
- * alerts a second time. A proxy between kaudit and a real broker forwards every request and swallows the answer to
- * the first Produce, closing the connection, which is exactly that fault, every time.
+ * kaudit's producers (the alerts outbox, an ingest-only node's events) when the broker wrote a produce request but
+ * its answer never reached kaudit (the connection dropped, the broker stopped): the client retries, and only an
+ * idempotent producer keeps the retry from writing the messages a second time. A proxy between kaudit and a real
+ * broker forwards every request and swallows the answer to the first Produce, closing the connection, which is
+ * exactly that fault, every time.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -14,7 +15,7 @@ import type { Alert } from '../../src/detect/alert.js';
 import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
-import { HEADER_ALERT_ID, KafkaAlertOutbox } from '../../src/sinks/kafka.js';
+import { HEADER_ALERT_ID, KafkaAlertOutbox, KafkaEventsProducer } from '../../src/sinks/kafka.js';
 import { Store } from '../../src/store/store.js';
 import { ev } from '../helpers/events.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
@@ -98,7 +99,7 @@ class FaultyProxy {
   }
 }
 
-describeWithKafka('alerts outbox when a produce answer is lost (real broker, fault-injecting proxy)', () => {
+describeWithKafka('producers when a produce answer is lost (real broker, fault-injecting proxy)', () => {
   let broker: Broker;
   let proxy: FaultyProxy;
   let proxyPort: number;
@@ -175,5 +176,48 @@ describeWithKafka('alerts outbox when a produce answer is lost (real broker, fau
     expect(new Set(ids).size).toBe(20);
     reader.close();
     store.close();
+  }, 180_000);
+
+  it("writes each event of an ingest-only node's webhook batch to the topic once when its answer was lost", async () => {
+    const topic = 'events-lost-answer';
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+
+    proxy.dropped = 0;
+    proxy.producesForwarded = 0;
+    proxy.dropProduceResponses = 1;
+    const through = [`127.0.0.1:${proxyPort}`];
+    const producer = new KafkaEventsProducer({
+      config: testKafkaConfig(through, { topics: { events: [topic], alerts: '', deadLetter: '' } }),
+      kafka: quietKafka(through, 'events-producer'),
+    });
+    await producer.start();
+    const events = Array.from({ length: 20 }, (_, i) => ev({ user: { username: `user-${i % 3}`, groups: [] } }));
+    try {
+      const out = await producer.submit({ source: 'webhook', cluster: 'c1', records: events.map((e, i) => ({ text: JSON.stringify(e), where: `body:${i}` })) });
+      expect(out.stored).toBe(20);
+      expect(proxy.dropped).toBe(1);
+      expect(proxy.producesForwarded).toBeGreaterThanOrEqual(2);
+    } finally {
+      await producer.stop();
+    }
+
+    const ids: string[] = [];
+    const consumer = kafka.consumer({ groupId: `reader-${topic}` });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        for (const item of (JSON.parse(message.value!.toString()) as { items: { auditID: string }[] }).items) ids.push(item.auditID);
+      },
+    });
+    const deadline = Date.now() + 30_000;
+    while (ids.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 1000)); // and nothing more
+    await consumer.disconnect();
+    expect(ids).toHaveLength(20);
+    expect(new Set(ids)).toEqual(new Set(events.map((e) => e.auditID)));
   }, 180_000);
 });
