@@ -300,7 +300,9 @@ export function decodeRecord(r: RawRecord): ({ event: AuditEvent; text?: string 
   if (r.error !== undefined) return [{ error: r.error }];
   let v: unknown;
   try {
-    let text = typeof r.text === 'string' || r.text === undefined ? r.text : r.text.toString('utf8');
+    // Read once: a LineRecord decodes its text on each read (the second read of a line once cost a decode of its own).
+    const raw = r.text;
+    let text = typeof raw === 'string' || raw === undefined ? raw : raw.toString('utf8');
     v = r.value !== undefined ? r.value : parseJson(text ?? '');
     if (r.inherit !== undefined) text = inheritListFields(v, text, r.inherit);
     // The common case, one event a line: no document to split.
