@@ -1,0 +1,35 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { toAuditEvent } from '../../src/events/decode.js';
+import { normalise } from '../../src/events/normalise.js';
+import { RecordPacker, Store } from '../../src/store/store.js';
+import { ev, tempDir } from '../helpers/events.js';
+
+describe('batch dictionary', () => {
+  it('gives every distinct string one entry and every row its own string, however many strings look alike', () => {
+    // Strings of one length that differ in a single character, at every position in turn: whatever characters an
+    // index samples, many of these share them, and one set differs only where it does not look.
+    const base = 'system:serviceaccount:team-a:deploy-controller-x';
+    const users: string[] = [];
+    for (let p = 0; p < base.length; p++) for (const c of 'QRS') users.push(base.slice(0, p) + c + base.slice(p + 1));
+    users.push(base, '', 'alice@example.com', 'system:anonymous');
+    const distinct = new Set(users);
+    const store = new Store(join(tempDir(), 'k.db'));
+    try {
+      const redaction = { enabled: true, key: store.redactionKey };
+      // Each user twice, in two rounds, so that every string is looked up again after all the others went in.
+      const events = [...users, ...users].map((u) => normalise(toAuditEvent(ev({ user: { username: u, groups: ['g'] } })), 'c1', redaction));
+      const p = new RecordPacker(events.length);
+      for (const e of events) p.add(e);
+      const records = p.finish();
+      expect(records.dict.split('\u0000').filter((d) => distinct.has(d))).toHaveLength(distinct.size);
+      expect(store.insert(records).flags.every(Boolean)).toBe(true);
+      const rows = store.db.prepare('SELECT d.value AS user FROM events e JOIN dict d ON d.id = e.user ORDER BY e.blob_idx').all() as { user: string }[];
+      expect(rows.map((r) => r.user)).toEqual(events.map((e) => e.user));
+      const ids = store.db.prepare('SELECT count(*) AS n FROM dict WHERE value IN (SELECT value FROM dict) AND id IN (SELECT DISTINCT user FROM events)').get() as { n: number };
+      expect(ids.n).toBe(distinct.size);
+    } finally {
+      store.close();
+    }
+  });
+});
