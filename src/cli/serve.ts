@@ -6,6 +6,8 @@ import { checkListenSafety } from '../api/auth.js';
 import { loadConfig, parseBytes, parseDuration, type KauditConfig } from '../config/config.js';
 import { parseKafkaConfig } from '../config/kafka.js';
 import { startKafkaServices, type KafkaServices } from '../sinks/kafka.js';
+import type { Detector } from '../detect/alert.js';
+import { parseDetectionConfig } from '../detect/config.js';
 import { log } from '../log.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
@@ -69,10 +71,13 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
     opened.push(() => store.close());
     let ready = false;
     const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
+    // Kafka consumers' partitions, and the identities in them, move between processes: their state stays in memory.
+    const kafkaConfig = parseKafkaConfig(cfg.kafka, process.env);
+    const persist = !!detector?.saveState && parseDetectionConfig(cfg.detection).state?.persist !== false && !kafkaConfig?.consume;
+    if (persist) await restoreDetectionState(writer, detector!);
     const pipeline = new Pipeline({ writer, detector, metrics, redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
     metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
     // Kafka roles (consume into this pipeline, publish alerts, or ingest-only webhook): see README, Scale-out with Kafka.
-    const kafkaConfig = parseKafkaConfig(cfg.kafka, process.env);
     let kafka: KafkaServices | undefined;
     if (kafkaConfig) {
       kafka = await startKafkaServices({ config: kafkaConfig, pipeline, store, cluster: cfg.cluster });
@@ -107,6 +112,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
         await app.close();
         await kafka?.stop();
         await pipeline.idle();
+        if (persist) await saveDetectionState(writer, detector!, pipeline);
         await writer.close();
         store.close();
       },
@@ -114,6 +120,44 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
   } catch (e) {
     await cleanup();
     throw e;
+  }
+}
+
+/** The name under which the store keeps `kaudit serve`'s detection state between a stop and the next start. */
+const DETECTION_STATE = 'detection';
+
+/** Loads the detection state the last stop saved (taking it out of the store: it is good for one start only). */
+async function restoreDetectionState(writer: WriterThread, detector: Detector): Promise<void> {
+  let json: string | undefined;
+  try {
+    json = await writer.takeState(DETECTION_STATE);
+  } catch (e) {
+    log.warn(`detection state of the last stop not read (${(e as Error).message}): open windows start empty`);
+    return;
+  }
+  if (json === undefined) return;
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch {
+    log.warn('detection state of the last stop is not JSON: open windows start empty');
+    return;
+  }
+  const r = detector.loadState!(data);
+  const saved = (data as { savedAt?: unknown }).savedAt;
+  log.info(`detection state restored from the stop at ${typeof saved === 'string' ? saved : '?'}: ${r.keys} keys in ${r.parts} parts${r.skipped ? ` (${r.skipped} parts of rules changed or gone, skipped)` : ''}`);
+}
+
+/** Saves the detection state for the next start, when it matches what the store holds (see Pipeline.consistent). */
+async function saveDetectionState(writer: WriterThread, detector: Detector, pipeline: Pipeline): Promise<void> {
+  if (!pipeline.consistent) {
+    log.warn('detection state not saved: a batch failed since the start, so the state may count events the store does not hold; open windows start empty at the next start');
+    return;
+  }
+  try {
+    await writer.saveState(DETECTION_STATE, JSON.stringify(detector.saveState!()));
+  } catch (e) {
+    log.warn(`detection state not saved (${(e as Error).message}): open windows start empty at the next start`);
   }
 }
 

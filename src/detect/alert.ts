@@ -55,4 +55,7 @@ export interface Detector {
    * early and not pass it to `detect`.
    */
   wants?(event: import('../events/types.js').NormalisedEvent): boolean;
+  /** Optional: the state detection keeps between events as JSON data, and its loading into a new detector. */
+  saveState?(): unknown;
+  loadState?(data: unknown): { keys: number; parts: number; skipped: number };
 }

@@ -57,8 +57,11 @@ export interface DetectionConfig {
   lists?: Record<string, ListOverride>;
   /** Upper bound on one JSONata evaluation, milliseconds of wall time (default 2000: wall time, so a busy host or a GC pause counts; the bound is for pathological expressions). */
   evaluationTimeoutMs?: number;
-  /** Bounds on detection state: keys per stateful rule and remembered request ids per rule. */
-  state?: { maxKeys?: number; maxRequests?: number };
+  /**
+   * Bounds on detection state (keys per stateful rule, remembered request ids per rule), and whether `kaudit serve`
+   * keeps it across a restart in its store (`persist`, default true).
+   */
+  state?: { maxKeys?: number; maxRequests?: number; persist?: boolean };
 }
 
 export class DetectionConfigError extends Error {
@@ -198,9 +201,13 @@ export function parseDetectionConfig(v: unknown, where = 'detection'): Detection
     out.evaluationTimeoutMs = v.evaluationTimeoutMs;
   }
   if (v.state !== undefined) {
-    if (!isObject(v.state)) throw new DetectionConfigError(`${where}.state must be a mapping (maxKeys, maxRequests)`);
-    onlyKeys(v.state, ['maxKeys', 'maxRequests'], `${where}.state`);
+    if (!isObject(v.state)) throw new DetectionConfigError(`${where}.state must be a mapping (maxKeys, maxRequests, persist)`);
+    onlyKeys(v.state, ['maxKeys', 'maxRequests', 'persist'], `${where}.state`);
     out.state = {};
+    if (v.state.persist !== undefined) {
+      if (typeof v.state.persist !== 'boolean') throw new DetectionConfigError(`${where}.state.persist must be true or false`);
+      out.state.persist = v.state.persist;
+    }
     for (const k of ['maxKeys', 'maxRequests'] as const) {
       const n = v.state[k];
       if (n === undefined) continue;

@@ -128,12 +128,36 @@ type AlertBase = Omit<Alert, 'rule' | 'groupKey'> & { object: string };
  * is made once per event and each of them raises its alert.
  */
 interface RuleCore {
+  /** What identifies this state across restarts: the rule's matchers and state settings (see saveState). */
+  key?: string;
   threshold?: { state: ThresholdState; by: string[]; distinct?: string[]; window: string };
   sequence?: { state: SequenceState; by: string[]; within: string; steps: string[] };
   alerted: RecentIds;
   lastEvent?: NormalisedEvent;
   lastStep?: number;
   lastDue?: Due | null;
+}
+
+/** What saveState returns: JSON data. */
+export interface DetectionState {
+  format: typeof STATE_FORMAT;
+  version: number;
+  savedAt: string;
+  cores: [string, SavedCore][];
+  matchers: [string, [string, number][]][];
+}
+
+interface SavedCore {
+  alerted: unknown;
+  threshold?: unknown;
+  sequence?: unknown;
+}
+
+const STATE_FORMAT = 'kaudit-detection-state';
+const STATE_VERSION = 1;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** An alert that is due: the group-key object and, for stateful rules, what the state says. */
@@ -370,6 +394,7 @@ export class DetectionEngine implements Detector {
         const coreKey = JSON.stringify([rule.matchers.map((m) => m.key), stateKey]);
         rule.core = (share ? cores.get(coreKey) : undefined) ?? core;
         if (share && !cores.has(coreKey)) cores.set(coreKey, core);
+        rule.core.key ??= share ? coreKey : JSON.stringify([spec.id, coreKey]);
         for (const m of pending) {
           this.matchers.push(m);
           if (share) byKey.set(m.key, m);
@@ -408,6 +433,67 @@ export class DetectionEngine implements Detector {
       }
       return s;
     });
+  }
+
+  /**
+   * The detection state (open threshold windows, sequences in progress, requests already handled) as plain data, to
+   * be loaded into an engine made later from the same rules (loadState): a restart then loses no open window. Each
+   * part is keyed by what defines it (the rule's matchers, conditions, exceptions and state settings), so a rule
+   * changed in between starts afresh and the others keep theirs.
+   */
+  saveState(): DetectionState {
+    const cores = new Map<string, SavedCore>();
+    for (const r of this.compiled) {
+      const c = r.core;
+      if (cores.has(c.key!)) continue;
+      cores.set(c.key!, {
+        alerted: c.alerted.save(),
+        ...(c.threshold ? { threshold: c.threshold.state.save() } : {}),
+        ...(c.sequence ? { sequence: c.sequence.state.save() } : {}),
+      });
+    }
+    const matchers: [string, [string, number][]][] = [];
+    const keys = new Set<string>();
+    for (const m of this.matchers) if (m.seen && !keys.has(m.key)) (keys.add(m.key), matchers.push([m.key, m.seen.save()]));
+    return { format: STATE_FORMAT, version: STATE_VERSION, savedAt: new Date().toISOString(), cores: [...cores], matchers };
+  }
+
+  /**
+   * Loads what saveState returned (of this engine's rules or an earlier set): the parts whose key this engine has
+   * are taken; anything else, or data of another shape, is skipped. Call before the first `detect`.
+   */
+  loadState(data: unknown): { keys: number; parts: number; skipped: number } {
+    const out = { keys: 0, parts: 0, skipped: 0 };
+    if (!isRecord(data) || data.format !== STATE_FORMAT || data.version !== STATE_VERSION) {
+      out.skipped = 1;
+      return out;
+    }
+    const cores = new Map<string, RuleCore>();
+    for (const r of this.compiled) cores.set(r.core.key!, r.core);
+    const matchers = new Map<string, RecentIds>();
+    for (const m of this.matchers) if (m.seen) matchers.set(m.key, m.seen);
+    for (const e of Array.isArray(data.cores) ? data.cores : []) {
+      const c = Array.isArray(e) && typeof e[0] === 'string' ? cores.get(e[0]) : undefined;
+      const saved = Array.isArray(e) && isRecord(e[1]) ? e[1] : undefined;
+      if (!c || !saved) {
+        out.skipped++;
+        continue;
+      }
+      out.parts++;
+      out.keys += c.alerted.load(saved.alerted);
+      if (c.threshold) out.keys += c.threshold.state.load(saved.threshold);
+      if (c.sequence) out.keys += c.sequence.state.load(saved.sequence);
+    }
+    for (const e of Array.isArray(data.matchers) ? data.matchers : []) {
+      const seen = Array.isArray(e) && typeof e[0] === 'string' ? matchers.get(e[0]) : undefined;
+      if (!seen) {
+        out.skipped++;
+        continue;
+      }
+      out.parts++;
+      out.keys += seen.load((e as unknown[])[1]);
+    }
+    return out;
   }
 
   /** Events seen, matchers, and distinct candidate lists of the index. */

@@ -5,7 +5,29 @@
  *  - ThresholdState: counts or distinct counts per key in a sliding window, one alert per key per window;
  *  - SequenceState: per key, the time each step of an ordered sequence was last reached.
  * Maps are kept in least-recently-used order (delete + set on every touch), so the oldest key is evicted first.
+ *
+ * Each can be saved as plain JSON data and loaded into a fresh instance (`save`/`load`), so `kaudit serve` carries open
+ * windows across a restart. `load` takes untrusted data (a file or row that may be damaged): anything of the wrong
+ * shape is skipped, never thrown, and the bounds of the instance loading it apply.
  */
+
+/** A finite number, or undefined. */
+function num(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+function numbers(v: unknown): number[] | undefined {
+  return Array.isArray(v) && v.every((x) => num(x) !== undefined) ? (v as number[]) : undefined;
+}
+
+function strings(v: unknown): string[] | undefined {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined;
+}
+
+/** The entries of saved data: an array of arrays, else none. */
+function entries(data: unknown): unknown[][] {
+  return Array.isArray(data) ? data.filter((e): e is unknown[] => Array.isArray(e)) : [];
+}
 
 /** A bounded set of ids, each remembered for `ttlUs` of event time, at most `max` at once. */
 export class RecentIds {
@@ -35,6 +57,23 @@ export class RecentIds {
 
   get size(): number {
     return this.m.size;
+  }
+
+  /** [id, time] pairs, oldest first. */
+  save(): [string, number][] {
+    return [...this.m];
+  }
+
+  /** Adds saved pairs (in their order, so the oldest stays first); returns how many were taken. */
+  load(data: unknown): number {
+    let n = 0;
+    for (const [id, t] of entries(data)) {
+      const time = num(t);
+      if (typeof id !== 'string' || time === undefined) continue;
+      this.add(id, time);
+      n++;
+    }
+    return n;
   }
 }
 
@@ -117,6 +156,28 @@ export class ThresholdState {
     return undefined;
   }
 
+  /** [key, times, [value, time][], firedAt (null: never), last] per key, least recently used first. */
+  save(): [string, number[], [string, number][], number | null, number][] {
+    return [...this.keys].map(([key, k]) => [key, k.times, [...k.values], Number.isFinite(k.firedAt) ? k.firedAt : null, k.last]);
+  }
+
+  /** Adds saved keys; returns how many were taken. */
+  load(data: unknown): number {
+    let n = 0;
+    for (const [key, times, values, firedAt, last] of entries(data)) {
+      const t = numbers(times);
+      const vs = entries(values).filter((e) => typeof e[0] === 'string' && num(e[1]) !== undefined) as [string, number][];
+      const fired = firedAt === null ? -Infinity : num(firedAt);
+      const l = num(last);
+      if (typeof key !== 'string' || !t || fired === undefined || l === undefined) continue;
+      this.keys.delete(key);
+      this.keys.set(key, { times: [...t].sort((a, b) => a - b).slice(-this.count), values: new Map(vs), firedAt: fired, last: l });
+      n++;
+    }
+    while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
+    return n;
+  }
+
   private evict(now: number): void {
     while (this.keys.size > this.maxKeys) {
       const first = this.keys.keys().next().value as string;
@@ -154,6 +215,26 @@ export class SequenceState {
 
   get size(): number {
     return this.keys.size;
+  }
+
+  /** [key, times, ids] per key, least recently used first. */
+  save(): [string, number[], string[]][] {
+    return [...this.keys].map(([key, p]) => [key, p.times, p.ids]);
+  }
+
+  /** Adds saved keys (progress of a complete or impossible length is skipped); returns how many were taken. */
+  load(data: unknown): number {
+    let n = 0;
+    for (const [key, times, ids] of entries(data)) {
+      const t = numbers(times);
+      const i = strings(ids);
+      if (typeof key !== 'string' || !t || !i || t.length !== i.length || t.length === 0 || t.length >= this.steps) continue;
+      this.keys.delete(key);
+      this.keys.set(key, { times: [...t], ids: [...i] });
+      n++;
+    }
+    while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
+    return n;
   }
 
   /** Applies one event that matched step `step` for `key`. Returns the progress when the sequence completes. */

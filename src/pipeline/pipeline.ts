@@ -103,7 +103,21 @@ export class Pipeline implements BatchSink {
         }
       : undefined;
     m?.collect('kaudit_ingest_queue_events', 'Events accepted and not yet committed', () => [{ value: this.queuedEvents }]);
-    this.recovering = this.recover().catch((e) => log.error(`detection of batches interrupted by a stop failed: ${(e as Error).message}`, 'pipeline'));
+    this.recovering = this.recover().catch((e) => {
+      this.failures++;
+      log.error(`detection of batches interrupted by a stop failed: ${(e as Error).message}`, 'pipeline');
+    });
+  }
+
+  /** Batches that failed (their events may have reached detection without being committed). */
+  private failures = 0;
+
+  /**
+   * True while no batch has failed: every event detection has seen is then committed with its batch, so the detector's
+   * state matches the store and the source positions, and may be saved for the next start.
+   */
+  get consistent(): boolean {
+    return this.failures === 0;
   }
 
   private readonly rawBuffers: ((bytes: number) => Buffer) | undefined;
@@ -194,6 +208,7 @@ export class Pipeline implements BatchSink {
   }
 
   private failed(p: Pending, e: unknown): void {
+    this.failures++;
     log.error(`ingest of a batch from ${p.batch.source} failed: ${(e as Error).message}`, 'pipeline');
     p.reject(e);
   }

@@ -265,6 +265,9 @@ export interface BatchWriter {
   finish(batch: number, tail: BatchTail): Promise<Alert[]> | Alert[];
   discard(batch: number): Promise<void> | void;
   pending(): Promise<PendingBatch[]> | PendingBatch[];
+  /** See Store.saveState and Store.takeState. */
+  saveState(name: string, json: string): Promise<void> | void;
+  takeState(name: string): Promise<string | undefined> | string | undefined;
 }
 
 export interface InsertResult {
@@ -621,6 +624,27 @@ export class Store {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       throw e;
     }
+  }
+
+  /**
+   * Keeps a named piece of state (JSON text, compressed) in place of the one kept before: `kaudit serve` saves its
+   * detection state here when it stops.
+   */
+  saveState(name: string, json: string): void {
+    this.write(() => this.stmts.metaPut.run(`state:${name}`, Store.compress(Buffer.from(json, 'utf8'))));
+  }
+
+  /**
+   * The named state saved before, if any, removed as it is read: it describes the moment it was saved, and a process
+   * that takes it and then stops without saving again must not leave it to be taken a second time.
+   */
+  takeState(name: string): string | undefined {
+    return this.write(() => {
+      const v = this.stmts.metaGet.get(`state:${name}`) as Buffer | undefined;
+      if (!v) return undefined;
+      this.db.prepare('DELETE FROM meta WHERE key = ?').run(`state:${name}`);
+      return brotliDecompressSync(v).toString('utf8');
+    });
   }
 
   /** Undoes an inserted batch (its detection failed): its events, blob, rollup counts and mark go. */

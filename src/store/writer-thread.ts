@@ -76,6 +76,13 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
       case 'pending':
         reply = { id: m.id, ok: store.pending() };
         break;
+      case 'saveState':
+        store.saveState(m.args[0] as string, m.args[1] as string);
+        reply = { id: m.id, ok: true };
+        break;
+      case 'takeState':
+        reply = { id: m.id, ok: store.takeState(m.args[0] as string) };
+        break;
       case 'close':
         retention?.stop();
         store.close();

@@ -103,6 +103,14 @@ export class WriterThread implements BatchWriter {
     return this.call('pending');
   }
 
+  saveState(name: string, json: string): Promise<void> {
+    return this.call('saveState', name, json);
+  }
+
+  takeState(name: string): Promise<string | undefined> {
+    return this.call('takeState', name);
+  }
+
   async close(): Promise<void> {
     await this.call('close');
     await this.worker.terminate();

@@ -44,3 +44,68 @@ describe('detection state stays bounded and follows event time', () => {
     expect(s.advance('user-0', 1, 2000, 'y')).toBeUndefined();
   });
 });
+
+describe('detection state saved and loaded', () => {
+  // Through JSON, as it is stored.
+  const viaJson = (v: unknown) => JSON.parse(JSON.stringify(v)) as unknown;
+
+  it('RecentIds: a loaded set remembers what the saved one did, and still forgets by age', () => {
+    const a = new RecentIds(10, 60 * S);
+    a.add('x', 0);
+    a.add('y', 30 * S);
+    const b = new RecentIds(10, 60 * S);
+    expect(b.load(viaJson(a.save()))).toBe(2);
+    expect([b.has('x'), b.has('y'), b.has('z')]).toEqual([true, true, false]);
+    b.add('z', 70 * S); // x is now older than the ttl; y is not
+    expect([b.has('x'), b.has('y')]).toEqual([false, true]);
+  });
+
+  it('ThresholdState: counting goes on from the saved count, and a key that fired stays quiet for its window', () => {
+    const a = new ThresholdState(3, 60 * S, false, 10);
+    a.add('k', 0, '');
+    a.add('k', 1 * S, '');
+    for (let i = 0; i < 3; i++) a.add('q', i * S, ''); // q fires at 2 s
+    const b = new ThresholdState(3, 60 * S, false, 10);
+    expect(b.load(viaJson(a.save()))).toBe(2);
+    expect(b.add('k', 2 * S, '')).toEqual({ count: 3, firstUs: 0 });
+    expect(b.add('q', 10 * S, '')).toBeUndefined(); // inside the window of q's alert
+    const fresh = new ThresholdState(3, 60 * S, false, 10);
+    expect(fresh.add('k', 2 * S, '')).toBeUndefined();
+  });
+
+  it('ThresholdState: distinct values and their times are kept', () => {
+    const a = new ThresholdState(3, 60 * S, true, 10);
+    a.add('k', 0, 'a');
+    a.add('k', 50 * S, 'b');
+    const b = new ThresholdState(3, 60 * S, true, 10);
+    b.load(viaJson(a.save()));
+    expect(b.add('k', 70 * S, 'c')).toBeUndefined(); // a (at 0 s) has left the window
+    expect(b.add('k', 71 * S, 'd')).toMatchObject({ count: 3, values: ['b', 'c', 'd'], firstUs: 50 * S });
+  });
+
+  it('SequenceState: a sequence in progress completes after the load', () => {
+    const a = new SequenceState(2, 60 * S, 10);
+    a.advance('eve', 0, 0, 'id-1');
+    const b = new SequenceState(2, 60 * S, 10);
+    expect(b.load(viaJson(a.save()))).toBe(1);
+    expect(b.advance('eve', 1, 10 * S, 'id-2')).toEqual({ times: [0, 10 * S], ids: ['id-1', 'id-2'] });
+  });
+
+  it('takes damaged data without throwing, skipping what is not of its shape, within its own bounds', () => {
+    const junk = [null, 1, 'x', {}, [null], [[1, 2]], [['k']], [['k', 'not a number']], [['k', [1, 'x'], [], null, 1]], [['k', [1], [], 'x', 1]], [['k', [0, 1], ['a']]], [['k', [Infinity]]]];
+    for (const j of junk) {
+      expect(new RecentIds(10, S).load(j)).toBe(0);
+      expect(new ThresholdState(3, S, false, 10).load(j)).toBe(0);
+      expect(new SequenceState(3, S, 10).load(j)).toBe(0);
+    }
+    // A sequence saved with more steps than this one has cannot continue here.
+    expect(new SequenceState(2, S, 10).load([['k', [0, 1], ['a', 'b']]])).toBe(0);
+    // At most maxKeys keys, the most recently used kept.
+    const t = new ThresholdState(3, S, false, 2);
+    expect(t.load([['a', [0], [], null, 0], ['b', [0], [], null, 0], ['c', [0], [], null, 0]])).toBe(3);
+    expect(t.size).toBe(2);
+    const ids = new RecentIds(2, 60 * S);
+    ids.load([['a', 0], ['b', 1], ['c', 2]]);
+    expect([ids.has('a'), ids.has('b'), ids.has('c')]).toEqual([false, true, true]);
+  });
+});
