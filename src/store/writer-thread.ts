@@ -76,12 +76,15 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
       case 'pending':
         reply = { id: m.id, ok: store.pending() };
         break;
+      // Committed at once (the group was settled above, so no finish waits on this commit).
       case 'saveState':
         store.saveState(m.args[0] as string, m.args[1] as string);
+        store.commitGroup();
         reply = { id: m.id, ok: true };
         break;
       case 'takeState':
         reply = { id: m.id, ok: store.takeState(m.args[0] as string) };
+        store.commitGroup();
         break;
       case 'close':
         retention?.stop();
