@@ -81,7 +81,8 @@ export function parseWindow(s: string | number, where: string): number {
   return us;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+/** A mapping (a non-null object that is not an array). */
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 

@@ -10,7 +10,7 @@ import type { NormalisedEvent, ObjectReference } from '../events/types.js';
 import { log } from '../log.js';
 import { alertEventFields, severityRank, type Alert, type Detector, type Severity } from './alert.js';
 import { CandidateIndex } from './candidates.js';
-import { parseWindow, type DetectionConfig, type DetectionException } from './config.js';
+import { isObject, parseWindow, type DetectionConfig, type DetectionException } from './config.js';
 import { images } from './facts.js';
 import { DEFER, ExpressionError, RuleExpression, type BodyRead } from './expression.js';
 import { DetectionLists } from './lists.js';
@@ -155,10 +155,6 @@ interface SavedCore {
 
 const STATE_FORMAT = 'kaudit-detection-state';
 const STATE_VERSION = 1;
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** An alert that is due: the group-key object and, for stateful rules, what the state says. */
 interface Due {
@@ -464,7 +460,7 @@ export class DetectionEngine implements Detector {
    */
   loadState(data: unknown): { keys: number; parts: number; skipped: number } {
     const out = { keys: 0, parts: 0, skipped: 0 };
-    if (!isRecord(data) || data.format !== STATE_FORMAT || data.version !== STATE_VERSION) {
+    if (!isObject(data) || data.format !== STATE_FORMAT || data.version !== STATE_VERSION) {
       out.skipped = 1;
       return out;
     }
@@ -474,7 +470,7 @@ export class DetectionEngine implements Detector {
     for (const m of this.matchers) if (m.seen) matchers.set(m.key, m.seen);
     for (const e of Array.isArray(data.cores) ? data.cores : []) {
       const c = Array.isArray(e) && typeof e[0] === 'string' ? cores.get(e[0]) : undefined;
-      const saved = Array.isArray(e) && isRecord(e[1]) ? e[1] : undefined;
+      const saved = Array.isArray(e) && isObject(e[1]) ? e[1] : undefined;
       if (!c || !saved) {
         out.skipped++;
         continue;
