@@ -639,12 +639,13 @@ export class Store {
    * that takes it and then stops without saving again must not leave it to be taken a second time.
    */
   takeState(name: string): string | undefined {
-    return this.write(() => {
-      const v = this.stmts.metaGet.get(`state:${name}`) as Buffer | undefined;
-      if (!v) return undefined;
-      this.db.prepare('DELETE FROM meta WHERE key = ?').run(`state:${name}`);
-      return brotliDecompressSync(v).toString('utf8');
+    const v = this.write(() => {
+      const row = this.stmts.metaGet.get(`state:${name}`) as Buffer | undefined;
+      if (row) this.db.prepare('DELETE FROM meta WHERE key = ?').run(`state:${name}`);
+      return row;
     });
+    // Decompressed after the row is gone: a damaged row is reported once, not kept to fail every start.
+    return v === undefined ? undefined : brotliDecompressSync(v).toString('utf8');
   }
 
   /** Undoes an inserted batch (its detection failed): its events, blob, rollup counts and mark go. */

@@ -83,8 +83,11 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
         reply = { id: m.id, ok: true };
         break;
       case 'takeState':
-        reply = { id: m.id, ok: store.takeState(m.args[0] as string) };
-        store.commitGroup();
+        try {
+          reply = { id: m.id, ok: store.takeState(m.args[0] as string) };
+        } finally {
+          store.commitGroup();
+        }
         break;
       case 'close':
         retention?.stop();

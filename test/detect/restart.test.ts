@@ -8,6 +8,7 @@ import { createDetector } from '../../src/detect/index.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { counts, queryAlerts } from '../../src/store/queries.js';
 import { Store } from '../../src/store/store.js';
+import { WriterThread } from '../../src/store/writer.js';
 import { ev as raw, lines, tempDir, waitFor } from '../helpers/events.js';
 import { ev } from './helpers.js';
 
@@ -80,6 +81,42 @@ describe('when the state may be saved', () => {
     await expect(pipeline.submit(batch(2))).rejects.toThrow(/detector failed/);
     expect(pipeline.consistent).toBe(false);
     store.close();
+  });
+});
+
+describe('the saved state in the store (writer thread)', () => {
+  const rows = (path: string) => {
+    const db = new Database(path, { readonly: true });
+    const n = db.prepare("SELECT count(*) FROM meta WHERE key = 'state:detection'").pluck().get() as number;
+    db.close();
+    return n;
+  };
+
+  it('is taken once, and the taking is committed before any other write', async () => {
+    const path = join(tempDir(), 'k.db');
+    let w = await WriterThread.open(path);
+    await w.saveState('detection', '{"x":1}');
+    expect(rows(path)).toBe(1); // committed at once, seen by another connection
+    await w.close();
+    w = await WriterThread.open(path);
+    expect(await w.takeState('detection')).toBe('{"x":1}');
+    expect(rows(path)).toBe(0); // nothing else written since: the delete is committed on its own
+    expect(await w.takeState('detection')).toBeUndefined();
+    await w.close();
+  });
+
+  it('a damaged row is reported and removed, not left to fail every start', async () => {
+    const path = join(tempDir(), 'k.db');
+    let w = await WriterThread.open(path);
+    await w.close();
+    const db = new Database(path);
+    db.prepare("INSERT INTO meta (key, value) VALUES ('state:detection', ?)").run(Buffer.from('not brotli at all'));
+    db.close();
+    w = await WriterThread.open(path);
+    await expect(w.takeState('detection')).rejects.toThrow();
+    expect(rows(path)).toBe(0);
+    expect(await w.takeState('detection')).toBeUndefined();
+    await w.close();
   });
 });
 
