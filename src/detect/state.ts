@@ -171,7 +171,9 @@ export class ThresholdState {
       const l = num(last);
       if (typeof key !== 'string' || !t || fired === undefined || l === undefined) continue;
       this.keys.delete(key);
-      this.keys.set(key, { times: [...t].sort((a, b) => a - b).slice(-this.count), values: new Map(vs), firedAt: fired, last: l });
+      // What this instance could hold: fewer than `count` times or values (reaching it fires and clears them).
+      const newest = vs.sort((a, b) => a[1] - b[1]).slice(-(this.count - 1) || vs.length);
+      this.keys.set(key, { times: [...t].sort((a, b) => a - b).slice(-this.count), values: new Map(newest), firedAt: fired, last: l });
       n++;
     }
     while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);

@@ -104,6 +104,10 @@ describe('detection state saved and loaded', () => {
     const t = new ThresholdState(3, S, false, 2);
     expect(t.load([['a', [0], [], null, 0], ['b', [0], [], null, 0], ['c', [0], [], null, 0]])).toBe(3);
     expect(t.size).toBe(2);
+    // Distinct values past what a key can hold (count - 1): the newest kept, so the next one fires at `count`.
+    const d = new ThresholdState(3, 60 * S, true, 10);
+    d.load([['k', [], [['a', 1], ['b', 2], ['c', 3], ['d', 4], ['e', 5]], null, 5]]);
+    expect(d.add('k', 6 * S, 'f')).toMatchObject({ count: 3, values: ['d', 'e', 'f'] });
     const ids = new RecentIds(2, 60 * S);
     ids.load([['a', 0], ['b', 1], ['c', 2]]);
     expect([ids.has('a'), ids.has('b'), ids.has('c')]).toEqual([false, true, true]);
