@@ -9,7 +9,11 @@ import { Access, AccessError, checkListenSafety, type Need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
+import { CONSOLE_ROUTES, consoleRoutes } from './console.js';
 import { collectOpenApi } from './openapi.js';
+import { policyRoutes } from './policy.js';
+import { statusRoutes } from './status.js';
+import { timelineRoutes } from './timeline.js';
 import { streamRoutes } from './stream.js';
 import { TlsMaterial } from './tls.js';
 import { webhookRoutes, type CoalescerOptions } from './webhook.js';
@@ -24,6 +28,8 @@ export interface AppOptions {
   webhookMaxInFlight?: number;
   /** Webhook group commit tuning, or false to hand each request to the pipeline alone. */
   webhookCoalesce?: CoalescerOptions | false;
+  /** Where the built console is (default dist/console); tests point it elsewhere. */
+  consoleDir?: string;
   /** How often the TLS files are checked for a renewed certificate (default 3 s). */
   tlsWatchMs?: number;
 }
@@ -31,10 +37,13 @@ export interface AppOptions {
 const PROBES = new Set(['/healthz', '/readyz']);
 const WEBHOOK_ROUTES = new Set(['/api/v1/audit/webhook', '/api/v1/audit/webhook/:cluster']);
 
-/** What a route needs: probes nothing, the webhook ingest, everything else (and unknown paths) read. */
+/**
+ * What a route needs: probes and the console's static files nothing (they hold no audit data; the console then asks
+ * for a token), the webhook ingest, everything else (and unknown paths) read.
+ */
 function needOf(route: string | undefined): Need {
   if (route === undefined) return 'read';
-  if (PROBES.has(route)) return 'none';
+  if (PROBES.has(route) || CONSOLE_ROUTES.has(route)) return 'none';
   if (WEBHOOK_ROUTES.has(route)) return 'ingest';
   return 'read';
 }
@@ -103,12 +112,16 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
   access.watch();
   tls?.watch(app.server as unknown as HttpsServer, opts.tlsWatchMs);
   await app.register(healthRoutes, { ctx });
+  await app.register(consoleRoutes, { dir: opts.consoleDir });
   await app.register(
     async (api) => {
       await api.register(eventRoutes, { ctx });
       await api.register(alertRoutes, { ctx });
       await api.register(analystRoutes, { ctx });
       await api.register(webhookRoutes, { ctx, maxInFlight: opts.webhookMaxInFlight, coalesce: opts.webhookCoalesce });
+      await api.register(policyRoutes, { ctx });
+      await api.register(statusRoutes, { ctx });
+      await api.register(timelineRoutes, { ctx });
       await api.register(streamRoutes, { ctx, access, hub: opts.feed, maxClients: opts.feed?.maxClients });
       api.get('/openapi.json', { schema: { hide: true } }, async () => openapi());
     },

@@ -25,6 +25,29 @@ export interface StreamOptions {
 }
 
 const MAX_RULES = 100;
+
+/**
+ * Browsers cannot set an Authorization header on a WebSocket, and a token in the URL ends up in logs and history. So
+ * a browser offers two subprotocols instead: `kaudit.v1` and `kaudit.bearer.<token, base64url>` (the way Kubernetes'
+ * own apiserver takes `base64url.bearer.authorization.k8s.io.<token>`). The server selects `kaudit.v1`, never echoing
+ * the token back.
+ */
+export const FEED_PROTOCOL = 'kaudit.v1';
+const BEARER_PROTOCOL = 'kaudit.bearer.';
+
+/** The bearer token carried in Sec-WebSocket-Protocol, if any (undefined when absent; throws 401 when malformed). */
+export function bearerFromProtocols(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const offered = (Array.isArray(header) ? header.join(',') : header).split(',').map((p) => p.trim());
+  const carried = offered.filter((p) => p.startsWith(BEARER_PROTOCOL));
+  if (carried.length === 0) return undefined;
+  if (carried.length > 1) throw new FeedRequestError(401, 'more than one kaudit.bearer subprotocol offered');
+  const enc = carried[0]!.slice(BEARER_PROTOCOL.length);
+  if (!/^[A-Za-z0-9_-]{1,1400}$/.test(enc)) throw new FeedRequestError(401, 'the kaudit.bearer subprotocol must carry the token in base64url');
+  const token = Buffer.from(enc, 'base64url').toString('utf8');
+  if (!/^\S+$/.test(token)) throw new FeedRequestError(401, 'the kaudit.bearer subprotocol does not decode to a token');
+  return token;
+}
 const MAX_TEXT = 253;
 const PARAMS = new Set(['severity', 'rule', 'cluster', 'namespace', 'after']);
 
@@ -90,7 +113,14 @@ export async function streamRoutes(app: FastifyInstance, opts: StreamOptions): P
   const maxClients = opts.maxClients ?? 256;
   const hub = new AlertHub(ctx.bus, ctx.store, ctx.metrics, opts.hub);
   // Clients send nothing but control frames: a small payload bound keeps a hostile peer from buffering much.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 4096, perMessageDeflate: false, clientTracking: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 4096,
+    perMessageDeflate: false,
+    clientTracking: false,
+    // Only ever select the feed protocol: a client that offered its token as a subprotocol never sees it echoed.
+    handleProtocols: (offered: Set<string>) => (offered.has(FEED_PROTOCOL) ? FEED_PROTOCOL : false),
+  });
   const upgrades = ctx.metrics.counter('kaudit_feed_upgrades_total', 'Alert feed connection attempts, by HTTP status (101 = accepted)');
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -101,7 +131,10 @@ export async function streamRoutes(app: FastifyInstance, opts: StreamOptions): P
       if (url.pathname !== path) throw new FeedRequestError(404, `no WebSocket endpoint at ${url.pathname.slice(0, 100)}; the alert feed is ${path}`);
       let principal;
       try {
-        principal = access.authorize(req.headers, req.socket, 'read');
+        const carried = req.headers.authorization === undefined ? bearerFromProtocols(req.headers['sec-websocket-protocol']) : undefined;
+        if (carried !== undefined && !(req.headers['sec-websocket-protocol'] ?? '').includes(FEED_PROTOCOL)) throw new FeedRequestError(400, `a client sending its token as a subprotocol must also offer ${FEED_PROTOCOL}`);
+        const headers = carried === undefined ? req.headers : { ...req.headers, authorization: `Bearer ${carried}` };
+        principal = access.authorize(headers, req.socket, 'read');
       } catch (e) {
         if (e instanceof AccessError) throw new FeedRequestError(e.statusCode, e.message);
         throw e;

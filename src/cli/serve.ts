@@ -16,6 +16,7 @@ import { FileTail } from '../sources/file-tail.js';
 import { Store } from '../store/store.js';
 import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
+import { startDemoReplay } from './demo.js';
 
 export const SERVE_HELP = `Usage: kaudit serve [--config FILE] [--db PATH] [--listen HOST:PORT] [--tail PATH]... [options]
 
@@ -52,7 +53,7 @@ export interface Running {
 }
 
 /** Starts everything `kaudit serve` runs; returns handles so tests can drive and stop it in-process. */
-export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; demo?: boolean; detect?: boolean } = {}): Promise<Running> {
+export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; demo?: boolean; detect?: boolean; demoReplay?: { firstMs?: number; everyMs?: number } } = {}): Promise<Running> {
   // Refuse an unsafe listen address before opening anything.
   checkListenSafety(cfg);
   const metrics = new Metrics();
@@ -70,6 +71,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
     const store = new Store(cfg.store.path, { readonly: true });
     opened.push(() => store.close());
     let ready = false;
+    let stopDemo = () => {};
     const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
     // Kafka consumers' partitions, and the identities in them, move between processes: their state stays in memory.
     const kafkaConfig = parseKafkaConfig(cfg.kafka, process.env);
@@ -91,6 +93,9 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
     if (opts.demo && existsSync(SAMPLE_LOG)) {
       const res = await importFiles([SAMPLE_LOG], { sink: pipeline, cluster: 'demo' });
       log.info(`demo: imported the sample audit log (${res.events} new events, ${res.alerts} alerts)`);
+      const replay = startDemoReplay({ sink: pipeline, sampleLog: SAMPLE_LOG, ...opts.demoReplay });
+      opened.push(() => replay.stop());
+      stopDemo = () => replay.stop();
     }
     ready = true;
     let stopped = false;
@@ -108,6 +113,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
         if (stopped) return;
         stopped = true;
         ready = false;
+        stopDemo();
         await Promise.all(tails.map((t) => t.stop()));
         await app.close();
         await kafka?.stop();
@@ -194,9 +200,11 @@ export async function runServe(argv: string[]): Promise<number> {
   }
   if (values['tokens-file']) cfg.server.tokensFile = values['tokens-file'];
   for (const p of values.tail ?? []) cfg.tail.push({ path: p });
-  const running = await startServe(cfg, { rulesDir: values.rules, demo: values.demo });
+  // Tests and screenshots shorten the demo's replay interval.
+  const replayMs = Number(process.env.KAUDIT_DEMO_REPLAY_MS) || undefined;
+  const running = await startServe(cfg, { rulesDir: values.rules, demo: values.demo, demoReplay: replayMs ? { firstMs: replayMs, everyMs: replayMs } : undefined });
   const scheme = cfg.server.tls ? 'https' : 'http';
-  log.info(`kaudit serving on ${scheme}://${running.address} (API ${scheme}://${running.address}/api/v1, OpenAPI at /api/v1/openapi.json), store ${cfg.store.path}${cfg.tail.length ? `, tailing ${cfg.tail.map((t) => t.path).join(', ')}` : ''}`);
+  log.info(`kaudit serving on ${scheme}://${running.address} (console ${scheme}://${running.address}/, API ${scheme}://${running.address}/api/v1, OpenAPI at /api/v1/openapi.json), store ${cfg.store.path}${cfg.tail.length ? `, tailing ${cfg.tail.map((t) => t.path).join(', ')}` : ''}`);
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {
       log.info(`${sig}: finishing the batches in progress and stopping`);
