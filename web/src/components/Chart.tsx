@@ -30,7 +30,7 @@ export function StackedChart(props: { data: Timeline; title: string; onBrush?: (
       sums.push(acc);
     }
     const order = props.data.series.map((_, i) => i).reverse();
-    const bars = uPlot.paths.bars!({ size: [0.9, 64] });
+    const bars = uPlot.paths.bars!({ size: [0.9, 64, 3] });
     const opts: uPlot.Options = {
       width: Math.max(280, box.clientWidth),
       height: props.height ?? 240,

@@ -157,10 +157,12 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
                 <a href={href('/alerts', { ...q, id: a.id })} class="alert-link">
                   <SeverityBadge s={a.severity} />
                   <span class="alert-title">{a.title}</span>
-                  {g.count > 1 && (
+                  {g.count > 1 ? (
                     <span class="repeat" title={`${g.count} alerts`} aria-label={`${g.count} repeats`}>
                       ×{g.count}
                     </span>
+                  ) : (
+                    <span />
                   )}
                   <span class="alert-meta">
                     {a.user} {a.verb} {a.objectRef?.resource}
