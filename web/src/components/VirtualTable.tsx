@@ -57,8 +57,8 @@ export function VirtualTable<T extends { id?: number }>(props: {
   const visible = rows.slice(first, last);
   const cols = columns.map((c) => `${c.width}px`).join(' ');
   return (
-    <div class="vt" role="table" aria-label={props.label} aria-rowcount={rows.length + 1}>
-      <div class="vt-scroll" ref={box} onScroll={onScroll} tabIndex={0} data-rows={rows.length}>
+    <div class="vt">
+      <div class="vt-scroll" ref={box} onScroll={onScroll} tabIndex={0} data-rows={rows.length} role="table" aria-label={props.label} aria-rowcount={rows.length + 1}>
         <div class="vt-head" role="row" style={{ gridTemplateColumns: cols, width: `${width}px` }}>
           {columns.map((c) => (
             <div role="columnheader" key={c.key}>
@@ -66,7 +66,7 @@ export function VirtualTable<T extends { id?: number }>(props: {
             </div>
           ))}
         </div>
-        <div class="vt-body" style={{ height: `${rows.length * ROW_HEIGHT}px`, width: `${width}px` }}>
+        <div class="vt-body" role="rowgroup" style={{ height: `${rows.length * ROW_HEIGHT}px`, width: `${width}px` }}>
           {visible.map((r, i) => (
             <div
               role="row"
