@@ -63,23 +63,22 @@ function Login(props: { message: string; onIn: () => void }) {
 
 function App() {
   const route = useRoute();
-  const [auth, setAuth] = useState<'probing' | 'in' | 'out'>('probing');
+  // Optimistic: the first page's own requests tell whether a token is needed (a 401 shows the login form), so
+  // opening the console costs no extra round trip.
+  const [auth, setAuth] = useState<'in' | 'out'>('in');
   const [authMsg, setAuthMsg] = useState('');
   const [unseen, setUnseen] = useState(0);
   useEffect(() => {
     setUnauthorizedHandler((msg) => {
+      const had = token.get() !== null;
       token.clear();
-      setAuthMsg(token.get() === null && msg.includes('invalid') ? 'The token was refused (revoked or rotated?).' : '');
+      setAuthMsg(had ? `The server refused the token (${msg}): revoked or rotated? Sign in again.` : '');
       setAuth('out');
     });
-    api('/status')
-      .then(() => setAuth('in'))
-      .catch((e) => setAuth(e instanceof ApiError && e.status === 401 ? 'out' : 'in'));
   }, []);
   useEffect(() => {
     document.title = `${unseen ? `(${unseen}) ` : ''}kaudit · ${AREAS.find((a) => a.id === route.path[0])?.label ?? 'Alerts'}`;
   }, [route.path[0], unseen]);
-  if (auth === 'probing') return <p class="muted">Connecting…</p>;
   if (auth === 'out') return <Login message={authMsg} onIn={() => setAuth('in')} />;
   const area = route.path[0] ?? 'alerts';
   return (

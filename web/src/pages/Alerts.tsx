@@ -14,6 +14,8 @@ import { AlertDetail } from './AlertDetail.js';
 /** Rows kept in memory; older ones drop off the end (the Investigate pages and the API reach the rest). */
 const MAX_ROWS = 5000;
 const INITIAL = 200;
+/** Rows rendered at once: a burst of thousands of alerts a second re-renders this many, not all it holds. */
+const SHOWN = 300;
 
 export interface Group {
   key: string;
@@ -58,6 +60,7 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
   const [state, setState] = useState<{ s: FeedState; detail?: string }>({ s: 'connecting' });
   const [error, setError] = useState('');
   const [grouped, setGrouped] = useState(q.group !== '0');
+  const [shown, setShown] = useState(SHOWN);
   const pausedRef = useRef(paused);
   pausedRef.current = paused;
   const [, tick] = useState(0);
@@ -109,7 +112,7 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
   const set = (k: string, v: string | undefined) => navigate('/alerts', { ...q, [k]: v, id: k === 'id' ? v : undefined });
 
   return (
-    <section class="alerts-page">
+    <section class="alerts-page" data-held={alerts.length}>
       <div class="toolbar" role="search">
         <label>
           Severity at least{' '}
@@ -149,7 +152,7 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
       <div class={`split${selected ? ' with-detail' : ''}`}>
         <ol class="alert-list" aria-label="Alerts, newest first">
           {groups.length === 0 && !error && <li class="muted">No alerts yet{severity || rule ? ' for these filters' : ''}.</li>}
-          {groups.map((g) => {
+          {groups.slice(0, shown).map((g) => {
             const a = g.latest;
             const obj = [a.objectRef?.namespace, a.objectRef?.name].filter(Boolean).join('/');
             return (
@@ -175,6 +178,13 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
               </li>
             );
           })}
+          {groups.length > shown && (
+            <li class="more">
+              <button type="button" onClick={() => setShown((n) => n + SHOWN)}>
+                Show {Math.min(SHOWN, groups.length - shown)} more ({groups.length - shown} not shown)
+              </button>
+            </li>
+          )}
         </ol>
         {selected !== undefined && (
           <aside class="detail-pane" aria-label="Alert detail">
@@ -186,7 +196,7 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
         )}
       </div>
       <p class="muted small">
-        {alerts.length} alerts shown{sevRank(severity) > 0 ? ` at ${severity} or above` : ''}. Older ones: <a href={href('/investigate/alerts', { severity: severity || undefined, rule: rule || undefined })}>search all alerts</a>.
+        {alerts.length} alerts held{sevRank(severity) > 0 ? ` at ${severity} or above` : ''}. Older ones: <a href={href('/investigate/alerts', { severity: severity || undefined, rule: rule || undefined })}>search all alerts</a>.
       </p>
     </section>
   );
