@@ -46,7 +46,7 @@ export async function serve(opts: { demo?: boolean; tokens?: string; replayMs?: 
   const port = await new Promise<number>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`kaudit serve did not start in 60 s:\n${out}`)), 60_000);
     const check = () => {
-      const m = /kaudit serving on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      const m = /kaudit serving on https?:\/\/127\.0\.0\.1:(\d+)/.exec(out);
       if (m) {
         clearTimeout(t);
         resolve(Number(m[1]));
@@ -59,8 +59,9 @@ export async function serve(opts: { demo?: boolean; tokens?: string; replayMs?: 
       reject(new Error(`kaudit serve exited (${code}):\n${out}`));
     });
   });
+  const scheme = args.includes('--tls-cert') ? 'https' : 'http';
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     port,
     dir,
     db,
@@ -87,8 +88,8 @@ export async function launch(): Promise<Browser> {
 }
 
 /** A page that records console errors, CSP violations and any request that leaves the server's origin. */
-export async function openPage(b: Browser, base: string, width = 1280): Promise<{ ctx: BrowserContext; page: Page; problems: string[]; outside: string[] }> {
-  const ctx = await b.newContext({ viewport: { width, height: 900 }, acceptDownloads: true });
+export async function openPage(b: Browser, base: string, width = 1280, opts: { ignoreHTTPSErrors?: boolean } = {}): Promise<{ ctx: BrowserContext; page: Page; problems: string[]; outside: string[] }> {
+  const ctx = await b.newContext({ viewport: { width, height: 900 }, acceptDownloads: true, ...opts });
   const page = await ctx.newPage();
   const problems: string[] = [];
   const outside: string[] = [];

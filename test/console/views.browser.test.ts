@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { takeScreenshots, PAGES } from '../../scripts/console-screenshots.mjs';
+import { makeCerts, type Certs } from '../api/helpers.js';
 import { cleanup, launch, openPage, ROOT, serve, skipBrowser, type Served } from './harness.js';
 
 /**
@@ -129,21 +130,26 @@ describe.skipIf(skipBrowser)('console: investigate, policy, status, charts (Chro
   });
 });
 
-describe.skipIf(skipBrowser)('console: behind tokens (Chromium)', () => {
+describe.skipIf(skipBrowser)('console: behind TLS and tokens (Chromium)', () => {
   const READ = 'r'.repeat(20) + 'console-test-1234';
   let srv: Served;
   let browser: Browser;
+  let certs: Certs;
   beforeAll(async () => {
-    [srv, browser] = await Promise.all([serve({ demo: true, tokens: `${READ} read\n` }), launch()]);
+    certs = makeCerts();
+    [srv, browser] = await Promise.all([serve({ demo: true, tokens: `${READ} read\n`, extra: ['--tls-cert', certs.serverCert, '--tls-key', certs.serverKey] }), launch()]);
   });
   afterAll(async () => {
     await browser?.close();
     await srv?.stop();
     if (srv) cleanup(srv.dir);
+    if (certs) cleanup(certs.dir);
   });
 
   it('asks for a token, keeps it in session storage (never in a URL), and opens the feed with it', async () => {
-    const { ctx, page } = await openPage(browser, srv.url);
+    expect(srv.url).toMatch(/^https:/);
+    // The test CA is not in Chromium's store; the connection is TLS all the same (wss for the feed).
+    const { ctx, page } = await openPage(browser, srv.url, 1280, { ignoreHTTPSErrors: true });
     const urls: string[] = [];
     page.on('request', (r) => urls.push(r.url()));
     page.on('websocket', (w) => urls.push(w.url()));
@@ -160,6 +166,7 @@ describe.skipIf(skipBrowser)('console: behind tokens (Chromium)', () => {
     expect(await page.evaluate(() => localStorage.length)).toBe(0);
     expect(urls.some((u) => u.includes(READ) || u.includes(Buffer.from(READ).toString('base64url')))).toBe(false);
     expect(page.url()).not.toContain(READ);
+    expect(urls.some((u) => u.startsWith('wss://127.0.0.1'))).toBe(true);
     // A new tab (new session) asks again.
     const other = await ctx.newPage();
     await other.goto(`${srv.url}/`);
