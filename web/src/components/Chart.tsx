@@ -30,7 +30,8 @@ export function StackedChart(props: { data: Timeline; title: string; onBrush?: (
       sums.push(acc);
     }
     const order = props.data.series.map((_, i) => i).reverse();
-    const bars = uPlot.paths.bars!({ size: [0.9, 64, 3] });
+    // Bars start at their bucket's start and fill 90% of it (at least 3 px, so a lone bucket in a long window shows).
+    const bars = uPlot.paths.bars!({ size: [0.9, Infinity, 3], align: 1 });
     const opts: uPlot.Options = {
       width: Math.max(280, box.clientWidth),
       height: props.height ?? 240,
@@ -43,7 +44,7 @@ export function StackedChart(props: { data: Timeline; title: string; onBrush?: (
         ...order.map((i) => {
           const name = props.data.series[i]!.name;
           const color = PALETTE[name] ?? CYCLE[i % CYCLE.length]!;
-          return { label: name, stroke: color, fill: color, width: 0, paths: bars, value: (_u: uPlot, _v: number, _s: number, idx: number | null) => (idx === null ? '' : String(props.data.series[i]!.counts[idx] ?? 0)) };
+          return { label: name, stroke: color, fill: color, width: 0, paths: bars, points: { show: false }, value: (_u: uPlot, _v: number, _s: number, idx: number | null) => (idx === null ? '' : String(props.data.series[i]!.counts[idx] ?? 0)) };
         }),
       ],
       hooks: {

@@ -4,6 +4,7 @@ import { AlertFeed, type FeedState } from '../lib/feed.js';
 import { ago, fmtTime } from '../lib/format.js';
 import { href, navigate, type Route } from '../lib/route.js';
 import { AlertDetail } from './AlertDetail.js';
+import { groupAlerts } from '../lib/group.js';
 
 /**
  * Live alerts: the newest stored alerts, then the WebSocket feed from where they end. Filters (minimum severity,
@@ -16,34 +17,6 @@ const MAX_ROWS = 5000;
 const INITIAL = 200;
 /** Rows rendered at once: a burst of thousands of alerts a second re-renders this many, not all it holds. */
 const SHOWN = 300;
-
-export interface Group {
-  key: string;
-  latest: AlertRow;
-  count: number;
-  ids: number[];
-}
-
-const groupKey = (a: AlertRow) => `${a.rule}|${a.cluster}|${a.user}|${a.objectRef?.namespace ?? ''}|${a.objectRef?.name ?? ''}`;
-
-/** Folds alerts (newest first) into groups keyed by rule, identity and object, newest group first. */
-export function groupAlerts(alerts: AlertRow[]): Group[] {
-  const byKey = new Map<string, Group>();
-  const out: Group[] = [];
-  for (const a of alerts) {
-    const k = groupKey(a);
-    const g = byKey.get(k);
-    if (g) {
-      g.count += a.count ?? 1;
-      g.ids.push(a.id);
-    } else {
-      const ng = { key: k, latest: a, count: a.count ?? 1, ids: [a.id] };
-      byKey.set(k, ng);
-      out.push(ng);
-    }
-  }
-  return out;
-}
 
 export function SeverityBadge(props: { s: string }) {
   return <span class={`sev sev-${props.s}`}>{props.s}</span>;
