@@ -37,7 +37,8 @@ export function StackedChart(props: { data: Timeline; title: string; onBrush?: (
       height: props.height ?? 240,
       legend: { show: true, live: false },
       cursor: { drag: { x: true, y: false, setScale: false } },
-      scales: { x: { time: true } },
+      // The last bucket ends one bucket after its start.
+      scales: { x: { time: true, range: (_u, min, max) => [min, max + props.data.bucketSeconds] } },
       axes: [{ stroke: '#445' }, { stroke: '#445', size: 48 }],
       series: [
         {},
