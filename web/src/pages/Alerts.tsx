@@ -34,6 +34,8 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
   const [error, setError] = useState('');
   const [grouped, setGrouped] = useState(q.group !== '0');
   const [shown, setShown] = useState(SHOWN);
+  // Alerts that arrived while the tab was in the background (shown on the badge and in the tab title until it is back).
+  const [away, setAway] = useState(0);
   const pausedRef = useRef(paused);
   pausedRef.current = paused;
   const [, tick] = useState(0);
@@ -56,6 +58,7 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
           onState: (s, detail) => setState({ s, detail }),
           onAlerts: (batch) => {
             const newest = batch.slice().reverse();
+            if (document.hidden) setAway((n) => n + batch.length);
             if (pausedRef.current) setHeld((h) => [...newest, ...h].slice(0, MAX_ROWS));
             else setAlerts((a) => [...newest, ...a].slice(0, MAX_ROWS));
           },
@@ -68,7 +71,12 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
     };
   }, [severity, rule]);
 
-  useEffect(() => props.onUnseen(held.length), [held.length]);
+  useEffect(() => props.onUnseen(held.length + away), [held.length, away]);
+  useEffect(() => {
+    const back = () => !document.hidden && setAway(0);
+    document.addEventListener('visibilitychange', back);
+    return () => document.removeEventListener('visibilitychange', back);
+  }, []);
   // Relative times stay current.
   useEffect(() => {
     const t = setInterval(() => tick((n) => n + 1), 15_000);
