@@ -16,6 +16,8 @@ export interface Column<T> {
 
 export const ROW_HEIGHT = 28;
 const OVERSCAN = 10;
+/** Row elements recycled while scrolling: more than ever fit a screen plus the overscan either side. */
+const SLOTS = 256;
 
 export function VirtualTable<T extends { id?: number }>(props: {
   rows: T[];
@@ -72,7 +74,9 @@ export function VirtualTable<T extends { id?: number }>(props: {
               role="row"
               aria-rowindex={first + i + 2}
               class={`vt-row${props.onRow ? ' clickable' : ''}`}
-              key={r.id ?? first + i}
+              // Keyed by slot, not by row: scrolling reuses the same few row elements and only rewrites their
+              // text and position, instead of building a screenful of new ones a frame.
+              key={(first + i) % SLOTS}
               style={{ transform: `translateY(${(first + i) * ROW_HEIGHT}px)`, gridTemplateColumns: cols }}
               onClick={props.onRow ? () => props.onRow!(r) : undefined}
             >
