@@ -1,9 +1,8 @@
-import { render } from 'preact';
+import { render, type ComponentType } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, setUnauthorizedHandler, token } from './lib/api.js';
 import { href, useRoute } from './lib/route.js';
 import { AlertsPage } from './pages/Alerts.js';
-import { ChartsPage } from './pages/Charts.js';
 import { InvestigatePage } from './pages/Investigate.js';
 import { PolicyPage } from './pages/Policy.js';
 import { StatusPage } from './pages/Status.js';
@@ -13,6 +12,17 @@ import './style.css';
  * The shell: asks the server whether it needs a token (a loopback listen without tokens just opens), shows the login
  * form when it does, then the five areas. The token lives in sessionStorage only.
  */
+
+/** The charts page (uPlot is half the script) loads when first opened, not with the console. */
+function LazyCharts(props: { route: ReturnType<typeof useRoute> }) {
+  const [C, setC] = useState<ComponentType<{ route: ReturnType<typeof useRoute> }>>();
+  const [error, setError] = useState('');
+  useEffect(() => {
+    import('./pages/Charts.js').then((m) => setC(() => m.ChartsPage)).catch((e: Error) => setError(e.message));
+  }, []);
+  if (error) return <p class="error" role="alert">{error}</p>;
+  return C ? <C route={props.route} /> : <p class="muted">Loading charts…</p>;
+}
 
 const AREAS = [
   { id: 'alerts', label: 'Alerts' },
@@ -117,7 +127,7 @@ function App() {
         <h1 class="visually-hidden">{AREAS.find((a) => a.id === area)?.label ?? 'kaudit'}</h1>
         {area === 'alerts' && <AlertsPage route={route} onUnseen={setUnseen} />}
         {area === 'investigate' && <InvestigatePage route={route} />}
-        {area === 'charts' && <ChartsPage route={route} />}
+        {area === 'charts' && <LazyCharts route={route} />}
         {area === 'policy' && <PolicyPage />}
         {area === 'status' && <StatusPage />}
         {!AREAS.some((a) => a.id === area) && <p class="error">No page “{area}”.</p>}
