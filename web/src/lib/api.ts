@@ -26,7 +26,23 @@ export function setUnauthorizedHandler(fn: (msg: string) => void): void {
   onUnauthorized = fn;
 }
 
-export async function api<T>(path: string, init: { method?: string; body?: unknown; signal?: AbortSignal; query?: Record<string, string | number | undefined> } = {}): Promise<T> {
+type ApiInit = { method?: string; body?: unknown; signal?: AbortSignal; query?: Record<string, string | number | undefined> };
+
+/**
+ * A token bound to a cluster may read only with cluster=<it> in the query: when the server says so (403 naming the
+ * cluster), the request is made again once with it.
+ */
+export async function api<T>(path: string, init: ApiInit = {}): Promise<T> {
+  try {
+    return await request<T>(path, init);
+  } catch (e) {
+    const bound = e instanceof ApiError && e.status === 403 ? /bound to cluster "([^"]+)"/.exec(e.message)?.[1] : undefined;
+    if (!bound || init.query?.cluster !== undefined) throw e;
+    return request<T>(path, { ...init, query: { ...init.query, cluster: bound } });
+  }
+}
+
+async function request<T>(path: string, init: ApiInit): Promise<T> {
   const url = new URL(`/api/v1${path}`, location.origin);
   for (const [k, v] of Object.entries(init.query ?? {})) if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
   const headers: Record<string, string> = { accept: 'application/json' };
