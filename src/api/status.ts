@@ -31,6 +31,8 @@ export function parseExposition(text: string, wanted: (name: string) => boolean)
 }
 
 const STARTED = Date.now();
+/** Metric families shown per area (kaudit_<area>_*). */
+const AREAS = ['tail', 'webhook', 'kafka', 'ingest'];
 const sampleSchema = { type: 'object', properties: { name: { type: 'string' }, labels: { type: 'object', additionalProperties: { type: 'string' } }, value: { type: 'number' } } } as const;
 const iso = (ms: number | null | undefined) => (typeof ms === 'number' ? new Date(ms).toISOString() : undefined);
 /** Event times are stored in microseconds. */
@@ -83,8 +85,8 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
       const span = db.prepare('SELECT min(time) AS oldest, max(time) AS newest FROM events').get() as { oldest: number | null; newest: number | null };
       const one = (sql: string) => db.prepare(sql).pluck().get() as number;
       const positions = (db.prepare('SELECT source, updated FROM positions ORDER BY source LIMIT 1000').all() as { source: string; updated: number }[]).map((p) => ({ source: p.source, updated: iso(p.updated)! }));
-      const samples = parseExposition(ctx.metrics.render(), (n) => n.startsWith('kaudit_tail_') || n.startsWith('kaudit_webhook_') || n.startsWith('kaudit_kafka_') || n.startsWith('kaudit_ingest_') || n === 'kaudit_feed_clients' || n === 'kaudit_bad_input_total' || n === 'kaudit_events_ingested_total');
-      const by = (prefix: string) => samples.filter((s) => s.name.startsWith(prefix));
+      const samples = parseExposition(ctx.metrics.render(), (n) => AREAS.some((a) => n.startsWith(`kaudit_${a}_`)) || n === 'kaudit_feed_clients' || n === 'kaudit_bad_input_total' || n === 'kaudit_events_ingested_total');
+      const by = (area: string) => samples.filter((s) => s.name.startsWith(area.startsWith('kaudit') ? area : `kaudit_${area}_`));
       const r = config.store.retention;
       return {
         ready: ctx.ready(),
@@ -100,9 +102,9 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
         },
         positions,
         tails: by('kaudit_tail_lag_bytes').map((s) => ({ path: s.labels.path ?? '?', lagBytes: s.value })),
-        webhook: by('kaudit_webhook_'),
-        kafka: by('kaudit_kafka_'),
-        ingest: [...by('kaudit_ingest_'), ...by('kaudit_bad_input_total'), ...by('kaudit_events_ingested_total')],
+        webhook: by('webhook'),
+        kafka: by('kafka'),
+        ingest: [...by('ingest'), ...by('kaudit_bad_input_total'), ...by('kaudit_events_ingested_total')],
         feed: { clients: samples.find((s) => s.name === 'kaudit_feed_clients')?.value ?? 0 },
         deadLetters: deadLetters(store, 50),
       };
