@@ -79,7 +79,7 @@ describe.skipIf(skipBrowser)('console: live alerts (Chromium)', () => {
     await page.locator('.alert-item a', { hasText: 'Exec or attach into a pod' }).filter({ hasText: 'trudy@example.com' }).first().click();
     const detail = page.locator('.alert-detail');
     await detail.waitFor();
-    await expect.poll(() => detail.locator('.stages li').count()).toBe(2);
+    await expect.poll(() => detail.locator('.stages li').count(), { timeout: 30_000 }).toBe(2);
     const text = await detail.innerText();
     expect(text).toContain('HIGH');
     expect(text).toContain('T1609');

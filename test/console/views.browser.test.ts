@@ -44,7 +44,7 @@ describe.skipIf(skipBrowser)('console: investigate, policy, status, charts (Chro
     await page.fill('input[name=namespace]', 'kube-system');
     await page.getByRole('button', { name: 'Run' }).click();
     await page.waitForURL(/#\/investigate\/exec\?user=carol\*&namespace=kube-system/);
-    await expect.poll(async () => page.locator('.vt-scroll').getAttribute('data-rows')).not.toBe(all);
+    await expect.poll(async () => page.locator('.vt-scroll').getAttribute('data-rows'), { timeout: 30_000 }).not.toBe(all);
     const rows = await page.locator('.vt-row').allInnerTexts();
     expect(rows.length).toBeGreaterThan(0);
     for (const r of rows) {
@@ -82,7 +82,7 @@ describe.skipIf(skipBrowser)('console: investigate, policy, status, charts (Chro
     expect(yaml).toContain('kind: Policy');
     await page.getByRole('button', { name: 'Check it' }).click();
     await page.locator('form[aria-label="Check a policy"] button[type=submit]').click();
-    await expect.poll(() => report.locator('h2').innerText()).toMatch(/^Report: 0 failed/);
+    await expect.poll(() => report.locator('h2').innerText(), { timeout: 30_000 }).toMatch(/^Report: 0 failed/);
     expect(problems).toEqual([]);
     await ctx.close();
   });

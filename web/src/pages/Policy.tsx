@@ -64,6 +64,8 @@ export function PolicyPage() {
     e.preventDefault();
     setBusy('check');
     setError('');
+    // The old report goes at once: a report on screen is always the one of the policy in the box.
+    setReport(undefined);
     try {
       setReport(await api<Report>('/policy/check', { method: 'POST', body: { policy, ...(manifest.trim() ? { manifest } : {}) } }));
     } catch (err) {
