@@ -58,6 +58,10 @@ export interface PipelineOptions {
   maxQueuedBatches?: number;
   /** Events accepted but not yet committed; past this `submit` rejects with OverloadedError (default 100,000). */
   maxQueuedEvents?: number;
+  /** Told of each commit and each failed batch: whether the store can write (see WriteHealth, /readyz). */
+  health?: { ok(): void; failed(e: unknown): void };
+  /** Log each failed batch (default true); `kaudit ingest` reports its failure itself, in one line. */
+  logFailures?: boolean;
 }
 
 interface Pending {
@@ -209,7 +213,8 @@ export class Pipeline implements BatchSink {
 
   private failed(p: Pending, e: unknown): void {
     this.failures++;
-    log.error(`ingest of a batch from ${p.batch.source} failed: ${(e as Error).message}`, 'pipeline');
+    this.opts.health?.failed(e);
+    if (this.opts.logFailures !== false) log.error(`ingest of a batch from ${p.batch.source} failed: ${(e as Error).message}`, 'pipeline');
     p.reject(e);
   }
 
@@ -279,6 +284,7 @@ export class Pipeline implements BatchSink {
     const bad = d.deadLetters.map(badOf);
     const source = batch.source;
     return { committed: committed.then((alerts) => {
+      this.opts.health?.ok();
       const outcome: BatchOutcome = { stored, duplicates, bad, alerts };
       if (this.counters) {
         const src = { source: sourceKind(source) };

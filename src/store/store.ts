@@ -551,7 +551,11 @@ export class Store {
   /** Adds the batch's alerts, dead letters and position, clears its pending mark, and commits. Returns the alerts that opened a new row. */
   finish(batch: number, b: BatchTail): Alert[] {
     const open = this.batches.get(batch);
-    if (!open) throw new Error(this.lost.get(batch) ?? `store: no batch ${batch} is open`);
+    if (!open) {
+      const lost = this.lost.get(batch);
+      // A batch rolled back with its group fails with the group's cause, code included (SQLITE_FULL, ...).
+      throw lost ? Object.assign(new Error(lost.message), { code: lost.code }) : new Error(`store: no batch ${batch} is open`);
+    }
     const out = this.write(() => {
       const alerts = this.writeTail(open, b);
       if (open.blob) this.marks().del.run(open.blob);
@@ -570,7 +574,7 @@ export class Store {
    */
   grouped = false;
   private group = { batches: [] as number[], events: 0 };
-  private lost = new Map<number, string>();
+  private lost = new Map<number, { message: string; code?: string }>();
 
   /** Groups rolled back so far: a caller compares it before and after an operation to learn whether it took the group down. */
   groupAborts = 0;
@@ -599,7 +603,7 @@ export class Store {
     if (this.lost.size > 1000) this.lost.clear();
     for (const id of this.group.batches) {
       this.batches.delete(id);
-      this.lost.set(id, `store: batch ${id} was rolled back with its transaction (${cause.message})`);
+      this.lost.set(id, { message: `store: batch ${id} was rolled back with its transaction (${cause.message})`, code: (cause as { code?: string }).code });
     }
     this.group = { batches: [], events: 0 };
   }
