@@ -3,7 +3,7 @@ import type { Detector } from '../detect/alert.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { ImportFailed, importFiles, type ImportProgress } from '../sources/file-import.js';
-import { FAULT_ADVICE, storeFaultOf } from '../store/write-error.js';
+import { FAULT_ADVICE, innerCause, storeFaultOf } from '../store/write-error.js';
 import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
 
@@ -129,9 +129,4 @@ function reportFailure(e: ImportFailed, path: string): number {
       `To finish: ${FAULT_ADVICE[fault]}, then run the same command again: events already stored are recognised and skipped, the rest is stored once.\n`,
   );
   return EXIT_STORE_FAILED;
-}
-
-function innerCause(message: string): string {
-  const m = /\(([^()]*)\)+\s*$/.exec(message);
-  return m ? m[1]! : message.slice(message.lastIndexOf(': ') + 2);
 }

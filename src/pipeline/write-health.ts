@@ -1,6 +1,6 @@
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { FAULT_ADVICE, storeFaultOf, type StoreFault } from '../store/write-error.js';
+import { FAULT_ADVICE, innerCause, storeFaultOf, type StoreFault } from '../store/write-error.js';
 
 export interface WriteHealthOptions {
   /** The store's path, for the messages. */
@@ -62,7 +62,7 @@ export class WriteHealth {
     if (!fault) return;
     this.failures?.inc({ fault });
     const code = String((e as { code?: unknown }).code ?? fault);
-    const message = rootCause((e as Error).message);
+    const message = innerCause((e as Error).message);
     if (this.failing) {
       this.failing.batches++;
       return;
@@ -100,10 +100,4 @@ export class WriteHealth {
       this.probing = false;
     }
   }
-}
-
-/** The innermost parenthesised cause of a nested store message ("... rolled back ... (database or disk is full)"). */
-function rootCause(message: string): string {
-  const m = /\(([^()]*)\)+\s*$/.exec(message);
-  return m ? m[1]! : message;
 }

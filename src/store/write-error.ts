@@ -69,3 +69,12 @@ export function storeFaultOf(e: unknown): StoreFault | undefined {
   if (e instanceof StoreWriteError) return e.fault;
   return faultOfCode((e as { code?: unknown } | undefined)?.code as string | undefined);
 }
+
+/**
+ * The innermost cause in a store failure's message: "store k.db: batch 4 was rolled back with its transaction
+ * (database or disk is full)" and "store k.db: commit failed: database or disk is full" both give SQLite's own words.
+ */
+export function innerCause(message: string): string {
+  const m = /\(([^()]*)\)+\s*$/.exec(message);
+  return m ? m[1]! : message.slice(message.lastIndexOf(': ') + 2);
+}
