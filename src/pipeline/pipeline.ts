@@ -274,8 +274,13 @@ export class Pipeline implements BatchSink {
       await w?.discard(ins.batch);
       throw e;
     }
+    const det = this.opts.detector;
     const committed = w
-      ? Promise.resolve(w.finish(ins.batch, { alerts: raised, alertEvents: alertEventIndexes(raised, fresh, freshIdx), deadLetters: d.deadLetters, checkpoint: batch.checkpoint }))
+      ? settled(() => w.finish(ins.batch, { alerts: raised, alertEvents: alertEventIndexes(raised, fresh, freshIdx), deadLetters: d.deadLetters, checkpoint: batch.checkpoint })).catch((e: unknown) => {
+          // Not stored: the source sends the batch again, and its requests must be able to alert then.
+          if (raised.length > 0) det?.forget?.(raised);
+          throw e;
+        })
       : Promise.resolve(raised);
     // Keep only counts alive until the commit: holding the batch's events would keep them out of the young
     // generation's cheap collection.
@@ -342,6 +347,15 @@ interface Staged {
   inserted: Promise<InsertResult | undefined>;
 }
 
+
+/** A call's result as a promise, whether it returns one, a value, or throws (a same-thread Store's finish throws). */
+function settled<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
 
 function badOf(d: DeadLetter): BadRecord {
   return { where: d.where, reason: d.reason };

@@ -12,7 +12,7 @@ import { afterEach, expect, it } from 'vitest';
 import { startServe, type Running } from '../../src/cli/serve.js';
 import { loadConfig } from '../../src/config/config.js';
 import { setLogSink } from '../../src/log.js';
-import { tempDir, waitFor } from '../helpers/events.js';
+import { ev, tempDir, waitFor } from '../helpers/events.js';
 import { inspectStore, paddedEvents } from '../helpers/store-check.js';
 import { describeWithTmpfs } from '../helpers/tmpfs.js';
 
@@ -148,5 +148,33 @@ describeWithTmpfs('a full disk under the store (real tmpfs)', (mount) => {
     await r.stop();
     running.length = 0;
     expectExactlyOnce(cfg.store.path, events);
+  });
+
+  it('kaudit serve, webhook: an exec in a batch refused for a full disk raises its alert when the batch is sent again', async () => {
+    const fs = mount(3 << 20);
+    setLogSink(() => undefined);
+    const cfg = loadConfig(undefined, {});
+    cfg.store.path = join(fs.dir, 'k.db');
+    cfg.server.listen = '127.0.0.1:0';
+    const r = await startServe(cfg);
+    running.push(r);
+    const base = `http://${r.address}`;
+    const post = (items: Record<string, unknown>[]) =>
+      fetch(`${base}/api/v1/audit/webhook/prod`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }) });
+    // Fill the store until batches are refused.
+    for (let b = 0, refused = 0; refused < 2; b++) {
+      expect(b).toBeLessThan(60);
+      if ((await post(paddedEvents(200, `fill${b}`))).status === 500) refused++;
+    }
+    // A batch with an exec (kubectl's first stage of it, ResponseStarted): detected, then not stored.
+    const exec = ev({ auditID: 'exec-on-a-full-disk', verb: 'create', stage: 'ResponseStarted', requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=sh&container=api', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' }, responseStatus: { code: 101 }, user: { username: 'mallory', groups: ['system:authenticated'] } });
+    const batch = [...paddedEvents(200, 'with-exec'), exec];
+    expect((await post(batch)).status).toBe(500);
+    fs.resize(64 << 20);
+    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, '/readyz ready again', 20_000);
+    // The apiserver's retry: stored now, and the exec alerts.
+    expect((await post(batch)).status).toBe(200);
+    const alerts = (await (await fetch(`${base}/api/v1/alerts?rule=pod-exec`)).json()) as { items: { auditID: string; count: number }[] };
+    expect(alerts.items.map((a) => [a.auditID, a.count])).toEqual([['exec-on-a-full-disk', 1]]);
   });
 });
