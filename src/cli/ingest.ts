@@ -80,15 +80,15 @@ export async function runIngest(argv: string[]): Promise<number> {
     let result: ImportProgress;
     try {
       result = await importFiles(positionals, {
-      sink: pipeline,
-      cluster: values.cluster ?? cfg.cluster,
-      maxLine: cfg.maxLineBytes,
-      batchSize: cfg.ingest.batchSize,
-      onProgress: (p) => {
-        if (!tty || Date.now() - lastDraw < 200) return;
-        lastDraw = Date.now();
-        process.stderr.write(`\r${bar(p, started)}`);
-      },
+        sink: pipeline,
+        cluster: values.cluster ?? cfg.cluster,
+        maxLine: cfg.maxLineBytes,
+        batchSize: cfg.ingest.batchSize,
+        onProgress: (p) => {
+          if (!tty || Date.now() - lastDraw < 200) return;
+          lastDraw = Date.now();
+          process.stderr.write(`\r${bar(p, started)}`);
+        },
       });
     } catch (e) {
       if (!(e instanceof ImportFailed)) throw e;
