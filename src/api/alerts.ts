@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { SEVERITIES, type Severity } from '../detect/alert.js';
-import { getAlert, queryAlerts } from '../store/queries.js';
-import { pageProps, sendError, timeArg, timeWindowProps } from './common.js';
+import { countAlerts, getAlert, queryAlerts, type AlertFilter } from '../store/queries.js';
+import { countSchema, pageProps, sendError, timeArg, timeWindowProps } from './common.js';
 import type { ApiContext } from './context.js';
 
 interface AlertQuery {
@@ -43,8 +43,34 @@ export const alertSchema = {
   },
 } as const;
 
+/** The filters of /alerts, shared with /alerts/count. */
+const alertFilterProps = {
+  rule: { type: 'string', description: 'rule id, or several separated by commas' },
+  severity: { type: 'string', enum: [...SEVERITIES], description: 'minimum severity' },
+  cluster: { type: 'string' },
+  namespace: { type: 'string' },
+  user: { type: 'string' },
+  ...timeWindowProps,
+} as const;
+
+function alertFilter(q: AlertQuery): AlertFilter {
+  return { rule: q.rule ? q.rule.split(',') : undefined, minSeverity: q.severity, cluster: q.cluster, namespace: q.namespace, user: q.user, since: timeArg(q.since), until: timeArg(q.until) };
+}
+
 export async function alertRoutes(app: FastifyInstance, opts: { ctx: ApiContext }): Promise<void> {
   const { store } = opts.ctx;
+  app.get<{ Querystring: AlertQuery }>(
+    '/alerts/count',
+    {
+      schema: {
+        summary: 'How many alert rows match the filters of /alerts (a row counting repeats counts once)',
+        tags: ['alerts'],
+        querystring: { type: 'object', additionalProperties: false, properties: alertFilterProps },
+        response: { 200: countSchema },
+      },
+    },
+    async (req) => ({ count: countAlerts(store, alertFilter(req.query)) }),
+  );
   app.get<{ Querystring: AlertQuery }>(
     '/alerts',
     {
@@ -54,23 +80,12 @@ export async function alertRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: {
-            rule: { type: 'string', description: 'rule id, or several separated by commas' },
-            severity: { type: 'string', enum: [...SEVERITIES], description: 'minimum severity' },
-            cluster: { type: 'string' },
-            namespace: { type: 'string' },
-            user: { type: 'string' },
-            ...timeWindowProps,
-            ...pageProps,
-          },
+          properties: { ...alertFilterProps, ...pageProps },
         },
         response: { 200: { type: 'object', properties: { items: { type: 'array', items: alertSchema }, next: { type: 'string' } } } },
       },
     },
-    async (req) => {
-      const q = req.query;
-      return queryAlerts(store, { rule: q.rule ? q.rule.split(',') : undefined, minSeverity: q.severity, cluster: q.cluster, namespace: q.namespace, user: q.user, since: timeArg(q.since), until: timeArg(q.until) }, { limit: q.limit, cursor: q.cursor });
-    },
+    async (req) => queryAlerts(store, alertFilter(req.query), { limit: req.query.limit, cursor: req.query.cursor }),
   );
   app.get<{ Params: { id: number } }>(
     '/alerts/:id',

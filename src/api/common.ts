@@ -56,6 +56,13 @@ export const eventRowSchema = {
   },
 } as const;
 
+/** The answer of the count routes. */
+export const countSchema = {
+  type: 'object',
+  properties: { count: { type: 'integer', description: 'rows matching the filters' } },
+  required: ['count'],
+} as const;
+
 export const eventPageSchema = {
   type: 'object',
   properties: { items: { type: 'array', items: eventRowSchema }, next: { type: 'string' } },

@@ -1,13 +1,44 @@
 import type { FastifyInstance } from 'fastify';
-import { getEvent, queryEvents, type EventFilter } from '../store/queries.js';
-import { eventPageSchema, eventRowSchema, pageProps, sendError, timeArg, timeWindowProps } from './common.js';
+import { countEvents, getEvent, queryEvents, type EventFilter } from '../store/queries.js';
+import { countSchema, eventPageSchema, eventRowSchema, pageProps, sendError, timeArg, timeWindowProps } from './common.js';
 import type { ApiContext } from './context.js';
 
 /** The query string: the store's filter, with times as the user typed them, plus paging. */
 type EventQuery = Omit<EventFilter, 'since' | 'until'> & { since?: string; until?: string; limit?: number; cursor?: string; include?: 'event' };
 
+/** The filters of /events, shared with /events/count. */
+const eventFilterProps = {
+  user: { type: 'string', description: 'exact, or with * wildcards' },
+  verb: { type: 'string' },
+  resource: { type: 'string' },
+  subresource: { type: 'string' },
+  namespace: { type: 'string' },
+  name: { type: 'string' },
+  code: { type: 'integer' },
+  sourceIP: { type: 'string' },
+  cluster: { type: 'string' },
+  auditID: { type: 'string' },
+  stage: { type: 'string', enum: ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'] },
+  ...timeWindowProps,
+} as const;
+
 export async function eventRoutes(app: FastifyInstance, opts: { ctx: ApiContext }): Promise<void> {
   const { store } = opts.ctx;
+  app.get<{ Querystring: Omit<EventQuery, 'limit' | 'cursor' | 'include'> }>(
+    '/events/count',
+    {
+      schema: {
+        summary: 'How many stored events match the filters of /events (every stage counts)',
+        tags: ['events'],
+        querystring: { type: 'object', additionalProperties: false, properties: eventFilterProps },
+        response: { 200: countSchema },
+      },
+    },
+    async (req) => {
+      const { since, until, ...filter } = req.query;
+      return { count: countEvents(store, { ...filter, since: timeArg(since), until: timeArg(until) }) };
+    },
+  );
   app.get<{ Querystring: EventQuery }>(
     '/events',
     {
@@ -18,18 +49,7 @@ export async function eventRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
           type: 'object',
           additionalProperties: false,
           properties: {
-            user: { type: 'string', description: 'exact, or with * wildcards' },
-            verb: { type: 'string' },
-            resource: { type: 'string' },
-            subresource: { type: 'string' },
-            namespace: { type: 'string' },
-            name: { type: 'string' },
-            code: { type: 'integer' },
-            sourceIP: { type: 'string' },
-            cluster: { type: 'string' },
-            auditID: { type: 'string' },
-            stage: { type: 'string', enum: ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'] },
-            ...timeWindowProps,
+            ...eventFilterProps,
             ...pageProps,
             include: { type: 'string', enum: ['event'], description: 'add the full (redacted) audit event to each row' },
           },

@@ -2,7 +2,8 @@ import { loadConfig, parseBytes } from '../config/config.js';
 import type { Detector } from '../detect/alert.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
-import { importFiles, type ImportProgress } from '../sources/file-import.js';
+import { ImportFailed, importFiles, type ImportProgress } from '../sources/file-import.js';
+import { FAULT_ADVICE, innerCause, storeFaultOf } from '../store/write-error.js';
 import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
 
@@ -19,7 +20,14 @@ Runs detection and stores events and alerts. Importing a file again adds nothing
   --no-redact       store Secret values as logged (not recommended; see README)
   --max-line SIZE   longest accepted line (default 1MiB)
   --quiet           no progress bar or summary
+
+Exit codes: 0 imported; 1 an unexpected error; 2 bad usage, config or rules; 3 the store could not write (disk
+full, I/O error, read-only): the line printed says how many events were stored, and running the same command again
+once the cause is fixed stores the rest, none twice.
 `;
+
+/** `kaudit ingest`'s exit code when the store could not write (see INGEST_HELP). */
+export const EXIT_STORE_FAILED = 3;
 
 function bar(p: ImportProgress, started: number): string {
   const secs = (Date.now() - started) / 1000;
@@ -63,22 +71,32 @@ export async function runIngest(argv: string[]): Promise<number> {
     throw e;
   }
   const writer = await opening;
+  let closed = false;
   try {
-    const pipeline = new Pipeline({ writer, detector, metrics: new Metrics(), redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: 16 });
+    const pipeline = new Pipeline({ writer, detector, metrics: new Metrics(), redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: 16, logFailures: false });
     const started = Date.now();
     const tty = !values.quiet && process.stderr.isTTY;
     let lastDraw = 0;
-    const result = await importFiles(positionals, {
-      sink: pipeline,
-      cluster: values.cluster ?? cfg.cluster,
-      maxLine: cfg.maxLineBytes,
-      batchSize: cfg.ingest.batchSize,
-      onProgress: (p) => {
-        if (!tty || Date.now() - lastDraw < 200) return;
-        lastDraw = Date.now();
-        process.stderr.write(`\r${bar(p, started)}`);
-      },
-    });
+    let result: ImportProgress;
+    try {
+      result = await importFiles(positionals, {
+        sink: pipeline,
+        cluster: values.cluster ?? cfg.cluster,
+        maxLine: cfg.maxLineBytes,
+        batchSize: cfg.ingest.batchSize,
+        onProgress: (p) => {
+          if (!tty || Date.now() - lastDraw < 200) return;
+          lastDraw = Date.now();
+          process.stderr.write(`\r${bar(p, started)}`);
+        },
+      });
+    } catch (e) {
+      if (!(e instanceof ImportFailed)) throw e;
+      if (tty) process.stderr.write('\n');
+      closed = true;
+      await writer.close().catch(() => undefined);
+      return reportFailure(e, cfg.store.path);
+    }
     if (tty) process.stderr.write(`\r${bar({ ...result, bytesRead: result.bytesTotal }, started)}\n`);
     const secs = (Date.now() - started) / 1000;
     if (!values.quiet) {
@@ -88,6 +106,27 @@ export async function runIngest(argv: string[]): Promise<number> {
     }
     return 0;
   } finally {
-    await writer.close();
+    if (!closed) await writer.close();
   }
+}
+
+/**
+ * The one line an import that could not store ends with: what failed, where, how much was stored, what to do, and
+ * that running the same command again stores the rest exactly once (events are keyed by cluster, auditID and stage;
+ * batches stored but not yet detected when it stopped are detected at the next start).
+ */
+function reportFailure(e: ImportFailed, path: string): number {
+  const p = e.progress;
+  const cause = e.cause as Error & { code?: string };
+  const fault = storeFaultOf(cause);
+  const stored = `at least ${p.events} events were stored${p.duplicates ? ` (${p.duplicates} already there were skipped)` : ''}`;
+  if (!fault) {
+    process.stderr.write(`kaudit ingest: import of ${p.file} stopped: ${cause.message}; ${stored}. Running the same command again stores the rest, none twice.\n`);
+    return 1;
+  }
+  process.stderr.write(
+    `kaudit ingest: the store ${path} could not write (${fault}: ${cause.code}, ${innerCause(cause.message)}) while importing ${p.file}; ${stored}. ` +
+      `To finish: ${FAULT_ADVICE[fault]}, then run the same command again: events already stored are recognised and skipped, the rest is stored once.\n`,
+  );
+  return EXIT_STORE_FAILED;
 }

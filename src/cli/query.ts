@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { loadConfig } from '../config/config.js';
 import { SEVERITIES, type Severity } from '../detect/alert.js';
 import { parseTimeArg } from '../events/time.js';
-import { deadLetters, execSessions, queryAlerts, queryEvents, rbacChanges, secretReads, top, userActivity, type Page } from '../store/queries.js';
+import { once } from 'node:events';
+import { allPages, countAlerts, countEvents, deadLetters, execSessions, MAX_LIMIT, queryAlerts, queryEvents, rbacChanges, secretReads, top, userActivity, type Page, type PageOptions } from '../store/queries.js';
 import type { RollupDim } from '../store/schema.js';
 import { Store } from '../store/store.js';
 import { parse, table, UsageError } from './common.js';
@@ -18,11 +19,13 @@ WHAT:
   top DIM         busiest users | resources | verbs | namespaces | source-ips over a window
   alerts          alerts, newest first (--rule, --severity minimum, --cluster, --namespace)
   dead-letters    records rejected as bad input, with the reason
+  count [alerts]  how many events (every stage) or alert rows match the filters, without listing them
 
 Filters: --user --verb --resource --subresource --namespace --name --code --source-ip --cluster --since --until
          --audit-id ID (events: every stage of one request; give --since/--until too on a large store, or it is
          a scan)
-         --limit N (default 100) --cursor C (from the previous page, printed on stderr)
+         --limit N (default 100, at most 10000 a page) --cursor C (from the previous page, printed on stderr)
+         --all: every matching row, read a page at a time through the cursor (for exports; not with --limit)
 Times: RFC 3339, a date (2024-05-01), epoch seconds, or a duration ago (30m, 2h, 7d). User, namespace, name and
 resource accept * wildcards. Output: a table on a terminal, else one JSON object a line (--format json to force).
 `;
@@ -54,6 +57,7 @@ export async function runQuery(argv: string[]): Promise<number> {
     severity: { type: 'string' },
     format: { type: 'string' },
     'include-event': { type: 'boolean' },
+    all: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help || positionals.length === 0) {
@@ -74,58 +78,87 @@ export async function runQuery(argv: string[]): Promise<number> {
   };
   const limit = values.limit === undefined ? undefined : Number(values.limit);
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new UsageError('--limit takes a positive whole number');
+  const all = !!values.all;
+  if (all && limit !== undefined) throw new UsageError('--all prints every matching row: leave out --limit (or use --limit without --all for one page)');
+  // A page holds at most MAX_LIMIT rows: say so rather than print fewer rows than asked for without a word.
+  if (limit !== undefined && limit > MAX_LIMIT) process.stderr.write(`kaudit query: --limit ${limit} is over the page cap of ${MAX_LIMIT}: printing at most ${MAX_LIMIT} rows; --all prints every matching row, or page on with --cursor\n`);
   const format = values.format ?? (process.stdout.isTTY ? 'table' : 'json');
   if (format !== 'table' && format !== 'json') throw new UsageError('--format is table or json');
   const page = { limit, cursor: values.cursor, includeEvent: values['include-event'] };
   const analyst = { user: values.user, namespace: values.namespace, cluster: values.cluster, since: time(values.since), until: time(values.until) };
-  const print = (p: Page<Record<string, unknown>>, columns: string[]) => {
+  const out = process.stdout;
+  /** Writes, waiting while the reader is behind: an export of millions of rows holds one page, not all of them. */
+  const write = async (text: string) => {
+    if (!out.write(text)) await once(out, 'drain');
+  };
+  const rows = async (items: Record<string, unknown>[], columns: string[], header: boolean) => {
     if (format === 'json') {
-      let out = '';
-      for (const r of p.items) out += JSON.stringify(r) + '\n';
-      process.stdout.write(out);
+      let text = '';
+      for (const r of items) text += JSON.stringify(r) + '\n';
+      await write(text);
     } else {
-      process.stdout.write(table(p.items, columns));
+      const t = table(items, columns);
+      await write(header ? t : t.slice(t.indexOf('\n') + 1));
     }
+  };
+  const print = async (p: Page<Record<string, unknown>>, columns: string[]) => {
+    await rows(p.items, columns, true);
     if (p.next) process.stderr.write(`more: --cursor ${p.next}\n`);
+  };
+  /** One page, or with --all every page through the cursor. */
+  const emit = async (q: (page: PageOptions) => Page<unknown>, columns: string[]) => {
+    if (!all) return print(q(page) as Page<Record<string, unknown>>, columns);
+    let first = true;
+    for (const p of allPages(q, page)) {
+      if (p.items.length > 0 || first) await rows(p.items as Record<string, unknown>[], columns, first);
+      first = false;
+    }
+  };
+  const eventFilter = { ...analyst, verb: values.verb, resource: values.resource, subresource: values.subresource, name: values.name, code: values.code === undefined ? undefined : Number(values.code), sourceIP: values['source-ip'], auditID: values['audit-id'] };
+  const alertFilter = () => {
+    if (values.severity && !SEVERITIES.includes(values.severity as Severity)) throw new UsageError(`--severity is one of ${SEVERITIES.join(', ')}`);
+    return { rule: values.rule?.split(','), minSeverity: values.severity as Severity | undefined, cluster: values.cluster, namespace: values.namespace, user: values.user, since: analyst.since, until: analyst.until };
   };
   try {
     const what = positionals[0]!;
     switch (what) {
       case 'events':
-        print(
-          queryEvents(store, { ...analyst, verb: values.verb, resource: values.resource, subresource: values.subresource, name: values.name, code: values.code === undefined ? undefined : Number(values.code), sourceIP: values['source-ip'], auditID: values['audit-id'] }, page) as unknown as Page<Record<string, unknown>>,
-          EVENT_COLUMNS,
-        );
+        await emit((pg) => queryEvents(store, eventFilter, pg), EVENT_COLUMNS);
         break;
       case 'exec':
-        print(execSessions(store, analyst, page) as unknown as Page<Record<string, unknown>>, EXEC_COLUMNS);
+        await emit((pg) => execSessions(store, analyst, pg), EXEC_COLUMNS);
         break;
       case 'secret-reads':
-        print(secretReads(store, analyst, page) as unknown as Page<Record<string, unknown>>, EVENT_COLUMNS);
+        await emit((pg) => secretReads(store, analyst, pg), EVENT_COLUMNS);
         break;
       case 'rbac-changes':
-        print(rbacChanges(store, analyst, page) as unknown as Page<Record<string, unknown>>, EVENT_COLUMNS);
+        await emit((pg) => rbacChanges(store, analyst, pg), EVENT_COLUMNS);
         break;
       case 'activity':
         if (!values.user) throw new UsageError('activity needs --user');
-        print(userActivity(store, { ...analyst, user: values.user }, page) as unknown as Page<Record<string, unknown>>, EVENT_COLUMNS);
+        await emit((pg) => userActivity(store, { ...analyst, user: values.user! }, pg), EVENT_COLUMNS);
         break;
+      case 'count': {
+        const of = positionals[1] ?? 'events';
+        if (of !== 'events' && of !== 'alerts') throw new UsageError(`count takes events (the default) or alerts, not "${of}"`);
+        if (all || values.cursor) throw new UsageError('count takes filters only (no --all, --cursor)');
+        const n = of === 'alerts' ? countAlerts(store, alertFilter()) : countEvents(store, eventFilter);
+        await write(format === 'json' ? JSON.stringify({ count: n }) + '\n' : `${n}\n`);
+        break;
+      }
       case 'top': {
+        if (all) throw new UsageError('--all is for row listings; top takes --limit');
         const dim = TOP_DIMS[positionals[1] ?? ''];
         if (!dim) throw new UsageError(`top needs one of: users, resources, verbs, namespaces, source-ips`);
-        print({ items: top(store, dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 }) as unknown as Record<string, unknown>[] }, ['value', 'count']);
+        await print({ items: top(store, dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 }) as unknown as Record<string, unknown>[] }, ['value', 'count']);
         break;
       }
-      case 'alerts': {
-        if (values.severity && !SEVERITIES.includes(values.severity as Severity)) throw new UsageError(`--severity is one of ${SEVERITIES.join(', ')}`);
-        print(
-          queryAlerts(store, { rule: values.rule?.split(','), minSeverity: values.severity as Severity | undefined, cluster: values.cluster, namespace: values.namespace, user: values.user, since: analyst.since, until: analyst.until }, page) as unknown as Page<Record<string, unknown>>,
-          ALERT_COLUMNS,
-        );
+      case 'alerts':
+        await emit((pg) => queryAlerts(store, alertFilter(), pg), ALERT_COLUMNS);
         break;
-      }
       case 'dead-letters':
-        print({ items: deadLetters(store, limit ?? 100) as unknown as Record<string, unknown>[] }, ['id', 'received', 'source', 'position', 'reason']);
+        if (all) throw new UsageError('--all is for events, the analyst questions and alerts; dead-letters takes --limit');
+        await print({ items: deadLetters(store, limit ?? 100) as unknown as Record<string, unknown>[] }, ['id', 'received', 'source', 'position', 'reason']);
         break;
       default:
         throw new UsageError(`unknown query "${what}"; see kaudit query --help`);

@@ -11,6 +11,7 @@ import { parseDetectionConfig } from '../detect/config.js';
 import { log } from '../log.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
+import { WriteHealth } from '../pipeline/write-health.js';
 import { importFiles } from '../sources/file-import.js';
 import { FileTail } from '../sources/file-tail.js';
 import { Store } from '../store/store.js';
@@ -77,7 +78,10 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
     const kafkaConfig = parseKafkaConfig(cfg.kafka, process.env);
     const persist = !!detector?.saveState && parseDetectionConfig(cfg.detection).state?.persist !== false && !kafkaConfig?.consume;
     if (persist) await restoreDetectionState(writer, detector!);
-    const pipeline = new Pipeline({ writer, detector, metrics, redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
+    // While the store cannot write (full disk, ...), /readyz says why, and a probe finds when it can again.
+    const health = new WriteHealth({ path: cfg.store.path, probe: () => writer.probeWrite(WRITE_PROBE_BYTES), metrics });
+    opened.push(() => health.stop());
+    const pipeline = new Pipeline({ writer, detector, metrics, health, redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
     metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
     // Kafka roles (consume into this pipeline, publish alerts, or ingest-only webhook): see README, Scale-out with Kafka.
     let kafka: KafkaServices | undefined;
@@ -86,7 +90,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
       opened.push(() => kafka!.stop());
       metrics.addRenderer(() => kafka!.metricsText());
     }
-    const { app, address, port } = await startApi({ config: cfg, store, sink: kafka?.webhookSink ?? pipeline, bus: pipeline.bus, metrics, ready: () => ready, problem: () => kafka?.problem() });
+    const { app, address, port } = await startApi({ config: cfg, store, sink: kafka?.webhookSink ?? pipeline, bus: pipeline.bus, metrics, ready: () => ready, problem: () => health.problem ?? kafka?.problem() });
     opened.push(() => app.close());
     const tails = cfg.tail.map((t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }));
     for (const t of tails) t.start();
@@ -119,6 +123,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
         await kafka?.stop();
         await pipeline.idle();
         if (persist) await saveDetectionState(writer, detector!, pipeline);
+        health.stop();
         await writer.close();
         store.close();
       },
@@ -128,6 +133,9 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
     throw e;
   }
 }
+
+/** The write probe's size: about what a batch of 2,000 events takes in the store (events, indexes, blob). */
+const WRITE_PROBE_BYTES = 1 << 20;
 
 /** The name under which the store keeps `kaudit serve`'s detection state between a stop and the next start. */
 const DETECTION_STATE = 'detection';

@@ -55,6 +55,8 @@ export interface Detector {
    * early and not pass it to `detect`.
    */
   wants?(event: import('../events/types.js').NormalisedEvent): boolean;
+  /** Optional: the batch that raised these alerts was not stored; its requests may alert again when it is resent. */
+  forget?(alerts: readonly Alert[]): void;
   /** Optional: the state detection keeps between events as JSON data, and its loading into a new detector. */
   saveState?(): unknown;
   loadState?(data: unknown): { keys: number; parts: number; skipped: number };

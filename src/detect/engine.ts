@@ -432,6 +432,22 @@ export class DetectionEngine implements Detector {
   }
 
   /**
+   * The batch that raised these alerts was not stored (a full disk rolled it back): its requests are forgotten as
+   * handled, so that when the source sends the batch again (the webhook's retry, the tail's) they alert then.
+   * Without this every rule would take the resent events as already alerted on (once per request), and the alerts
+   * would never be stored. Threshold and sequence state keeps what it counted (see the README's guarantees).
+   */
+  forget(alerts: readonly Alert[]): void {
+    for (const a of alerts) {
+      for (const r of this.compiled) {
+        if (r.info.id !== a.rule) continue;
+        r.core.alerted.delete(a.auditID);
+        for (const m of r.matchers) m.seen?.delete(a.auditID);
+      }
+    }
+  }
+
+  /**
    * The detection state (open threshold windows, sequences in progress, requests already handled) as plain data, to
    * be loaded into an engine made later from the same rules (loadState): a restart then loses no open window. Each
    * part is keyed by what defines it (the rule's matchers, conditions, exceptions and state settings), so a rule

@@ -42,6 +42,10 @@ export class RecentIds {
     return this.m.has(id);
   }
 
+  delete(id: string): void {
+    this.m.delete(id);
+  }
+
   add(id: string, t: number): void {
     this.m.delete(id);
     this.m.set(id, t);

@@ -228,6 +228,11 @@ export async function* readFileRecords(path: string, opts: ReadOptions = {}): As
           if (done) return { done: true, value: undefined };
           return it.next();
         },
+        // A reader that stops early (an import whose store failed) closes the file now, not at garbage collection.
+        return: async () => {
+          await it.return?.();
+          return { done: true, value: undefined };
+        },
       };
     },
   };

@@ -58,6 +58,10 @@ export interface PipelineOptions {
   maxQueuedBatches?: number;
   /** Events accepted but not yet committed; past this `submit` rejects with OverloadedError (default 100,000). */
   maxQueuedEvents?: number;
+  /** Told of each commit and each failed batch: whether the store can write (see WriteHealth, /readyz). */
+  health?: { ok(): void; failed(e: unknown): void };
+  /** Log each failed batch (default true); `kaudit ingest` reports its failure itself, in one line. */
+  logFailures?: boolean;
 }
 
 interface Pending {
@@ -209,7 +213,8 @@ export class Pipeline implements BatchSink {
 
   private failed(p: Pending, e: unknown): void {
     this.failures++;
-    log.error(`ingest of a batch from ${p.batch.source} failed: ${(e as Error).message}`, 'pipeline');
+    this.opts.health?.failed(e);
+    if (this.opts.logFailures !== false) log.error(`ingest of a batch from ${p.batch.source} failed: ${(e as Error).message}`, 'pipeline');
     p.reject(e);
   }
 
@@ -269,8 +274,13 @@ export class Pipeline implements BatchSink {
       await w?.discard(ins.batch);
       throw e;
     }
+    const det = this.opts.detector;
     const committed = w
-      ? Promise.resolve(w.finish(ins.batch, { alerts: raised, alertEvents: alertEventIndexes(raised, fresh, freshIdx), deadLetters: d.deadLetters, checkpoint: batch.checkpoint }))
+      ? settled(() => w.finish(ins.batch, { alerts: raised, alertEvents: alertEventIndexes(raised, fresh, freshIdx), deadLetters: d.deadLetters, checkpoint: batch.checkpoint })).catch((e: unknown) => {
+          // Not stored: the source sends the batch again, and its requests must be able to alert then.
+          if (raised.length > 0) det?.forget?.(raised);
+          throw e;
+        })
       : Promise.resolve(raised);
     // Keep only counts alive until the commit: holding the batch's events would keep them out of the young
     // generation's cheap collection.
@@ -279,6 +289,7 @@ export class Pipeline implements BatchSink {
     const bad = d.deadLetters.map(badOf);
     const source = batch.source;
     return { committed: committed.then((alerts) => {
+      this.opts.health?.ok();
       const outcome: BatchOutcome = { stored, duplicates, bad, alerts };
       if (this.counters) {
         const src = { source: sourceKind(source) };
@@ -336,6 +347,15 @@ interface Staged {
   inserted: Promise<InsertResult | undefined>;
 }
 
+
+/** A call's result as a promise, whether it returns one, a value, or throws (a same-thread Store's finish throws). */
+function settled<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
 
 function badOf(d: DeadLetter): BadRecord {
   return { where: d.where, reason: d.reason };

@@ -26,8 +26,24 @@ export interface ImportOptions {
 }
 
 /**
+ * An import that stopped because a batch could not be stored. `progress` counts only what was committed before (and
+ * around) the failure; nothing else is in flight when this is thrown. The import keeps no position of its own: the
+ * (cluster, auditID, stage) key is what makes running it again store only the rest.
+ */
+export class ImportFailed extends Error {
+  constructor(
+    override readonly cause: unknown,
+    readonly progress: ImportProgress,
+  ) {
+    super(`import of ${progress.file} stopped: ${(cause as Error).message}`);
+    this.name = 'ImportFailed';
+  }
+}
+
+/**
  * One-shot import of audit log files (plain or gzipped; JSON lines, EventList or array documents) through the
- * pipeline. Importing the same file twice stores nothing twice.
+ * pipeline. Importing the same file twice stores nothing twice. The first batch that fails stops the import: nothing
+ * more is read, the batches in flight are let finish, and ImportFailed reports the cause and what was stored.
  */
 export async function importFiles(paths: string[], o: ImportOptions): Promise<ImportProgress> {
   const total: ImportProgress = { file: '', bytesRead: 0, bytesTotal: 0, events: 0, duplicates: 0, bad: 0, alerts: 0 };
@@ -35,15 +51,23 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
   const batchSize = o.batchSize ?? 1000;
   const maxInFlight = o.inFlight ?? 10;
   const inFlight: Promise<void>[] = [];
+  let failure: { cause: unknown } | undefined;
   // Not async: the records are handed over, not held here until the batch commits.
   const submit = (records: RawRecord[], source: string): Promise<void> =>
-    o.sink.submit({ source, cluster: o.cluster, records }).then((r) => {
-      total.events += r.stored;
-      total.duplicates += r.duplicates;
-      total.bad += r.bad.length;
-      total.alerts += r.alerts.length;
-      o.onProgress?.(total);
-    });
+    o.sink.submit({ source, cluster: o.cluster, records }).then(
+      (r) => {
+        total.events += r.stored;
+        total.duplicates += r.duplicates;
+        total.bad += r.bad.length;
+        total.alerts += r.alerts.length;
+        o.onProgress?.(total);
+      },
+      (e) => void (failure ??= { cause: e }),
+    );
+  const stop = async (): Promise<never> => {
+    await Promise.all(inFlight);
+    throw new ImportFailed(failure!.cause, total);
+  };
   for (const path of paths) {
     total.file = path;
     const source = `import:${path}`;
@@ -60,9 +84,12 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
         pending.push(r);
         if (pending.length >= batchSize) await flush();
       }
+      if (failure) return stop();
     }
     await flush();
+    if (failure) return stop();
   }
   await Promise.all(inFlight);
+  if (failure) return stop();
   return total;
 }

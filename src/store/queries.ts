@@ -262,6 +262,27 @@ export function queryEvents(store: Store, f: EventFilter, page: PageOptions = {}
   return pageEvents(store, buildWhere(store, f), [], page);
 }
 
+/** How many stored events match a filter (every stage counts, as in queryEvents). */
+export function countEvents(store: Store, f: EventFilter): number {
+  const w = buildWhere(store, f);
+  if (w.empty) return 0;
+  return store.db.prepare(`SELECT count(*) FROM events e ${w.sql.length ? 'WHERE ' + w.sql.join(' AND ') : ''}`).pluck().get(...w.params) as number;
+}
+
+/**
+ * Every matching row, newest first, a page at a time through the cursor (so a page is never repeated or skipped while
+ * new events arrive), holding one page in memory: for exports.
+ */
+export function* allPages<T>(query: (page: PageOptions) => Page<T>, page: PageOptions = {}): Generator<Page<T>> {
+  let cursor = page.cursor;
+  for (;;) {
+    const p = query({ ...page, limit: MAX_LIMIT, cursor });
+    yield p;
+    if (!p.next) return;
+    cursor = p.next;
+  }
+}
+
 export function getEvent(store: Store, id: number): EventRow | undefined {
   const r = store.db.prepare('SELECT e.* FROM events e WHERE e.id = ?').get(id) as RawRow | undefined;
   return r ? toRow(store, r, true) : undefined;
@@ -438,6 +459,12 @@ export function queryAlerts(store: Store, f: AlertFilter, page: PageOptions = {}
   if (more) rows.length = limit;
   const last = rows[rows.length - 1];
   return { items: rows.map(toAlertRow), next: more && last ? encodeCursor(0, last.id) : undefined };
+}
+
+/** How many alert rows match a filter (a row with a count of repeats counts once). */
+export function countAlerts(store: Store, f: AlertFilter): number {
+  const { sql, params } = alertWhere(f);
+  return store.db.prepare(`SELECT count(*) FROM alerts ${sql.length ? 'WHERE ' + sql.join(' AND ') : ''}`).pluck().get(...params) as number;
 }
 
 /** Alerts after an id, oldest first: the replay a resuming feed client needs before it goes live. */

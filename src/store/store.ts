@@ -463,14 +463,14 @@ export class Store {
     }
     // Duplicates may be the resent events of a batch whose writer stopped before detecting it: say so, so the
     // pipeline takes that batch over (pending) before going on.
-    const orphans = flags.includes(false) && this.marks().others.get(this.owner) !== undefined && this.orphanBlobs().length > 0;
+    const orphans = flags.includes(false) && (this.stranded.size > 0 || this.marks().others.get(this.owner) !== undefined) && this.orphanBlobs().length > 0;
     return { batch: id, flags, orphans };
   }
 
   /** Pending marks whose writer is gone: another process that has exited, or a closed Store of this process. */
   private orphanBlobs(): { blob: number; owner: string }[] {
-    const rows = this.db.prepare('SELECT blob, owner FROM pending WHERE owner != ? ORDER BY blob').all(this.owner) as { blob: number; owner: string }[];
-    return rows.filter((r) => !ownerAlive(r.owner));
+    const rows = this.db.prepare('SELECT blob, owner FROM pending ORDER BY blob').all() as { blob: number; owner: string }[];
+    return rows.filter((r) => (r.owner === this.owner ? this.stranded.has(r.blob) : !ownerAlive(r.owner)));
   }
 
   private insertEvents(batch: EventRecords, flags: boolean[], open: OpenBatch): void {
@@ -551,15 +551,32 @@ export class Store {
   /** Adds the batch's alerts, dead letters and position, clears its pending mark, and commits. Returns the alerts that opened a new row. */
   finish(batch: number, b: BatchTail): Alert[] {
     const open = this.batches.get(batch);
-    if (!open) throw new Error(this.lost.get(batch) ?? `store: no batch ${batch} is open`);
-    const out = this.write(() => {
-      const alerts = this.writeTail(open, b);
-      if (open.blob) this.marks().del.run(open.blob);
-      return alerts;
-    });
+    if (!open) {
+      const lost = this.lost.get(batch);
+      // A batch rolled back with its group fails with the group's cause, code included (SQLITE_FULL, ...).
+      throw lost ? Object.assign(new Error(lost.message), { code: lost.code }) : new Error(`store: no batch ${batch} is open`);
+    }
     this.batches.delete(batch);
-    return out;
+    if (this.grouped && open.blob) this.group.closed.set(open.blob, batch);
+    try {
+      return this.write(() => {
+        const alerts = this.writeTail(open, b);
+        if (open.blob) this.marks().del.run(open.blob);
+        return alerts;
+      });
+    } catch (e) {
+      // Its own transaction failed (not grouped): the events stay committed and marked, and nobody finishes them.
+      if (!this.grouped && open.blob) this.stranded.add(open.blob);
+      throw e;
+    }
   }
+
+  /**
+   * Blobs whose events were committed and whose finish (or discard) was then rolled back (a full disk): their pending
+   * marks, owned by this live writer, would otherwise wait for its restart. They count as orphans (see orphanBlobs),
+   * so the source's resent events, found to be duplicates, have them detected and finished now.
+   */
+  private stranded = new Set<number>();
 
   /**
    * Group commit (the writer thread's mode): insert, finish and discard write into one open transaction that
@@ -569,8 +586,8 @@ export class Store {
    * returns. A failure rolls the whole group back: its batches are lost (their finish fails), nothing is half-stored.
    */
   grouped = false;
-  private group = { batches: [] as number[], events: 0 };
-  private lost = new Map<number, string>();
+  private group = { batches: [] as number[], events: 0, closed: new Map<number, number>() };
+  private lost = new Map<number, { message: string; code?: string }>();
 
   /** Groups rolled back so far: a caller compares it before and after an operation to learn whether it took the group down. */
   groupAborts = 0;
@@ -589,7 +606,7 @@ export class Store {
       this.abortGroup(e as Error);
       throw e;
     }
-    this.group = { batches: [], events: 0 };
+    this.group = { batches: [], events: 0, closed: new Map() };
   }
 
   /** Rolls back the open group: batches inserted in it are forgotten, and their finish reports why. */
@@ -599,9 +616,12 @@ export class Store {
     if (this.lost.size > 1000) this.lost.clear();
     for (const id of this.group.batches) {
       this.batches.delete(id);
-      this.lost.set(id, `store: batch ${id} was rolled back with its transaction (${cause.message})`);
+      this.lost.set(id, { message: `store: batch ${id} was rolled back with its transaction (${cause.message})`, code: (cause as { code?: string }).code });
     }
-    this.group = { batches: [], events: 0 };
+    // Finished or discarded in this group but inserted in an earlier, committed one: stranded (a batch inserted in
+    // this group has no committed blob, and its id may be taken by the next batch's).
+    for (const [blob, id] of this.group.closed) if (!this.group.batches.includes(id)) this.stranded.add(blob);
+    this.group = { batches: [], events: 0, closed: new Map() };
   }
 
   /** Runs `fn` in a transaction of its own, or in the open group (group mode), rolling back on failure. */
@@ -654,6 +674,7 @@ export class Store {
     if (!open) return;
     this.batches.delete(batch);
     if (!open.blob) return;
+    if (this.grouped) this.group.closed.set(open.blob, batch);
     this.write(() => {
       // A batch's events are the rowid range its blob records: no scan of the table.
       this.db.prepare('DELETE FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ?').run(open.blob, open.blob, open.blob);
@@ -672,6 +693,7 @@ export class Store {
     const out: PendingBatch[] = [];
     const claim = this.db.prepare('UPDATE pending SET owner = ? WHERE blob = ? AND owner = ?');
     const blobs = this.db.transaction(() => this.orphanBlobs().filter((r) => claim.run(this.owner, r.blob, r.owner).changes === 1).map((r) => r.blob)).immediate();
+    for (const b of blobs) this.stranded.delete(b);
     const rowsOf = this.db.prepare('SELECT id, blob_idx, cluster, audit_id, stage FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ? ORDER BY id');
     for (const blob of blobs) {
       const lines = this.blobLines(blob);

@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { probeWrite } from './probe.js';
 import { Retention, type RetentionOptions } from './retention.js';
 import { Store, type EventRecords, type StoreOptions } from './store.js';
 
@@ -21,6 +22,13 @@ interface Reply {
   id: number;
   ok?: unknown;
   error?: string;
+  /** The failure's SQLite result code or errno (SQLITE_FULL, ...): the main thread classifies by it (write-error.ts). */
+  code?: string;
+}
+
+function codeOf(e: unknown): string | undefined {
+  const c = (e as { code?: unknown } | undefined)?.code;
+  return typeof c === 'string' ? c : undefined;
 }
 
 /** Events past which the open group commits without waiting for the queue to empty. */
@@ -44,15 +52,15 @@ function settle(): void {
   try {
     store.commitGroup();
   } catch (e) {
-    for (const r of replies) parentPort!.postMessage({ id: r.id, error: `commit failed: ${(e as Error).message}` });
+    for (const r of replies) parentPort!.postMessage({ id: r.id, error: `commit failed: ${(e as Error).message}`, code: codeOf(e) });
     return;
   }
   for (const r of replies) parentPort!.postMessage(r);
 }
 
 /** The group was rolled back (an operation in it failed): the finishes waiting on it failed with it. */
-function failHeld(cause: string): void {
-  for (const r of held) parentPort!.postMessage({ id: r.id, error: `rolled back with a failed operation (${cause})` });
+function failHeld(cause: string, code: string | undefined): void {
+  for (const r of held) parentPort!.postMessage({ id: r.id, error: `rolled back with a failed operation (${cause})`, code });
   held = [];
 }
 
@@ -89,6 +97,11 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
           store.commitGroup();
         }
         break;
+      // A batch-sized write committed at once and removed (see probe.ts); the group was settled above.
+      case 'probe':
+        probeWrite(store.db, m.args[0] as number);
+        reply = { id: m.id, ok: true };
+        break;
       case 'close':
         retention?.stop();
         store.close();
@@ -98,10 +111,10 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
         reply = { id: m.id, error: `unknown op ${m.op}` };
     }
   } catch (e) {
-    reply = { id: m.id, error: (e as Error).message };
+    reply = { id: m.id, error: (e as Error).message, code: codeOf(e) };
     // Only a failure that rolled the group back takes the finishes waiting on it down (one that names no open batch,
     // say, changes nothing they wrote).
-    if (store.groupAborts !== aborts) failHeld((e as Error).message);
+    if (store.groupAborts !== aborts) failHeld((e as Error).message, codeOf(e));
   }
   if (m.op === 'finish' && reply.error === undefined) held.push(reply);
   else if (m.op === 'insert') {

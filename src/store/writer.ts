@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Alert } from '../detect/alert.js';
 import type { RetentionOptions } from './retention.js';
+import { storeError } from './write-error.js';
 import type { BatchTail, BatchWriter, EventRecords, InsertResult, PendingBatch, StoreOptions } from './store.js';
 
 /** Recycled raw-JSON buffers kept (a few batches in flight each hold one). */
@@ -28,7 +29,7 @@ export class WriterThread implements BatchWriter {
     const w = new WriterThread(path, store, retention);
     await new Promise<void>((resolve, reject) => {
       w.worker.once('error', reject);
-      w.worker.on('message', (m: { id: number; ok?: any; error?: string; spare?: ArrayBuffer }) => {
+      w.worker.on('message', (m: { id: number; ok?: any; error?: string; code?: string; spare?: ArrayBuffer }) => {
         if (m.spare) w.keepSpare(m.spare);
         if (m.id === 0) {
           w.redactionKey = Buffer.from(m.ok.redactionKey);
@@ -39,7 +40,7 @@ export class WriterThread implements BatchWriter {
         const p = w.calls.get(m.id);
         if (!p) return;
         w.calls.delete(m.id);
-        if (m.error !== undefined) p.reject(new Error(`store: ${m.error}`));
+        if (m.error !== undefined) p.reject(storeError(`store ${path}: ${m.error.replace(/^store: /, '')}`, m.code));
         else p.resolve(m.ok);
       });
     });
@@ -109,6 +110,11 @@ export class WriterThread implements BatchWriter {
 
   takeState(name: string): Promise<string | undefined> {
     return this.call('takeState', name);
+  }
+
+  /** Commits and removes `bytes` of zeros: resolves when the store can take a batch-sized write (see probe.ts). */
+  probeWrite(bytes: number): Promise<void> {
+    return this.call('probe', bytes);
   }
 
   async close(): Promise<void> {

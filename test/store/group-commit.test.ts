@@ -71,6 +71,39 @@ describe('group commit', () => {
     expect(count(path)).toEqual({ events: 15, position: 'c', pending: 0 });
   });
 
+  it('hands back, for detection, a batch whose events were committed and whose finish was then rolled back (a full disk), when its events are resent', () => {
+    const path = join(tempDir(), 'k.db');
+    const store = new Store(path);
+    store.grouped = true;
+    const events = Array.from({ length: 10 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() })), 'c', { enabled: true, key: store.redactionKey }));
+    const records = () => toRecords(events);
+    const a = store.insert(records());
+    store.commitGroup();
+    // The finish cannot be written: the database may not grow (a real SQLite "database or disk is full").
+    store.db.pragma(`max_page_count = ${store.db.pragma('page_count', { simple: true }) as number}`);
+    const deadLetters = Array.from({ length: 50 }, (_, i) => ({ source: 'src', where: `x:${i}`, reason: 'bad', data: 'y'.repeat(20_000) }));
+    expect(() => {
+      store.finish(a.batch, { alerts: [], deadLetters, checkpoint: { source: 'src', position: 'a' } });
+      store.commitGroup();
+    }).toThrow(/full/);
+    store.db.pragma('max_page_count = 1073741823');
+    // Its events stay committed, marked pending by this (live) writer; the source resends them: duplicates, and the
+    // batch is handed back now rather than at the next start.
+    expect(count(path)).toEqual({ events: 10, position: undefined, pending: 1 });
+    const again = store.insert(records());
+    expect(again.flags.some(Boolean)).toBe(false);
+    expect(again.orphans).toBe(true);
+    const taken = store.pending();
+    expect(taken).toHaveLength(1);
+    expect(taken[0]!.events).toHaveLength(10);
+    store.finish(taken[0]!.batch, { alerts: [], deadLetters: [] });
+    store.finish(again.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'src', position: 'a' } });
+    store.commitGroup();
+    expect(store.pending()).toEqual([]);
+    store.close();
+    expect(count(path)).toEqual({ events: 10, position: 'a', pending: 0 });
+  });
+
   it('acknowledges a finish on the writer thread only once it is committed', async () => {
     const path = join(tempDir(), 'k.db');
     const w = await WriterThread.open(path);
