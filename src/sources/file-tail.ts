@@ -1,28 +1,16 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, extname, join } from 'node:path';
-import { createGunzip } from 'node:zlib';
+import { stat, open, type FileHandle } from 'node:fs/promises';
 import { LineRecord, type RawRecord } from '../events/read.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BatchSink } from '../pipeline/pipeline.js';
 import type { Store } from '../store/store.js';
 import { LineSplitter, type Line, type LongLine } from './lines.js';
+import { emptyState, encodeState, finished, parseState, type TailState } from './tail/checkpoint.js';
+import { FINGERPRINT_BYTES, fingerprintOf, matches, prefixOfGzip, prefixOfHandle, type Fingerprint } from './tail/fingerprint.js';
+import { gunzipHandle } from './tail/gzip.js';
+import { logFilesInWriteOrder, type LogFile } from './tail/rotated-files.js';
 
-/**
- * Where a tail stands: which file (device, inode and a hash of its first bytes, because inodes are reused) and the
- * byte offset just past the last line committed. Saved with the batch it ends (in the transaction of its alerts, after
- * its events'), so a stop before it re-reads lines that are then recognised as already stored.
- */
-export interface TailPosition {
-  dev: number;
-  ino: number;
-  head: string;
-  headLen: number;
-  offset: number;
-  line: number;
-}
+export type { TailState } from './tail/checkpoint.js';
 
 export interface FileTailOptions {
   path: string;
@@ -34,53 +22,53 @@ export interface FileTailOptions {
   batchLines?: number;
   pollMs?: number;
   metrics?: Metrics;
+  /**
+   * A gzipped backup that ends early (damaged, or written by a compressor that does not keep the plain file until
+   * the .gz is complete) is retried until it has not changed for this long, then read as far as it goes (default 60 s).
+   */
+  damagedAfterMs?: number;
 }
 
-const HEAD_BYTES = 256;
 const READ_CHUNK = 1 << 20;
 
-async function headOf(fh: FileHandle, size: number): Promise<{ head: string; headLen: number }> {
-  const len = Math.min(size, HEAD_BYTES);
-  const b = Buffer.alloc(len);
-  if (len > 0) await fh.read(b, 0, len, 0);
-  return { head: createHash('sha256').update(b).digest('hex').slice(0, 32), headLen: len };
-}
-
-async function gzHead(path: string, len: number): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let got = 0;
-  try {
-    for await (const c of createReadStream(path).pipe(createGunzip())) {
-      chunks.push(c as Buffer);
-      got += (c as Buffer).length;
-      if (got >= len) break;
-    }
-  } catch {
-    return undefined;
-  }
-  const b = Buffer.concat(chunks).subarray(0, len);
-  if (b.length < len) return undefined;
-  return createHash('sha256').update(b).digest('hex').slice(0, 32);
+/** The file being read. */
+interface OpenFile extends LogFile {
+  fh: FileHandle;
 }
 
 /**
  * Follows an audit log as kube-apiserver writes it, across rotation (lumberjack renames the file to
- * `audit-<time>.log`, may gzip it, and opens a new one), copytruncate, and kaudit restarts, losing and repeating
- * nothing: each batch's end position commits with its events, and on start-up the tail finds the file it was in
- * (by inode, or by content when it has been gzipped) and reads every rotated file it has not finished.
+ * `audit-<time>.log`, opens a new one and gzips backups in the background; logrotate renames or copies and truncates),
+ * and kaudit restarts, losing and repeating nothing.
+ *
+ * The log is a sequence of files in write order (see logFilesInWriteOrder). The tail reads them one after the other,
+ * each to its end, the live file last, and commits with every batch where it stands (TailState: the file being read by
+ * fingerprint and offset, and the fingerprints of the files read to their end). Whenever it needs the next file (at
+ * start, when the log first appears, when its file has been rotated away, after a copytruncate) it lists the files,
+ * finds the newest one it has read or is reading, and goes on from there: however many rotations happened meanwhile,
+ * the files in between are read, in order, before the live one.
  */
 export class FileTail {
   readonly source: string;
-  private fh: FileHandle | undefined;
-  private pos: TailPosition | undefined;
+  private state: TailState = emptyState();
+  private file: OpenFile | undefined;
   private readPos = 0;
   private splitter: LineSplitter;
   private stopped = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private lastSize = 0;
+  /** Bytes of the current file seen (by stat) and not read when it was truncated: known unread lines. */
+  private unreadAtTruncation = 0;
+  /** First bytes of rotated files by device and inode (a full prefix of a file that only grows never changes). */
+  private prefixes = new Map<string, Buffer>();
+  /** lumberjack backups listed as not yet read: one that disappears before it is read was deleted unread. */
+  private unread = new Set<string>();
+  private gzipFailure: { key: string; since: number } | undefined;
   private readonly maxLine: number;
   private readonly batchLines: number;
+  private readonly lost?: { inc(labels: Record<string, string>): void };
+  private readonly rotatedRead?: { inc(labels: Record<string, string>): void };
 
   constructor(private readonly o: FileTailOptions) {
     this.source = `file:${o.path}`;
@@ -88,9 +76,11 @@ export class FileTail {
     this.batchLines = o.batchLines ?? 1000;
     // Each read fills a fresh buffer (see readAvailable), so lines may keep views of it.
     this.splitter = new LineSplitter(this.maxLine, 0, 0, true);
-    o.metrics?.collect('kaudit_tail_lag_bytes', 'Bytes written to a tailed audit log and not yet committed', () => [
-      { labels: { path: o.path }, value: Math.max(0, this.lastSize - (this.pos?.offset ?? 0)) },
+    o.metrics?.collect('kaudit_tail_lag_bytes', 'Bytes written to a tailed audit log file and not yet committed', () => [
+      { labels: { path: o.path }, value: Math.max(0, this.lastSize - (this.state.cur?.offset ?? 0)) },
     ]);
+    this.lost = o.metrics?.counter('kaudit_tail_files_lost_total', 'Rotated files of a tailed audit log deleted or damaged before they were read to their end');
+    this.rotatedRead = o.metrics?.counter('kaudit_tail_files_read_total', 'Files of a tailed audit log read to their end');
   }
 
   start(): void {
@@ -101,13 +91,12 @@ export class FileTail {
     this.stopped = true;
     this.wake?.();
     await this.loop;
-    await this.fh?.close().catch(() => undefined);
-    this.fh = undefined;
+    await this.closeFile();
   }
 
-  /** The committed position (for tests and status). */
-  position(): TailPosition | undefined {
-    return this.pos;
+  /** The committed state (for tests and status). */
+  position(): TailState {
+    return this.state;
   }
 
   private sleep(ms: number): Promise<void> {
@@ -121,7 +110,7 @@ export class FileTail {
   }
 
   private async run(): Promise<void> {
-    await this.resume();
+    this.state = this.savedState();
     const poll = this.o.pollMs ?? 250;
     // A lasting failure (the path became a directory, permissions) is said when it starts, once a minute while it
     // lasts, and when it ends: not at every poll.
@@ -136,6 +125,7 @@ export class FileTail {
           failing = '';
         }
       } catch (e) {
+        if (this.stopped) break;
         const code = (e as NodeJS.ErrnoException).code;
         const msg = (e as Error).message;
         if (code !== 'ENOENT' && (msg !== failing || Date.now() - saidAt >= 60_000)) {
@@ -143,115 +133,221 @@ export class FileTail {
           saidAt = Date.now();
         }
         if (code !== 'ENOENT') failing = msg;
+        // Whatever failed, the next step starts again from the committed state.
+        await this.closeFile();
       }
       if (!progressed && !this.stopped) await this.sleep(poll);
     }
   }
 
-  /** On start: continue where the last run committed, including rotated files written while kaudit was down. */
-  private async resume(): Promise<void> {
+  private savedState(): TailState {
     const saved = this.o.store.position(this.source);
-    if (!saved) return;
-    let p: TailPosition;
+    if (saved === undefined) return emptyState();
+    const s = parseState(saved);
+    if (s) return s;
+    log.warn(`tail ${this.o.path}: unreadable saved position, reading the log's files from the oldest`);
+    return emptyState();
+  }
+
+  private step(): Promise<boolean> {
+    if (!this.file) return this.openNext();
+    return this.file.gz ? this.readGzip(this.file) : this.readPlain(this.file);
+  }
+
+  /** First bytes of a file of the log (decompressed for .gz), or undefined when it cannot be read (gone meanwhile). */
+  private async prefixOf(f: LogFile): Promise<Buffer | undefined> {
+    const key = `${f.dev}:${f.ino}`;
+    const known = f.live ? undefined : this.prefixes.get(key);
+    if (known) return known;
+    let fh: FileHandle;
     try {
-      p = JSON.parse(saved) as TailPosition;
+      fh = await open(f.path, 'r');
     } catch {
-      log.warn(`tail ${this.o.path}: unreadable saved position, starting at the beginning`);
-      return;
+      return undefined;
     }
-    const current = await stat(this.o.path).catch(() => undefined);
-    if (current && current.ino === p.ino && current.dev === p.dev && current.size >= p.offset) {
-      const fh = await open(this.o.path, 'r');
-      const h = await headOf(fh, p.headLen);
-      if (h.head === p.head) {
-        this.adopt(fh, p);
-        return;
+    try {
+      const st = await fh.stat();
+      if (st.ino !== f.ino || st.dev !== f.dev) return undefined; // replaced since listed
+      const p = f.gz ? await prefixOfGzip(fh) : await prefixOfHandle(fh);
+      // The live file can be truncated and rewritten in place (copytruncate): never cached.
+      if (!f.live && p.length === FINGERPRINT_BYTES) {
+        if (this.prefixes.size >= 4096) this.prefixes.clear();
+        this.prefixes.set(key, p);
       }
-      await fh.close();
+      return p;
+    } finally {
+      await fh.close().catch(() => undefined);
     }
-    // Not the current file any more: find it among the rotated ones, finish it, then read every newer one whole.
-    const backups = await this.rotatedFiles();
-    let found = -1;
-    for (let i = backups.length - 1; i >= 0; i--) {
-      if (await this.sameFile(backups[i]!, p).catch(() => false)) {
-        found = i;
+  }
+
+  /**
+   * Chooses and opens the file to read: the one in progress (resumed at its committed offset), else the one after the
+   * newest file read to its end, else (nothing known: the first start, or every known file deleted) the oldest.
+   */
+  private async openNext(): Promise<boolean> {
+    const files = await logFilesInWriteOrder(this.o.path);
+    for (const base of this.unread) {
+      if (files.some((f) => f.base === base)) continue;
+      this.countLost('deleted', `rotated file ${base} was deleted (maxbackup, maxage) before kaudit read it: its events are lost`);
+    }
+    const cur = this.state.cur;
+    let at = -1;
+    let resume = false;
+    for (let i = files.length - 1; i >= 0; i--) {
+      const f = files[i]!;
+      const prefix = await this.prefixOf(f);
+      if (!prefix) continue;
+      // (A copy may be shorter than the offset: copytruncate copies, lines are read from the live file, then it truncates.)
+      if (cur && matches(prefix, cur) && (!f.live || f.size >= cur.offset)) {
+        at = i;
+        resume = true;
+        break;
+      }
+      if (this.state.done.some((d) => matches(prefix, d))) {
+        at = i;
         break;
       }
     }
-    if (found >= 0) {
-      for (const [i, b] of backups.slice(found).entries()) await this.readBackup(b.path, i === 0 ? p.offset : 0, i === 0 ? p.line : 0);
-    } else {
-      // The file is gone (deleted by maxbackup): read what may be newer than it. Re-reading is harmless, since
-      // events already stored are recognised by (cluster, auditID, stage); skipping would not be.
-      const since = this.o.store.positionUpdated(this.source) ?? 0;
-      const newer = backups.filter((b) => b.mtimeMs >= since - 1000);
-      log.warn(`tail ${this.o.path}: the file of the saved position is gone; reading ${newer.length} rotated file(s) modified since then and the current file`);
-      for (const b of newer) await this.readBackup(b.path, 0, 0);
+    if (cur && !resume) {
+      const name = cur.name ?? `the file of fingerprint ${cur.head}`;
+      if (this.unreadAtTruncation > 0) this.countLost('truncated', `${name} was truncated with ${this.unreadAtTruncation} bytes unread and no copy of it is beside the log: those lines are lost`);
+      else if (cur.offset > 0) this.countLost('deleted', `${name} (read up to byte ${cur.offset}) is gone: lines written to it after that are lost`);
+      this.state = finished(this.state, undefined);
     }
-    this.pos = undefined;
-  }
-
-  /** Is this (possibly rotated, possibly gzipped or copied) file the one a position was taken in? By content. */
-  private async sameFile(b: { path: string; gz: boolean }, p: TailPosition): Promise<boolean> {
-    if (b.gz) return (await gzHead(b.path, p.headLen)) === p.head;
-    const fh = await open(b.path, 'r');
+    this.unreadAtTruncation = 0;
+    if (at < 0 && this.state.done.length > 0 && files.length > 0) {
+      log.warn(`tail ${this.o.path}: none of the files read last is left (deleted by maxbackup or maxage?); reading all ${files.length} from the oldest`);
+    }
+    const target = files[resume ? at : at + 1];
+    this.unread = new Set(files.slice(at + 1).filter((f) => f.scheme === 'lumberjack' && f !== target).map((f) => f.base));
+    if (!target) return false;
+    let fh: FileHandle;
     try {
-      const st = await fh.stat();
-      return st.size >= p.offset && (await headOf(fh, p.headLen)).head === p.head;
-    } finally {
+      fh = await open(target.path, 'r');
+    } catch {
+      // Removed since listed (a backup compressed meanwhile): list again.
+      return true;
+    }
+    const st = await fh.stat();
+    if (st.ino !== target.ino || st.dev !== target.dev) {
       await fh.close();
+      return true;
     }
+    const prefix = target.gz ? await prefixOfGzip(fh) : await prefixOfHandle(fh);
+    const fp: Fingerprint = resume ? { head: cur!.head, headLen: cur!.headLen } : fingerprintOf(prefix);
+    const offset = resume ? cur!.offset : 0;
+    const line = resume ? cur!.line : 0;
+    this.state = { v: 2, done: this.state.done, cur: { ...fp, dev: st.dev, ino: st.ino, offset, line, name: target.name } };
+    this.file = { ...target, fh };
+    this.readPos = offset;
+    this.lastSize = target.gz ? 0 : st.size;
+    this.splitter.reset(offset, line);
+    if (!target.live) log.info(`tail ${this.o.path}: reading rotated file ${target.name}${offset ? ` from byte ${offset}` : ''}`);
+    else if (offset === 0 && at >= 0) log.info(`tail ${this.o.path}: following the new file`);
+    return true;
   }
 
-  /** Rotated copies of the log beside it, oldest first: lumberjack's `audit-<time>.log[.gz]`, logrotate's `audit.log.1[.gz]`. */
-  private async rotatedFiles(): Promise<{ path: string; ino: number; dev: number; gz: boolean; mtimeMs: number }[]> {
-    const dir = dirname(this.o.path);
-    const name = basename(this.o.path);
-    const ext = extname(name);
-    const stem = name.slice(0, name.length - ext.length);
-    const out = [];
-    for (const f of await readdir(dir)) {
-      if (f === name) continue;
-      const isLumberjack = f.startsWith(stem + '-') && (f.endsWith(ext) || f.endsWith(ext + '.gz'));
-      const isLogrotate = f.startsWith(name + '.') || f.startsWith(name + '-');
-      if (!isLumberjack && !isLogrotate) continue;
-      const st = await stat(join(dir, f)).catch(() => undefined);
-      if (!st?.isFile()) continue;
-      out.push({ path: join(dir, f), ino: st.ino, dev: st.dev, gz: f.endsWith('.gz'), mtimeMs: st.mtimeMs });
+  private async readPlain(f: OpenFile): Promise<boolean> {
+    const st = await f.fh.stat();
+    const seen = this.lastSize;
+    this.lastSize = st.size;
+    if (f.live && (st.size < this.readPos || (st.size > this.readPos && !(await this.sameHead(f))))) {
+      // Truncated (copytruncate), maybe written again past our offset: the lines after our offset are in the copy,
+      // which openNext finds by its fingerprint and finishes before this file is read again from its start.
+      log.info(`tail ${this.o.path}: truncated (copytruncate); finishing its copy, then reading it again from the start`);
+      this.unreadAtTruncation = Math.max(0, seen - this.readPos);
+      await this.closeFile();
+      return true;
     }
-    return out.sort((a, b) => a.mtimeMs - b.mtimeMs || a.path.localeCompare(b.path));
+    if (st.size > this.readPos) {
+      await this.readAvailable(f, st.size);
+      return true;
+    }
+    if (f.live) {
+      const now = await stat(this.o.path).catch(() => undefined);
+      if (now && now.ino === f.ino && now.dev === f.dev) return false;
+      // Rotated away (or deleted): read what was written before the rename, then finish it.
+      f.live = false;
+      return true;
+    }
+    await this.finishFile(f);
+    return true;
   }
 
-  /** Reads a rotated (finished) file from an offset to its end. No checkpoint: the current file's first batch sets one. */
-  private async readBackup(path: string, offset: number, line: number): Promise<void> {
-    const splitter = new LineSplitter(this.maxLine, 0, line, true);
-    let skip = offset;
+  /** Whether the live file still starts with the bytes of the file being read. */
+  private async sameHead(f: OpenFile): Promise<boolean> {
+    const cur = this.state.cur!;
+    if (cur.headLen === 0) return true;
+    return matches(await prefixOfHandle(f.fh), cur);
+  }
+
+  private async readAvailable(f: OpenFile, size: number): Promise<void> {
     let batch: RawRecord[] = [];
-    const flushBatch = async () => {
-      if (batch.length === 0) return;
-      const records = batch;
-      batch = [];
-      await this.submitWithRetry(records, undefined);
-    };
-    const stream = path.endsWith('.gz') ? createReadStream(path).pipe(createGunzip()) : createReadStream(path, { start: offset });
-    if (!path.endsWith('.gz')) skip = 0;
-    splitter.reset(0, line);
-    for await (const c of stream) {
-      let chunk = c as Buffer;
-      if (skip > 0) {
-        if (chunk.length <= skip) {
-          skip -= chunk.length;
-          continue;
-        }
-        chunk = chunk.subarray(skip);
-        skip = 0;
+    while (this.readPos < size && !this.stopped) {
+      // A buffer per read, never reused: the batch's lines keep views of it until it is stored.
+      const buf = Buffer.allocUnsafeSlow(Math.min(READ_CHUNK, size - this.readPos));
+      const { bytesRead } = await f.fh.read(buf, 0, buf.length, this.readPos);
+      if (bytesRead === 0) break;
+      this.readPos += bytesRead;
+      this.splitter.push(buf.subarray(0, bytesRead), (l) => batch.push(this.record(l, f.path)));
+      if (batch.length >= this.batchLines || this.readPos >= size) {
+        await this.commitBatch(f, batch);
+        batch = [];
       }
-      splitter.push(chunk, (l) => batch.push(this.record(l, path)));
-      if (batch.length >= this.batchLines) await flushBatch();
     }
-    splitter.flush((l) => batch.push(this.record(l, path)));
-    await flushBatch();
-    log.info(`tail ${this.o.path}: read rotated file ${path} from offset ${offset}`);
+    if (batch.length > 0) await this.commitBatch(f, batch);
+  }
+
+  /** Reads a gzipped backup from the committed offset (of its decompressed bytes) to its end, then finishes it. */
+  private async readGzip(f: OpenFile): Promise<boolean> {
+    const skip = this.readPos;
+    const g = gunzipHandle(f.fh);
+    let pos = 0;
+    let batch: RawRecord[] = [];
+    try {
+      for await (const c of g.stream) {
+        if (this.stopped) return false;
+        let chunk = c as Buffer;
+        const at = pos;
+        pos += chunk.length;
+        if (pos <= skip) continue;
+        if (at < skip) chunk = chunk.subarray(skip - at);
+        this.readPos = pos;
+        this.splitter.push(chunk, (l) => batch.push(this.record(l, f.path)));
+        if (batch.length >= this.batchLines) {
+          await this.commitBatch(f, batch);
+          batch = [];
+        }
+      }
+    } catch (e) {
+      await this.commitBatch(f, batch);
+      return this.gzipEndedEarly(f, e as Error);
+    } finally {
+      g.close();
+    }
+    await this.commitBatch(f, batch);
+    this.gzipFailure = undefined;
+    await this.finishFile(f);
+    return true;
+  }
+
+  /**
+   * A .gz that ends early is either still being written (wait: it is read again from the committed offset once
+   * complete) or damaged: once it has not changed for damagedAfterMs it is finished where its readable part ends.
+   */
+  private async gzipEndedEarly(f: OpenFile, e: Error): Promise<boolean> {
+    const st = await f.fh.stat();
+    const key = `${f.path}:${st.ino}:${st.size}:${st.mtimeMs}`;
+    if (this.gzipFailure?.key !== key) this.gzipFailure = { key, since: Date.now() };
+    if (Date.now() - this.gzipFailure.since < (this.o.damagedAfterMs ?? 60_000)) {
+      await this.closeFile();
+      return false;
+    }
+    this.gzipFailure = undefined;
+    this.countLost('damaged', `rotated file ${f.name} is damaged (${e.message}) after byte ${this.splitter.offset} of its decompressed lines; the rest of it is skipped`);
+    this.splitter.reset(this.splitter.offset, this.splitter.lineNo);
+    await this.finishFile(f);
+    return true;
   }
 
   private record(l: Line | LongLine, path: string): RawRecord {
@@ -259,81 +355,51 @@ export class FileTail {
     return new LineRecord(l, path);
   }
 
-  private adopt(fh: FileHandle, p: TailPosition): void {
-    this.fh = fh;
-    this.pos = { ...p };
-    this.readPos = p.offset;
-    this.splitter.reset(p.offset, p.line);
+  /** The current file's fingerprint, grown to FINGERPRINT_BYTES once the file has them (a live file starts short). */
+  private async grownFingerprint(f: OpenFile): Promise<Fingerprint> {
+    const cur = this.state.cur!;
+    if (f.gz || cur.headLen >= FINGERPRINT_BYTES) return cur;
+    const prefix = await prefixOfHandle(f.fh);
+    if (prefix.length <= cur.headLen || (cur.headLen > 0 && !matches(prefix, cur))) return cur;
+    return fingerprintOf(prefix);
   }
 
-  /** Opens the current file (when not open), reads what is new, handles rotation and truncation. */
-  private async step(): Promise<boolean> {
-    if (!this.fh) {
-      const fh = await open(this.o.path, 'r');
-      const st = await fh.stat();
-      const h = await headOf(fh, st.size);
-      this.adopt(fh, { dev: st.dev, ino: st.ino, head: h.head, headLen: h.headLen, offset: 0, line: 0 });
-    }
-    const fh = this.fh!;
-    const pos = this.pos!;
-    const st = await fh.stat();
-    this.lastSize = st.size;
-    if (st.size < this.readPos) {
-      await this.truncated();
-      return true;
-    }
-    if (pos.headLen > 0 && st.size > this.readPos && (await headOf(fh, pos.headLen)).head !== pos.head) {
-      // Truncated and written again past our offset between two polls: the first bytes are not ours any more.
-      await this.truncated();
-      return true;
-    }
-    if (pos.headLen < HEAD_BYTES && st.size > pos.headLen && pos.offset === 0) {
-      // The head grew before anything was committed: fingerprint more of it.
-      Object.assign(pos, await headOf(fh, st.size));
-    }
-    if (st.size > this.readPos) {
-      await this.readAvailable(fh, st.size);
-      return true;
-    }
-    // At the end of our file: has it been rotated away (the path now names another file)?
-    const now = await stat(this.o.path).catch(() => undefined);
-    if (now && (now.ino !== pos.ino || now.dev !== pos.dev)) {
-      const again = await fh.stat();
-      if (again.size > this.readPos) return true; // written after our last read: finish it first
-      await this.finishRotated();
-      return true;
-    }
-    return false;
-  }
-
-  private async readAvailable(fh: FileHandle, size: number): Promise<void> {
-    let batch: RawRecord[] = [];
-    while (this.readPos < size && !this.stopped) {
-      // A buffer per read, never reused: the batch's lines keep views of it until it is stored.
-      const buf = Buffer.allocUnsafeSlow(Math.min(READ_CHUNK, size - this.readPos));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, this.readPos);
-      if (bytesRead === 0) break;
-      this.readPos += bytesRead;
-      this.splitter.push(buf.subarray(0, bytesRead), (l) => batch.push(this.record(l, this.o.path)));
-      if (batch.length >= this.batchLines || this.readPos >= size) {
-        await this.commitBatch(batch);
-        batch = [];
-      }
-    }
-    if (batch.length > 0) await this.commitBatch(batch);
-  }
-
-  private async commitBatch(records: RawRecord[]): Promise<void> {
-    if (records.length === 0) return;
-    const next: TailPosition = { ...this.pos!, offset: this.splitter.offset, line: this.splitter.lineNo };
+  private async commitBatch(f: OpenFile, records: RawRecord[]): Promise<void> {
+    const cur = this.state.cur!;
+    if (records.length === 0 && cur.offset === this.splitter.offset) return;
+    const fp = await this.grownFingerprint(f);
+    const next: TailState = { v: 2, done: this.state.done, cur: { ...cur, head: fp.head, headLen: fp.headLen, offset: this.splitter.offset, line: this.splitter.lineNo } };
     await this.submitWithRetry(records, next);
-    this.pos = next;
+    this.state = next;
   }
 
-  private async submitWithRetry(records: RawRecord[], next: TailPosition | undefined): Promise<void> {
+  /** The file has been read to its end: its unterminated last line too; then it counts as read, in one commit. */
+  private async finishFile(f: OpenFile): Promise<void> {
+    const rest: RawRecord[] = [];
+    this.splitter.flush((l) => rest.push(this.record(l, f.path)));
+    const fp = await this.grownFingerprint(f);
+    const next = finished(this.state, fp);
+    await this.submitWithRetry(rest, next);
+    this.state = next;
+    this.rotatedRead?.inc({ path: this.o.path });
+    await this.closeFile();
+  }
+
+  private async closeFile(): Promise<void> {
+    const f = this.file;
+    this.file = undefined;
+    await f?.fh.close().catch(() => undefined);
+  }
+
+  private countLost(reason: string, message: string): void {
+    this.lost?.inc({ path: this.o.path, reason });
+    log.warn(`tail ${this.o.path}: ${message}`);
+  }
+
+  private async submitWithRetry(records: RawRecord[], next: TailState): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.o.sink.submit({ source: this.source, cluster: this.o.cluster, records, checkpoint: next ? { source: this.source, position: JSON.stringify(next) } : undefined });
+        await this.o.sink.submit({ source: this.source, cluster: this.o.cluster, records, checkpoint: { source: this.source, position: encodeState(next) } });
         return;
       } catch (e) {
         // Overloaded or a store error: wait and retry the same batch; the file keeps everything meanwhile.
@@ -341,41 +407,5 @@ export class FileTail {
         await this.sleep(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)));
       }
     }
-  }
-
-  /** Our file was renamed away and a new one opened: read the old one to its end through our open handle, then switch. */
-  private async finishRotated(): Promise<void> {
-    const fh = this.fh!;
-    const st = await fh.stat();
-    if (st.size > this.readPos) await this.readAvailable(fh, st.size);
-    const rest: RawRecord[] = [];
-    this.splitter.flush((l) => rest.push(this.record(l, this.o.path)));
-    await this.commitBatch(rest);
-    await fh.close();
-    this.fh = undefined;
-    this.splitter.reset(0);
-    // The new file's first batch commits its position; a crash before that finds the old file finished.
-    log.info(`tail ${this.o.path}: rotated; following the new file`);
-  }
-
-  /** copytruncate: lines written after our last read went to the copy; read them from there, then restart at 0. */
-  private async truncated(): Promise<void> {
-    const pos = this.pos!;
-    const backups = await this.rotatedFiles();
-    for (let i = backups.length - 1; i >= 0; i--) {
-      const b = backups[i]!;
-      if (await this.sameFile(b, pos).catch(() => false)) {
-        await this.readBackup(b.path, this.splitter.offset, this.splitter.lineNo);
-        break;
-      }
-    }
-    log.info(`tail ${this.o.path}: truncated (copytruncate); reading again from the start`);
-    const st = await this.fh!.stat();
-    const h = await headOf(this.fh!, st.size);
-    const next: TailPosition = { dev: st.dev, ino: st.ino, head: h.head, headLen: h.headLen, offset: 0, line: 0 };
-    this.pos = next;
-    this.readPos = 0;
-    this.splitter.reset(0);
-    await this.submitWithRetry([], next);
   }
 }
