@@ -60,7 +60,7 @@ export class FileTail {
   private lastSize = 0;
   /** Bytes of the current file seen (by stat) and not read when it was truncated: known unread lines. */
   private unreadAtTruncation = 0;
-  /** First bytes of rotated files by device and inode (a full prefix of a file that only grows never changes). */
+  /** First bytes of rotated files by device, inode, size and mtime (a full prefix of a file that only grows never changes). */
   private prefixes = new Map<string, Buffer>();
   /** lumberjack backups listed as not yet read: one that disappears before it is read was deleted unread. */
   private unread = new Set<string>();
@@ -128,6 +128,7 @@ export class FileTail {
         if (this.stopped) break;
         const code = (e as NodeJS.ErrnoException).code;
         const msg = (e as Error).message;
+        if (process.env.TAIL_DEBUG) log.warn(`DEBUG ${code} ${(e as Error).stack}`);
         if (code !== 'ENOENT' && (msg !== failing || Date.now() - saidAt >= 60_000)) {
           log.warn(`tail ${this.o.path}: ${msg}${msg === failing ? ' (still)' : ''}`, `tail:${this.o.path}`);
           saidAt = Date.now();
@@ -156,7 +157,8 @@ export class FileTail {
 
   /** First bytes of a file of the log (decompressed for .gz), or undefined when it cannot be read (gone meanwhile). */
   private async prefixOf(f: LogFile): Promise<Buffer | undefined> {
-    const key = `${f.dev}:${f.ino}`;
+    // Inodes are reused at once (lumberjack's gzip frees the plain file's): the size and mtime tell a reused one.
+    const key = `${f.dev}:${f.ino}:${f.size}:${f.mtimeMs}`;
     const known = f.live ? undefined : this.prefixes.get(key);
     if (known) return known;
     let fh: FileHandle;

@@ -64,14 +64,29 @@ const SCHEME_ORDER: Record<RotationScheme, number> = { dated: 0, numbered: 1, lu
 
 /** Every file of the log at `livePath`, oldest first, the live file (when it exists) last. */
 export async function logFilesInWriteOrder(livePath: string): Promise<LogFile[]> {
+  // A file that vanishes between the directory's listing and its stat is a backup just compressed (its .gz was made
+  // before it was removed, after the listing): list again, or the backup would be missing from this listing.
+  for (let attempt = 0; ; attempt++) {
+    const files = await listOnce(livePath);
+    if (files || attempt >= 20) return files ?? [];
+  }
+}
+
+async function listOnce(livePath: string): Promise<LogFile[] | undefined> {
   const dir = dirname(livePath);
   const liveName = basename(livePath);
   const ranked: { f: LogFile; rank: Rank }[] = [];
   for (const name of await readdir(dir)) {
     const rank = rotationRank(name, liveName);
     if (!rank) continue;
-    const st = await stat(join(dir, name)).catch(() => undefined);
-    if (!st?.isFile()) continue;
+    let st;
+    try {
+      st = await stat(join(dir, name));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      continue;
+    }
+    if (!st.isFile()) continue;
     const gz = name.endsWith('.gz');
     ranked.push({ f: { path: join(dir, name), name, base: gz ? name.slice(0, -3) : name, gz, live: false, scheme: rank.scheme, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs }, rank });
   }
