@@ -128,7 +128,6 @@ export class FileTail {
         if (this.stopped) break;
         const code = (e as NodeJS.ErrnoException).code;
         const msg = (e as Error).message;
-        if (process.env.TAIL_DEBUG) log.warn(`DEBUG ${code} ${(e as Error).stack}`);
         if (code !== 'ENOENT' && (msg !== failing || Date.now() - saidAt >= 60_000)) {
           log.warn(`tail ${this.o.path}: ${msg}${msg === failing ? ' (still)' : ''}`, `tail:${this.o.path}`);
           saidAt = Date.now();

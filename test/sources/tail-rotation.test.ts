@@ -49,7 +49,7 @@ function setup() {
     await waitFor(() => stored() >= n, `${n} events stored (have ${stored()})`, timeoutMs);
     await new Promise((r) => setTimeout(r, 300));
   };
-  return { dir, log, dbPath, store, metrics, start, stop, stored, backups, settle, tail: () => tail };
+  return { dir, log, dbPath, store, metrics, start, stop, stored, backups, settle };
 }
 
 describe.skipIf(!BIN)('file tail under lumberjack (kube-apiserver rotation, compression)', { timeout: 240_000 }, () => {
@@ -62,12 +62,13 @@ describe.skipIf(!BIN)('file tail under lumberjack (kube-apiserver rotation, comp
     s.start();
     await new Promise((r) => setTimeout(r, 200));
     const t0 = Date.now();
-    const w = startWriter(BIN!, writeOpts(s.log));
+    // Faster than the other tests' 12,000 events/s, so that a loaded machine still rotates 10 times a second.
+    const w = startWriter(BIN!, { ...writeOpts(s.log), rate: 24_000 });
     await w.done;
     const secs = (Date.now() - t0) / 1000;
     const rotations = s.backups();
     expect(rotations / secs).toBeGreaterThanOrEqual(10);
-    await s.settle(N, 5000).catch(async (e) => { console.log(JSON.stringify(s.tail()?.position()), JSON.stringify(exactlyOnce(await storedNumbers(s.dbPath), 0, N))); throw e; });
+    await s.settle(N);
     await s.stop();
     expect(exactlyOnce(await storedNumbers(s.dbPath), 0, N)).toEqual({});
     expect(metric(s.metrics, 'kaudit_events_duplicate_total')).toBe(0);
