@@ -45,7 +45,11 @@ describe('the files of a log, in write order', () => {
     expect(rotationRank('audit.log-20261101.gz', 'audit.log')).toEqual({ scheme: 'dated', key: 'audit.log-20261101' });
     expect(rotationRank('audit.log', 'audit.log')).toBeUndefined();
     expect(rotationRank('audit.log.gz', 'audit.log')).toBeUndefined();
+    expect(rotationRank('audit.log-2026-11-01', 'audit.log')).toEqual({ scheme: 'dated', key: 'audit.log-2026-11-01' });
     expect(rotationRank('kube-audit.log.1', 'audit.log')).toBeUndefined();
+    expect(rotationRank('audit.log.lock', 'audit.log')).toBeUndefined();
+    expect(rotationRank('audit.log-old', 'audit.log')).toBeUndefined();
+    expect(rotationRank('audit-2026-11-01T10-00-00.000.log', 'audit.log')).toEqual({ scheme: 'lumberjack', key: Date.UTC(2026, 10, 1, 10) });
   });
 });
 

@@ -56,7 +56,9 @@ export function rotationRank(name: string, liveName: string): Rank | undefined {
     const n = base.slice(liveName.length + 1);
     if (/^\d+$/.test(n)) return { scheme: 'numbered', key: -Number(n) };
   }
-  if (base.startsWith(liveName + '-') || base.startsWith(liveName + '.')) return { scheme: 'dated', key: base };
+  // dateext: a suffix of digits and date punctuation (`-20261101`, `-2026-11-01`, `-20261101-1761955200`), so that
+  // `audit.log.lock` or `audit.log.bak` beside the log are not taken for its rotated files.
+  if (/^[-.]\d[\dT:_.-]*$/.test(base.slice(liveName.length)) && base.startsWith(liveName)) return { scheme: 'dated', key: base };
   return undefined;
 }
 
