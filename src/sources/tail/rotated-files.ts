@@ -67,7 +67,8 @@ const SCHEME_ORDER: Record<RotationScheme, number> = { dated: 0, numbered: 1, lu
 /** Every file of the log at `livePath`, oldest first, the live file (when it exists) last. */
 export async function logFilesInWriteOrder(livePath: string): Promise<LogFile[]> {
   // A file that vanishes between the directory's listing and its stat is a backup just compressed (its .gz was made
-  // before it was removed, after the listing): list again, or the backup would be missing from this listing.
+  // before it was removed, after the listing), and a live file that changed is a rotation during the listing: list
+  // again, or a backup would be missing from this listing.
   for (let attempt = 0; ; attempt++) {
     const files = await listOnce(livePath);
     if (files || attempt >= 20) return files ?? [];
@@ -77,6 +78,10 @@ export async function logFilesInWriteOrder(livePath: string): Promise<LogFile[]>
 async function listOnce(livePath: string): Promise<LogFile[] | undefined> {
   const dir = dirname(livePath);
   const liveName = basename(livePath);
+  // The live file before the listing: if a rotation renames it while the directory is read, the listing may hold
+  // neither its backup's name (read before the rename) nor it as the live file (the path names the new one when it is
+  // stat'ed), and the new file would be taken for the successor of the one before.
+  const liveBefore = await stat(livePath).catch(() => undefined);
   const ranked: { f: LogFile; rank: Rank }[] = [];
   for (const name of await readdir(dir)) {
     const rank = rotationRank(name, liveName);
@@ -105,6 +110,7 @@ async function listOnce(livePath: string): Promise<LogFile[] | undefined> {
   });
   const out = files.map((r) => r.f);
   const st = await stat(livePath).catch(() => undefined);
+  if (liveBefore && (!st || st.ino !== liveBefore.ino || st.dev !== liveBefore.dev)) return undefined;
   if (st?.isDirectory()) throw Object.assign(new Error(`EISDIR: ${livePath} is a directory, not a log file`), { code: 'EISDIR' });
   if (st?.isFile()) out.push({ path: livePath, name: liveName, base: liveName, gz: false, live: true, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
   return out;
