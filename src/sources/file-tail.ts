@@ -212,12 +212,12 @@ export class FileTail {
     if (cur && !resume) {
       const name = cur.name ?? `the file of fingerprint ${cur.head}`;
       if (this.unreadAtTruncation > 0) this.countLost('truncated', `${name} was truncated with ${this.unreadAtTruncation} bytes unread and no copy of it is beside the log: those lines are lost`);
-      else if (cur.offset > 0) this.countLost('deleted', `${name} (read up to byte ${cur.offset}) is gone: lines written to it after that are lost`);
+      else if (cur.offset > 0) this.countLost('deleted', `${name} (read up to byte ${cur.offset}) is gone: any lines written to it after that are lost`);
       this.state = finished(this.state, undefined);
     }
     this.unreadAtTruncation = 0;
     if (at < 0 && this.state.done.length > 0 && files.length > 0) {
-      log.warn(`tail ${this.o.path}: none of the files read last is left (deleted by maxbackup or maxage?); reading all ${files.length} from the oldest`);
+      log.warn(`tail ${this.o.path}: none of the files read last is left (deleted by maxbackup or maxage?); reading all ${files.length} from the oldest`, `tail-lost:${this.o.path}`);
     }
     const target = files[resume ? at : at + 1];
     this.unread = new Set(files.slice(at + 1).filter((f) => f.scheme === 'lumberjack' && f !== target).map((f) => f.base));
@@ -394,7 +394,7 @@ export class FileTail {
 
   private countLost(reason: string, message: string): void {
     this.lost?.inc({ path: this.o.path, reason });
-    log.warn(`tail ${this.o.path}: ${message}`);
+    log.warn(`tail ${this.o.path}: ${message}`, `tail-lost:${this.o.path}`);
   }
 
   private async submitWithRetry(records: RawRecord[], next: TailState): Promise<void> {
