@@ -67,7 +67,7 @@ async function round(rate) {
   const files = new Set(readdirSync(dir).filter((f) => /^audit-/.test(f)).map((f) => f.replace(/\.gz$/, ''))).size;
   // Rotations: one per MB written; maxbackup may have deleted some backups already.
   const rotations = Math.max(files, Math.floor(N * 1850 / (1 << 20)));
-  // Caught up: everything stored, or nothing new for 3 s.
+  // Caught up: everything stored, or nothing new for 15 s (a loaded machine stalls the pipeline for seconds).
   let last = -1;
   let still = performance.now();
   for (;;) {
@@ -76,7 +76,7 @@ async function round(rate) {
     if (c !== last) {
       last = c;
       still = performance.now();
-    } else if (performance.now() - still > 3000) break;
+    } else if (performance.now() - still > 15_000) break;
     await new Promise((r) => setTimeout(r, 50));
   }
   const catchUp = (performance.now() - t0) / 1000 - writeSecs;

@@ -12,7 +12,8 @@ import { tempDir, waitFor } from '../helpers/events.js';
 import { exactlyOnce, lumberjackWriter, startWriter, storedNumbers } from './lumberjack.js';
 
 const BIN = lumberjackWriter();
-const KAUDIT = fileURLToPath(new URL('../../bin/kaudit.js', import.meta.url));
+// KAUDIT_TAIL_TEST_CLI: another build's bin/kaudit.js (to check that these tests fail on code without the fix).
+const KAUDIT = process.env.KAUDIT_TAIL_TEST_CLI ?? fileURLToPath(new URL('../../bin/kaudit.js', import.meta.url));
 
 interface Serve {
   child: ChildProcess;
