@@ -61,12 +61,14 @@ describe.skipIf(!BIN)('file tail under lumberjack (kube-apiserver rotation, comp
     const s = setup();
     s.start();
     await new Promise((r) => setTimeout(r, 200));
-    // As fast as the writer goes (on a loaded machine too, well over 10 rotations a second), measured between the
-    // first and the last rotation by the times lumberjack puts in the backups' names.
+    // As fast as the writer goes. The rate is read from the rotation times lumberjack puts in the backups' names: at
+    // least one run of 10 consecutive rotations within a second (on an idle machine the whole run is ~50 a second; a
+    // machine loaded by other work still writes bursts that fast).
     await startWriter(BIN!, { ...writeOpts(s.log), rate: 0 }).done;
     const rotations = s.backups();
-    const times = readdirSync(s.dir).map((f) => /^audit-(\d{4}-\d\d-\d\d)T(\d\d)-(\d\d)-(\d\d\.\d{3})\.log/.exec(f)).filter((m) => m !== null).map((m) => Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}Z`));
-    expect((rotations - 1) / ((Math.max(...times) - Math.min(...times)) / 1000)).toBeGreaterThanOrEqual(10);
+    const times = [...new Set(readdirSync(s.dir).map((f) => /^audit-(\d{4}-\d\d-\d\d)T(\d\d)-(\d\d)-(\d\d\.\d{3})\.log/.exec(f)).filter((m) => m !== null).map((m) => Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}Z`)))].sort((a, b) => a - b);
+    const fastest10 = Math.min(...times.slice(9).map((t, i) => t - times[i]!));
+    expect(fastest10).toBeLessThanOrEqual(1000);
     await s.settle(N);
     await s.stop();
     expect(exactlyOnce(await storedNumbers(s.dbPath), 0, N)).toEqual({});
