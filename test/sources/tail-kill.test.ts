@@ -45,7 +45,7 @@ function storedCount(db: string): number {
 
 const backups = (dir: string) => new Set(readdirSync(dir).filter((f) => /^audit-.*\.log(\.gz)?$/.test(f)).map((f) => f.replace(/\.gz$/, ''))).size;
 
-describe.skipIf(!BIN)('kaudit serve --tail killed with SIGKILL under lumberjack rotation', { timeout: 300_000 }, () => {
+describe.skipIf(!BIN)('kaudit serve --tail killed with SIGKILL under lumberjack rotation', { timeout: 600_000 }, () => {
   const N = 20_000;
 
   async function run(o: { startAfterRotations: number; killAt: number[]; downMs: number }) {
@@ -74,7 +74,7 @@ describe.skipIf(!BIN)('kaudit serve --tail killed with SIGKILL under lumberjack 
       s = serve(db, log);
     }
     await w.done;
-    await waitFor(() => storedCount(db) >= N, `${N} events stored (have ${storedCount(db)})`, 180_000);
+    await waitFor(() => storedCount(db) >= N, `${N} events stored (have ${storedCount(db)})`, 300_000);
     await new Promise((r) => setTimeout(r, 500));
     s.child.kill('SIGTERM');
     expect(await s.exited).toBe(0);
