@@ -6,6 +6,8 @@ import { runExamples } from '../detect/examples.js';
 import { defaultRulesDir } from '../detect/index.js';
 import { lintRuleSet } from '../detect/lint.js';
 import { compilePatterns } from '../detect/patterns.js';
+import { activeShippedExceptions } from '../detect/exceptions.js';
+import { explainRule } from '../detect/explain.js';
 import { formatIssue, loadRuleSet } from '../detect/rule.js';
 import { parse, table, UsageError } from './common.js';
 
@@ -16,6 +18,8 @@ export const RULES_HELP = `Usage: kaudit rules COMMAND [--rules DIR] [--config F
   lint   check every rule file: ids, shapes, match fields, JSONata expressions (fields read, functions
          called, lists named), summary placeholders, examples present; exit 1 on errors
          --strict          warnings fail too
+  explain ID   one rule in full: what it matches, its condition, its outcome gate, the routine traffic it is
+         quiet on (shipped exceptions, with the lists they use), the config's exceptions, and whether it runs
   test   run every rule's examples (events that must fire and must not); exit 1 on a failure
          --rule ID         only these rules (repeatable; globs allowed)
          --verbose         print passing examples too
@@ -35,7 +39,7 @@ export async function runRules(argv: string[], io: Io = process): Promise<number
     io.stdout.write(RULES_HELP);
     return sub ? 0 : 2;
   }
-  const { values } = parse(rest, {
+  const { values, positionals } = parse(rest, {
     rules: { type: 'string' },
     config: { type: 'string' },
     json: { type: 'boolean' },
@@ -43,7 +47,7 @@ export async function runRules(argv: string[], io: Io = process): Promise<number
     rule: { type: 'string', multiple: true },
     verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
-  }, false);
+  }, sub === 'explain');
   if (values.help) {
     io.stdout.write(RULES_HELP);
     return 0;
@@ -98,12 +102,20 @@ export async function runRules(argv: string[], io: Io = process): Promise<number
           level: r?.level ?? '',
           mitre: s.tags.filter((t) => /^T\d{4}/.test(t)),
           status: inactive.get(s.id) ?? 'on',
+          exceptions: activeShippedExceptions(s.exceptions, config.rules?.[s.id] ?? {}).map((x) => x.name).join(',') || '-',
           title: s.title,
         };
       });
       rows.sort((a, b) => SEVERITIES.indexOf(b.severity) - SEVERITIES.indexOf(a.severity) || a.id.localeCompare(b.id));
       if (values.json) for (const r of rows) io.stdout.write(JSON.stringify(r) + '\n');
-      else io.stdout.write(table(rows, ['id', 'severity', 'kind', 'level', 'mitre', 'status', 'title']));
+      else io.stdout.write(table(rows, ['id', 'severity', 'kind', 'level', 'mitre', 'status', 'exceptions', 'title']));
+      return 0;
+    }
+    case 'explain': {
+      const id = positionals[0];
+      const spec = set.rules.find((r) => r.id === id);
+      if (!spec) throw new UsageError(id ? `no rule "${id}" (kaudit rules list)` : 'kaudit rules explain ID');
+      io.stdout.write(explainRule(spec, set, config));
       return 0;
     }
     default:

@@ -35,6 +35,8 @@ export interface RuleTuning {
   threshold?: { count?: number; window?: string };
   /** For sequence rules: a different window (`5m`). */
   within?: string;
+  /** Names of the rule's shipped exceptions to drop (`*`: all of them); see `kaudit rules explain ID`. */
+  removeExceptions?: string[];
 }
 
 /** How a list from the rule files is changed: a plain array replaces it. */
@@ -153,8 +155,8 @@ export function parseDetectionConfig(v: unknown, where = 'detection'): Detection
     out.rules = {};
     for (const [id, t] of Object.entries(v.rules)) {
       const w = `${where}.rules.${id}`;
-      if (!isObject(t)) throw new DetectionConfigError(`${w} must be a mapping (enabled, severity, exceptions, threshold, within)`);
-      onlyKeys(t, ['enabled', 'severity', 'exceptions', 'threshold', 'within'], w);
+      if (!isObject(t)) throw new DetectionConfigError(`${w} must be a mapping (enabled, severity, exceptions, removeExceptions, threshold, within)`);
+      onlyKeys(t, ['enabled', 'severity', 'exceptions', 'removeExceptions', 'threshold', 'within'], w);
       const rt: RuleTuning = {};
       if (t.enabled !== undefined) {
         if (typeof t.enabled !== 'boolean') throw new DetectionConfigError(`${w}.enabled must be true or false`);
@@ -162,6 +164,7 @@ export function parseDetectionConfig(v: unknown, where = 'detection'): Detection
       }
       if (t.severity !== undefined) rt.severity = severity(t.severity, `${w}.severity`);
       if (t.exceptions !== undefined) rt.exceptions = exceptions(t.exceptions, `${w}.exceptions`);
+      if (t.removeExceptions !== undefined) rt.removeExceptions = stringList(t.removeExceptions, `${w}.removeExceptions`);
       if (t.threshold !== undefined) {
         if (!isObject(t.threshold)) throw new DetectionConfigError(`${w}.threshold must be a mapping (count, window)`);
         onlyKeys(t.threshold, ['count', 'window'], `${w}.threshold`);

@@ -11,6 +11,7 @@ import { log } from '../log.js';
 import { alertEventFields, severityRank, type Alert, type Detector, type Severity } from './alert.js';
 import { CandidateIndex } from './candidates.js';
 import { isObject, parseWindow, type DetectionConfig, type DetectionException } from './config.js';
+import { eitherException, shippedExceptions } from './exceptions.js';
 import { images } from './facts.js';
 import { DEFER, ExpressionError, RuleExpression, type BodyRead } from './expression.js';
 import { DetectionLists } from './lists.js';
@@ -300,8 +301,10 @@ export class DetectionEngine implements Detector {
       const fail = (message: string) => issues.push({ level: 'error', file: spec.file, line: spec.line, rule: spec.id, message });
       try {
         const exceptions = [...(cfg.exceptions ?? []).filter((x) => !x.rules || globMatch(x.rules, spec.id)), ...(tuning.exceptions ?? [])];
-        const excepted = exceptionPredicate(exceptions);
-        const exKey = JSON.stringify(exceptions.map(({ reason: _r, ...x }) => x));
+        const shipped = shippedExceptions(spec.exceptions, tuning, this.lists);
+        const excepted = eitherException(exceptionPredicate(exceptions), shipped.test);
+        const own = exceptions.map(({ reason: _r, ...x }) => x);
+        const exKey = JSON.stringify(shipped.key ? [own, shipped.key] : own);
         const reads = new Set<BodyRead>();
         const expr = (src: string, where: string) => {
           try {

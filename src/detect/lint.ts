@@ -58,6 +58,11 @@ export function lintRuleSet(set: RuleSet, config: DetectionConfig = {}): RuleIss
       }
       if (spec.sequence === undefined && m === undefined && where === 'match') at('no match: the rule is handed every event; name verbs and resources so the index can skip events', 'warning');
     }
+    for (const x of spec.exceptions ?? []) {
+      for (const f of ['users', 'groups', 'namespaces', 'names', 'images', 'owners', 'verbs'] as const) {
+        for (const p of x[f] ?? []) if (p.startsWith('@')) usedLists.add(p.slice(1));
+      }
+    }
     for (const { src, where } of expressionsOf(spec)) {
       let x: RuleExpression;
       try {

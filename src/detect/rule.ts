@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { STAGES, type Stage } from '../events/types.js';
 import { SEVERITIES, type Severity } from './alert.js';
+import { IDENTITY_KEYS, SHIPPED_EXCEPTION_KEYS, type ShippedException } from './exceptions.js';
 
 export type Level = 'Metadata' | 'Request' | 'RequestResponse';
 export const RULE_LEVELS: readonly Level[] = ['Metadata', 'Request', 'RequestResponse'];
@@ -106,6 +107,8 @@ export interface RuleSpec {
   escalate?: EscalateSpec[];
   /** Lists that must be non-empty for the rule to run (allowlists the user configures). */
   requires?: string[];
+  /** Routine traffic the rule stays quiet on (see exceptions.ts); the config can remove them by name. */
+  exceptions?: ShippedException[];
   enabled: boolean;
   examples: { fire: ExampleCase[]; quiet: ExampleCase[] };
   file: string;
@@ -146,7 +149,7 @@ export function formatIssue(i: RuleIssue): string {
   return `${at}: ${i.level}: ${i.rule ? `rule ${i.rule}: ` : ''}${i.message}`;
 }
 
-const RULE_KEYS = ['id', 'title', 'description', 'severity', 'tags', 'summary', 'match', 'condition', 'details', 'level', 'threshold', 'sequence', 'escalate', 'requires', 'enabled', 'examples'];
+const RULE_KEYS = ['id', 'title', 'description', 'severity', 'tags', 'summary', 'match', 'condition', 'details', 'level', 'threshold', 'sequence', 'escalate', 'requires', 'exceptions', 'enabled', 'examples'];
 const MATCH_KEYS = ['verbs', 'resources', 'nonResourceURLs', 'stages', 'users', 'groups', 'namespaces', 'names', 'userAgents', 'paths', 'identity', 'codes', 'decision', 'impersonated'];
 export const KEY_FIELDS = ['user', 'namespace', 'name', 'sourceIP', 'resource', 'userAgent', 'cluster', 'verb', 'impersonatedUser', 'apiGroup', 'subresource'];
 const ID = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
@@ -299,6 +302,37 @@ function parseExamples(c: Checker, v: unknown, node: unknown, lc: LineCounter): 
   return out;
 }
 
+/**
+ * A rule's `exceptions:` list. Each needs a name, a reason, and a user or group: who the traffic comes from is what
+ * the apiserver authenticated; a namespace, a name or an image alone never suppresses.
+ */
+function parseShippedExceptions(c: Checker, v: unknown): ShippedException[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) {
+    c.error('exceptions must be a list of {name, reason, users, groups, namespaces, names, images, owners, verbs}');
+    return undefined;
+  }
+  const out: ShippedException[] = [];
+  const names = new Set<string>();
+  v.forEach((x, i) => {
+    const where = `exceptions[${i}]`;
+    if (!isObj(x)) return c.error(`${where} must be a mapping`);
+    for (const k of Object.keys(x)) if (!(SHIPPED_EXCEPTION_KEYS as readonly string[]).includes(k)) c.error(`${where}: unknown key "${k}" (${SHIPPED_EXCEPTION_KEYS.join(', ')})`);
+    if (typeof x.name !== 'string' || !ID.test(x.name)) return c.error(`${where}.name must be a kebab-case id`);
+    if (names.has(x.name)) return c.error(`${where}: duplicate exception name ${x.name}`);
+    names.add(x.name);
+    if (typeof x.reason !== 'string' || !x.reason.trim()) return c.error(`${where}.reason is required: say why this traffic is routine`);
+    if (!IDENTITY_KEYS.some((k) => x[k] !== undefined)) return c.error(`${where} must name users or groups: an exception never rests on a namespace, name or image alone`);
+    const ex: ShippedException = { name: x.name, reason: x.reason.trim().replace(/\s+/g, ' ') };
+    for (const k of ['users', 'groups', 'namespaces', 'names', 'images', 'owners', 'verbs'] as const) {
+      const l = c.strings(x[k], `${where}.${k}`);
+      if (l) ex[k] = l;
+    }
+    out.push(ex);
+  });
+  return out;
+}
+
 function parseRule(v: unknown, node: unknown, file: string, lc: LineCounter, issues: RuleIssue[]): RuleSpec | undefined {
   const line = lineOfNode(node, lc) ?? 1;
   if (!isObj(v)) {
@@ -374,6 +408,7 @@ function parseRule(v: unknown, node: unknown, file: string, lc: LineCounter, iss
       });
   }
   const requires = c.strings(v.requires, 'requires');
+  const exceptions = parseShippedExceptions(c, v.exceptions);
   const exNode = isMap(node) ? node.get('examples', true) : undefined;
   const examples = parseExamples(c, v.examples, exNode, lc);
   if (!id) return undefined;
@@ -392,6 +427,7 @@ function parseRule(v: unknown, node: unknown, file: string, lc: LineCounter, iss
     ...(sequence ? { sequence } : {}),
     ...(escalate ? { escalate } : {}),
     ...(requires ? { requires } : {}),
+    ...(exceptions ? { exceptions } : {}),
     enabled: v.enabled !== false,
     examples,
     file,

@@ -127,6 +127,26 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
     expect(rows.find((r) => r.id === 'secret-enumeration-burst')).toMatchObject({ kind: 'threshold' });
     const t = io();
     expect(await runRules(['list'], t)).toBe(0);
-    expect(t.stdout.text.split('\n')[0]).toMatch(/^ID\s+SEVERITY\s+KIND\s+LEVEL\s+MITRE\s+STATUS\s+TITLE/);
+    expect(t.stdout.text.split('\n')[0]).toMatch(/^ID\s+SEVERITY\s+KIND\s+LEVEL\s+MITRE\s+STATUS\s+EXCEPTIONS\s+TITLE/);
+    expect(rows.find((r) => r.id === 'pod-privileged')).toMatchObject({ exceptions: 'node-agents,mirror-pods' });
+    expect(rows.find((r) => r.id === 'pod-exec')).toMatchObject({ exceptions: '-' });
+  });
+
+  it('explain shows a rule\'s shipped exceptions with the lists they use, and what the config removed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kaudit-explain-'));
+    const cfg = join(dir, 'kaudit.yaml');
+    writeFileSync(cfg, 'detection:\n  rules:\n    role-pod-exec: {removeExceptions: [role-aggregation]}\n  lists:\n    workload-controllers: {remove: [system:kube-controller-manager]}\n');
+    const x = io();
+    expect(await runRules(['explain', 'pod-privileged', '--config', cfg], x)).toBe(0);
+    expect(x.stdout.text).toMatch(/name: node-agents/);
+    expect(x.stdout.text).toMatch(/system:serviceaccount:kube-system:daemon-set-controller/);
+    expect(x.stdout.text).not.toMatch(/- system:kube-controller-manager/);
+    const y = io();
+    expect(await runRules(['explain', 'role-pod-exec', '--config', cfg], y)).toBe(0);
+    expect(y.stdout.text).toMatch(/quiet on .*: none/);
+    expect(y.stdout.text).toMatch(/removed by the config:\n\s+- role-aggregation/);
+    const l = io();
+    expect(await runRules(['list', '--json', '--config', cfg], l)).toBe(0);
+    expect(l.stdout.text.split('\n').filter(Boolean).map((r) => JSON.parse(r)).find((r) => r.id === 'role-pod-exec').exceptions).toBe('-');
   });
 });
