@@ -56,6 +56,7 @@ export function lintRuleSet(set: RuleSet, config: DetectionConfig = {}): RuleIss
       for (const f of ['users', 'groups', 'namespaces', 'names', 'userAgents', 'paths'] as const) {
         for (const p of [...(m?.[f]?.include ?? []), ...(m?.[f]?.exclude ?? [])]) if (p.startsWith('@')) usedLists.add(p.slice(1));
       }
+      if (m?.outcome === 'succeeded' && (m.stages ?? ['ResponseComplete']).every((st) => st === 'RequestReceived')) at(`${where}: only the RequestReceived stage, which carries no response code, with outcome succeeded (the default): the rule never fires; set outcome: any`);
       if (spec.sequence === undefined && m === undefined && where === 'match') at('no match: the rule is handed every event; name verbs and resources so the index can skip events', 'warning');
     }
     for (const x of spec.exceptions ?? []) {

@@ -140,6 +140,19 @@ export function isDenied(e: NormalisedEvent): boolean {
 }
 
 /**
+ * The request did what it asked: a response code below 400 (101 for a stream that opened) and no forbid decision.
+ * An event without a code (RequestReceived) has no outcome yet and is not a success.
+ */
+export function succeeded(e: NormalisedEvent): boolean {
+  return e.code > 0 && e.code < 400 && e.decision !== 'forbid';
+}
+
+/** The request failed or was denied: a response code of 400 or above, or a forbid decision. */
+export function failed(e: NormalisedEvent): boolean {
+  return e.code >= 400 || e.decision === 'forbid';
+}
+
+/**
  * Compiles a match. With `indexed`, the stage, verb and resource-name checks are left to the candidate index (which
  * only hands the matcher events that pass them); the API group and subresource are still checked here.
  */
@@ -212,6 +225,8 @@ export function compileMatch(spec: MatchSpec | undefined, lists: DetectionLists,
   if (m.codes) preds.push(codeTest(m.codes));
   if (m.decision === 'allow') preds.push(isAllowed);
   else if (m.decision === 'forbid') preds.push(isDenied);
+  if (m.outcome === 'succeeded') preds.push(succeeded);
+  else if (m.outcome === 'failed') preds.push(failed);
   if (m.impersonated !== undefined) {
     const want = m.impersonated;
     preds.push((e) => (e.impersonatedUser !== '') === want);

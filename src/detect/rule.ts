@@ -51,6 +51,21 @@ export interface MatchSpec {
   decision?: 'allow' | 'forbid';
   /** Only requests made while impersonating someone. */
   impersonated?: boolean;
+  /**
+   * What became of the request: `succeeded` (a response code below 400 and no forbid decision: it created, bound,
+   * changed or read what it asked for), `failed` (400 or above, or forbidden), `any`. A rule's match (and each
+   * sequence step) defaults to `succeeded` unless it names `decision: forbid` or `codes` itself.
+   */
+  outcome?: Outcome;
+}
+
+export const OUTCOMES = ['succeeded', 'failed', 'any'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+/** The outcome gate a rule's match gets when it says nothing about the outcome (see MatchSpec.outcome). */
+export function withDefaultOutcome(m: MatchSpec): MatchSpec {
+  if (m.outcome !== undefined || m.decision === 'forbid' || m.codes !== undefined) return m;
+  return { ...m, outcome: 'succeeded' };
 }
 
 export interface ThresholdSpec {
@@ -150,7 +165,7 @@ export function formatIssue(i: RuleIssue): string {
 }
 
 const RULE_KEYS = ['id', 'title', 'description', 'severity', 'tags', 'summary', 'match', 'condition', 'details', 'level', 'threshold', 'sequence', 'escalate', 'requires', 'exceptions', 'enabled', 'examples'];
-const MATCH_KEYS = ['verbs', 'resources', 'nonResourceURLs', 'stages', 'users', 'groups', 'namespaces', 'names', 'userAgents', 'paths', 'identity', 'codes', 'decision', 'impersonated'];
+const MATCH_KEYS = ['verbs', 'resources', 'nonResourceURLs', 'stages', 'users', 'groups', 'namespaces', 'names', 'userAgents', 'paths', 'identity', 'codes', 'decision', 'impersonated', 'outcome'];
 export const KEY_FIELDS = ['user', 'namespace', 'name', 'sourceIP', 'resource', 'userAgent', 'cluster', 'verb', 'impersonatedUser', 'apiGroup', 'subresource'];
 const ID = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 
@@ -236,6 +251,10 @@ class Checker {
     if (v.impersonated !== undefined) {
       if (typeof v.impersonated !== 'boolean') this.error(`${where}.impersonated must be true or false`);
       else m.impersonated = v.impersonated;
+    }
+    if (v.outcome !== undefined) {
+      if (!(OUTCOMES as readonly string[]).includes(v.outcome as string)) this.error(`${where}.outcome must be one of ${OUTCOMES.join(', ')}`);
+      else m.outcome = v.outcome as Outcome;
     }
     return m;
   }
@@ -357,7 +376,8 @@ function parseRule(v: unknown, node: unknown, file: string, lc: LineCounter, iss
   }
   if (v.level !== undefined && !(RULE_LEVELS as readonly string[]).includes(v.level as string)) c.error(`level must be one of ${RULE_LEVELS.join(', ')}`);
   if (v.enabled !== undefined && typeof v.enabled !== 'boolean') c.error('enabled must be true or false');
-  const match = c.match(v.match, 'match');
+  const parsedMatch = c.match(v.match, 'match');
+  const match = parsedMatch ? withDefaultOutcome(parsedMatch) : undefined;
   let threshold: ThresholdSpec | undefined;
   if (v.threshold !== undefined) {
     const t = v.threshold;
@@ -386,7 +406,8 @@ function parseRule(v: unknown, node: unknown, file: string, lc: LineCounter, iss
           if (!isObj(st)) return c.error(`sequence.steps[${i}] must be a mapping (name, match, condition)`);
           for (const k of Object.keys(st)) if (!['name', 'match', 'condition'].includes(k)) c.error(`sequence.steps[${i}]: unknown key "${k}"`);
           if (st.condition !== undefined && typeof st.condition !== 'string') c.error(`sequence.steps[${i}].condition must be a JSONata expression`);
-          const m = c.match(st.match, `sequence.steps[${i}].match`);
+          const sm = c.match(st.match, `sequence.steps[${i}].match`);
+          const m = sm ? withDefaultOutcome(sm) : undefined;
           steps.push({ name: typeof st.name === 'string' ? st.name : `step ${i + 1}`, ...(m ? { match: m } : {}), ...(typeof st.condition === 'string' ? { condition: st.condition } : {}) });
         });
       sequence = { by, within: String(s.within), steps };
