@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import type jsonata from 'jsonata';
 import type { AuditEvent } from '../events/types.js';
-import { addedCapabilities, containers, execCommand, execContainer, hostPaths, images, objectName, patchPaths, podSpecs, requestBody } from './facts.js';
+import { addedCapabilities, containers, execCommand, rootContainers, execContainer, hostPaths, images, objectName, patchPaths, podSpecs, requestBody } from './facts.js';
 import type { DetectionLists } from './lists.js';
 import { compileSync, NotCovered, SyncTimeout, type SyncHelper } from './jsonata-sync.js';
 import { compilePatterns } from './patterns.js';
@@ -90,6 +90,14 @@ export const HELPERS: Record<string, HelperDef> = {
     make: () =>
       (root) => {
         return addedCapabilities(root);
+      },
+  },
+  rootContainers: {
+    reads: 'requestObject',
+    doc: 'names of containers that run as root (runAsUser 0, or runAsNonRoot false, theirs or the pod\'s)',
+    make: () =>
+      (root) => {
+        return rootContainers(root);
       },
   },
   patchPaths: {

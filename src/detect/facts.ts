@@ -183,6 +183,30 @@ export function addedCapabilities(ev: AuditEvent): string[] {
   return f.capabilities;
 }
 
+/**
+ * Containers that run as root: their own runAsUser (or else the pod's) is 0, or runAsNonRoot is explicitly false
+ * (theirs, or else the pod's) with no non-zero user set. A pod-level setting in a spec without containers (a patch of
+ * the template's securityContext) counts as `(pod)`.
+ */
+export function rootContainers(ev: AuditEvent): string[] {
+  const out: string[] = [];
+  for (const s of podSpecs(ev)) {
+    const psc = isObj(s.securityContext) ? s.securityContext : {};
+    const all = ['initContainers', 'containers', 'ephemeralContainers'].flatMap((k) => arr(s[k]).filter(isObj));
+    const root = (sc: Obj) => {
+      const uid = sc.runAsUser ?? psc.runAsUser;
+      const nonRoot = sc.runAsNonRoot ?? psc.runAsNonRoot;
+      return uid === 0 || (nonRoot === false && (uid === undefined || uid === null));
+    };
+    if (all.length === 0) {
+      if (root({})) out.push('(pod)');
+      continue;
+    }
+    for (const c of all) if (root(isObj(c.securityContext) ? c.securityContext : {})) out.push(typeof c.name === 'string' ? c.name : '(unnamed)');
+  }
+  return out;
+}
+
 /** The argv of an exec request, decoded from the `command` query parameters. */
 export function execCommand(ev: AuditEvent): string[] {
   const f = factsOf(ev);
