@@ -1,11 +1,12 @@
 import type { Readable } from 'node:stream';
-import { ConfigError, loadConfig } from '../config/config.js';
+import { ConfigError, loadConfig, parseDuration } from '../config/config.js';
 import { normalise } from '../events/normalise.js';
 import { decodeRecord, readFileRecords, type RawRecord } from '../events/read.js';
 import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, severityRank, type Alert, type Severity } from '../detect/alert.js';
 import { DetectionConfigError } from '../detect/config.js';
+import { AlertGrouper } from '../detect/grouping.js';
 import { createDetector } from '../detect/index.js';
 import { RuleLoadError } from '../detect/rule.js';
 import { LineSplitter } from '../sources/lines.js';
@@ -24,6 +25,9 @@ stderr, one line per record, and skipped.
   --min-severity SEV     print only alerts at or above SEV (${SEVERITIES.join(', ')})
   --fail-on SEV          exit 1 when any alert is at or above SEV (for CI)
   --max-line SIZE        longest accepted line in bytes (default 1048576)
+  --no-group             print every firing; by default repeats of one rule for the same identity and object
+                         within the config's store.alertGroupWindow (default 10m) of event time are one alert
+                         with count, firstTime, lastTime and lastAuditID, as the store keeps them
   --stats                print per-rule evaluation counts on stderr at the end
   --quiet                no summary line on stderr
 `;
@@ -114,6 +118,7 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
     'fail-on': { type: 'string' },
     'max-line': { type: 'string' },
     stats: { type: 'boolean' },
+    'no-group': { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -128,8 +133,10 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
   let engine;
   let cluster: string;
   let redaction: { enabled: boolean; key: Buffer };
+  let groupWindowMs: number;
   try {
     const cfg = loadConfig(values.config);
+    groupWindowMs = parseDuration(cfg.store.alertGroupWindow);
     cluster = values.cluster ?? cfg.cluster;
     redaction = { enabled: cfg.redaction.enabled, key: newRedactionKey() };
     engine = await createDetector({ rulesDir: values.rules, config: cfg.detection, onWarning: (m) => io.stderr.write(`kaudit detect: ${m}\n`) });
@@ -147,17 +154,21 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
   let printed = 0;
   let failed = false;
   let batch: NormalisedEvent[] = [];
+  const print = (a: Alert) => {
+    if (severityRank(a.severity) < minRank) return;
+    const { id: _id, timeMicros: _t, ...out } = a;
+    io.stdout.write(JSON.stringify(out) + '\n');
+    printed++;
+  };
+  const grouper = values['no-group'] ? undefined : new AlertGrouper(groupWindowMs * 1000, print);
   const flush = async () => {
     if (batch.length === 0) return;
     const alerts = await engine.detect(batch);
     batch = [];
     for (const a of alerts) {
-      const rank = severityRank(a.severity);
-      if (rank >= failRank) failed = true;
-      if (rank < minRank) continue;
-      const { id: _id, timeMicros: _t, ...out } = a as Alert;
-      io.stdout.write(JSON.stringify(out) + '\n');
-      printed++;
+      if (severityRank(a.severity) >= failRank) failed = true;
+      if (grouper) grouper.add(a);
+      else print(a);
     }
   };
   const sources: AsyncIterable<RawRecord[]>[] = positionals.length > 0 ? positionals.map((p) => readFileRecords(p, maxLine ? { maxLine } : {})) : [stdinRecords(io.stdin, maxLine ?? 1 << 20)];
@@ -184,12 +195,14 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
     }
   }
   await flush();
+  grouper?.flush();
   if (values.stats) {
     const rows = engine.stats().filter((s) => s.candidates > 0);
     io.stderr.write(table(rows as unknown as Record<string, unknown>[], ['rule', 'candidates', 'checked', 'conditionEvaluations', 'matched', 'alerts', 'errors', 'sharedBy']));
   }
   if (!values.quiet) {
-    io.stderr.write(`kaudit detect: ${events} events, ${printed} alerts printed, ${bad} bad records, ${engine.rules.length} rules\n`);
+    const grouped = grouper && grouper.firings > printed ? `; ${grouper.firings} firings grouped by rule, identity and object within ${groupWindowMs / 1000}s` : '';
+    io.stderr.write(`kaudit detect: ${events} events, ${printed} alerts printed, ${bad} bad records, ${engine.rules.length} rules${grouped}\n`);
   }
   return failed ? 1 : 0;
 }

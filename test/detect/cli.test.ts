@@ -48,6 +48,32 @@ describe('kaudit detect', { timeout: 30_000 }, () => {
     expect(await runDetect(['--fail-on', 'high', '--quiet'], c)).toBe(0);
   });
 
+  it('groups repeats of one rule, identity and object within the window into one alert with a count; --no-group prints each', async () => {
+    // A loop re-creating one privileged pod every 30 s for 20 minutes, then once more after a 15-minute pause (a new
+    // group), and another pod in between (its own group).
+    const at = (s: number) => new Date(Date.parse('2026-01-01T00:00:00Z') + s * 1000).toISOString();
+    const pod = (id: string, name: string, s: number) => JSON.stringify({ ...exampleEvent({ verb: 'create', objectRef: { resource: 'pods', namespace: 'web', name }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } } }, id, 0), requestReceivedTimestamp: at(s), stageTimestamp: at(s) });
+    const lines = [];
+    for (let i = 0; i < 40; i++) lines.push(pod(`loop-${i}`, 'p1', i * 30));
+    lines.push(pod('other', 'p2', 100));
+    lines.push(pod('late', 'p1', 39 * 30 + 15 * 60));
+    const input = lines.join('\n') + '\n';
+    const x = io(input);
+    expect(await runDetect(['--min-severity', 'high'], x)).toBe(0);
+    const alerts = x.stdout.text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(alerts.map((a) => [a.objectRef.name, a.count, a.auditID, a.lastAuditID])).toEqual([
+      ['p1', 40, 'loop-0-0', 'loop-39-0'],
+      ['p2', 1, 'other-0', 'other-0'],
+      ['p1', 1, 'late-0', 'late-0'],
+    ]);
+    expect(alerts[0].firstTime).toBe('2026-01-01T00:00:00.000Z');
+    expect(alerts[0].lastTime).toBe('2026-01-01T00:19:30.000Z');
+    expect(x.stderr.text).toMatch(/3 alerts printed.*; \d+ firings grouped by rule, identity and object within 600s/);
+    const y = io(input);
+    expect(await runDetect(['--min-severity', 'high', '--no-group', '--quiet'], y)).toBe(0);
+    expect(y.stdout.text.trim().split('\n')).toHaveLength(42);
+  });
+
   it('reads an EventList document from stdin', async () => {
     const doc = JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [JSON.parse(privileged('p9'))] }, null, 2);
     const x = io(doc);
