@@ -34,7 +34,7 @@ describe('kaudit detect', { timeout: 30_000 }, () => {
     const errs = x.stderr.text.trim().split('\n');
     expect(errs[0]).toMatch(/^kaudit detect: bad input at stdin:2: not JSON/);
     expect(errs[1]).toMatch(/^kaudit detect: bad input at stdin:3: audit event lacks auditID/);
-    expect(errs[2]).toBe('kaudit detect: 2 events, 2 alerts printed, 2 bad records, 60 rules');
+    expect(errs[2]).toBe('kaudit detect: 2 events, 2 alerts printed, 2 bad records, 61 rules');
   });
 
   it('filters with --min-severity and fails the run with --fail-on', async () => {
@@ -107,7 +107,7 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
   it('lint passes on the bundled catalog and reports every problem of a broken file with its line', { timeout: 30_000 }, async () => {
     const ok = io();
     expect(await runRules(['lint'], ok)).toBe(0);
-    expect(ok.stdout.text).toMatch(/64 rules, \d+ lists: 0 errors, 0 warnings/);
+    expect(ok.stdout.text).toMatch(/65 rules, \d+ lists: 0 errors, 0 warnings/);
     const bad = io();
     expect(await runRules(['lint', '--rules', badRules], bad)).toBe(1);
     const out = bad.stdout.text;
@@ -131,7 +131,7 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
   it('test runs every example and fails on one that does not hold', { timeout: 60_000 }, async () => {
     const ok = io();
     expect(await runRules(['test'], ok)).toBe(0);
-    expect(ok.stdout.text).toMatch(/^(\d+)\/\1 examples passed \(64 rules\)$/m);
+    expect(ok.stdout.text).toMatch(/^(\d+)\/\1 examples passed \(65 rules\)$/m);
     const one = io();
     expect(await runRules(['test', '--rule', 'pod-exec', '--verbose'], one)).toBe(0);
     expect(one.stdout.text).toMatch(/ok {4}.*exec\.yaml:\d+: pod-exec fire\[0\]/);
@@ -146,7 +146,7 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
     const x = io();
     expect(await runRules(['list', '--json'], x)).toBe(0);
     const rows = x.stdout.text.trim().split('\n').map((l) => JSON.parse(l));
-    expect(rows).toHaveLength(64);
+    expect(rows).toHaveLength(65);
     expect(rows.find((r) => r.id === 'pod-exec')).toMatchObject({ severity: 'medium', kind: 'event', level: 'Metadata', status: 'on' });
     expect(rows.find((r) => r.id === 'pod-privileged')).toMatchObject({ level: 'Request' });
     expect(rows.find((r) => r.id === 'disallowed-image')!.status).toMatch(/needs list allowed-images/);

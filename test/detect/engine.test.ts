@@ -22,7 +22,7 @@ describe('candidate index', { timeout: 30_000 }, () => {
     const d = await createDetector();
     const lease = d.candidatesFor({ stage: 'ResponseComplete', resource: 'leases', subresource: '', verb: 'update' });
     // Only the rules about any request at all.
-    expect(lease.sort()).toEqual(['anonymous-request-allowed', 'forbidden-burst', 'impersonation-privileged']);
+    expect(lease.sort()).toEqual(['anonymous-request-allowed', 'anonymous-request-denied', 'forbidden-burst', 'impersonation-privileged']);
     const podCreate = d.candidatesFor({ stage: 'ResponseComplete', resource: 'pods', subresource: '', verb: 'create' });
     expect(podCreate).toContain('pod-privileged');
     expect(podCreate).toContain('pod-in-system-namespace');
@@ -33,16 +33,16 @@ describe('candidate index', { timeout: 30_000 }, () => {
     const podGet = d.candidatesFor({ stage: 'ResponseComplete', resource: 'pods', subresource: '', verb: 'get' });
     expect(podGet).not.toContain('pod-privileged');
     const execStart = d.candidatesFor({ stage: 'ResponseStarted', resource: 'pods', subresource: 'exec', verb: 'get' });
-    expect(execStart.sort()).toEqual(['pod-exec', 'pod-exec-suspicious-command']);
+    expect(execStart.sort()).toEqual(['pod-exec', 'pod-exec-suspicious-command', 'serviceaccount-token-theft']);
     // No rule looks at RequestReceived.
     expect(d.candidatesFor({ stage: 'RequestReceived', resource: 'pods', subresource: 'exec', verb: 'create' })).toEqual([]);
     // An unknown resource: the any-request rules, and discovery for lists.
     const crdList = d.candidatesFor({ stage: 'ResponseComplete', resource: 'widgets', subresource: '', verb: 'list' });
-    expect(crdList.sort()).toEqual(['anonymous-request-allowed', 'discovery-burst', 'forbidden-burst', 'impersonation-privileged']);
+    expect(crdList.sort()).toEqual(['anonymous-request-allowed', 'anonymous-request-denied', 'discovery-burst', 'forbidden-burst', 'impersonation-privileged']);
     const status = d.candidatesFor({ stage: 'ResponseComplete', resource: 'pods', subresource: 'status', verb: 'patch' });
     expect(status).not.toContain('pod-privileged');
     // Non-resource requests.
-    expect(d.candidatesFor({ stage: 'ResponseComplete', resource: '', subresource: '', verb: 'get' }).sort()).toEqual(['anonymous-request-allowed', 'forbidden-burst', 'impersonation-privileged']);
+    expect(d.candidatesFor({ stage: 'ResponseComplete', resource: '', subresource: '', verb: 'get' }).sort()).toEqual(['anonymous-request-allowed', 'anonymous-request-denied', 'forbidden-burst', 'impersonation-privileged']);
   });
 
   it('counts per rule: a lease renewal never reaches the pod rules', async () => {
