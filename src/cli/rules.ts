@@ -7,7 +7,11 @@ import { defaultRulesDir } from '../detect/index.js';
 import { lintRuleSet } from '../detect/lint.js';
 import { compilePatterns } from '../detect/patterns.js';
 import { activeShippedExceptions } from '../detect/exceptions.js';
-import { explainRule } from '../detect/explain.js';
+import { explainEvent, explainRule } from '../detect/explain.js';
+import { normalise } from '../events/normalise.js';
+import { decodeRecord, readFileRecords } from '../events/read.js';
+import { newRedactionKey } from '../events/redact.js';
+import type { AuditEvent } from '../events/types.js';
 import { formatIssue, loadRuleSet } from '../detect/rule.js';
 import { parse, table, UsageError } from './common.js';
 
@@ -20,6 +24,8 @@ export const RULES_HELP = `Usage: kaudit rules COMMAND [--rules DIR] [--config F
          --strict          warnings fail too
   explain ID   one rule in full: what it matches, its condition, its outcome gate, the routine traffic it is
          quiet on (shipped exceptions, with the lists they use), the config's exceptions, and whether it runs
+         --event FILE      instead: why the first audit event of FILE does or does not raise the rule (which
+                           match keys fail, the exception it falls under, the condition, the alert)
   test   run every rule's examples (events that must fire and must not); exit 1 on a failure
          --rule ID         only these rules (repeatable; globs allowed)
          --verbose         print passing examples too
@@ -46,6 +52,7 @@ export async function runRules(argv: string[], io: Io = process): Promise<number
     strict: { type: 'boolean' },
     rule: { type: 'string', multiple: true },
     verbose: { type: 'boolean', short: 'v' },
+    event: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   }, sub === 'explain');
   if (values.help) {
@@ -115,10 +122,28 @@ export async function runRules(argv: string[], io: Io = process): Promise<number
       const id = positionals[0];
       const spec = set.rules.find((r) => r.id === id);
       if (!spec) throw new UsageError(id ? `no rule "${id}" (kaudit rules list)` : 'kaudit rules explain ID');
+      if (values.event) {
+        const ev = await firstEvent(values.event);
+        io.stdout.write(await explainEvent(spec, set, config, normalise(ev, 'explain', { enabled: true, key: newRedactionKey() })));
+        return 0;
+      }
       io.stdout.write(explainRule(spec, set, config));
       return 0;
     }
     default:
       throw new UsageError(`unknown rules command "${sub}" (list, lint, test)`);
   }
+}
+
+/** The first audit event of a file (JSON lines, an EventList or an array), for `rules explain --event`. */
+async function firstEvent(path: string): Promise<AuditEvent> {
+  for await (const recs of readFileRecords(path)) {
+    for (const r of recs) {
+      for (const d of decodeRecord(r)) {
+        if ('error' in d) throw new UsageError(`--event ${path}: ${d.error}`);
+        return d.event;
+      }
+    }
+  }
+  throw new UsageError(`--event ${path}: no audit event in the file`);
 }

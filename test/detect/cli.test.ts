@@ -158,6 +158,30 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
     expect(rows.find((r) => r.id === 'pod-exec')).toMatchObject({ exceptions: '-' });
   });
 
+  it('explain --event says why an event did or did not raise the rule', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kaudit-explain-ev-'));
+    const pod = { kind: 'Pod', metadata: { ownerReferences: [{ kind: 'DaemonSet', name: 'kube-proxy', controller: true }] }, spec: { containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy:v1.30.4', securityContext: { privileged: true } }] } };
+    const dsc = { username: 'system:serviceaccount:kube-system:daemon-set-controller', groups: ['system:serviceaccounts'] };
+    const write = (name: string, p: Record<string, unknown>) => {
+      const f = join(dir, name);
+      writeFileSync(f, JSON.stringify(exampleEvent(p, name, 0)) + '\n');
+      return f;
+    };
+    const excepted = io();
+    expect(await runRules(['explain', 'pod-privileged', '--event', write('a', { verb: 'create', user: dsc, objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod })], excepted)).toBe(0);
+    expect(excepted.stdout.text).toMatch(/match: passes/);
+    expect(excepted.stdout.text).toMatch(/shipped exception: "?node-agents:/);
+    expect(excepted.stdout.text).toMatch(/condition: "?true/);
+    expect(excepted.stdout.text).toMatch(/alert: "?no/);
+    const person = io();
+    expect(await runRules(['explain', 'pod-privileged', '--event', write('b', { verb: 'create', objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod })], person)).toBe(0);
+    expect(person.stdout.text).not.toMatch(/shipped exception/);
+    expect(person.stdout.text).toMatch(/alert: "?yes \(high\)/);
+    const failed = io();
+    expect(await runRules(['explain', 'pod-privileged', '--event', write('c', { verb: 'create', code: 422, objectRef: { resource: 'pods', namespace: 'web' }, requestObject: pod })], failed)).toBe(0);
+    expect(failed.stdout.text).toMatch(/match: "?does not pass: outcome/);
+  });
+
   it('explain shows a rule\'s shipped exceptions with the lists they use, and what the config removed', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kaudit-explain-'));
     const cfg = join(dir, 'kaudit.yaml');
