@@ -27,7 +27,8 @@ stderr, one line per record, and skipped.
   --max-line SIZE        longest accepted line in bytes (default 1048576)
   --no-group             print every firing; by default repeats of one rule for the same identity and object
                          within the config's store.alertGroupWindow (default 10m) of event time are one alert
-                         with count, firstTime, lastTime and lastAuditID, as the store keeps them
+                         with count, firstTime, lastTime and lastAuditID, as the store keeps them; a group is
+                         printed once it closes (a window of event time passes) or at the end of the input
   --stats                print per-rule evaluation counts on stderr at the end
   --quiet                no summary line on stderr
 `;
