@@ -16,7 +16,8 @@ import { statusRoutes } from './status.js';
 import { timelineRoutes } from './timeline.js';
 import { streamRoutes } from './stream.js';
 import { TlsMaterial } from './tls.js';
-import { webhookRoutes, type CoalescerOptions } from './webhook.js';
+import type { CoalescerOptions } from '../sources/webhook-coalescer.js';
+import { webhookRoutes } from './webhook.js';
 import type { HubOptions } from '../sinks/ws-hub.js';
 
 export interface AppOptions {

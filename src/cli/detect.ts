@@ -1,7 +1,9 @@
 import type { Readable } from 'node:stream';
 import { ConfigError, loadConfig, parseDuration } from '../config/config.js';
 import { normalise } from '../events/normalise.js';
-import { decodeRecord, readFileRecords, type RawRecord } from '../events/read.js';
+import { decodeRecord } from '../events/decode.js';
+import type { RawRecord } from '../events/record.js';
+import { readFileRecords } from '../sources/file-read.js';
 import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, severityRank, type Alert, type Severity } from '../detect/alert.js';

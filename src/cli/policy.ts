@@ -3,7 +3,7 @@ import { access, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { readEventFiles } from '../events/read.js';
+import { readEventFiles } from '../sources/file-read.js';
 import { checkPolicy, severityAtLeast, type Severity } from '../policy/checks.js';
 import { decisionJson, evaluatePolicy } from '../policy/evaluate.js';
 import { generatePolicy, PROFILES, type Profile } from '../policy/generate.js';

@@ -1,11 +1,10 @@
+import { apiVersionProblem, isAuditApiVersion } from './api-version.js';
+import { ENVELOPES, type Envelope, type EnvelopeItem } from './envelopes/index.js';
+import { inheritItem, inheritText } from './envelopes/native.js';
 import { BadInputError } from './errors.js';
+import type { RawRecord } from './record.js';
 import { parseMicros } from './time.js';
 import { LEVELS, STAGES, type AuditEvent } from './types.js';
-
-// Checked with comparisons rather than Set lookups: these run once per event, on strings fresh from JSON.parse.
-function isAuditApiVersion(v: string): boolean {
-  return v === 'audit.k8s.io/v1' || v === 'audit.k8s.io/v1beta1' || v === 'audit.k8s.io/v1alpha1';
-}
 
 function isStage(v: string): boolean {
   return v === 'ResponseComplete' || v === 'RequestReceived' || v === 'ResponseStarted' || v === 'Panic';
@@ -33,8 +32,8 @@ export function toAuditEvent(v: unknown): AuditEvent {
   if (o.kind !== undefined && o.kind !== 'Event') {
     throw new BadInputError(`not an audit event: kind is ${JSON.stringify(o.kind)}, expected "Event"`);
   }
-  if (o.apiVersion !== undefined && (typeof o.apiVersion !== 'string' || !isAuditApiVersion(o.apiVersion))) {
-    throw new BadInputError(`not an audit event: apiVersion ${JSON.stringify(o.apiVersion)} is not audit.k8s.io/v1 or v1beta1`);
+  if (o.apiVersion !== undefined && !isAuditApiVersion(o.apiVersion)) {
+    throw new BadInputError(`not an audit event: ${apiVersionProblem(o.apiVersion)}`);
   }
   if (o.kind === undefined && o.apiVersion === undefined) {
     throw new BadInputError('not an audit event: neither kind "Event" nor an audit.k8s.io apiVersion');
@@ -104,36 +103,6 @@ function isStringArray(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === 'string');
 }
 
-/** A decoded document: the events it holds (an Event, an EventList's items, or an array's elements). */
-export function isEventList(v: unknown): v is { items: unknown[] } {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const o = v as Record<string, unknown>;
-  return o.kind === 'EventList' || (Array.isArray(o.items) && typeof o.apiVersion === 'string' && o.apiVersion.startsWith('audit.k8s.io/'));
-}
-
-/**
- * Splits a parsed JSON document into its event values. Events are not validated here (each is validated alone, so one
- * bad item does not reject its siblings).
- */
-export function documentItems(v: unknown): unknown[] {
-  if (Array.isArray(v)) return v;
-  if (isEventList(v)) {
-    if (!Array.isArray(v.items)) throw new BadInputError('EventList has no items array');
-    // The apiserver's webhook and EventList files leave kind and apiVersion off the items: they inherit the list's.
-    const apiVersion = (v as { apiVersion?: unknown }).apiVersion;
-    for (const it of v.items) {
-      if (typeof it !== 'object' || it === null || Array.isArray(it)) continue;
-      const o = it as Record<string, unknown>;
-      if (o.kind === undefined && o.apiVersion === undefined) {
-        o.kind = 'Event';
-        if (typeof apiVersion === 'string') o.apiVersion = apiVersion;
-      }
-    }
-    return v.items;
-  }
-  return [v];
-}
-
 /** Parses JSON text, turning a syntax error into a one-line BadInputError. */
 export function parseJson(text: string): unknown {
   try {
@@ -143,4 +112,125 @@ export function parseJson(text: string): unknown {
     const preview = text.length > 60 ? text.slice(0, 60) + '...' : text;
     throw new BadInputError(`not JSON (${msg}): ${JSON.stringify(preview)}`);
   }
+}
+
+/** What a record decodes to: an event (with its stored text when that is its own one-line JSON), or why not. */
+export type DecodedItem = { event: AuditEvent; text?: string; cluster?: string } | { error: string };
+
+export interface DecoderOptions {
+  /** Envelopes to choose from, by shape (default: all that kaudit knows). */
+  envelopes?: readonly Envelope[];
+  /** Decode every record with this envelope only (a source's `format`): a record of another shape is bad input. */
+  format?: string;
+}
+
+function hasLineBreak(text: string): boolean {
+  return text.includes('\n') || text.includes('\r');
+}
+
+/**
+ * The one decoder from a raw record to audit Events, used by every source: JSON parsing, the envelope of each record
+ * (chosen by shape, or forced), EventList item inheritance, validation. Bad input becomes an error entry with a
+ * one-line reason; it never throws on a record.
+ */
+export class Decoder {
+  private readonly envelopes: readonly Envelope[];
+  private readonly forced: Envelope | undefined;
+
+  constructor(o: DecoderOptions = {}) {
+    this.envelopes = o.envelopes ?? ENVELOPES;
+    if (o.format !== undefined) {
+      this.forced = this.envelopes.find((e) => e.name === o.format);
+      if (!this.forced) throw new Error(`unknown format "${o.format}": expected one of ${this.envelopes.map((e) => e.name).join(', ')}`);
+    }
+  }
+
+  decode(r: RawRecord): DecodedItem[] {
+    if (r.error !== undefined) return [{ error: r.error }];
+    // Read once: a LineRecord decodes its text on each read.
+    const raw = r.text;
+    const text = typeof raw === 'string' || raw === undefined ? raw : raw.toString('utf8');
+    let v: unknown;
+    try {
+      v = r.value !== undefined ? r.value : parseJson(text ?? '');
+    } catch (e) {
+      if (e instanceof BadInputError) return [{ error: e.reason }];
+      throw e;
+    }
+    const oneLine = text !== undefined && (r.line === true || !hasLineBreak(text));
+    if (r.list !== undefined) return [this.listItem(v, oneLine ? text : undefined, r.list.apiVersion, r.list.error)];
+    // The common case, one native event a line: no envelope to look for.
+    if (this.forced === undefined && typeof v === 'object' && v !== null && (v as { kind?: unknown }).kind === 'Event') {
+      return [validate(v, oneLine ? text : undefined)];
+    }
+    if (Array.isArray(v)) {
+      // A sequence of records, each decoded as if it came alone (streamed files and bodies split arrays so too).
+      const out: DecodedItem[] = [];
+      for (let i = 0; i < v.length; i++) {
+        const el = v[i];
+        if (Array.isArray(el)) out.push({ error: `element ${i}: not an audit record: an array inside an array` });
+        else for (const d of this.unwrap(el, undefined)) out.push(d);
+      }
+      return out;
+    }
+    return this.unwrap(v, oneLine ? text : undefined);
+  }
+
+  /** An item a source split out of an EventList: it takes the list's kind and apiVersion, in its value and text. */
+  private listItem(v: unknown, text: string | undefined, apiVersion: string, listError: string | undefined): DecodedItem {
+    if (listError !== undefined) return { error: listError };
+    const item = inheritItem(v, apiVersion);
+    if (item === v) return validate(v, text);
+    return validate(item, text === undefined ? undefined : inheritText(v as Record<string, unknown>, text, apiVersion));
+  }
+
+  /** One record (not an array) through its envelope; `text` is kept for an event that is the record itself. */
+  private unwrap(v: unknown, text: string | undefined): DecodedItem[] {
+    const env = this.forced ?? this.envelopes.find((e) => e.matches(v));
+    if (env === undefined) return [{ error: noEnvelope(v, this.envelopes) }];
+    if (this.forced !== undefined && !env.matches(v)) return [{ error: `not a ${env.name} record (the source reads format ${env.name} only)` }];
+    let items: EnvelopeItem[];
+    try {
+      items = env.unwrap(v);
+    } catch (e) {
+      return [{ error: `cannot unwrap this ${env.name} record: ${(e as Error).message.split('\n')[0]}` }];
+    }
+    const out: DecodedItem[] = new Array(items.length);
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const at = it.where !== undefined ? `${it.where}: ` : '';
+      if ('error' in it) {
+        out[i] = { error: at + it.error };
+        continue;
+      }
+      const d = validate(it.value, it.value === v ? text : undefined);
+      if ('error' in d) d.error = at + d.error;
+      else if (it.cluster !== undefined) d.cluster = it.cluster;
+      out[i] = d;
+    }
+    return out;
+  }
+}
+
+function validate(v: unknown, text: string | undefined): DecodedItem {
+  try {
+    return { event: toAuditEvent(v), text };
+  } catch (e) {
+    if (e instanceof BadInputError) return { error: e.reason };
+    throw e;
+  }
+}
+
+function noEnvelope(v: unknown, envelopes: readonly Envelope[]): string {
+  const others = envelopes.filter((e) => e.name !== 'native').map((e) => e.name);
+  const nor = others.length > 0 ? `, nor a record of ${others.join(', ')}` : '';
+  if (typeof v !== 'object' || v === null) return `not an audit event: expected a JSON object, got ${typeName(v)}${nor}`;
+  return `not an audit event: neither kind "Event" nor an audit.k8s.io apiVersion${nor}`;
+}
+
+const defaultDecoder = new Decoder();
+
+/** Decodes one record with the default decoder (every envelope, chosen by shape). */
+export function decodeRecord(r: RawRecord): DecodedItem[] {
+  return defaultDecoder.decode(r);
 }

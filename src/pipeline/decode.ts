@@ -1,4 +1,5 @@
-import { decodeRecord, type RawRecord } from '../events/read.js';
+import { Decoder } from '../events/decode.js';
+import type { RawRecord } from '../events/record.js';
 import { normalise } from '../events/normalise.js';
 import { deadLetterData, type RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
@@ -26,13 +27,26 @@ export interface DecodeOptions {
   keep: 'none' | 'all' | ((e: NormalisedEvent) => boolean);
   /** A bad record's one-line message, and its kind for rate limiting. */
   warn: (message: string, kind: string) => void;
+  /** The envelope every record of the batch is in (the source's format); default: chosen per record by shape. */
+  format?: string;
+}
+
+const decoders = new Map<string | undefined, Decoder>([[undefined, new Decoder()]]);
+
+/** The decoder for a format, made once (an unknown format throws, naming the known ones). */
+export function decoderFor(format: string | undefined): Decoder {
+  let d = decoders.get(format);
+  if (!d) decoders.set(format, (d = new Decoder({ format })));
+  return d;
 }
 
 /**
  * Decoding and normalisation of one batch; pure apart from `warn`. Each event is packed for the store as soon as it
- * is normalised, and only the events detection may use are kept as objects: the rest die young.
+ * is normalised, and only the events detection may use are kept as objects: the rest die young. `cluster` is the
+ * source's: an event whose envelope names its own cluster goes to that one.
  */
 export function decodeBatch(source: string, cluster: string, records: readonly RawRecord[], o: DecodeOptions): Decoded {
+  const decoder = decoderFor(o.format);
   const keep: NormalisedEvent[] = [];
   const keepIdx: number[] = [];
   const deadLetters: DeadLetter[] = [];
@@ -42,7 +56,7 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
   const wants = o.keep;
   let count = 0;
   for (const r of records) {
-    for (const d of decodeRecord(r)) {
+    for (const d of decoder.decode(r)) {
       if ('error' in d) {
         deadLetters.push({ source, where: r.where, reason: d.error, data: deadLetterData(r.text, r.value, o.redaction) });
         o.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${source}`);
@@ -50,7 +64,7 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
       }
       let n: NormalisedEvent;
       try {
-        n = normalise(d.event, cluster, o.redaction, d.text);
+        n = normalise(d.event, d.cluster ?? cluster, o.redaction, d.text);
         if (packer) {
           // The line's own bytes when its text is stored unchanged (not redacted): copied, not encoded again.
           if (r.bytes !== undefined && d.text !== undefined && n.raw === d.text) packer.add(n, r.bytes, r.bytesStart, r.bytesEnd);

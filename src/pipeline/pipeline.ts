@@ -1,12 +1,13 @@
 import type { Alert, Detector } from '../detect/alert.js';
-import { decodeRecord, type RawRecord } from '../events/read.js';
+import { decodeRecord } from '../events/decode.js';
+import type { RawRecord } from '../events/record.js';
 import { normalise } from '../events/normalise.js';
 import type { RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { alertEventIndexes, type BatchWriter, type Checkpoint, type DeadLetter, type InsertResult } from '../store/store.js';
-import { decodeBatch, type Decoded } from './decode.js';
+import { decodeBatch, decoderFor, type Decoded } from './decode.js';
 import { AlertBus } from './alert-bus.js';
 
 export type { RawRecord };
@@ -15,8 +16,11 @@ export type { RawRecord };
 export interface RawBatch {
   /** Stable source id: `file:/var/log/audit.log`, `webhook`, `kafka:topic/3`, `import`. */
   source: string;
+  /** The cluster of the batch's events, unless an event's envelope names its own. */
   cluster: string;
   records: RawRecord[];
+  /** The envelope all records are in ('native', 'eks', ...): see events/envelopes. Default: chosen per record by shape. */
+  format?: string;
   /** Committed with the batch's alerts, after its events: a stop before leaves the source to send them again. */
   checkpoint?: Checkpoint;
 }
@@ -139,6 +143,14 @@ export class Pipeline implements BatchSink {
       this.counters?.overloaded.inc({ source: sourceKind(batch.source) });
       return Promise.reject(new OverloadedError());
     }
+    if (batch.format !== undefined) {
+      // A source's misconfiguration, refused before the batch is queued (it is not the batch's data that is bad).
+      try {
+        decoderFor(batch.format);
+      } catch (e) {
+        return Promise.reject(new Error(`${batch.source}: ${(e as Error).message}`));
+      }
+    }
     return new Promise<BatchOutcome>((resolve, reject) => {
       this.queue.push({ batch, size: batch.records.length, resolve, reject });
       this.queuedEvents += batch.records.length;
@@ -227,6 +239,7 @@ export class Pipeline implements BatchSink {
         buffers: this.rawBuffers,
         keep: !det ? 'none' : det.wants ? (e) => det.wants!(e) : 'all',
         warn: (m, k) => log.warn(m, k),
+        format: batch.format,
       });
     } catch (e) {
       return e as Error;

@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
-import { readFileRecords, type RawRecord } from '../events/read.js';
+import type { RawRecord } from '../events/record.js';
+import { readFileRecords } from './file-read.js';
 import type { BatchSink } from '../pipeline/pipeline.js';
 
 export interface ImportProgress {

@@ -1,10 +1,10 @@
 import { stat, open, type FileHandle } from 'node:fs/promises';
-import { LineRecord, type RawRecord } from '../events/read.js';
+import type { RawRecord } from '../events/record.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BatchSink } from '../pipeline/pipeline.js';
 import type { Store } from '../store/store.js';
-import { LineSplitter, type Line, type LongLine } from './lines.js';
+import { LineRecord, LineSplitter, type Line, type LongLine } from './lines.js';
 import { emptyState, encodeState, finished, parseState, type TailState } from './tail/checkpoint.js';
 import { FINGERPRINT_BYTES, fingerprintOf, matches, prefixOfGzip, prefixOfHandle, type Fingerprint } from './tail/fingerprint.js';
 import { gunzipHandle } from './tail/gzip.js';

@@ -4,6 +4,7 @@
  * stream goes on. A partial last line stays buffered until its newline arrives.
  */
 import { isAscii } from 'node:buffer';
+import type { RawRecord } from '../events/record.js';
 
 export interface Line {
   /**
@@ -193,5 +194,41 @@ export class LineSplitter {
     this.skipped = 0;
     this.offset = offset;
     this.lineNo = lineNo;
+  }
+}
+
+/**
+ * A line of a file as a RawRecord. Its `where` ("path:line") is made only when asked for (bad input): most records
+ * never need it, and a string per line would be garbage the young generation has to copy while batches wait.
+ */
+export class LineRecord implements RawRecord {
+  readonly line = true;
+  constructor(
+    private readonly l: Line,
+    private readonly path: string,
+  ) {}
+
+  /**
+   * An ASCII line's text is decoded from its chunk when asked for (when it is parsed: see AsciiChunk), and not kept
+   * here: the record lives on until its batch is decoded, the string need not.
+   */
+  get text(): string {
+    return lineText(this.l);
+  }
+
+  get bytes(): Buffer | undefined {
+    return this.l.data;
+  }
+
+  get bytesStart(): number | undefined {
+    return this.l.dataStart;
+  }
+
+  get bytesEnd(): number | undefined {
+    return this.l.dataEnd;
+  }
+
+  get where(): string {
+    return `${this.path}:${this.l.lineNo}`;
   }
 }

@@ -8,7 +8,7 @@ import { DetectionEngine } from '../../src/detect/engine.js';
 import { readsOnlyBodies, RuleExpression } from '../../src/detect/expression.js';
 import { createDetector, defaultRulesDir, loadRules } from '../../src/detect/index.js';
 import { normalise } from '../../src/events/normalise.js';
-import { readEventFiles } from '../../src/events/read.js';
+import { readEventFiles } from '../../src/sources/file-read.js';
 import type { NormalisedEvent } from '../../src/events/types.js';
 import { engine, ev, redaction } from './helpers.js';
 

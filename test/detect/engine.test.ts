@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createDetector } from '../../src/detect/index.js';
 import { normalise } from '../../src/events/normalise.js';
-import { readEventFiles } from '../../src/events/read.js';
+import { readEventFiles } from '../../src/sources/file-read.js';
 import { ev, engine, redaction } from './helpers.js';
 
 const execStarted = (id: string, extra: Record<string, unknown> = {}) => ({

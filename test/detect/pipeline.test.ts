@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createDetector } from '../../src/detect/index.js';
 import { newRedactionKey } from '../../src/events/redact.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
-import { decodeRecord } from '../../src/events/read.js';
+import { decodeRecord } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
 
 describe('the engine in the shared pipeline', () => {

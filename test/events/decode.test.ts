@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { toAuditEvent, documentItems, parseJson } from '../../src/events/decode.js';
+import { decodeRecord, parseJson, toAuditEvent } from '../../src/events/decode.js';
 import { normalise, execParams } from '../../src/events/normalise.js';
 import { formatMicros, parseMicros, parseTimeArg } from '../../src/events/time.js';
 import { ev } from '../helpers/events.js';
@@ -47,17 +47,20 @@ describe('decoding audit events', () => {
     const item = ev();
     delete item.kind;
     delete item.apiVersion;
-    const [one] = documentItems({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [item] });
-    expect(toAuditEvent(one)).toMatchObject({ kind: 'Event', apiVersion: 'audit.k8s.io/v1' });
+    const [one] = decodeRecord({ value: { kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [item] }, where: 'x' });
+    expect(one).toMatchObject({ event: { kind: 'Event', apiVersion: 'audit.k8s.io/v1', auditID: item.auditID } });
     // Outside a list such an object is not recognisable as an event.
     expect(() => toAuditEvent({ ...item, kind: undefined, apiVersion: undefined })).toThrow(/neither kind/);
   });
 
-  it('splits EventList documents and arrays into their items', () => {
-    expect(documentItems({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [1, 2] })).toEqual([1, 2]);
-    expect(documentItems([1, 2, 3])).toHaveLength(3);
-    const one = ev();
-    expect(documentItems(one)).toEqual([one]);
+  it('splits EventList documents and arrays into their items, each decoded alone', () => {
+    const [a, b] = [ev(), ev()];
+    const ids = (v: unknown) => decodeRecord({ value: v, where: 'x' }).map((d) => ('event' in d ? d.event.auditID : d.error));
+    expect(ids({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [a, 1, b] })).toEqual([a.auditID, expect.stringContaining('got number'), b.auditID]);
+    expect(ids([a, { kind: 0 }, b])).toEqual([a.auditID, expect.stringContaining('kind is 0'), b.auditID]);
+    expect(ids(a)).toEqual([a.auditID]);
+    // Go writes an empty list's items as null.
+    expect(ids({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: null })).toEqual([]);
   });
 });
 

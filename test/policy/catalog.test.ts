@@ -1,7 +1,7 @@
 // The policy checks against the real detection catalog (detections/, through src/detect's loadRuleRequirements).
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { readEventFiles } from '../../src/events/read.js';
+import { readEventFiles } from '../../src/sources/file-read.js';
 import { checkPolicy, conflictsWithCis } from '../../src/policy/checks.js';
 import { generatePolicy, PROFILES } from '../../src/policy/generate.js';
 import { parsePolicy } from '../../src/policy/load.js';

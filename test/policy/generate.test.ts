@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { readEventFiles } from '../../src/events/read.js';
+import { readEventFiles } from '../../src/sources/file-read.js';
 import { blindSpots, checkPolicy } from '../../src/policy/checks.js';
 import { attributesFromEvent, evaluatePolicy } from '../../src/policy/evaluate.js';
 import { generatePolicy, PROFILES } from '../../src/policy/generate.js';

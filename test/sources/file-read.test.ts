@@ -2,7 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { decodeRecord, readEventFiles, readFileRecords } from '../../src/events/read.js';
+import { decodeRecord } from '../../src/events/decode.js';
+import { readEventFiles, readFileRecords } from '../../src/sources/file-read.js';
 import { ev, lines, tempDir } from '../helpers/events.js';
 
 async function collect(path: string) {

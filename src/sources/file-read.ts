@@ -1,76 +1,17 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import StreamJsonParser from 'stream-json/Parser.js';
-import PickFilter from 'stream-json/filters/Pick.js';
-import StreamArrayStreamer from 'stream-json/streamers/StreamArray.js';
-import { LineSplitter, lineText, type Line, type LongLine } from '../sources/lines.js';
-import { documentItems, isEventList, parseJson, toAuditEvent } from './decode.js';
-import { BadInputError } from './errors.js';
-import type { AuditEvent } from './types.js';
+import { decodeRecord } from '../events/decode.js';
+import type { RawRecord } from '../events/record.js';
+import type { AuditEvent } from '../events/types.js';
+import { JsonDocumentFramer, lateListHeader } from './json-document.js';
+import { DocumentError } from './json-splitter.js';
+import { LineRecord, LineSplitter, type Line, type LongLine } from './lines.js';
 
 /**
- * One undecoded input record: JSON text (a line, or a whole document), or a value already parsed by a streaming
- * parser, or an error found while reading (a line over the length limit). `where` locates it inside its source.
+ * Audit log files (plain or gzipped) framed into raw records: JSON lines (the apiserver's --audit-log-format=json), or
+ * one JSON document (an EventList, an array, one object) streamed through the same framing as webhook bodies.
  */
-export interface RawRecord {
-  text?: string | Buffer;
-  value?: unknown;
-  error?: string;
-  where: string;
-  /**
-   * The record is an item of an EventList of this apiVersion. The apiserver's webhook and EventList files leave kind
-   * and apiVersion off the items: an item with neither takes kind Event and this apiVersion, in the event and in its
-   * stored text, so the stored form is the same as the log backend's.
-   */
-  inherit?: string;
-  /** The text is one line (a line splitter's): no need to look for line breaks in it. */
-  line?: boolean;
-  /**
-   * The text's UTF-8 bytes, when at hand (a line of a file): `bytes` from `bytesStart` to `bytesEnd`. Stored as they
-   * are when the event is not redacted.
-   */
-  bytes?: Buffer;
-  bytesStart?: number;
-  bytesEnd?: number;
-}
-
-/**
- * A line of a file as a RawRecord. Its `where` ("path:line") is made only when asked for (bad input): most records
- * never need it, and a string per line would be garbage the young generation has to copy while batches wait.
- */
-export class LineRecord implements RawRecord {
-  readonly line = true;
-  constructor(
-    private readonly l: Line,
-    private readonly path: string,
-  ) {}
-
-  /**
-   * An ASCII line's text is decoded from its chunk when asked for (when it is parsed: see AsciiChunk), and not kept
-   * here: the record lives on until its batch is decoded, the string need not.
-   */
-  get text(): string {
-    return lineText(this.l);
-  }
-
-  get bytes(): Buffer | undefined {
-    return this.l.data;
-  }
-
-  get bytesStart(): number | undefined {
-    return this.l.dataStart;
-  }
-
-  get bytesEnd(): number | undefined {
-    return this.l.dataEnd;
-  }
-
-  get where(): string {
-    return `${this.path}:${this.l.lineNo}`;
-  }
-}
 
 export interface ReadOptions {
   /** Longest accepted line, bytes (default 1 MiB). */
@@ -175,11 +116,19 @@ function firstNonSpace(b: Buffer): number {
 /**
  * Reads an audit log file and yields its records in chunks (an array per read buffer, so the per-record cost stays
  * small). Accepts plain or gzipped files holding JSON lines (the apiserver's --audit-log-format=json), one EventList
- * document, or one JSON array of events. Documents are parsed with stream-json, never read whole.
+ * document, one JSON array, or one object. Documents are split as they stream, never read whole.
  */
 export async function* readFileRecords(path: string, opts: ReadOptions = {}): AsyncGenerator<RawRecord[]> {
-  const maxLine = opts.maxLine ?? DEFAULT_MAX_LINE;
-  const it = (await openStream(path, opts))[Symbol.asyncIterator]();
+  yield* frameRecords(await openStream(path, opts), path, opts.maxLine);
+}
+
+/**
+ * Records of a byte stream named `name` (a file's path, `stdin`): JSON lines when its first line is a whole JSON value,
+ * else one JSON document. Each chunk must be a buffer of its own (lines and items keep views of it).
+ */
+export async function* frameRecords(chunks: AsyncIterable<Buffer>, name: string, maxLine = DEFAULT_MAX_LINE): AsyncGenerator<RawRecord[]> {
+  const path = name;
+  const it = chunks[Symbol.asyncIterator]();
   // Decide the format from the first bytes: JSON lines when the first line is a whole JSON value, else a document.
   const head: Buffer[] = [];
   let headLen = 0;
@@ -255,101 +204,32 @@ export async function* readFileRecords(path: string, opts: ReadOptions = {}): As
     if (out.length > 0) yield out;
     return;
   }
-  yield* readDocument(path, Readable.from(rest), mode);
+  yield* frameDocument(rest, path);
 }
 
-async function* readDocument(path: string, input: Readable, mode: 'array' | 'object'): AsyncGenerator<RawRecord[]> {
-  const parser = new StreamJsonParser({ jsonStreaming: false });
-  let tail: NodeJS.ReadWriteStream = input.pipe(parser);
-  input.on('error', (e) => parser.destroy(e));
-  if (mode === 'object') {
-    // An EventList: stream its items. A single pretty-printed Event is picked whole by the second filter.
-    const pick = new PickFilter({ filter: (stack: readonly unknown[]) => stack.length === 1 && stack[0] === 'items' });
-    parser.on('error', (e) => pick.destroy(e));
-    tail = tail.pipe(pick);
-  }
-  const arr = new StreamArrayStreamer();
-  (tail as unknown as Readable).on('error', (e: Error) => arr.destroy(e));
-  tail = tail.pipe(arr);
+/** A JSON document's records, yielded per chunk read; a structural error ends it with an error record. */
+async function* frameDocument(chunks: AsyncIterable<Buffer>, path: string): AsyncGenerator<RawRecord[]> {
   let out: RawRecord[] = [];
-  let n = 0;
+  const framer = new JsonDocumentFramer(path, (r) => out.push(r));
   try {
-    for await (const item of tail as unknown as AsyncIterable<{ key: number; value: unknown }>) {
-      n++;
-      out.push({ value: item.value, where: `${path} item ${item.key}` });
-      if (out.length >= 512) {
+    for await (const chunk of chunks) {
+      framer.push(chunk);
+      if (out.length > 0) {
         yield out;
         out = [];
       }
     }
+    const end = framer.end();
+    if (end.mode === 'object') out.push({ text: end.text, where: path });
+    else if (end.mode === 'list') {
+      const late = lateListHeader(end);
+      if (late !== undefined) out.push({ error: late, where: path });
+    }
   } catch (e) {
-    if (out.length > 0) yield out;
-    yield [{ error: `not a valid JSON document (${(e as Error).message.split('\n')[0]})`, where: path }];
-    return;
+    if (!(e instanceof DocumentError)) throw e;
+    out.push({ error: `not a valid JSON document (${e.message})`, where: path });
   }
   if (out.length > 0) yield out;
-  if (n === 0 && mode === 'object') {
-    // No items: maybe one pretty-printed Event. Re-read it whole (bounded by the document limit of the caller).
-    yield [{ text: await readWhole(path), where: path }];
-  }
-}
-
-async function readWhole(path: string): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of await openStream(path, {})) chunks.push(c);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-/** Decodes one record into its events (a document may hold many); bad input becomes an error entry. */
-export function decodeRecord(r: RawRecord): ({ event: AuditEvent; text?: string } | { error: string })[] {
-  if (r.error !== undefined) return [{ error: r.error }];
-  let v: unknown;
-  try {
-    // Read once: a LineRecord decodes its text on each read (the second read of a line once cost a decode of its own).
-    const raw = r.text;
-    let text = typeof raw === 'string' || raw === undefined ? raw : raw.toString('utf8');
-    v = r.value !== undefined ? r.value : parseJson(text ?? '');
-    if (r.inherit !== undefined) text = inheritListFields(v, text, r.inherit);
-    // The common case, one event a line: no document to split.
-    if (r.line && typeof v === 'object' && v !== null && !Array.isArray(v) && !isEventList(v)) {
-      try {
-        return [{ event: toAuditEvent(v), text }];
-      } catch (e) {
-        return [{ error: (e as Error).message }];
-      }
-    }
-    const items = documentItems(v);
-    // The text is kept as the stored raw line only when it is one line (a pretty-printed document is re-serialised).
-    const single = items.length === 1 && items[0] === v && text !== undefined && !text.includes('\n') && !text.includes('\r');
-    return items.map((item) => {
-      try {
-        return { event: toAuditEvent(item), text: single ? text : undefined };
-      } catch (e) {
-        return { error: (e as Error).message };
-      }
-    });
-  } catch (e) {
-    if (e instanceof BadInputError) return [{ error: e.reason }];
-    throw e;
-  }
-}
-
-/**
- * Gives an EventList item with neither kind nor apiVersion the list's (see RawRecord.inherit), in the parsed value
- * and in its text; returns the text to store, or undefined when it must be serialised again.
- */
-function inheritListFields(v: unknown, text: string | undefined, apiVersion: string): string | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return text;
-  const o = v as Record<string, unknown>;
-  const noKind = o.kind === undefined;
-  const noVersion = o.apiVersion === undefined;
-  if (!noKind && !noVersion) return text;
-  if (noKind) o.kind = 'Event';
-  if (noVersion) o.apiVersion = apiVersion;
-  // Splice the fields into the text when it is an object with other fields (else there is no comma to put after them).
-  if (text === undefined || text.charCodeAt(0) !== 0x7b || Object.keys(o).length <= 2) return undefined;
-  const fields = noKind ? (noVersion ? `"kind":"Event","apiVersion":${JSON.stringify(apiVersion)},` : '"kind":"Event",') : `"apiVersion":${JSON.stringify(apiVersion)},`;
-  return '{' + fields + text.slice(1);
 }
 
 /** Events of a set of files, in order, with errors for bad records: for `detect`, `policy simulate` and the like. */

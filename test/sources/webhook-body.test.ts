@@ -1,12 +1,13 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { BodySplitter, readAuditBody, WebhookError } from '../../src/api/webhook.js';
-import { decodeRecord } from '../../src/events/read.js';
+import { DocumentError, DocumentSplitter } from '../../src/sources/json-splitter.js';
+import { readAuditBody } from '../../src/sources/webhook-body.js';
+import { decodeRecord } from '../../src/events/decode.js';
 import type { AuditEvent } from '../../src/events/types.js';
 
 function split(body: string, chunk = 7): string[] {
   const out: string[] = [];
-  const s = new BodySplitter((i) => out.push(i.bytes.toString()));
+  const s = new DocumentSplitter((i) => out.push(i.bytes.toString()));
   const b = Buffer.from(body);
   for (let i = 0; i < b.length; i += chunk) s.push(b.subarray(i, i + chunk));
   s.end();
@@ -24,7 +25,7 @@ async function read(body: string | Buffer, limit = 1 << 20, chunk = 13) {
   return readAuditBody(Readable.from(parts), limit, 'test');
 }
 
-describe('BodySplitter', () => {
+describe('DocumentSplitter', () => {
   it('splits EventList items, arrays and single events across any chunking, with escapes and unicode', () => {
     const items = Array.from({ length: 20 }, (_, i) => event(i, { annotations: { k: 'ü€😀\\\\"}]{[,' + i } }));
     const list = JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items });
@@ -57,7 +58,7 @@ describe('BodySplitter', () => {
       const doc = rnd() < 0.5 ? JSON.stringify(items) : JSON.stringify({ kind: 'EventList', [str() || 'x']: value(1), items, z: value(2) }, null, rnd() < 0.3 ? 1 : 0);
       const b = Buffer.from(doc);
       const out: string[] = [];
-      const sp = new BodySplitter((it) => out.push(it.bytes.toString()));
+      const sp = new DocumentSplitter((it) => out.push(it.bytes.toString()));
       for (let i = 0; i < b.length; ) {
         const step = 1 + Math.floor(rnd() * 9);
         sp.push(b.subarray(i, i + step));
@@ -76,7 +77,7 @@ describe('BodySplitter', () => {
       expect(split(`[${items.join(',')}]`, chunk)).toEqual(items);
     }
     // Still one event per item: an unbalanced deep item is not allowed to swallow the rest of the body.
-    expect(() => split(`[${'['.repeat(3000)}`, 64)).toThrow(WebhookError);
+    expect(() => split(`[${'['.repeat(3000)}`, 64)).toThrow(DocumentError);
   });
 
   it('gives each item its own bytes, without the whitespace before its comma or bracket', () => {
@@ -87,7 +88,7 @@ describe('BodySplitter', () => {
     }
   });
 
-  it('refuses structurally broken bodies with a 400', () => {
+  it('refuses structurally broken documents with a DocumentError', () => {
     for (const bad of ['', '   ', '{', '[1,', '{"items":[{}', '[1,]', '[,1]', '{"a":1}}', '[1] x', '"str"', '42', '{"items":[1]]', '{"a":"\\"}']) {
       let err: unknown;
       try {
@@ -95,8 +96,7 @@ describe('BodySplitter', () => {
       } catch (e) {
         err = e;
       }
-      expect(err, bad).toBeInstanceOf(WebhookError);
-      expect((err as WebhookError).statusCode, bad).toBe(400);
+      expect(err, bad).toBeInstanceOf(DocumentError);
     }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WebhookCoalescer } from '../../src/api/webhook.js';
+import { WebhookCoalescer } from '../../src/sources/webhook-coalescer.js';
 import type { BatchOutcome, RawBatch } from '../../src/pipeline/pipeline.js';
 import { OverloadedError } from '../../src/pipeline/pipeline.js';
 
