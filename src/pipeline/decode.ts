@@ -29,6 +29,8 @@ export interface DecodeOptions {
   warn: (message: string, kind: string) => void;
   /** The envelope every record of the batch is in (the source's format); default: chosen per record by shape. */
   format?: string;
+  /** A decoder of its own (other envelopes); default: kaudit's, for `format`. */
+  decoder?: Decoder;
 }
 
 const decoders = new Map<string | undefined, Decoder>([[undefined, new Decoder()]]);
@@ -46,7 +48,7 @@ export function decoderFor(format: string | undefined): Decoder {
  * source's: an event whose envelope names its own cluster goes to that one.
  */
 export function decodeBatch(source: string, cluster: string, records: readonly RawRecord[], o: DecodeOptions): Decoded {
-  const decoder = decoderFor(o.format);
+  const decoder = o.decoder ?? decoderFor(o.format);
   const keep: NormalisedEvent[] = [];
   const keepIdx: number[] = [];
   const deadLetters: DeadLetter[] = [];

@@ -48,9 +48,12 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** An object with an items array (or null: Go writes an empty list so) and no other kind: an EventList. */
+/**
+ * A list document: kind EventList, or an items array (of whatever kind: refused by its header then, as a streaming
+ * reader that meets the array before knowing more does), or items without a kind (null is Go's empty list).
+ */
 function isList(o: Record<string, unknown>): boolean {
-  return o.kind === 'EventList' || (o.kind === undefined && 'items' in o);
+  return o.kind === 'EventList' || Array.isArray(o.items) || (o.kind === undefined && 'items' in o);
 }
 
 export const nativeEnvelope: Envelope = {
