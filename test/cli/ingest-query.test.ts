@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
@@ -57,6 +57,22 @@ describe('kaudit CLI (built, as users run it)', () => {
     const r = kaudit(['ingest', '--db', join(d, 'k.db'), '--no-detect', fixture]);
     expect(r.code).toBe(0);
     expect(r.err).toMatch(/stored [1-9]\d* events, skipped 0 duplicates, 0 bad records/);
+  });
+
+  it('imports the same webhook batch saved pretty-printed (items without kind and apiVersion), storing what the one-line file stores', () => {
+    const d = tempDir();
+    const fixture = new URL('../../fixtures/webhook/eventlist-v1.json', import.meta.url).pathname;
+    const list = JSON.parse(readFileSync(fixture, 'utf8')) as { items: Record<string, unknown>[] };
+    expect(list.items.every((i) => i.kind === undefined && i.apiVersion === undefined)).toBe(true);
+    const pretty = join(d, 'batch.json');
+    writeFileSync(pretty, JSON.stringify(list, null, 2));
+    const r = kaudit(['ingest', '--db', join(d, 'k.db'), '--no-detect', pretty]);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(new RegExp(`stored ${list.items.length} events, skipped 0 duplicates, 0 bad records`));
+    const again = kaudit(['ingest', '--db', join(d, 'k.db'), '--no-detect', fixture]);
+    expect(again.err).toMatch(new RegExp(`stored 0 events, skipped ${list.items.length} duplicates, 0 bad records`));
+    const rows = kaudit(['query', 'events', '--db', join(d, 'k.db'), '--format', 'json']).out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows.map((x) => x.auditID).sort()).toEqual(list.items.map((i) => i.auditID).sort());
   });
 
   it('refuses to serve a non-loopback address without TLS and tokens, and exits', () => {
