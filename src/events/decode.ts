@@ -1,3 +1,8 @@
+/**
+ * The one decoder, used by every source: from a raw record (a line, a document, an item a source split out of a
+ * stream) to validated audit Events. toAuditEvent is the validation of one value; Decoder adds JSON parsing, the
+ * envelope of each record (envelopes/) and EventList item inheritance.
+ */
 import { apiVersionProblem, isAuditApiVersion } from './api-version.js';
 import { ENVELOPES, type Envelope, type EnvelopeItem } from './envelopes/index.js';
 import { inheritItem, inheritText } from './envelopes/native.js';

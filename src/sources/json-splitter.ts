@@ -129,7 +129,7 @@ export class DocumentSplitter {
           }
           if (c === 0x7b || c === 0x5b) {
             // Past MAX_DEPTH an item's brackets are only counted: the item is one event (a request body can nest
-            // that deep), and its own parse checks them; the body's other events must not be refused with it.
+            // that deep), and its own parse checks them; the document's other events must not be refused with it.
             if (stack.length >= MAX_DEPTH) this.deeper++;
             else stack.push(c);
           } else if (c === 0x7d || c === 0x5d) {

@@ -89,6 +89,32 @@ describe('reading audit log files', () => {
     expect((await collect(join(d, 'one.json'))).filter((r) => r.event)).toHaveLength(1);
   });
 
+  it("streams a pretty-printed EventList whose items lack kind and apiVersion (as the webhook sends them): they take the list's", async () => {
+    const d = tempDir();
+    const items = [ev(), ev(), ev()].map(({ kind: _k, apiVersion: _v, ...rest }) => rest);
+    writeFileSync(join(d, 'beta.json'), JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1beta1', metadata: {}, items }, null, 2));
+    const rs = await collect(join(d, 'beta.json'));
+    expect(rs.map((r) => r.error)).toEqual([undefined, undefined, undefined]);
+    expect(rs.map((r) => r.event)).toEqual(items.map((i) => ({ kind: 'Event', apiVersion: 'audit.k8s.io/v1beta1', ...i })));
+    expect(rs.map((r) => r.where)).toEqual(items.map((_, i) => `${join(d, 'beta.json')} item ${i}`));
+  });
+
+  it('says so when an EventList names its kind or apiVersion only after its items, and they differ from what the items took', async () => {
+    const d = tempDir();
+    const items = [ev(), ev()].map(({ kind: _k, apiVersion: _v, ...rest }) => rest);
+    // Keys sorted (jq -S): apiVersion still comes before items, kind after; nothing to report.
+    writeFileSync(join(d, 'sorted.json'), JSON.stringify({ apiVersion: 'audit.k8s.io/v1beta1', items, kind: 'EventList' }, null, 2));
+    const sorted = await collect(join(d, 'sorted.json'));
+    expect(sorted.map((r) => (r.event as { apiVersion: string }).apiVersion)).toEqual(['audit.k8s.io/v1beta1', 'audit.k8s.io/v1beta1']);
+    writeFileSync(join(d, 'late.json'), JSON.stringify({ items, kind: 'EventList', apiVersion: 'audit.k8s.io/v1beta1' }, null, 2));
+    const late = await collect(join(d, 'late.json'));
+    expect(late.filter((r) => r.event)).toHaveLength(2);
+    expect(late.filter((r) => r.error).map((r) => r.error)).toEqual([expect.stringMatching(/^the EventList names its kind or apiVersion after its items, which were read as audit\.k8s\.io\/v1: the list is audit\.k8s\.io\/v1beta1\./)]);
+    writeFileSync(join(d, 'pods.json'), JSON.stringify({ items, kind: 'PodList' }));
+    const pods = await collect(join(d, 'pods.json'));
+    expect(pods.filter((r) => r.error).map((r) => r.error)).toEqual(['not an audit EventList: a document with an items array has kind "PodList", expected "EventList"']);
+  });
+
   it('keeps a one-line record as its stored text, and re-serialises a pretty-printed one (stored raw events are lines)', () => {
     const e = ev();
     const one = JSON.stringify(e);

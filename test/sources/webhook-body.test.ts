@@ -114,6 +114,16 @@ describe('readAuditBody', () => {
     expect(JSON.parse(two!.text!)).toEqual({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...event(2) });
   });
 
+  it('gives the items the list fields named after them too (the whole body is in hand), and refuses a late wrong version', async () => {
+    const body = `{"items":[${JSON.stringify(event(1))}],"kind":"EventList","apiVersion":"audit.k8s.io/v1beta1"}`;
+    const { records } = await read(body);
+    expect((decodeRecord(records[0]!)[0] as { event: AuditEvent }).event.apiVersion).toBe('audit.k8s.io/v1beta1');
+    await expect(read(`{"items":[${JSON.stringify(event(1))}],"apiVersion":"audit.k8s.io/v1alpha1"}`)).rejects.toMatchObject({
+      statusCode: 400,
+      message: expect.stringContaining('apiVersion "audit.k8s.io/v1alpha1" is not audit.k8s.io/v1 or v1beta1'),
+    });
+  });
+
   it('takes one Event, and drops multi-line text so stored raw lines stay lines', async () => {
     const { records } = await read(JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...event(1) }, null, 2));
     expect(records).toHaveLength(1);
