@@ -18,6 +18,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The cluster a webhook request writes to (credential binding, else path, else the default). */
     auditCluster?: string;
+    /** The credential or the path named that cluster: an envelope in the body cannot send events elsewhere. */
+    auditClusterFixed?: boolean;
   }
 }
 
@@ -41,9 +43,10 @@ const BYTES_IN_FLIGHT = 8 * 1024 * 1024;
 /**
  * Cluster precedence: a credential bound to a cluster always writes to that cluster; a path segment naming another
  * cluster is refused (403), naming the same one is fine. An unbound credential (or none, on loopback) writes to the
- * path's cluster, else to the configured default `cluster`.
+ * path's cluster, else to the configured default `cluster`. A cluster from the binding or the path is fixed: an
+ * envelope in the body naming another cluster does not move its events there (only the default gives way to it).
  */
-export function webhookCluster(principal: Principal | undefined, pathCluster: string | undefined, fallback: string): { cluster: string } | { status: 400 | 403; error: string } {
+export function webhookCluster(principal: Principal | undefined, pathCluster: string | undefined, fallback: string): { cluster: string; fixed: boolean } | { status: 400 | 403; error: string } {
   if (pathCluster !== undefined && !CLUSTER_NAME.test(pathCluster)) {
     return { status: 400, error: `bad cluster name "${pathCluster.slice(0, 80)}" in the path (letters, digits, . _ -; at most 63)` };
   }
@@ -52,9 +55,9 @@ export function webhookCluster(principal: Principal | undefined, pathCluster: st
     if (pathCluster !== undefined && pathCluster !== bound) {
       return { status: 403, error: `${principal!.name} is bound to cluster "${bound}" and cannot write to cluster "${pathCluster}"` };
     }
-    return { cluster: bound };
+    return { cluster: bound, fixed: true };
   }
-  return { cluster: pathCluster ?? fallback };
+  return { cluster: pathCluster ?? fallback, fixed: pathCluster !== undefined };
 }
 
 export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions): Promise<void> {
@@ -111,6 +114,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
     const c = webhookCluster(req.principal, req.params.cluster, ctx.config.cluster);
     if ('error' in c) return refuse(reply, c.status, 'cluster', c.error, { connection: 'close' });
     req.auditCluster = c.cluster;
+    req.auditClusterFixed = c.fixed;
     const len = Number(req.headers['content-length']);
     if (Number.isFinite(len) && len > limit) return refuse(reply, 413, 'too_large', tooLarge(limit, `Content-Length ${len}`).message, { connection: 'close' });
     const enc = req.headers['content-encoding'];
@@ -150,9 +154,10 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
     received.inc(undefined, body.records.length);
     try {
       let o: Committed;
-      if (coalescer) o = await coalescer.submit(cluster, body.records, whereOf(req) + ' ');
+      const fixed = req.auditClusterFixed === true;
+      if (coalescer) o = await coalescer.submit(cluster, body.records, whereOf(req) + ' ', fixed);
       else {
-        const r = await ctx.sink.submit({ source: `webhook:${cluster}`, cluster, records: body.records });
+        const r = await ctx.sink.submit({ source: `webhook:${cluster}`, cluster, clusterFixed: fixed, records: body.records });
         o = { stored: r.stored, duplicates: r.duplicates, requests: 1, bad: r.bad };
       }
       acked.inc();

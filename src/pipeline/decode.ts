@@ -31,6 +31,8 @@ export interface DecodeOptions {
   format?: string;
   /** A decoder of its own (other envelopes); default: kaudit's, for `format`. */
   decoder?: Decoder;
+  /** Every event goes to the batch's cluster, whatever its envelope names (see RawBatch.clusterFixed). */
+  clusterFixed?: boolean;
 }
 
 const decoders = new Map<string | undefined, Decoder>([[undefined, new Decoder()]]);
@@ -45,10 +47,11 @@ export function decoderFor(format: string | undefined): Decoder {
 /**
  * Decoding and normalisation of one batch; pure apart from `warn`. Each event is packed for the store as soon as it
  * is normalised, and only the events detection may use are kept as objects: the rest die young. `cluster` is the
- * source's: an event whose envelope names its own cluster goes to that one.
+ * source's: an event whose envelope names its own cluster goes to that one, unless the source fixed the cluster.
  */
 export function decodeBatch(source: string, cluster: string, records: readonly RawRecord[], o: DecodeOptions): Decoded {
   const decoder = o.decoder ?? decoderFor(o.format);
+  const fixed = o.clusterFixed === true;
   const keep: NormalisedEvent[] = [];
   const keepIdx: number[] = [];
   const deadLetters: DeadLetter[] = [];
@@ -66,7 +69,7 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
       }
       let n: NormalisedEvent;
       try {
-        n = normalise(d.event, d.cluster ?? cluster, o.redaction, d.text);
+        n = normalise(d.event, fixed ? cluster : (d.cluster ?? cluster), o.redaction, d.text);
         if (packer) {
           // The line's own bytes when its text is stored unchanged (not redacted): copied, not encoded again.
           if (r.bytes !== undefined && d.text !== undefined && n.raw === d.text) packer.add(n, r.bytes, r.bytesStart, r.bytesEnd);

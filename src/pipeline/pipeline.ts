@@ -16,8 +16,13 @@ export type { RawRecord };
 export interface RawBatch {
   /** Stable source id: `file:/var/log/audit.log`, `webhook`, `kafka:topic/3`, `import`. */
   source: string;
-  /** The cluster of the batch's events, unless an event's envelope names its own. */
+  /** The cluster of the batch's events, unless an event's envelope names its own (and the cluster is not fixed). */
   cluster: string;
+  /**
+   * Every event goes to `cluster`, whatever its envelope names: the sender named the cluster (a credential bound to
+   * it, a cluster in the request path, a Kafka header), and an event must not write to another one.
+   */
+  clusterFixed?: boolean;
   records: RawRecord[];
   /** The envelope all records are in ('native', 'eks', ...): see events/envelopes. Default: chosen per record by shape. */
   format?: string;
@@ -240,6 +245,7 @@ export class Pipeline implements BatchSink {
         keep: !det ? 'none' : det.wants ? (e) => det.wants!(e) : 'all',
         warn: (m, k) => log.warn(m, k),
         format: batch.format,
+        clusterFixed: batch.clusterFixed,
       });
     } catch (e) {
       return e as Error;

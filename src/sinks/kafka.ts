@@ -111,7 +111,7 @@ export class KafkaEventsProducer implements BatchSink {
           continue;
         }
         // An envelope naming the event's cluster overrides the batch's (the consumer reads it from the header).
-        const cluster = d.cluster ?? batch.cluster;
+        const cluster = batch.clusterFixed ? batch.cluster : (d.cluster ?? batch.cluster);
         const key = eventKey(cluster, d.event.user.username ?? '');
         let l = byKey.get(key);
         if (!l) byKey.set(key, (l = { cluster, texts: [] }));

@@ -55,6 +55,8 @@ export interface KafkaSourceStats {
 
 interface Chunk {
   cluster: string;
+  /** Named by the messages' kaudit-cluster header: their envelopes cannot move events to another cluster. */
+  fixed: boolean;
   records: RawRecord[];
   messages: KafkaMessage[];
   lastOffset: string;
@@ -223,6 +225,7 @@ export class KafkaSource {
       const raw: RawBatch = {
         source: `kafka:${key}`,
         cluster: chunk.cluster,
+        clusterFixed: chunk.fixed,
         records: chunk.records,
         checkpoint: { source: `kafka:${key}`, position: String(BigInt(chunk.lastOffset) + 1n) },
       };
@@ -348,9 +351,11 @@ export class KafkaSource {
     const out: Chunk[] = [];
     let cur: Chunk | undefined;
     for (const m of batch.messages) {
-      const cluster = headerString(m.headers, HEADER_CLUSTER) || this.opts.cluster;
-      if (!cur || cur.cluster !== cluster || cur.records.length >= c.batchRecords) {
-        cur = { cluster, records: [], messages: [], lastOffset: m.offset };
+      const named = headerString(m.headers, HEADER_CLUSTER);
+      const cluster = named || this.opts.cluster;
+      const fixed = !!named;
+      if (!cur || cur.cluster !== cluster || cur.fixed !== fixed || cur.records.length >= c.batchRecords) {
+        cur = { cluster, fixed, records: [], messages: [], lastOffset: m.offset };
         out.push(cur);
       }
       const where = `${batch.topic}/${batch.partition}@${m.offset}`;

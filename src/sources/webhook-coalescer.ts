@@ -20,6 +20,7 @@ interface Waiting {
 
 interface Group {
   cluster: string;
+  fixed: boolean;
   waiting: Waiting[];
   events: number;
 }
@@ -68,7 +69,8 @@ export class WebhookCoalescer {
   }
 
   /** `tag` prefixes the `where` of this request's records, to tell its bad records from those of its batch mates. */
-  submit(cluster: string, records: RawRecord[], tag: string): Promise<Committed> {
+  /** `fixed`: the request named its cluster, which its events' envelopes cannot override (see RawBatch.clusterFixed). */
+  submit(cluster: string, records: RawRecord[], tag: string, fixed = false): Promise<Committed> {
     const n = records.length;
     if (this.inFlight >= this.o.maxInFlight && this.pendingEvents + n > this.o.maxPendingEvents && this.pendingEvents > 0) {
       return Promise.reject(new OverloadedError(`webhook queue is full (${this.pendingEvents} events waiting); retry later`));
@@ -78,7 +80,7 @@ export class WebhookCoalescer {
       let g: Group | undefined;
       for (let i = this.queue.length - 1; i >= 0; i--) {
         const q = this.queue[i]!;
-        if (q.cluster === cluster && q.events + n <= this.o.maxEvents) {
+        if (q.cluster === cluster && q.fixed === fixed && q.events + n <= this.o.maxEvents) {
           g = q;
           break;
         }
@@ -86,7 +88,7 @@ export class WebhookCoalescer {
       if (g) {
         g.waiting.push(w);
         g.events += n;
-      } else this.queue.push({ cluster, waiting: [w], events: n });
+      } else this.queue.push({ cluster, fixed, waiting: [w], events: n });
       this.pendingEvents += n;
       this.flush();
     });
@@ -98,7 +100,7 @@ export class WebhookCoalescer {
       this.pendingEvents -= g.events;
       this.inFlight++;
       const records = g.waiting.length === 1 ? g.waiting[0]!.records : g.waiting.flatMap((w) => w.records);
-      this.sink.submit({ source: `webhook:${g.cluster}`, cluster: g.cluster, records }).then(
+      this.sink.submit({ source: `webhook:${g.cluster}`, cluster: g.cluster, clusterFixed: g.fixed, records }).then(
         (o) => {
           this.done();
           for (const w of g.waiting) {

@@ -96,5 +96,16 @@ describe('the decoder and its envelopes', () => {
       [b.auditID, 'default-cluster'],
     ]);
     expect(d.records).toBeDefined();
+    // A source that fixed its cluster (a bound credential, a cluster in the path, a Kafka header) keeps every event in it.
+    const fixed = decodeBatch('test', 'bound', [record({ logGroup: '/clusters/prod-eu', logEvents: [{ message: JSON.stringify(a) }] })], {
+      redaction: { enabled: true, key: Buffer.alloc(32) },
+      pack: false,
+      keep: 'all',
+      warn: () => {},
+      decoder,
+      clusterFixed: true,
+    });
+    expect(fixed.keep.map((n) => n.cluster)).toEqual(['bound']);
   });
+
 });
