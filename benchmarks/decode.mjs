@@ -3,8 +3,8 @@
 //   NDJSON (the apiserver's log: the hot path), a pretty-printed EventList with items as the webhook sends them
 //   (no kind/apiVersion), and a pretty-printed JSON array.
 // With --against DIST (another build's dist/, e.g. of main), both builds run in this process, rounds interleaved, so a
-// busy machine slows both alike; the figures are medians.
-// Usage: node benchmarks/decode.mjs [--events N] [--rounds 5] [--against DIR]   (needs `npm run build` first)
+// busy machine slows both alike (the order alternates from round to round); the figures are medians.
+// Usage: node benchmarks/decode.mjs [--events N] [--rounds 5] [--against DIR] [--only ndjson]   (needs `npm run build` first)
 import { mkdtempSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { eventStream } from './lib/generate.mjs';
 
-const { values } = parseArgs({ options: { events: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '5' }, against: { type: 'string' } } });
+const { values } = parseArgs({ options: { events: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '5' }, against: { type: 'string' }, only: { type: 'string' } } });
 const N = Number(values.events);
 const ROUNDS = Number(values.rounds);
 
@@ -74,11 +74,13 @@ async function run(b, path) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 try {
   for (const [shape, path] of Object.entries(files)) {
+    if (values.only && !shape.includes(values.only)) continue;
     const times = builds.map(() => []);
     let counts = builds.map(() => undefined);
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [i, [, b]] of builds.entries()) {
-        const r = await run(b, path);
+      const order = round % 2 === 0 ? [...builds.keys()] : [...builds.keys()].reverse();
+      for (const i of order) {
+        const r = await run(builds[i][1], path);
         times[i].push(r.ms);
         counts[i] = r;
       }

@@ -16,6 +16,8 @@ export interface ImportProgress {
 export interface ImportOptions {
   sink: BatchSink;
   cluster: string;
+  /** The envelope of every record ('native', ...; see events/envelopes); default: chosen per record by shape. */
+  format?: string;
   maxLine?: number;
   batchSize?: number;
   /**
@@ -55,7 +57,7 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
   let failure: { cause: unknown } | undefined;
   // Not async: the records are handed over, not held here until the batch commits.
   const submit = (records: RawRecord[], source: string): Promise<void> =>
-    o.sink.submit({ source, cluster: o.cluster, records }).then(
+    o.sink.submit({ source, cluster: o.cluster, records, ...(o.format !== undefined ? { format: o.format } : {}) }).then(
       (r) => {
         total.events += r.stored;
         total.duplicates += r.duplicates;

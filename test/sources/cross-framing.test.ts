@@ -254,3 +254,17 @@ describeWithKafka('Kafka messages decode like every other framing (real broker)'
     store.close();
   }, 120_000);
 });
+
+describe('a forced format', () => {
+  it('is passed from an import to the decoder: an unknown one refuses the batch with the known names, native stores', async () => {
+    const dir = tempDir('kaudit-format-');
+    const path = join(dir, 'a.log');
+    writeFileSync(path, lines([ev(), ev()]));
+    const store = new Store(join(dir, 'a.db'));
+    const pipeline = new Pipeline({ writer: store });
+    await expect(importFiles([path], { sink: pipeline, cluster: CLUSTER, format: 'nope' })).rejects.toThrow(`import:${path}: unknown format "nope": expected one of native`);
+    await expect(importFiles([path], { sink: pipeline, cluster: CLUSTER, format: 'native' })).resolves.toMatchObject({ events: 2, bad: 0 });
+    await pipeline.idle();
+    store.close();
+  });
+});
