@@ -9,6 +9,8 @@ import { LineSplitter, lineText, type Line, type LongLine } from '../sources/lin
 import { documentItems, isEventList, parseJson, toAuditEvent } from './decode.js';
 import { BadInputError } from './errors.js';
 import type { AuditEvent } from './types.js';
+import { gunzip, isGzip as isGzipBytes } from './envelopes/common.js';
+import { ENVELOPES, envelopeNamed, findEnvelope, FORMATS, isNativeShape, type Envelope, type Format } from './envelopes/index.js';
 
 /**
  * One undecoded input record: JSON text (a line, or a whole document), or a value already parsed by a streaming
@@ -300,22 +302,44 @@ async function readWhole(path: string): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Decodes one record into its events (a document may hold many); bad input becomes an error entry. */
-export function decodeRecord(r: RawRecord): ({ event: AuditEvent; text?: string } | { error: string })[] {
+/** One decoded item of a record: an event (with the cluster and envelope it came in), or why an item is bad. */
+export type DecodedItem =
+  | { event: AuditEvent; text?: string; cluster?: string; envelope?: string; where?: string }
+  | { error: string; envelope?: string; where?: string };
+
+/**
+ * Decodes one record into its events (a document may hold many); bad input becomes an error entry. `format`: `auto`
+ * unwraps a record that is not a native event by its shape (an EKS CloudWatch record, a GKE LogEntry, an AKS
+ * diagnostic record, a forwarder's record: see envelopes/), `native` never does, an envelope's name forces it.
+ */
+export function decodeRecord(r: RawRecord, format: Format = 'auto'): DecodedItem[] {
   if (r.error !== undefined) return [{ error: r.error }];
   let v: unknown;
   try {
     // Read once: a LineRecord decodes its text on each read (the second read of a line once cost a decode of its own).
-    const raw = r.text;
+    let raw = r.text;
+    // A gzipped record (a CloudWatch Logs subscription payload as Kinesis or a queue carries it).
+    if (raw !== undefined && typeof raw !== 'string' && isGzipBytes(raw)) {
+      try {
+        raw = gunzip(raw, 'record');
+      } catch (e) {
+        return [{ error: (e as Error).message }];
+      }
+    }
     let text = typeof raw === 'string' || raw === undefined ? raw : raw.toString('utf8');
     v = r.value !== undefined ? r.value : parseJson(text ?? '');
+    if (format !== 'native') {
+      const env = format === 'auto' ? (isNativeShape(v) ? undefined : findEnvelope(v)) : envelopeNamed(format);
+      if (env) return unwrapRecord(env, v, format !== 'auto');
+      if (format !== 'auto') return [{ error: `unknown format ${JSON.stringify(format)}: use one of ${FORMATS.join(', ')}` }];
+    }
     if (r.inherit !== undefined) text = inheritListFields(v, text, r.inherit);
     // The common case, one event a line: no document to split.
     if (r.line && typeof v === 'object' && v !== null && !Array.isArray(v) && !isEventList(v)) {
       try {
         return [{ event: toAuditEvent(v), text }];
       } catch (e) {
-        return [{ error: (e as Error).message }];
+        return [{ error: noEnvelope((e as Error).message, format) }];
       }
     }
     const items = documentItems(v);
@@ -325,13 +349,54 @@ export function decodeRecord(r: RawRecord): ({ event: AuditEvent; text?: string 
       try {
         return { event: toAuditEvent(item), text: single ? text : undefined };
       } catch (e) {
-        return { error: (e as Error).message };
+        return { error: items.length === 1 && items[0] === v ? noEnvelope((e as Error).message, format) : (e as Error).message };
       }
     });
   } catch (e) {
     if (e instanceof BadInputError) return [{ error: e.reason }];
     throw e;
   }
+}
+
+/** A record that is not an audit event: say that no envelope took it either (decoding never guesses silently). */
+function noEnvelope(reason: string, format: Format): string {
+  return format === 'auto' && reason.startsWith('not an audit event') ? `${reason}; nor a record of any envelope (${ENVELOPES.map((e) => e.name).join(', ')})` : reason;
+}
+
+/** The events inside an envelope's record; each item's error names the envelope, and one bad item costs only itself. */
+function unwrapRecord(env: Envelope, v: unknown, forced: boolean): DecodedItem[] {
+  const envelope = env.name;
+  if (forced && !env.matches(v)) {
+    return [{ error: `${envelope}: not a record of this format (forced by --format ${envelope}): ${describeShape(v)}`, envelope }];
+  }
+  const out: DecodedItem[] = [];
+  for (const it of env.unwrap(v)) {
+    if ('error' in it) {
+      out.push({ error: `${envelope}: ${it.error}`, envelope, where: it.where });
+      continue;
+    }
+    let value = it.value;
+    let text: string | undefined;
+    try {
+      if (typeof value === 'string') {
+        value = JSON.parse(value);
+        // The event's own text is its stored form when it is one line.
+        if (!(it.value as string).includes('\n') && !(it.value as string).includes('\r')) text = it.value as string;
+      }
+      out.push({ event: toAuditEvent(value), text, cluster: it.cluster, envelope, where: it.where });
+    } catch (e) {
+      const msg = e instanceof SyntaxError ? `event text is not JSON (${e.message.split('\n')[0]})` : (e as Error).message;
+      out.push({ error: `${envelope}: ${msg}`, envelope, where: it.where });
+    }
+  }
+  return out;
+}
+
+function describeShape(v: unknown): string {
+  if (typeof v !== 'object' || v === null) return `a JSON ${v === null ? 'null' : typeof v}`;
+  if (Array.isArray(v)) return 'a JSON array';
+  const keys = Object.keys(v).slice(0, 6);
+  return `an object with keys ${keys.join(', ')}${Object.keys(v).length > 6 ? ', ...' : ''}`;
 }
 
 /**
@@ -353,13 +418,14 @@ function inheritListFields(v: unknown, text: string | undefined, apiVersion: str
 }
 
 /** Events of a set of files, in order, with errors for bad records: for `detect`, `policy simulate` and the like. */
-export async function* readEventFiles(paths: string[], opts: ReadOptions = {}): AsyncGenerator<{ event: AuditEvent; where: string; text?: string } | { error: string; where: string }> {
+export async function* readEventFiles(paths: string[], opts: ReadOptions & { format?: Format } = {}): AsyncGenerator<{ event: AuditEvent; where: string; text?: string; cluster?: string } | { error: string; where: string }> {
   for (const path of paths) {
     for await (const recs of readFileRecords(path, opts)) {
       for (const r of recs) {
-        for (const d of decodeRecord(r)) {
-          if ('error' in d) yield { error: d.error, where: r.where };
-          else yield { event: d.event, where: r.where, text: d.text };
+        for (const d of decodeRecord(r, opts.format)) {
+          const where = d.where === undefined ? r.where : `${r.where} ${d.where}`;
+          if ('error' in d) yield { error: d.error, where };
+          else yield { event: d.event, where, text: d.text, cluster: d.cluster };
         }
       }
     }

@@ -14,6 +14,8 @@ export interface Decoded {
   keep: NormalisedEvent[];
   keepIdx: number[];
   deadLetters: DeadLetter[];
+  /** Per envelope (eks, gke, aks, forwarder) that records were unwrapped from: events decoded and items refused. */
+  envelopes?: Map<string, { events: number; bad: number }>;
 }
 
 export interface DecodeOptions {
@@ -24,6 +26,10 @@ export interface DecodeOptions {
   buffers?: (bytes: number) => Buffer;
   /** Which events detection gets: none, all, or those a rule may use. */
   keep: 'none' | 'all' | ((e: NormalisedEvent) => boolean);
+  /** `auto` (default): records that are not native events are unwrapped by shape; else `native` or an envelope's name. */
+  format?: string;
+  /** The batch's cluster wins over a cluster an envelope names (a credential bound to a cluster, a configured source). */
+  pinCluster?: boolean;
   /** A bad record's one-line message, and its kind for rate limiting. */
   warn: (message: string, kind: string) => void;
 }
@@ -41,16 +47,27 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
   const packer = o.pack ? new RecordPacker(records.length, rawBytes, o.buffers) : undefined;
   const wants = o.keep;
   let count = 0;
+  let envelopes: Map<string, { events: number; bad: number }> | undefined;
+  const tally = (name: string, bad: boolean) => {
+    envelopes ??= new Map();
+    let t = envelopes.get(name);
+    if (!t) envelopes.set(name, (t = { events: 0, bad: 0 }));
+    if (bad) t.bad++;
+    else t.events++;
+  };
   for (const r of records) {
-    for (const d of decodeRecord(r)) {
+    for (const d of decodeRecord(r, o.format)) {
       if ('error' in d) {
-        deadLetters.push({ source, where: r.where, reason: d.error, data: deadLetterData(r.text, r.value, o.redaction) });
-        o.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${source}`);
+        const where = d.where === undefined ? r.where : `${r.where} ${d.where}`;
+        if (d.envelope !== undefined) tally(d.envelope, true);
+        deadLetters.push({ source, where, reason: d.error, data: deadLetterData(r.text, r.value, o.redaction) });
+        o.warn(`bad input at ${where}: ${d.error}`, `bad-input:${source}`);
         continue;
       }
+      if (d.envelope !== undefined) tally(d.envelope, false);
       let n: NormalisedEvent;
       try {
-        n = normalise(d.event, cluster, o.redaction, d.text);
+        n = normalise(d.event, d.cluster !== undefined && !o.pinCluster ? d.cluster : cluster, o.redaction, d.text);
         if (packer) {
           // The line's own bytes when its text is stored unchanged (not redacted): copied, not encoded again.
           if (r.bytes !== undefined && d.text !== undefined && n.raw === d.text) packer.add(n, r.bytes, r.bytesStart, r.bytesEnd);
@@ -75,5 +92,5 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
       count++;
     }
   }
-  return { count, records: packer?.finish(), keep, keepIdx, deadLetters };
+  return { count, records: packer?.finish(), keep, keepIdx, deadLetters, envelopes };
 }

@@ -19,6 +19,13 @@ export interface RawBatch {
   records: RawRecord[];
   /** Committed with the batch's alerts, after its events: a stop before leaves the source to send them again. */
   checkpoint?: Checkpoint;
+  /** How records are decoded: `auto` (default: envelopes by shape), `native`, or an envelope's name (eks, gke, aks, forwarder). */
+  format?: string;
+  /**
+   * `cluster` wins over a cluster an envelope names (an EKS log group, a GKE resource label, an AKS resourceId): set
+   * for a credential bound to a cluster, and for sources configured with a cluster.
+   */
+  pinCluster?: boolean;
 }
 
 export interface BadRecord {
@@ -104,6 +111,8 @@ export class Pipeline implements BatchSink {
           bad: m.counter('kaudit_bad_input_total', 'Records rejected as bad input, by source'),
           alerts: m.counter('kaudit_alerts_total', 'Alerts raised, by rule'),
           overloaded: m.counter('kaudit_ingest_overloaded_total', 'Batches refused because the ingest queue was full'),
+          envEvents: m.counter('kaudit_envelope_events_total', 'Audit events unwrapped from a cloud or forwarder envelope, by envelope (eks, gke, aks, forwarder)'),
+          envBad: m.counter('kaudit_envelope_bad_total', 'Items of an envelope refused as bad input (dead-lettered), by envelope'),
         }
       : undefined;
     m?.collect('kaudit_ingest_queue_events', 'Events accepted and not yet committed', () => [{ value: this.queuedEvents }]);
@@ -226,6 +235,8 @@ export class Pipeline implements BatchSink {
         pack: !!this.opts.writer,
         buffers: this.rawBuffers,
         keep: !det ? 'none' : det.wants ? (e) => det.wants!(e) : 'all',
+        format: batch.format,
+        pinCluster: batch.pinCluster,
         warn: (m, k) => log.warn(m, k),
       });
     } catch (e) {
@@ -288,6 +299,7 @@ export class Pipeline implements BatchSink {
     if (!w) stored = 0;
     const bad = d.deadLetters.map(badOf);
     const source = batch.source;
+    const envelopes = d.envelopes;
     return { committed: committed.then((alerts) => {
       this.opts.health?.ok();
       const outcome: BatchOutcome = { stored, duplicates, bad, alerts };
@@ -297,6 +309,12 @@ export class Pipeline implements BatchSink {
         if (duplicates) this.counters.dups.inc(src, duplicates);
         if (bad.length) this.counters.bad.inc(src, bad.length);
         for (const a of raised) this.counters.alerts.inc({ rule: a.rule });
+        if (envelopes) {
+          for (const [envelope, t] of envelopes) {
+            if (t.events) this.counters.envEvents.inc({ envelope }, t.events);
+            if (t.bad) this.counters.envBad.inc({ envelope }, t.bad);
+          }
+        }
       }
       this.bus.publish(alerts);
       return outcome;
@@ -316,7 +334,7 @@ export class Pipeline implements BatchSink {
       const index: number[] = [];
       const det = this.opts.detector;
       p.events.forEach((e, i) => {
-        for (const d of decodeRecord({ text: e.line, where: 'store' })) {
+        for (const d of decodeRecord({ text: e.line, where: 'store' }, 'native')) {
           if ('error' in d) continue;
           const n = normalise(d.event, e.cluster, this.redaction, d.text);
           if (det?.wants && !det.wants(n)) continue;

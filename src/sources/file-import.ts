@@ -15,6 +15,10 @@ export interface ImportProgress {
 export interface ImportOptions {
   sink: BatchSink;
   cluster: string;
+  /** `auto` (default), `native` or an envelope's name: see RawBatch.format. */
+  format?: string;
+  /** `cluster` wins over the cluster an envelope names (set when the user named one). */
+  pinCluster?: boolean;
   maxLine?: number;
   batchSize?: number;
   /**
@@ -54,7 +58,7 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
   let failure: { cause: unknown } | undefined;
   // Not async: the records are handed over, not held here until the batch commits.
   const submit = (records: RawRecord[], source: string): Promise<void> =>
-    o.sink.submit({ source, cluster: o.cluster, records }).then(
+    o.sink.submit({ source, cluster: o.cluster, records, format: o.format, pinCluster: o.pinCluster }).then(
       (r) => {
         total.events += r.stored;
         total.duplicates += r.duplicates;
