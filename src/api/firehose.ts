@@ -60,7 +60,7 @@ export async function firehoseRoutes(app: FastifyInstance, opts: { ctx: ApiConte
     if (typeof b !== 'object' || b === null || !Array.isArray(b.records)) return answer(reply, req, 400, 'body is not a Firehose delivery request: no records array');
     const requestId = typeof b.requestId === 'string' ? b.requestId : String(req.headers['x-amz-firehose-request-id'] ?? req.id);
     // One raw record per Firehose record: a bad one is its own dead letter, holding only its own data.
-    const records: RawRecord[] = b.records.map((r, i) => ({ value: { requestId, timestamp: b.timestamp, records: [r] }, where: `firehose ${requestId} record ${i}:` }));
+    const records: RawRecord[] = b.records.map((r, i) => ({ value: { requestId, timestamp: b.timestamp, records: [r] }, where: `firehose ${requestId} record ${i}` }));
     const cluster = source.cluster ?? ctx.config.cluster;
     try {
       if (records.length > 0) await ctx.sink.submit({ source: 'firehose', cluster, records, format: 'eks', pinCluster: source.cluster !== undefined });

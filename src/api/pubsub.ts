@@ -55,7 +55,7 @@ export async function pubsubRoutes(app: FastifyInstance, opts: { ctx: ApiContext
     const id = typeof msg.messageId === 'string' ? msg.messageId : req.id;
     const cluster = source.cluster ?? ctx.config.cluster;
     try {
-      const o = await ctx.sink.submit({ source: 'pubsub', cluster, records: [{ value: body, where: `pubsub message ${id}:` }], format: 'gke', pinCluster: source.cluster !== undefined });
+      const o = await ctx.sink.submit({ source: 'pubsub', cluster, records: [{ value: body, where: `pubsub request ${req.id}` }], format: 'gke', pinCluster: source.cluster !== undefined });
       if (o.bad.length) log.warn(`pubsub message ${id}: dead-lettered: ${o.bad[0]!.reason}`, 'pubsub-bad');
       return send(reply, 204);
     } catch (e) {
