@@ -55,6 +55,8 @@ export interface KafkaSourceStats {
 
 interface Chunk {
   cluster: string;
+  /** The cluster came from the message's header: it wins over an envelope's. */
+  pinned: boolean;
   records: RawRecord[];
   messages: KafkaMessage[];
   lastOffset: string;
@@ -224,6 +226,9 @@ export class KafkaSource {
         source: `kafka:${key}`,
         cluster: chunk.cluster,
         records: chunk.records,
+        format: this.opts.config.format,
+        // A kaudit-cluster header, or the envelope's cluster (an AKS resourceId) when the message has none.
+        pinCluster: chunk.pinned,
         checkpoint: { source: `kafka:${key}`, position: String(BigInt(chunk.lastOffset) + 1n) },
       };
       let outcome: Promise<BatchOutcome>;
@@ -348,9 +353,11 @@ export class KafkaSource {
     const out: Chunk[] = [];
     let cur: Chunk | undefined;
     for (const m of batch.messages) {
-      const cluster = headerString(m.headers, HEADER_CLUSTER) || this.opts.cluster;
-      if (!cur || cur.cluster !== cluster || cur.records.length >= c.batchRecords) {
-        cur = { cluster, records: [], messages: [], lastOffset: m.offset };
+      const header = headerString(m.headers, HEADER_CLUSTER);
+      const cluster = header || this.opts.cluster;
+      const pinned = !!header;
+      if (!cur || cur.cluster !== cluster || cur.pinned !== pinned || cur.records.length >= c.batchRecords) {
+        cur = { cluster, pinned, records: [], messages: [], lastOffset: m.offset };
         out.push(cur);
       }
       const where = `${batch.topic}/${batch.partition}@${m.offset}`;
@@ -367,8 +374,12 @@ export class KafkaSource {
   private deadOf(chunk: Chunk, bad: BatchOutcome['bad']): { message: KafkaMessage; reasons: string[] }[] {
     const byWhere = new Map<string, string[]>();
     for (const b of bad) {
-      let l = byWhere.get(b.where);
-      if (!l) byWhere.set(b.where, (l = []));
+      // An envelope's item is located inside its message ("topic/0@12 records[3] properties.log"): the message is the
+      // part before the first space (topics have no spaces).
+      const sp = b.where.indexOf(' ');
+      const where = sp < 0 ? b.where : b.where.slice(0, sp);
+      let l = byWhere.get(where);
+      if (!l) byWhere.set(where, (l = []));
       l.push(b.reason);
     }
     const out: { message: KafkaMessage; reasons: string[] }[] = [];
