@@ -87,11 +87,24 @@ function body(v: unknown): Record<string, unknown> | undefined {
 
 /** Groups the apiserver always gives these identities (GKE logs only the principal). */
 function impliedGroups(user: string): string[] | undefined {
+  if (!user.startsWith('system:')) return undefined;
   if (user === 'system:anonymous') return ['system:unauthenticated'];
-  const sa = /^system:serviceaccount:([^:]+):[^:]+$/.exec(user);
-  if (sa) return ['system:serviceaccounts', `system:serviceaccounts:${sa[1]}`, 'system:authenticated'];
+  if (user.startsWith('system:serviceaccount:')) {
+    const ns = user.slice('system:serviceaccount:'.length, user.indexOf(':', 'system:serviceaccount:'.length));
+    if (ns) return ['system:serviceaccounts', `system:serviceaccounts:${ns}`, 'system:authenticated'];
+  }
   if (user.startsWith('system:node:')) return ['system:nodes', 'system:authenticated'];
   return undefined;
+}
+
+/** Cluster names of the resource labels seen (a handful per deployment), so each entry does not sanitise it again. */
+const clusters = new Map<string, string | undefined>();
+function clusterOf(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  if (clusters.has(raw)) return clusters.get(raw);
+  const c = clusterName(raw);
+  if (clusters.size < 1000) clusters.set(raw, c);
+  return c;
 }
 
 function query(execOpts: Record<string, unknown> | undefined): string {
@@ -132,7 +145,10 @@ export function logEntryToEvent(e: Record<string, unknown>): { event: Record<str
   if (grpc === 0) code = ref?.subresource && STREAMING.has(ref.subresource) ? 101 : verb === 'create' ? 201 : 200;
   const labels = isObject(e.labels) ? e.labels : {};
   const annotations: Record<string, string> = {};
-  for (const [k, v] of Object.entries(labels)) if (typeof v === 'string') annotations[k] = v;
+  for (const k in labels) {
+    const v = labels[k];
+    if (typeof v === 'string') annotations[k] = v;
+  }
   if (annotations['authorization.k8s.io/decision'] === undefined && Array.isArray(pp.authorizationInfo) && pp.authorizationInfo.length > 0) {
     const granted = pp.authorizationInfo.every((a) => isObject(a) && a.granted === true);
     annotations['authorization.k8s.io/decision'] = granted ? 'allow' : 'forbid';
@@ -146,6 +162,7 @@ export function logEntryToEvent(e: Record<string, unknown>): { event: Record<str
   if (gkeCluster) annotations['cloud.google.com/cluster-name'] = gkeCluster;
   if (str(e.insertId)) annotations['logging.googleapis.com/insert-id'] = e.insertId as string;
   const stage = op.first === true && op.last !== true ? 'ResponseStarted' : 'ResponseComplete';
+  const groups = impliedGroups(username);
   const event: Record<string, unknown> = {
     kind: 'Event',
     apiVersion: 'audit.k8s.io/v1',
@@ -154,7 +171,7 @@ export function logEntryToEvent(e: Record<string, unknown>): { event: Record<str
     stage,
     requestURI: (ref ? requestPath(ref, rn) : '/' + rn) + query(execOpts),
     verb,
-    user: { username, ...(impliedGroups(username) ? { groups: impliedGroups(username) } : {}) },
+    user: groups ? { username, groups } : { username },
   };
   const ip = str(meta.callerIp);
   if (ip) event.sourceIPs = [ip];
@@ -178,7 +195,7 @@ export function logEntryToEvent(e: Record<string, unknown>): { event: Record<str
   event.requestReceivedTimestamp = time;
   event.stageTimestamp = time;
   event.annotations = annotations;
-  return { event, cluster: clusterName(gkeCluster) };
+  return { event, cluster: clusterOf(gkeCluster) };
 }
 
 function isLogEntry(o: Record<string, unknown>): boolean {
