@@ -78,7 +78,8 @@ export class KafkaEventsProducer implements BatchSink {
     }
     // One message per identity per batch: an EventList of that cluster/user's events, in order. Fewer, larger messages
     // cost Kafka and kafkajs far less than one per event, and a batch's events of one identity stay together.
-    const byKey = new Map<string, string[]>();
+    // Per key (cluster and identity): the cluster (an envelope's, unless the batch pins it) and the event texts.
+    const byKey = new Map<string, { cluster: string; texts: string[] }>();
     const bad: BatchOutcome['bad'] = [];
     // Bad records go to the dead-letter topic: on an ingest-only node there is no store to keep them in.
     const dead = new Map<RawRecord, string[]>();
@@ -91,7 +92,7 @@ export class KafkaEventsProducer implements BatchSink {
       else dead.set(r, [reason]);
     };
     for (const r of batch.records) {
-      for (const d of decodeRecord(r)) {
+      for (const d of decodeRecord(r, batch.format)) {
         if ('error' in d) {
           reject(r, d.error);
           continue;
@@ -109,18 +110,19 @@ export class KafkaEventsProducer implements BatchSink {
           reject(r, `event of ${size} bytes is over kafka.maxMessageBytes (${limit})`);
           continue;
         }
-        const key = eventKey(batch.cluster, d.event.user.username ?? '');
+        const cluster = d.cluster !== undefined && !batch.pinCluster ? d.cluster : batch.cluster;
+        const key = eventKey(cluster, d.event.user.username ?? '');
         let l = byKey.get(key);
-        if (!l) byKey.set(key, (l = []));
-        l.push(text);
+        if (!l) byKey.set(key, (l = { cluster, texts: [] }));
+        l.texts.push(text);
         events++;
       }
     }
     const messages: Message[] = [];
-    const headers = { [HEADER_CLUSTER]: batch.cluster };
     // Split below the limit (and at 512 KiB, for the brokers' 1 MB default), counting bytes, not characters.
     const maxPart = Math.min(MAX_MESSAGE_BYTES, limit - 100);
-    for (const [key, texts] of byKey) {
+    for (const [key, { cluster, texts }] of byKey) {
+      const headers = { [HEADER_CLUSTER]: cluster };
       let part: string[] = [];
       let size = 0;
       const flush = () => {
@@ -151,7 +153,7 @@ export class KafkaEventsProducer implements BatchSink {
           key: batch.cluster,
           value: raw !== null && rawBytes <= limit ? raw : null,
           headers: {
-            ...headers,
+            [HEADER_CLUSTER]: batch.cluster,
             [HEADER_REASON]: reasons.length > 1 ? `${reasons[0]} (and ${reasons.length - 1} more bad items)` : reasons[0]!,
             [HEADER_ORIGIN]: `${batch.source} ${r.where}`,
             [HEADER_BAD_ITEMS]: String(reasons.length),
