@@ -29,6 +29,11 @@ check() {
 
 fetch() {
   [[ -f "$VENV/.complete" ]] && return 0
+  # Debian's system python3 needs python3-venv for `python3 -m venv`: install it when we can (CI runs as root).
+  if ! check 2>/dev/null && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "installing python3-venv with apt-get ..."
+    (apt-get install -y -q python3-venv >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q python3-venv >/dev/null 2>&1; }) || true
+  fi
   check || exit 3
   mkdir -p "$CACHE_ROOT"
   # Several test files may start servers at once: one installs, the others wait for it.
