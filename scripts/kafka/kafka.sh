@@ -10,6 +10,7 @@
 #                                  on a dir that holds a stopped broker restarts it with the same ports and data
 #       --port P                   PLAINTEXT port (default: a free one); also --controller-port, --sasl-port, --ssl-port
 #       --secure                   also listen with SASL_PLAINTEXT and SASL_SSL (SCRAM-SHA-256/512, user kaudit,
+#                                  and on SASL_SSL also PLAIN as Azure Event Hubs takes it: user $ConnectionString,
 #                                  password kaudit-secret, a self-signed certificate for 127.0.0.1 in D/tls/ca.pem)
 #       --watch-pid PID            stop the broker when process PID goes away (tests pass their own pid, so a killed
 #                                  test run leaves no JVM behind)
@@ -36,6 +37,10 @@ if [[ "$JAVA" == */* ]]; then KEYTOOL="$(dirname "$JAVA")/keytool"; else KEYTOOL
 START_TIMEOUT="${KAUDIT_KAFKA_START_TIMEOUT:-90}"
 SCRAM_USER=kaudit
 SCRAM_PASSWORD=kaudit-secret
+# SASL PLAIN on the SASL_SSL listener as Azure Event Hubs' Kafka endpoint takes it: user $ConnectionString, the
+# namespace's connection string as the password.
+PLAIN_USER='$ConnectionString'
+PLAIN_PASSWORD='Endpoint=sb://kaudit-test.servicebus.windows.net/;SharedAccessKeyName=kaudit-listen;SharedAccessKey=a2F1ZGl0LXRlc3Qta2V5LW5vdC1hLXNlY3JldA=='
 
 say() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -149,7 +154,9 @@ log.segment.bytes=268435456
 EOF
   if [[ -n "$sasl_port" ]]; then
     cat >>"$dir/server.properties" <<EOF
-sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${PLAIN_USER}="${PLAIN_PASSWORD}";
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required;
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
@@ -276,6 +283,8 @@ start() {
     echo "KAFKA_SASL_SSL_BROKERS=127.0.0.1:$ssl_port"
     echo "KAFKA_SCRAM_USER=$SCRAM_USER"
     echo "KAFKA_SCRAM_PASSWORD=$SCRAM_PASSWORD"
+    echo "KAFKA_PLAIN_USER=$PLAIN_USER"
+    echo "KAFKA_PLAIN_PASSWORD=$PLAIN_PASSWORD"
     echo "KAFKA_CA=$dir/tls/ca.pem"
   fi
 }

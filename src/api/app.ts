@@ -18,6 +18,9 @@ import { streamRoutes } from './stream.js';
 import { TlsMaterial } from './tls.js';
 import type { CoalescerOptions } from '../sources/webhook-coalescer.js';
 import { webhookRoutes } from './webhook.js';
+import { FIREHOSE_ROUTE, firehoseRoutes } from './firehose.js';
+import { forwarderRoutes } from './forwarder.js';
+import { PUBSUB_ROUTE, pubsubRoutes } from './pubsub.js';
 import type { HubOptions } from '../sinks/ws-hub.js';
 
 export interface AppOptions {
@@ -36,16 +39,21 @@ export interface AppOptions {
 }
 
 const PROBES = new Set(['/healthz', '/readyz']);
-const WEBHOOK_ROUTES = new Set(['/api/v1/audit/webhook', '/api/v1/audit/webhook/:cluster']);
+const WEBHOOK_ROUTES = new Set(['/api/v1/audit/webhook', '/api/v1/audit/webhook/:cluster', '/api/v1/ingest/forwarder', '/api/v1/ingest/forwarder/:cluster']);
+/** Push endpoints that check their sender's own credential (Firehose's access key, Pub/Sub's OIDC token). */
+const OWN_AUTH_ROUTES = new Set(['/api/v1' + FIREHOSE_ROUTE]);
 
 /**
  * What a route needs: probes and the console's static files nothing (they hold no audit data; the console then asks
- * for a token), the webhook ingest, everything else (and unknown paths) read.
+ * for a token), the webhook ingest, everything else (and unknown paths) read. The Pub/Sub push route checks the push's
+ * OIDC token itself when an audience is configured (`pubsubOwnAuth`); else it needs ingest.
  */
-function needOf(route: string | undefined): Need {
+function needOf(route: string | undefined, pubsubOwnAuth: boolean): Need {
   if (route === undefined) return 'read';
   if (PROBES.has(route) || CONSOLE_ROUTES.has(route)) return 'none';
   if (WEBHOOK_ROUTES.has(route)) return 'ingest';
+  if (OWN_AUTH_ROUTES.has(route)) return 'none';
+  if (route === '/api/v1' + PUBSUB_ROUTE) return pubsubOwnAuth ? 'none' : 'ingest';
   return 'read';
 }
 
@@ -71,10 +79,11 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
   const requests = ctx.metrics.counter('kaudit_http_requests_total', 'HTTP requests, by route and status');
   const refused = ctx.metrics.counter('kaudit_auth_refused_total', 'Requests refused by access control, by status (401 no or bad credentials, 403 scope or cluster)');
   const maxResults = ctx.config.server.maxResults;
+  const pubsubOwnAuth = !!ctx.sources?.some((s) => s.type === 'pubsub-push' && s.audience !== undefined);
   app.decorateRequest('principal', undefined);
   app.addHook('onRequest', async (req, reply) => {
     const route = req.routeOptions.url;
-    const need = needOf(route);
+    const need = needOf(route, pubsubOwnAuth);
     try {
       const p = access.authorize(req.raw.headers, req.raw.socket, need);
       if (p.cluster !== undefined && need === 'read') {
@@ -123,6 +132,13 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
       await api.register(policyRoutes, { ctx });
       await api.register(statusRoutes, { ctx });
       await api.register(timelineRoutes, { ctx });
+      await api.register(forwarderRoutes, { ctx });
+      const firehose = ctx.sources?.find((s) => s.type === 'firehose');
+      if (firehose) await api.register(firehoseRoutes, { ctx, source: firehose });
+      const pubsub = ctx.sources?.find((s) => s.type === 'pubsub-push');
+      if (pubsub) {
+        await api.register(pubsubRoutes, { ctx, source: pubsub });
+      }
       await api.register(streamRoutes, { ctx, access, hub: opts.feed, maxClients: opts.feed?.maxClients });
       api.get('/openapi.json', { schema: { hide: true } }, async () => openapi());
     },

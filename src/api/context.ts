@@ -1,4 +1,5 @@
 import type { KauditConfig } from '../config/config.js';
+import type { SourceConfig } from '../config/sources.js';
 import type { Metrics } from '../metrics.js';
 import type { AlertBus } from '../pipeline/alert-bus.js';
 import type { BatchSink } from '../pipeline/pipeline.js';
@@ -16,4 +17,6 @@ export interface ApiContext {
   ready: () => boolean;
   /** Why this node cannot serve (e.g. its Kafka consumer stopped for good), for /readyz; undefined when fine. */
   problem?: () => string | undefined;
+  /** Managed clusters' sources from the config (push endpoints are routes when configured). */
+  sources?: SourceConfig[];
 }

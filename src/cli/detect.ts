@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import { ConfigError, loadConfig, parseDuration } from '../config/config.js';
 import { normalise } from '../events/normalise.js';
-import { decodeRecord } from '../events/decode.js';
+import { decoderFor } from '../events/decode.js';
+import { FORMATS, isFormat } from '../events/envelopes/index.js';
 import type { RawRecord } from '../events/record.js';
 import { readFileRecords } from '../sources/file-read.js';
 import { newRedactionKey } from '../events/redact.js';
@@ -18,12 +19,16 @@ export const DETECT_HELP = `Usage: kaudit detect [FILE...] [options]
 
 Runs the detection rules over audit logs (stdin when no FILE) with no store, and prints one alert a line as JSON
 (rule, severity, title, summary, auditID, stage, time, user, objectRef, tags, mitre, groupKey, details).
-Accepts what ingest accepts: JSON lines, an EventList or a JSON array, plain or gzipped. Bad input is reported on
+Accepts what ingest accepts: JSON lines, an EventList or a JSON array, plain or gzipped, and the managed clusters'
+exports. Bad input is reported on
 stderr, one line per record, and skipped.
 
   --rules DIR            rules directory or file (default: the bundled detections/)
   --config FILE          kaudit config file: cluster, redaction, and detection tuning (detection: key)
-  --cluster NAME         cluster name stamped on events (default: config cluster, "default")
+  --cluster NAME         cluster name stamped on events (default: the one the envelope names, else config cluster,
+                         "default"); given, it wins over the envelope's
+  --format F             auto (default: EKS, GKE, AKS and forwarder records unwrapped by shape), native, eks, gke,
+                         aks or forwarder
   --min-severity SEV     print only alerts at or above SEV (${SEVERITIES.join(', ')})
   --fail-on SEV          exit 1 when any alert is at or above SEV (for CI)
   --max-line SIZE        longest accepted line in bytes (default 1048576)
@@ -117,6 +122,7 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
     rules: { type: 'string' },
     config: { type: 'string' },
     cluster: { type: 'string' },
+    format: { type: 'string' },
     'min-severity': { type: 'string' },
     'fail-on': { type: 'string' },
     'max-line': { type: 'string' },
@@ -133,6 +139,11 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
   const failOn = severityArg(values['fail-on'], '--fail-on');
   const maxLine = values['max-line'] ? Number(values['max-line']) : undefined;
   if (maxLine !== undefined && !(Number.isInteger(maxLine) && maxLine > 0)) throw new UsageError('--max-line must be a number of bytes');
+  const format = values.format ?? 'auto';
+  if (!isFormat(format)) throw new UsageError(`--format must be one of ${FORMATS.join(', ')}`);
+  // A --cluster is fixed (see RawBatch.clusterFixed): an envelope's cluster does not override it.
+  const clusterFixed = values.cluster !== undefined;
+  const decoder = decoderFor(format);
   let engine;
   let cluster: string;
   let redaction: { enabled: boolean; key: Buffer };
@@ -179,14 +190,14 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
     try {
       for await (const recs of src) {
         for (const r of recs) {
-          for (const d of decodeRecord(r)) {
+          for (const d of decoder.decode(r)) {
             if ('error' in d) {
               bad++;
-              io.stderr.write(`kaudit detect: bad input at ${r.where}: ${d.error}\n`);
+              io.stderr.write(`kaudit detect: bad input at ${d.where === undefined ? r.where : `${r.where} ${d.where}`}: ${d.error}\n`);
               continue;
             }
             events++;
-            batch.push(normalise(d.event, cluster, redaction, d.text));
+            batch.push(normalise(d.event, clusterFixed ? cluster : (d.cluster ?? cluster), redaction, d.text));
             if (batch.length >= 512) await flush();
           }
         }

@@ -1,4 +1,5 @@
 import { loadConfig, parseBytes } from '../config/config.js';
+import { FORMATS, isFormat } from '../events/envelopes/index.js';
 import type { Detector } from '../detect/alert.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
@@ -7,14 +8,18 @@ import { FAULT_ADVICE, innerCause, storeFaultOf } from '../store/write-error.js'
 import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
 
-export const INGEST_HELP = `Usage: kaudit ingest [--db PATH] [--config FILE] [--cluster NAME] [--no-detect] [--no-redact] FILE...
+export const INGEST_HELP = `Usage: kaudit ingest [--db PATH] [--config FILE] [--cluster NAME] [--format F] [--no-detect] [--no-redact] FILE...
 
 Imports audit log files once: plain or .gz; JSON lines (--audit-log-format=json), an EventList, or a JSON array.
-Runs detection and stores events and alerts. Importing a file again adds nothing twice.
+Managed clusters' exports are unwrapped by their shape: EKS CloudWatch Logs (filter-log-events, get-log-events,
+subscription payloads, Firehose deliveries), GKE Cloud Logging entries, AKS diagnostic records, log forwarders'
+records. Runs detection and stores events and alerts. Importing a file again adds nothing twice.
 
   --db PATH         SQLite store (default ./data/kaudit.db, or store.path of the config)
   --config FILE     kaudit config file (YAML)
-  --cluster NAME    cluster name for these events (default: config cluster, "default")
+  --cluster NAME    cluster name for these events (default: the one the envelope names, else config cluster,
+                    "default"); given, it wins over the envelope's
+  --format F        auto (default: by each record's shape), native, eks, gke, aks or forwarder
   --rules DIR       detection rules directory (default: the bundled detections/)
   --no-detect       store only, no detection
   --no-redact       store Secret values as logged (not recommended; see README)
@@ -43,6 +48,7 @@ export async function runIngest(argv: string[]): Promise<number> {
     db: { type: 'string' },
     config: { type: 'string' },
     cluster: { type: 'string' },
+    format: { type: 'string' },
     rules: { type: 'string' },
     'no-detect': { type: 'boolean' },
     'no-redact': { type: 'boolean' },
@@ -55,6 +61,7 @@ export async function runIngest(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length === 0) throw new UsageError('ingest needs at least one FILE');
+  if (values.format !== undefined && !isFormat(values.format)) throw new UsageError(`--format must be one of ${FORMATS.join(', ')}`);
   const cfg = loadConfig(values.config);
   if (values.db) cfg.store.path = values.db;
   if (values['no-redact']) cfg.redaction.enabled = false;
@@ -82,6 +89,8 @@ export async function runIngest(argv: string[]): Promise<number> {
       result = await importFiles(positionals, {
         sink: pipeline,
         cluster: values.cluster ?? cfg.cluster,
+        format: values.format,
+        clusterFixed: values.cluster !== undefined,
         maxLine: cfg.maxLineBytes,
         batchSize: cfg.ingest.batchSize,
         onProgress: (p) => {

@@ -14,6 +14,8 @@ import { Pipeline } from '../pipeline/pipeline.js';
 import { WriteHealth } from '../pipeline/write-health.js';
 import { importFiles } from '../sources/file-import.js';
 import { FileTail } from '../sources/file-tail.js';
+import { CloudWatchSource } from '../sources/cloudwatch.js';
+import { describeSource, parseSources, type CloudWatchSourceConfig } from '../config/sources.js';
 import { Store } from '../store/store.js';
 import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
@@ -50,6 +52,7 @@ export interface Running {
   address: string;
   port: number;
   tails: FileTail[];
+  cloudwatch: CloudWatchSource[];
   stop(): Promise<void>;
 }
 
@@ -90,10 +93,18 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
       opened.push(() => kafka!.stop());
       metrics.addRenderer(() => kafka!.metricsText());
     }
-    const { app, address, port } = await startApi({ config: cfg, store, sink: kafka?.webhookSink ?? pipeline, bus: pipeline.bus, metrics, ready: () => ready, problem: () => health.problem ?? kafka?.problem() });
+    const sources = parseSources(cfg.sources);
+    const { app, address, port } = await startApi({ config: cfg, store, sink: kafka?.webhookSink ?? pipeline, bus: pipeline.bus, metrics, ready: () => ready, problem: () => health.problem ?? kafka?.problem(), sources });
     opened.push(() => app.close());
     const tails = cfg.tail.map((t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }));
     for (const t of tails) t.start();
+    // Managed clusters' pull sources (push endpoints are routes of the API, above).
+    const cloudwatch = sources
+      .filter((s): s is CloudWatchSourceConfig => s.type === 'cloudwatch')
+      .map((s) => new CloudWatchSource({ logGroup: s.logGroup, cluster: s.cluster, region: s.region, endpoint: s.endpoint, streamPrefix: s.streamPrefix, pollMs: s.pollMs, pageSize: s.pageSize, sink: pipeline, positions: store, metrics }));
+    for (const c of cloudwatch) c.start();
+    opened.push(async () => void (await Promise.all(cloudwatch.map((c) => c.stop()))));
+    for (const s of sources) log.info(`source: ${describeSource(s)}`);
     if (opts.demo && existsSync(SAMPLE_LOG)) {
       const res = await importFiles([SAMPLE_LOG], { sink: pipeline, cluster: 'demo' });
       log.info(`demo: imported the sample audit log (${res.events} new events, ${res.alerts} alerts)`);
@@ -113,12 +124,14 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
       address,
       port,
       tails,
+      cloudwatch,
       async stop() {
         if (stopped) return;
         stopped = true;
         ready = false;
         stopDemo();
         await Promise.all(tails.map((t) => t.stop()));
+        await Promise.all(cloudwatch.map((c) => c.stop()));
         await app.close();
         await kafka?.stop();
         await pipeline.idle();

@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { durationMs } from '../events/duration.js';
 import { DetectionConfigError, parseDetectionConfig } from '../detect/config.js';
 import { parseKafkaConfig } from './kafka.js';
+import { parseSources } from './sources.js';
 
 /**
  * kaudit's configuration: a YAML file, then environment variables (KAUDIT_*), then command-line flags, each
@@ -49,6 +50,8 @@ export interface KauditConfig {
   detection: Record<string, unknown>;
   /** Kafka scale-out (see README); absent = single node. */
   kafka?: Record<string, unknown>;
+  /** Managed clusters' sources (CloudWatch Logs, Firehose, Pub/Sub push): see config/sources.ts. */
+  sources: unknown[];
 }
 
 export function defaultConfig(): KauditConfig {
@@ -67,6 +70,7 @@ export function defaultConfig(): KauditConfig {
     ingest: { batchSize: 2000, maxQueuedBatches: 32 },
     detection: {},
     kafka: undefined,
+    sources: [],
   };
 }
 
@@ -178,6 +182,12 @@ export function validateConfig(c: KauditConfig): void {
     parseKafkaConfig(c.kafka, {});
   } catch (e) {
     throw new ConfigError(`kafka: ${(e as Error).message}`);
+  }
+  try {
+    parseSources(c.sources);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(`sources: ${(e as Error).message}`);
   }
   try {
     parseDetectionConfig(c.detection);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { KafkaConfig as KafkaJsClientConfig, ProducerConfig, SASLOptions } from 'kafkajs';
+import { FORMATS, isFormat } from '../events/envelopes/index.js';
 import { log } from '../log.js';
 import { ConfigError, parseBytes } from './config.js';
 
@@ -67,6 +68,11 @@ export interface KafkaConfig {
   compression: 'none' | 'gzip';
   connectionTimeoutMs: number;
   requestTimeoutMs: number;
+  /**
+   * How the events topics' messages are decoded: `auto` (default: native events, or an envelope by shape), `native`,
+   * or an envelope's name (`aks` for Azure Event Hubs carrying a diagnostic setting's records).
+   */
+  format: string;
 }
 
 export interface KafkaTlsConfig {
@@ -110,6 +116,7 @@ export function defaultKafkaConfig(): KafkaConfig {
     compression: 'none',
     connectionTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
+    format: 'auto',
   };
 }
 
@@ -178,6 +185,10 @@ export function parseKafkaConfig(raw: unknown, env: NodeJS.ProcessEnv = process.
     ['requestTimeoutMs', 100],
   ];
   for (const [k, min] of ints) if (r[k] !== undefined) (c as unknown as Record<string, number>)[k] = int(r[k], `kafka.${k}`, min);
+  if (r.format !== undefined) {
+    if (typeof r.format !== 'string' || !isFormat(r.format)) throw new ConfigError(`kafka.format must be one of ${FORMATS.join(', ')}`);
+    c.format = r.format;
+  }
   if (r.compression !== undefined) {
     if (r.compression !== 'none' && r.compression !== 'gzip') throw new ConfigError('kafka.compression must be none or gzip');
     c.compression = r.compression;

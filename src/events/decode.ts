@@ -4,7 +4,8 @@
  * envelope of each record (envelopes/) and EventList item inheritance.
  */
 import { apiVersionProblem, isAuditApiVersion } from './api-version.js';
-import { ENVELOPES, type Envelope, type EnvelopeItem } from './envelopes/index.js';
+import { gunzip, EnvelopeError, isGzip } from './envelopes/common.js';
+import { ENVELOPES, formatsOf, type Envelope, type EnvelopeItem } from './envelopes/index.js';
 import { inheritItem, inheritText } from './envelopes/native.js';
 import { BadInputError } from './errors.js';
 import type { RawRecord } from './record.js';
@@ -119,13 +120,21 @@ export function parseJson(text: string): unknown {
   }
 }
 
-/** What a record decodes to: an event (with its stored text when that is its own one-line JSON), or why not. */
-export type DecodedItem = { event: AuditEvent; text?: string; cluster?: string } | { error: string };
+/**
+ * What a record decodes to: an event (with its stored text when that is its own one-line JSON, the cluster and the
+ * name of the envelope it came in, and where inside the record it was), or why not.
+ */
+export type DecodedItem =
+  | { event: AuditEvent; text?: string; cluster?: string; envelope?: string; where?: string }
+  | { error: string; envelope?: string; where?: string };
 
 export interface DecoderOptions {
   /** Envelopes to choose from, by shape (default: all that kaudit knows). */
   envelopes?: readonly Envelope[];
-  /** Decode every record with this envelope only (a source's `format`): a record of another shape is bad input. */
+  /**
+   * `auto` (the default): each record's envelope by its shape; `native` or an envelope's name: every record is read
+   * with that one only (a source's `format`), and a record of another shape is bad input.
+   */
   format?: string;
 }
 
@@ -134,26 +143,43 @@ function hasLineBreak(text: string): boolean {
 }
 
 /**
- * The one decoder from a raw record to audit Events, used by every source: JSON parsing, the envelope of each record
- * (chosen by shape, or forced), EventList item inheritance, validation. Bad input becomes an error entry with a
- * one-line reason; it never throws on a record.
+ * The one decoder from a raw record to audit Events, used by every source: gunzipping, JSON parsing, the envelope of
+ * each record (chosen by shape, or forced), EventList item inheritance, validation. Bad input becomes an error entry
+ * with a one-line reason; it never throws on a record.
  */
 export class Decoder {
   private readonly envelopes: readonly Envelope[];
   private readonly forced: Envelope | undefined;
+  private readonly native: Envelope | undefined;
+  /** Names of the envelopes other than native, for the reason a record of none of them is refused. */
+  private readonly others: string;
 
   constructor(o: DecoderOptions = {}) {
     this.envelopes = o.envelopes ?? ENVELOPES;
-    if (o.format !== undefined) {
+    this.native = this.envelopes.find((e) => e.name === 'native');
+    this.others = this.envelopes
+      .filter((e) => e.name !== 'native')
+      .map((e) => e.name)
+      .join(', ');
+    if (o.format !== undefined && o.format !== 'auto') {
       this.forced = this.envelopes.find((e) => e.name === o.format);
-      if (!this.forced) throw new Error(`unknown format "${o.format}": expected one of ${this.envelopes.map((e) => e.name).join(', ')}`);
+      if (!this.forced) throw new Error(`unknown format "${o.format}": expected one of ${formatsOf(this.envelopes).join(', ')}`);
     }
   }
 
   decode(r: RawRecord): DecodedItem[] {
     if (r.error !== undefined) return [{ error: r.error }];
     // Read once: a LineRecord decodes its text on each read.
-    const raw = r.text;
+    let raw = r.text;
+    // A gzipped record (a CloudWatch Logs subscription payload as Kinesis or a queue carries it).
+    if (raw !== undefined && typeof raw !== 'string' && isGzip(raw)) {
+      try {
+        raw = gunzip(raw, 'record');
+      } catch (e) {
+        if (e instanceof EnvelopeError) return [{ error: e.message }];
+        throw e;
+      }
+    }
     const text = typeof raw === 'string' || raw === undefined ? raw : raw.toString('utf8');
     let v: unknown;
     try {
@@ -163,7 +189,10 @@ export class Decoder {
       throw e;
     }
     const oneLine = text !== undefined && (r.line === true || !hasLineBreak(text));
-    if (r.list !== undefined) return [this.listItem(v, oneLine ? text : undefined, r.list.apiVersion, r.list.error)];
+    if (r.list !== undefined) {
+      if (this.forced !== undefined && this.forced !== this.native) return [this.notForced(this.forced, v)];
+      return [this.listItem(v, oneLine ? text : undefined, r.list.apiVersion, r.list.error)];
+    }
     // The common case, one native event a line: no envelope to look for.
     if (this.forced === undefined && typeof v === 'object' && v !== null && (v as { kind?: unknown }).kind === 'Event') {
       return [validate(v, oneLine ? text : undefined)];
@@ -189,28 +218,62 @@ export class Decoder {
     return validate(item, text === undefined ? undefined : inheritText(v as Record<string, unknown>, text, apiVersion));
   }
 
+  private notForced(env: Envelope, v: unknown): DecodedItem {
+    return { error: `${env.name}: not a record of this format (the source reads format ${env.name} only): ${describeShape(v)}`, envelope: env.name };
+  }
+
+  /** The envelope of a record (not an array) by its shape: a native-looking one at once, else the first that matches. */
+  private envelopeOf(v: unknown): Envelope | undefined {
+    if (this.native !== undefined && isNativeShape(v)) return this.native;
+    for (const e of this.envelopes) if (e.matches(v)) return e;
+    return undefined;
+  }
+
   /** One record (not an array) through its envelope; `text` is kept for an event that is the record itself. */
   private unwrap(v: unknown, text: string | undefined): DecodedItem[] {
-    const env = this.forced ?? this.envelopes.find((e) => e.matches(v));
-    if (env === undefined) return [{ error: noEnvelope(v, this.envelopes) }];
-    if (this.forced !== undefined && !env.matches(v)) return [{ error: `not a ${env.name} record (the source reads format ${env.name} only)` }];
+    const forced = this.forced;
+    if (forced !== undefined && forced === this.native) {
+      // Native only: whatever this is, it is read as an audit event or list, and refused by name if it is not one.
+      if (typeof v !== 'object' || v === null || !forced.matches(v)) return [validate(v, text)];
+    } else if (forced !== undefined && !forced.matches(v)) return [this.notForced(forced, v)];
+    const env = forced ?? this.envelopeOf(v);
+    // Not an object at all: refused by the native checks, with their reason.
+    if (env !== undefined && env === this.native && !env.matches(v)) return [validate(v, text)];
+    if (env === undefined) {
+      const d = validate(v, text);
+      if ('error' in d && typeof v === 'object' && v !== null && this.others !== '') d.error += `; nor a record of any envelope (${this.others})`;
+      return [d];
+    }
+    const name = env === this.native ? undefined : env.name;
     let items: EnvelopeItem[];
     try {
       items = env.unwrap(v);
     } catch (e) {
-      return [{ error: `cannot unwrap this ${env.name} record: ${(e as Error).message.split('\n')[0]}` }];
+      const d: DecodedItem = { error: `cannot unwrap this ${env.name} record: ${(e as Error).message.split('\n')[0]}` };
+      if (name !== undefined) d.envelope = name;
+      return [d];
     }
     const out: DecodedItem[] = new Array(items.length);
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
-      const at = it.where !== undefined ? `${it.where}: ` : '';
-      if ('error' in it) {
-        out[i] = { error: at + it.error };
-        continue;
-      }
-      const d = validate(it.value, it.value === v ? text : undefined);
-      if ('error' in d) d.error = at + d.error;
-      else if (it.cluster !== undefined) d.cluster = it.cluster;
+      let d: DecodedItem;
+      if ('error' in it) d = { error: it.error };
+      else if (typeof it.value === 'string' && name !== undefined) {
+        // An envelope's item that is the event's JSON text (a CloudWatch message, an AKS properties.log, a forwarder's
+        // log line): parsed here, and kept as the event's stored form when it is one line, byte for byte.
+        let value: unknown;
+        try {
+          value = JSON.parse(it.value);
+        } catch (e) {
+          value = e;
+        }
+        d = value instanceof SyntaxError ? { error: `event text is not JSON (${value.message.split('\n')[0]})` } : validate(value, hasLineBreak(it.value) ? undefined : it.value);
+      } else d = validate(it.value, it.value === v ? text : undefined);
+      if ('error' in d) {
+        if (name !== undefined) d.error = `${name}: ${d.error}`;
+      } else if (!('error' in it) && it.cluster !== undefined) d.cluster = it.cluster;
+      if (name !== undefined) d.envelope = name;
+      if (it.where !== undefined) d.where = it.where;
       out[i] = d;
     }
     return out;
@@ -226,16 +289,37 @@ function validate(v: unknown, text: string | undefined): DecodedItem {
   }
 }
 
-function noEnvelope(v: unknown, envelopes: readonly Envelope[]): string {
-  const others = envelopes.filter((e) => e.name !== 'native').map((e) => e.name);
-  const nor = others.length > 0 ? `, nor a record of ${others.join(', ')}` : '';
-  if (typeof v !== 'object' || v === null) return `not an audit event: expected a JSON object, got ${typeName(v)}${nor}`;
-  return `not an audit event: neither kind "Event" nor an audit.k8s.io apiVersion${nor}`;
+/**
+ * A native audit value: an Event, an EventList, or not an object at all (the native checks give the error). Checked
+ * first and cheaply: it is what almost every record is, and it must not pay for the envelopes' shape tests.
+ */
+export function isNativeShape(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return true;
+  const o = v as Record<string, unknown>;
+  const k = o.kind;
+  if (k === 'Event' || k === 'EventList') return true;
+  const av = o.apiVersion;
+  return typeof av === 'string' && av.startsWith('audit.k8s.io/');
 }
 
-const defaultDecoder = new Decoder();
+function describeShape(v: unknown): string {
+  if (typeof v !== 'object' || v === null) return `a JSON ${v === null ? 'null' : typeof v}`;
+  if (Array.isArray(v)) return 'a JSON array';
+  const keys = Object.keys(v);
+  return `an object with keys ${keys.slice(0, 6).join(', ')}${keys.length > 6 ? ', ...' : ''}`;
+}
 
-/** Decodes one record with the default decoder (every envelope, chosen by shape). */
-export function decodeRecord(r: RawRecord): DecodedItem[] {
-  return defaultDecoder.decode(r);
+const decoders = new Map<string, Decoder>();
+
+/** kaudit's decoder for a format (`auto` when not given), made once; an unknown format throws, naming the known ones. */
+export function decoderFor(format: string | undefined): Decoder {
+  const f = format ?? 'auto';
+  let d = decoders.get(f);
+  if (!d) decoders.set(f, (d = new Decoder({ format: f })));
+  return d;
+}
+
+/** Decodes one record with kaudit's decoder: every envelope, chosen by shape (`auto`), or the one `format` names. */
+export function decodeRecord(r: RawRecord, format?: string): DecodedItem[] {
+  return decoderFor(format).decode(r);
 }

@@ -1,4 +1,4 @@
-import { Decoder } from '../events/decode.js';
+import { decoderFor, type Decoder } from '../events/decode.js';
 import type { RawRecord } from '../events/record.js';
 import { normalise } from '../events/normalise.js';
 import { deadLetterData, type RedactionOptions } from '../events/redact.js';
@@ -15,6 +15,8 @@ export interface Decoded {
   keep: NormalisedEvent[];
   keepIdx: number[];
   deadLetters: DeadLetter[];
+  /** Per envelope (eks, gke, aks, forwarder) that records were unwrapped from: events decoded and items refused. */
+  envelopes?: Map<string, { events: number; bad: number }>;
 }
 
 export interface DecodeOptions {
@@ -27,21 +29,12 @@ export interface DecodeOptions {
   keep: 'none' | 'all' | ((e: NormalisedEvent) => boolean);
   /** A bad record's one-line message, and its kind for rate limiting. */
   warn: (message: string, kind: string) => void;
-  /** The envelope every record of the batch is in (the source's format); default: chosen per record by shape. */
+  /** `auto` (default): each record's envelope by its shape; else `native` or an envelope's name for every record. */
   format?: string;
   /** A decoder of its own (other envelopes); default: kaudit's, for `format`. */
   decoder?: Decoder;
   /** Every event goes to the batch's cluster, whatever its envelope names (see RawBatch.clusterFixed). */
   clusterFixed?: boolean;
-}
-
-const decoders = new Map<string | undefined, Decoder>([[undefined, new Decoder()]]);
-
-/** The decoder for a format, made once (an unknown format throws, naming the known ones). */
-export function decoderFor(format: string | undefined): Decoder {
-  let d = decoders.get(format);
-  if (!d) decoders.set(format, (d = new Decoder({ format })));
-  return d;
 }
 
 /**
@@ -60,13 +53,24 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
   const packer = o.pack ? new RecordPacker(records.length, rawBytes, o.buffers) : undefined;
   const wants = o.keep;
   let count = 0;
+  let envelopes: Map<string, { events: number; bad: number }> | undefined;
+  const tally = (name: string, bad: boolean) => {
+    envelopes ??= new Map();
+    let t = envelopes.get(name);
+    if (!t) envelopes.set(name, (t = { events: 0, bad: 0 }));
+    if (bad) t.bad++;
+    else t.events++;
+  };
   for (const r of records) {
     for (const d of decoder.decode(r)) {
       if ('error' in d) {
-        deadLetters.push({ source, where: r.where, reason: d.error, data: deadLetterData(r.text, r.value, o.redaction) });
-        o.warn(`bad input at ${r.where}: ${d.error}`, `bad-input:${source}`);
+        const where = d.where === undefined ? r.where : `${r.where} ${d.where}`;
+        if (d.envelope !== undefined) tally(d.envelope, true);
+        deadLetters.push({ source, where, reason: d.error, data: deadLetterData(r.text, r.value, o.redaction) });
+        o.warn(`bad input at ${where}: ${d.error}`, `bad-input:${source}`);
         continue;
       }
+      if (d.envelope !== undefined) tally(d.envelope, false);
       let n: NormalisedEvent;
       try {
         n = normalise(d.event, fixed ? cluster : (d.cluster ?? cluster), o.redaction, d.text);
@@ -94,5 +98,5 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
       count++;
     }
   }
-  return { count, records: packer?.finish(), keep, keepIdx, deadLetters };
+  return { count, records: packer?.finish(), keep, keepIdx, deadLetters, envelopes };
 }

@@ -1,5 +1,5 @@
 import type { Alert, Detector } from '../detect/alert.js';
-import { decodeRecord } from '../events/decode.js';
+import { decodeRecord, decoderFor } from '../events/decode.js';
 import type { RawRecord } from '../events/record.js';
 import { normalise } from '../events/normalise.js';
 import type { RedactionOptions } from '../events/redact.js';
@@ -7,7 +7,7 @@ import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { alertEventIndexes, type BatchWriter, type Checkpoint, type DeadLetter, type InsertResult } from '../store/store.js';
-import { decodeBatch, decoderFor, type Decoded } from './decode.js';
+import { decodeBatch, type Decoded } from './decode.js';
 import { AlertBus } from './alert-bus.js';
 
 export type { RawRecord };
@@ -24,7 +24,7 @@ export interface RawBatch {
    */
   clusterFixed?: boolean;
   records: RawRecord[];
-  /** The envelope all records are in ('native', 'eks', ...): see events/envelopes. Default: chosen per record by shape. */
+  /** How records are decoded: `auto` (default: envelopes by shape), `native`, or an envelope's name (eks, gke, aks, forwarder). */
   format?: string;
   /** Committed with the batch's alerts, after its events: a stop before leaves the source to send them again. */
   checkpoint?: Checkpoint;
@@ -113,6 +113,8 @@ export class Pipeline implements BatchSink {
           bad: m.counter('kaudit_bad_input_total', 'Records rejected as bad input, by source'),
           alerts: m.counter('kaudit_alerts_total', 'Alerts raised, by rule'),
           overloaded: m.counter('kaudit_ingest_overloaded_total', 'Batches refused because the ingest queue was full'),
+          envEvents: m.counter('kaudit_envelope_events_total', 'Audit events unwrapped from a cloud or forwarder envelope, by envelope (eks, gke, aks, forwarder)'),
+          envBad: m.counter('kaudit_envelope_bad_total', 'Items of an envelope refused as bad input (dead-lettered), by envelope'),
         }
       : undefined;
     m?.collect('kaudit_ingest_queue_events', 'Events accepted and not yet committed', () => [{ value: this.queuedEvents }]);
@@ -307,6 +309,7 @@ export class Pipeline implements BatchSink {
     if (!w) stored = 0;
     const bad = d.deadLetters.map(badOf);
     const source = batch.source;
+    const envelopes = d.envelopes;
     return { committed: committed.then((alerts) => {
       this.opts.health?.ok();
       const outcome: BatchOutcome = { stored, duplicates, bad, alerts };
@@ -316,6 +319,12 @@ export class Pipeline implements BatchSink {
         if (duplicates) this.counters.dups.inc(src, duplicates);
         if (bad.length) this.counters.bad.inc(src, bad.length);
         for (const a of raised) this.counters.alerts.inc({ rule: a.rule });
+        if (envelopes) {
+          for (const [envelope, t] of envelopes) {
+            if (t.events) this.counters.envEvents.inc({ envelope }, t.events);
+            if (t.bad) this.counters.envBad.inc({ envelope }, t.bad);
+          }
+        }
       }
       this.bus.publish(alerts);
       return outcome;
@@ -335,7 +344,7 @@ export class Pipeline implements BatchSink {
       const index: number[] = [];
       const det = this.opts.detector;
       p.events.forEach((e, i) => {
-        for (const d of decodeRecord({ text: e.line, where: 'store' })) {
+        for (const d of decodeRecord({ text: e.line, where: 'store' }, 'native')) {
           if ('error' in d) continue;
           const n = normalise(d.event, e.cluster, this.redaction, d.text);
           if (det?.wants && !det.wants(n)) continue;

@@ -4,7 +4,7 @@ import { createKafkaClient, describeKafkaConfig, producerDefaults, type KafkaCon
 import { log } from '../log.js';
 import { OverloadedError, type BatchOutcome, type BatchSink, type RawBatch, type RawRecord } from '../pipeline/pipeline.js';
 import type { AlertBus } from '../pipeline/alert-bus.js';
-import { decoderFor } from '../pipeline/decode.js';
+import { decoderFor } from '../events/decode.js';
 import type { Store } from '../store/store.js';
 import { HEADER_BAD_ITEMS, HEADER_CLUSTER, HEADER_ORIGIN, HEADER_REASON, KafkaSource, type KafkaSourceOptions } from '../sources/kafka.js';
 
@@ -78,6 +78,7 @@ export class KafkaEventsProducer implements BatchSink {
     }
     // One message per identity per batch: an EventList of that cluster/user's events, in order. Fewer, larger messages
     // cost Kafka and kafkajs far less than one per event, and a batch's events of one identity stay together.
+    // Per key (cluster and identity): the cluster (an envelope's, unless the batch's is fixed) and the event texts.
     const byKey = new Map<string, { cluster: string; texts: string[] }>();
     const bad: BatchOutcome['bad'] = [];
     // Bad records go to the dead-letter topic: on an ingest-only node there is no store to keep them in.

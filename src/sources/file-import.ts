@@ -16,8 +16,10 @@ export interface ImportProgress {
 export interface ImportOptions {
   sink: BatchSink;
   cluster: string;
-  /** The envelope of every record ('native', ...; see events/envelopes); default: chosen per record by shape. */
+  /** `auto` (default), `native` or an envelope's name: see RawBatch.format. */
   format?: string;
+  /** Every event goes to `cluster`, whatever its envelope names (set when the user named one): see RawBatch.clusterFixed. */
+  clusterFixed?: boolean;
   maxLine?: number;
   batchSize?: number;
   /**
@@ -57,7 +59,7 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
   let failure: { cause: unknown } | undefined;
   // Not async: the records are handed over, not held here until the batch commits.
   const submit = (records: RawRecord[], source: string): Promise<void> =>
-    o.sink.submit({ source, cluster: o.cluster, records, ...(o.format !== undefined ? { format: o.format } : {}) }).then(
+    o.sink.submit({ source, cluster: o.cluster, records, format: o.format, clusterFixed: o.clusterFixed }).then(
       (r) => {
         total.events += r.stored;
         total.duplicates += r.duplicates;

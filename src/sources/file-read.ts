@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
-import { decodeRecord } from '../events/decode.js';
+import { decoderFor } from '../events/decode.js';
 import type { RawRecord } from '../events/record.js';
 import type { AuditEvent } from '../events/types.js';
 import { JsonDocumentFramer, lateListHeader } from './json-document.js';
@@ -233,13 +233,19 @@ async function* frameDocument(chunks: AsyncIterable<Buffer>, path: string): Asyn
 }
 
 /** Events of a set of files, in order, with errors for bad records: for `detect`, `policy simulate` and the like. */
-export async function* readEventFiles(paths: string[], opts: ReadOptions = {}): AsyncGenerator<{ event: AuditEvent; where: string; text?: string } | { error: string; where: string }> {
+export async function* readEventFiles(
+  paths: string[],
+  opts: ReadOptions & { format?: string } = {},
+): AsyncGenerator<{ event: AuditEvent; where: string; text?: string; cluster?: string } | { error: string; where: string }> {
+  // Made before the first file is opened: an unknown format is refused at once, naming the known ones.
+  const decoder = decoderFor(opts.format);
   for (const path of paths) {
     for await (const recs of readFileRecords(path, opts)) {
       for (const r of recs) {
-        for (const d of decodeRecord(r)) {
-          if ('error' in d) yield { error: d.error, where: r.where };
-          else yield { event: d.event, where: r.where, text: d.text };
+        for (const d of decoder.decode(r)) {
+          const where = d.where === undefined ? r.where : `${r.where} ${d.where}`;
+          if ('error' in d) yield { error: d.error, where };
+          else yield { event: d.event, where, text: d.text, cluster: d.cluster };
         }
       }
     }

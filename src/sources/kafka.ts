@@ -224,9 +224,11 @@ export class KafkaSource {
       if (full) break;
       const raw: RawBatch = {
         source: `kafka:${key}`,
+        // A kaudit-cluster header (fixed), else the envelope's cluster (an AKS resourceId) or the configured one.
         cluster: chunk.cluster,
         clusterFixed: chunk.fixed,
         records: chunk.records,
+        format: this.opts.config.format,
         checkpoint: { source: `kafka:${key}`, position: String(BigInt(chunk.lastOffset) + 1n) },
       };
       let outcome: Promise<BatchOutcome>;
@@ -372,8 +374,12 @@ export class KafkaSource {
   private deadOf(chunk: Chunk, bad: BatchOutcome['bad']): { message: KafkaMessage; reasons: string[] }[] {
     const byWhere = new Map<string, string[]>();
     for (const b of bad) {
-      let l = byWhere.get(b.where);
-      if (!l) byWhere.set(b.where, (l = []));
+      // An envelope's item is located inside its message ("topic/0@12 records[3] properties.log"): the message is the
+      // part before the first space (topics have no spaces).
+      const sp = b.where.indexOf(' ');
+      const where = sp < 0 ? b.where : b.where.slice(0, sp);
+      let l = byWhere.get(where);
+      if (!l) byWhere.set(where, (l = []));
       l.push(b.reason);
     }
     const out: { message: KafkaMessage; reasons: string[] }[] = [];

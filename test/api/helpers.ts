@@ -5,6 +5,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseSources } from '../../src/config/sources.js';
 import type { FastifyInstance } from 'fastify';
 import WebSocket from 'ws';
 import { startApi, type AppOptions } from '../../src/api/app.js';
@@ -180,7 +181,7 @@ export async function startServer(o: ServerOptions = {}): Promise<Server> {
   const store = new Store(config.store.path);
   const bus = new AlertBus();
   const pipeline = new Pipeline({ writer: store, bus, metrics, detector: o.detector ?? execDetector(), ...o.pipeline });
-  const ctx: ApiContext = { config, store, sink: o.sink ? o.sink(pipeline) : pipeline, bus, metrics, ready: () => true };
+  const ctx: ApiContext = { config, store, sink: o.sink ? o.sink(pipeline) : pipeline, bus, metrics, ready: () => true, sources: parseSources(config.sources) };
   const { app, port } = await startApi(ctx, o.app);
   const scheme = config.server.tls ? 'https' : 'http';
   return {

@@ -30,29 +30,35 @@ describe('the decoder and its envelopes', () => {
   it('picks an envelope by shape, gives each event the cluster its envelope names, and locates item errors', () => {
     const [a, b] = [ev(), ev({ verb: undefined })];
     const out = decoder.decode(record({ logGroup: '/clusters/prod-eu', logEvents: [{ message: JSON.stringify(a) }, { message: '{' }, { message: JSON.stringify(b) }] }));
-    expect(out).toEqual([{ event: a, text: undefined, cluster: 'prod-eu' }, { error: 'logEvents[1]: message is not JSON' }, { error: 'logEvents[2]: audit event lacks verb' }]);
+    expect(out).toEqual([
+      { event: a, text: undefined, cluster: 'prod-eu', envelope: 'wrapped', where: 'logEvents[0]' },
+      { error: 'wrapped: message is not JSON', envelope: 'wrapped', where: 'logEvents[1]' },
+      { error: 'wrapped: audit event lacks verb', envelope: 'wrapped', where: 'logEvents[2]' },
+    ]);
     // Native records still decode, their text kept; arrays are split before envelopes are asked.
     const line = JSON.stringify(a);
     expect(decoder.decode({ text: line, where: 'l', line: true })).toEqual([{ event: a, text: line }]);
     expect(decoder.decode(record([{ logGroup: '/c/x', logEvents: [{ message: line }] }, a]))).toEqual([
-      { event: a, text: undefined, cluster: 'x' },
+      { event: a, text: undefined, cluster: 'x', envelope: 'wrapped', where: 'logEvents[0]' },
       { event: a, text: undefined },
     ]);
   });
 
   it('turns an envelope that throws, and a record no envelope knows, into one-line dead-letter reasons', () => {
-    expect(decoder.decode(record({ logGroup: 'boom', logEvents: [] }))).toEqual([{ error: 'cannot unwrap this wrapped record: no such log group' }]);
-    expect(decoder.decode(record({ foo: 1 }))).toEqual([{ error: 'not an audit event: neither kind "Event" nor an audit.k8s.io apiVersion, nor a record of wrapped' }]);
-    expect(decodeRecord(record({ foo: 1 }))).toEqual([{ error: 'not an audit event: neither kind "Event" nor an audit.k8s.io apiVersion' }]);
+    expect(decoder.decode(record({ logGroup: 'boom', logEvents: [] }))).toEqual([{ error: 'cannot unwrap this wrapped record: no such log group', envelope: 'wrapped' }]);
+    expect(decoder.decode(record({ foo: 1 }))).toEqual([{ error: 'not an audit event: neither kind "Event" nor an audit.k8s.io apiVersion; nor a record of any envelope (wrapped, eks, gke, aks, forwarder)' }]);
+    expect(decodeRecord(record({ foo: 1 }))).toEqual([{ error: 'not an audit event: neither kind "Event" nor an audit.k8s.io apiVersion; nor a record of any envelope (eks, gke, aks, forwarder)' }]);
+    expect(new Decoder({ envelopes: ENVELOPES.filter((e) => e.name === 'native') }).decode(record({ foo: 1 }))).toEqual([{ error: 'not an audit event: neither kind "Event" nor an audit.k8s.io apiVersion' }]);
     expect(decodeRecord(record('x'))).toEqual([{ error: 'not an audit event: expected a JSON object, got string' }]);
     expect(decodeRecord(record([[ev()]]))).toEqual([{ error: 'element 0: not an audit record: an array inside an array' }]);
   });
 
   it('reads one envelope only when a format is forced, and refuses an unknown format at once', () => {
     const forced = new Decoder({ envelopes: [wrapped, ...ENVELOPES], format: 'wrapped' });
-    expect(forced.decode(record(ev()))).toEqual([{ error: 'not a wrapped record (the source reads format wrapped only)' }]);
+    expect(forced.decode(record(ev()))).toEqual([{ error: expect.stringMatching(/^wrapped: not a record of this format \(the source reads format wrapped only\): an object with keys kind, /), envelope: 'wrapped' }]);
     expect(new Decoder({ format: 'native' }).decode(record(ev()))).toHaveLength(1);
-    expect(() => new Decoder({ format: 'ekss' })).toThrow('unknown format "ekss": expected one of native');
+    expect(new Decoder({ format: 'auto' }).decode(record(ev()))).toHaveLength(1);
+    expect(() => new Decoder({ format: 'ekss' })).toThrow('unknown format "ekss": expected one of auto, native, eks, gke, aks, forwarder');
   });
 
   it('EventList items take the list kind and apiVersion where they lack them, and a list of another version is refused', () => {

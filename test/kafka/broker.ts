@@ -24,6 +24,9 @@ export interface SecureListeners {
   password: string;
   /** PEM file of the broker's self-signed certificate, to trust as a CA. */
   caFile: string;
+  /** SASL PLAIN on the SASL_SSL listener, as Azure Event Hubs takes it (user `$ConnectionString`). */
+  plainUsername: string;
+  plainPassword: string;
 }
 
 export interface Broker {
@@ -162,6 +165,8 @@ export async function startBroker(opts: { secure?: boolean; proxyPort?: number }
           username: env.KAFKA_SCRAM_USER!,
           password: env.KAFKA_SCRAM_PASSWORD!,
           caFile: env.KAFKA_CA!,
+          plainUsername: env.KAFKA_PLAIN_USER!,
+          plainPassword: env.KAFKA_PLAIN_PASSWORD!,
         }
       : undefined,
     proxiedTarget: env.KAFKA_PROXIED_TARGET,

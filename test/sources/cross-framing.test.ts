@@ -262,7 +262,7 @@ describe('a forced format', () => {
     writeFileSync(path, lines([ev(), ev()]));
     const store = new Store(join(dir, 'a.db'));
     const pipeline = new Pipeline({ writer: store });
-    await expect(importFiles([path], { sink: pipeline, cluster: CLUSTER, format: 'nope' })).rejects.toThrow(`import:${path}: unknown format "nope": expected one of native`);
+    await expect(importFiles([path], { sink: pipeline, cluster: CLUSTER, format: 'nope' })).rejects.toThrow(`import:${path}: unknown format "nope": expected one of auto, native, eks, gke, aks, forwarder`);
     await expect(importFiles([path], { sink: pipeline, cluster: CLUSTER, format: 'native' })).resolves.toMatchObject({ events: 2, bad: 0 });
     await pipeline.idle();
     store.close();
