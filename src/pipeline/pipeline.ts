@@ -5,7 +5,7 @@ import type { RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { alertEventIndexes, type BatchWriter, type Checkpoint, type DeadLetter, type InsertResult } from '../store/store.js';
+import { alertEventIndexes, type BatchWriter, type Checkpoint, type DeadLetter, type InsertResult } from '../store/batch.js';
 import { decodeBatch, type Decoded } from './decode.js';
 import { AlertBus } from './alert-bus.js';
 

@@ -1,5 +1,5 @@
 import { log } from '../log.js';
-import type { Store } from './store.js';
+import type { SqliteStore } from './sqlite-store.js';
 
 export interface RetentionOptions {
   /** Drop events older than this (event time), in milliseconds. */
@@ -20,7 +20,7 @@ export class Retention {
   private running = false;
   deletedEvents = 0;
 
-  constructor(private readonly store: Store, private readonly o: RetentionOptions) {}
+  constructor(private readonly store: SqliteStore, private readonly o: RetentionOptions) {}
 
   get enabled(): boolean {
     return this.o.maxAgeMs !== undefined || this.o.maxBytes !== undefined;
