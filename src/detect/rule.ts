@@ -11,6 +11,7 @@ import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 
 import { STAGES, type Stage } from '../events/types.js';
 import { SEVERITIES, type Severity } from './alert.js';
 import { IDENTITY_KEYS, SHIPPED_EXCEPTION_KEYS, type ShippedException } from './exceptions.js';
+import { isKeyField, KEY_FIELDS } from './key-fields.js';
 
 export type Level = 'Metadata' | 'Request' | 'RequestResponse';
 export const RULE_LEVELS: readonly Level[] = ['Metadata', 'Request', 'RequestResponse'];
@@ -166,7 +167,6 @@ export function formatIssue(i: RuleIssue): string {
 
 const RULE_KEYS = ['id', 'title', 'description', 'severity', 'tags', 'summary', 'match', 'condition', 'details', 'level', 'threshold', 'sequence', 'escalate', 'requires', 'exceptions', 'enabled', 'examples'];
 const MATCH_KEYS = ['verbs', 'resources', 'nonResourceURLs', 'stages', 'users', 'groups', 'namespaces', 'names', 'userAgents', 'paths', 'identity', 'codes', 'decision', 'impersonated', 'outcome'];
-export const KEY_FIELDS = ['user', 'namespace', 'name', 'sourceIP', 'resource', 'userAgent', 'cluster', 'verb', 'impersonatedUser', 'apiGroup', 'subresource'];
 const ID = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -261,7 +261,7 @@ class Checker {
   keyFields(v: unknown, where: string): string[] | undefined {
     const f = this.strings(v, where);
     if (!f) return undefined;
-    const bad = f.filter((x) => !KEY_FIELDS.includes(x));
+    const bad = f.filter((x) => !isKeyField(x));
     if (bad.length) this.error(`${where}: unknown field ${bad.join(', ')} (one of ${KEY_FIELDS.join(', ')})`);
     return f;
   }

@@ -184,7 +184,6 @@ export class SqliteStore implements AuditStore, BatchWriter {
 
   /** Inserts a batch's events and commits them, marked pending detection; returns which were new. */
   insert(batch: EventRecords): InsertResult {
-    const s = this.stmts;
     const n = batch.count;
     const flags = new Array<boolean>(n).fill(false);
     const open: OpenBatch = { eventIds: new Array<number>(n).fill(0), blob: 0, roll: new Map() };
