@@ -55,7 +55,7 @@ export class OverloadedError extends Error {
 }
 
 export interface PipelineOptions {
-  /** Where batches are committed: a Store (same thread) or a WriterThread. None: detect only. */
+  /** Where batches are committed: a store in this thread (an AuditStore) or a WriterThread. None: detect only. */
   writer?: BatchWriter;
   detector?: Detector;
   bus?: AlertBus;

@@ -5,6 +5,7 @@
  *
  * Writing is the batch-writer protocol (batch.ts): a batch's events are stored idempotently by (cluster, auditID,
  * stage), then its alerts (grouped), dead letters and source position are committed together. Reading is StoreReader.
+ * Retention (RetentionOptions) is each kind's own work (SQLite: retention.ts, run by the writer thread).
  * The reader's answers are synchronous, as SQLite gives them; a networked kind will make them promises, as the
  * writer's already may be.
  */
@@ -31,6 +32,16 @@ export interface StoreOptions {
   deadLetterMaxBytes?: number;
   /** Open for reading only (the store must exist): API, CLI queries, tail positions. */
   readonly?: boolean;
+}
+
+/** What a store keeps: events by age (event time) and the store by size, oldest first. Alerts are kept. */
+export interface RetentionOptions {
+  /** Drop events older than this (event time), in milliseconds. */
+  maxAgeMs?: number;
+  /** Keep the store under this many bytes, dropping the oldest events first. */
+  maxBytes?: number;
+  /** Blobs (batches of events) deleted per transaction, so ingest never waits long (default 20). */
+  chunk?: number;
 }
 
 /** An alert as committed, in commit order, for outputs that forward alerts (the Kafka outbox). */

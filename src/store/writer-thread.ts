@@ -1,9 +1,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { probeWrite } from './probe.js';
-import { Retention, type RetentionOptions } from './retention.js';
+import { Retention } from './retention.js';
 import type { EventRecords } from './records.js';
 import { SqliteStore } from './sqlite-store.js';
-import type { StoreOptions } from './store.js';
+import type { RetentionOptions, StoreOptions } from './store.js';
 
 /**
  * The store's single writer, on a thread of its own: compression and SQLite inserts run here, beside the main

@@ -1,10 +1,9 @@
 import { Worker } from 'node:worker_threads';
 import type { Alert } from '../detect/alert.js';
-import type { RetentionOptions } from './retention.js';
 import { storeError } from './write-error.js';
 import type { BatchTail, BatchWriter, InsertResult, PendingBatch } from './batch.js';
 import type { EventRecords } from './records.js';
-import type { StoreOptions } from './store.js';
+import type { RetentionOptions, StoreOptions } from './store.js';
 
 /** Recycled raw-JSON buffers kept (a few batches in flight each hold one). */
 const SPARE_BUFFERS = 8;
