@@ -74,7 +74,7 @@ describe('group commit', () => {
 
   it('hands back, for detection, a batch whose events were committed and whose finish was then rolled back (a full disk), when its events are resent', () => {
     const path = join(tempDir(), 'k.db');
-    const store = new Store(path);
+    const store = new SqliteStore(path);
     store.grouped = true;
     const events = Array.from({ length: 10 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() })), 'c', { enabled: true, key: store.redactionKey }));
     const records = () => toRecords(events);
