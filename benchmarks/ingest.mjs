@@ -15,7 +15,7 @@ import { eventStream } from './lib/generate.mjs';
 const { values } = parseArgs({ options: { events: { type: 'string', default: '300000' }, rounds: { type: 'string', default: '3' }, 'no-detect': { type: 'boolean' }, keep: { type: 'string' }, 'queries-only': { type: 'boolean' } } });
 const N = Number(values.events);
 const dist = new URL('../dist/', import.meta.url);
-const { Store } = await import(new URL('store/store.js', dist));
+const { SqliteStore } = await import(new URL('store/sqlite-store.js', dist));
 const q = await import(new URL('store/queries.js', dist));
 
 const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'kaudit-bench-'));
@@ -117,7 +117,7 @@ const peakRss = Math.max(...imports.map((i) => i.peakRss));
 console.log(`bare read + JSON.parse: ${fmt(baseRate)} events/s (median of ${bares.length} runs)`);
 console.log(`kaudit ingest (${values['no-detect'] ? 'no detection' : 'detection on'}): ${fmt(rate)} events/s (median of ${rounds}), ${fmt(res.events)} stored, ${res.alerts} alerts, ${res.bad} bad`);
 console.log(`ratio to bare parse: ${median(ratios).toFixed(2)} (median of the rounds' ratios: ${ratios.map((x) => x.toFixed(3)).join(', ')}; target >= 0.40)`);
-const store = new Store(dbPath);
+const store = new SqliteStore(dbPath);
 store.db.pragma('wal_checkpoint(TRUNCATE)');
 let dbBytes = 0;
 for (const f of readdirSync(dir)) if (f.startsWith('kaudit.db')) dbBytes += statSync(join(dir, f)).size;

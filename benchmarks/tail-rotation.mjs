@@ -55,8 +55,8 @@ async function round(rate) {
   const count = () => reader.prepare('SELECT count(*) FROM events').pluck().get();
   const metrics = new Metrics();
   const pipeline = new Pipeline({ writer, detector: await createDetector(), metrics });
-  const { Store } = await import(new URL('store/store.js', dist));
-  const store = new Store(db, { readonly: true });
+  const { SqliteStore } = await import(new URL('store/sqlite-store.js', dist));
+  const store = new SqliteStore(db, { readonly: true });
   const tail = new FileTail({ path: log, cluster: 'bench', sink: pipeline, store, metrics });
   tail.start();
   const t0 = performance.now();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 const dist = new URL('../dist/', import.meta.url);
 const { WriterThread } = await import(new URL('store/writer.js', dist));
-const { Store } = await import(new URL('store/store.js', dist));
+const { SqliteStore } = await import(new URL('store/sqlite-store.js', dist));
 const { Pipeline } = await import(new URL('pipeline/pipeline.js', dist));
 const { startApi } = await import(new URL('api/app.js', dist));
 const { Metrics } = await import(new URL('metrics.js', dist));
@@ -22,7 +22,7 @@ if (rest[0] === '--tls') {
 }
 const metrics = new Metrics();
 const writer = await WriterThread.open(cfg.store.path);
-const store = new Store(cfg.store.path, { readonly: true });
+const store = new SqliteStore(cfg.store.path, { readonly: true });
 // The bundled rules (BENCH_RULES=DIR for others). If they do not load, a one-rule exec detector stands in, so the
 // delivery figures still mean something; the output says which ran.
 let detectorName;

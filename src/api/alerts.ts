@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { SEVERITIES, type Severity } from '../detect/alert.js';
-import { countAlerts, getAlert, queryAlerts, type AlertFilter } from '../store/queries.js';
+import type { AlertFilter } from '../store/queries.js';
 import { countSchema, pageProps, sendError, timeArg, timeWindowProps } from './common.js';
 import type { ApiContext } from './context.js';
 
@@ -69,7 +69,7 @@ export async function alertRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
         response: { 200: countSchema },
       },
     },
-    async (req) => ({ count: countAlerts(store, alertFilter(req.query)) }),
+    async (req) => ({ count: store.countAlerts(alertFilter(req.query)) }),
   );
   app.get<{ Querystring: AlertQuery }>(
     '/alerts',
@@ -85,11 +85,11 @@ export async function alertRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
         response: { 200: { type: 'object', properties: { items: { type: 'array', items: alertSchema }, next: { type: 'string' } } } },
       },
     },
-    async (req) => queryAlerts(store, alertFilter(req.query), { limit: req.query.limit, cursor: req.query.cursor }),
+    async (req) => store.queryAlerts(alertFilter(req.query), { limit: req.query.limit, cursor: req.query.cursor }),
   );
   app.get<{ Params: { id: number } }>(
     '/alerts/:id',
     { schema: { summary: 'One alert', tags: ['alerts'], params: { type: 'object', properties: { id: { type: 'integer' } } }, response: { 200: alertSchema } } },
-    async (req, reply) => getAlert(store, req.params.id) ?? sendError(reply, 404, `no alert ${req.params.id}`),
+    async (req, reply) => store.getAlert(req.params.id) ?? sendError(reply, 404, `no alert ${req.params.id}`),
   );
 }

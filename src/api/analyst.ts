@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { execSessions, rbacChanges, secretReads, top, userActivity, type AnalystFilter } from '../store/queries.js';
+import type { AnalystFilter } from '../store/queries.js';
 import { ROLLUP_DIMS, type RollupDim } from '../store/schema.js';
 import { eventPageSchema, pageProps, timeArg, timeWindowProps } from './common.js';
 import type { ApiContext } from './context.js';
@@ -31,13 +31,13 @@ export async function analystRoutes(app: FastifyInstance, opts: { ctx: ApiContex
   const route = (path: string, summary: string, fn: (q: AnalystQuery) => unknown) =>
     app.get<{ Querystring: AnalystQuery }>(path, { schema: { summary, tags: ['analyst'], querystring: analystQuerystring, response: { 200: eventPageSchema } } }, async (req) => fn(req.query));
 
-  route('/analyst/exec', "Who exec'd or attached into which pod: user, pod, namespace, container, command, time, source IP, decision", (q) => execSessions(store, filterOf(q), page(q)));
-  route('/analyst/secret-reads', 'Who read or listed Secrets', (q) => secretReads(store, filterOf(q), page(q)));
-  route('/analyst/rbac-changes', 'Who changed RBAC (roles, cluster roles, bindings)', (q) => rbacChanges(store, filterOf(q), page(q)));
+  route('/analyst/exec', "Who exec'd or attached into which pod: user, pod, namespace, container, command, time, source IP, decision", (q) => store.execSessions(filterOf(q), page(q)));
+  route('/analyst/secret-reads', 'Who read or listed Secrets', (q) => store.secretReads(filterOf(q), page(q)));
+  route('/analyst/rbac-changes', 'Who changed RBAC (roles, cluster roles, bindings)', (q) => store.rbacChanges(filterOf(q), page(q)));
   app.get<{ Params: { user: string }; Querystring: AnalystQuery }>(
     '/analyst/users/:user/activity',
     { schema: { summary: 'Everything one identity did in a window', tags: ['analyst'], params: { type: 'object', properties: { user: { type: 'string' } } }, querystring: analystQuerystring, response: { 200: eventPageSchema } } },
-    async (req) => userActivity(store, { ...filterOf(req.query), user: req.params.user }, page(req.query)),
+    async (req) => store.userActivity({ ...filterOf(req.query), user: req.params.user }, page(req.query)),
   );
   app.get<{ Params: { dim: RollupDim }; Querystring: { since?: string; until?: string; limit?: number } }>(
     '/analyst/top/:dim',
@@ -50,6 +50,6 @@ export async function analystRoutes(app: FastifyInstance, opts: { ctx: ApiContex
         response: { 200: { type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { value: { type: 'string' }, count: { type: 'integer' } } } } } } },
       },
     },
-    async (req) => ({ items: top(store, req.params.dim, { since: timeArg(req.query.since), until: timeArg(req.query.until), limit: req.query.limit }) }),
+    async (req) => ({ items: store.top(req.params.dim, { since: timeArg(req.query.since), until: timeArg(req.query.until), limit: req.query.limit }) }),
   );
 }

@@ -3,12 +3,12 @@ import type { SourceConfig } from '../config/sources.js';
 import type { Metrics } from '../metrics.js';
 import type { AlertBus } from '../pipeline/alert-bus.js';
 import type { BatchSink } from '../pipeline/pipeline.js';
-import type { Store } from '../store/store.js';
+import type { StoreReader } from '../store/store.js';
 
 /** What the HTTP API's plugins share. */
 export interface ApiContext {
   config: KauditConfig;
-  store: Store;
+  store: StoreReader;
   /** Where webhook batches go: the local pipeline, or a Kafka producer in ingest-only mode. */
   sink: BatchSink;
   bus: AlertBus;

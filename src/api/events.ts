@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { countEvents, getEvent, queryEvents, type EventFilter } from '../store/queries.js';
+import type { EventFilter } from '../store/queries.js';
 import { countSchema, eventPageSchema, eventRowSchema, pageProps, sendError, timeArg, timeWindowProps } from './common.js';
 import type { ApiContext } from './context.js';
 
@@ -36,7 +36,7 @@ export async function eventRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
     },
     async (req) => {
       const { since, until, ...filter } = req.query;
-      return { count: countEvents(store, { ...filter, since: timeArg(since), until: timeArg(until) }) };
+      return { count: store.countEvents({ ...filter, since: timeArg(since), until: timeArg(until) }) };
     },
   );
   app.get<{ Querystring: EventQuery }>(
@@ -59,7 +59,7 @@ export async function eventRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
     },
     async (req) => {
       const { since, until, limit, cursor, include, ...filter } = req.query;
-      return queryEvents(store, { ...filter, since: timeArg(since), until: timeArg(until) }, { limit, cursor, includeEvent: include === 'event' });
+      return store.queryEvents({ ...filter, since: timeArg(since), until: timeArg(until) }, { limit, cursor, includeEvent: include === 'event' });
     },
   );
   app.get<{ Params: { id: number } }>(
@@ -73,7 +73,7 @@ export async function eventRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
       },
     },
     async (req, reply) => {
-      const row = getEvent(store, req.params.id);
+      const row = store.getEvent(req.params.id);
       return row ?? sendError(reply, 404, `no event ${req.params.id} (expired by retention, or never stored)`);
     },
   );

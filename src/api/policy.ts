@@ -7,7 +7,6 @@ import { checkApiserverFlags, parseApiserverManifest } from '../policy/manifest.
 import type { FullReport } from '../policy/report.js';
 import { DetectionCatalogUnavailable, loadDetectionRequirements, type RuleRequirement } from '../policy/requirements.js';
 import type { SimulationItem } from '../policy/simulate.js';
-import { queryEvents } from '../store/queries.js';
 import { timeArg, timeWindowProps } from './common.js';
 import type { ApiContext } from './context.js';
 
@@ -175,7 +174,7 @@ export async function policyRoutes(app: FastifyInstance, opts: { ctx: ApiContext
         fromLog = async function* () {
           let cursor: string | undefined;
           do {
-            const page = queryEvents(store, { since, until, cluster }, { limit: 5000, cursor, includeEvent: true });
+            const page = store.queryEvents({ since, until, cluster }, { limit: 5000, cursor, includeEvent: true });
             for (const row of page.items) {
               if (t.events >= MAX_TUNING_EVENTS) {
                 t.truncated = true;

@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { deadLetters } from '../store/queries.js';
 import type { ApiContext } from './context.js';
 
 /**
@@ -81,10 +80,8 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
       },
     },
     async () => {
-      const db = store.db;
-      const span = db.prepare('SELECT min(time) AS oldest, max(time) AS newest FROM events').get() as { oldest: number | null; newest: number | null };
-      const one = (sql: string) => db.prepare(sql).pluck().get() as number;
-      const positions = (db.prepare('SELECT source, updated FROM positions ORDER BY source LIMIT 1000').all() as { source: string; updated: number }[]).map((p) => ({ source: p.source, updated: iso(p.updated)! }));
+      const o = store.overview();
+      const positions = o.positions.map((p) => ({ source: p.source, updated: iso(p.updated)! }));
       const samples = parseExposition(ctx.metrics.render(), (n) => AREAS.some((a) => n.startsWith(`kaudit_${a}_`)) || n === 'kaudit_feed_clients' || n === 'kaudit_bad_input_total' || n === 'kaudit_events_ingested_total');
       const by = (area: string) => samples.filter((s) => s.name.startsWith(area.startsWith('kaudit') ? area : `kaudit_${area}_`));
       const r = config.store.retention;
@@ -94,10 +91,10 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
         startedAt: iso(STARTED),
         store: {
           bytes: store.sizeBytes(),
-          oldestEvent: isoUs(span.oldest),
-          newestEvent: isoUs(span.newest),
-          alerts: one('SELECT count(*) FROM alerts'),
-          deadLetters: one('SELECT count(*) FROM dead_letters'),
+          oldestEvent: isoUs(o.oldestEvent ?? null),
+          newestEvent: isoUs(o.newestEvent ?? null),
+          alerts: o.alerts,
+          deadLetters: o.deadLetters,
           retention: { ...(r.maxAge ? { maxAge: r.maxAge } : {}), ...(r.maxSize ? { maxSize: String(r.maxSize) } : {}) },
         },
         positions,
@@ -106,7 +103,7 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
         kafka: by('kafka'),
         ingest: [...by('ingest'), ...by('kaudit_bad_input_total'), ...by('kaudit_events_ingested_total')],
         feed: { clients: samples.find((s) => s.name === 'kaudit_feed_clients')?.value ?? 0 },
-        deadLetters: deadLetters(store, 50),
+        deadLetters: store.deadLetters(50),
       };
     },
   );

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { ROLLUP_DIMS, type RollupDim } from '../store/schema.js';
-import { alertTimeline, eventTimeline, type Timeline } from '../store/timeline.js';
+import type { Timeline } from '../store/timeline.js';
 import { timeArg, timeWindowProps } from './common.js';
 import type { ApiContext } from './context.js';
 
@@ -29,7 +29,7 @@ export async function timelineRoutes(app: FastifyInstance, opts: { ctx: ApiConte
         response: { 200: timelineSchema },
       },
     },
-    async (req) => out(eventTimeline(store, req.query.by ?? 'verb', { since: timeArg(req.query.since), until: timeArg(req.query.until) })),
+    async (req) => out(store.eventTimeline(req.query.by ?? 'verb', { since: timeArg(req.query.since), until: timeArg(req.query.until) })),
   );
   app.get<{ Querystring: { since?: string; until?: string } }>(
     '/analyst/timeline/alerts',
@@ -41,6 +41,6 @@ export async function timelineRoutes(app: FastifyInstance, opts: { ctx: ApiConte
         response: { 200: timelineSchema },
       },
     },
-    async (req) => out(alertTimeline(store, { since: timeArg(req.query.since), until: timeArg(req.query.until) })),
+    async (req) => out(store.alertTimeline({ since: timeArg(req.query.since), until: timeArg(req.query.until) })),
   );
 }

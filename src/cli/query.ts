@@ -3,9 +3,9 @@ import { loadConfig } from '../config/config.js';
 import { SEVERITIES, type Severity } from '../detect/alert.js';
 import { parseTimeArg } from '../events/time.js';
 import { once } from 'node:events';
-import { allPages, countAlerts, countEvents, deadLetters, execSessions, MAX_LIMIT, queryAlerts, queryEvents, rbacChanges, secretReads, top, userActivity, type Page, type PageOptions } from '../store/queries.js';
+import { allPages, MAX_LIMIT, type Page, type PageOptions } from '../store/queries.js';
 import type { RollupDim } from '../store/schema.js';
-import { Store } from '../store/store.js';
+import { openStore, type StoreReader } from '../store/store.js';
 import { parse, table, UsageError } from './common.js';
 
 export const QUERY_HELP = `Usage: kaudit query WHAT [--db PATH] [filters] [--format table|json]
@@ -67,7 +67,7 @@ export async function runQuery(argv: string[]): Promise<number> {
   const cfg = loadConfig(values.config);
   const path = values.db ?? cfg.store.path;
   if (!existsSync(path)) throw new UsageError(`no store at ${path}: ingest something first (kaudit ingest --db ${path} FILE) or pass --db`);
-  const store = new Store(path, { readonly: true });
+  const store: StoreReader = openStore(path, { readonly: true });
   const time = (s: string | undefined) => {
     if (s === undefined) return undefined;
     try {
@@ -123,26 +123,26 @@ export async function runQuery(argv: string[]): Promise<number> {
     const what = positionals[0]!;
     switch (what) {
       case 'events':
-        await emit((pg) => queryEvents(store, eventFilter, pg), EVENT_COLUMNS);
+        await emit((pg) => store.queryEvents(eventFilter, pg), EVENT_COLUMNS);
         break;
       case 'exec':
-        await emit((pg) => execSessions(store, analyst, pg), EXEC_COLUMNS);
+        await emit((pg) => store.execSessions(analyst, pg), EXEC_COLUMNS);
         break;
       case 'secret-reads':
-        await emit((pg) => secretReads(store, analyst, pg), EVENT_COLUMNS);
+        await emit((pg) => store.secretReads(analyst, pg), EVENT_COLUMNS);
         break;
       case 'rbac-changes':
-        await emit((pg) => rbacChanges(store, analyst, pg), EVENT_COLUMNS);
+        await emit((pg) => store.rbacChanges(analyst, pg), EVENT_COLUMNS);
         break;
       case 'activity':
         if (!values.user) throw new UsageError('activity needs --user');
-        await emit((pg) => userActivity(store, { ...analyst, user: values.user! }, pg), EVENT_COLUMNS);
+        await emit((pg) => store.userActivity({ ...analyst, user: values.user! }, pg), EVENT_COLUMNS);
         break;
       case 'count': {
         const of = positionals[1] ?? 'events';
         if (of !== 'events' && of !== 'alerts') throw new UsageError(`count takes events (the default) or alerts, not "${of}"`);
         if (all || values.cursor) throw new UsageError('count takes filters only (no --all, --cursor)');
-        const n = of === 'alerts' ? countAlerts(store, alertFilter()) : countEvents(store, eventFilter);
+        const n = of === 'alerts' ? store.countAlerts(alertFilter()) : store.countEvents(eventFilter);
         await write(format === 'json' ? JSON.stringify({ count: n }) + '\n' : `${n}\n`);
         break;
       }
@@ -150,15 +150,15 @@ export async function runQuery(argv: string[]): Promise<number> {
         if (all) throw new UsageError('--all is for row listings; top takes --limit');
         const dim = TOP_DIMS[positionals[1] ?? ''];
         if (!dim) throw new UsageError(`top needs one of: users, resources, verbs, namespaces, source-ips`);
-        await print({ items: top(store, dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 }) as unknown as Record<string, unknown>[] }, ['value', 'count']);
+        await print({ items: store.top(dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 }) as unknown as Record<string, unknown>[] }, ['value', 'count']);
         break;
       }
       case 'alerts':
-        await emit((pg) => queryAlerts(store, alertFilter(), pg), ALERT_COLUMNS);
+        await emit((pg) => store.queryAlerts(alertFilter(), pg), ALERT_COLUMNS);
         break;
       case 'dead-letters':
         if (all) throw new UsageError('--all is for events, the analyst questions and alerts; dead-letters takes --limit');
-        await print({ items: deadLetters(store, limit ?? 100) as unknown as Record<string, unknown>[] }, ['id', 'received', 'source', 'position', 'reason']);
+        await print({ items: store.deadLetters(limit ?? 100) as unknown as Record<string, unknown>[] }, ['id', 'received', 'source', 'position', 'reason']);
         break;
       default:
         throw new UsageError(`unknown query "${what}"; see kaudit query --help`);

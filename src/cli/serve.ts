@@ -16,7 +16,7 @@ import { importFiles } from '../sources/file-import.js';
 import { FileTail } from '../sources/file-tail.js';
 import { CloudWatchSource } from '../sources/cloudwatch.js';
 import { describeSource, parseSources, type CloudWatchSourceConfig } from '../config/sources.js';
-import { Store } from '../store/store.js';
+import { openStore, type StoreReader } from '../store/store.js';
 import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
 import { startDemoReplay } from './demo.js';
@@ -44,7 +44,7 @@ export const SAMPLE_LOG = fileURLToPath(new URL('../../fixtures/sample/audit.log
 
 export interface Running {
   config: KauditConfig;
-  store: Store;
+  store: StoreReader;
   pipeline: Pipeline;
   writer: WriterThread;
   metrics: Metrics;
@@ -72,7 +72,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
     // One writer thread owns every write; this thread reads (API, tail positions) on its own connection.
     const writer = await WriterThread.open(cfg.store.path, { alertGroupWindowMs: parseDuration(cfg.store.alertGroupWindow) }, retention);
     opened.push(() => writer.close());
-    const store = new Store(cfg.store.path, { readonly: true });
+    const store: StoreReader = openStore(cfg.store.path, { readonly: true });
     opened.push(() => store.close());
     let ready = false;
     let stopDemo = () => {};

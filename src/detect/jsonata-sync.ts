@@ -55,7 +55,16 @@ const JSONATA_NAMES = new Set([
   ...'match replace split formatNumber formatBase formatInteger parseInteger random map zip filter single reduce sift each error assert sort shuffle eval toMillis fromMillis clone now millis'.split(' '),
 ]);
 
-const jsonataLib = createRequire(import.meta.url)('jsonata') as typeof jsonata;
+const requireHere = createRequire(import.meta.url);
+const jsonataLib = requireHere('jsonata') as typeof jsonata;
+
+/**
+ * The jsonata release whose evaluator this one follows (package.json pins exactly this version). Another release may
+ * evaluate differently, so with any other installed every expression goes to JSONata itself: correct, only slower.
+ */
+export const MIRRORED_JSONATA_VERSION = '2.2.2';
+/** The jsonata release installed. */
+export const INSTALLED_JSONATA_VERSION = (requireHere('jsonata/package.json') as { version: string }).version;
 
 /** JSONata's own function objects (implementation and signature), fetched once by evaluating `$name`. */
 const natives = new Map<string, NativeFunction>();
@@ -171,6 +180,7 @@ const MAX_DEPTH = 150;
  * anything else) when JSONata must decide, SyncTimeout when out of time.
  */
 export function compileSync(ast: jsonata.ExprNode, helpers: Record<string, SyncHelper>, timeoutMs: number): (input: unknown) => unknown {
+  if (INSTALLED_JSONATA_VERSION !== MIRRORED_JSONATA_VERSION) throw new NotCovered(`jsonata ${INSTALLED_JSONATA_VERSION} is installed; this evaluator follows ${MIRRORED_JSONATA_VERSION}`);
   const c: Compiler = { helpers, bound: new Set(), depth: 0 };
   collectBinds(ast as unknown as Node, c.bound);
   for (const b of c.bound) if (helpers[b] || JSONATA_NAMES.has(b) || b === '' || b === '$') throw new NotCovered(`binds $${b}`);

@@ -11,6 +11,8 @@ import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 
 import { STAGES, type Stage } from '../events/types.js';
 import { SEVERITIES, type Severity } from './alert.js';
 import { IDENTITY_KEYS, SHIPPED_EXCEPTION_KEYS, type ShippedException } from './exceptions.js';
+import { isKeyField, KEY_FIELDS } from './key-fields.js';
+import { ruleCacheKey } from './rule-cache-key.js';
 
 export type Level = 'Metadata' | 'Request' | 'RequestResponse';
 export const RULE_LEVELS: readonly Level[] = ['Metadata', 'Request', 'RequestResponse'];
@@ -166,7 +168,6 @@ export function formatIssue(i: RuleIssue): string {
 
 const RULE_KEYS = ['id', 'title', 'description', 'severity', 'tags', 'summary', 'match', 'condition', 'details', 'level', 'threshold', 'sequence', 'escalate', 'requires', 'exceptions', 'enabled', 'examples'];
 const MATCH_KEYS = ['verbs', 'resources', 'nonResourceURLs', 'stages', 'users', 'groups', 'namespaces', 'names', 'userAgents', 'paths', 'identity', 'codes', 'decision', 'impersonated', 'outcome'];
-export const KEY_FIELDS = ['user', 'namespace', 'name', 'sourceIP', 'resource', 'userAgent', 'cluster', 'verb', 'impersonatedUser', 'apiGroup', 'subresource'];
 const ID = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -261,7 +262,7 @@ class Checker {
   keyFields(v: unknown, where: string): string[] | undefined {
     const f = this.strings(v, where);
     if (!f) return undefined;
-    const bad = f.filter((x) => !KEY_FIELDS.includes(x));
+    const bad = f.filter((x) => !isKeyField(x));
     if (bad.length) this.error(`${where}: unknown field ${bad.join(', ')} (one of ${KEY_FIELDS.join(', ')})`);
     return f;
   }
@@ -555,9 +556,10 @@ function ruleFiles(path: string): string[] {
  * The rule cache. Parsing the bundled rule files' YAML took ~0.25 s of every start (and the optimising compiler
  * another ~0.5 s of CPU on the parser's functions), more than the rest of the detector together. The build parses
  * them once and keeps the result (dist/rule-cache.json); a start takes a file's rules from there when the file's text
- * is exactly what was parsed, and parses any other file as usual. The cache is only used by the parser that wrote it
- * (`parser`: a hash of this module's source), and only holds files that parsed without a single issue, so that a
- * rule file's problems are always found by reading it.
+ * is exactly what was parsed, and parses any other file as usual. The cache is only used by the code that wrote it
+ * (`parser`: the validity key of rule-cache-key.ts, which covers the reader, the compiler and what they import, and
+ * the versions of yaml and jsonata), and only holds files that parsed without a single issue, so that a rule file's
+ * problems are always found by reading it.
  */
 
 /** A rule file that parsed with no issue: its lists and rules, without the file's path (set again when used). */
@@ -576,10 +578,9 @@ function contentKey(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-let parserKey: string | undefined;
-/** This parser's identity: the hash of this module's own source. */
+/** This build's identity for the cache (see rule-cache-key.ts). */
 function parserIdentity(): string {
-  return (parserKey ??= contentKey(readFileSync(fileURLToPath(import.meta.url), 'utf8')));
+  return ruleCacheKey();
 }
 
 const BUNDLED_CACHE = new URL('../rule-cache.json', import.meta.url);

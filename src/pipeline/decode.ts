@@ -3,7 +3,8 @@ import type { RawRecord } from '../events/record.js';
 import { normalise } from '../events/normalise.js';
 import { deadLetterData, type RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
-import { RecordPacker, type DeadLetter, type EventRecords } from '../store/store.js';
+import type { DeadLetter } from '../store/batch.js';
+import { RecordPacker, type EventRecords } from '../store/records.js';
 
 /** A batch decoded: its events packed for the store, the ones detection may use, and its bad records. */
 export interface Decoded {

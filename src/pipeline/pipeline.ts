@@ -6,7 +6,7 @@ import type { RedactionOptions } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { alertEventIndexes, type BatchWriter, type Checkpoint, type DeadLetter, type InsertResult } from '../store/store.js';
+import { alertEventIndexes, type BatchWriter, type Checkpoint, type DeadLetter, type InsertResult } from '../store/batch.js';
 import { decodeBatch, type Decoded } from './decode.js';
 import { AlertBus } from './alert-bus.js';
 
@@ -57,7 +57,7 @@ export class OverloadedError extends Error {
 }
 
 export interface PipelineOptions {
-  /** Where batches are committed: a Store (same thread) or a WriterThread. None: detect only. */
+  /** Where batches are committed: a store in this thread (an AuditStore) or a WriterThread. None: detect only. */
   writer?: BatchWriter;
   detector?: Detector;
   bus?: AlertBus;

@@ -52,20 +52,6 @@ export interface CheckDescription {
   title: string;
 }
 
-export const CHECKS: CheckDescription[] = [
-  { id: 'invalid-policy', title: 'kube-apiserver accepts the policy' },
-  { id: 'unknown-field', title: 'no field is silently ignored' },
-  { id: 'cis-3.2.1', title: 'CIS 3.2.1: a minimal audit policy is in place' },
-  { id: 'cis-3.2.2-secrets-metadata-only', title: 'CIS 3.2.2: secrets, configmaps and token reviews are logged, at Metadata only' },
-  { id: 'cis-3.2.2-workload-changes', title: 'CIS 3.2.2: changes to pods and deployments are logged' },
-  { id: 'cis-3.2.2-exec-proxy', title: 'CIS 3.2.2: pods/exec, attach, portforward, proxy and services/proxy are logged' },
-  { id: 'cis-3.2.2-catch-all', title: 'CIS 3.2.2: everything else is logged at Metadata at least' },
-  { id: 'detection-blind-spot', title: 'every enabled detection sees the requests it needs' },
-  { id: 'shadowed-rule', title: 'every rule can match some request' },
-  { id: 'omit-request-received', title: 'the RequestReceived stage is omitted' },
-  { id: 'noisy-reads', title: 'high-volume system reads are not logged' },
-];
-
 export interface CheckOptions {
   /** Requirements of the enabled detections; undefined skips detection-blind-spot. */
   requirements?: RuleRequirement[];
@@ -133,21 +119,23 @@ function ruleLabel(rule: number | null): string {
   return rule === null ? 'no rule matches (default None)' : `rule ${rule}`;
 }
 
+/** A finding as a check makes it: the check's id is added by checkPolicy. */
+type CheckFinding = Omit<Finding, 'id'>;
+
 /** Groups misses by the rule that decided them; one finding per rule keeps the output short and actionable. */
 function missesToFindings(
-  id: string,
   severity: Severity,
   misses: Miss[],
   describe: (rule: number | null, misses: Miss[], what: string) => string,
   lineOf: (rule: number | null) => number | undefined,
-): Finding[] {
+): CheckFinding[] {
   const byRule = new Map<number | null, Miss[]>();
   for (const m of misses) {
     const k = m.decision.rule;
     if (!byRule.has(k)) byRule.set(k, []);
     byRule.get(k)!.push(m);
   }
-  const out: Finding[] = [];
+  const out: CheckFinding[] = [];
   for (const [rule, ms] of byRule) {
     const kinds = new Map<string, Set<string>>();
     for (const m of ms) {
@@ -162,7 +150,7 @@ function missesToFindings(
     const where = allNamespaced && nss.size > 0 && !nss.has(FRESH) ? ` in namespace${nss.size > 1 ? 's' : ''} ${[...nss].join(', ')}` : '';
     const what = [...kinds].map(([label, verbs]) => `${label} (${[...verbs].join(', ')})`).join('; ') + where;
     const examples = pickExamples(ms);
-    const f: Finding = { id, severity, message: describe(rule, ms, what), rule, examples };
+    const f: CheckFinding = { severity, message: describe(rule, ms, what), rule, examples };
     const line = lineOf(rule);
     if (line !== undefined) f.line = line;
     out.push(f);
@@ -181,7 +169,7 @@ const VALUE_IN_REQUEST_BODY: Record<string, string[]> = {
   token: [],
 };
 
-function checkSecrets(policy: Policy, lineOf: (r: number | null) => number | undefined): Finding[] {
+function checkSecrets(policy: Policy, lineOf: (r: number | null) => number | undefined): CheckFinding[] {
   const leaks: Miss[] = [];
   const aboveMetadata: Miss[] = [];
   const notLogged: Miss[] = [];
@@ -204,28 +192,28 @@ function checkSecrets(policy: Policy, lineOf: (r: number | null) => number | und
     }
   }
   return [
-    ...missesToFindings('cis-3.2.2-secrets-metadata-only', 'error', leaks, (rule, ms, what) => {
+    ...missesToFindings('error', leaks, (rule, ms, what) => {
       const lvl = ms[0]!.decision.level;
       return `${ruleLabel(rule)} logs ${what} at ${lvl}: that writes secret values (or tokens) into the audit log; log them at Metadata`;
     }, lineOf),
     // Above Metadata but without a value in any body written (a read or delete at Request): harmless, yet not what
     // CIS 3.2.2 asks for.
-    ...missesToFindings('cis-3.2.2-secrets-metadata-only', 'note', aboveMetadata, (rule, ms, what) => {
+    ...missesToFindings('note', aboveMetadata, (rule, ms, what) => {
       const lvl = ms[0]!.decision.level;
       return `${ruleLabel(rule)} logs ${what} at ${lvl}: no secret value is written (these requests carry none in their body at this level), but CIS 3.2.2 asks for Metadata`;
     }, lineOf),
-    ...missesToFindings('cis-3.2.2-secrets-metadata-only', 'error', notLogged, (rule, _ms, what) =>
+    ...missesToFindings('error', notLogged, (rule, _ms, what) =>
       `${what} ${rule === null ? 'are not logged: no rule matches them' : `are not logged: ${ruleLabel(rule)} drops them`}; log them at Metadata`, lineOf),
   ];
 }
 
-function checkLogged(id: string, policy: Policy, probes: Probe[], lineOf: (r: number | null) => number | undefined, advice: string): Finding[] {
+function checkLogged(policy: Policy, probes: Probe[], lineOf: (r: number | null) => number | undefined, advice: string): CheckFinding[] {
   const misses: Miss[] = [];
   for (const p of probes) {
     const d = evaluatePolicy(policy, p.attrs);
     if (!isLogged(d, p.attrs)) misses.push({ probe: p, decision: d });
   }
-  return missesToFindings(id, 'error', misses, (rule, _ms, what) =>
+  return missesToFindings('error', misses, (rule, _ms, what) =>
     `${what} ${rule === null ? 'are not logged: no rule matches them' : `are not logged: ${ruleLabel(rule)} ${policy.rules[rule]!.level === 'None' ? 'drops them' : 'omits every stage they go through'}`}; ${advice}`, lineOf);
 }
 
@@ -284,8 +272,8 @@ export function blindSpots(policy: Policy, reqs: RuleRequirement[]): { req: Rule
   });
 }
 
-function checkBlindSpots(policy: Policy, reqs: RuleRequirement[], lineOf: (r: number | null) => number | undefined): Finding[] {
-  const out: Finding[] = [];
+function checkBlindSpots(policy: Policy, reqs: RuleRequirement[], lineOf: (r: number | null) => number | undefined): CheckFinding[] {
+  const out: CheckFinding[] = [];
   for (const { req, misses, total } of blindSpots(policy, reqs)) {
     if (misses.length === 0) continue;
     const first = misses[0]!;
@@ -295,8 +283,7 @@ function checkBlindSpots(policy: Policy, reqs: RuleRequirement[], lineOf: (r: nu
     const conflict = conflictsWithCis(req)
       ? ' It needs request bodies that CIS 3.2.2 keeps out of the log (secret values): keeping the policy at Metadata there is deliberate; disable the detection or accept the risk.'
       : '';
-    const f: Finding = {
-      id: 'detection-blind-spot',
+    const f: CheckFinding = {
       severity: 'warning',
       detection: req.rule,
       rule: d.rule,
@@ -310,8 +297,8 @@ function checkBlindSpots(policy: Policy, reqs: RuleRequirement[], lineOf: (r: nu
   return out;
 }
 
-function checkNoisyReads(policy: Policy, lineOf: (r: number | null) => number | undefined): Finding[] {
-  const out: Finding[] = [];
+function checkNoisyReads(policy: Policy, lineOf: (r: number | null) => number | undefined): CheckFinding[] {
+  const out: CheckFinding[] = [];
   for (const n of NOISE) {
     const verbs = n.verbs.filter((v) => ['get', 'list', 'watch'].includes(v) || (n.id === 'leases' && v === 'update'));
     const probes: Probe[] = [];
@@ -324,8 +311,7 @@ function checkNoisyReads(policy: Policy, lineOf: (r: number | null) => number | 
     }
     if (kept.length === 0) continue;
     const rules = [...new Set(kept.map((k) => k.decision.rule))];
-    const f: Finding = {
-      id: 'noisy-reads',
+    const f: CheckFinding = {
       severity: 'warning',
       rule: rules[0] ?? null,
       message: `${n.description} are logged (${rules.map((r) => ruleLabel(r)).join(', ')}), e.g. ${describeRequest(kept[0]!.probe.attrs, kept[0]!.probe.who)} at ${kept[0]!.decision.level}: this is among the highest-volume traffic of a cluster and tells little; add a level: None rule for it before the broader rules`,
@@ -338,12 +324,11 @@ function checkNoisyReads(policy: Policy, lineOf: (r: number | null) => number | 
   return out;
 }
 
-function checkOmitRequestReceived(policy: Policy, lineOf: (r: number | null) => number | undefined): Finding[] {
+function checkOmitRequestReceived(policy: Policy, lineOf: (r: number | null) => number | undefined): CheckFinding[] {
   if (policy.omitStages.includes('RequestReceived')) return [];
   const rules = policy.rules.map((r, i) => ({ r, i })).filter(({ r }) => r.level !== 'None' && !r.omitStages.includes('RequestReceived')).map(({ i }) => i);
   if (rules.length === 0) return [];
-  const f: Finding = {
-    id: 'omit-request-received',
+  const f: CheckFinding = {
     severity: 'note',
     rule: rules[0]!,
     message: `rule${rules.length > 1 ? 's' : ''} ${rules.join(', ')} write a RequestReceived event for every request as well as the ResponseComplete one, nearly doubling the volume for little value: add omitStages: ["RequestReceived"] at the policy level`,
@@ -358,110 +343,161 @@ function logsSomething(policy: Policy): boolean {
   return policy.rules.some((r) => r.level !== 'None' && ['Metadata', 'Request', 'RequestResponse'].includes(r.level) && all.some((s) => !r.omitStages.includes(s) && !policy.omitStages.includes(s)));
 }
 
+/** What every check may look at: the file as loaded, and the policy when kube-apiserver would load it. */
+interface CheckInput {
+  loaded: LoadedPolicy;
+  /** The policy's validation errors (decoded policies only). */
+  validation: ReturnType<typeof validatePolicy>;
+  opts: CheckOptions;
+  lineOfRule: (r: number | null) => number | undefined;
+}
+
+interface Check extends CheckDescription {
+  /**
+   * `file`: runs on whatever was loaded; `policy`: needs a policy kube-apiserver would load (else skipped). Returns
+   * its findings, or why it was skipped.
+   */
+  needs: 'file' | 'policy';
+  run(input: CheckInput, policy: Policy): CheckFinding[] | { skipped: string };
+}
+
+/** The line and rule index of a finding about a field path (`rules[3].level`). */
+function atPath(path: string, line: number | undefined): { rule?: number; line?: number } {
+  const rule = /^rules\[(\d+)\]/.exec(path);
+  return { ...(rule ? { rule: Number(rule[1]) } : {}), ...(line !== undefined ? { line } : {}) };
+}
+
+const EXEC_SUBRESOURCES = ['exec', 'attach', 'portforward'];
+
+/** Every check, in the order they run and report. */
+const ALL_CHECKS: Check[] = [
+  {
+    id: 'invalid-policy',
+    title: 'kube-apiserver accepts the policy',
+    needs: 'file',
+    run: ({ loaded, validation }) => [
+      ...loaded.decodeErrors.map((e) => ({ severity: 'error' as const, message: e.message, path: e.path, ...(e.line !== undefined ? { line: e.line } : {}) })),
+      ...validation.map((e) => ({ severity: 'error' as const, message: `${e.path}: ${e.message}`, path: e.path, ...atPath(e.path, loaded.lineOf(e.path)) })),
+    ],
+  },
+  {
+    id: 'unknown-field',
+    title: 'no field is silently ignored',
+    needs: 'file',
+    run: ({ loaded }) => loaded.unknownFields.map((u) => ({ severity: 'error' as const, message: u.path ? `${u.path}: ${u.message}` : u.message, path: u.path, ...atPath(u.path, u.line) })),
+  },
+  {
+    id: 'cis-3.2.1',
+    title: 'CIS 3.2.1: a minimal audit policy is in place',
+    needs: 'file',
+    run: ({ loaded, validation }) => {
+      if (!loaded.policy || validation.length > 0 || loaded.decodeErrors.length > 0) {
+        return [{ severity: 'error', message: 'no audit policy is in effect: kube-apiserver would refuse this file (see the invalid-policy findings)' }];
+      }
+      if (!logsSomething(loaded.policy)) return [{ severity: 'error', message: 'the policy logs nothing: every rule is level None or omits every stage; add a rule that logs at Metadata' }];
+      return [];
+    },
+  },
+  {
+    id: 'cis-3.2.2-secrets-metadata-only',
+    title: 'CIS 3.2.2: secrets, configmaps and token reviews are logged, at Metadata only',
+    needs: 'policy',
+    run: ({ lineOfRule }, policy) => checkSecrets(policy, lineOfRule),
+  },
+  {
+    id: 'cis-3.2.2-workload-changes',
+    title: 'CIS 3.2.2: changes to pods and deployments are logged',
+    needs: 'policy',
+    run: ({ lineOfRule }, policy) =>
+      checkLogged(
+        policy,
+        resourceProbes({ policy, resources: [{ group: '', resource: 'pods' }, { group: 'apps', resource: 'deployments' }], verbs: ['create', 'update', 'patch', 'delete'], identities: GENERIC_IDENTITIES }),
+        lineOfRule,
+        'log changes to pods and deployments at Metadata at least (Request to see what changed)',
+      ),
+  },
+  {
+    id: 'cis-3.2.2-exec-proxy',
+    title: 'CIS 3.2.2: pods/exec, attach, portforward, proxy and services/proxy are logged',
+    needs: 'policy',
+    run: ({ lineOfRule }, policy) =>
+      checkLogged(
+        policy,
+        [
+          ...resourceProbes({ policy, resources: EXEC_SUBRESOURCES.map((s) => ({ group: '', resource: 'pods', subresource: s })), verbs: ['create', 'get'], identities: GENERIC_IDENTITIES }),
+          ...resourceProbes({
+            policy,
+            resources: [{ group: '', resource: 'pods', subresource: 'proxy' }, { group: '', resource: 'services', subresource: 'proxy' }],
+            verbs: ['get', 'create', 'update', 'patch', 'delete'],
+            identities: GENERIC_IDENTITIES,
+          }),
+        ],
+        lineOfRule,
+        'log pods/exec, pods/attach, pods/portforward, pods/proxy and services/proxy at Metadata at least',
+      ),
+  },
+  {
+    id: 'cis-3.2.2-catch-all',
+    title: 'CIS 3.2.2: everything else is logged at Metadata at least',
+    needs: 'policy',
+    run: ({ lineOfRule }, policy) => checkLogged(policy, catchAllProbes(policy), lineOfRule, 'end the policy with a catch-all rule (- level: Metadata) so that everything else is logged'),
+  },
+  {
+    id: 'detection-blind-spot',
+    title: 'every enabled detection sees the requests it needs',
+    needs: 'policy',
+    run: ({ opts, lineOfRule }, policy) => (opts.requirements ? checkBlindSpots(policy, opts.requirements, lineOfRule) : { skipped: opts.requirementsUnavailable ?? 'no detection requirements given' }),
+  },
+  {
+    id: 'shadowed-rule',
+    title: 'every rule can match some request',
+    needs: 'policy',
+    run: ({ lineOfRule }, policy) =>
+      findShadowedRules(policy).map((s) => {
+        const line = lineOfRule(s.rule);
+        return {
+          severity: 'warning' as const,
+          rule: s.rule,
+          message: `rule ${s.rule} can never match: every request it covers is taken first by rule${s.by.length > 1 ? 's' : ''} ${s.by.join(', ')} (the first matching rule wins); move it up or remove it`,
+          ...(line !== undefined ? { line } : {}),
+        };
+      }),
+  },
+  {
+    id: 'omit-request-received',
+    title: 'the RequestReceived stage is omitted',
+    needs: 'policy',
+    run: ({ lineOfRule }, policy) => checkOmitRequestReceived(policy, lineOfRule),
+  },
+  {
+    id: 'noisy-reads',
+    title: 'high-volume system reads are not logged',
+    needs: 'policy',
+    run: ({ lineOfRule }, policy) => checkNoisyReads(policy, lineOfRule),
+  },
+];
+
+export const CHECKS: CheckDescription[] = ALL_CHECKS.map(({ id, title }) => ({ id, title }));
+
 /** Runs every policy check. */
 export function checkPolicy(loaded: LoadedPolicy, opts: CheckOptions = {}): CheckReport {
-  const findings: Finding[] = [];
-  const skipped: { id: string; reason: string }[] = [];
-  const ran = new Set<string>();
-  const lineOfRule = (r: number | null) => (r === null ? undefined : loaded.ruleLines[r]);
-
-  ran.add('invalid-policy');
-  for (const e of loaded.decodeErrors) findings.push({ id: 'invalid-policy', severity: 'error', message: e.message, path: e.path, ...(e.line !== undefined ? { line: e.line } : {}) });
   const decoded = loaded.policy ?? loaded.decoded;
-  const validation = decoded ? validatePolicy(decoded) : [];
-  for (const e of validation) {
-    const line = loaded.lineOf(e.path);
-    const rule = /^rules\[(\d+)\]/.exec(e.path);
-    findings.push({ id: 'invalid-policy', severity: 'error', message: `${e.path}: ${e.message}`, path: e.path, ...(rule ? { rule: Number(rule[1]) } : {}), ...(line !== undefined ? { line } : {}) });
+  const input: CheckInput = {
+    loaded,
+    validation: decoded ? validatePolicy(decoded) : [],
+    opts,
+    lineOfRule: (r) => (r === null ? undefined : loaded.ruleLines[r]),
+  };
+  const report: CheckReport = { source: loaded.source, findings: [], passed: [], skipped: [] };
+  for (const check of ALL_CHECKS) {
+    if (check.needs === 'policy' && !loaded.policy) {
+      report.skipped.push({ id: check.id, reason: 'kube-apiserver would not load the file' });
+      continue;
+    }
+    const out = check.run(input, loaded.policy!);
+    if (!Array.isArray(out)) report.skipped.push({ id: check.id, reason: out.skipped });
+    else if (out.length === 0) report.passed.push(check.id);
+    else for (const f of out) report.findings.push({ id: check.id, ...f });
   }
-  ran.add('unknown-field');
-  for (const u of loaded.unknownFields) {
-    const rule = /^rules\[(\d+)\]/.exec(u.path);
-    findings.push({ id: 'unknown-field', severity: 'error', message: u.path ? `${u.path}: ${u.message}` : u.message, path: u.path, ...(rule ? { rule: Number(rule[1]) } : {}), ...(u.line !== undefined ? { line: u.line } : {}) });
-  }
-
-  ran.add('cis-3.2.1');
-  const policy = loaded.policy;
-  if (!policy || validation.length > 0 || loaded.decodeErrors.length > 0) {
-    findings.push({ id: 'cis-3.2.1', severity: 'error', message: 'no audit policy is in effect: kube-apiserver would refuse this file (see the invalid-policy findings)' });
-  } else if (!logsSomething(policy)) {
-    findings.push({ id: 'cis-3.2.1', severity: 'error', message: 'the policy logs nothing: every rule is level None or omits every stage; add a rule that logs at Metadata' });
-  }
-
-  const later = ['cis-3.2.2-secrets-metadata-only', 'cis-3.2.2-workload-changes', 'cis-3.2.2-exec-proxy', 'cis-3.2.2-catch-all', 'detection-blind-spot', 'shadowed-rule', 'omit-request-received', 'noisy-reads'];
-  if (!policy) {
-    for (const id of later) skipped.push({ id, reason: 'kube-apiserver would not load the file' });
-    return finish();
-  }
-
-  ran.add('cis-3.2.2-secrets-metadata-only');
-  findings.push(...checkSecrets(policy, lineOfRule));
-
-  ran.add('cis-3.2.2-workload-changes');
-  findings.push(
-    ...checkLogged(
-      'cis-3.2.2-workload-changes',
-      policy,
-      resourceProbes({ policy, resources: [{ group: '', resource: 'pods' }, { group: 'apps', resource: 'deployments' }], verbs: ['create', 'update', 'patch', 'delete'], identities: GENERIC_IDENTITIES }),
-      lineOfRule,
-      'log changes to pods and deployments at Metadata at least (Request to see what changed)',
-    ),
-  );
-
-  ran.add('cis-3.2.2-exec-proxy');
-  const execProbes = [
-    ...resourceProbes({
-      policy,
-      resources: ['exec', 'attach', 'portforward'].map((s) => ({ group: '', resource: 'pods', subresource: s })),
-      verbs: ['create', 'get'],
-      identities: GENERIC_IDENTITIES,
-    }),
-    ...resourceProbes({
-      policy,
-      resources: [{ group: '', resource: 'pods', subresource: 'proxy' }, { group: '', resource: 'services', subresource: 'proxy' }],
-      verbs: ['get', 'create', 'update', 'patch', 'delete'],
-      identities: GENERIC_IDENTITIES,
-    }),
-  ];
-  findings.push(...checkLogged('cis-3.2.2-exec-proxy', policy, execProbes, lineOfRule, 'log pods/exec, pods/attach, pods/portforward, pods/proxy and services/proxy at Metadata at least'));
-
-  ran.add('cis-3.2.2-catch-all');
-  findings.push(...checkLogged('cis-3.2.2-catch-all', policy, catchAllProbes(policy), lineOfRule, 'end the policy with a catch-all rule (- level: Metadata) so that everything else is logged'));
-
-  if (opts.requirements) {
-    ran.add('detection-blind-spot');
-    findings.push(...checkBlindSpots(policy, opts.requirements, lineOfRule));
-  } else {
-    skipped.push({ id: 'detection-blind-spot', reason: opts.requirementsUnavailable ?? 'no detection requirements given' });
-  }
-
-  ran.add('shadowed-rule');
-  for (const s of findShadowedRules(policy)) {
-    const line = lineOfRule(s.rule);
-    findings.push({
-      id: 'shadowed-rule',
-      severity: 'warning',
-      rule: s.rule,
-      message: `rule ${s.rule} can never match: every request it covers is taken first by rule${s.by.length > 1 ? 's' : ''} ${s.by.join(', ')} (the first matching rule wins); move it up or remove it`,
-      ...(line !== undefined ? { line } : {}),
-    });
-  }
-
-  ran.add('omit-request-received');
-  findings.push(...checkOmitRequestReceived(policy, lineOfRule));
-
-  ran.add('noisy-reads');
-  findings.push(...checkNoisyReads(policy, lineOfRule));
-
-  return finish();
-
-  function finish(): CheckReport {
-    const failedIds = new Set(findings.map((f) => f.id));
-    return {
-      source: loaded.source,
-      findings,
-      passed: CHECKS.map((c) => c.id).filter((id) => ran.has(id) && !failedIds.has(id)),
-      skipped,
-    };
-  }
+  return report;
 }

@@ -5,7 +5,7 @@ import { log } from '../log.js';
 import { OverloadedError, type BatchOutcome, type BatchSink, type RawBatch, type RawRecord } from '../pipeline/pipeline.js';
 import type { AlertBus } from '../pipeline/alert-bus.js';
 import { decoderFor } from '../events/decode.js';
-import type { Store } from '../store/store.js';
+import type { StoreReader } from '../store/store.js';
 import { HEADER_BAD_ITEMS, HEADER_CLUSTER, HEADER_ORIGIN, HEADER_REASON, KafkaSource, type KafkaSourceOptions } from '../sources/kafka.js';
 
 /** Header carrying an alert's stable identity (rule/cluster/auditID): consumers of the alerts topic dedupe on it. */
@@ -218,7 +218,7 @@ export function alertId(a: Pick<Alert, 'rule' | 'cluster' | 'auditID'>): string 
 export interface KafkaAlertOutboxOptions {
   config: KafkaConfig;
   /** A (read-only) connection to the store the alerts are committed in. */
-  store: Store;
+  store: StoreReader;
   /** Where the outbox's position is committed: the pipeline (an empty batch with a checkpoint). */
   sink: BatchSink;
   /** Wakes the outbox as soon as alerts are committed; without it, it polls every `pollMs`. */
@@ -284,17 +284,16 @@ export class KafkaAlertOutbox {
   }
 
   private maxId(): number {
-    return (this.opts.store.db.prepare('SELECT coalesce(max(id), 0) FROM alerts').pluck().get() as number) ?? 0;
+    return this.opts.store.latestAlertId();
   }
 
   private async run(): Promise<void> {
-    const select = this.opts.store.db.prepare('SELECT id, body FROM alerts WHERE id > ? ORDER BY id LIMIT ?');
     const limit = this.opts.batch ?? 500;
     let failures = 0;
     while (!this.stopped) {
       let rows: { id: number; body: string }[];
       try {
-        rows = select.all(this.position, limit) as { id: number; body: string }[];
+        rows = this.opts.store.committedAlertsAfter(this.position, limit);
       } catch (e) {
         log.warn(`kafka alerts: cannot read the store: ${(e as Error).message}`, 'kafka:alerts');
         rows = [];
@@ -413,7 +412,7 @@ export async function startKafkaServices(o: {
   config: KafkaConfig;
   pipeline: BatchSink & { readonly overloaded?: boolean; readonly bus: AlertBus };
   /** A (read-only) connection to this node's store, for the outbox. */
-  store: Store;
+  store: StoreReader;
   /** Cluster for consumed messages without a `kaudit-cluster` header. */
   cluster: string;
   kafka?: Kafka;

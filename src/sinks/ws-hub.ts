@@ -3,8 +3,8 @@ import { SEVERITIES, severityRank, type Alert, type Severity } from '../detect/a
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { AlertBus } from '../pipeline/alert-bus.js';
-import { alertsAfter, type AlertFilter } from '../store/queries.js';
-import type { Store } from '../store/store.js';
+import type { AlertFilter } from '../store/queries.js';
+import type { StoreReader } from '../store/store.js';
 
 /**
  * The live alert feed's fan-out. One bus subscription for all clients; each alert is serialised once and sent to
@@ -119,7 +119,7 @@ export class AlertHub {
 
   constructor(
     bus: AlertBus,
-    private readonly store: Store,
+    private readonly store: StoreReader,
     metrics?: Metrics,
     opts: HubOptions = {},
   ) {
@@ -158,7 +158,7 @@ export class AlertHub {
       return;
     }
     // A live-only client starts at the newest stored alert, so its resume point is right even before its first alert.
-    const start = after ?? ((this.store.db.prepare('SELECT max(id) FROM alerts').pluck().get() as number | null) ?? 0);
+    const start = after ?? this.store.latestAlertId();
     const c: Client = { ws, filter, lastSent: start, lastQueued: start, queue: [], replaying: after !== undefined, drainTimer: undefined, blockedSince: 0, alive: true, closing: false };
     this.clients.add(c);
     const gone = () => {
@@ -234,7 +234,7 @@ export class AlertHub {
       let from = after;
       for (;;) {
         if (c.closing || c.ws.readyState !== c.ws.OPEN) return;
-        const rows = alertsAfter(this.store, { ...f, afterId: from }, this.o.replayPageSize);
+        const rows = this.store.alertsAfter({ ...f, afterId: from }, this.o.replayPageSize);
         for (const r of rows) {
           const text = JSON.stringify(feedAlert(r));
           // The replay goes at the client's pace: wait for the socket, close only if it does not drain at all.

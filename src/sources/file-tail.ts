@@ -3,7 +3,7 @@ import type { RawRecord } from '../events/record.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BatchSink } from '../pipeline/pipeline.js';
-import type { Store } from '../store/store.js';
+import type { StoreReader } from '../store/store.js';
 import { LineRecord, LineSplitter, type Line, type LongLine } from './lines.js';
 import { emptyState, encodeState, finished, parseState, type TailState } from './tail/checkpoint.js';
 import { FINGERPRINT_BYTES, fingerprintOf, matches, prefixOfGzip, prefixOfHandle, type Fingerprint } from './tail/fingerprint.js';
@@ -16,7 +16,8 @@ export interface FileTailOptions {
   path: string;
   cluster: string;
   sink: BatchSink;
-  store: Store;
+  /** Where the tail's committed position is read at start. */
+  store: Pick<StoreReader, 'position' | 'positionUpdated'>;
   maxLine?: number;
   /** Lines per batch at most (default 1000). */
   batchLines?: number;

@@ -3,7 +3,7 @@ import type { NormalisedEvent } from '../events/types.js';
 import { formatMicros } from '../events/time.js';
 import { decodeAuditID, encodeAuditID } from './audit-id.js';
 import { CATEGORY, DECISION_NAMES, LEVEL_NAMES, ROLLUP_DIMS, STAGE_CODES, STAGE_NAMES, type RollupDim } from './schema.js';
-import type { Store } from './store.js';
+import type { SqliteStore } from './sqlite-store.js';
 
 /** Filters shared by the CLI and the HTTP API. Times are microseconds since the epoch. */
 export interface EventFilter {
@@ -98,7 +98,7 @@ interface Where {
 }
 
 /** Builds the WHERE terms for a filter. `*` in user, namespace, name and resource values is a wildcard. */
-function buildWhere(store: Store, f: EventFilter): Where {
+function buildWhere(store: SqliteStore, f: EventFilter): Where {
   const w: Where = { sql: [], params: [], empty: false };
   for (const key of Object.keys(DICT_COLUMNS) as (keyof EventFilter)[]) {
     const v = f[key];
@@ -202,7 +202,7 @@ function nestedDeeperThan(text: string, limit: number): boolean {
   return false;
 }
 
-function toRow(store: Store, r: RawRow, includeEvent: boolean): EventRow {
+function toRow(store: SqliteStore, r: RawRow, includeEvent: boolean): EventRow {
   const groups = store.dictValue(r.groups);
   const row: EventRow = {
     id: r.id,
@@ -239,7 +239,7 @@ function toRow(store: Store, r: RawRow, includeEvent: boolean): EventRow {
 }
 
 /** Pages through events newest first; the cursor is (time, id) so pages stay stable while new events arrive. */
-function pageEvents(store: Store, w: Where, extra: string[], page: PageOptions): Page<EventRow> {
+function pageEvents(store: SqliteStore, w: Where, extra: string[], page: PageOptions): Page<EventRow> {
   const limit = clampLimit(page.limit);
   if (w.empty) return { items: [] };
   const sql = [...w.sql, ...extra];
@@ -258,12 +258,12 @@ function pageEvents(store: Store, w: Where, extra: string[], page: PageOptions):
   return { items, next: more && last ? encodeCursor(last.time, last.id) : undefined };
 }
 
-export function queryEvents(store: Store, f: EventFilter, page: PageOptions = {}): Page<EventRow> {
+export function queryEvents(store: SqliteStore, f: EventFilter, page: PageOptions = {}): Page<EventRow> {
   return pageEvents(store, buildWhere(store, f), [], page);
 }
 
 /** How many stored events match a filter (every stage counts, as in queryEvents). */
-export function countEvents(store: Store, f: EventFilter): number {
+export function countEvents(store: SqliteStore, f: EventFilter): number {
   const w = buildWhere(store, f);
   if (w.empty) return 0;
   return store.db.prepare(`SELECT count(*) FROM events e ${w.sql.length ? 'WHERE ' + w.sql.join(' AND ') : ''}`).pluck().get(...w.params) as number;
@@ -283,7 +283,7 @@ export function* allPages<T>(query: (page: PageOptions) => Page<T>, page: PageOp
   }
 }
 
-export function getEvent(store: Store, id: number): EventRow | undefined {
+export function getEvent(store: SqliteStore, id: number): EventRow | undefined {
   const r = store.db.prepare('SELECT e.* FROM events e WHERE e.id = ?').get(id) as RawRow | undefined;
   return r ? toRow(store, r, true) : undefined;
 }
@@ -296,29 +296,29 @@ export interface AnalystFilter {
   until?: number;
 }
 
-function analystWhere(store: Store, f: AnalystFilter): Where {
+function analystWhere(store: SqliteStore, f: AnalystFilter): Where {
   return buildWhere(store, { user: f.user, namespace: f.namespace, cluster: f.cluster, since: f.since, until: f.until });
 }
 
 /** Who exec'd or attached into which pod (one row per request; denied attempts included, see `decision`/`code`). */
-export function execSessions(store: Store, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
+export function execSessions(store: SqliteStore, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
   const w = analystWhere(store, f);
   return pageEvents(store, w, [`e.cat = ${CATEGORY.exec}`, "e.subresource IN ('exec', 'attach')", ONE_PER_REQUEST], page);
 }
 
 /** Who read or listed Secrets (get, list, watch), one row per request. */
-export function secretReads(store: Store, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
+export function secretReads(store: SqliteStore, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
   return pageEvents(store, analystWhere(store, f), [`e.cat = ${CATEGORY.secretRead}`, ONE_PER_REQUEST], page);
 }
 
 
 /** Who changed RBAC: writes to roles, cluster roles and their bindings, one row per request. */
-export function rbacChanges(store: Store, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
+export function rbacChanges(store: SqliteStore, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
   return pageEvents(store, analystWhere(store, f), [`e.cat = ${CATEGORY.rbacChange}`, ONE_PER_REQUEST], page);
 }
 
 /** Everything one identity did between two times, one row per request. */
-export function userActivity(store: Store, f: AnalystFilter & { user: string }, page: PageOptions = {}): Page<EventRow> {
+export function userActivity(store: SqliteStore, f: AnalystFilter & { user: string }, page: PageOptions = {}): Page<EventRow> {
   if (!f.user) throw new QueryError('user is required');
   return pageEvents(store, analystWhere(store, f), [ONE_PER_REQUEST], page);
 }
@@ -334,7 +334,7 @@ const TOP_COLUMNS: Record<RollupDim, string> = { user: 'user', resource: 'resour
  * The busiest users, resources, verbs, namespaces or source IPs over a window, counting requests (final stages).
  * Whole hours come from the hourly rollup kept at ingest; the partial hours at either end are counted from events.
  */
-export function top(store: Store, dim: RollupDim, f: { since?: number; until?: number; limit?: number }): TopEntry[] {
+export function top(store: SqliteStore, dim: RollupDim, f: { since?: number; until?: number; limit?: number }): TopEntry[] {
   if (!(dim in ROLLUP_DIMS)) throw new QueryError(`cannot rank by "${dim}": one of ${Object.keys(ROLLUP_DIMS).join(', ')}`);
   const limit = clampLimit(f.limit, 10);
   const since = f.since ?? 0;
@@ -446,7 +446,7 @@ export function toAlertRow(r: RawAlert): AlertRow {
 }
 
 /** Alerts newest first, paged by id (ids only grow, so pages are stable under ingest). */
-export function queryAlerts(store: Store, f: AlertFilter, page: PageOptions = {}): Page<AlertRow> {
+export function queryAlerts(store: SqliteStore, f: AlertFilter, page: PageOptions = {}): Page<AlertRow> {
   const limit = clampLimit(page.limit);
   const { sql, params } = alertWhere(f);
   if (page.cursor) {
@@ -462,18 +462,18 @@ export function queryAlerts(store: Store, f: AlertFilter, page: PageOptions = {}
 }
 
 /** How many alert rows match a filter (a row with a count of repeats counts once). */
-export function countAlerts(store: Store, f: AlertFilter): number {
+export function countAlerts(store: SqliteStore, f: AlertFilter): number {
   const { sql, params } = alertWhere(f);
   return store.db.prepare(`SELECT count(*) FROM alerts ${sql.length ? 'WHERE ' + sql.join(' AND ') : ''}`).pluck().get(...params) as number;
 }
 
 /** Alerts after an id, oldest first: the replay a resuming feed client needs before it goes live. */
-export function alertsAfter(store: Store, f: AlertFilter & { afterId: number }, limit: number): AlertRow[] {
+export function alertsAfter(store: SqliteStore, f: AlertFilter & { afterId: number }, limit: number): AlertRow[] {
   const { sql, params } = alertWhere(f);
   return (store.db.prepare(`SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts WHERE ${sql.join(' AND ')} ORDER BY id ASC LIMIT ?`).all(...params, limit) as RawAlert[]).map(toAlertRow);
 }
 
-export function getAlert(store: Store, id: number): AlertRow | undefined {
+export function getAlert(store: SqliteStore, id: number): AlertRow | undefined {
   const r = store.db.prepare('SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts WHERE id = ?').get(id) as RawAlert | undefined;
   return r ? toAlertRow(r) : undefined;
 }
@@ -487,11 +487,11 @@ export interface DeadLetterRow {
   size: number;
 }
 
-export function deadLetters(store: Store, limit = 100): DeadLetterRow[] {
+export function deadLetters(store: SqliteStore, limit = 100): DeadLetterRow[] {
   return (store.db.prepare('SELECT id, received, source, position, reason, size FROM dead_letters ORDER BY id DESC LIMIT ?').all(clampLimit(limit)) as (Omit<DeadLetterRow, 'received'> & { received: number })[]).map((r) => ({ ...r, received: new Date(r.received).toISOString() }));
 }
 
-export function counts(store: Store): { events: number; alerts: number; deadLetters: number } {
+export function counts(store: SqliteStore): { events: number; alerts: number; deadLetters: number } {
   const one = (sql: string) => (store.db.prepare(sql).pluck().get() as number) ?? 0;
   return { events: one('SELECT count(*) FROM events'), alerts: one('SELECT count(*) FROM alerts'), deadLetters: one('SELECT count(*) FROM dead_letters') };
 }

@@ -1,17 +1,9 @@
 import { log } from '../log.js';
-import type { Store } from './store.js';
-
-export interface RetentionOptions {
-  /** Drop events older than this (event time), in milliseconds. */
-  maxAgeMs?: number;
-  /** Keep the database under this many bytes (pages in use), dropping the oldest events first. */
-  maxBytes?: number;
-  /** Blobs (batches of events) deleted per transaction, so ingest never waits long (default 20). */
-  chunk?: number;
-}
+import type { SqliteStore } from './sqlite-store.js';
+import type { RetentionOptions } from './store.js';
 
 /**
- * Prunes old events in the background in small transactions between ingest batches. Events go a stored batch (blob)
+ * The SQLite store's retention (see RetentionOptions): prunes old events in the background in small transactions between ingest batches. Events go a stored batch (blob)
  * at a time: a blob is dropped once its newest event is past the age limit, or oldest-first while the store is over
  * its size limit. Alerts are kept (their event link then reports the event as expired).
  */
@@ -20,7 +12,7 @@ export class Retention {
   private running = false;
   deletedEvents = 0;
 
-  constructor(private readonly store: Store, private readonly o: RetentionOptions) {}
+  constructor(private readonly store: SqliteStore, private readonly o: RetentionOptions) {}
 
   get enabled(): boolean {
     return this.o.maxAgeMs !== undefined || this.o.maxBytes !== undefined;

@@ -94,8 +94,8 @@ const MIGRATIONS: string[] = [
     data BLOB
   );
   `,
-  // Batches whose events are committed and whose detection has not finished (see Store.insert and Store.finish),
-  // with the writer that owns them: "pid:instance".
+  // Batches whose events are committed and whose detection has not finished (see BatchWriter insert and finish), with
+  // the writer that owns them: "pid:instance".
   `CREATE TABLE pending (blob INTEGER PRIMARY KEY, owner TEXT NOT NULL);`,
   // How a blob is compressed (BLOB_CODECS): blobs written before this column are raw deflate.
   `ALTER TABLE blobs ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;`,

@@ -1,7 +1,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { probeWrite } from './probe.js';
-import { Retention, type RetentionOptions } from './retention.js';
-import { Store, type EventRecords, type StoreOptions } from './store.js';
+import { Retention } from './retention.js';
+import type { EventRecords } from './records.js';
+import { SqliteStore } from './sqlite-store.js';
+import type { RetentionOptions, StoreOptions } from './store.js';
 
 /**
  * The store's single writer, on a thread of its own: compression and SQLite inserts run here, beside the main
@@ -35,7 +37,7 @@ function codeOf(e: unknown): string | undefined {
 const MAX_GROUP_EVENTS = 20_000;
 
 const init = workerData as Init;
-const store = new Store(init.path, init.store);
+const store = new SqliteStore(init.path, init.store);
 store.grouped = true;
 const retention = init.retention ? new Retention(store, init.retention) : undefined;
 if (retention && init.retention) retention.start(init.retention.intervalMs);

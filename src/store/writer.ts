@@ -1,8 +1,9 @@
 import { Worker } from 'node:worker_threads';
 import type { Alert } from '../detect/alert.js';
-import type { RetentionOptions } from './retention.js';
 import { storeError } from './write-error.js';
-import type { BatchTail, BatchWriter, EventRecords, InsertResult, PendingBatch, StoreOptions } from './store.js';
+import type { BatchTail, BatchWriter, InsertResult, PendingBatch } from './batch.js';
+import type { EventRecords } from './records.js';
+import type { RetentionOptions, StoreOptions } from './store.js';
 
 /** Recycled raw-JSON buffers kept (a few batches in flight each hold one). */
 const SPARE_BUFFERS = 8;
@@ -18,7 +19,8 @@ export class WriterThread implements BatchWriter {
   redactionKey!: Buffer;
 
   private constructor(path: string, store: StoreOptions, retention?: RetentionOptions & { intervalMs: number }) {
-    // Under the test runner this module is TypeScript source; the thread runs the compiled file (npm test builds first).
+    // Under the test runner this module is TypeScript source; the thread runs the compiled file (the tests' global
+    // setup builds it first).
     const entry = import.meta.url.endsWith('.ts') ? new URL('../../dist/store/writer-thread.js', import.meta.url) : new URL('./writer-thread.js', import.meta.url);
     // The writer's garbage is short-lived (a batch's strings and buffers): a small young generation keeps the
     // process's resident memory down at no measurable cost in speed.

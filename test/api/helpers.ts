@@ -16,7 +16,7 @@ import type { NormalisedEvent } from '../../src/events/types.js';
 import { Metrics } from '../../src/metrics.js';
 import { AlertBus } from '../../src/pipeline/alert-bus.js';
 import { Pipeline, type BatchSink } from '../../src/pipeline/pipeline.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 
 export function tempDir(prefix = 'kaudit-api-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -150,7 +150,7 @@ export interface Server {
   wsUrl: string;
   port: number;
   app: FastifyInstance;
-  store: Store;
+  store: SqliteStore;
   pipeline: Pipeline;
   ctx: ApiContext;
   metrics: Metrics;
@@ -178,7 +178,7 @@ export async function startServer(o: ServerOptions = {}): Promise<Server> {
   config.server.listen = `127.0.0.1:${o.port ?? 0}`;
   o.config?.(config);
   const metrics = new Metrics();
-  const store = new Store(config.store.path);
+  const store = new SqliteStore(config.store.path);
   const bus = new AlertBus();
   const pipeline = new Pipeline({ writer: store, bus, metrics, detector: o.detector ?? execDetector(), ...o.pipeline });
   const ctx: ApiContext = { config, store, sink: o.sink ? o.sink(pipeline) : pipeline, bus, metrics, ready: () => true, sources: parseSources(config.sources) };
@@ -323,11 +323,11 @@ export function feed(url: string, o: { token?: string; ca?: Buffer; cert?: strin
 }
 
 /** Ids of stored alerts, ascending, optionally of one cluster. */
-export function storedAlertIds(store: Store, where = '', ...params: unknown[]): number[] {
+export function storedAlertIds(store: SqliteStore, where = '', ...params: unknown[]): number[] {
   return (store.db.prepare(`SELECT id FROM alerts ${where} ORDER BY id`).pluck().all(...params) as number[]);
 }
 
-export function eventCount(store: Store, cluster?: string): number {
+export function eventCount(store: SqliteStore, cluster?: string): number {
   if (cluster === undefined) return store.db.prepare('SELECT count(*) FROM events').pluck().get() as number;
   // Clusters are interned in the dict table.
   return store.db.prepare('SELECT count(*) FROM events e JOIN dict d ON d.id = e.cluster WHERE d.value = ?').pluck().get(cluster) as number;

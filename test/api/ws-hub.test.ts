@@ -6,7 +6,7 @@ import { AlertBus } from '../../src/pipeline/alert-bus.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { AlertHub, CLOSE_TOO_SLOW } from '../../src/sinks/ws-hub.js';
 import { alertsAfter } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { cleanup, execDetector, makeEvents, sleep, tempDir } from './helpers.js';
 
 /** Just enough of a ws WebSocket: what the hub sends, how it closes, and a settable bufferedAmount. */
@@ -30,12 +30,12 @@ class FakeSocket extends EventEmitter {
 }
 
 let dir: string;
-let store: Store;
+let store: SqliteStore;
 let stored: (Alert & { id: number })[];
 
 beforeAll(async () => {
   dir = tempDir();
-  store = new Store(join(dir, 'kaudit.db'));
+  store = new SqliteStore(join(dir, 'kaudit.db'));
   const p = new Pipeline({ writer: store, detector: execDetector() });
   await p.submit({ source: 'test', cluster: 'c', records: makeEvents(20, { execEvery: 2 }).map((v, i) => ({ value: { kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...v }, where: `#${i}` })) });
   stored = alertsAfter(store, { afterId: 0 }, 100);

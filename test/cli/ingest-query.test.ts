@@ -91,7 +91,7 @@ describe('kaudit CLI (built, as users run it)', () => {
 
 describe('stored raw events after an import (the bytes of the line, or the redacted form)', () => {
   it('stores each line as it was (CRLF, non-ASCII, across read chunks), and a Secret body only redacted', async () => {
-    const { Store } = await import('../../src/store/store.js');
+    const { SqliteStore } = await import('../../src/store/sqlite-store.js');
     const d = tempDir();
     const plain = JSON.stringify(ev());
     const crlf = JSON.stringify(ev());
@@ -105,7 +105,7 @@ describe('stored raw events after an import (the bytes of the line, or the redac
     const db = join(d, 'k.db');
     const r = kaudit(['ingest', '--db', db, '--no-detect', join(d, 'a.log')]);
     expect(r.err).toMatch(/stored 2505 events, skipped 0 duplicates, 0 bad records/);
-    const store = new Store(db, { readonly: true });
+    const store = new SqliteStore(db, { readonly: true });
     try {
       const rows = store.db.prepare('SELECT blob, blob_idx FROM events ORDER BY id').all() as { blob: number; blob_idx: number }[];
       const raws = rows.map((x) => store.rawEvent(x.blob, x.blob_idx)!);

@@ -12,7 +12,7 @@ import { createKafkaClient, parseKafkaConfig } from '../../src/config/kafka.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { KafkaSource } from '../../src/sources/kafka.js';
 import { execSessions } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { tempDir, waitFor } from '../helpers/events.js';
 import { type Broker, describeWithKafka, startBroker } from '../kafka/broker.js';
 
@@ -55,7 +55,7 @@ describeWithKafka('AKS over Event Hubs (Kafka protocol, SASL PLAIN over TLS)', (
     await producer.send({ topic: hub, messages: [...docs.map((value) => ({ value })), { value: JSON.stringify(broken) }] });
     await producer.disconnect();
 
-    const store = new Store(join(dir, 'k.db'));
+    const store = new SqliteStore(join(dir, 'k.db'));
     const pipeline = new Pipeline({ writer: store });
     const source = new KafkaSource({ config, sink: pipeline, cluster: 'fallback', kafka });
     await source.start();

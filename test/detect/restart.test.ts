@@ -7,7 +7,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { createDetector } from '../../src/detect/index.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { counts, queryAlerts } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { WriterThread } from '../../src/store/writer.js';
 import { ev as raw, lines, tempDir, waitFor } from '../helpers/events.js';
 import { ev } from './helpers.js';
@@ -66,7 +66,7 @@ describe('detection state across a restart (engine)', { timeout: 30_000 }, () =>
 describe('when the state may be saved', () => {
   it('not once a batch has failed: its events may have been counted without being stored', async () => {
     const dir = tempDir();
-    const store = new Store(join(dir, 'k.db'));
+    const store = new SqliteStore(join(dir, 'k.db'));
     const detector = await createDetector();
     let fail = false;
     const pipeline = new Pipeline({ writer: store, detector: { wants: (e) => detector.wants(e), detect: async (evs) => {

@@ -1,8 +1,11 @@
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultRulesDir } from '../../src/detect/index.js';
+import { libraryVersions, moduleClosure, validityKey } from '../../src/detect/rule-cache-key.js';
 import { loadRuleSet, readRuleCache, writeRuleCache, type RuleCache } from '../../src/detect/rule.js';
 
 const dirs: string[] = [];
@@ -92,7 +95,7 @@ describe('rule cache', () => {
   });
 
   it('the build writes a cache that the compiled detector uses', async () => {
-    // npm test builds first (tsc, then dist/detect/build-rule-cache.js).
+    // The tests' global setup builds first (tsc, then dist/detect/build-rule-cache.js).
     const dist = (await import(new URL('../../dist/detect/rule.js', import.meta.url).href)) as typeof import('../../src/detect/rule.js');
     const cache = dist.bundledRuleCache();
     expect(cache).toBeDefined();
@@ -100,5 +103,50 @@ describe('rule cache', () => {
     expect(set.issues).toEqual([]);
     // Every bundled file parses cleanly, so every one is in the cache.
     expect(Object.keys(cache!.files)).toHaveLength(readdirSync(defaultRulesDir()).filter((f) => f.endsWith('.yaml')).length);
+  });
+});
+
+describe('rule cache validity key', () => {
+  const dist = fileURLToPath(new URL('../../dist/', import.meta.url));
+  const repo = fileURLToPath(new URL('../../', import.meta.url));
+
+  /** A copy of the compiled package (dist, the bundled rules, node_modules linked) to change modules in. */
+  function copyBuild(): string {
+    const d = tmp();
+    cpSync(dist, join(d, 'dist'), { recursive: true });
+    cpSync(join(repo, 'detections'), join(d, 'detections'), { recursive: true });
+    symlinkSync(join(repo, 'node_modules'), join(d, 'node_modules'), 'dir');
+    return d;
+  }
+  const keyOf = (d: string, libs = libraryVersions()) => validityKey(join(d, 'dist'), moduleClosure([join(d, 'dist/detect/rule.js'), join(d, 'dist/detect/engine.js')]), libs);
+  const touch = (f: string) => appendFileSync(f, '\n// changed\n');
+
+  it('changes with every module that shapes a compiled rule, and with the yaml and jsonata versions', () => {
+    const d = copyBuild();
+    let key = keyOf(d);
+    for (const m of ['detect/rule.js', 'detect/compiler.js', 'detect/match.js', 'detect/candidates.js', 'detect/expression.js', 'detect/facts.js', 'detect/jsonata-sync.js', 'detect/lists.js', 'detect/patterns.js', 'detect/key-fields.js', 'events/types.js']) {
+      touch(join(d, 'dist', m));
+      const next = keyOf(d);
+      expect(next, m).not.toBe(key);
+      key = next;
+    }
+    // A module no rule depends on leaves it alone.
+    touch(join(d, 'dist/cli/serve.js'));
+    expect(keyOf(d)).toBe(key);
+    const libs = libraryVersions();
+    expect(libs.jsonata).toMatch(/^\d+\.\d+\.\d+/);
+    expect(keyOf(d, { ...libs, jsonata: '2.0.0' })).not.toBe(key);
+    expect(keyOf(d, { ...libs, yaml: '1.0.0' })).not.toBe(key);
+  });
+
+  it('a build whose compiler changed after the cache was written does not use that cache', () => {
+    const d = copyBuild();
+    const run = (script: string) =>
+      execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: d, encoding: 'utf8' }).trim();
+    const usesCache = `import { bundledRuleCache } from ${JSON.stringify(pathToFileURL(join(d, 'dist/detect/rule.js')).href)}; process.stdout.write(String(bundledRuleCache() !== undefined));`;
+    run(`await import(${JSON.stringify(pathToFileURL(join(d, 'dist/detect/build-rule-cache.js')).href)});`);
+    expect(run(usesCache)).toBe('true');
+    touch(join(d, 'dist/detect/compiler.js'));
+    expect(run(usesCache)).toBe('false');
   });
 });

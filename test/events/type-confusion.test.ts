@@ -6,7 +6,7 @@ import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { counts, deadLetters, queryAlerts, queryEvents } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { tempDir } from '../helpers/events.js';
 
 const sample = new URL('../../fixtures/sample/audit.log', import.meta.url);
@@ -39,7 +39,7 @@ function withValue(e: Obj, path: string[], value: unknown): Obj {
 describe('events with a field of the wrong type', () => {
   it('are stored or dead-lettered one by one, never taking their batch down (bundled rules, real store)', async () => {
     const dir = tempDir();
-    const store = new Store(join(dir, 'k.db'));
+    const store = new SqliteStore(join(dir, 'k.db'));
     const detector = await loadDetector({});
     const pipeline = new Pipeline({ writer: store, detector });
     // The sample's events that raise an alert: the ones the rules look into most closely (bodies, names, URIs).
@@ -87,7 +87,7 @@ describe('events with a field of the wrong type', () => {
 describe('events nested deeper than the stack allows to serialise (a request body can be)', () => {
   it('are stored when their line is kept as it is, dead-lettered when it cannot be, and never take their batch down', async () => {
     const dir = tempDir();
-    const store = new Store(join(dir, 'k.db'));
+    const store = new SqliteStore(join(dir, 'k.db'));
     // The bundled rules, and one whose details and summary take the body itself.
     const rules = join(dir, 'rules');
     mkdirSync(rules);

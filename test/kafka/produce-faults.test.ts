@@ -16,7 +16,7 @@ import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { HEADER_ALERT_ID, KafkaAlertOutbox, KafkaEventsProducer } from '../../src/sinks/kafka.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { ev } from '../helpers/events.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
 import { quietKafka, testKafkaConfig } from './harness.js';
@@ -128,7 +128,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
 
     // A store with alerts committed, as detection leaves them.
     const path = join(dir, 'k.db');
-    const store = new Store(path);
+    const store = new SqliteStore(path);
     const redaction = { enabled: true, key: store.redactionKey };
     const events = Array.from({ length: 20 }, () => normalise(toAuditEvent(ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' } })), 'c1', redaction));
     const alerts: Alert[] = events.map((e) => ({
@@ -137,7 +137,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
       groupKey: `pod-exec|${e.auditID}`,
     }));
     expect(store.commitAll(events, { alerts, deadLetters: [] }).alerts).toHaveLength(20);
-    const reader = new Store(path, { readonly: true });
+    const reader = new SqliteStore(path, { readonly: true });
 
     // kaudit reaches the broker only through the proxy, which swallows the answer to its first Produce.
     proxy.dropProduceResponses = 1;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { HEADER_ALERT_ID, KafkaAlertOutbox } from '../../src/sinks/kafka.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
 import { buildForChildren, removeBuild } from './build.js';
 import { makeStream } from './fixtures.js';
@@ -44,7 +44,7 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
     const dir = mkdtempSync(join(tmpdir(), `kaudit-kafka-${name}-`));
     dirs.push(dir);
     const db = join(dir, 'k.db');
-    new Store(db).close(); // schema and redaction key exist before two processes open the file
+    new SqliteStore(db).close(); // schema and redaction key exist before two processes open the file
     const topics = { events: [`events-${name}`], alerts: `alerts-${name}`, deadLetter: `dead-${name}` };
     const kafka = quietKafka(broker.brokers);
     const admin = kafka.admin();
@@ -57,8 +57,8 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
     const nodes = [await startNode(build, { db, kafka: kafkaSettings, crashAfterStored: opts.crashAfterStored }), await startNode(build, { db, kafka: kafkaSettings })];
 
     // The alerts outbox runs here, once for the shared store, as an API/feed node would.
-    const reader = new Store(db, { readonly: true });
-    const positionWriter = new Store(db);
+    const reader = new SqliteStore(db, { readonly: true });
+    const positionWriter = new SqliteStore(db);
     const outbox = new KafkaAlertOutbox({ config: testKafkaConfig(broker.brokers, { topics }), store: reader, sink: new Pipeline({ writer: positionWriter }), kafka: quietKafka(broker.brokers, 'outbox'), pollMs: 200, fromStart: true });
     await outbox.start();
 

@@ -13,7 +13,7 @@ import type { NormalisedEvent } from '../../src/events/types.js';
 import { Pipeline, type BatchOutcome, type RawBatch } from '../../src/pipeline/pipeline.js';
 import { HEADER_BAD_ITEMS, HEADER_CLUSTER, HEADER_ORIGIN, HEADER_REASON, KafkaSource } from '../../src/sources/kafka.js';
 import { HEADER_ALERT_ID, KafkaAlertOutbox, KafkaEventsProducer, startKafkaServices } from '../../src/sinks/kafka.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
 import { makeStream, TestDetector } from './fixtures.js';
 import { quietKafka, testKafkaConfig } from './harness.js';
@@ -74,7 +74,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     await admin.connect();
     await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }, { topic: topics.deadLetter, numPartitions: 1 }, { topic: topics.alerts, numPartitions: 1 }], waitForLeaders: true });
     await admin.disconnect();
-    const store = new Store(join(dir, `${topics.events[0]}.db`));
+    const store = new SqliteStore(join(dir, `${topics.events[0]}.db`));
     const inner = new TestDetector();
     const detector = pipelineOpts.slowMs
       ? { detect: async (e: readonly NormalisedEvent[]): Promise<Alert[]> => (await new Promise((r) => setTimeout(r, pipelineOpts.slowMs)), inner.detect(e)) }
@@ -275,7 +275,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     const topics = names('outbox');
     const s = await setup(topics);
     const stream = makeStream(1000, { burstEvery: 250 });
-    const reader = new Store(join(dir, `${topics.events[0]}.db`), { readonly: true });
+    const reader = new SqliteStore(join(dir, `${topics.events[0]}.db`), { readonly: true });
     const outbox = () => new KafkaAlertOutbox({ config: s.config, store: reader, sink: s.pipeline, bus: s.pipeline.bus, kafka: quietKafka(broker.brokers, 'outbox'), pollMs: 100 });
     let o = outbox();
     await o.start();
@@ -319,8 +319,8 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     expect(ingestCfg.consume).toBe(false);
 
     const path = join(dir, `${topics.events[0]}.db`);
-    const writer = new Store(path);
-    const reader = new Store(path, { readonly: true });
+    const writer = new SqliteStore(path);
+    const reader = new SqliteStore(path, { readonly: true });
     const pipeline = new Pipeline({ writer, detector: new TestDetector() });
     const receiver = await startKafkaServices({ config: ingestCfg, pipeline: new Pipeline({}), store: reader, cluster: 'x', kafka: quietKafka(broker.brokers, 'receiver') });
     const detectorNode = await startKafkaServices({ config: detectCfg, pipeline, store: reader, cluster: 'x', kafka: quietKafka(broker.brokers, 'detector') });

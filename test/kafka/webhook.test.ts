@@ -15,7 +15,7 @@ import { Metrics } from '../../src/metrics.js';
 import { AlertBus } from '../../src/pipeline/alert-bus.js';
 import { HEADER_CLUSTER } from '../../src/sources/kafka.js';
 import { KafkaEventsProducer } from '../../src/sinks/kafka.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
 import { makeStream } from './fixtures.js';
 import { quietKafka, testKafkaConfig } from './harness.js';
@@ -25,7 +25,7 @@ describeWithKafka('ingest-only webhook (API -> Kafka, real broker)', () => {
   let dir: string;
   let app: FastifyInstance | undefined;
   let producer: KafkaEventsProducer | undefined;
-  let store: Store | undefined;
+  let store: SqliteStore | undefined;
   beforeAll(async () => {
     broker = await startBroker();
     dir = mkdtempSync(join(tmpdir(), 'kaudit-kafka-webhook-'));
@@ -49,8 +49,8 @@ describeWithKafka('ingest-only webhook (API -> Kafka, real broker)', () => {
     const cfg = defaultConfig();
     cfg.server.listen = '127.0.0.1:0';
     cfg.store.path = join(dir, 'k.db');
-    new Store(cfg.store.path).close();
-    store = new Store(cfg.store.path, { readonly: true });
+    new SqliteStore(cfg.store.path).close();
+    store = new SqliteStore(cfg.store.path, { readonly: true });
     producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics: { events: [topic], alerts: '', deadLetter: '' } }), kafka });
     await producer.start();
     const api = await startApi({ config: cfg, store, sink: producer, bus: new AlertBus(), metrics: new Metrics(), ready: () => true });

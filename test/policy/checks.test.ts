@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkPolicy, type CheckReport, type Finding } from '../../src/policy/checks.js';
+import { CHECKS, checkPolicy, type CheckReport, type Finding } from '../../src/policy/checks.js';
 import { parsePolicy } from '../../src/policy/load.js';
 import { findShadowedRules } from '../../src/policy/shadow.js';
 import type { RuleRequirement } from '../../src/policy/requirements.js';
@@ -279,5 +279,22 @@ describe('noisy-reads', () => {
   it('a kube-proxy-only drop is not enough for endpoint watches', () => {
     const f = of(check(`rules:\n  - level: None\n    users: [system:kube-proxy]\n    verbs: [watch]\n    resources: [{group: "", resources: [endpoints]}]\n  - level: Metadata\n`), 'noisy-reads');
     expect(f.some((x) => /endpoints/.test(x.message))).toBe(true);
+  });
+});
+
+describe('every check accounted for', () => {
+  // Each check reports under its own id exactly once: passed, skipped, or with findings (never two of these, never an
+  // id that is not a check), whatever the policy.
+  it.each([
+    ['a good policy', GOOD],
+    ['a policy that logs nothing', 'rules:\n  - level: None\n'],
+    ['an invalid policy', 'rules:\n  - level: Loud\n'],
+    ['a file kube-apiserver cannot decode', 'rules: 7\n'],
+  ])('%s', (_name, body) => {
+    const r = check(body);
+    const withFindings = [...new Set(r.findings.map((f) => f.id))];
+    const all = [...r.passed, ...r.skipped.map((s) => s.id), ...withFindings];
+    expect(new Set(all).size).toBe(all.length);
+    expect(all.sort()).toEqual(CHECKS.map((c) => c.id).sort());
   });
 });

@@ -12,7 +12,7 @@ import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { importFiles } from '../../src/sources/file-import.js';
 import { KafkaSource } from '../../src/sources/kafka.js';
 import { deadLetters, queryEvents } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore as Store } from '../../src/store/sqlite-store.js';
 import { cleanup, request, startServer, type Server } from '../api/helpers.js';
 import { ev, lines, tempDir } from '../helpers/events.js';
 import { type Broker, describeWithKafka, startBroker } from '../kafka/broker.js';

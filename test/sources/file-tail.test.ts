@@ -6,7 +6,7 @@ import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { setLogSink } from '../../src/log.js';
 import { FileTail } from '../../src/sources/file-tail.js';
 import { counts, deadLetters } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { ev, lines, tempDir, waitFor } from '../helpers/events.js';
 
 function batchOf(n: number) {
@@ -16,7 +16,7 @@ function batchOf(n: number) {
 function setup() {
   const dir = tempDir();
   const log = join(dir, 'audit.log');
-  const store = new Store(join(dir, 'k.db'));
+  const store = new SqliteStore(join(dir, 'k.db'));
   const pipeline = new Pipeline({ writer: store });
   const tails: FileTail[] = [];
   const start = () => {

@@ -12,7 +12,7 @@ import { encodeState, parseState } from '../../src/sources/tail/checkpoint.js';
 import { fingerprintOf, matches, prefixOfGzip, prefixOfHandle } from '../../src/sources/tail/fingerprint.js';
 import { logFilesInWriteOrder, rotationRank } from '../../src/sources/tail/rotated-files.js';
 import { counts } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { ev, lines, tempDir, waitFor } from '../helpers/events.js';
 
 describe('the files of a log, in write order', () => {
@@ -94,7 +94,7 @@ describe('gzipped backups that are not complete', () => {
   function setup(damagedAfterMs?: number) {
     const dir = tempDir();
     const log = join(dir, 'audit.log');
-    const store = new Store(join(dir, 'k.db'));
+    const store = new SqliteStore(join(dir, 'k.db'));
     const metrics = new Metrics();
     const pipeline = new Pipeline({ writer: store, metrics });
     const tail = new FileTail({ path: log, cluster: 'c', sink: pipeline, store, pollMs: 20, metrics, damagedAfterMs });

@@ -9,7 +9,7 @@ import { Metrics } from '../../src/metrics.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { FileTail } from '../../src/sources/file-tail.js';
 import { counts } from '../../src/store/queries.js';
-import { Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { tempDir, waitFor } from '../helpers/events.js';
 import { exactlyOnce, lumberjackWriter, numbersInLogFiles, startWriter, storedNumbers } from './lumberjack.js';
 
@@ -28,7 +28,7 @@ function setup() {
   const dir = tempDir('kaudit-tail-lj-');
   const log = join(dir, 'audit.log');
   const dbPath = join(dir, 'k.db');
-  const store = new Store(dbPath);
+  const store = new SqliteStore(dbPath);
   const metrics = new Metrics();
   const pipeline = new Pipeline({ writer: store, metrics });
   let tail: FileTail | undefined;

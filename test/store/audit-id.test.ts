@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
 import { decodeAuditID, encodeAuditID } from '../../src/store/audit-id.js';
-import { RecordPacker, Store, toRecords } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { RecordPacker, toRecords } from '../../src/store/records.js';
 import { ev, tempDir } from '../helpers/events.js';
 
 describe('auditID encoding', () => {
@@ -28,7 +29,7 @@ describe('auditID encoding', () => {
 
 describe('auditIDs through the store', () => {
   it('stores each event of a batch with its own auditID (the writer reuses one buffer to bind them)', () => {
-    const store = new Store(join(tempDir(), 'k.db'));
+    const store = new SqliteStore(join(tempDir(), 'k.db'));
     try {
       const ids = Array.from({ length: 50 }, (_, i) => (i === 7 ? 'not-a-uuid' : randomUUID()));
       const events = ids.map((auditID) => normalise(toAuditEvent(ev({ auditID })), 'c', { enabled: true, key: store.redactionKey }));
@@ -46,7 +47,7 @@ describe('auditIDs through the store', () => {
 
 describe('packing a batch', () => {
   it('leaves rows and raw lines in step when an event cannot be packed (all or nothing)', () => {
-    const store = new Store(join(tempDir(), 'k.db'));
+    const store = new SqliteStore(join(tempDir(), 'k.db'));
     try {
       const redaction = { enabled: true, key: store.redactionKey };
       const [a, bad, b] = [ev(), ev(), ev()].map((e) => normalise(toAuditEvent(e), 'c', redaction, JSON.stringify(e)));

@@ -135,7 +135,11 @@ describeWithTmpfs('a full disk under the store (real tmpfs)', (mount) => {
     for (let i = 0; i < events.length; i += 1000) appendFileSync(log, events.slice(i, i + 1000).map((e) => JSON.stringify(e)).join('\n') + '\n');
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, 'the store to fill up', 60_000);
     // The committed position covers only stored lines: every line before its offset is in the store.
-    const pos = JSON.parse(r.store.position(`file:${log}`) ?? '{"line":0}') as { line: number };
+    // The tail's state (v2): the file being read and how far, plus the files read to their end (none here: no rotation).
+    const state = JSON.parse(r.store.position(`file:${log}`) ?? '{}') as { v?: number; cur?: { line: number }; done?: unknown[] };
+    expect(state.v).toBe(2);
+    expect(state.done ?? []).toEqual([]);
+    const pos = state.cur ?? { line: 0 };
     const mid = inspectStore(cfg.store.path);
     expect(mid.integrity).toBe('ok');
     expect(pos.line).toBeGreaterThan(0);

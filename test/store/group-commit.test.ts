@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { normalise } from '../../src/events/normalise.js';
 import { toAuditEvent } from '../../src/events/decode.js';
-import { Store, toRecords } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { toRecords } from '../../src/store/records.js';
 import { WriterThread } from '../../src/store/writer.js';
 import { ev, tempDir } from '../helpers/events.js';
 
@@ -15,7 +16,7 @@ describe('group commit', () => {
       ),
     );
   const count = (path: string) => {
-    const r = new Store(path, { readonly: true });
+    const r = new SqliteStore(path, { readonly: true });
     try {
       return {
         events: r.db.prepare('SELECT count(*) FROM events').pluck().get() as number,
@@ -29,7 +30,7 @@ describe('group commit', () => {
 
   it('keeps batches out of sight of other connections until the group commits', () => {
     const path = join(tempDir(), 'k.db');
-    const store = new Store(path);
+    const store = new SqliteStore(path);
     store.grouped = true;
     const a = store.insert(batch(store, 0, 10));
     store.finish(a.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'src', position: 'a' } });
@@ -47,7 +48,7 @@ describe('group commit', () => {
 
   it('rolls the whole group back when an operation in it fails, and the lost batches cannot be finished', () => {
     const path = join(tempDir(), 'k.db');
-    const store = new Store(path);
+    const store = new SqliteStore(path);
     const first = store.insert(batch(store, 0, 5));
     store.finish(first.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'src', position: 'first' } });
     store.grouped = true;
@@ -73,7 +74,7 @@ describe('group commit', () => {
 
   it('hands back, for detection, a batch whose events were committed and whose finish was then rolled back (a full disk), when its events are resent', () => {
     const path = join(tempDir(), 'k.db');
-    const store = new Store(path);
+    const store = new SqliteStore(path);
     store.grouped = true;
     const events = Array.from({ length: 10 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() })), 'c', { enabled: true, key: store.redactionKey }));
     const records = () => toRecords(events);
@@ -113,7 +114,7 @@ describe('group commit', () => {
     const finishes = inserts.map(async (p, i) => {
       const { batch: id } = await p;
       await w.finish(id, { alerts: [], deadLetters: [], checkpoint: { source: `src${i}`, position: String(i) } });
-      const r = new Store(path, { readonly: true });
+      const r = new SqliteStore(path, { readonly: true });
       try {
         expect(r.position(`src${i}`)).toBe(String(i));
         expect(r.db.prepare('SELECT count(*) FROM events').pluck().get() as number).toBeGreaterThanOrEqual((i + 1) * 50);
@@ -134,18 +135,18 @@ describe('blob codecs', () => {
     const key = Buffer.alloc(32);
     const make = (from: number) => Array.from({ length: 3 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString() })), 'c', { enabled: false, key }));
     const old = make(0);
-    let store = new Store(path);
+    let store = new SqliteStore(path);
     store.commitAll(old, { alerts: [], deadLetters: [] });
     // Turn it into what an older kaudit left: schema version 2, no codec column, its blob raw deflate.
     store.db.prepare('UPDATE blobs SET data = ?').run(deflateRawSync(Buffer.from(old.map((e) => e.raw).join('\n'))));
     store.db.exec('ALTER TABLE blobs DROP COLUMN codec');
     store.db.pragma('user_version = 2');
     store.close();
-    const rawOf = (s: Store) => (s.db.prepare('SELECT blob, blob_idx FROM events ORDER BY id').all() as { blob: number; blob_idx: number }[]).map((r) => s.rawEvent(r.blob, r.blob_idx));
-    const reader = new Store(path, { readonly: true });
+    const rawOf = (s: SqliteStore) => (s.db.prepare('SELECT blob, blob_idx FROM events ORDER BY id').all() as { blob: number; blob_idx: number }[]).map((r) => s.rawEvent(r.blob, r.blob_idx));
+    const reader = new SqliteStore(path, { readonly: true });
     expect(rawOf(reader)).toEqual(old.map((e) => e.raw));
     reader.close();
-    store = new Store(path);
+    store = new SqliteStore(path);
     expect(store.db.pragma('user_version', { simple: true })).toBe(3);
     const fresh = make(10);
     store.commitAll(fresh, { alerts: [], deadLetters: [] });
@@ -170,7 +171,7 @@ describe('group commit on the writer thread', () => {
     const fb = w.finish(b.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'b', position: '2' } });
     await Promise.all([expect(bad).rejects.toThrow(/no batch/), expect(fa).resolves.toEqual([]), expect(fb).resolves.toEqual([])]);
     await w.close();
-    const r = new Store(path, { readonly: true });
+    const r = new SqliteStore(path, { readonly: true });
     expect([r.position('a'), r.position('b')]).toEqual(['1', '2']);
     r.close();
   });
@@ -185,7 +186,7 @@ describe('group commit on the writer thread', () => {
     const broken = w.insert({ count: 1, nums: new Float64Array(17), text: 0 as unknown as string, dict: '', raw: new Uint8Array(0) });
     await Promise.all([expect(broken).rejects.toThrow(/indexOf/), expect(fa).rejects.toThrow(/rolled back/)]);
     await w.close();
-    const r = new Store(path, { readonly: true });
+    const r = new SqliteStore(path, { readonly: true });
     expect(r.position('a')).toBeUndefined();
     r.close();
   });
@@ -209,7 +210,7 @@ describe('writer thread buffers', () => {
     }
     await pipeline.idle();
     await writer.close();
-    const reader = new Store(path, { readonly: true });
+    const reader = new SqliteStore(path, { readonly: true });
     try {
       const rows = queryEvents(reader, {}, { limit: 1000, includeEvent: true }).items;
       expect(rows).toHaveLength(lines.length);

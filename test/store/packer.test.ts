@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
-import { RecordPacker, Store } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { RecordPacker } from '../../src/store/records.js';
 import { ev, tempDir } from '../helpers/events.js';
 
 describe('batch dictionary', () => {
@@ -14,7 +15,7 @@ describe('batch dictionary', () => {
     for (let p = 0; p < base.length; p++) for (const c of 'QRS') users.push(base.slice(0, p) + c + base.slice(p + 1));
     users.push(base, '', 'alice@example.com', 'system:anonymous');
     const distinct = new Set(users);
-    const store = new Store(join(tempDir(), 'k.db'));
+    const store = new SqliteStore(join(tempDir(), 'k.db'));
     try {
       const redaction = { enabled: true, key: store.redactionKey };
       // Each user twice, in two rounds, so that every string is looked up again after all the others went in.

@@ -6,7 +6,8 @@ import type { NormalisedEvent } from '../../src/events/types.js';
 import { Metrics } from '../../src/metrics.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { counts, deadLetters, execSessions, queryAlerts, queryEvents, secretReads, rbacChanges, top, userActivity, getEvent } from '../../src/store/queries.js';
-import { Store, toRecords } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { toRecords } from '../../src/store/records.js';
 import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
 import { WriterThread } from '../../src/store/writer.js';
@@ -29,8 +30,8 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
   async function setup() {
     const dir = tempDir();
     const path = join(dir, 'k.db');
-    const writer = mode === 'same thread' ? new Store(path) : await WriterThread.open(path);
-    const reader = mode === 'same thread' ? (writer as Store) : new Store(path, { readonly: true });
+    const writer = mode === 'same thread' ? new SqliteStore(path) : await WriterThread.open(path);
+    const reader = mode === 'same thread' ? (writer as SqliteStore) : new SqliteStore(path, { readonly: true });
     const metrics = new Metrics();
     const detector = new ExecDetector();
     const pipeline = new Pipeline({ writer, detector, metrics });
@@ -153,12 +154,12 @@ describe('a stop between storing a batch and detecting it', () => {
   const plain = () => text(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 1)).toISOString() }));
 
   /** Stores a batch the way the pipeline's first half does, and never finishes it. */
-  function insertOnly(store: Store, lines: string[]): void {
+  function insertOnly(store: SqliteStore, lines: string[]): void {
     const events = lines.map((l) => normalise(toAuditEvent(JSON.parse(l)), 'c', { enabled: true, key: store.redactionKey }, l));
     store.insert(toRecords(events));
   }
   const pendingMarks = (path: string) => {
-    const r = new Store(path, { readonly: true });
+    const r = new SqliteStore(path, { readonly: true });
     try {
       return r.db.prepare('SELECT count(*) FROM pending').pluck().get() as number;
     } finally {
@@ -169,7 +170,7 @@ describe('a stop between storing a batch and detecting it', () => {
   it('detects the stored batch once at the next start; the resent copies are duplicates', async () => {
     const path = join(tempDir(), 'k.db');
     const lines = [execEvent(1), plain(), execEvent(2)];
-    const first = new Store(path);
+    const first = new SqliteStore(path);
     insertOnly(first, lines);
     first.close();
     expect(pendingMarks(path)).toBe(1);
@@ -184,7 +185,7 @@ describe('a stop between storing a batch and detecting it', () => {
     expect(again).toMatchObject({ stored: 0, duplicates: 3, alerts: [] });
     expect(detector.seen).toBe(3);
     await writer.close();
-    const reader = new Store(path, { readonly: true });
+    const reader = new SqliteStore(path, { readonly: true });
     const alerts = queryAlerts(reader, {}).items;
     expect(alerts.map((a) => a.count).reduce((x, y) => x + y, 0)).toBe(2);
     // The alerts point at their stored events.
@@ -201,11 +202,12 @@ describe('a stop between storing a batch and detecting it', () => {
     const lines = [execEvent(10), plain()];
     // Another kaudit process on the same store stores the batch, then waits (alive) before detecting it.
     const script = `
-      import { Store, toRecords } from ${JSON.stringify(new URL('../../dist/store/store.js', import.meta.url).href)};
+      import { SqliteStore } from ${JSON.stringify(new URL('../../dist/store/sqlite-store.js', import.meta.url).href)};
+      import { toRecords } from ${JSON.stringify(new URL('../../dist/store/records.js', import.meta.url).href)};
       import { normalise } from ${JSON.stringify(new URL('../../dist/events/normalise.js', import.meta.url).href)};
       import { toAuditEvent } from ${JSON.stringify(new URL('../../dist/events/decode.js', import.meta.url).href)};
       const lines = ${JSON.stringify(lines)};
-      const store = new Store(${JSON.stringify(path)});
+      const store = new SqliteStore(${JSON.stringify(path)});
       const events = lines.map((l) => normalise(toAuditEvent(JSON.parse(l)), 'c', { enabled: true, key: store.redactionKey }, l));
       store.insert(toRecords(events));
       process.stdout.write('stored\\n');
@@ -230,14 +232,14 @@ describe('a stop between storing a batch and detecting it', () => {
     await pipeline.submit({ source: 't', cluster: 'c', records });
     expect(detector.seen).toBe(2);
     await writer.close();
-    const reader = new Store(path, { readonly: true });
+    const reader = new SqliteStore(path, { readonly: true });
     expect(queryAlerts(reader, {}).items).toHaveLength(1);
     reader.close();
   });
 
   it('undoes a batch whose detection failed: nothing of it stays, and it can be sent again', async () => {
     const path = join(tempDir(), 'k.db');
-    const store = new Store(path);
+    const store = new SqliteStore(path);
     let fail = true;
     const detector: Detector = {
       detect: (events) => {

@@ -4,17 +4,18 @@ import { toAuditEvent } from '../../src/events/decode.js';
 import { normalise } from '../../src/events/normalise.js';
 import { Retention } from '../../src/store/retention.js';
 import { counts, top } from '../../src/store/queries.js';
-import { Store, toRecords } from '../../src/store/store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { toRecords } from '../../src/store/records.js';
 import { ev, tempDir } from '../helpers/events.js';
 
-function fill(store: Store, day: number, n: number) {
+function fill(store: SqliteStore, day: number, n: number) {
   const events = Array.from({ length: n }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, day, 0, 0, i)).toISOString(), userAgent: 'x'.repeat(500 + i) })), 'c', { enabled: true, key: store.redactionKey }));
   store.commitAll(events, { alerts: [], deadLetters: [] });
 }
 
 describe('retention', () => {
   it('drops events past the age limit a batch at a time, with their rollups, and keeps the rest', async () => {
-    const store = new Store(join(tempDir(), 'k.db'));
+    const store = new SqliteStore(join(tempDir(), 'k.db'));
     fill(store, 1, 50);
     fill(store, 2, 50);
     fill(store, 10, 50);
@@ -27,7 +28,7 @@ describe('retention', () => {
   });
 
   it('keeps the store under a size limit, oldest first', async () => {
-    const store = new Store(join(tempDir(), 'k.db'));
+    const store = new SqliteStore(join(tempDir(), 'k.db'));
     for (let d = 1; d <= 20; d++) fill(store, d, 200);
     const before = store.sizeBytes();
     const r = new Retention(store, { maxBytes: Math.floor(before / 2) });
@@ -42,7 +43,7 @@ describe('retention', () => {
   });
 
   it('never prunes a batch whose detection has not finished, and does once it has', async () => {
-    const store = new Store(join(tempDir(), 'k.db'));
+    const store = new SqliteStore(join(tempDir(), 'k.db'));
     fill(store, 1, 50);
     const waiting = Array.from({ length: 20 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 1, 0, i)).toISOString() })), 'c', { enabled: true, key: store.redactionKey }));
     const { batch } = store.insert(toRecords(waiting));
