@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { Decoder, decodeRecord } from '../../src/events/decode.js';
 import { ENVELOPES } from '../../src/events/envelopes/index.js';
@@ -114,4 +115,15 @@ describe('the decoder and its envelopes', () => {
     expect(fixed.keep.map((n) => n.cluster)).toEqual(['bound']);
   });
 
+  it("kaudit's cloud envelopes in the one decoder: a gzipped record, an event's JSON text kept byte for byte, a fixed cluster kept", () => {
+    const a = ev();
+    const text = JSON.stringify(a);
+    const aks = { records: [{ category: 'kube-audit', resourceId: '/SUBSCRIPTIONS/X/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS-1', properties: { log: text }, time: 't' }] };
+    expect(decodeRecord({ text: gzipSync(JSON.stringify(aks)), where: 'k' })).toEqual([{ event: a, text, cluster: 'aks-1', envelope: 'aks', where: 'records[0] properties.log' }]);
+    const opts = { redaction: { enabled: false, key: Buffer.alloc(32) }, pack: false, keep: 'all' as const, warn: () => {} };
+    expect(decodeBatch('t', 'mine', [record(aks)], opts).keep.map((n) => n.cluster)).toEqual(['aks-1']);
+    expect(decodeBatch('t', 'mine', [record(aks)], { ...opts, clusterFixed: true }).keep.map((n) => n.cluster)).toEqual(['mine']);
+    // A forced cloud format refuses an EventList item a source split out, as any record of another shape.
+    expect(decodeRecord({ text, list: { apiVersion: 'audit.k8s.io/v1' }, where: 'item 0' }, 'aks')).toEqual([{ error: expect.stringMatching(/^aks: not a record of this format/), envelope: 'aks' }]);
+  });
 });
