@@ -2,7 +2,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ConfigError, defaultConfig, loadConfig, parseBytes, parseDuration, parseListen } from '../src/config/config.js';
+import { defaultConfig, loadConfig, parseListen } from '../src/config/config.js';
+import { parseBytes, parseDuration } from '../src/config/values.js';
+import { ConfigError } from '../src/errors.js';
 import { tempDir } from './helpers/events.js';
 
 describe('configuration', () => {
@@ -18,7 +20,7 @@ describe('configuration', () => {
     const f = join(tempDir(), 'k.yaml');
     writeFileSync(f, 'cluster: prod\nstore:\n  path: /var/lib/kaudit/k.db\n  retention:\n    maxAge: 30d\nserver:\n  listen: 127.0.0.1:9000\ntail:\n  - path: /var/log/kubernetes/audit.log\n');
     const c = loadConfig(f, { KAUDIT_LISTEN: '127.0.0.1:9999' });
-    expect(c).toMatchObject({ cluster: 'prod', store: { path: '/var/lib/kaudit/k.db', retention: { maxAge: '30d', intervalSeconds: 60 } }, server: { listen: '127.0.0.1:9999' } });
+    expect(c).toMatchObject({ cluster: 'prod', store: { path: '/var/lib/kaudit/k.db', retention: { maxAge: 30 * 86_400_000, intervalSeconds: 60 } }, server: { listen: '127.0.0.1:9999' } });
     expect(c.tail).toEqual([{ path: '/var/log/kubernetes/audit.log' }]);
   });
 

@@ -1,6 +1,5 @@
-import { ConfigError } from '../config/config.js';
-import { DetectionConfigError } from '../detect/config.js';
 import { RuleLoadError } from '../detect/rule.js';
+import { ConfigError } from '../errors.js';
 import { BadInputError } from '../events/errors.js';
 import { log } from '../log.js';
 import { QueryError } from '../store/queries.js';
@@ -60,7 +59,7 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stderr.write(`kaudit ${cmd}: ${e.message} (kaudit ${cmd} --help)\n`);
       return 2;
     }
-    if (e instanceof ConfigError || e instanceof QueryError || e instanceof BadInputError || e instanceof DetectionConfigError || e instanceof RuleLoadError) {
+    if (e instanceof ConfigError || e instanceof QueryError || e instanceof BadInputError || e instanceof RuleLoadError) {
       process.stderr.write(`kaudit ${cmd}: ${e.message}\n`);
       return 2;
     }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError, parseDuration } from './config.js';
+import { ConfigError } from '../errors.js';
+import { parseDuration } from './values.js';
 
 /**
  * The `sources:` list of kaudit's config: managed clusters' audit logs, one entry a source, each with the cluster its
