@@ -205,7 +205,8 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   try {
     cfg = parseConfig(doc, env);
   } catch (e) {
-    if (file && e instanceof ConfigError) throw new ConfigError(`${file}: ${e.message}`);
+    // Where, then what: the error keeps its class (a DetectionConfigError stays one).
+    if (file && e instanceof ConfigError) e.message = `${file}: ${e.message}`;
     throw e;
   }
   for (const [name, apply] of ENV) {
