@@ -19,9 +19,16 @@ describe('configuration', () => {
 
   it('layers file < environment', () => {
     const f = join(tempDir(), 'k.yaml');
-    writeFileSync(f, 'cluster: prod\nstore:\n  path: /var/lib/kaudit/k.db\n  retention:\n    maxAge: 30d\nserver:\n  listen: 127.0.0.1:9000\ntail:\n  - path: /var/log/kubernetes/audit.log\n');
+    writeFileSync(
+      f,
+      'cluster: prod\nstore:\n  path: /var/lib/kaudit/k.db\n  retention:\n    maxAge: 30d\nserver:\n  listen: 127.0.0.1:9000\ntail:\n  - path: /var/log/kubernetes/audit.log\n',
+    );
     const c = loadConfig(f, { KAUDIT_LISTEN: '127.0.0.1:9999' });
-    expect(c).toMatchObject({ cluster: 'prod', store: { path: '/var/lib/kaudit/k.db', retention: { maxAge: 30 * 86_400_000, intervalSeconds: 60 } }, server: { listen: '127.0.0.1:9999' } });
+    expect(c).toMatchObject({
+      cluster: 'prod',
+      store: { path: '/var/lib/kaudit/k.db', retention: { maxAge: 30 * 86_400_000, intervalSeconds: 60 } },
+      server: { listen: '127.0.0.1:9999' },
+    });
     expect(c.tail).toEqual([{ path: '/var/log/kubernetes/audit.log' }]);
   });
 

@@ -64,20 +64,26 @@ describe('retry', () => {
   it('gives up after `retries` and when stopped, with the last error', async () => {
     let calls = 0;
     await expect(
-      retry(async () => {
-        calls++;
-        throw new OverloadedError(`full ${calls}`);
-      }, { ...noWait, retries: 3 }),
+      retry(
+        async () => {
+          calls++;
+          throw new OverloadedError(`full ${calls}`);
+        },
+        { ...noWait, retries: 3 },
+      ),
     ).rejects.toThrow('full 4');
     expect(calls).toBe(4);
     let stopped = false;
     calls = 0;
     await expect(
-      retry(async () => {
-        calls++;
-        if (calls === 2) stopped = true;
-        throw new OverloadedError();
-      }, { ...noWait, stopped: () => stopped }),
+      retry(
+        async () => {
+          calls++;
+          if (calls === 2) stopped = true;
+          throw new OverloadedError();
+        },
+        { ...noWait, stopped: () => stopped },
+      ),
     ).rejects.toBeInstanceOf(OverloadedError);
     expect(calls).toBe(2);
   });

@@ -79,7 +79,7 @@ async function* stdinRecords(input: Io['stdin'], maxLine: number): AsyncGenerato
       else {
         const nl = text.indexOf('\n', first);
         if (nl < 0 && headLen < maxLine) continue;
-        let whole = false;
+        let whole: boolean;
         try {
           JSON.parse(text.slice(first, nl < 0 ? undefined : nl));
           whole = true;

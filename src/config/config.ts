@@ -97,44 +97,41 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = {}): KauditCo
   if (doc === null || doc === undefined) doc = {};
   if (!isObject(doc)) throw new ConfigError(`the config must be a mapping of settings at the top level, got ${shown(doc)}`);
   for (const k of Object.keys(doc)) if (!TOP_KEYS.includes(k)) throw new ConfigError(`unknown config key "${k}" (the top level has ${TOP_KEYS.join(', ')})`);
-  const set = <T>(v: unknown, read: (v: unknown) => T, apply: (x: T) => void) => {
-    // A key with nothing after it (`cluster:`) keeps the default, as an empty section does.
-    if (v !== null && v !== undefined) apply(read(v));
-  };
-
-  set(doc.cluster, (v) => str(v, 'cluster'), (x) => (c.cluster = x));
+  // A key with nothing after it (`cluster:`, as an empty section) keeps the default: hence `!= null` throughout.
+  if (doc.cluster != null) c.cluster = str(doc.cluster, 'cluster');
 
   const store = section(doc.store, 'store', ['path', 'retention', 'alertGroupWindow']);
-  set(store.path, (v) => str(v, 'store.path'), (x) => (c.store.path = x));
+  if (store.path != null) c.store.path = str(store.path, 'store.path');
   const ret = section(store.retention, 'store.retention', ['maxAge', 'maxSize', 'intervalSeconds']);
-  set(ret.maxAge, (v) => duration(v, 'store.retention.maxAge'), (x) => (c.store.retention.maxAge = x));
-  set(ret.maxSize, (v) => bytes(v, 'store.retention.maxSize', 1), (x) => (c.store.retention.maxSize = x));
-  set(ret.intervalSeconds, (v) => positive(v, 'store.retention.intervalSeconds'), (x) => (c.store.retention.intervalSeconds = x));
-  set(store.alertGroupWindow, (v) => duration(v, 'store.alertGroupWindow'), (x) => (c.store.alertGroupWindow = x));
+  if (ret.maxAge != null) c.store.retention.maxAge = duration(ret.maxAge, 'store.retention.maxAge');
+  if (ret.maxSize != null) c.store.retention.maxSize = bytes(ret.maxSize, 'store.retention.maxSize', 1);
+  if (ret.intervalSeconds != null) c.store.retention.intervalSeconds = positive(ret.intervalSeconds, 'store.retention.intervalSeconds');
+  if (store.alertGroupWindow != null) c.store.alertGroupWindow = duration(store.alertGroupWindow, 'store.alertGroupWindow');
 
   const server = section(doc.server, 'server', ['listen', 'tls', 'tokensFile', 'insecureAllowUnauthenticatedRemote', 'maxResults']);
-  set(server.listen, (v) => listen(v, 'server.listen'), (x) => (c.server.listen = x));
-  if (server.tls !== null && server.tls !== undefined) {
+  if (server.listen != null) c.server.listen = listen(server.listen, 'server.listen');
+  if (server.tls != null) {
     const t = section(server.tls, 'server.tls', ['cert', 'key', 'clientCA']);
     c.server.tls = { cert: t.cert == null ? '' : str(t.cert, 'server.tls.cert'), key: t.key == null ? '' : str(t.key, 'server.tls.key') };
-    set(t.clientCA, (v) => str(v, 'server.tls.clientCA'), (x) => (c.server.tls!.clientCA = x));
+    if (t.clientCA != null) c.server.tls.clientCA = str(t.clientCA, 'server.tls.clientCA');
   }
-  set(server.tokensFile, (v) => str(v, 'server.tokensFile'), (x) => (c.server.tokensFile = x));
-  set(server.insecureAllowUnauthenticatedRemote, (v) => bool(v, 'server.insecureAllowUnauthenticatedRemote'), (x) => (c.server.insecureAllowUnauthenticatedRemote = x));
-  set(server.maxResults, (v) => int(v, 'server.maxResults', 1), (x) => (c.server.maxResults = x));
+  if (server.tokensFile != null) c.server.tokensFile = str(server.tokensFile, 'server.tokensFile');
+  const insecure = server.insecureAllowUnauthenticatedRemote;
+  if (insecure != null) c.server.insecureAllowUnauthenticatedRemote = bool(insecure, 'server.insecureAllowUnauthenticatedRemote');
+  if (server.maxResults != null) c.server.maxResults = int(server.maxResults, 'server.maxResults', 1);
 
   const webhook = section(doc.webhook, 'webhook', ['maxBodyBytes']);
-  set(webhook.maxBodyBytes, (v) => bytes(v, 'webhook.maxBodyBytes', 1024), (x) => (c.webhook.maxBodyBytes = x));
+  if (webhook.maxBodyBytes != null) c.webhook.maxBodyBytes = bytes(webhook.maxBodyBytes, 'webhook.maxBodyBytes', 1024);
 
-  set(doc.tail, tails, (x) => (c.tail = x));
-  set(doc.maxLineBytes, (v) => bytes(v, 'maxLineBytes', 1024), (x) => (c.maxLineBytes = x));
+  if (doc.tail != null) c.tail = tails(doc.tail);
+  if (doc.maxLineBytes != null) c.maxLineBytes = bytes(doc.maxLineBytes, 'maxLineBytes', 1024);
 
   const redaction = section(doc.redaction, 'redaction', ['enabled']);
-  set(redaction.enabled, (v) => bool(v, 'redaction.enabled'), (x) => (c.redaction.enabled = x));
+  if (redaction.enabled != null) c.redaction.enabled = bool(redaction.enabled, 'redaction.enabled');
 
   const ingest = section(doc.ingest, 'ingest', ['batchSize', 'maxQueuedBatches']);
-  set(ingest.batchSize, (v) => int(v, 'ingest.batchSize', 1), (x) => (c.ingest.batchSize = x));
-  set(ingest.maxQueuedBatches, (v) => int(v, 'ingest.maxQueuedBatches', 1), (x) => (c.ingest.maxQueuedBatches = x));
+  if (ingest.batchSize != null) c.ingest.batchSize = int(ingest.batchSize, 'ingest.batchSize', 1);
+  if (ingest.maxQueuedBatches != null) c.ingest.maxQueuedBatches = int(ingest.maxQueuedBatches, 'ingest.maxQueuedBatches', 1);
 
   c.detection = parseDetectionConfig(doc.detection);
   c.kafka = parseKafkaConfig(doc.kafka, env);

@@ -64,7 +64,7 @@ export interface KafkaConfig {
   maxBytesPerPartition: number;
   /** A new group starts at the beginning of the topics (default true: no event written before kaudit started is skipped). */
   fromBeginning: boolean;
-  /** Ingest-only mode: events produced but not yet acknowledged past which `submit` answers OVERLOADED. */
+  /** Ingest-only mode: events produced but not yet acknowledged past which `submit` refuses with OverloadedError. */
   maxInFlightEvents: number;
   compression: 'none' | 'gzip';
   connectionTimeoutMs: number;
@@ -285,19 +285,21 @@ export function describeKafkaConfig(c: KafkaConfig): string {
  */
 export async function createKafkaClient(c: KafkaConfig, overrides: Partial<KafkaJsClientConfig> = {}): Promise<import('kafkajs').Kafka> {
   const { logLevel, Kafka } = kafkajs();
-  const logCreator = () => ({ namespace, level, log: entry }: { namespace: string; level: number; log: { message: string; [k: string]: unknown } }) => {
-    // kafkajs logs every error response of the protocol (a rebalance in progress, a coordinator still loading) at
-    // error level although it retries them: those stay at debug; what it gives up on surfaces from the caller.
-    if (namespace === 'Connection' && entry.message.startsWith('Response ')) return;
-    // A consumer crash and its restart are reported once by KafkaSource (its CRASH listener), with what follows.
-    if (namespace === 'Consumer' && /^(Crash|Restarting the consumer)/.test(entry.message)) return;
-    // kaudit bounds its idempotent producers' retries on purpose (see KafkaAlertOutbox.start).
-    if (namespace === 'Producer' && entry.message.startsWith('Limiting retries for the idempotent producer')) return;
-    const where = entry.broker ? ` (broker ${String(entry.broker)})` : '';
-    const msg = `kafka ${namespace ?? 'client'}: ${entry.message}${where}${entry.error && entry.error !== entry.message ? `: ${String(entry.error)}` : ''}`;
-    if (level === logLevel.ERROR) log.error(msg, `kafka:${namespace}`);
-    else if (level === logLevel.WARN) log.warn(msg, `kafka:${namespace}`);
-  };
+  const logCreator =
+    () =>
+    ({ namespace, level, log: entry }: { namespace: string; level: number; log: { message: string; [k: string]: unknown } }) => {
+      // kafkajs logs every error response of the protocol (a rebalance in progress, a coordinator still loading) at
+      // error level although it retries them: those stay at debug; what it gives up on surfaces from the caller.
+      if (namespace === 'Connection' && entry.message.startsWith('Response ')) return;
+      // A consumer crash and its restart are reported once by KafkaSource (its CRASH listener), with what follows.
+      if (namespace === 'Consumer' && /^(Crash|Restarting the consumer)/.test(entry.message)) return;
+      // kaudit bounds its idempotent producers' retries on purpose (see KafkaAlertOutbox.start).
+      if (namespace === 'Producer' && entry.message.startsWith('Limiting retries for the idempotent producer')) return;
+      const where = entry.broker ? ` (broker ${String(entry.broker)})` : '';
+      const msg = `kafka ${namespace ?? 'client'}: ${entry.message}${where}${entry.error && entry.error !== entry.message ? `: ${String(entry.error)}` : ''}`;
+      if (level === logLevel.ERROR) log.error(msg, `kafka:${namespace}`);
+      else if (level === logLevel.WARN) log.warn(msg, `kafka:${namespace}`);
+    };
   return new Kafka({ ...kafkaClientConfig(c), logLevel: logLevel.WARN, logCreator, ...overrides });
 }
 
