@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isObject } from '../config/values.js';
 import { OverloadedError } from '../errors.js';
 import { log } from '../log.js';
 import type { BadRecord, BatchSink, RawRecord } from '../pipeline/pipeline.js';
@@ -291,10 +292,6 @@ export class BodySplitter {
 }
 
 const API_VERSIONS = new Set(['audit.k8s.io/v1', 'audit.k8s.io/v1beta1']);
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** What the body parser hands the route: the records, ready for the pipeline. */
 export interface ParsedBody {
