@@ -1,10 +1,11 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Detector } from '../detect/alert.js';
 import type { DetectionConfig } from '../detect/config.js';
+import { KauditError } from '../errors.js';
 import { log } from '../log.js';
 
 /** A command-line usage error: printed as one line with a pointer to --help, exit code 2. */
-export class UsageError extends Error {
+export class UsageError extends KauditError {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';

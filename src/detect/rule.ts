@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { isObject as isObj } from '../config/values.js';
+import { KauditError } from '../errors.js';
 import { STAGES, type Stage } from '../events/types.js';
 import { SEVERITIES, type Severity } from './alert.js';
 import { IDENTITY_KEYS, SHIPPED_EXCEPTION_KEYS, type ShippedException } from './exceptions.js';
@@ -155,7 +156,7 @@ export interface RuleSet {
   issues: RuleIssue[];
 }
 
-export class RuleLoadError extends Error {
+export class RuleLoadError extends KauditError {
   constructor(readonly issues: RuleIssue[]) {
     super(issues.map(formatIssue).join('\n'));
     this.name = 'RuleLoadError';
