@@ -11,10 +11,14 @@ const STATIC = /^[ \t]*(?:import|export)\s+(?:type\s+)?[^;'"`]*?\bfrom\s*['"]([^
 const SIDE_EFFECT = /^[ \t]*import\s*['"]([^'"]+)['"]/gm;
 const DYNAMIC = /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
 
-/** Specifiers named by a module's text, in order of appearance per kind. */
-export function specifiers(text: string): string[] {
+const TYPE_ONLY = /^[ \t]*(?:import|export)\s+type\s/;
+
+/** Specifiers named by a module's text, in order of appearance per kind; `types: false` leaves out `import type`. */
+export function specifiers(text: string, opts: { types?: boolean } = {}): string[] {
   const out: string[] = [];
-  for (const re of [STATIC, SIDE_EFFECT, DYNAMIC]) for (const m of text.matchAll(re)) out.push(m[1]!);
+  for (const re of [STATIC, SIDE_EFFECT, DYNAMIC]) {
+    for (const m of text.matchAll(re)) if (opts.types !== false || !TYPE_ONLY.test(m[0])) out.push(m[1]!);
+  }
   return out;
 }
 
@@ -25,15 +29,18 @@ function tsFiles(dir: string): string[] {
   });
 }
 
-/** Module (path relative to `root`, `/`-separated) -> the modules of the tree it imports. */
-export function importGraph(root: string): Map<string, string[]> {
+/**
+ * Module (path relative to `root`, `/`-separated) -> the modules of the tree it imports; `types: false` leaves out
+ * `import type` / `export type` edges (erased by the compiler: they never order module loading).
+ */
+export function importGraph(root: string, opts: { types?: boolean } = {}): Map<string, string[]> {
   const name = (p: string) => relative(root, p).split(sep).join('/');
   const files = tsFiles(root);
   const known = new Set(files.map(name));
   const graph = new Map<string, string[]>();
   for (const f of files) {
     const deps = new Set<string>();
-    for (const s of specifiers(readFileSync(f, 'utf8'))) {
+    for (const s of specifiers(readFileSync(f, 'utf8'), opts)) {
       if (!s.startsWith('.')) continue;
       // NodeNext: sources import './x.js' for ./x.ts.
       const target = name(resolve(dirname(f), s.replace(/\.js$/, '.ts')));
