@@ -13,7 +13,7 @@ import { WriteHealth } from '../pipeline/write-health.js';
 import { importFiles } from '../sources/file-import.js';
 import { FileTail } from '../sources/file-tail.js';
 import { CloudWatchSource } from '../sources/cloudwatch.js';
-import { describeSource, parseSources, type CloudWatchSourceConfig } from '../config/sources.js';
+import { describeSource, type CloudWatchSourceConfig } from '../config/sources.js';
 import { openStore, type StoreReader } from '../store/store.js';
 import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
