@@ -84,7 +84,7 @@ export default defineConfig(
     rules: { 'no-useless-assignment': 'off' },
   },
   {
-    files: ['src/detect/engine.ts', 'test/detect/benign.test.ts'],
+    files: ['src/detect/engine.ts', 'src/detect/saved-state.ts', 'test/detect/benign.test.ts'],
     rules: { '@typescript-eslint/no-unused-expressions': 'off' },
   },
   {
