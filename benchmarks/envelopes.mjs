@@ -7,7 +7,7 @@
 // Prints each format's figures and its ratio to native (goal: ingest within 25% of native, ratio >= 0.75).
 // Usage: node benchmarks/envelopes.mjs [--events N] [--rounds R]   (needs `npm run build` first)
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';

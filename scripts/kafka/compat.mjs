@@ -93,7 +93,7 @@ try {
   });
 
   const seen = new Set();
-  const mk = (id) =>
+  const mk = (_id) =>
     kafka.consumer({ groupId: 'compat-group', sessionTimeout: 10000, heartbeatInterval: 1000, rebalanceTimeout: 10000 });
   const c1 = mk('c1');
   const assigned = { c1: 0, c2: 0 };

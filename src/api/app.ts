@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
-import { ConfigError, parseListen, type KauditConfig } from '../config/config.js';
+import { parseListen } from '../config/config.js';
 import { log } from '../log.js';
 import { QueryError } from '../store/queries.js';
 import { alertRoutes } from './alerts.js';

@@ -3,7 +3,8 @@ import { readFileSync, statSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { ConfigError, isLoopback, parseListen, type KauditConfig } from '../config/config.js';
+import { isLoopback, parseListen, type KauditConfig } from '../config/config.js';
+import { ConfigError } from '../errors.js';
 import { log } from '../log.js';
 
 /**

@@ -5,6 +5,7 @@ import { log } from '../log.js';
 import type { RawRecord } from '../pipeline/pipeline.js';
 import type { ApiContext } from './context.js';
 import { BodyError, rawBodies } from './raw-body.js';
+import { OverloadedError } from '../errors.js';
 
 /**
  * Amazon Kinesis Data Firehose's HTTP endpoint destination, for EKS audit logs pushed by a CloudWatch Logs subscription
@@ -65,7 +66,7 @@ export async function firehoseRoutes(app: FastifyInstance, opts: { ctx: ApiConte
     try {
       if (records.length > 0) await ctx.sink.submit({ source: 'firehose', cluster, records, format: 'eks', clusterFixed: source.cluster !== undefined });
     } catch (e) {
-      if ((e as { code?: string }).code === 'OVERLOADED') return answer(reply.header('retry-after', '1'), req, 503, 'ingest queue is full; retry later');
+      if (e instanceof OverloadedError) return answer(reply.header('retry-after', '1'), req, 503, 'ingest queue is full; retry later');
       log.error(`firehose request ${requestId} was not stored: ${(e as Error).message}`, 'firehose-store');
       return answer(reply, req, 500, 'the records could not be stored; retry');
     }

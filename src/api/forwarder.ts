@@ -5,6 +5,7 @@ import { CLUSTER_NAME } from './auth.js';
 import type { ApiContext } from './context.js';
 import { BodyError, rawBodies } from './raw-body.js';
 import { webhookCluster } from './webhook.js';
+import { OverloadedError } from '../errors.js';
 
 /**
  * Log forwarders' HTTP outputs shipping a self-managed cluster's audit.log: Fluent Bit's `http` output (`format json`
@@ -58,7 +59,7 @@ export async function forwarderRoutes(app: FastifyInstance, opts: { ctx: ApiCont
       const o = await ctx.sink.submit({ source: `forwarder:${c.cluster}`, cluster: c.cluster, records, clusterFixed: c.fixed });
       return send(reply, 200, { cluster: c.cluster, records: records.length, stored: o.stored, duplicates: o.duplicates, bad: o.bad.length, ...(o.bad.length ? { badRecords: o.bad.slice(0, 10) } : {}) });
     } catch (e) {
-      if ((e as { code?: string }).code === 'OVERLOADED') return send(reply.header('retry-after', '1'), 503, { error: 'ingest queue is full; retry later' });
+      if (e instanceof OverloadedError) return send(reply.header('retry-after', '1'), 503, { error: 'ingest queue is full; retry later' });
       log.error(`forwarder batch for cluster ${c.cluster} (request ${req.id}) was not stored: ${(e as Error).message}`, 'forwarder-store');
       return send(reply, 500, { error: 'the batch could not be stored; retry' });
     }

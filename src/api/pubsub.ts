@@ -4,6 +4,7 @@ import { log } from '../log.js';
 import type { ApiContext } from './context.js';
 import { OidcVerifier, TokenError } from './oidc.js';
 import { BodyError, rawBodies } from './raw-body.js';
+import { OverloadedError } from '../errors.js';
 
 /**
  * A Pub/Sub push subscription's endpoint, for GKE audit logs routed by a log sink to a topic: each POST is one
@@ -59,7 +60,7 @@ export async function pubsubRoutes(app: FastifyInstance, opts: { ctx: ApiContext
       if (o.bad.length) log.warn(`pubsub message ${id}: dead-lettered: ${o.bad[0]!.reason}`, 'pubsub-bad');
       return send(reply, 204);
     } catch (e) {
-      if ((e as { code?: string }).code === 'OVERLOADED') return send(reply.header('retry-after', '1'), 503, { error: 'ingest queue is full; retry later' });
+      if (e instanceof OverloadedError) return send(reply.header('retry-after', '1'), 503, { error: 'ingest queue is full; retry later' });
       log.error(`pubsub message ${id} was not stored: ${(e as Error).message}`, 'pubsub-store');
       return send(reply, 500, { error: 'the message could not be stored; retry' });
     }

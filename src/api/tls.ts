@@ -6,7 +6,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { Server as HttpsServer, ServerOptions as HttpsOptions } from 'node:https';
 import { X509Certificate } from 'node:crypto';
-import { ConfigError, type KauditConfig } from '../config/config.js';
+import type { KauditConfig } from '../config/config.js';
+import { ConfigError } from '../errors.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 

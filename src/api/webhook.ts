@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { OverloadedError } from '../errors.js';
 import { log } from '../log.js';
 import { WebhookCoalescer, type CoalescerOptions, type Committed } from '../sources/webhook-coalescer.js';
 import { readAuditBody, tooLarge, WebhookError, type ParsedBody } from '../sources/webhook-body.js';
@@ -122,7 +123,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
     // Refuse before reading the body when it could not be accepted anyway: the apiserver retries after Retry-After.
     // Early 503s keep the connection: Node discards the unread body (bounded by Content-Length, checked above), which
     // is cheaper than the new TLS handshake the sender's retry would otherwise need.
-    if ((ctx.sink as { overloaded?: unknown }).overloaded === true || coalescer?.full) {
+    if (ctx.sink.overloaded === true || coalescer?.full) {
       return refuse(reply, 503, 'overloaded', 'ingest queue is full; retry later', { 'retry-after': RETRY_AFTER_SECONDS });
     }
     if (inFlight >= maxInFlight) return refuse(reply, 503, 'busy', `too many webhook requests in progress (${maxInFlight}); retry later`, { 'retry-after': RETRY_AFTER_SECONDS });
@@ -171,7 +172,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
         requests: o.requests,
       });
     } catch (e) {
-      if ((e as { code?: string }).code === 'OVERLOADED') {
+      if (e instanceof OverloadedError) {
         return refuse(reply, 503, 'overloaded', 'ingest queue is full; retry later', { 'retry-after': RETRY_AFTER_SECONDS });
       }
       log.error(`webhook batch for cluster ${cluster} (request ${req.id}) was not stored: ${(e as Error).message}`, 'webhook-store');

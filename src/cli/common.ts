@@ -1,9 +1,11 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Detector } from '../detect/alert.js';
+import type { DetectionConfig } from '../detect/config.js';
+import { KauditError } from '../errors.js';
 import { log } from '../log.js';
 
 /** A command-line usage error: printed as one line with a pointer to --help, exit code 2. */
-export class UsageError extends Error {
+export class UsageError extends KauditError {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
@@ -22,7 +24,7 @@ export function parse<T extends ParseArgsConfig['options']>(argv: string[], opti
  * The detection engine with the given rules and tuning. Imported when called, so commands that do not detect
  * (`kaudit query`) do not load it; a failure to load is an error, never a silent run without detection.
  */
-export async function loadDetector(opts: { rulesDir?: string; config?: Record<string, unknown> }): Promise<Detector> {
+export async function loadDetector(opts: { rulesDir?: string; config?: DetectionConfig }): Promise<Detector> {
   const { createDetector } = await import('../detect/index.js');
   return createDetector({ rulesDir: opts.rulesDir, config: opts.config, onWarning: (m) => log.warn(`detection: ${m}`, 'detection') });
 }

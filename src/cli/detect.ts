@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { ConfigError, loadConfig, parseDuration } from '../config/config.js';
+import { loadConfig } from '../config/config.js';
 import { normalise } from '../events/normalise.js';
 import { decoderFor } from '../events/decode.js';
 import { FORMATS, isFormat } from '../events/envelopes/index.js';
@@ -8,10 +8,10 @@ import { readFileRecords } from '../sources/file-read.js';
 import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, severityRank, type Alert, type Severity } from '../detect/alert.js';
-import { DetectionConfigError } from '../detect/config.js';
 import { AlertGrouper } from '../detect/grouping.js';
 import { createDetector } from '../detect/index.js';
 import { RuleLoadError } from '../detect/rule.js';
+import { ConfigError } from '../errors.js';
 import { LineSplitter } from '../sources/lines.js';
 import { parse, table, UsageError } from './common.js';
 
@@ -81,7 +81,7 @@ async function* stdinRecords(input: Io['stdin'], maxLine: number): AsyncGenerato
       else {
         const nl = text.indexOf('\n', first);
         if (nl < 0 && headLen < maxLine) continue;
-        let whole = false;
+        let whole: boolean;
         try {
           JSON.parse(text.slice(first, nl < 0 ? undefined : nl));
           whole = true;
@@ -150,12 +150,12 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
   let groupWindowMs: number;
   try {
     const cfg = loadConfig(values.config);
-    groupWindowMs = parseDuration(cfg.store.alertGroupWindow);
+    groupWindowMs = cfg.store.alertGroupWindow;
     cluster = values.cluster ?? cfg.cluster;
     redaction = { enabled: cfg.redaction.enabled, key: newRedactionKey() };
     engine = await createDetector({ rulesDir: values.rules, config: cfg.detection, onWarning: (m) => io.stderr.write(`kaudit detect: ${m}\n`) });
   } catch (e) {
-    if (e instanceof RuleLoadError || e instanceof DetectionConfigError || e instanceof ConfigError) {
+    if (e instanceof RuleLoadError || e instanceof ConfigError) {
       io.stderr.write(`kaudit detect: ${e.message}\n`);
       return 2;
     }

@@ -1,4 +1,5 @@
-import { loadConfig, parseBytes } from '../config/config.js';
+import { loadConfig } from '../config/config.js';
+import { bytes } from '../config/values.js';
 import { FORMATS, isFormat } from '../events/envelopes/index.js';
 import type { Detector } from '../detect/alert.js';
 import { Metrics } from '../metrics.js';
@@ -65,7 +66,7 @@ export async function runIngest(argv: string[]): Promise<number> {
   const cfg = loadConfig(values.config);
   if (values.db) cfg.store.path = values.db;
   if (values['no-redact']) cfg.redaction.enabled = false;
-  if (values['max-line']) cfg.maxLineBytes = parseBytes(values['max-line']);
+  if (values['max-line']) cfg.maxLineBytes = bytes(values['max-line'], '--max-line', 1024);
   // The writer thread starts and opens the store while this thread loads the rules (~70 and ~130 ms, one after the
   // other before).
   const opening = WriterThread.open(cfg.store.path);

@@ -1,9 +1,6 @@
-import { ConfigError } from '../config/config.js';
-import { DetectionConfigError } from '../detect/config.js';
-import { RuleLoadError } from '../detect/rule.js';
+import { KauditError } from '../errors.js';
 import { BadInputError } from '../events/errors.js';
 import { log } from '../log.js';
-import { QueryError } from '../store/queries.js';
 import { UsageError } from './common.js';
 
 interface Command {
@@ -60,7 +57,8 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stderr.write(`kaudit ${cmd}: ${e.message} (kaudit ${cmd} --help)\n`);
       return 2;
     }
-    if (e instanceof ConfigError || e instanceof QueryError || e instanceof BadInputError || e instanceof DetectionConfigError || e instanceof RuleLoadError) {
+    // kaudit's named errors say what to fix in one line (a config key, a query parameter, a rule file): no stack.
+    if ((e instanceof KauditError && !e.retriable) || e instanceof BadInputError) {
       process.stderr.write(`kaudit ${cmd}: ${e.message}\n`);
       return 2;
     }

@@ -3,6 +3,7 @@ import { access, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parse as parseYaml } from 'yaml';
+import { loadConfig } from '../config/config.js';
 import { readEventFiles } from '../sources/file-read.js';
 import { checkPolicy, severityAtLeast, type Severity } from '../policy/checks.js';
 import { decisionJson, evaluatePolicy } from '../policy/evaluate.js';
@@ -11,7 +12,7 @@ import { loadPolicyFile, type LoadedPolicy } from '../policy/load.js';
 import { checkApiserverFlags, loadApiserverManifest } from '../policy/manifest.js';
 import { buildMatrix, formatMatrix } from '../policy/matrix.js';
 import { formatJson, formatSarif, formatText, type FullReport } from '../policy/report.js';
-import { DetectionCatalogUnavailable, loadDetectionRequirements, parseRequirements, type RuleRequirement } from '../policy/requirements.js';
+import { DetectionCatalogUnavailable, loadDetectionRequirements, parseRequirements, type DetectionCatalogOptions, type RuleRequirement } from '../policy/requirements.js';
 import { formatSimulation, simulatePolicy } from '../policy/simulate.js';
 import type { RequestAttributes } from '../policy/types.js';
 import { validatePolicy } from '../policy/validate.js';
@@ -164,9 +165,9 @@ async function requirementsFrom(values: Record<string, unknown>): Promise<Requir
     }
   }
   try {
-    const opts: { rulesDir?: string; configFile?: string } = {};
+    const opts: DetectionCatalogOptions = {};
     if (typeof values.rules === 'string') opts.rulesDir = values.rules;
-    if (typeof values['detect-config'] === 'string') opts.configFile = values['detect-config'];
+    if (typeof values['detect-config'] === 'string') opts.config = loadConfig(values['detect-config']).detection;
     return { requirements: await loadDetectionRequirements(opts) };
   } catch (e) {
     if (e instanceof DetectionCatalogUnavailable) return { note: `${e.message}; pass --requirements FILE or --no-detections` };

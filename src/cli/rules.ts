@@ -1,6 +1,5 @@
 import { loadConfig } from '../config/config.js';
 import { SEVERITIES } from '../detect/alert.js';
-import { parseDetectionConfig } from '../detect/config.js';
 import { DetectionEngine } from '../detect/engine.js';
 import { runExamples } from '../detect/examples.js';
 import { defaultRulesDir } from '../detect/index.js';
@@ -60,7 +59,8 @@ export async function runRules(argv: string[], io: Io = process): Promise<number
     io.stdout.write(RULES_HELP);
     return 0;
   }
-  const config = parseDetectionConfig(values.config ? loadConfig(values.config).detection : {});
+  // Only the file's detection: key matters here; the environment's settings are for the running service.
+  const config = values.config ? loadConfig(values.config).detection : {};
   const dir = values.rules ?? config.rulesDir ?? defaultRulesDir();
   const set = loadRuleSet(dir);
   switch (sub) {

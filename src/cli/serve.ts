@@ -3,11 +3,9 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { startApi } from '../api/app.js';
 import { checkListenSafety } from '../api/auth.js';
-import { loadConfig, parseBytes, parseDuration, type KauditConfig } from '../config/config.js';
-import { parseKafkaConfig } from '../config/kafka.js';
+import { loadConfig, type KauditConfig } from '../config/config.js';
 import { startKafkaServices, type KafkaServices } from '../sinks/kafka.js';
 import type { Detector } from '../detect/alert.js';
-import { parseDetectionConfig } from '../detect/config.js';
 import { log } from '../log.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
@@ -15,7 +13,7 @@ import { WriteHealth } from '../pipeline/write-health.js';
 import { importFiles } from '../sources/file-import.js';
 import { FileTail } from '../sources/file-tail.js';
 import { CloudWatchSource } from '../sources/cloudwatch.js';
-import { describeSource, parseSources, type CloudWatchSourceConfig } from '../config/sources.js';
+import { describeSource, type CloudWatchSourceConfig } from '../config/sources.js';
 import { openStore, type StoreReader } from '../store/store.js';
 import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
@@ -62,7 +60,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
   checkListenSafety(cfg);
   const metrics = new Metrics();
   const r = cfg.store.retention;
-  const retention = r.maxAge || r.maxSize ? { maxAgeMs: r.maxAge ? parseDuration(r.maxAge) : undefined, maxBytes: r.maxSize ? parseBytes(r.maxSize) : undefined, intervalMs: r.intervalSeconds * 1000 } : undefined;
+  const retention = r.maxAge || r.maxSize ? { maxAgeMs: r.maxAge, maxBytes: r.maxSize, intervalMs: r.intervalSeconds * 1000 } : undefined;
   // Whatever start-up opened is closed again if a later step fails, so a refused start exits instead of hanging.
   const opened: (() => Promise<void> | void)[] = [];
   const cleanup = async () => {
@@ -70,7 +68,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
   };
   try {
     // One writer thread owns every write; this thread reads (API, tail positions) on its own connection.
-    const writer = await WriterThread.open(cfg.store.path, { alertGroupWindowMs: parseDuration(cfg.store.alertGroupWindow) }, retention);
+    const writer = await WriterThread.open(cfg.store.path, { alertGroupWindowMs: cfg.store.alertGroupWindow }, retention);
     opened.push(() => writer.close());
     const store: StoreReader = openStore(cfg.store.path, { readonly: true });
     opened.push(() => store.close());
@@ -78,8 +76,8 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
     let stopDemo = () => {};
     const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
     // Kafka consumers' partitions, and the identities in them, move between processes: their state stays in memory.
-    const kafkaConfig = parseKafkaConfig(cfg.kafka, process.env);
-    const persist = !!detector?.saveState && parseDetectionConfig(cfg.detection).state?.persist !== false && !kafkaConfig?.consume;
+    const kafkaConfig = cfg.kafka;
+    const persist = !!detector?.saveState && cfg.detection.state?.persist !== false && !kafkaConfig?.consume;
     if (persist) await restoreDetectionState(writer, detector!);
     // While the store cannot write (full disk, ...), /readyz says why, and a probe finds when it can again.
     const health = new WriteHealth({ path: cfg.store.path, probe: () => writer.probeWrite(WRITE_PROBE_BYTES), metrics });
@@ -93,7 +91,7 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
       opened.push(() => kafka!.stop());
       metrics.addRenderer(() => kafka!.metricsText());
     }
-    const sources = parseSources(cfg.sources);
+    const sources = cfg.sources;
     const { app, address, port } = await startApi({ config: cfg, store, sink: kafka?.webhookSink ?? pipeline, bus: pipeline.bus, metrics, ready: () => ready, problem: () => health.problem ?? kafka?.problem(), sources });
     opened.push(() => app.close());
     const tails = cfg.tail.map((t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }));

@@ -1,13 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { durationMs } from '../events/duration.js';
-import { DetectionConfigError, parseDetectionConfig } from '../detect/config.js';
-import { parseKafkaConfig } from './kafka.js';
-import { parseSources } from './sources.js';
+import { parseDetectionConfig, type DetectionConfig } from '../detect/config.js';
+import { ConfigError } from '../errors.js';
+import { parseKafkaConfig, type KafkaConfig } from './kafka.js';
+import { parseSources, type SourceConfig } from './sources.js';
+import { bool, bytes, duration, int, isObject, section, shown, str } from './values.js';
 
 /**
  * kaudit's configuration: a YAML file, then environment variables (KAUDIT_*), then command-line flags, each
- * overriding the one before. Every field has a default, so kaudit runs with no file at all.
+ * overriding the one before. Every field has a default, so kaudit runs with no file at all. `loadConfig` parses and
+ * checks all of it once, sections included (`detection`, `kafka`); the rest of kaudit takes the typed values.
  */
 export interface TailConfig {
   path: string;
@@ -22,15 +24,25 @@ export interface TlsConfig {
   clientCA?: string;
 }
 
+export interface RetentionConfig {
+  /** Events older than this go (milliseconds; written `90d` in the file). */
+  maxAge?: number;
+  /** The store is pruned, oldest first, to below this (bytes; written `50GiB`). */
+  maxSize?: number;
+  intervalSeconds: number;
+}
+
 export interface KauditConfig {
   /** Name of the cluster events belong to when a source does not say (default `default`). */
   cluster: string;
   store: {
     path: string;
-    retention: { maxAge?: string; maxSize?: string; intervalSeconds: number };
-    alertGroupWindow: string;
+    retention: RetentionConfig;
+    /** Repeats of one rule, identity and object within this are one alert row (milliseconds; written `10m`). */
+    alertGroupWindow: number;
   };
   server: {
+    /** HOST:PORT (checked at load; parseListen splits it). */
     listen: string;
     tls?: TlsConfig;
     /** File of bearer tokens, one `TOKEN SCOPE [CLUSTER]` a line (see README). */
@@ -46,18 +58,18 @@ export interface KauditConfig {
   maxLineBytes: number;
   redaction: { enabled: boolean };
   ingest: { batchSize: number; maxQueuedBatches: number };
-  /** Detection tuning (see detections/README.md): passed through to the detection engine. */
-  detection: Record<string, unknown>;
+  /** Detection tuning (see detections/README.md). */
+  detection: DetectionConfig;
   /** Kafka scale-out (see README); absent = single node. */
-  kafka?: Record<string, unknown>;
+  kafka?: KafkaConfig;
   /** Managed clusters' sources (CloudWatch Logs, Firehose, Pub/Sub push): see config/sources.ts. */
-  sources: unknown[];
+  sources: SourceConfig[];
 }
 
 export function defaultConfig(): KauditConfig {
   return {
     cluster: 'default',
-    store: { path: './data/kaudit.db', retention: { intervalSeconds: 60 }, alertGroupWindow: '10m' },
+    store: { path: './data/kaudit.db', retention: { intervalSeconds: 60 }, alertGroupWindow: 10 * 60_000 },
     server: {
       listen: '127.0.0.1:8080',
       insecureAllowUnauthenticatedRemote: false,
@@ -74,70 +86,105 @@ export function defaultConfig(): KauditConfig {
   };
 }
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
+const TOP_KEYS = ['cluster', 'store', 'server', 'webhook', 'tail', 'maxLineBytes', 'redaction', 'ingest', 'detection', 'kafka', 'sources'];
+
+/**
+ * The typed config for a parsed YAML document (`null`: an empty file) over the defaults. `env` is only for the
+ * kafka section's KAUDIT_KAFKA_* variables; the other KAUDIT_* variables are applied by loadConfig.
+ */
+export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = {}): KauditConfig {
+  const c = defaultConfig();
+  if (doc === null || doc === undefined) doc = {};
+  if (!isObject(doc)) throw new ConfigError(`the config must be a mapping of settings at the top level, got ${shown(doc)}`);
+  for (const k of Object.keys(doc)) if (!TOP_KEYS.includes(k)) throw new ConfigError(`unknown config key "${k}" (the top level has ${TOP_KEYS.join(', ')})`);
+  // A key with nothing after it (`cluster:`, as an empty section) keeps the default: hence `!= null` throughout.
+  if (doc.cluster != null) c.cluster = str(doc.cluster, 'cluster');
+
+  const store = section(doc.store, 'store', ['path', 'retention', 'alertGroupWindow']);
+  if (store.path != null) c.store.path = str(store.path, 'store.path');
+  const ret = section(store.retention, 'store.retention', ['maxAge', 'maxSize', 'intervalSeconds']);
+  if (ret.maxAge != null) c.store.retention.maxAge = duration(ret.maxAge, 'store.retention.maxAge');
+  if (ret.maxSize != null) c.store.retention.maxSize = bytes(ret.maxSize, 'store.retention.maxSize', 1);
+  if (ret.intervalSeconds != null) c.store.retention.intervalSeconds = positive(ret.intervalSeconds, 'store.retention.intervalSeconds');
+  if (store.alertGroupWindow != null) c.store.alertGroupWindow = duration(store.alertGroupWindow, 'store.alertGroupWindow');
+
+  const server = section(doc.server, 'server', ['listen', 'tls', 'tokensFile', 'insecureAllowUnauthenticatedRemote', 'maxResults']);
+  if (server.listen != null) c.server.listen = listen(server.listen, 'server.listen');
+  if (server.tls != null) {
+    const t = section(server.tls, 'server.tls', ['cert', 'key', 'clientCA']);
+    c.server.tls = { cert: t.cert == null ? '' : str(t.cert, 'server.tls.cert'), key: t.key == null ? '' : str(t.key, 'server.tls.key') };
+    if (t.clientCA != null) c.server.tls.clientCA = str(t.clientCA, 'server.tls.clientCA');
   }
+  if (server.tokensFile != null) c.server.tokensFile = str(server.tokensFile, 'server.tokensFile');
+  const insecure = server.insecureAllowUnauthenticatedRemote;
+  if (insecure != null) c.server.insecureAllowUnauthenticatedRemote = bool(insecure, 'server.insecureAllowUnauthenticatedRemote');
+  if (server.maxResults != null) c.server.maxResults = int(server.maxResults, 'server.maxResults', 1);
+
+  const webhook = section(doc.webhook, 'webhook', ['maxBodyBytes']);
+  if (webhook.maxBodyBytes != null) c.webhook.maxBodyBytes = bytes(webhook.maxBodyBytes, 'webhook.maxBodyBytes', 1024);
+
+  if (doc.tail != null) c.tail = tails(doc.tail);
+  if (doc.maxLineBytes != null) c.maxLineBytes = bytes(doc.maxLineBytes, 'maxLineBytes', 1024);
+
+  const redaction = section(doc.redaction, 'redaction', ['enabled']);
+  if (redaction.enabled != null) c.redaction.enabled = bool(redaction.enabled, 'redaction.enabled');
+
+  const ingest = section(doc.ingest, 'ingest', ['batchSize', 'maxQueuedBatches']);
+  if (ingest.batchSize != null) c.ingest.batchSize = int(ingest.batchSize, 'ingest.batchSize', 1);
+  if (ingest.maxQueuedBatches != null) c.ingest.maxQueuedBatches = int(ingest.maxQueuedBatches, 'ingest.maxQueuedBatches', 1);
+
+  c.detection = parseDetectionConfig(doc.detection);
+  c.kafka = parseKafkaConfig(doc.kafka, env);
+  if (doc.sources != null) c.sources = parseSources(doc.sources);
+  return c;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+function positive(v: unknown, key: string): number {
+  if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new ConfigError(`${key} must be a number above zero, got ${shown(v)}`);
+  return v;
 }
 
-/** Deep merge of plain objects; arrays and scalars replace. Unknown top-level keys are reported, not ignored. */
-function merge(into: Record<string, unknown>, from: Record<string, unknown>, path: string, known: Record<string, unknown> | undefined): void {
-  for (const [k, v] of Object.entries(from)) {
-    const p = path ? `${path}.${k}` : k;
-    if (known && !(k in known) && path === '') throw new ConfigError(`unknown config key "${p}"`);
-    if (isObject(into[k])) {
-      // A section: a key with nothing under it (`store:` and only comments) leaves the defaults; a scalar or a list
-      // where a mapping belongs is an error here, not a TypeError later.
-      if (v === null || v === undefined) continue;
-      if (!isObject(v)) throw new ConfigError(`config key "${p}" must be a mapping of settings, got ${Array.isArray(v) ? 'a list' : JSON.stringify(v)}`);
-      merge(into[k] as Record<string, unknown>, v, p, undefined);
-    } else into[k] = v;
-  }
+function listen(v: unknown, key: string): string {
+  const s = str(v, key);
+  parseListen(s, key);
+  return s;
 }
 
-/** Parses sizes like `10GB`, `512MiB`, `1048576`. */
-export function parseBytes(s: string | number): number {
-  if (typeof s === 'number') return s;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$/i.exec(s);
-  if (!m) throw new ConfigError(`bad size "${s}": use a number of bytes or e.g. 512MB, 10GiB`);
-  const unit = (m[2] ?? 'b').toLowerCase();
-  const mult: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3, tb: 1e12, tib: 1024 ** 4 };
-  return Math.round(Number(m[1]) * mult[unit]!);
+function tails(v: unknown): TailConfig[] {
+  if (!Array.isArray(v)) throw new ConfigError(`tail must be a list of {path, cluster}, got ${shown(v)}`);
+  return v.map((t, i) => {
+    const key = `tail[${i}]`;
+    if (!isObject(t) || t.path == null) throw new ConfigError(`${key} needs a path, got ${shown(t)}`);
+    section(t, key, ['path', 'cluster']);
+    const out: TailConfig = { path: str(t.path, `${key}.path`) };
+    if (t.cluster != null) out.cluster = str(t.cluster, `${key}.cluster`);
+    return out;
+  });
 }
 
-/** Parses durations like `30d`, `12h`, `10m`, `45s`, `500ms` into milliseconds. */
-export function parseDuration(s: string | number): number {
-  if (typeof s === 'number') return s;
-  const ms = durationMs(s);
-  if (ms === undefined) throw new ConfigError(`bad duration "${s}": use e.g. 500ms, 45s, 10m, 12h, 30d`);
-  return Math.round(ms);
-}
-
-/** Environment variables and the config field each sets. */
-const ENV: [string, (c: KauditConfig, v: string) => void][] = [
+/** Environment variables and the config field each sets; each value is checked under the variable's name. */
+const ENV: [string, (c: KauditConfig, v: string, name: string) => void][] = [
   ['KAUDIT_CLUSTER', (c, v) => (c.cluster = v)],
   ['KAUDIT_DB', (c, v) => (c.store.path = v)],
-  ['KAUDIT_LISTEN', (c, v) => (c.server.listen = v)],
-  ['KAUDIT_RETENTION_MAX_AGE', (c, v) => (c.store.retention.maxAge = v)],
-  ['KAUDIT_RETENTION_MAX_SIZE', (c, v) => (c.store.retention.maxSize = v)],
+  ['KAUDIT_LISTEN', (c, v, n) => (c.server.listen = listen(v, n))],
+  ['KAUDIT_RETENTION_MAX_AGE', (c, v, n) => (c.store.retention.maxAge = duration(v, n))],
+  ['KAUDIT_RETENTION_MAX_SIZE', (c, v, n) => (c.store.retention.maxSize = bytes(v, n, 1))],
   ['KAUDIT_TOKENS_FILE', (c, v) => (c.server.tokensFile = v)],
   ['KAUDIT_TLS_CERT', (c, v) => (c.server.tls = { ...(c.server.tls ?? { key: '' }), cert: v })],
   ['KAUDIT_TLS_KEY', (c, v) => (c.server.tls = { ...(c.server.tls ?? { cert: '' }), key: v })],
   ['KAUDIT_TLS_CLIENT_CA', (c, v) => (c.server.tls = { ...(c.server.tls ?? { cert: '', key: '' }), clientCA: v })],
   ['KAUDIT_REDACTION', (c, v) => (c.redaction.enabled = !/^(0|false|off|no)$/i.test(v))],
-  ['KAUDIT_MAX_LINE_BYTES', (c, v) => (c.maxLineBytes = parseBytes(v))],
+  ['KAUDIT_MAX_LINE_BYTES', (c, v, n) => (c.maxLineBytes = bytes(v, n, 1024))],
 ];
 
 export const ENV_VARS = ENV.map(([k]) => k);
 
-/** Loads the config: defaults, then the YAML file (if any), then the environment. Flags are applied by the caller. */
+/**
+ * Loads the config once: defaults, then the YAML file (if any), then the environment (KAUDIT_*, the kafka section's
+ * KAUDIT_KAFKA_* included), checked as a whole. Flags are applied by the caller. Throws ConfigError naming the key.
+ */
 export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env): KauditConfig {
-  const cfg = defaultConfig();
+  let doc: unknown = null;
   if (file) {
     let text: string;
     try {
@@ -145,63 +192,37 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     } catch (e) {
       throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    let doc: unknown;
     try {
       doc = parseYaml(text);
     } catch (e) {
       throw new ConfigError(`config file ${file} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
     }
-    if (doc != null) {
-      if (!isObject(doc)) throw new ConfigError(`config file ${file} must hold a mapping at the top level`);
-      try {
-        merge(cfg as unknown as Record<string, unknown>, doc, '', cfg as unknown as Record<string, unknown>);
-      } catch (e) {
-        throw new ConfigError(`${file}: ${(e as Error).message}`);
-      }
-    }
+  }
+  let cfg: KauditConfig;
+  try {
+    cfg = parseConfig(doc, env);
+  } catch (e) {
+    // Where, then what: the error keeps its class (a DetectionConfigError stays one).
+    if (file && e instanceof ConfigError) e.message = `${file}: ${e.message}`;
+    throw e;
   }
   for (const [name, apply] of ENV) {
     const v = env[name];
-    if (v !== undefined && v !== '') apply(cfg, v);
+    if (v !== undefined && v !== '') apply(cfg, v, name);
   }
-  validateConfig(cfg);
+  if (cfg.server.tls && (!cfg.server.tls.cert || !cfg.server.tls.key)) {
+    throw new ConfigError('server.tls needs both cert and key (or KAUDIT_TLS_CERT and KAUDIT_TLS_KEY)');
+  }
   return cfg;
 }
 
-export function validateConfig(c: KauditConfig): void {
-  parseListen(c.server.listen);
-  if (c.store.retention.maxAge) parseDuration(c.store.retention.maxAge);
-  if (c.store.retention.maxSize) parseBytes(c.store.retention.maxSize);
-  parseDuration(c.store.alertGroupWindow);
-  if (!Array.isArray(c.tail)) throw new ConfigError('tail must be a list of {path, cluster}');
-  for (const [i, t] of c.tail.entries()) {
-    if (!isObject(t) || typeof t.path !== 'string') throw new ConfigError(`tail[${i}] needs a path`);
-  }
-  if (c.server.tls && (!c.server.tls.cert || !c.server.tls.key)) throw new ConfigError('server.tls needs both cert and key');
-  try {
-    parseKafkaConfig(c.kafka, {});
-  } catch (e) {
-    throw new ConfigError(`kafka: ${(e as Error).message}`);
-  }
-  try {
-    parseSources(c.sources);
-  } catch (e) {
-    if (e instanceof ConfigError) throw e;
-    throw new ConfigError(`sources: ${(e as Error).message}`);
-  }
-  try {
-    parseDetectionConfig(c.detection);
-  } catch (e) {
-    if (e instanceof DetectionConfigError) throw new ConfigError(e.message);
-    throw e;
-  }
-}
-
-export function parseListen(s: string): { host: string; port: number } {
+/** Splits HOST:PORT (`[::1]:8443` for IPv6; an empty host is 127.0.0.1); `key` names the setting in the error. */
+export function parseListen(s: string, key?: string): { host: string; port: number } {
+  const at = key ? `${key}: ` : '';
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
-  if (!m) throw new ConfigError(`bad listen address "${s}": use HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080`);
+  if (!m) throw new ConfigError(`${at}bad listen address "${s}": use HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080`);
   const port = Number(m[3]);
-  if (port > 65535) throw new ConfigError(`bad port in "${s}"`);
+  if (port > 65535) throw new ConfigError(`${at}bad port in "${s}"`);
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { KafkaConfig as KafkaJsClientConfig, ProducerConfig, SASLOptions } from 'kafkajs';
+import { ConfigError } from '../errors.js';
 import { FORMATS, isFormat } from '../events/envelopes/index.js';
 import { log } from '../log.js';
-import { ConfigError, parseBytes } from './config.js';
+import { bool, int, isObject, shown, str as nonEmptyStr, strList } from './values.js';
 
 const require = createRequire(import.meta.url);
 /**
@@ -63,7 +64,7 @@ export interface KafkaConfig {
   maxBytesPerPartition: number;
   /** A new group starts at the beginning of the topics (default true: no event written before kaudit started is skipped). */
   fromBeginning: boolean;
-  /** Ingest-only mode: events produced but not yet acknowledged past which `submit` answers OVERLOADED. */
+  /** Ingest-only mode: events produced but not yet acknowledged past which `submit` refuses with OverloadedError. */
   maxInFlightEvents: number;
   compression: 'none' | 'gzip';
   connectionTimeoutMs: number;
@@ -120,32 +121,11 @@ export function defaultKafkaConfig(): KafkaConfig {
   };
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 const KNOWN = new Set(Object.keys(defaultKafkaConfig()).concat(['tls', 'sasl']));
 
-function str(v: unknown, path: string): string {
-  if (typeof v !== 'string') throw new ConfigError(`${path} must be a string`);
-  return v;
-}
-
-function strList(v: unknown, path: string): string[] {
-  if (typeof v === 'string') return v.split(',').map((s) => s.trim()).filter(Boolean);
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new ConfigError(`${path} must be a list of strings`);
-  return v as string[];
-}
-
-function int(v: unknown, path: string, min: number): number {
-  const n = typeof v === 'string' ? parseBytes(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min) throw new ConfigError(`${path} must be an integer >= ${min}`);
-  return n;
-}
-
-function bool(v: unknown, path: string): boolean {
-  if (typeof v !== 'boolean') throw new ConfigError(`${path} must be true or false`);
-  return v;
+/** Strings here may be empty where that means "none" (topics.alerts: ''); validateKafkaConfig refuses the others. */
+function str(v: unknown, key: string): string {
+  return nonEmptyStr(v, key, { empty: true });
 }
 
 /**
@@ -154,7 +134,7 @@ function bool(v: unknown, path: string): boolean {
  */
 export function parseKafkaConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): KafkaConfig | undefined {
   if (raw == null && !env.KAUDIT_KAFKA_BROKERS) return undefined;
-  if (raw != null && !isObject(raw)) throw new ConfigError('kafka must be a mapping (see README: scale-out over Kafka)');
+  if (raw != null && !isObject(raw)) throw new ConfigError(`kafka must be a mapping of settings (see README: Scale-out with Kafka), got ${shown(raw)}`);
   const r = (raw ?? {}) as Record<string, unknown>;
   for (const k of Object.keys(r)) if (!KNOWN.has(k)) throw new ConfigError(`unknown config key "kafka.${k}"`);
   const c = defaultKafkaConfig();
@@ -305,19 +285,21 @@ export function describeKafkaConfig(c: KafkaConfig): string {
  */
 export async function createKafkaClient(c: KafkaConfig, overrides: Partial<KafkaJsClientConfig> = {}): Promise<import('kafkajs').Kafka> {
   const { logLevel, Kafka } = kafkajs();
-  const logCreator = () => ({ namespace, level, log: entry }: { namespace: string; level: number; log: { message: string; [k: string]: unknown } }) => {
-    // kafkajs logs every error response of the protocol (a rebalance in progress, a coordinator still loading) at
-    // error level although it retries them: those stay at debug; what it gives up on surfaces from the caller.
-    if (namespace === 'Connection' && entry.message.startsWith('Response ')) return;
-    // A consumer crash and its restart are reported once by KafkaSource (its CRASH listener), with what follows.
-    if (namespace === 'Consumer' && /^(Crash|Restarting the consumer)/.test(entry.message)) return;
-    // kaudit bounds its idempotent producers' retries on purpose (see KafkaAlertOutbox.start).
-    if (namespace === 'Producer' && entry.message.startsWith('Limiting retries for the idempotent producer')) return;
-    const where = entry.broker ? ` (broker ${String(entry.broker)})` : '';
-    const msg = `kafka ${namespace ?? 'client'}: ${entry.message}${where}${entry.error && entry.error !== entry.message ? `: ${String(entry.error)}` : ''}`;
-    if (level === logLevel.ERROR) log.error(msg, `kafka:${namespace}`);
-    else if (level === logLevel.WARN) log.warn(msg, `kafka:${namespace}`);
-  };
+  const logCreator =
+    () =>
+    ({ namespace, level, log: entry }: { namespace: string; level: number; log: { message: string; [k: string]: unknown } }) => {
+      // kafkajs logs every error response of the protocol (a rebalance in progress, a coordinator still loading) at
+      // error level although it retries them: those stay at debug; what it gives up on surfaces from the caller.
+      if (namespace === 'Connection' && entry.message.startsWith('Response ')) return;
+      // A consumer crash and its restart are reported once by KafkaSource (its CRASH listener), with what follows.
+      if (namespace === 'Consumer' && /^(Crash|Restarting the consumer)/.test(entry.message)) return;
+      // kaudit bounds its idempotent producers' retries on purpose (see KafkaAlertOutbox.start).
+      if (namespace === 'Producer' && entry.message.startsWith('Limiting retries for the idempotent producer')) return;
+      const where = entry.broker ? ` (broker ${String(entry.broker)})` : '';
+      const msg = `kafka ${namespace ?? 'client'}: ${entry.message}${where}${entry.error && entry.error !== entry.message ? `: ${String(entry.error)}` : ''}`;
+      if (level === logLevel.ERROR) log.error(msg, `kafka:${namespace}`);
+      else if (level === logLevel.WARN) log.warn(msg, `kafka:${namespace}`);
+    };
   return new Kafka({ ...kafkaClientConfig(c), logLevel: logLevel.WARN, logCreator, ...overrides });
 }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError, parseDuration } from './config.js';
+import { ConfigError } from '../errors.js';
+import { isObject, parseDuration } from './values.js';
 
 /**
  * The `sources:` list of kaudit's config: managed clusters' audit logs, one entry a source, each with the cluster its
@@ -52,10 +53,6 @@ export interface PubSubPushSourceConfig {
   jwks: string;
   /** Accepted token issuers. */
   issuers: string[];
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 const KNOWN: Record<SourceConfig['type'], string[]> = {

@@ -3,6 +3,8 @@
  * detections/README.md). Users tune the catalog here instead of editing rule files: disable a rule, change its
  * severity or threshold, add exceptions, extend or replace the shared lists.
  */
+import { isObject } from '../config/values.js';
+import { ConfigError } from '../errors.js';
 import { durationMs } from '../events/duration.js';
 import { SEVERITIES, type Severity } from './alert.js';
 
@@ -66,12 +68,8 @@ export interface DetectionConfig {
   state?: { maxKeys?: number; maxRequests?: number; persist?: boolean };
 }
 
-export class DetectionConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DetectionConfigError';
-  }
-}
+/** A bad `detection:` setting: a ConfigError, so callers that report config errors report it too. */
+export class DetectionConfigError extends ConfigError {}
 
 /** `10m`, `30s`, `1h`, `500ms`, or a number of seconds, to microseconds. */
 export function parseWindow(s: string | number, where: string): number {
@@ -81,11 +79,6 @@ export function parseWindow(s: string | number, where: string): number {
   const us = Math.round(ms * 1000);
   if (us <= 0) throw new DetectionConfigError(`${where}: duration must be positive`);
   return us;
-}
-
-/** A mapping (a non-null object that is not an array). */
-export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function stringList(v: unknown, where: string): string[] {

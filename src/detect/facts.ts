@@ -4,13 +4,10 @@
  * touches. Computed in plain JavaScript once per event (memoised on the event object) and exposed to rule
  * conditions as helper functions (see expression.ts).
  */
+import { isObject as isObj } from '../config/values.js';
 import type { AuditEvent } from '../events/types.js';
 
 type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function arr(v: unknown): unknown[] {
   return Array.isArray(v) ? v : [];

@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { RuleRequirement } from '../policy/requirements.js';
-import { parseDetectionConfig, type DetectionConfig } from './config.js';
+import type { DetectionConfig } from './config.js';
 import { DetectionEngine, type EngineOptions } from './engine.js';
 import { engineRequirements } from './requirements.js';
 import { loadRuleSet, RuleLoadError, type RuleSet } from './rule.js';
@@ -16,8 +16,8 @@ export { formatIssue, loadRuleSet, RuleLoadError, type RuleIssue, type RuleSet, 
 export interface DetectorOptions {
   /** Rules directory (or one rule file); default: the bundled detections/ (or config.rulesDir). */
   rulesDir?: string;
-  /** Tuning; checked here, so raw YAML data (the `detection:` key of kaudit's config) may be passed. */
-  config?: DetectionConfig | Record<string, unknown>;
+  /** Tuning, as loadConfig (or parseDetectionConfig, for data from elsewhere) returns it. */
+  config?: DetectionConfig;
   /** Share one matcher between rules with identical match, condition and exceptions (default true). */
   shareIdentical?: boolean;
   /** Use the candidate index (default true; false is the reference the tests compare it with). */
@@ -38,8 +38,8 @@ export function loadRules(rulesDir: string): RuleSet {
   return set;
 }
 
-function resolve(opts: DetectorOptions): { config: DetectionConfig; dir: string } {
-  const config = parseDetectionConfig(opts.config ?? {});
+function resolve(opts: { rulesDir?: string; config?: DetectionConfig }): { config: DetectionConfig; dir: string } {
+  const config = opts.config ?? {};
   return { config, dir: opts.rulesDir ?? config.rulesDir ?? defaultRulesDir() };
 }
 
@@ -53,17 +53,9 @@ export async function createDetector(opts: DetectorOptions = {}): Promise<Detect
   return engine;
 }
 
-/**
- * What each enabled rule needs the audit log to contain, for the audit-policy checks. `configFile` is a kaudit config
- * file whose `detection:` key holds the tuning (used when `config` is not given).
- */
-export async function loadRuleRequirements(opts: { rulesDir?: string; config?: DetectionConfig | Record<string, unknown>; configFile?: string } = {}): Promise<RuleRequirement[]> {
-  let config = opts.config;
-  if (!config && opts.configFile) {
-    const { loadConfig } = await import('../config/config.js');
-    config = loadConfig(opts.configFile).detection;
-  }
-  const { config: cfg, dir } = resolve({ rulesDir: opts.rulesDir, config });
+/** What each enabled rule needs the audit log to contain, for the audit-policy checks. */
+export async function loadRuleRequirements(opts: { rulesDir?: string; config?: DetectionConfig } = {}): Promise<RuleRequirement[]> {
+  const { config: cfg, dir } = resolve(opts);
   const set = loadRules(dir);
   const engine = new DetectionEngine({ rules: set.rules, lists: set.lists, config: cfg, onWarning: () => {} });
   return engineRequirements(engine, set.rules);

@@ -8,6 +8,8 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { isObject as isObj } from '../config/values.js';
+import { KauditError } from '../errors.js';
 import { STAGES, type Stage } from '../events/types.js';
 import { SEVERITIES, type Severity } from './alert.js';
 import { IDENTITY_KEYS, SHIPPED_EXCEPTION_KEYS, type ShippedException } from './exceptions.js';
@@ -154,7 +156,7 @@ export interface RuleSet {
   issues: RuleIssue[];
 }
 
-export class RuleLoadError extends Error {
+export class RuleLoadError extends KauditError {
   constructor(readonly issues: RuleIssue[]) {
     super(issues.map(formatIssue).join('\n'));
     this.name = 'RuleLoadError';
@@ -169,10 +171,6 @@ export function formatIssue(i: RuleIssue): string {
 const RULE_KEYS = ['id', 'title', 'description', 'severity', 'tags', 'summary', 'match', 'condition', 'details', 'level', 'threshold', 'sequence', 'escalate', 'requires', 'exceptions', 'enabled', 'examples'];
 const MATCH_KEYS = ['verbs', 'resources', 'nonResourceURLs', 'stages', 'users', 'groups', 'namespaces', 'names', 'userAgents', 'paths', 'identity', 'codes', 'decision', 'impersonated', 'outcome'];
 const ID = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 class Checker {
   constructor(

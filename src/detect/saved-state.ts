@@ -5,7 +5,7 @@
  * keep theirs.
  */
 import type { CompiledRule, Matcher, RuleCore } from './compiler.js';
-import { isObject } from './config.js';
+import { isObject } from '../config/values.js';
 import type { RecentIds } from './state.js';
 
 const STATE_FORMAT = 'kaudit-detection-state';

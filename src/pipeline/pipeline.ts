@@ -1,4 +1,5 @@
 import type { Alert, Detector } from '../detect/alert.js';
+import { OverloadedError } from '../errors.js';
 import { decodeRecord, decoderFor } from '../events/decode.js';
 import type { RawRecord } from '../events/record.js';
 import { normalise } from '../events/normalise.js';
@@ -45,15 +46,13 @@ export interface BatchOutcome {
 
 /** Anything that takes raw batches and acknowledges them once durable: the pipeline, or a Kafka events producer. */
 export interface BatchSink {
+  /**
+   * Resolves once the batch is durable. Rejects with OverloadedError (retriable: nothing was taken, send it again
+   * later) when the sink's queue is full; any other rejection is a failure of this batch.
+   */
   submit(batch: RawBatch): Promise<BatchOutcome>;
-}
-
-export class OverloadedError extends Error {
-  readonly code = 'OVERLOADED';
-  constructor(message = 'ingest queue is full; retry later') {
-    super(message);
-    this.name = 'OverloadedError';
-  }
+  /** True while `submit` would refuse with OverloadedError: sources check it before reading more (absent: never). */
+  readonly overloaded?: boolean;
 }
 
 export interface PipelineOptions {

@@ -3,6 +3,7 @@
  * engine (src/detect) derives one per enabled rule; the policy checks, the simulator and the generator compare them
  * with what a policy writes.
  */
+import type { DetectionConfig } from '../detect/config.js';
 import type { Stage } from '../events/types.js';
 import { isSystemIdentity, noiseClassOf } from './catalog.js';
 import { pathMatches } from './evaluate.js';
@@ -125,7 +126,8 @@ export function parseRequirements(v: unknown, where: string): RuleRequirement[] 
 
 export interface DetectionCatalogOptions {
   rulesDir?: string;
-  configFile?: string;
+  /** Tuning (the `detection:` section as loadConfig returns it): disabled rules need nothing. */
+  config?: DetectionConfig;
 }
 
 /**

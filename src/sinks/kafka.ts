@@ -1,8 +1,10 @@
 import type { Kafka, Message, Producer } from 'kafkajs';
 import type { Alert } from '../detect/alert.js';
 import { createKafkaClient, describeKafkaConfig, producerDefaults, type KafkaConfig } from '../config/kafka.js';
+import { OverloadedError } from '../errors.js';
 import { log } from '../log.js';
-import { OverloadedError, type BatchOutcome, type BatchSink, type RawBatch, type RawRecord } from '../pipeline/pipeline.js';
+import type { BatchOutcome, BatchSink, RawBatch, RawRecord } from '../pipeline/pipeline.js';
+import { retry, retryDelayMs } from '../retry.js';
 import type { AlertBus } from '../pipeline/alert-bus.js';
 import { decoderFor } from '../events/decode.js';
 import type { StoreReader } from '../store/store.js';
@@ -313,7 +315,7 @@ export class KafkaAlertOutbox {
         this.stats.failures++;
         failures++;
         log.error(`kafka alerts: producing ${rows.length} alerts to ${this.opts.config.topics.alerts} failed: ${(e as Error).message}; will retry`, 'kafka:alerts');
-        await this.sleep(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)));
+        await this.sleep(retryDelayMs(failures, { initialMs: 500, maxMs: 30_000 }));
         continue;
       }
       failures = 0;
@@ -324,18 +326,19 @@ export class KafkaAlertOutbox {
   }
 
   private async savePosition(): Promise<void> {
-    // Best effort: an unsaved position only means some alerts are produced again after a restart.
-    for (let i = 0; i < 20 && !this.stopped; i++) {
-      try {
-        await this.opts.sink.submit({ source: this.source, cluster: '', records: [], checkpoint: { source: this.source, position: String(this.position) } });
-        return;
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'OVERLOADED') {
-          log.warn(`kafka alerts: cannot store the outbox position: ${(e as Error).message}`, 'kafka:alerts');
-          return;
-        }
-        await this.sleep(50 * (i + 1));
-      }
+    // Best effort: an unsaved position only means some alerts are produced again after a restart. A full pipeline
+    // (retriable) is waited out for a while; anything else is reported once.
+    const checkpoint = { source: this.source, position: String(this.position) };
+    try {
+      await retry(() => this.opts.sink.submit({ source: this.source, cluster: '', records: [], checkpoint }), {
+        retries: 19,
+        initialMs: 50,
+        maxMs: 1000,
+        stopped: () => this.stopped,
+        sleep: (ms) => this.sleep(ms),
+      });
+    } catch (e) {
+      if (!this.stopped) log.warn(`kafka alerts: cannot store the outbox position: ${(e as Error).message}`, 'kafka:alerts');
     }
   }
 
@@ -410,7 +413,7 @@ export interface KafkaServices {
  */
 export async function startKafkaServices(o: {
   config: KafkaConfig;
-  pipeline: BatchSink & { readonly overloaded?: boolean; readonly bus: AlertBus };
+  pipeline: BatchSink & { readonly bus: AlertBus };
   /** A (read-only) connection to this node's store, for the outbox. */
   store: StoreReader;
   /** Cluster for consumed messages without a `kaudit-cluster` header. */

@@ -3,6 +3,7 @@ import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BatchSink, RawRecord } from '../pipeline/pipeline.js';
+import { OverloadedError } from '../errors.js';
 
 const require = createRequire(import.meta.url);
 /** The SDK, loaded when a CloudWatch source starts (it costs ~100 ms that every other command would pay). */
@@ -242,7 +243,7 @@ export class CloudWatchSource {
         });
         return;
       } catch (e) {
-        if ((e as { code?: string }).code !== 'OVERLOADED' || this.stopped) throw e;
+        if (!(e instanceof OverloadedError) || this.stopped) throw e;
         await new Promise((r) => setTimeout(r, 200));
       }
     }

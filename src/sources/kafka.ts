@@ -1,5 +1,6 @@
 import type { Admin, Batch, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import { createKafkaClient, producerDefaults, type KafkaConfig } from '../config/kafka.js';
+import { OverloadedError } from '../errors.js';
 import { log } from '../log.js';
 import type { BatchOutcome, BatchSink, RawBatch, RawRecord } from '../pipeline/pipeline.js';
 
@@ -30,7 +31,7 @@ export interface TopicPartition {
 export interface KafkaSourceOptions {
   config: KafkaConfig;
   /** The pipeline (or anything with its `submit`). */
-  sink: BatchSink & { readonly overloaded?: boolean };
+  sink: BatchSink;
   /** Cluster for messages without a `kaudit-cluster` header. */
   cluster: string;
   /** A client to share; made from `config` when absent. */
@@ -61,8 +62,6 @@ interface Chunk {
   messages: KafkaMessage[];
   lastOffset: string;
 }
-
-class OverloadedStop extends Error {}
 
 /** How often the lag gauge is refreshed from the broker (ms). */
 const LAG_REFRESH_MS = 10_000;
@@ -264,7 +263,7 @@ export class KafkaSource {
       this.stats.duplicates += o.duplicates;
       if (o.bad.length) dead.push(...this.deadOf(chunk, o.bad));
     }
-    if (submitted.length < chunks.length && !stop && full) stop = new OverloadedStop();
+    if (submitted.length < chunks.length && !stop && full) stop = new OverloadedError();
 
     try {
       if (dead.length) await this.deadLetter(topic, partition, dead);
@@ -285,7 +284,7 @@ export class KafkaSource {
     }
 
     if (stop) {
-      const overloaded = (stop as { code?: string }).code === 'OVERLOADED' || stop instanceof OverloadedStop;
+      const overloaded = stop instanceof OverloadedError;
       if (!overloaded) {
         this.stats.batchErrors++;
         log.error(`kafka: ingest of ${key} from offset ${chunks[done]?.messages[0]?.offset} failed: ${(stop as Error).message}; will retry`, 'kafka:batch');

@@ -1,4 +1,5 @@
-import { OverloadedError, type BadRecord, type BatchSink, type RawRecord } from '../pipeline/pipeline.js';
+import { OverloadedError } from '../errors.js';
+import type { BadRecord, BatchSink, RawRecord } from '../pipeline/pipeline.js';
 
 /** What one webhook request learns when its events are committed. */
 export interface Committed {

@@ -1,4 +1,5 @@
 import { SEVERITIES, type Alert, type Severity } from '../detect/alert.js';
+import { KauditError } from '../errors.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { formatMicros } from '../events/time.js';
 import { decodeAuditID, encodeAuditID } from './audit-id.js';
@@ -47,7 +48,7 @@ export interface EventRow extends Omit<NormalisedEvent, 'timeMicros' | 'command'
   eventOmitted?: string;
 }
 
-export class QueryError extends Error {
+export class QueryError extends KauditError {
   constructor(message: string) {
     super(message);
     this.name = 'QueryError';

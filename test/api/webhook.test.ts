@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { Agent } from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/api/app.js';
-import { ConfigError } from '../../src/config/config.js';
+import { ConfigError } from '../../src/errors.js';
 import type { Detector } from '../../src/detect/alert.js';
 import { setLogSink } from '../../src/log.js';
-import { OverloadedError } from '../../src/pipeline/pipeline.js';
+import { OverloadedError } from '../../src/errors.js';
 import { cleanup, eventCount, eventList, execDetector, makeCerts, makeEvents, request, sleep, startServer, storedAlertIds, tempDir, type Certs, type Server } from './helpers.js';
 
 const INGEST_PROD = 'ingest-prod-0123456789abcdef';

@@ -82,6 +82,14 @@ describe('kaudit CLI (built, as users run it)', () => {
     expect(r.stderr).toMatch(/refusing to listen on 0\.0\.0\.0:0 without TLS .* and credentials/);
   });
 
+  it('stops on a bad config with one line naming the file and the key (exit 2, no stack)', () => {
+    const f = join(tempDir(), 'kaudit.yaml');
+    writeFileSync(f, 'store:\n  path: /tmp/k.db\n  retention: { maxAge: forever }\n');
+    const r = kaudit(['query', 'events', '--config', f]);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(`kaudit query: ${f}: store.retention.maxAge: bad duration "forever": use e.g. 500ms, 45s, 10m, 12h, 30d\n`);
+  });
+
   it('says clearly when there is no store', () => {
     const r = kaudit(['query', 'events', '--db', '/nonexistent/k.db']);
     expect(r.code).toBe(2);

@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { createDetector } from '../../src/detect/index.js';
+import { createDetector, parseDetectionConfig } from '../../src/detect/index.js';
 import { normalise } from '../../src/events/normalise.js';
 import { readEventFiles } from '../../src/sources/file-read.js';
 import { ev, engine, redaction } from './helpers.js';
@@ -266,11 +266,11 @@ describe('tuning config', { timeout: 30_000 }, () => {
     expect((await on.detect([ev(pod)])).map((a) => a.rule)).toContain('disallowed-image');
   });
 
-  it('rejects a bad config with the offending key', async () => {
-    await expect(createDetector({ config: { severity: { 'pod-privileged': 'urgent' } } })).rejects.toThrow(/detection\.severity\.pod-privileged must be one of/);
-    await expect(createDetector({ config: { rules: { x: { exceptions: [{ reason: 'nothing' }] } } } })).rejects.toThrow(/names nothing to except/);
-    await expect(createDetector({ config: { disable: ['x'] } })).rejects.toThrow(/unknown key "disable"/);
-    await expect(createDetector({ config: { rules: { x: { threshold: { window: 'soon' } } } } })).rejects.toThrow(/bad duration/);
+  it('rejects a bad config with the offending key (checked once, where the config is parsed)', () => {
+    expect(() => parseDetectionConfig({ severity: { 'pod-privileged': 'urgent' } })).toThrow(/detection\.severity\.pod-privileged must be one of/);
+    expect(() => parseDetectionConfig({ rules: { x: { exceptions: [{ reason: 'nothing' }] } } })).toThrow(/names nothing to except/);
+    expect(() => parseDetectionConfig({ disable: ['x'] })).toThrow(/unknown key "disable"/);
+    expect(() => parseDetectionConfig({ rules: { x: { threshold: { window: 'soon' } } } })).toThrow(/bad duration/);
   });
 });
 

@@ -45,8 +45,7 @@ const report = () => process.send?.({ type: 'stats', pid: process.pid, stats: so
 const timer = setInterval(report, 200);
 process.send?.({ type: 'started', pid: process.pid });
 
-process.on('message', async (m) => {
-  if (m !== 'stop') return;
+async function stop(): Promise<void> {
   clearInterval(timer);
   await source.stop();
   await pipeline.idle();
@@ -54,5 +53,14 @@ process.on('message', async (m) => {
   await writer.close();
   process.disconnect?.();
   process.exit(0);
+}
+
+process.on('message', (m) => {
+  if (m !== 'stop') return;
+  // A failed stop is this node's failure: say why and exit non-zero, for the test to see.
+  stop().catch((e: unknown) => {
+    console.error(`consumer ${process.pid}: stop failed: ${(e as Error).message}`);
+    process.exit(1);
+  });
 });
 process.on('disconnect', () => process.exit(0)); // the parent went away: do not linger

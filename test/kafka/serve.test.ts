@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startServe, type Running } from '../../src/cli/serve.js';
 import { loadConfig } from '../../src/config/config.js';
+import { parseKafkaConfig } from '../../src/config/kafka.js';
 import { ev, tempDir, waitFor } from '../helpers/events.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
 import { quietKafka } from './harness.js';
@@ -34,7 +35,7 @@ describeWithKafka('kaudit serve with a kafka: section (real broker)', () => {
       cfg.store.path = join(dir, `${name}.db`);
       cfg.server.listen = '127.0.0.1:0';
       cfg.cluster = 'prod';
-      cfg.kafka = { brokers: broker.brokers, groupId: 'serve-test', sessionTimeoutMs: 6000, heartbeatIntervalMs: 500, topics: { events: ['serve-events'], alerts: 'serve-alerts', deadLetter: 'serve-dead' }, ...kafkaSection };
+      cfg.kafka = parseKafkaConfig({ brokers: broker.brokers, groupId: 'serve-test', sessionTimeoutMs: 6000, heartbeatIntervalMs: 500, topics: { events: ['serve-events'], alerts: 'serve-alerts', deadLetter: 'serve-dead' }, ...kafkaSection }, {});
       return cfg;
     };
     const receiver = await startServe(node('receiver', { ingestOnly: true, consume: false }), { detect: false });

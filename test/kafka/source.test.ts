@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createKafkaClient, parseKafkaConfig, type KafkaConfig } from '../../src/config/kafka.js';
 import type { Alert } from '../../src/detect/alert.js';
 import type { NormalisedEvent } from '../../src/events/types.js';
+import { OverloadedError } from '../../src/errors.js';
 import { Pipeline, type BatchOutcome, type RawBatch } from '../../src/pipeline/pipeline.js';
 import { HEADER_BAD_ITEMS, HEADER_CLUSTER, HEADER_ORIGIN, HEADER_REASON, KafkaSource } from '../../src/sources/kafka.js';
 import { HEADER_ALERT_ID, KafkaAlertOutbox, KafkaEventsProducer, startKafkaServices } from '../../src/sinks/kafka.js';
@@ -148,7 +149,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       },
       submit(b: RawBatch): Promise<BatchOutcome> {
         if (fullUntil === 0) fullUntil = Date.now() + 3000;
-        if (Date.now() < fullUntil) return Promise.reject(Object.assign(new Error('full'), { code: 'OVERLOADED' }));
+        if (Date.now() < fullUntil) return Promise.reject(new OverloadedError('full'));
         return s.pipeline.submit(b);
       },
     };
@@ -254,7 +255,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     await expect(producer.start()).rejects.toThrow(/topic no-such-topic does not exist/);
   }, 60_000);
 
-  it('ingest-only: refuses with OVERLOADED while too many events await acknowledgement', async () => {
+  it('ingest-only: refuses with OverloadedError while too many events await acknowledgement', async () => {
     const topics = names('inflight');
     await createTopic(kafka, topics.events[0]!);
     const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics: { ...topics, deadLetter: '' }, maxInFlightEvents: 5 }), kafka: quietKafka(broker.brokers, 'inflight') });
@@ -262,7 +263,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     const stream = makeStream(20, { burstEvery: 1000 });
     try {
       const a = producer.submit({ source: 'webhook', cluster: 'c', records: stream.messages.slice(0, 10).map((m, i) => ({ text: m.value, where: `${i}` })) });
-      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: [{ text: stream.messages[10]!.value, where: 'x' }] })).rejects.toMatchObject({ code: 'OVERLOADED' });
+      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: [{ text: stream.messages[10]!.value, where: 'x' }] })).rejects.toBeInstanceOf(OverloadedError);
       await a;
       await expect(producer.submit({ source: 'webhook', cluster: 'c', records: [{ text: stream.messages[10]!.value, where: 'x' }] })).resolves.toMatchObject({ stored: 1 });
       expect(producer.metricsText()).toMatch(/kaudit_kafka_events_overloaded_total 1/);

@@ -105,6 +105,20 @@ describe('kaudit policy check', () => {
     expect(r.out).toMatch(/skip detection-blind-spot: skipped \(--no-detections\)/);
   });
 
+  it('--detect-config: tuning from a kaudit config file; a disabled rule needs nothing, a bad key is named', async () => {
+    const blind = (out: string) =>
+      (JSON.parse(out) as { findings: { id: string; detection?: string }[] }).findings.filter((f) => f.id === 'detection-blind-spot').map((f) => f.detection);
+    const before = blind((await run(['check', LEAKY, '--format', 'json'])).out);
+    expect(before).toContain('pod-privileged');
+    const tuned = await run(['check', LEAKY, '--format', 'json', '--detect-config', file('tuned.yaml', 'detection:\n  disabled: [pod-privileged]\n')]);
+    expect(blind(tuned.out)).not.toContain('pod-privileged');
+    expect(blind(tuned.out).length).toBeGreaterThan(0);
+    const badFile = file('bad-tuning.yaml', 'detection:\n  disable: [pod-privileged]\n');
+    const bad = await run(['check', LEAKY, '--format', 'json', '--detect-config', badFile]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain(`${badFile}: detection: unknown key "disable"`);
+  });
+
   it('json: findings only, each with id, severity, message and rule', async () => {
     const r = await run(['check', LEAKY, '--format', 'json', '--requirements', REQS]);
     const j = JSON.parse(r.out);

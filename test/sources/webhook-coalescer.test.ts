@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { WebhookCoalescer } from '../../src/sources/webhook-coalescer.js';
 import type { BatchOutcome, RawBatch } from '../../src/pipeline/pipeline.js';
-import { OverloadedError } from '../../src/pipeline/pipeline.js';
+import { OverloadedError } from '../../src/errors.js';
 
 /** A sink that holds each batch until released, and records what it got. */
 function heldSink() {
