@@ -80,7 +80,7 @@ export default defineConfig(
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
   {
-    files: ['src/api/webhook.ts'],
+    files: ['src/sources/json-splitter.ts'],
     rules: { 'no-useless-assignment': 'off' },
   },
   {
