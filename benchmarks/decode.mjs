@@ -13,7 +13,9 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { eventStream } from './lib/generate.mjs';
 
-const { values } = parseArgs({ options: { events: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '5' }, against: { type: 'string' }, only: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { events: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '5' }, against: { type: 'string' }, only: { type: 'string' } },
+});
 const N = Number(values.events);
 const ROUNDS = Number(values.rounds);
 
@@ -57,7 +59,10 @@ const files = {
   'pretty array': join(dir, 'array.json'),
 };
 await writeLines(files.ndjson);
-writeFileSync(files['pretty EventList'], JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items: events.map(({ kind, apiVersion, ...rest }) => rest) }, null, 2));
+writeFileSync(
+  files['pretty EventList'],
+  JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items: events.map(({ kind, apiVersion, ...rest }) => rest) }, null, 2),
+);
 writeFileSync(files['pretty array'], JSON.stringify(events, null, 2));
 events.length = 0;
 
@@ -93,7 +98,11 @@ try {
     for (const [i, [name]] of builds.entries()) {
       const ms = median(times[i]);
       const c = counts[i];
-      console.log(`${shape.padEnd(17)} ${name.padEnd(28)} ${Math.round((N / ms) * 1000).toLocaleString('en-US').padStart(9)} events/s read+decoded (median of ${ROUNDS}; ${c.ok} events, ${c.bad} bad)`);
+      console.log(
+        `${shape.padEnd(17)} ${name.padEnd(28)} ${Math.round((N / ms) * 1000)
+          .toLocaleString('en-US')
+          .padStart(9)} events/s read+decoded (median of ${ROUNDS}; ${c.ok} events, ${c.bad} bad)`,
+      );
     }
   }
 } finally {

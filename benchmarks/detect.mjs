@@ -16,7 +16,14 @@
 import { parseArgs } from 'node:util';
 import { eventStream } from './lib/generate.mjs';
 
-const { values } = parseArgs({ options: { events: { type: 'string', default: '100000' }, rounds: { type: 'string', default: '5' }, json: { type: 'boolean' }, batch: { type: 'string', default: '1000' } } });
+const { values } = parseArgs({
+  options: {
+    events: { type: 'string', default: '100000' },
+    rounds: { type: 'string', default: '5' },
+    json: { type: 'boolean' },
+    batch: { type: 'string', default: '1000' },
+  },
+});
 const N = Number(values.events);
 const ROUNDS = Number(values.rounds);
 const BATCH = Number(values.batch);
@@ -74,7 +81,17 @@ async function round(n) {
       r.cpuUs += c.user + c.system;
     }
   }
-  return runs.map((r) => ({ label: r.label, rules: r.engine.counts.rules, matchers: r.engine.counts.matchers, eventsPerSec: Math.round(n / r.secs), eventsPerCpuSec: Math.round(n / (r.cpuUs / 1e6)), secs: r.secs, cpuSecs: r.cpuUs / 1e6, alerts: r.alerts, engine: r.engine }));
+  return runs.map((r) => ({
+    label: r.label,
+    rules: r.engine.counts.rules,
+    matchers: r.engine.counts.matchers,
+    eventsPerSec: Math.round(n / r.secs),
+    eventsPerCpuSec: Math.round(n / (r.cpuUs / 1e6)),
+    secs: r.secs,
+    cpuSecs: r.cpuUs / 1e6,
+    alerts: r.alerts,
+    engine: r.engine,
+  }));
 }
 
 const configs = [
@@ -102,7 +119,14 @@ const by = Object.fromEntries(results.map((r) => [r.label, r]));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const roundRatios = (a, b) => perRound.map((f) => f[a] / f[b]);
 const ratio = (a, b) => median(roundRatios(a, b));
-const perRule = by.x1.engine.stats().map((s) => ({ rule: s.rule, candidates: s.candidates, checked: s.checked, conditionEvaluations: s.conditionEvaluations, matched: s.matched, alerts: s.alerts }));
+const perRule = by.x1.engine.stats().map((s) => ({
+  rule: s.rule,
+  candidates: s.candidates,
+  checked: s.checked,
+  conditionEvaluations: s.conditionEvaluations,
+  matched: s.matched,
+  alerts: s.alerts,
+}));
 
 if (values.json) {
   process.stdout.write(
@@ -115,16 +139,31 @@ if (values.json) {
   );
 } else {
   const out = [];
-  out.push(`detection alone, ${N} generated events (seed 1), batches of ${BATCH}, ${ROUNDS} rounds (events/s: the best round; ratios: the median of the rounds' own), node ${process.version}`);
-  for (const r of results) out.push(`  ${r.label.padEnd(13)} ${String(r.rules).padStart(4)} rules ${String(r.matchers).padStart(4)} matchers  ${String(r.eventsPerCpuSec).padStart(8)} events/CPU-s ${String(r.eventsPerSec).padStart(8)} events/s (wall)  ${r.alerts} alerts`);
-  out.push(`  ratio x10/x1           ${ratio('x10', 'x1').toFixed(2)}  (target >= 0.8; median of the rounds' ratios: ${roundRatios('x10', 'x1').map((r) => r.toFixed(2)).join(', ')})`);
+  out.push(
+    `detection alone, ${N} generated events (seed 1), batches of ${BATCH}, ${ROUNDS} rounds (events/s: the best round; ratios: the median of the rounds' own), node ${process.version}`,
+  );
+  for (const r of results)
+    out.push(
+      `  ${r.label.padEnd(13)} ${String(r.rules).padStart(4)} rules ${String(r.matchers).padStart(4)} matchers  ${String(r.eventsPerCpuSec).padStart(8)} events/CPU-s ${String(r.eventsPerSec).padStart(8)} events/s (wall)  ${r.alerts} alerts`,
+    );
+  out.push(
+    `  ratio x10/x1           ${ratio('x10', 'x1').toFixed(2)}  (target >= 0.8; median of the rounds' ratios: ${roundRatios('x10', 'x1')
+      .map((r) => r.toFixed(2))
+      .join(', ')})`,
+  );
   out.push(`  ratio x10-unshared/x1  ${ratio('x10-unshared', 'x1').toFixed(2)}`);
   out.push(`  ratio no-index/x1      ${ratio('x1-noindex', 'x1').toFixed(2)}`);
   const total = perRule.reduce((n, s) => n + s.candidates, 0);
-  out.push(`  per-rule evaluation counts (x1): ${total} candidate hand-offs for ${N} events (${(total / N).toFixed(2)} per event; without the index: ${by['x1-noindex'].engine.stats().reduce((n, s) => n + s.candidates, 0) / N} per event)`);
-  out.push(`  ${'rule'.padEnd(44)} ${'candidates'.padStart(10)} ${'checked'.padStart(8)} ${'jsonata'.padStart(8)} ${'matched'.padStart(8)} ${'alerts'.padStart(7)}`);
+  out.push(
+    `  per-rule evaluation counts (x1): ${total} candidate hand-offs for ${N} events (${(total / N).toFixed(2)} per event; without the index: ${by['x1-noindex'].engine.stats().reduce((n, s) => n + s.candidates, 0) / N} per event)`,
+  );
+  out.push(
+    `  ${'rule'.padEnd(44)} ${'candidates'.padStart(10)} ${'checked'.padStart(8)} ${'jsonata'.padStart(8)} ${'matched'.padStart(8)} ${'alerts'.padStart(7)}`,
+  );
   for (const s of perRule.sort((a, b) => b.candidates - a.candidates)) {
-    out.push(`  ${s.rule.padEnd(44)} ${String(s.candidates).padStart(10)} ${String(s.checked).padStart(8)} ${String(s.conditionEvaluations).padStart(8)} ${String(s.matched).padStart(8)} ${String(s.alerts).padStart(7)}`);
+    out.push(
+      `  ${s.rule.padEnd(44)} ${String(s.candidates).padStart(10)} ${String(s.checked).padStart(8)} ${String(s.conditionEvaluations).padStart(8)} ${String(s.matched).padStart(8)} ${String(s.alerts).padStart(7)}`,
+    );
   }
   process.stdout.write(out.join('\n') + '\n');
 }

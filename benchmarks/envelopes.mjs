@@ -28,7 +28,9 @@ const RESOURCE = '/SUBSCRIPTIONS/0/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAIN
 const GRPC = { 401: 16, 403: 7, 404: 5, 409: 6, 422: 3, 500: 13 };
 function logEntry(e) {
   const r = e.objectRef ?? {};
-  const rn = r.resource ? `${r.apiGroup || 'core'}/${r.apiVersion || 'v1'}${r.namespace ? '/namespaces/' + r.namespace : ''}/${r.resource}${r.name ? '/' + r.name : ''}${r.subresource ? '/' + r.subresource : ''}` : e.requestURI.slice(1);
+  const rn = r.resource
+    ? `${r.apiGroup || 'core'}/${r.apiVersion || 'v1'}${r.namespace ? '/namespaces/' + r.namespace : ''}/${r.resource}${r.name ? '/' + r.name : ''}${r.subresource ? '/' + r.subresource : ''}`
+    : e.requestURI.slice(1);
   const method = `io.k8s.${r.apiGroup || 'core'}.${r.apiVersion || 'v1'}.${r.resource ?? 'nonresource'}${r.subresource ? '.' + r.subresource : ''}.${e.verb}`;
   const code = e.responseStatus?.code ?? 200;
   return {
@@ -59,8 +61,18 @@ const formats = {
   native: lines,
   eks: lines.map((m, i) => JSON.stringify({ logGroupName: GROUP, logStreamName: 'kube-apiserver-audit-1', timestamp: 1793613600000 + i, message: m })),
   gke: events.map((e) => JSON.stringify(logEntry(e))),
-  aks: lines.map((m, i) => JSON.stringify({ operationName: 'Microsoft.ContainerService/managedClusters/diagnosticLogs/Read', category: 'kube-audit', resourceId: RESOURCE, properties: { log: m, stream: 'stdout', pod: 'kube-apiserver-1' }, time: events[i].stageTimestamp })),
-  forwarder: lines.map((m, i) => JSON.stringify({ file: '/var/log/kubernetes/audit/audit.log', host: 'cp-1', message: m, source_type: 'file', timestamp: events[i].stageTimestamp })),
+  aks: lines.map((m, i) =>
+    JSON.stringify({
+      operationName: 'Microsoft.ContainerService/managedClusters/diagnosticLogs/Read',
+      category: 'kube-audit',
+      resourceId: RESOURCE,
+      properties: { log: m, stream: 'stdout', pod: 'kube-apiserver-1' },
+      time: events[i].stageTimestamp,
+    }),
+  ),
+  forwarder: lines.map((m, i) =>
+    JSON.stringify({ file: '/var/log/kubernetes/audit/audit.log', host: 'cp-1', message: m, source_type: 'file', timestamp: events[i].stageTimestamp }),
+  ),
 };
 
 const redaction = { enabled: true, key: Buffer.alloc(32, 7) };
@@ -104,5 +116,7 @@ console.log('format      decode µs/event  vs native   ingest events/s  vs nativ
 for (const f of Object.keys(formats)) {
   const d = median(dec[f]);
   const i = median(ing[f]);
-  console.log(`${f.padEnd(10)}  ${d.toFixed(2).padStart(15)}  ${(median(dec.native) / d).toFixed(2).padStart(9)}   ${Math.round(i).toLocaleString('en-US').padStart(15)}  ${(i / median(ing.native)).toFixed(2).padStart(9)}`);
+  console.log(
+    `${f.padEnd(10)}  ${d.toFixed(2).padStart(15)}  ${(median(dec.native) / d).toFixed(2).padStart(9)}   ${Math.round(i).toLocaleString('en-US').padStart(15)}  ${(i / median(ing.native)).toFixed(2).padStart(9)}`,
+  );
 }

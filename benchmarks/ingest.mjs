@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { eventStream } from './lib/generate.mjs';
 
-const { values } = parseArgs({ options: { events: { type: 'string', default: '300000' }, rounds: { type: 'string', default: '3' }, 'no-detect': { type: 'boolean' }, keep: { type: 'string' }, 'queries-only': { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: {
+    events: { type: 'string', default: '300000' },
+    rounds: { type: 'string', default: '3' },
+    'no-detect': { type: 'boolean' },
+    keep: { type: 'string' },
+    'queries-only': { type: 'boolean' },
+  },
+});
 const N = Number(values.events);
 const dist = new URL('../dist/', import.meta.url);
 const { SqliteStore } = await import(new URL('store/sqlite-store.js', dist));
@@ -107,7 +115,9 @@ for (let r = 0; r < rounds; r++) {
   const ratio = imp.rate / ((before + after) / 2);
   imports.push(imp);
   ratios.push(ratio);
-  console.log(`round ${r + 1}: bare read + JSON.parse ${fmt(before)} before, ${fmt(after)} after; kaudit ingest ${fmt(imp.rate)} events/s; ratio ${ratio.toFixed(3)}; peak RSS ${(imp.peakRss / 1e6).toFixed(0)} MB`);
+  console.log(
+    `round ${r + 1}: bare read + JSON.parse ${fmt(before)} before, ${fmt(after)} after; kaudit ingest ${fmt(imp.rate)} events/s; ratio ${ratio.toFixed(3)}; peak RSS ${(imp.peakRss / 1e6).toFixed(0)} MB`,
+  );
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const res = imports.at(-1);
@@ -115,14 +125,20 @@ const baseRate = median(bares.map((b) => b.n / b.secs));
 const rate = median(imports.map((i) => i.rate));
 const peakRss = Math.max(...imports.map((i) => i.peakRss));
 console.log(`bare read + JSON.parse: ${fmt(baseRate)} events/s (median of ${bares.length} runs)`);
-console.log(`kaudit ingest (${values['no-detect'] ? 'no detection' : 'detection on'}): ${fmt(rate)} events/s (median of ${rounds}), ${fmt(res.events)} stored, ${res.alerts} alerts, ${res.bad} bad`);
+console.log(
+  `kaudit ingest (${values['no-detect'] ? 'no detection' : 'detection on'}): ${fmt(rate)} events/s (median of ${rounds}), ${fmt(res.events)} stored, ${res.alerts} alerts, ${res.bad} bad`,
+);
 console.log(`ratio to bare parse: ${median(ratios).toFixed(2)} (median of the rounds' ratios: ${ratios.map((x) => x.toFixed(3)).join(', ')}; target >= 0.40)`);
 const store = new SqliteStore(dbPath);
 store.db.pragma('wal_checkpoint(TRUNCATE)');
 let dbBytes = 0;
 for (const f of readdirSync(dir)) if (f.startsWith('kaudit.db')) dbBytes += statSync(join(dir, f)).size;
-console.log(`store on disk: ${(dbBytes / 1e6).toFixed(1)} MB = ${Math.round(dbBytes / res.events)} bytes/event = ${((dbBytes / logBytes) * 100).toFixed(1)}% of the log (target <= 40%)`);
-console.log(`peak resident memory of kaudit ingest: ${(peakRss / 1e6).toFixed(0)} MB (highest of the rounds) for a ${(logBytes / 1e9).toFixed(2)} GB log (target < 300 MB for 1 GB)`);
+console.log(
+  `store on disk: ${(dbBytes / 1e6).toFixed(1)} MB = ${Math.round(dbBytes / res.events)} bytes/event = ${((dbBytes / logBytes) * 100).toFixed(1)}% of the log (target <= 40%)`,
+);
+console.log(
+  `peak resident memory of kaudit ingest: ${(peakRss / 1e6).toFixed(0)} MB (highest of the rounds) for a ${(logBytes / 1e9).toFixed(2)} GB log (target < 300 MB for 1 GB)`,
+);
 
 // Analyst queries over the whole store: median of 5 runs each.
 const first = store.db.prepare('SELECT min(time) FROM events').pluck().get();

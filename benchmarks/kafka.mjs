@@ -14,7 +14,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { eventStream } from './lib/generate.mjs';
 
-const { values } = parseArgs({ options: { events: { type: 'string', default: '100000' }, 'no-detect': { type: 'boolean' }, 'no-import': { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: { events: { type: 'string', default: '100000' }, 'no-detect': { type: 'boolean' }, 'no-import': { type: 'boolean' } },
+});
 const N = Number(values.events);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const distDir = resolve(process.env.KAUDIT_DIST ?? join(root, 'dist'));
@@ -82,19 +84,30 @@ try {
   await producer.stop();
 
   const rows = [];
-  rows.push([`ingest-only produce to the topic (acks=all, 500 events/request, 4 in flight)`, N / produceSecs, `${producer.stats.messages} messages, ${(bytes / N).toFixed(0)} B/event`]);
+  rows.push([
+    `ingest-only produce to the topic (acks=all, 500 events/request, 4 in flight)`,
+    N / produceSecs,
+    `${producer.stats.messages} messages, ${(bytes / N).toFixed(0)} B/event`,
+  ]);
 
   if (!values['no-import']) {
     const db = join(dir, 'import.db');
     // `kaudit ingest` from the same build (bin/kaudit.js runs dist/cli/main.js).
     const main = join(dir, 'kaudit-cli.mjs');
-    writeFileSync(main, `const { runCli } = await import(${JSON.stringify(new URL('cli/main.js', dist).href)});\nprocess.exitCode = await runCli(process.argv.slice(2));\n`);
+    writeFileSync(
+      main,
+      `const { runCli } = await import(${JSON.stringify(new URL('cli/main.js', dist).href)});\nprocess.exitCode = await runCli(process.argv.slice(2));\n`,
+    );
     const args = [main, 'ingest', '--db', db, '--rules', join(root, 'detections'), logPath];
     if (values['no-detect']) args.push('--no-detect');
     t0 = performance.now();
     const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
     const secs = (performance.now() - t0) / 1000;
-    rows.push([`file import of the same events (kaudit ingest, one process)`, r.status === 0 ? N / secs : NaN, r.status === 0 ? `${secs.toFixed(1)} s incl. start-up` : `failed: ${r.stderr.trim().split('\n').pop()}`]);
+    rows.push([
+      `file import of the same events (kaudit ingest, one process)`,
+      r.status === 0 ? N / secs : NaN,
+      r.status === 0 ? `${secs.toFixed(1)} s incl. start-up` : `failed: ${r.stderr.trim().split('\n').pop()}`,
+    ]);
   }
 
   let rules = 0;
@@ -109,9 +122,18 @@ try {
         db: join(dir, `consumers-${consumers}-${i}.db`),
         detect: !values['no-detect'],
         rulesDir: join(root, 'detections'),
-        kafka: { brokers, groupId: `bench-${consumers}`, topics: { events: [topic], alerts: '', deadLetter: '' }, sessionTimeoutMs: 10000, heartbeatIntervalMs: 1000 },
+        kafka: {
+          brokers,
+          groupId: `bench-${consumers}`,
+          topics: { events: [topic], alerts: '', deadLetter: '' },
+          sessionTimeoutMs: 10000,
+          heartbeatIntervalMs: 1000,
+        },
       };
-      const child = fork(join(root, 'benchmarks', 'kafka-node.js'), [], { env: { ...process.env, KAUDIT_BENCH_NODE: JSON.stringify(settings), KAUDIT_LOG_LEVEL: 'error' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(join(root, 'benchmarks', 'kafka-node.js'), [], {
+        env: { ...process.env, KAUDIT_BENCH_NODE: JSON.stringify(settings), KAUDIT_LOG_LEVEL: 'error' },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
       child.on('message', (m) => {
         if (m.type !== 'stats') return;
         stats[i] = m.stats;
@@ -137,7 +159,9 @@ try {
     ]);
   }
 
-  console.log(`kafka: ${fmt(N)} events, one local Kafka ${env.KAFKA_VERSION} broker (KRaft, -Xmx512m) on the same 2 cores, 4 partitions, detection: ${values['no-detect'] ? 'off' : `${rules} rules`}`);
+  console.log(
+    `kafka: ${fmt(N)} events, one local Kafka ${env.KAFKA_VERSION} broker (KRaft, -Xmx512m) on the same 2 cores, 4 partitions, detection: ${values['no-detect'] ? 'off' : `${rules} rules`}`,
+  );
   const w = Math.max(...rows.map((r) => r[0].length));
   for (const [name, rate, note] of rows) console.log(`  ${name.padEnd(w)}  ${Number.isNaN(rate) ? '-' : fmt(rate).padStart(9)} events/s   ${note}`);
 } finally {

@@ -20,7 +20,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { events: { type: 'string', default: '40000' }, maxbackup: { type: 'string', default: '10' }, rates: { type: 'string', default: '1500,3000,6000,12000,24000,48000,0' } } });
+const { values } = parseArgs({
+  options: {
+    events: { type: 'string', default: '40000' },
+    maxbackup: { type: 'string', default: '10' },
+    rates: { type: 'string', default: '1500,3000,6000,12000,24000,48000,0' },
+  },
+});
 const N = Number(values.events);
 const dist = new URL('../dist/', import.meta.url);
 const { WriterThread } = await import(new URL('store/writer.js', dist));
@@ -31,7 +37,9 @@ const { Metrics } = await import(new URL('metrics.js', dist));
 const { setLogSink } = await import(new URL('log.js', dist));
 const Database = (await import('better-sqlite3')).default;
 
-const writerBin = execFileSync('bash', [fileURLToPath(new URL('../scripts/lumberjack-writer.sh', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] }).toString().trim();
+const writerBin = execFileSync('bash', [fileURLToPath(new URL('../scripts/lumberjack-writer.sh', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] })
+  .toString()
+  .trim();
 const warnings = [];
 setLogSink((l) => {
   if (/ warn /.test(l)) warnings.push(l);
@@ -60,13 +68,21 @@ async function round(rate) {
   const tail = new FileTail({ path: log, cluster: 'bench', sink: pipeline, store, metrics });
   tail.start();
   const t0 = performance.now();
-  const child = spawn(writerBin, ['-path', log, '-n', String(N), '-rate', String(rate), '-maxsize', '1', '-compress', '-maxbackups', values.maxbackup, '-pad', '900'], { stdio: 'ignore' });
+  const child = spawn(
+    writerBin,
+    ['-path', log, '-n', String(N), '-rate', String(rate), '-maxsize', '1', '-compress', '-maxbackups', values.maxbackup, '-pad', '900'],
+    { stdio: 'ignore' },
+  );
   await new Promise((r) => child.on('exit', r));
   const writeSecs = (performance.now() - t0) / 1000;
   const atWriterEnd = count();
-  const files = new Set(readdirSync(dir).filter((f) => /^audit-/.test(f)).map((f) => f.replace(/\.gz$/, ''))).size;
+  const files = new Set(
+    readdirSync(dir)
+      .filter((f) => /^audit-/.test(f))
+      .map((f) => f.replace(/\.gz$/, '')),
+  ).size;
   // Rotations: one per MB written; maxbackup may have deleted some backups already.
-  const rotations = Math.max(files, Math.floor(N * 1850 / (1 << 20)));
+  const rotations = Math.max(files, Math.floor((N * 1850) / (1 << 20)));
   // Caught up: everything stored, or nothing new for 15 s (a loaded machine stalls the pipeline for seconds).
   let last = -1;
   let still = performance.now();
@@ -105,5 +121,9 @@ for (const rate of values.rates.split(',').map(Number)) {
   if (!r.ok) break;
   best = { rotPerSec, eventsPerSec: N / r.writeSecs };
 }
-console.log(best ? `fastest rotation rate kept up with: ${best.rotPerSec.toFixed(1)} rotations/s (${best.eventsPerSec.toFixed(0)} events/s)` : 'the tail kept up with none of the rates');
+console.log(
+  best
+    ? `fastest rotation rate kept up with: ${best.rotPerSec.toFixed(1)} rotations/s (${best.eventsPerSec.toFixed(0)} events/s)`
+    : 'the tail kept up with none of the rates',
+);
 if (warnings.length) console.log(`warnings (first 3):\n  ${warnings.slice(0, 3).join('\n  ')}`);

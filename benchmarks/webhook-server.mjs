@@ -37,11 +37,33 @@ if (!process.env.BENCH_NO_DETECT) {
       detect: (events) =>
         events
           .filter((e) => e.resource === 'pods' && e.subresource === 'exec')
-          .map((e) => ({ rule: 'bench.pod-exec', title: 'Exec into a pod', severity: 'medium', tags: [], summary: `${e.user} exec ${e.namespace}/${e.name}`, cluster: e.cluster, auditID: e.auditID, stage: e.stage, time: e.time, timeMicros: e.timeMicros, user: e.user, sourceIP: e.sourceIP, verb: e.verb, objectRef: { resource: 'pods', subresource: 'exec', namespace: e.namespace, name: e.name }, groupKey: `bench|${e.cluster}|${e.auditID}` })),
+          .map((e) => ({
+            rule: 'bench.pod-exec',
+            title: 'Exec into a pod',
+            severity: 'medium',
+            tags: [],
+            summary: `${e.user} exec ${e.namespace}/${e.name}`,
+            cluster: e.cluster,
+            auditID: e.auditID,
+            stage: e.stage,
+            time: e.time,
+            timeMicros: e.timeMicros,
+            user: e.user,
+            sourceIP: e.sourceIP,
+            verb: e.verb,
+            objectRef: { resource: 'pods', subresource: 'exec', namespace: e.namespace, name: e.name },
+            groupKey: `bench|${e.cluster}|${e.auditID}`,
+          })),
     };
   }
 }
-const pipeline = new Pipeline({ writer, detector, metrics, redaction: { enabled: true, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
+const pipeline = new Pipeline({
+  writer,
+  detector,
+  metrics,
+  redaction: { enabled: true, key: writer.redactionKey },
+  maxQueuedBatches: cfg.ingest.maxQueuedBatches,
+});
 // BENCH_COALESCE=off, or MAX_EVENTS[,IN_FLIGHT]: group-commit tuning for experiments (default: kaudit's defaults).
 const co = process.env.BENCH_COALESCE;
 const webhookCoalesce = co === 'off' ? false : co ? { maxEvents: Number(co.split(',')[0]), maxInFlight: Number(co.split(',')[1] ?? 2) } : undefined;

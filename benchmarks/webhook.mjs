@@ -57,7 +57,9 @@ if (TLS) {
 }
 
 const nodeArgs = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [];
-const child = spawn(process.execPath, [...nodeArgs, new URL('./webhook-server.mjs', import.meta.url).pathname, ...serverArgs], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+const child = spawn(process.execPath, [...nodeArgs, new URL('./webhook-server.mjs', import.meta.url).pathname, ...serverArgs], {
+  stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+});
 const info = await new Promise((resolve, reject) => {
   let buf = '';
   child.stdout.on('data', (d) => {
@@ -128,19 +130,27 @@ const openAgent = TLS ? new HttpsAgent({ keepAlive: true, maxSockets: 64, ca }) 
 function post(body, via = agent) {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const req = doRequest(`${base}/api/v1/audit/webhook`, { method: 'POST', agent: via, headers: { 'content-type': 'application/json', 'content-length': body.length, ...(TLS ? { authorization: `Bearer ${TOKEN}` } : {}) } }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        let j;
-        try {
-          j = JSON.parse(Buffer.concat(chunks).toString());
-        } catch {
-          j = undefined;
-        }
-        resolve({ status: res.statusCode, ms: performance.now() - t0, body: j });
-      });
-    });
+    const req = doRequest(
+      `${base}/api/v1/audit/webhook`,
+      {
+        method: 'POST',
+        agent: via,
+        headers: { 'content-type': 'application/json', 'content-length': body.length, ...(TLS ? { authorization: `Bearer ${TOKEN}` } : {}) },
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          let j;
+          try {
+            j = JSON.parse(Buffer.concat(chunks).toString());
+          } catch {
+            j = undefined;
+          }
+          resolve({ status: res.statusCode, ms: performance.now() - t0, body: j });
+        });
+      },
+    );
     req.on('error', (e) => resolve({ status: 0, ms: performance.now() - t0, error: e.message }));
     req.end(body);
   });
@@ -169,7 +179,9 @@ const f0 = (n) => Math.round(n).toLocaleString('en-US');
 const f1 = (n) => n.toFixed(1);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-console.log(`server: ${base} (${TLS ? 'TLS + bearer token' : 'plain HTTP'}), detection: ${info.detector}; batches of ${BATCH} events, ~${f0(avgBytes / BATCH)} bytes/event, ${f0(avgBytes / 1024)} KiB/batch; ${PEOPLE * 100}% of requests by people`);
+console.log(
+  `server: ${base} (${TLS ? 'TLS + bearer token' : 'plain HTTP'}), detection: ${info.detector}; batches of ${BATCH} events, ~${f0(avgBytes / BATCH)} bytes/event, ${f0(avgBytes / 1024)} KiB/batch; ${PEOPLE * 100}% of requests by people`,
+);
 
 async function throughput() {
   // Warm up (JIT, SQLite pages) for 2 s, then measure.
@@ -222,7 +234,11 @@ async function throughput() {
 
 async function delivery(RATE) {
   const { default: WebSocket } = await import('ws');
-  const ws = new WebSocket(`${TLS ? 'wss' : 'ws'}://127.0.0.1:${info.port}/api/v1/alerts/stream`, { ca, headers: TLS ? { authorization: `Bearer ${READ_TOKEN}` } : {}, perMessageDeflate: false });
+  const ws = new WebSocket(`${TLS ? 'wss' : 'ws'}://127.0.0.1:${info.port}/api/v1/alerts/stream`, {
+    ca,
+    headers: TLS ? { authorization: `Bearer ${READ_TOKEN}` } : {},
+    perMessageDeflate: false,
+  });
   await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
   const sentAt = new Map(); // auditID of a planted exec event -> POST start
   const delivery = [];
@@ -250,10 +266,19 @@ async function delivery(RATE) {
       return {
         id,
         json: JSON.stringify({
-          level: 'Metadata', auditID: id, stage: 'ResponseStarted', requestURI: `/api/v1/namespaces/payments/pods/bench-${k}/exec?command=sh&container=web&stdin=true&stdout=true&tty=true`,
-          verb: 'create', user: { username: 'alice@example.com', groups: ['system:authenticated'] }, sourceIPs: ['203.0.113.10'], userAgent: 'kubectl/v1.30.2',
-          objectRef: { resource: 'pods', namespace: 'payments', name: `bench-${k}`, apiVersion: 'v1', subresource: 'exec' }, responseStatus: { metadata: {}, code: 101 },
-          requestReceivedTimestamp: t, stageTimestamp: t, annotations: { 'authorization.k8s.io/decision': 'allow' },
+          level: 'Metadata',
+          auditID: id,
+          stage: 'ResponseStarted',
+          requestURI: `/api/v1/namespaces/payments/pods/bench-${k}/exec?command=sh&container=web&stdin=true&stdout=true&tty=true`,
+          verb: 'create',
+          user: { username: 'alice@example.com', groups: ['system:authenticated'] },
+          sourceIPs: ['203.0.113.10'],
+          userAgent: 'kubectl/v1.30.2',
+          objectRef: { resource: 'pods', namespace: 'payments', name: `bench-${k}`, apiVersion: 'v1', subresource: 'exec' },
+          responseStatus: { metadata: {}, code: 101 },
+          requestReceivedTimestamp: t,
+          stageTimestamp: t,
+          annotations: { 'authorization.k8s.io/decision': 'allow' },
         }),
       };
     });

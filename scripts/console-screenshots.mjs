@@ -59,7 +59,11 @@ async function main() {
   const out = process.argv[2] ?? join(root, 'docs', 'console');
   const { chromium } = await import('playwright-core');
   const dir = mkdtempSync(join(tmpdir(), 'kaudit-shots-'));
-  const proc = spawn(process.execPath, ['bin/kaudit.js', 'serve', '--demo', '--db', join(dir, 'k.db'), '--listen', '127.0.0.1:0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KAUDIT_DEMO_REPLAY_MS: '3600000' } });
+  const proc = spawn(process.execPath, ['bin/kaudit.js', 'serve', '--demo', '--db', join(dir, 'k.db'), '--listen', '127.0.0.1:0'], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KAUDIT_DEMO_REPLAY_MS: '3600000' },
+  });
   let log = '';
   const port = await new Promise((resolve, reject) => {
     const on = (d) => {
@@ -74,7 +78,15 @@ async function main() {
   const browser = await chromium.launch({
     executablePath: process.env.KAUDIT_CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
     // playwright gives each launch a fresh temporary profile (it refuses --user-data-dir with launch()).
   });
   try {

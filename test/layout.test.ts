@@ -10,7 +10,9 @@ import { describe, expect, it } from 'vitest';
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
 function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? sourceFiles(join(dir, d.name)) : d.name.endsWith('.ts') && !d.name.endsWith('.d.ts') ? [join(dir, d.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((d) =>
+    d.isDirectory() ? sourceFiles(join(dir, d.name)) : d.name.endsWith('.ts') && !d.name.endsWith('.d.ts') ? [join(dir, d.name)] : [],
+  );
 }
 
 interface Import {
@@ -67,7 +69,9 @@ describe('source layout', () => {
   });
 
   it('src/events/ (the audit Event, its decoding and envelopes) imports nothing from other src/ folders', () => {
-    const outside = [...graph].flatMap(([f, imps]) => (f.startsWith('events/') ? imps.filter((i) => !i.target.startsWith('events/')).map((i) => `${f} -> ${i.target}`) : []));
+    const outside = [...graph].flatMap(([f, imps]) =>
+      f.startsWith('events/') ? imps.filter((i) => !i.target.startsWith('events/')).map((i) => `${f} -> ${i.target}`) : [],
+    );
     expect(outside).toEqual([]);
   });
 

@@ -17,7 +17,12 @@ const out = execFileSync('bash', [script, 'start', '--secure', '--watch-pid', St
   encoding: 'utf8',
   stdio: ['ignore', 'pipe', 'inherit'],
 });
-const env = Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+const env = Object.fromEntries(
+  out
+    .trim()
+    .split('\n')
+    .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+);
 console.log(`broker: Kafka ${env.KAFKA_VERSION} at ${env.KAFKA_BROKERS}`);
 
 const results = [];
@@ -46,10 +51,16 @@ const waitFor = async (cond, ms, what) => {
 // Every request kafkajs sends is logged at debug level as `Request Name(key: k, version: v)`: collect them, to show
 // which protocol versions kafkajs negotiated with this broker.
 const used = new Map();
-const census = () => ({ log }) => {
-  const m = /^Request (\w+)\(key: (\d+), version: (\d+)\)/.exec(log.message ?? '');
-  if (m) used.set(m[1], [...new Set([...(used.get(m[1]) ?? []), Number(m[3])])].sort((a, b) => a - b));
-};
+const census =
+  () =>
+  ({ log }) => {
+    const m = /^Request (\w+)\(key: (\d+), version: (\d+)\)/.exec(log.message ?? '');
+    if (m)
+      used.set(
+        m[1],
+        [...new Set([...(used.get(m[1]) ?? []), Number(m[3])])].sort((a, b) => a - b),
+      );
+  };
 const kafka = new Kafka({
   clientId: 'compat',
   brokers: [env.KAFKA_BROKERS],
@@ -93,8 +104,7 @@ try {
   });
 
   const seen = new Set();
-  const mk = (_id) =>
-    kafka.consumer({ groupId: 'compat-group', sessionTimeout: 10000, heartbeatInterval: 1000, rebalanceTimeout: 10000 });
+  const mk = (_id) => kafka.consumer({ groupId: 'compat-group', sessionTimeout: 10000, heartbeatInterval: 1000, rebalanceTimeout: 10000 });
   const c1 = mk('c1');
   const assigned = { c1: 0, c2: 0 };
   await check('consumer: join group, eachBatch with manual resolve + commit (FindCoordinator, JoinGroup, SyncGroup, Fetch, OffsetCommit)', async () => {
@@ -129,7 +139,10 @@ try {
     const g = await admin.describeGroups(['compat-group']);
     assert(g.groups[0].state === 'Stable', `group state ${g.groups[0].state}`);
     const l = await admin.listGroups();
-    assert(l.groups.some((x) => x.groupId === 'compat-group'), 'group not listed');
+    assert(
+      l.groups.some((x) => x.groupId === 'compat-group'),
+      'group not listed',
+    );
   });
 
   const c2 = mk('c2');
@@ -214,7 +227,10 @@ try {
 }
 console.log(
   'protocol versions kafkajs used: ' +
-    [...used].sort(([a], [b]) => a.localeCompare(b)).map(([name, v]) => `${name} v${v.join(',')}`).join(', '),
+    [...used]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, v]) => `${name} v${v.join(',')}`)
+      .join(', '),
 );
 const failed = results.filter((r) => !r).length;
 console.log(`Kafka ${env.KAFKA_VERSION} with kafkajs: ${results.length - failed} passed, ${failed} failed`);

@@ -54,7 +54,15 @@ const alertFilterProps = {
 } as const;
 
 function alertFilter(q: AlertQuery): AlertFilter {
-  return { rule: q.rule ? q.rule.split(',') : undefined, minSeverity: q.severity, cluster: q.cluster, namespace: q.namespace, user: q.user, since: timeArg(q.since), until: timeArg(q.until) };
+  return {
+    rule: q.rule ? q.rule.split(',') : undefined,
+    minSeverity: q.severity,
+    cluster: q.cluster,
+    namespace: q.namespace,
+    user: q.user,
+    since: timeArg(q.since),
+    until: timeArg(q.until),
+  };
 }
 
 export async function alertRoutes(app: FastifyInstance, opts: { ctx: ApiContext }): Promise<void> {

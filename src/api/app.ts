@@ -77,7 +77,10 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
   } as FastifyServerOptions) as unknown as FastifyInstance;
   const openapi = collectOpenApi(app);
   const requests = ctx.metrics.counter('kaudit_http_requests_total', 'HTTP requests, by route and status');
-  const refused = ctx.metrics.counter('kaudit_auth_refused_total', 'Requests refused by access control, by status (401 no or bad credentials, 403 scope or cluster)');
+  const refused = ctx.metrics.counter(
+    'kaudit_auth_refused_total',
+    'Requests refused by access control, by status (401 no or bad credentials, 403 scope or cluster)',
+  );
   const maxResults = ctx.config.server.maxResults;
   const pubsubOwnAuth = !!ctx.sources?.some((s) => s.type === 'pubsub-push' && s.audience !== undefined);
   app.decorateRequest('principal', undefined);

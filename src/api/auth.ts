@@ -65,7 +65,8 @@ export function parseTokens(text: string, file: string): TokenEntry[] {
     const [token, scope, cluster] = f as [string, string, string | undefined];
     if (token.length < 16) throw new ConfigError(`${where}: token is too short (${token.length} characters; use at least 16, e.g. \`openssl rand -hex 32\`)`);
     if (!(SCOPES as readonly string[]).includes(scope)) throw new ConfigError(`${where}: scope "${scope}" is not one of ${SCOPES.join(', ')}`);
-    if (cluster !== undefined && !CLUSTER_NAME.test(cluster)) throw new ConfigError(`${where}: bad cluster name "${cluster}" (letters, digits, . _ -; at most 63)`);
+    if (cluster !== undefined && !CLUSTER_NAME.test(cluster))
+      throw new ConfigError(`${where}: bad cluster name "${cluster}" (letters, digits, . _ -; at most 63)`);
     const d = digest(token);
     const key = d.toString('hex');
     if (seen.has(key)) throw new ConfigError(`${where}: the same token appears twice`);
@@ -185,7 +186,8 @@ export class Access {
       const tls = socket as TLSSocket;
       const peer = typeof tls.getPeerCertificate === 'function' ? tls.getPeerCertificate() : undefined;
       const presented = !!peer && Object.keys(peer).length > 0;
-      if (presented && !tls.authorized) throw new AccessError(401, `client certificate rejected: ${tls.authorizationError ?? 'not signed by the configured client CA'}`);
+      if (presented && !tls.authorized)
+        throw new AccessError(401, `client certificate rejected: ${tls.authorizationError ?? 'not signed by the configured client CA'}`);
       if (!presented && need !== 'none') throw new AccessError(401, 'a client certificate signed by the configured client CA is required');
       if (presented) cert = certPrincipal(peer!.subject);
     }
@@ -203,7 +205,11 @@ export class Access {
   /** Authenticates and checks the scope; throws AccessError. */
   authorize(headers: IncomingHttpHeaders, socket: Socket, need: Need): Principal {
     const p = this.authenticate(headers, socket, need);
-    if (!allows(p, need)) throw new AccessError(403, `${p.name} has scope "${p.scope}", which does not allow ${need === 'ingest' ? 'posting audit events (needs ingest or admin)' : 'reading (needs read or admin)'}`);
+    if (!allows(p, need))
+      throw new AccessError(
+        403,
+        `${p.name} has scope "${p.scope}", which does not allow ${need === 'ingest' ? 'posting audit events (needs ingest or admin)' : 'reading (needs read or admin)'}`,
+      );
     return p;
   }
 }

@@ -90,7 +90,11 @@ export async function consoleRoutes(app: FastifyInstance, opts: { dir?: string }
 
   app.get('/', { schema: { hide: true } }, async (req, reply) => {
     const f = built ? await cache.get('index.html') : undefined;
-    if (!f) return reply.code(404).headers(SECURITY_HEADERS).send({ error: built ? 'console page not found' : missing, api: '/api/v1' });
+    if (!f)
+      return reply
+        .code(404)
+        .headers(SECURITY_HEADERS)
+        .send({ error: built ? 'console page not found' : missing, api: '/api/v1' });
     // The page names the hashed assets of this build: always revalidated, so an upgrade is picked up at once.
     return send(reply, req.headers['if-none-match'], f, 'no-cache');
   });
@@ -103,7 +107,11 @@ export async function consoleRoutes(app: FastifyInstance, opts: { dir?: string }
     const rel = req.params['*'];
     if (!/^[A-Za-z0-9._-]{1,200}$/.test(rel)) return reply.code(404).headers(SECURITY_HEADERS).send({ error: 'not found' });
     const f = await cache.get(`assets/${rel}`);
-    if (!f) return reply.code(404).headers(SECURITY_HEADERS).send({ error: `no console asset ${rel}` });
+    if (!f)
+      return reply
+        .code(404)
+        .headers(SECURITY_HEADERS)
+        .send({ error: `no console asset ${rel}` });
     // File names carry a content hash (Vite): a name never changes meaning, so it may be cached for good.
     return send(reply, req.headers['if-none-match'], f, 'public, max-age=31536000, immutable');
   });

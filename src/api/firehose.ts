@@ -50,26 +50,37 @@ export async function firehoseRoutes(app: FastifyInstance, opts: { ctx: ApiConte
     }
   };
 
-  app.post(FIREHOSE_ROUTE, { onRequest, schema: { summary: 'Kinesis Data Firehose HTTP endpoint delivery (EKS audit logs via a CloudWatch Logs subscription)', tags: ['ingest'] } } as never, async (req: FastifyRequest, reply: FastifyReply) => {
-    let body: unknown;
-    try {
-      body = JSON.parse((req.body as Buffer).toString('utf8'));
-    } catch (e) {
-      return answer(reply, req, 400, `body is not JSON (${(e as Error).message.split('\n')[0]})`);
-    }
-    const b = body as { requestId?: unknown; timestamp?: unknown; records?: unknown };
-    if (typeof b !== 'object' || b === null || !Array.isArray(b.records)) return answer(reply, req, 400, 'body is not a Firehose delivery request: no records array');
-    const requestId = typeof b.requestId === 'string' ? b.requestId : String(req.headers['x-amz-firehose-request-id'] ?? req.id);
-    // One raw record per Firehose record: a bad one is its own dead letter, holding only its own data.
-    const records: RawRecord[] = b.records.map((r, i) => ({ value: { requestId, timestamp: b.timestamp, records: [r] }, where: `firehose ${requestId} record ${i}` }));
-    const cluster = source.cluster ?? ctx.config.cluster;
-    try {
-      if (records.length > 0) await ctx.sink.submit({ source: 'firehose', cluster, records, format: 'eks', clusterFixed: source.cluster !== undefined });
-    } catch (e) {
-      if (e instanceof OverloadedError) return answer(reply.header('retry-after', '1'), req, 503, 'ingest queue is full; retry later');
-      log.error(`firehose request ${requestId} was not stored: ${(e as Error).message}`, 'firehose-store');
-      return answer(reply, req, 500, 'the records could not be stored; retry');
-    }
-    return answer(reply, req, 200);
-  });
+  app.post(
+    FIREHOSE_ROUTE,
+    {
+      onRequest,
+      schema: { summary: 'Kinesis Data Firehose HTTP endpoint delivery (EKS audit logs via a CloudWatch Logs subscription)', tags: ['ingest'] },
+    } as never,
+    async (req: FastifyRequest, reply: FastifyReply) => {
+      let body: unknown;
+      try {
+        body = JSON.parse((req.body as Buffer).toString('utf8'));
+      } catch (e) {
+        return answer(reply, req, 400, `body is not JSON (${(e as Error).message.split('\n')[0]})`);
+      }
+      const b = body as { requestId?: unknown; timestamp?: unknown; records?: unknown };
+      if (typeof b !== 'object' || b === null || !Array.isArray(b.records))
+        return answer(reply, req, 400, 'body is not a Firehose delivery request: no records array');
+      const requestId = typeof b.requestId === 'string' ? b.requestId : String(req.headers['x-amz-firehose-request-id'] ?? req.id);
+      // One raw record per Firehose record: a bad one is its own dead letter, holding only its own data.
+      const records: RawRecord[] = b.records.map((r, i) => ({
+        value: { requestId, timestamp: b.timestamp, records: [r] },
+        where: `firehose ${requestId} record ${i}`,
+      }));
+      const cluster = source.cluster ?? ctx.config.cluster;
+      try {
+        if (records.length > 0) await ctx.sink.submit({ source: 'firehose', cluster, records, format: 'eks', clusterFixed: source.cluster !== undefined });
+      } catch (e) {
+        if (e instanceof OverloadedError) return answer(reply.header('retry-after', '1'), req, 503, 'ingest queue is full; retry later');
+        log.error(`firehose request ${requestId} was not stored: ${(e as Error).message}`, 'firehose-store');
+        return answer(reply, req, 500, 'the records could not be stored; retry');
+      }
+      return answer(reply, req, 200);
+    },
+  );
 }

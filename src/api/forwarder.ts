@@ -57,14 +57,28 @@ export async function forwarderRoutes(app: FastifyInstance, opts: { ctx: ApiCont
     if (records.length === 0) return send(reply, 200, { cluster: c.cluster, events: 0, stored: 0, duplicates: 0, bad: 0 });
     try {
       const o = await ctx.sink.submit({ source: `forwarder:${c.cluster}`, cluster: c.cluster, records, clusterFixed: c.fixed });
-      return send(reply, 200, { cluster: c.cluster, records: records.length, stored: o.stored, duplicates: o.duplicates, bad: o.bad.length, ...(o.bad.length ? { badRecords: o.bad.slice(0, 10) } : {}) });
+      return send(reply, 200, {
+        cluster: c.cluster,
+        records: records.length,
+        stored: o.stored,
+        duplicates: o.duplicates,
+        bad: o.bad.length,
+        ...(o.bad.length ? { badRecords: o.bad.slice(0, 10) } : {}),
+      });
     } catch (e) {
       if (e instanceof OverloadedError) return send(reply.header('retry-after', '1'), 503, { error: 'ingest queue is full; retry later' });
       log.error(`forwarder batch for cluster ${c.cluster} (request ${req.id}) was not stored: ${(e as Error).message}`, 'forwarder-store');
       return send(reply, 500, { error: 'the batch could not be stored; retry' });
     }
   };
-  const schema = { summary: "Log forwarders' HTTP outputs (Fluent Bit, Vector, Logstash): a JSON array, NDJSON or one record; 200 once committed", tags: ['ingest'] };
+  const schema = {
+    summary: "Log forwarders' HTTP outputs (Fluent Bit, Vector, Logstash): a JSON array, NDJSON or one record; 200 once committed",
+    tags: ['ingest'],
+  };
   app.post('/ingest/forwarder', { schema } as never, handler);
-  app.post('/ingest/forwarder/:cluster', { schema: { ...schema, params: { type: 'object', properties: { cluster: { type: 'string', pattern: CLUSTER_NAME.source } } } } } as never, handler);
+  app.post(
+    '/ingest/forwarder/:cluster',
+    { schema: { ...schema, params: { type: 'object', properties: { cluster: { type: 'string', pattern: CLUSTER_NAME.source } } } } } as never,
+    handler,
+  );
 }

@@ -69,7 +69,8 @@ export class OidcVerifier {
 
   /** Resolves with the token's claims, or rejects with a TokenError. */
   async verify(authorization: string | undefined, now = Date.now() / 1000): Promise<Record<string, unknown>> {
-    if (!authorization || !/^Bearer\s+/i.test(authorization)) throw new TokenError('no bearer token (configure the push subscription with an OIDC service account)');
+    if (!authorization || !/^Bearer\s+/i.test(authorization))
+      throw new TokenError('no bearer token (configure the push subscription with an OIDC service account)');
     const token = authorization.replace(/^Bearer\s+/i, '').trim();
     const parts = token.split('.');
     if (parts.length !== 3) throw new TokenError('token is not a JWT');
@@ -83,10 +84,12 @@ export class OidcVerifier {
     const skew = this.o.skewSeconds ?? 60;
     if (typeof claims.exp !== 'number' || claims.exp + skew < now) throw new TokenError('token has expired');
     if (typeof claims.iat === 'number' && claims.iat - skew > now) throw new TokenError('token is issued in the future');
-    if (typeof claims.iss !== 'string' || !this.o.issuers.includes(claims.iss)) throw new TokenError(`token issuer ${JSON.stringify(claims.iss)} is not accepted`);
+    if (typeof claims.iss !== 'string' || !this.o.issuers.includes(claims.iss))
+      throw new TokenError(`token issuer ${JSON.stringify(claims.iss)} is not accepted`);
     const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
     if (!aud.includes(this.o.audience)) throw new TokenError('token audience does not match this endpoint');
-    if (this.o.email !== undefined && (claims.email !== this.o.email || claims.email_verified !== true)) throw new TokenError('token is not of the configured service account');
+    if (this.o.email !== undefined && (claims.email !== this.o.email || claims.email_verified !== true))
+      throw new TokenError('token is not of the configured service account');
     return claims;
   }
 }

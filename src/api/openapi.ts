@@ -25,11 +25,20 @@ export function collectOpenApi(app: FastifyInstance): () => object {
     for (const r of routes) {
       const path = r.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
       const parameters: object[] = [];
-      for (const [where, key] of [['query', 'querystring'], ['path', 'params']] as const) {
+      for (const [where, key] of [
+        ['query', 'querystring'],
+        ['path', 'params'],
+      ] as const) {
         const s = r.schema[key];
         if (!s?.properties) continue;
         for (const [name, p] of Object.entries<any>(s.properties)) {
-          parameters.push({ name, in: where, required: where === 'path' || (s.required ?? []).includes(name), schema: { ...p, description: undefined }, description: p.description });
+          parameters.push({
+            name,
+            in: where,
+            required: where === 'path' || (s.required ?? []).includes(name),
+            schema: { ...p, description: undefined },
+            description: p.description,
+          });
         }
       }
       const responses: Record<string, object> = {};

@@ -105,7 +105,10 @@ export async function policyRoutes(app: FastifyInstance, opts: { ctx: ApiContext
       const b = req.body;
       const loaded = parsePolicy(b.policy, 'policy');
       const reqs = await requirements(b.detections);
-      const report: FullReport & { checks?: unknown } = checkPolicy(loaded, { ...(reqs.requirements ? { requirements: reqs.requirements } : {}), ...(reqs.note ? { requirementsUnavailable: reqs.note } : {}) });
+      const report: FullReport & { checks?: unknown } = checkPolicy(loaded, {
+        ...(reqs.requirements ? { requirements: reqs.requirements } : {}),
+        ...(reqs.note ? { requirementsUnavailable: reqs.note } : {}),
+      });
       if (b.manifest !== undefined && b.manifest.trim() !== '') {
         let m;
         try {
@@ -191,7 +194,14 @@ export async function policyRoutes(app: FastifyInstance, opts: { ctx: ApiContext
           } while (cursor);
         };
       }
-      const g = await generatePolicy({ profile, requirements: reqs.requirements, requirementsNote: reqs.note, fromLog, minShare: b.minShare, minEvents: b.minEvents });
+      const g = await generatePolicy({
+        profile,
+        requirements: reqs.requirements,
+        requirementsNote: reqs.note,
+        fromLog,
+        minShare: b.minShare,
+        minEvents: b.minEvents,
+      });
       return { profile, yaml: g.yaml, uncovered: g.uncovered, ...(g.volume ? { volume: g.volume } : {}), ...(tunedOn ? { tunedOn } : {}) };
     },
   );

@@ -19,7 +19,9 @@ const MAX_PUSH_BYTES = 16 * 1024 * 1024;
 
 export async function pubsubRoutes(app: FastifyInstance, opts: { ctx: ApiContext; source: PubSubPushSourceConfig }): Promise<void> {
   const { ctx, source } = opts;
-  const verifier = source.audience ? new OidcVerifier({ jwks: source.jwks, audience: source.audience, issuers: source.issuers, email: source.serviceAccount }) : undefined;
+  const verifier = source.audience
+    ? new OidcVerifier({ jwks: source.jwks, audience: source.audience, issuers: source.issuers, email: source.serviceAccount })
+    : undefined;
   const counted = ctx.metrics.counter('kaudit_pubsub_push_requests_total', 'Pub/Sub push requests answered, by status');
   rawBodies(app, MAX_PUSH_BYTES);
   const send = (reply: FastifyReply, status: number, body?: Record<string, unknown>) => {
@@ -44,25 +46,35 @@ export async function pubsubRoutes(app: FastifyInstance, opts: { ctx: ApiContext
       return send(reply.header('connection', 'close'), 401, { error: e.message });
     }
   };
-  app.post(PUBSUB_ROUTE, { onRequest, schema: { summary: 'Pub/Sub push delivery of a GKE log sink (one LogEntry a message); 204 once committed', tags: ['ingest'] } } as never, async (req: FastifyRequest, reply: FastifyReply) => {
-    let body: unknown;
-    try {
-      body = JSON.parse((req.body as Buffer).toString('utf8'));
-    } catch (e) {
-      return send(reply, 400, { error: `body is not JSON (${(e as Error).message.split('\n')[0]})` });
-    }
-    const msg = (body as { message?: { messageId?: unknown } } | null)?.message;
-    if (typeof msg !== 'object' || msg === null) return send(reply, 400, { error: 'body is not a Pub/Sub push: no message object' });
-    const id = typeof msg.messageId === 'string' ? msg.messageId : req.id;
-    const cluster = source.cluster ?? ctx.config.cluster;
-    try {
-      const o = await ctx.sink.submit({ source: 'pubsub', cluster, records: [{ value: body, where: `pubsub request ${req.id}` }], format: 'gke', clusterFixed: source.cluster !== undefined });
-      if (o.bad.length) log.warn(`pubsub message ${id}: dead-lettered: ${o.bad[0]!.reason}`, 'pubsub-bad');
-      return send(reply, 204);
-    } catch (e) {
-      if (e instanceof OverloadedError) return send(reply.header('retry-after', '1'), 503, { error: 'ingest queue is full; retry later' });
-      log.error(`pubsub message ${id} was not stored: ${(e as Error).message}`, 'pubsub-store');
-      return send(reply, 500, { error: 'the message could not be stored; retry' });
-    }
-  });
+  app.post(
+    PUBSUB_ROUTE,
+    { onRequest, schema: { summary: 'Pub/Sub push delivery of a GKE log sink (one LogEntry a message); 204 once committed', tags: ['ingest'] } } as never,
+    async (req: FastifyRequest, reply: FastifyReply) => {
+      let body: unknown;
+      try {
+        body = JSON.parse((req.body as Buffer).toString('utf8'));
+      } catch (e) {
+        return send(reply, 400, { error: `body is not JSON (${(e as Error).message.split('\n')[0]})` });
+      }
+      const msg = (body as { message?: { messageId?: unknown } } | null)?.message;
+      if (typeof msg !== 'object' || msg === null) return send(reply, 400, { error: 'body is not a Pub/Sub push: no message object' });
+      const id = typeof msg.messageId === 'string' ? msg.messageId : req.id;
+      const cluster = source.cluster ?? ctx.config.cluster;
+      try {
+        const o = await ctx.sink.submit({
+          source: 'pubsub',
+          cluster,
+          records: [{ value: body, where: `pubsub request ${req.id}` }],
+          format: 'gke',
+          clusterFixed: source.cluster !== undefined,
+        });
+        if (o.bad.length) log.warn(`pubsub message ${id}: dead-lettered: ${o.bad[0]!.reason}`, 'pubsub-bad');
+        return send(reply, 204);
+      } catch (e) {
+        if (e instanceof OverloadedError) return send(reply.header('retry-after', '1'), 503, { error: 'ingest queue is full; retry later' });
+        log.error(`pubsub message ${id} was not stored: ${(e as Error).message}`, 'pubsub-store');
+        return send(reply, 500, { error: 'the message could not be stored; retry' });
+      }
+    },
+  );
 }

@@ -48,6 +48,8 @@ export function rawBodies(app: FastifyInstance, limit: number): void {
       chunks.push(c);
     });
     stream.on('end', () => finish(null, Buffer.concat(chunks, n)));
-    stream.on('error', (e: Error) => finish(new BodyError(400, enc === 'gzip' ? `request body is not valid gzip (${e.message})` : `request body could not be read: ${e.message}`)));
+    stream.on('error', (e: Error) =>
+      finish(new BodyError(400, enc === 'gzip' ? `request body is not valid gzip (${e.message})` : `request body could not be read: ${e.message}`)),
+    );
   });
 }

@@ -22,7 +22,7 @@ export function parseExposition(text: string, wanted: (name: string) => boolean)
     if (!m || !wanted(m[1]!)) continue;
     const labels: Record<string, string> = {};
     const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-    for (let l; (l = re.exec(m[3] ?? '')); ) labels[l[1]!] = l[2]!.replace(/\\n/g, '\n').replace(/\\"/g, '"').replace(/\\\\/g, '\\');
+    for (let l; (l = re.exec(m[3] ?? ''));) labels[l[1]!] = l[2]!.replace(/\\n/g, '\n').replace(/\\"/g, '"').replace(/\\\\/g, '\\');
     const value = Number(m[4]);
     if (Number.isFinite(value)) out.push({ name: m[1]!, labels, value });
   }
@@ -32,7 +32,10 @@ export function parseExposition(text: string, wanted: (name: string) => boolean)
 const STARTED = Date.now();
 /** Metric families shown per area (kaudit_<area>_*). */
 const AREAS = ['tail', 'webhook', 'kafka', 'ingest'];
-const sampleSchema = { type: 'object', properties: { name: { type: 'string' }, labels: { type: 'object', additionalProperties: { type: 'string' } }, value: { type: 'number' } } } as const;
+const sampleSchema = {
+  type: 'object',
+  properties: { name: { type: 'string' }, labels: { type: 'object', additionalProperties: { type: 'string' } }, value: { type: 'number' } },
+} as const;
 const iso = (ms: number | null | undefined) => (typeof ms === 'number' ? new Date(ms).toISOString() : undefined);
 /** Event times are stored in microseconds. */
 const isoUs = (us: number | null | undefined) => (typeof us === 'number' ? iso(Math.floor(us / 1000)) : undefined);
@@ -72,7 +75,17 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
               feed: { type: 'object', properties: { clients: { type: 'number' } } },
               deadLetters: {
                 type: 'array',
-                items: { type: 'object', properties: { id: { type: 'integer' }, received: { type: 'string' }, source: { type: 'string' }, position: { type: 'string' }, reason: { type: 'string' }, size: { type: 'integer' } } },
+                items: {
+                  type: 'object',
+                  properties: {
+                    id: { type: 'integer' },
+                    received: { type: 'string' },
+                    source: { type: 'string' },
+                    position: { type: 'string' },
+                    reason: { type: 'string' },
+                    size: { type: 'integer' },
+                  },
+                },
               },
             },
           },
@@ -82,7 +95,14 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
     async () => {
       const o = store.overview();
       const positions = o.positions.map((p) => ({ source: p.source, updated: iso(p.updated)! }));
-      const samples = parseExposition(ctx.metrics.render(), (n) => AREAS.some((a) => n.startsWith(`kaudit_${a}_`)) || n === 'kaudit_feed_clients' || n === 'kaudit_bad_input_total' || n === 'kaudit_events_ingested_total');
+      const samples = parseExposition(
+        ctx.metrics.render(),
+        (n) =>
+          AREAS.some((a) => n.startsWith(`kaudit_${a}_`)) ||
+          n === 'kaudit_feed_clients' ||
+          n === 'kaudit_bad_input_total' ||
+          n === 'kaudit_events_ingested_total',
+      );
       const by = (area: string) => samples.filter((s) => s.name.startsWith(area.startsWith('kaudit') ? area : `kaudit_${area}_`));
       const r = config.store.retention;
       return {

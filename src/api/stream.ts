@@ -64,12 +64,14 @@ class FeedRequestError extends Error {
 export function feedParams(search: URLSearchParams): { filter: FeedFilter; after?: number } {
   const filter: FeedFilter = {};
   let after: number | undefined;
-  for (const k of search.keys()) if (!PARAMS.has(k)) throw new FeedRequestError(400, `unknown query parameter "${k.slice(0, 40)}"; use ${[...PARAMS].join(', ')}`);
+  for (const k of search.keys())
+    if (!PARAMS.has(k)) throw new FeedRequestError(400, `unknown query parameter "${k.slice(0, 40)}"; use ${[...PARAMS].join(', ')}`);
   const one = (k: string): string | undefined => {
     const all = search.getAll(k);
     if (all.length > 1) throw new FeedRequestError(400, `query parameter "${k}" given ${all.length} times`);
     const v = all[0];
-    if (v !== undefined && (v.length === 0 || v.length > MAX_TEXT)) throw new FeedRequestError(400, `query parameter "${k}" must be 1 to ${MAX_TEXT} characters`);
+    if (v !== undefined && (v.length === 0 || v.length > MAX_TEXT))
+      throw new FeedRequestError(400, `query parameter "${k}" must be 1 to ${MAX_TEXT} characters`);
     return v;
   };
   const sev = one('severity');
@@ -77,7 +79,11 @@ export function feedParams(search: URLSearchParams): { filter: FeedFilter; after
     if (!isSeverity(sev)) throw new FeedRequestError(400, `severity "${sev}" is not one of ${SEVERITIES.join(', ')}`);
     filter.minSeverity = sev;
   }
-  const rules = search.getAll('rule').flatMap((r) => r.split(',')).map((r) => r.trim()).filter(Boolean);
+  const rules = search
+    .getAll('rule')
+    .flatMap((r) => r.split(','))
+    .map((r) => r.trim())
+    .filter(Boolean);
   if (rules.length > MAX_RULES) throw new FeedRequestError(400, `at most ${MAX_RULES} rule ids`);
   if (rules.some((r) => r.length > MAX_TEXT)) throw new FeedRequestError(400, `rule ids are at most ${MAX_TEXT} characters`);
   if (rules.length) filter.rules = rules;
@@ -132,7 +138,8 @@ export async function streamRoutes(app: FastifyInstance, opts: StreamOptions): P
       let principal;
       try {
         const carried = req.headers.authorization === undefined ? bearerFromProtocols(req.headers['sec-websocket-protocol']) : undefined;
-        if (carried !== undefined && !(req.headers['sec-websocket-protocol'] ?? '').includes(FEED_PROTOCOL)) throw new FeedRequestError(400, `a client sending its token as a subprotocol must also offer ${FEED_PROTOCOL}`);
+        if (carried !== undefined && !(req.headers['sec-websocket-protocol'] ?? '').includes(FEED_PROTOCOL))
+          throw new FeedRequestError(400, `a client sending its token as a subprotocol must also offer ${FEED_PROTOCOL}`);
         const headers = carried === undefined ? req.headers : { ...req.headers, authorization: `Bearer ${carried}` };
         principal = access.authorize(headers, req.socket, 'read');
       } catch (e) {
@@ -141,7 +148,8 @@ export async function streamRoutes(app: FastifyInstance, opts: StreamOptions): P
       }
       const { filter, after } = feedParams(url.searchParams);
       if (principal.cluster !== undefined) {
-        if (filter.cluster !== undefined && filter.cluster !== principal.cluster) throw new FeedRequestError(403, `${principal.name} is bound to cluster "${principal.cluster}" and cannot watch cluster "${filter.cluster}"`);
+        if (filter.cluster !== undefined && filter.cluster !== principal.cluster)
+          throw new FeedRequestError(403, `${principal.name} is bound to cluster "${principal.cluster}" and cannot watch cluster "${filter.cluster}"`);
         filter.cluster = principal.cluster;
       }
       if (hub.size >= maxClients) throw new FeedRequestError(503, `too many alert feed clients (${maxClients}); retry later`);
@@ -180,6 +188,10 @@ export async function streamRoutes(app: FastifyInstance, opts: StreamOptions): P
         },
       },
     },
-    async (_req, reply) => reply.code(426).header('upgrade', 'websocket').send({ error: 'the alert feed is a WebSocket endpoint: connect with Upgrade: websocket (e.g. kaudit alerts --follow)' }),
+    async (_req, reply) =>
+      reply
+        .code(426)
+        .header('upgrade', 'websocket')
+        .send({ error: 'the alert feed is a WebSocket endpoint: connect with Upgrade: websocket (e.g. kaudit alerts --follow)' }),
   );
 }

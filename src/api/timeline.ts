@@ -15,7 +15,11 @@ const timelineSchema = {
   },
 } as const;
 
-const out = (t: Timeline) => ({ buckets: t.buckets.map((b) => new Date(b / 1000).toISOString()), bucketSeconds: Math.round(t.bucketUs / 1e6), series: t.series });
+const out = (t: Timeline) => ({
+  buckets: t.buckets.map((b) => new Date(b / 1000).toISOString()),
+  bucketSeconds: Math.round(t.bucketUs / 1e6),
+  series: t.series,
+});
 
 export async function timelineRoutes(app: FastifyInstance, opts: { ctx: ApiContext }): Promise<void> {
   const { store } = opts.ctx;
@@ -23,9 +27,14 @@ export async function timelineRoutes(app: FastifyInstance, opts: { ctx: ApiConte
     '/analyst/timeline/events',
     {
       schema: {
-        summary: 'Requests over time, stacked by verb, user, resource, namespace or source IP (the 8 largest, then "other"); the window defaults to the stored span',
+        summary:
+          'Requests over time, stacked by verb, user, resource, namespace or source IP (the 8 largest, then "other"); the window defaults to the stored span',
         tags: ['analyst'],
-        querystring: { type: 'object', additionalProperties: false, properties: { by: { type: 'string', enum: Object.keys(ROLLUP_DIMS), default: 'verb' }, ...timeWindowProps } },
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { by: { type: 'string', enum: Object.keys(ROLLUP_DIMS), default: 'verb' }, ...timeWindowProps },
+        },
         response: { 200: timelineSchema },
       },
     },

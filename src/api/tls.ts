@@ -97,7 +97,9 @@ export class TlsMaterial {
         log.info(`TLS certificate ${this.t.cert} reloaded${this.expiry ? `: valid until ${this.expiry.toISOString()}` : ''}`);
       } catch (e) {
         this.expiry = before;
-        log.error(`TLS files changed but were not loaded (the previous certificate stays in use until they change again): ${(e as Error).message.split('\n')[0]}`);
+        log.error(
+          `TLS files changed but were not loaded (the previous certificate stays in use until they change again): ${(e as Error).message.split('\n')[0]}`,
+        );
       }
     }, intervalMs);
     this.timer.unref();

@@ -47,7 +47,11 @@ const BYTES_IN_FLIGHT = 8 * 1024 * 1024;
  * path's cluster, else to the configured default `cluster`. A cluster from the binding or the path is fixed: an
  * envelope in the body naming another cluster does not move its events there (only the default gives way to it).
  */
-export function webhookCluster(principal: Principal | undefined, pathCluster: string | undefined, fallback: string): { cluster: string; fixed: boolean } | { status: 400 | 403; error: string } {
+export function webhookCluster(
+  principal: Principal | undefined,
+  pathCluster: string | undefined,
+  fallback: string,
+): { cluster: string; fixed: boolean } | { status: 400 | 403; error: string } {
   if (pathCluster !== undefined && !CLUSTER_NAME.test(pathCluster)) {
     return { status: 400, error: `bad cluster name "${pathCluster.slice(0, 80)}" in the path (letters, digits, . _ -; at most 63)` };
   }
@@ -66,7 +70,10 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
   const limit = ctx.config.webhook.maxBodyBytes;
   const maxInFlight = opts.maxInFlight ?? 64;
   const m = ctx.metrics;
-  const rejected = m.counter('kaudit_webhook_rejected_total', 'Webhook requests refused, by reason (content_type, too_large, malformed, overloaded, busy, cluster, error)');
+  const rejected = m.counter(
+    'kaudit_webhook_rejected_total',
+    'Webhook requests refused, by reason (content_type, too_large, malformed, overloaded, busy, cluster, error)',
+  );
   const received = m.counter('kaudit_webhook_events_received_total', 'Events received in webhook bodies that were handed to the pipeline');
   const bytesIn = m.counter('kaudit_webhook_bytes_total', 'Webhook body bytes read');
   const acked = m.counter('kaudit_webhook_batches_acknowledged_total', 'Webhook batches committed and answered 200');
@@ -98,14 +105,23 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
   });
   app.addContentTypeParser('*', (req, _payload, done) => {
     const type = req.headers['content-type'];
-    done(new WebhookError(415, `unsupported Content-Type ${JSON.stringify(type ?? '')}: the audit webhook takes application/json (an EventList, an Event or an array of events)`, 'content_type', { connection: 'close' }));
+    done(
+      new WebhookError(
+        415,
+        `unsupported Content-Type ${JSON.stringify(type ?? '')}: the audit webhook takes application/json (an EventList, an Event or an array of events)`,
+        'content_type',
+        { connection: 'close' },
+      ),
+    );
   });
 
   app.setErrorHandler((err: FastifyError & { reason?: string; headers?: Record<string, string> }, req, reply) => {
     // The body may be unread past the error: close the connection rather than read (and discard) the rest.
     if (err instanceof WebhookError) return refuse(reply, err.statusCode, err.reason, err.message, { connection: 'close', ...err.headers });
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return refuse(reply, 415, 'content_type', 'missing or unsupported Content-Type: the audit webhook takes application/json', { connection: 'close' });
-    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return refuse(reply, 413, 'too_large', tooLarge(limit, 'Content-Length over the limit').message, { connection: 'close' });
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+      return refuse(reply, 415, 'content_type', 'missing or unsupported Content-Type: the audit webhook takes application/json', { connection: 'close' });
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      return refuse(reply, 413, 'too_large', tooLarge(limit, 'Content-Length over the limit').message, { connection: 'close' });
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status === 500) log.error(`webhook request ${req.id}: ${err.message}`, 'webhook-error');
     return refuse(reply, status, status === 500 ? 'error' : 'malformed', status === 500 ? 'internal error; retry' : err.message);
@@ -119,14 +135,16 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
     const len = Number(req.headers['content-length']);
     if (Number.isFinite(len) && len > limit) return refuse(reply, 413, 'too_large', tooLarge(limit, `Content-Length ${len}`).message, { connection: 'close' });
     const enc = req.headers['content-encoding'];
-    if (enc !== undefined && enc.toLowerCase() !== 'identity') return refuse(reply, 415, 'content_type', `unsupported Content-Encoding "${enc}": send the body uncompressed`, { connection: 'close' });
+    if (enc !== undefined && enc.toLowerCase() !== 'identity')
+      return refuse(reply, 415, 'content_type', `unsupported Content-Encoding "${enc}": send the body uncompressed`, { connection: 'close' });
     // Refuse before reading the body when it could not be accepted anyway: the apiserver retries after Retry-After.
     // Early 503s keep the connection: Node discards the unread body (bounded by Content-Length, checked above), which
     // is cheaper than the new TLS handshake the sender's retry would otherwise need.
     if (ctx.sink.overloaded === true || coalescer?.full) {
       return refuse(reply, 503, 'overloaded', 'ingest queue is full; retry later', { 'retry-after': RETRY_AFTER_SECONDS });
     }
-    if (inFlight >= maxInFlight) return refuse(reply, 503, 'busy', `too many webhook requests in progress (${maxInFlight}); retry later`, { 'retry-after': RETRY_AFTER_SECONDS });
+    if (inFlight >= maxInFlight)
+      return refuse(reply, 503, 'busy', `too many webhook requests in progress (${maxInFlight}); retry later`, { 'retry-after': RETRY_AFTER_SECONDS });
     // A body without Content-Length is reserved at 1 MiB; it is still bounded by webhook.maxBodyBytes while read.
     const reserve = Number.isFinite(len) ? len : 1024 * 1024;
     if (bytesInFlight > 0 && bytesInFlight + reserve > maxBytes) {
@@ -196,7 +214,22 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
   app.post('/audit/webhook', routeOpts as never, handler);
   app.post(
     '/audit/webhook/:cluster',
-    { ...routeOpts, schema: { ...schema, params: { type: 'object', properties: { cluster: { type: 'string', pattern: CLUSTER_NAME.source, description: 'cluster the events belong to (a credential bound to a cluster must name that one or none)' } } } } } as never,
+    {
+      ...routeOpts,
+      schema: {
+        ...schema,
+        params: {
+          type: 'object',
+          properties: {
+            cluster: {
+              type: 'string',
+              pattern: CLUSTER_NAME.source,
+              description: 'cluster the events belong to (a credential bound to a cluster must name that one or none)',
+            },
+          },
+        },
+      },
+    } as never,
     handler,
   );
 }

@@ -98,7 +98,12 @@ export function getJson(url: URL, token: string | undefined, tls: ClientTls = {}
   return new Promise((resolve, reject) => {
     const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(
       url,
-      { method: 'GET', headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, ...(url.protocol === 'https:' ? tls : {}), timeout: timeoutMs },
+      {
+        method: 'GET',
+        headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        ...(url.protocol === 'https:' ? tls : {}),
+        timeout: timeoutMs,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -189,7 +194,7 @@ function connectOnce(base: URL, after: number, o: FollowOptions, seen: (id: numb
     u.search = p.toString();
     const ws = new WebSocket(u, {
       headers: o.token ? { authorization: `Bearer ${o.token}` } : {},
-      ...(base.protocol === 'https:' ? o.tls ?? {} : {}),
+      ...(base.protocol === 'https:' ? (o.tls ?? {}) : {}),
       handshakeTimeout: 15_000,
       perMessageDeflate: false,
     });
@@ -250,7 +255,11 @@ function connectOnce(base: URL, after: number, o: FollowOptions, seen: (id: numb
         const st = res.statusCode ?? 0;
         const fatal = st >= 400 && st < 500 && st !== 429 && st !== 408;
         ws.terminate();
-        finish({ opened: false, why: `HTTP ${st}: ${msg}`, refused: fatal ? new FeedRefused(st, `the alert feed refused the connection: HTTP ${st}: ${msg}`) : undefined });
+        finish({
+          opened: false,
+          why: `HTTP ${st}: ${msg}`,
+          refused: fatal ? new FeedRefused(st, `the alert feed refused the connection: HTTP ${st}: ${msg}`) : undefined,
+        });
       });
     });
     ws.on('close', (code, reason) => finish({ opened, code, why: `code ${code}${reason.length ? ` "${reason.toString()}"` : ''}` }));
@@ -313,8 +322,17 @@ export async function runAlerts(argv: string[]): Promise<number> {
   if (!(Number.isInteger(limit) && limit >= 1)) throw new UsageError('--limit must be a positive integer');
   const server = values.server ?? process.env.KAUDIT_SERVER ?? 'http://127.0.0.1:8080';
   const token = values['token-file'] ? readTokenFile(values['token-file']) : process.env.KAUDIT_TOKEN || undefined;
-  const tls: ClientTls = { ca: readOptional(values['ca-file'], 'CA file'), cert: readOptional(values['client-cert'], 'client certificate'), key: readOptional(values['client-key'], 'client key') };
-  const filter: FeedFilterArgs = { severity: sev as Severity | undefined, rules: values.rule?.flatMap((r) => r.split(',')).filter(Boolean), cluster: values.cluster, namespace: values.namespace };
+  const tls: ClientTls = {
+    ca: readOptional(values['ca-file'], 'CA file'),
+    cert: readOptional(values['client-cert'], 'client certificate'),
+    key: readOptional(values['client-key'], 'client key'),
+  };
+  const filter: FeedFilterArgs = {
+    severity: sev as Severity | undefined,
+    rules: values.rule?.flatMap((r) => r.split(',')).filter(Boolean),
+    cluster: values.cluster,
+    namespace: values.namespace,
+  };
   const print = (a: FeedAlert) => process.stdout.write((values.json ? JSON.stringify(a) : formatAlert(a)) + '\n');
   try {
     if (!values.follow) {
@@ -330,7 +348,16 @@ export async function runAlerts(argv: string[]): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     try {
-      await followAlerts({ server, token, tls, filter, after, onAlert: print, onStatus: (m) => process.stderr.write(`kaudit alerts: ${m}\n`), signal: ac.signal });
+      await followAlerts({
+        server,
+        token,
+        tls,
+        filter,
+        after,
+        onAlert: print,
+        onStatus: (m) => process.stderr.write(`kaudit alerts: ${m}\n`),
+        signal: ac.signal,
+      });
     } finally {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
@@ -342,8 +369,15 @@ export async function runAlerts(argv: string[]): Promise<number> {
       return 1;
     }
     const code = (e as NodeJS.ErrnoException).code;
-    if (code && /^(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ECONNRESET|ETIMEDOUT|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|ERR_TLS_CERT_ALTNAME_INVALID)$/.test(code)) {
-      process.stderr.write(`kaudit alerts: cannot reach ${server} (${code}${code.includes('CERT') || code.includes('SIGN') ? '; pass --ca-file with the CA of its certificate' : ''})\n`);
+    if (
+      code &&
+      /^(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ECONNRESET|ETIMEDOUT|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|ERR_TLS_CERT_ALTNAME_INVALID)$/.test(
+        code,
+      )
+    ) {
+      process.stderr.write(
+        `kaudit alerts: cannot reach ${server} (${code}${code.includes('CERT') || code.includes('SIGN') ? '; pass --ca-file with the CA of its certificate' : ''})\n`,
+      );
       return 1;
     }
     throw e;

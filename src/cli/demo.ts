@@ -68,14 +68,21 @@ export function startDemoReplay(o: DemoReplayOptions): { stop(): void } {
     const now = Date.now();
     const records = events.map((e, i) => {
       const t = new Date(now + i * 15).toISOString().replace('Z', '000Z');
-      const copy = { ...(e as Record<string, unknown>), auditID, requestReceivedTimestamp: new Date(now).toISOString().replace('Z', '000Z'), stageTimestamp: t };
+      const copy = {
+        ...(e as Record<string, unknown>),
+        auditID,
+        requestReceivedTimestamp: new Date(now).toISOString().replace('Z', '000Z'),
+        stageTimestamp: t,
+      };
       return { value: copy, where: `demo:${n}:${i}` };
     });
     o.sink.submit({ source: 'demo-replay', cluster: 'demo', records }).then(
       (r) => {
         // A request that raises nothing here (rules tuned differently) is not replayed again.
         if (r.alerts.length === 0 && templates.length > 1) templates = templates.filter((t) => t !== events);
-        log.info(`demo: replayed a ${(events[0] as { verb?: string }).verb} request as if just now (${r.alerts.length} alert${r.alerts.length === 1 ? '' : 's'})`);
+        log.info(
+          `demo: replayed a ${(events[0] as { verb?: string }).verb} request as if just now (${r.alerts.length} alert${r.alerts.length === 1 ? '' : 's'})`,
+        );
       },
       (e) => log.warn(`demo: replay failed: ${(e as Error).message}`),
     );

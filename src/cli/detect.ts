@@ -185,7 +185,8 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
       else print(a);
     }
   };
-  const sources: AsyncIterable<RawRecord[]>[] = positionals.length > 0 ? positionals.map((p) => readFileRecords(p, maxLine ? { maxLine } : {})) : [stdinRecords(io.stdin, maxLine ?? 1 << 20)];
+  const sources: AsyncIterable<RawRecord[]>[] =
+    positionals.length > 0 ? positionals.map((p) => readFileRecords(p, maxLine ? { maxLine } : {})) : [stdinRecords(io.stdin, maxLine ?? 1 << 20)];
   for (const [i, src] of sources.entries()) {
     try {
       for await (const recs of src) {
@@ -212,10 +213,13 @@ export async function runDetect(argv: string[], io: Io = process): Promise<numbe
   grouper?.flush();
   if (values.stats) {
     const rows = engine.stats().filter((s) => s.candidates > 0);
-    io.stderr.write(table(rows as unknown as Record<string, unknown>[], ['rule', 'candidates', 'checked', 'conditionEvaluations', 'matched', 'alerts', 'errors', 'sharedBy']));
+    io.stderr.write(
+      table(rows as unknown as Record<string, unknown>[], ['rule', 'candidates', 'checked', 'conditionEvaluations', 'matched', 'alerts', 'errors', 'sharedBy']),
+    );
   }
   if (!values.quiet) {
-    const grouped = grouper && grouper.firings > printed ? `; ${grouper.firings} firings grouped by rule, identity and object within ${groupWindowMs / 1000}s` : '';
+    const grouped =
+      grouper && grouper.firings > printed ? `; ${grouper.firings} firings grouped by rule, identity and object within ${groupWindowMs / 1000}s` : '';
     io.stderr.write(`kaudit detect: ${events} events, ${printed} alerts printed, ${bad} bad records, ${engine.rules.length} rules${grouped}\n`);
   }
   return failed ? 1 : 0;

@@ -75,13 +75,23 @@ export async function runIngest(argv: string[]): Promise<number> {
   try {
     detector = values['no-detect'] ? undefined : await loadDetector({ rulesDir: values.rules, config: cfg.detection });
   } catch (e) {
-    await opening.then((w) => w.close(), () => {});
+    await opening.then(
+      (w) => w.close(),
+      () => {},
+    );
     throw e;
   }
   const writer = await opening;
   let closed = false;
   try {
-    const pipeline = new Pipeline({ writer, detector, metrics: new Metrics(), redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: 16, logFailures: false });
+    const pipeline = new Pipeline({
+      writer,
+      detector,
+      metrics: new Metrics(),
+      redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey },
+      maxQueuedBatches: 16,
+      logFailures: false,
+    });
     const started = Date.now();
     const tty = !values.quiet && process.stderr.isTTY;
     let lastDraw = 0;
@@ -131,7 +141,9 @@ function reportFailure(e: ImportFailed, path: string): number {
   const fault = storeFaultOf(cause);
   const stored = `at least ${p.events} events were stored${p.duplicates ? ` (${p.duplicates} already there were skipped)` : ''}`;
   if (!fault) {
-    process.stderr.write(`kaudit ingest: import of ${p.file} stopped: ${cause.message}; ${stored}. Running the same command again stores the rest, none twice.\n`);
+    process.stderr.write(
+      `kaudit ingest: import of ${p.file} stopped: ${cause.message}; ${stored}. Running the same command again stores the rest, none twice.\n`,
+    );
     return 1;
   }
   process.stderr.write(

@@ -12,7 +12,13 @@ import { loadPolicyFile, type LoadedPolicy } from '../policy/load.js';
 import { checkApiserverFlags, loadApiserverManifest } from '../policy/manifest.js';
 import { buildMatrix, formatMatrix } from '../policy/matrix.js';
 import { formatJson, formatSarif, formatText, type FullReport } from '../policy/report.js';
-import { DetectionCatalogUnavailable, loadDetectionRequirements, parseRequirements, type DetectionCatalogOptions, type RuleRequirement } from '../policy/requirements.js';
+import {
+  DetectionCatalogUnavailable,
+  loadDetectionRequirements,
+  parseRequirements,
+  type DetectionCatalogOptions,
+  type RuleRequirement,
+} from '../policy/requirements.js';
 import { formatSimulation, simulatePolicy } from '../policy/simulate.js';
 import type { RequestAttributes } from '../policy/types.js';
 import { validatePolicy } from '../policy/validate.js';
@@ -127,13 +133,17 @@ async function loadPolicyOrFail(path: string | undefined, what = 'policy'): Prom
 async function loadUsablePolicy(path: string | undefined): Promise<LoadedPolicy & { policy: NonNullable<LoadedPolicy['policy']> }> {
   const l = await loadPolicyOrFail(path);
   const first = l.decodeErrors[0];
-  if (!l.policy || first) throw new CliError(`${path}${first?.line ? `:${first.line}` : ''}: ${first?.path ? `${first.path}: ` : ''}${first?.message ?? 'cannot be decoded'}`);
+  if (!l.policy || first)
+    throw new CliError(`${path}${first?.line ? `:${first.line}` : ''}: ${first?.path ? `${first.path}: ` : ''}${first?.message ?? 'cannot be decoded'}`);
   const v = validatePolicy(l.policy);
   if (v.length > 0) {
     const line = l.lineOf(v[0]!.path);
-    throw new CliError(`${path}${line ? `:${line}` : ''}: kube-apiserver would refuse this policy: ${v[0]!.path}: ${v[0]!.message}${v.length > 1 ? ` (and ${v.length - 1} more; run kaudit policy check)` : ''}`);
+    throw new CliError(
+      `${path}${line ? `:${line}` : ''}: kube-apiserver would refuse this policy: ${v[0]!.path}: ${v[0]!.message}${v.length > 1 ? ` (and ${v.length - 1} more; run kaudit policy check)` : ''}`,
+    );
   }
-  for (const u of l.unknownFields) io.stderr.write(`kaudit policy: warning: ${path}${u.line ? `:${u.line}` : ''}: ${u.path ? `${u.path}: ` : ''}${u.message}\n`);
+  for (const u of l.unknownFields)
+    io.stderr.write(`kaudit policy: warning: ${path}${u.line ? `:${u.line}` : ''}: ${u.path ? `${u.path}: ` : ''}${u.message}\n`);
   return l as LoadedPolicy & { policy: NonNullable<LoadedPolicy['policy']> };
 }
 
@@ -195,7 +205,8 @@ async function runCheck(argv: string[]): Promise<number> {
   });
   if (values.help) return help(CHECK_HELP);
   const manifestPath = values['apiserver-manifest'] as string | undefined;
-  if (positionals.length > 1 || (positionals.length === 0 && !manifestPath)) throw new CliError('expected exactly one policy FILE (or --apiserver-manifest naming it)');
+  if (positionals.length > 1 || (positionals.length === 0 && !manifestPath))
+    throw new CliError('expected exactly one policy FILE (or --apiserver-manifest naming it)');
   const format = values.format as string;
   if (!['text', 'json', 'sarif'].includes(format)) throw new CliError(`--format must be text, json or sarif, not ${JSON.stringify(format)}`);
   const failOn = values['fail-on'] as string;
@@ -214,7 +225,10 @@ async function runCheck(argv: string[]): Promise<number> {
   if (!policyPath) throw new CliError(`${manifestPath} sets no --audit-policy-file: give the policy FILE`);
   const loaded = await loadPolicyOrFail(policyPath);
   const reqs = await requirementsFrom(values);
-  const report: FullReport = checkPolicy(loaded, { ...(reqs.requirements ? { requirements: reqs.requirements } : {}), ...(reqs.note ? { requirementsUnavailable: reqs.note } : {}) });
+  const report: FullReport = checkPolicy(loaded, {
+    ...(reqs.requirements ? { requirements: reqs.requirements } : {}),
+    ...(reqs.note ? { requirementsUnavailable: reqs.note } : {}),
+  });
   if (manifestPath && flags) {
     let m;
     try {
@@ -318,7 +332,11 @@ async function runMatrix(argv: string[]): Promise<number> {
   if (values.help) return help(MATRIX_HELP);
   if (positionals.length !== 1) throw new CliError('expected exactly one policy FILE');
   const l = await loadUsablePolicy(positionals[0]);
-  const user = values.unauthenticated ? null : values.user || values.group ? { name: (values.user as string | undefined) ?? 'kaudit-probe-user', groups: (values.group as string[] | undefined) ?? ['system:authenticated'] } : undefined;
+  const user = values.unauthenticated
+    ? null
+    : values.user || values.group
+      ? { name: (values.user as string | undefined) ?? 'kaudit-probe-user', groups: (values.group as string[] | undefined) ?? ['system:authenticated'] }
+      : undefined;
   const m = buildMatrix(l.policy, { ...(user !== undefined ? { user } : {}), ...(values.namespace ? { namespace: values.namespace as string } : {}) });
   if (values.format === 'json') io.stdout.write(JSON.stringify(m, null, 2) + '\n');
   else if (values.format === 'text') io.stdout.write(formatMatrix(m));
@@ -397,7 +415,9 @@ async function runGenerate(argv: string[]): Promise<number> {
     );
   }
   if (profile === 'minimal' && result.uncovered.length > 0) {
-    io.stderr.write(`kaudit policy generate: ${result.uncovered.length} detection(s) stay blind with the minimal profile (${[...new Set(result.uncovered.map((u) => u.rule))].join(', ')}); use --profile recommended\n`);
+    io.stderr.write(
+      `kaudit policy generate: ${result.uncovered.length} detection(s) stay blind with the minimal profile (${[...new Set(result.uncovered.map((u) => u.rule))].join(', ')}); use --profile recommended\n`,
+    );
   } else for (const u of result.uncovered) io.stderr.write(`kaudit policy generate: detection ${u.rule} stays blind: ${u.reason}\n`);
   return 0;
 }
@@ -431,7 +451,13 @@ export async function runPolicy(argv: string[], streams?: Partial<PolicyIo>): Pr
 
 async function dispatch(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const commands: Record<string, (a: string[]) => Promise<number>> = { check: runCheck, eval: runEval, matrix: runMatrix, simulate: runSimulate, generate: runGenerate };
+  const commands: Record<string, (a: string[]) => Promise<number>> = {
+    check: runCheck,
+    eval: runEval,
+    matrix: runMatrix,
+    simulate: runSimulate,
+    generate: runGenerate,
+  };
   if (!sub || sub === '--help' || sub === '-h' || sub === 'help') {
     io.stdout.write(POLICY_HELP);
     return sub ? 0 : 2;

@@ -33,7 +33,18 @@ resource accept * wildcards. Output: a table on a terminal, else one JSON object
 const EVENT_COLUMNS = ['time', 'user', 'verb', 'resource', 'subresource', 'namespace', 'name', 'code', 'sourceIP'];
 const EXEC_COLUMNS = ['time', 'user', 'namespace', 'name', 'container', 'command', 'sourceIP', 'decision', 'code'];
 const ALERT_COLUMNS = ['id', 'time', 'severity', 'rule', 'count', 'summary'];
-const TOP_DIMS: Record<string, RollupDim> = { users: 'user', user: 'user', resources: 'resource', resource: 'resource', verbs: 'verb', verb: 'verb', namespaces: 'namespace', namespace: 'namespace', 'source-ips': 'sourceIP', sourceips: 'sourceIP' };
+const TOP_DIMS: Record<string, RollupDim> = {
+  users: 'user',
+  user: 'user',
+  resources: 'resource',
+  resource: 'resource',
+  verbs: 'verb',
+  verb: 'verb',
+  namespaces: 'namespace',
+  namespace: 'namespace',
+  'source-ips': 'sourceIP',
+  sourceips: 'sourceIP',
+};
 
 export async function runQuery(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
@@ -81,7 +92,10 @@ export async function runQuery(argv: string[]): Promise<number> {
   const all = !!values.all;
   if (all && limit !== undefined) throw new UsageError('--all prints every matching row: leave out --limit (or use --limit without --all for one page)');
   // A page holds at most MAX_LIMIT rows: say so rather than print fewer rows than asked for without a word.
-  if (limit !== undefined && limit > MAX_LIMIT) process.stderr.write(`kaudit query: --limit ${limit} is over the page cap of ${MAX_LIMIT}: printing at most ${MAX_LIMIT} rows; --all prints every matching row, or page on with --cursor\n`);
+  if (limit !== undefined && limit > MAX_LIMIT)
+    process.stderr.write(
+      `kaudit query: --limit ${limit} is over the page cap of ${MAX_LIMIT}: printing at most ${MAX_LIMIT} rows; --all prints every matching row, or page on with --cursor\n`,
+    );
   const format = values.format ?? (process.stdout.isTTY ? 'table' : 'json');
   if (format !== 'table' && format !== 'json') throw new UsageError('--format is table or json');
   const page = { limit, cursor: values.cursor, includeEvent: values['include-event'] };
@@ -114,10 +128,27 @@ export async function runQuery(argv: string[]): Promise<number> {
       first = false;
     }
   };
-  const eventFilter = { ...analyst, verb: values.verb, resource: values.resource, subresource: values.subresource, name: values.name, code: values.code === undefined ? undefined : Number(values.code), sourceIP: values['source-ip'], auditID: values['audit-id'] };
+  const eventFilter = {
+    ...analyst,
+    verb: values.verb,
+    resource: values.resource,
+    subresource: values.subresource,
+    name: values.name,
+    code: values.code === undefined ? undefined : Number(values.code),
+    sourceIP: values['source-ip'],
+    auditID: values['audit-id'],
+  };
   const alertFilter = () => {
     if (values.severity && !SEVERITIES.includes(values.severity as Severity)) throw new UsageError(`--severity is one of ${SEVERITIES.join(', ')}`);
-    return { rule: values.rule?.split(','), minSeverity: values.severity as Severity | undefined, cluster: values.cluster, namespace: values.namespace, user: values.user, since: analyst.since, until: analyst.until };
+    return {
+      rule: values.rule?.split(','),
+      minSeverity: values.severity as Severity | undefined,
+      cluster: values.cluster,
+      namespace: values.namespace,
+      user: values.user,
+      since: analyst.since,
+      until: analyst.until,
+    };
   };
   try {
     const what = positionals[0]!;
@@ -150,7 +181,10 @@ export async function runQuery(argv: string[]): Promise<number> {
         if (all) throw new UsageError('--all is for row listings; top takes --limit');
         const dim = TOP_DIMS[positionals[1] ?? ''];
         if (!dim) throw new UsageError(`top needs one of: users, resources, verbs, namespaces, source-ips`);
-        await print({ items: store.top(dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 }) as unknown as Record<string, unknown>[] }, ['value', 'count']);
+        await print({ items: store.top(dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 }) as unknown as Record<string, unknown>[] }, [
+          'value',
+          'count',
+        ]);
         break;
       }
       case 'alerts':

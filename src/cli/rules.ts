@@ -45,16 +45,20 @@ export async function runRules(argv: string[], io: Io = process): Promise<number
     io.stdout.write(RULES_HELP);
     return sub ? 0 : 2;
   }
-  const { values, positionals } = parse(rest, {
-    rules: { type: 'string' },
-    config: { type: 'string' },
-    json: { type: 'boolean' },
-    strict: { type: 'boolean' },
-    rule: { type: 'string', multiple: true },
-    verbose: { type: 'boolean', short: 'v' },
-    event: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, sub === 'explain');
+  const { values, positionals } = parse(
+    rest,
+    {
+      rules: { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean' },
+      strict: { type: 'boolean' },
+      rule: { type: 'string', multiple: true },
+      verbose: { type: 'boolean', short: 'v' },
+      event: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    sub === 'explain',
+  );
   if (values.help) {
     io.stdout.write(RULES_HELP);
     return 0;
@@ -110,7 +114,10 @@ export async function runRules(argv: string[], io: Io = process): Promise<number
           level: r?.level ?? '',
           mitre: s.tags.filter((t) => /^T\d{4}/.test(t)),
           status: inactive.get(s.id) ?? 'on',
-          exceptions: activeShippedExceptions(s.exceptions, config.rules?.[s.id] ?? {}).map((x) => x.name).join(',') || '-',
+          exceptions:
+            activeShippedExceptions(s.exceptions, config.rules?.[s.id] ?? {})
+              .map((x) => x.name)
+              .join(',') || '-',
           title: s.title,
         };
       });

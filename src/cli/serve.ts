@@ -55,7 +55,10 @@ export interface Running {
 }
 
 /** Starts everything `kaudit serve` runs; returns handles so tests can drive and stop it in-process. */
-export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; demo?: boolean; detect?: boolean; demoReplay?: { firstMs?: number; everyMs?: number } } = {}): Promise<Running> {
+export async function startServe(
+  cfg: KauditConfig,
+  opts: { rulesDir?: string; demo?: boolean; detect?: boolean; demoReplay?: { firstMs?: number; everyMs?: number } } = {},
+): Promise<Running> {
   // Refuse an unsafe listen address before opening anything.
   checkListenSafety(cfg);
   const metrics = new Metrics();
@@ -82,7 +85,14 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
     // While the store cannot write (full disk, ...), /readyz says why, and a probe finds when it can again.
     const health = new WriteHealth({ path: cfg.store.path, probe: () => writer.probeWrite(WRITE_PROBE_BYTES), metrics });
     opened.push(() => health.stop());
-    const pipeline = new Pipeline({ writer, detector, metrics, health, redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey }, maxQueuedBatches: cfg.ingest.maxQueuedBatches });
+    const pipeline = new Pipeline({
+      writer,
+      detector,
+      metrics,
+      health,
+      redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey },
+      maxQueuedBatches: cfg.ingest.maxQueuedBatches,
+    });
     metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
     // Kafka roles (consume into this pipeline, publish alerts, or ingest-only webhook): see README, Scale-out with Kafka.
     let kafka: KafkaServices | undefined;
@@ -92,14 +102,39 @@ export async function startServe(cfg: KauditConfig, opts: { rulesDir?: string; d
       metrics.addRenderer(() => kafka!.metricsText());
     }
     const sources = cfg.sources;
-    const { app, address, port } = await startApi({ config: cfg, store, sink: kafka?.webhookSink ?? pipeline, bus: pipeline.bus, metrics, ready: () => ready, problem: () => health.problem ?? kafka?.problem(), sources });
+    const { app, address, port } = await startApi({
+      config: cfg,
+      store,
+      sink: kafka?.webhookSink ?? pipeline,
+      bus: pipeline.bus,
+      metrics,
+      ready: () => ready,
+      problem: () => health.problem ?? kafka?.problem(),
+      sources,
+    });
     opened.push(() => app.close());
-    const tails = cfg.tail.map((t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }));
+    const tails = cfg.tail.map(
+      (t) => new FileTail({ path: t.path, cluster: t.cluster ?? cfg.cluster, sink: pipeline, store, maxLine: cfg.maxLineBytes, metrics }),
+    );
     for (const t of tails) t.start();
     // Managed clusters' pull sources (push endpoints are routes of the API, above).
     const cloudwatch = sources
       .filter((s): s is CloudWatchSourceConfig => s.type === 'cloudwatch')
-      .map((s) => new CloudWatchSource({ logGroup: s.logGroup, cluster: s.cluster, region: s.region, endpoint: s.endpoint, streamPrefix: s.streamPrefix, pollMs: s.pollMs, pageSize: s.pageSize, sink: pipeline, positions: store, metrics }));
+      .map(
+        (s) =>
+          new CloudWatchSource({
+            logGroup: s.logGroup,
+            cluster: s.cluster,
+            region: s.region,
+            endpoint: s.endpoint,
+            streamPrefix: s.streamPrefix,
+            pollMs: s.pollMs,
+            pageSize: s.pageSize,
+            sink: pipeline,
+            positions: store,
+            metrics,
+          }),
+      );
     for (const c of cloudwatch) c.start();
     opened.push(async () => void (await Promise.all(cloudwatch.map((c) => c.stop()))));
     for (const s of sources) log.info(`source: ${describeSource(s)}`);
@@ -170,13 +205,17 @@ async function restoreDetectionState(writer: WriterThread, detector: Detector): 
   }
   const r = detector.loadState!(data);
   const saved = (data as { savedAt?: unknown }).savedAt;
-  log.info(`detection state restored from the stop at ${typeof saved === 'string' ? saved : '?'}: ${r.keys} keys in ${r.parts} parts${r.skipped ? ` (${r.skipped} parts of rules changed or gone, skipped)` : ''}`);
+  log.info(
+    `detection state restored from the stop at ${typeof saved === 'string' ? saved : '?'}: ${r.keys} keys in ${r.parts} parts${r.skipped ? ` (${r.skipped} parts of rules changed or gone, skipped)` : ''}`,
+  );
 }
 
 /** Saves the detection state for the next start, when it matches what the store holds (see Pipeline.consistent). */
 async function saveDetectionState(writer: WriterThread, detector: Detector, pipeline: Pipeline): Promise<void> {
   if (!pipeline.consistent) {
-    log.warn('detection state not saved: a batch failed since the start, so the state may count events the store does not hold; open windows start empty at the next start');
+    log.warn(
+      'detection state not saved: a batch failed since the start, so the state may count events the store does not hold; open windows start empty at the next start',
+    );
     return;
   }
   try {
@@ -187,22 +226,26 @@ async function saveDetectionState(writer: WriterThread, detector: Detector, pipe
 }
 
 export async function runServe(argv: string[]): Promise<number> {
-  const { values } = parse(argv, {
-    config: { type: 'string' },
-    db: { type: 'string' },
-    listen: { type: 'string' },
-    tail: { type: 'string', multiple: true },
-    cluster: { type: 'string' },
-    rules: { type: 'string' },
-    demo: { type: 'boolean' },
-    'no-redact': { type: 'boolean' },
-    'insecure-allow-unauthenticated-remote': { type: 'boolean' },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-    'tls-client-ca': { type: 'string' },
-    'tokens-file': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, false);
+  const { values } = parse(
+    argv,
+    {
+      config: { type: 'string' },
+      db: { type: 'string' },
+      listen: { type: 'string' },
+      tail: { type: 'string', multiple: true },
+      cluster: { type: 'string' },
+      rules: { type: 'string' },
+      demo: { type: 'boolean' },
+      'no-redact': { type: 'boolean' },
+      'insecure-allow-unauthenticated-remote': { type: 'boolean' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-client-ca': { type: 'string' },
+      'tokens-file': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    false,
+  );
   if (values.help) {
     process.stdout.write(SERVE_HELP);
     return 0;
@@ -214,16 +257,26 @@ export async function runServe(argv: string[]): Promise<number> {
   if (values['no-redact']) cfg.redaction.enabled = false;
   if (values['insecure-allow-unauthenticated-remote']) cfg.server.insecureAllowUnauthenticatedRemote = true;
   if (values['tls-cert'] || values['tls-key'] || values['tls-client-ca']) {
-    cfg.server.tls = { cert: values['tls-cert'] ?? cfg.server.tls?.cert ?? '', key: values['tls-key'] ?? cfg.server.tls?.key ?? '', clientCA: values['tls-client-ca'] ?? cfg.server.tls?.clientCA };
+    cfg.server.tls = {
+      cert: values['tls-cert'] ?? cfg.server.tls?.cert ?? '',
+      key: values['tls-key'] ?? cfg.server.tls?.key ?? '',
+      clientCA: values['tls-client-ca'] ?? cfg.server.tls?.clientCA,
+    };
     if (!cfg.server.tls.cert || !cfg.server.tls.key) throw new UsageError('TLS needs both --tls-cert and --tls-key (or server.tls in the config)');
   }
   if (values['tokens-file']) cfg.server.tokensFile = values['tokens-file'];
   for (const p of values.tail ?? []) cfg.tail.push({ path: p });
   // Tests and screenshots shorten the demo's replay interval.
   const replayMs = Number(process.env.KAUDIT_DEMO_REPLAY_MS) || undefined;
-  const running = await startServe(cfg, { rulesDir: values.rules, demo: values.demo, demoReplay: replayMs ? { firstMs: replayMs, everyMs: replayMs } : undefined });
+  const running = await startServe(cfg, {
+    rulesDir: values.rules,
+    demo: values.demo,
+    demoReplay: replayMs ? { firstMs: replayMs, everyMs: replayMs } : undefined,
+  });
   const scheme = cfg.server.tls ? 'https' : 'http';
-  log.info(`kaudit serving on ${scheme}://${running.address} (console ${scheme}://${running.address}/, API ${scheme}://${running.address}/api/v1, OpenAPI at /api/v1/openapi.json), store ${cfg.store.path}${cfg.tail.length ? `, tailing ${cfg.tail.map((t) => t.path).join(', ')}` : ''}`);
+  log.info(
+    `kaudit serving on ${scheme}://${running.address} (console ${scheme}://${running.address}/, API ${scheme}://${running.address}/api/v1, OpenAPI at /api/v1/openapi.json), store ${cfg.store.path}${cfg.tail.length ? `, tailing ${cfg.tail.map((t) => t.path).join(', ')}` : ''}`,
+  );
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {
       log.info(`${sig}: finishing the batches in progress and stopping`);

@@ -72,7 +72,8 @@ export function webhookUrl(server: string, cluster?: string): URL {
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new UsageError(`--server must be https:// (or http:// on loopback), not ${u.protocol}`);
   if (u.search || u.hash) throw new UsageError('--server must not have a query or fragment');
-  if (cluster !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(cluster)) throw new UsageError(`bad --cluster "${cluster}" (letters, digits, . _ -; at most 63)`);
+  if (cluster !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(cluster))
+    throw new UsageError(`bad --cluster "${cluster}" (letters, digits, . _ -; at most 63)`);
   if (u.pathname === '' || u.pathname === '/') u.pathname = '/api/v1/audit/webhook';
   if (cluster !== undefined) u.pathname = u.pathname.replace(/\/+$/, '') + '/' + cluster;
   return u;
@@ -135,10 +136,14 @@ export async function runWebhookConfig(argv: string[]): Promise<number> {
   const url = webhookUrl(values.server, values.cluster);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (url.protocol === 'http:' && !isLoopback(host)) {
-    process.stderr.write(`kaudit webhook-config: warning: ${url.origin} is plain HTTP to a non-loopback host: audit events and the credential would cross the network unencrypted, and kaudit refuses such a listen address without TLS\n`);
+    process.stderr.write(
+      `kaudit webhook-config: warning: ${url.origin} is plain HTTP to a non-loopback host: audit events and the credential would cross the network unencrypted, and kaudit refuses such a listen address without TLS\n`,
+    );
   }
   if (!values['token-file'] && !values['client-cert']) {
-    process.stderr.write('kaudit webhook-config: warning: no credential (--token-file or --client-cert): only a kaudit listening on loopback without a tokens file will accept this\n');
+    process.stderr.write(
+      'kaudit webhook-config: warning: no credential (--token-file or --client-cert): only a kaudit listening on loopback without a tokens file will accept this\n',
+    );
   }
   const doc = webhookKubeconfig({
     server: values.server,

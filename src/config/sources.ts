@@ -80,7 +80,8 @@ export function parseSources(raw: unknown, readFile: (p: string) => string = (p)
     if (!(type in KNOWN)) throw new ConfigError(`${at}.type must be one of ${Object.keys(KNOWN).join(', ')}, got ${JSON.stringify(s.type)}`);
     for (const k of Object.keys(s)) if (!KNOWN[type].includes(k)) throw new ConfigError(`unknown config key "${at}.${k}" for a ${type} source`);
     const cluster = s.cluster === undefined ? undefined : str(s.cluster, `${at}.cluster`);
-    if (cluster !== undefined && !CLUSTER.test(cluster)) throw new ConfigError(`${at}.cluster "${cluster}" is not a valid cluster name (letters, digits, . _ -; at most 63)`);
+    if (cluster !== undefined && !CLUSTER.test(cluster))
+      throw new ConfigError(`${at}.cluster "${cluster}" is not a valid cluster name (letters, digits, . _ -; at most 63)`);
     if (type === 'cloudwatch') {
       const pageSize = s.pageSize === undefined ? 5000 : Number(s.pageSize);
       if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 10_000) throw new ConfigError(`${at}.pageSize must be an integer from 1 to 10000`);
@@ -110,7 +111,8 @@ export function parseSources(raw: unknown, readFile: (p: string) => string = (p)
       if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024) throw new ConfigError(`${at}.maxBodyBytes must be an integer >= 1024`);
       return { type, cluster, accessKey, maxBodyBytes };
     }
-    const issuers = s.issuers === undefined ? ['https://accounts.google.com', 'accounts.google.com'] : (s.issuers as unknown[]).map((x, j) => str(x, `${at}.issuers[${j}]`));
+    const issuers =
+      s.issuers === undefined ? ['https://accounts.google.com', 'accounts.google.com'] : (s.issuers as unknown[]).map((x, j) => str(x, `${at}.issuers[${j}]`));
     const out: PubSubPushSourceConfig = { type, cluster, jwks: s.jwks === undefined ? GOOGLE_JWKS : str(s.jwks, `${at}.jwks`), issuers };
     if (s.audience !== undefined) out.audience = str(s.audience, `${at}.audience`);
     if (s.serviceAccount !== undefined) out.serviceAccount = str(s.serviceAccount, `${at}.serviceAccount`);

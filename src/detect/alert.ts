@@ -39,7 +39,9 @@ export interface Alert {
 }
 
 /** The fields every alert copies from the event that raised it. */
-export function alertEventFields(e: import('../events/types.js').NormalisedEvent): Pick<Alert, 'cluster' | 'auditID' | 'stage' | 'time' | 'timeMicros' | 'user' | 'sourceIP' | 'verb'> {
+export function alertEventFields(
+  e: import('../events/types.js').NormalisedEvent,
+): Pick<Alert, 'cluster' | 'auditID' | 'stage' | 'time' | 'timeMicros' | 'user' | 'sourceIP' | 'verb'> {
   return { cluster: e.cluster, auditID: e.auditID, stage: e.stage, time: e.time, timeMicros: e.timeMicros, user: e.user, sourceIP: e.sourceIP, verb: e.verb };
 }
 

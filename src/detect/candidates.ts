@@ -38,7 +38,9 @@ function could(p: IndexPlan, stage: string, res: string, sub: string, verb: stri
   if (!p.resourceRequests) return false;
   if (p.resources === null) return true;
   if (res === OTHER) return false;
-  return p.resources.some((r) => r.resource === res && (r.subresource === undefined ? sub === '' : r.subresource === '*' || (sub !== OTHER && r.subresource === sub)));
+  return p.resources.some(
+    (r) => r.resource === res && (r.subresource === undefined ? sub === '' : r.subresource === '*' || (sub !== OTHER && r.subresource === sub)),
+  );
 }
 
 export class CandidateIndex<T extends Indexed> {

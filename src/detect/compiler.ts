@@ -211,7 +211,11 @@ export function compileRules(opts: EngineOptions): CompiledRules {
         }
       };
       const details: [string, RuleExpression][] = Object.entries(spec.details ?? {}).map(([k, src]) => [k, expr(src, `details.${k}`)]);
-      const escalate = (spec.escalate ?? []).map((x, i) => ({ severity: x.severity, check: compileMatch({ ...x.when, stages: ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'] }, lists, `escalate[${i}].when`, false).check }));
+      const escalate = (spec.escalate ?? []).map((x, i) => ({
+        severity: x.severity,
+        check: compileMatch({ ...x.when, stages: ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'] }, lists, `escalate[${i}].when`, false)
+          .check,
+      }));
       const steps: { match?: MatchSpec; condition?: string; step: number; where: string }[] = spec.sequence
         ? spec.sequence.steps.map((s, i) => ({ ...s, step: i, where: `sequence.steps[${i}]` })).reverse()
         : [{ match: spec.match, condition: spec.condition, step: -1, where: 'match' }];
@@ -227,7 +231,18 @@ export function compileRules(opts: EngineOptions): CompiledRules {
       const rule: CompiledRule = {
         spec,
         ordinal: out.compiled.length,
-        info: { id: spec.id, title: spec.title, description: spec.description, severity, tags: spec.tags, mitre, kind: spec.threshold ? 'threshold' : spec.sequence ? 'sequence' : 'event', level: 'Metadata', file: spec.file, line: spec.line },
+        info: {
+          id: spec.id,
+          title: spec.title,
+          description: spec.description,
+          severity,
+          tags: spec.tags,
+          mitre,
+          kind: spec.threshold ? 'threshold' : spec.sequence ? 'sequence' : 'event',
+          level: 'Metadata',
+          file: spec.file,
+          line: spec.line,
+        },
         presenter,
         core: undefined as unknown as RuleCore,
         alerts: 0,
@@ -242,7 +257,12 @@ export function compileRules(opts: EngineOptions): CompiledRules {
         const t = spec.threshold;
         const window = tuning.threshold?.window ?? t.window;
         const count = tuning.threshold?.count ?? t.count;
-        core.threshold = { state: new ThresholdState(count, parseWindow(window, 'threshold.window'), !!t.distinct, maxKeys), by: t.by, window, ...(t.distinct ? { distinct: t.distinct } : {}) };
+        core.threshold = {
+          state: new ThresholdState(count, parseWindow(window, 'threshold.window'), !!t.distinct, maxKeys),
+          by: t.by,
+          window,
+          ...(t.distinct ? { distinct: t.distinct } : {}),
+        };
         stateKey = ['threshold', t.by, count, window, t.distinct ?? null];
       }
       if (spec.sequence) {

@@ -163,7 +163,8 @@ export function parseDetectionConfig(v: unknown, where = 'detection'): Detection
         onlyKeys(t.threshold, ['count', 'window'], `${w}.threshold`);
         rt.threshold = {};
         if (t.threshold.count !== undefined) {
-          if (!Number.isInteger(t.threshold.count) || (t.threshold.count as number) < 1) throw new DetectionConfigError(`${w}.threshold.count must be a positive integer`);
+          if (!Number.isInteger(t.threshold.count) || (t.threshold.count as number) < 1)
+            throw new DetectionConfigError(`${w}.threshold.count must be a positive integer`);
           rt.threshold.count = t.threshold.count as number;
         }
         if (t.threshold.window !== undefined) {
@@ -194,7 +195,8 @@ export function parseDetectionConfig(v: unknown, where = 'detection'): Detection
     }
   }
   if (v.evaluationTimeoutMs !== undefined) {
-    if (typeof v.evaluationTimeoutMs !== 'number' || !(v.evaluationTimeoutMs > 0)) throw new DetectionConfigError(`${where}.evaluationTimeoutMs must be a positive number`);
+    if (typeof v.evaluationTimeoutMs !== 'number' || !(v.evaluationTimeoutMs > 0))
+      throw new DetectionConfigError(`${where}.evaluationTimeoutMs must be a positive number`);
     out.evaluationTimeoutMs = v.evaluationTimeoutMs;
   }
   if (v.state !== undefined) {

@@ -245,7 +245,12 @@ export class DetectionEngine implements Detector {
           count: hit.count,
           window: t.window,
           key: k,
-          extra: { count: hit.count, window: t.window, firstTime: new Date(Math.floor(hit.firstUs / 1000)).toISOString(), ...(hit.values ? { values: hit.values.slice(0, 50) } : {}) },
+          extra: {
+            count: hit.count,
+            window: t.window,
+            firstTime: new Date(Math.floor(hit.firstUs / 1000)).toISOString(),
+            ...(hit.values ? { values: hit.values.slice(0, 50) } : {}),
+          },
         },
       };
     } else if (c.sequence) {
@@ -256,7 +261,11 @@ export class DetectionEngine implements Detector {
       const k = key.replace(/\u0001/g, ' ');
       due = {
         object: `sequence:${k}`,
-        extras: { window: s.within, key: k, extra: { steps: done.ids.map((id, i) => ({ step: s.steps[i], auditID: id, time: new Date(Math.floor(done.times[i]! / 1000)).toISOString() })) } },
+        extras: {
+          window: s.within,
+          key: k,
+          extra: { steps: done.ids.map((id, i) => ({ step: s.steps[i], auditID: id, time: new Date(Math.floor(done.times[i]! / 1000)).toISOString() })) },
+        },
       };
     }
     if (c.alerted.has(e.auditID)) return null;

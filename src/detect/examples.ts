@@ -100,7 +100,18 @@ export interface ExampleResult {
 export async function runRuleExample(set: RuleSet, spec: RuleSpec, kind: 'fire' | 'quiet', index: number): Promise<ExampleResult> {
   const c = (kind === 'fire' ? spec.examples.fire : spec.examples.quiet)[index]!;
   const expected = kind === 'fire' ? (c.count ?? 1) : 0;
-  const res: ExampleResult = { rule: spec.id, kind, index, file: spec.file, line: c.line, expected, got: 0, ok: false, alerts: [], ...(c.name ? { name: c.name } : {}) };
+  const res: ExampleResult = {
+    rule: spec.id,
+    kind,
+    index,
+    file: spec.file,
+    line: c.line,
+    expected,
+    got: 0,
+    ok: false,
+    alerts: [],
+    ...(c.name ? { name: c.name } : {}),
+  };
   const warnings: string[] = [];
   try {
     const engine = new DetectionEngine({ rules: [{ ...spec, enabled: true }], lists: set.lists, listValues: c.lists, onWarning: (m) => warnings.push(m) });

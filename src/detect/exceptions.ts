@@ -106,7 +106,12 @@ export function shippedExceptions(list: readonly ShippedException[] | undefined,
 }
 
 /** Which shipped exception (by name) an event falls under, for `kaudit rules explain --event`. */
-export function matchingShippedException(list: readonly ShippedException[] | undefined, tuning: RuleTuning, lists: DetectionLists, e: NormalisedEvent): string | undefined {
+export function matchingShippedException(
+  list: readonly ShippedException[] | undefined,
+  tuning: RuleTuning,
+  lists: DetectionLists,
+  e: NormalisedEvent,
+): string | undefined {
   for (const x of activeShippedExceptions(list, tuning)) if (compileOne(x, lists)(e)) return x.name;
   return undefined;
 }

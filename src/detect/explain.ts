@@ -23,7 +23,11 @@ export function explainRule(spec: RuleSpec, set: RuleSet, config: DetectionConfi
   const removed = (spec.exceptions ?? []).filter((x) => !active.includes(x)).map((x) => x.name);
   const used = new Set<string>();
   for (const x of active) for (const v of Object.values(x)) if (Array.isArray(v)) for (const p of v) if (p.startsWith('@')) used.add(p.slice(1));
-  const global = (config.exceptions ?? []).filter((x) => !x.rules || x.rules.some((r) => r === spec.id || (r.includes('*') && new RegExp(`^${r.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(spec.id))));
+  const global = (config.exceptions ?? []).filter(
+    (x) =>
+      !x.rules ||
+      x.rules.some((r) => r === spec.id || (r.includes('*') && new RegExp(`^${r.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(spec.id))),
+  );
   const doc: Record<string, unknown> = {
     id: spec.id,
     title: spec.title,
@@ -53,7 +57,10 @@ export async function explainEvent(spec: RuleSpec, set: RuleSet, config: Detecti
   for (const [n, l] of set.lists) base.set(n, l.items);
   const lists = DetectionLists.build(base, config.lists);
   const all: Stage[] = ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'];
-  const out: Record<string, unknown> = { rule: spec.id, event: `${e.auditID} (${e.stage}) ${e.verb} ${e.resource}${e.subresource ? '/' + e.subresource : ''} ${e.namespace ? e.namespace + '/' : ''}${e.name} by ${e.user}` };
+  const out: Record<string, unknown> = {
+    rule: spec.id,
+    event: `${e.auditID} (${e.stage}) ${e.verb} ${e.resource}${e.subresource ? '/' + e.subresource : ''} ${e.namespace ? e.namespace + '/' : ''}${e.name} by ${e.user}`,
+  };
   const matches = spec.sequence ? spec.sequence.steps.map((s) => s.match ?? {}) : [spec.match ?? {}];
   const failing = matches.map((m) => {
     const keys = Object.keys(m) as (keyof MatchSpec)[];
@@ -64,12 +71,27 @@ export async function explainEvent(spec: RuleSpec, set: RuleSet, config: Detecti
   out.match = failing.some((f) => f.length === 0) ? 'passes' : `does not pass: ${failing.map((f) => f.join(', ')).join(' | ')}`;
   const shipped = matchingShippedException(spec.exceptions, tuning, lists, e);
   if (shipped) out['shipped exception'] = `${shipped}: ${spec.exceptions!.find((x) => x.name === shipped)!.reason}`;
-  const engine = new DetectionEngine({ rules: [{ ...spec, enabled: true }], lists: set.lists, config: { ...config, enabled: undefined, disabled: undefined }, onWarning: () => {} });
+  const engine = new DetectionEngine({
+    rules: [{ ...spec, enabled: true }],
+    lists: set.lists,
+    config: { ...config, enabled: undefined, disabled: undefined },
+    onWarning: () => {},
+  });
   if (spec.condition && !spec.sequence) {
-    const bare = new DetectionEngine({ rules: [{ ...spec, enabled: true, match: { stages: all, outcome: 'any' }, exceptions: [] }], lists: set.lists, config: { lists: config.lists }, onWarning: () => {} });
+    const bare = new DetectionEngine({
+      rules: [{ ...spec, enabled: true, match: { stages: all, outcome: 'any' }, exceptions: [] }],
+      lists: set.lists,
+      config: { lists: config.lists },
+      onWarning: () => {},
+    });
     out.condition = (await bare.detect([e])).length > 0 ? 'true' : 'false';
   }
   const alerts = await engine.detect([e]);
-  out.alert = alerts.length > 0 ? `yes (${alerts[0]!.severity}): ${alerts[0]!.summary}` : spec.threshold || spec.sequence ? 'no (a threshold or sequence rule alerts on the event that completes it)' : 'no';
+  out.alert =
+    alerts.length > 0
+      ? `yes (${alerts[0]!.severity}): ${alerts[0]!.summary}`
+      : spec.threshold || spec.sequence
+        ? 'no (a threshold or sequence rule alerts on the event that completes it)'
+        : 'no';
   return stringify(out, { lineWidth: 120 });
 }

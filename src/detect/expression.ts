@@ -6,7 +6,19 @@
 import { createRequire } from 'node:module';
 import type jsonata from 'jsonata';
 import type { AuditEvent } from '../events/types.js';
-import { addedCapabilities, containers, execCommand, rootContainers, execContainer, hostPaths, images, objectName, patchPaths, podSpecs, requestBody } from './facts.js';
+import {
+  addedCapabilities,
+  containers,
+  execCommand,
+  rootContainers,
+  execContainer,
+  hostPaths,
+  images,
+  objectName,
+  patchPaths,
+  podSpecs,
+  requestBody,
+} from './facts.js';
 import type { DetectionLists } from './lists.js';
 import { compileSync, NotCovered, SyncTimeout, type SyncHelper } from './jsonata-sync.js';
 import { compilePatterns } from './patterns.js';
@@ -47,155 +59,136 @@ export const HELPERS: Record<string, HelperDef> = {
   obj: {
     reads: 'requestObject',
     doc: 'the object the request writes (a JSON patch turned into the partial object it writes)',
-    make: () =>
-      (root) => {
-        return requestBody(root);
-      },
+    make: () => (root) => {
+      return requestBody(root);
+    },
   },
   podSpecs: {
     reads: 'requestObject',
     doc: 'every pod spec the request writes: pods, pod templates of workloads, cronjob jobTemplates',
-    make: () =>
-      (root) => {
-        return podSpecs(root);
-      },
+    make: () => (root) => {
+      return podSpecs(root);
+    },
   },
   containers: {
     reads: 'requestObject',
     doc: 'all containers, initContainers and ephemeralContainers of $podSpecs()',
-    make: () =>
-      (root) => {
-        return containers(root);
-      },
+    make: () => (root) => {
+      return containers(root);
+    },
   },
   images: {
     reads: 'requestObject',
     doc: 'the images of $containers()',
-    make: () =>
-      (root) => {
-        return images(root);
-      },
+    make: () => (root) => {
+      return images(root);
+    },
   },
   hostPaths: {
     reads: 'requestObject',
     doc: 'paths of hostPath volumes of $podSpecs()',
-    make: () =>
-      (root) => {
-        return hostPaths(root);
-      },
+    make: () => (root) => {
+      return hostPaths(root);
+    },
   },
   capabilities: {
     reads: 'requestObject',
     doc: 'capabilities added to any container, upper case without CAP_',
-    make: () =>
-      (root) => {
-        return addedCapabilities(root);
-      },
+    make: () => (root) => {
+      return addedCapabilities(root);
+    },
   },
   rootContainers: {
     reads: 'requestObject',
-    doc: 'names of containers that run as root (runAsUser 0, or runAsNonRoot false, theirs or the pod\'s)',
-    make: () =>
-      (root) => {
-        return rootContainers(root);
-      },
+    doc: "names of containers that run as root (runAsUser 0, or runAsNonRoot false, theirs or the pod's)",
+    make: () => (root) => {
+      return rootContainers(root);
+    },
   },
   patchPaths: {
     reads: 'requestObject',
     doc: 'JSON pointers a patch writes',
-    make: () =>
-      (root) => {
-        return patchPaths(root);
-      },
+    make: () => (root) => {
+      return patchPaths(root);
+    },
   },
   command: {
     doc: 'argv of an exec request (decoded command= parameters)',
-    make: () =>
-      (root) => {
-        return execCommand(root);
-      },
+    make: () => (root) => {
+      return execCommand(root);
+    },
   },
   commandLine: {
     doc: 'argv of an exec request joined by spaces',
-    make: () =>
-      (root) => {
-        return execCommand(root).join(' ');
-      },
+    make: () => (root) => {
+      return execCommand(root).join(' ');
+    },
   },
   container: {
     doc: 'the container= parameter of an exec, attach or log request',
-    make: () =>
-      (root) => {
-        return execContainer(root);
-      },
+    make: () => (root) => {
+      return execContainer(root);
+    },
   },
   objectName: {
     doc: 'name of the object: objectRef, else the response or request body',
-    make: () =>
-      (root) => {
-        return objectName(root);
-      },
+    make: () => (root) => {
+      return objectName(root);
+    },
   },
   isSystem: {
     doc: 'the user is a system identity (lists system-users, system-groups)',
-    make: (lists) =>
-      (root) => {
-        const u = root.user ?? {};
-        return lists.isSystem(u.username ?? '', u.groups ?? []);
-      },
+    make: (lists) => (root) => {
+      const u = root.user ?? {};
+      return lists.isSystem(u.username ?? '', u.groups ?? []);
+    },
   },
   isPerson: {
     doc: 'the user is a person: not a system:, service account, node or anonymous identity',
-    make: (lists) =>
-      (root) => {
-        const u = root.user ?? {};
-        return lists.isPerson(u.username ?? '', u.groups ?? []);
-      },
+    make: (lists) => (root) => {
+      const u = root.user ?? {};
+      return lists.isPerson(u.username ?? '', u.groups ?? []);
+    },
   },
   list: {
     doc: '$list(name): the values of a shared list',
     listArgs: [0],
-    make: (lists) =>
-      (_root, name: string) => {
-        return [...lists.get(name)];
-      },
+    make: (lists) => (_root, name: string) => {
+      return [...lists.get(name)];
+    },
   },
   inList: {
     doc: '$inList(values, name): any value matches an entry (exact, glob or /regex/) of the list',
     listArgs: [1],
-    make: (lists) =>
-      (_root, v: unknown, name: string) => {
-        const t = lists.test(name);
-        return asStrings(v).some((s) => t(s));
-      },
+    make: (lists) => (_root, v: unknown, name: string) => {
+      const t = lists.test(name);
+      return asStrings(v).some((s) => t(s));
+    },
   },
   allInList: {
     doc: '$allInList(values, name): every value matches an entry of the list (false when there are none)',
     listArgs: [1],
-    make: (lists) =>
-      (_root, v: unknown, name: string) => {
-        const t = lists.test(name);
-        const s = asStrings(v);
-        return s.length > 0 && s.every((x) => t(x));
-      },
+    make: (lists) => (_root, v: unknown, name: string) => {
+      const t = lists.test(name);
+      const s = asStrings(v);
+      return s.length > 0 && s.every((x) => t(x));
+    },
   },
   notInList: {
     doc: '$notInList(values, name): the values that match no entry of the list',
     listArgs: [1],
-    make: (lists) =>
-      (_root, v: unknown, name: string) => {
-        const t = lists.test(name);
-        return asStrings(v).filter((x) => !t(x));
-      },
+    make: (lists) => (_root, v: unknown, name: string) => {
+      const t = lists.test(name);
+      return asStrings(v).filter((x) => !t(x));
+    },
   },
   pathUnder: {
     doc: '$pathUnder(paths, name): the paths at or under a prefix of the list (/etc matches /etc/x, / only itself)',
     listArgs: [1],
-    make: (lists) =>
-      (_root, v: unknown, name: string) => {
-        const t = lists.pathTest(name);
-        return asStrings(v).filter((p) => t(p));
-      },
+    make: (lists) => (_root, v: unknown, name: string) => {
+      const t = lists.pathTest(name);
+      return asStrings(v).filter((p) => t(p));
+    },
   },
   textMatch: {
     doc: '$textMatch(text, name): the fragments of text (or of a value as JSON) matching a pattern of the list',
@@ -226,10 +219,9 @@ export const HELPERS: Record<string, HelperDef> = {
   },
   glob: {
     doc: '$glob(value, pattern): value matches a glob or /regex/',
-    make: () =>
-      (_root, v: unknown, p: string) => {
-        return asStrings(v).some((s) => compilePatterns([p])(s));
-      },
+    make: () => (_root, v: unknown, p: string) => {
+      return asStrings(v).some((s) => compilePatterns([p])(s));
+    },
   },
 };
 
@@ -245,8 +237,26 @@ export const JSONATA_FUNCTIONS = new Set(
 
 /** Top-level fields of an audit event, for lint. */
 export const EVENT_FIELDS = new Set([
-  'kind', 'apiVersion', 'level', 'auditID', 'stage', 'requestURI', 'verb', 'user', 'impersonatedUser', 'sourceIPs', 'userAgent', 'objectRef',
-  'responseStatus', 'requestObject', 'responseObject', 'requestReceivedTimestamp', 'stageTimestamp', 'annotations', 'metadata', 'timestamp',
+  'kind',
+  'apiVersion',
+  'level',
+  'auditID',
+  'stage',
+  'requestURI',
+  'verb',
+  'user',
+  'impersonatedUser',
+  'sourceIPs',
+  'userAgent',
+  'objectRef',
+  'responseStatus',
+  'requestObject',
+  'responseObject',
+  'requestReceivedTimestamp',
+  'stageTimestamp',
+  'annotations',
+  'metadata',
+  'timestamp',
 ]);
 
 export class ExpressionError extends Error {
@@ -275,7 +285,14 @@ type AstNode = Omit<jsonata.ExprNode, 'type'> & { type: string } & Record<string
 
 /** Walks a JSONata AST and reports what it reads and calls. */
 export function analyse(ast: jsonata.ExprNode): ExpressionAnalysis {
-  const a: ExpressionAnalysis = { reads: new Set(), rootFields: new Set(), functions: new Set(), lists: new Set(), freeVariables: new Set(), unknownFunctions: new Set() };
+  const a: ExpressionAnalysis = {
+    reads: new Set(),
+    rootFields: new Set(),
+    functions: new Set(),
+    lists: new Set(),
+    freeVariables: new Set(),
+    unknownFunctions: new Set(),
+  };
   const bound = new Set<string>(['', '$']);
   const visit = (n: unknown, atRoot: boolean): void => {
     if (Array.isArray(n)) {
@@ -353,7 +370,11 @@ export function analyse(ast: jsonata.ExprNode): ExpressionAnalysis {
 }
 
 /** Helpers that read only the request and response bodies: all of them give nothing for an event without bodies. */
-const BODY_HELPERS = new Set(Object.entries(HELPERS).filter(([, h]) => h.reads).map(([n]) => n));
+const BODY_HELPERS = new Set(
+  Object.entries(HELPERS)
+    .filter(([, h]) => h.reads)
+    .map(([n]) => n),
+);
 /** Helpers that read only their arguments. */
 const PURE_HELPERS = new Set(['list', 'inList', 'allInList', 'notInList', 'pathUnder', 'textMatch', 'glob']);
 /** JSONata functions whose value does not follow from their arguments alone. */

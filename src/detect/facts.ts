@@ -129,7 +129,8 @@ export function podSpecs(ev: AuditEvent): Obj[] {
       const t = jt && isObj(jt.template) && isObj(jt.template.spec) ? jt.template.spec : undefined;
       if (t) out.push(t);
     } else if (spec && isObj(spec.template) && isObj(spec.template.spec)) {
-      if (WORKLOAD_TEMPLATE_KINDS.has(kind) || WORKLOAD_TEMPLATE_RESOURCES.has(resource) || Array.isArray(spec.template.spec.containers)) out.push(spec.template.spec);
+      if (WORKLOAD_TEMPLATE_KINDS.has(kind) || WORKLOAD_TEMPLATE_RESOURCES.has(resource) || Array.isArray(spec.template.spec.containers))
+        out.push(spec.template.spec);
     }
   }
   f.podSpecs = out;
@@ -160,7 +161,9 @@ export function images(ev: AuditEvent): string[] {
 export function hostPaths(ev: AuditEvent): string[] {
   const f = factsOf(ev);
   if (!f.hostPaths) {
-    f.hostPaths = podSpecs(ev).flatMap((s) => arr(s.volumes).flatMap((v) => (isObj(v) && isObj(v.hostPath) && typeof v.hostPath.path === 'string' ? [v.hostPath.path] : [])));
+    f.hostPaths = podSpecs(ev).flatMap((s) =>
+      arr(s.volumes).flatMap((v) => (isObj(v) && isObj(v.hostPath) && typeof v.hostPath.path === 'string' ? [v.hostPath.path] : [])),
+    );
   }
   return f.hostPaths;
 }

@@ -47,7 +47,14 @@ function resolve(opts: { rulesDir?: string; config?: DetectionConfig }): { confi
 export async function createDetector(opts: DetectorOptions = {}): Promise<DetectionEngine> {
   const { config, dir } = resolve(opts);
   const set = loadRules(dir);
-  const eo: EngineOptions = { rules: set.rules, lists: set.lists, config, shareIdentical: opts.shareIdentical, useIndex: opts.useIndex, ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) };
+  const eo: EngineOptions = {
+    rules: set.rules,
+    lists: set.lists,
+    config,
+    shareIdentical: opts.shareIdentical,
+    useIndex: opts.useIndex,
+    ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+  };
   const engine = new DetectionEngine(eo);
   await engine.prepare();
   return engine;

@@ -52,7 +52,9 @@ const SYNC_FUNCTIONS = (
 /** Every name JSONata binds in its static frame or per expression: a variable with such a name is a function. */
 const JSONATA_NAMES = new Set([
   ...SYNC_FUNCTIONS,
-  ...'match replace split formatNumber formatBase formatInteger parseInteger random map zip filter single reduce sift each error assert sort shuffle eval toMillis fromMillis clone now millis'.split(' '),
+  ...'match replace split formatNumber formatBase formatInteger parseInteger random map zip filter single reduce sift each error assert sort shuffle eval toMillis fromMillis clone now millis'.split(
+    ' ',
+  ),
 ]);
 
 const requireHere = createRequire(import.meta.url);
@@ -107,7 +109,10 @@ function isSequence(v: unknown): v is Seq {
 }
 
 function isFunction(v: unknown): boolean {
-  return typeof v === 'function' || (typeof v === 'object' && v !== null && ((v as NativeFunction)._jsonata_function === true || (v as { _jsonata_lambda?: boolean })._jsonata_lambda === true));
+  return (
+    typeof v === 'function' ||
+    (typeof v === 'object' && v !== null && ((v as NativeFunction)._jsonata_function === true || (v as { _jsonata_lambda?: boolean })._jsonata_lambda === true))
+  );
 }
 
 /** JSONata's isNumeric: a number that is not NaN; an infinite one is an error (D1001), here a hand-over. */
@@ -180,7 +185,8 @@ const MAX_DEPTH = 150;
  * anything else) when JSONata must decide, SyncTimeout when out of time.
  */
 export function compileSync(ast: jsonata.ExprNode, helpers: Record<string, SyncHelper>, timeoutMs: number): (input: unknown) => unknown {
-  if (INSTALLED_JSONATA_VERSION !== MIRRORED_JSONATA_VERSION) throw new NotCovered(`jsonata ${INSTALLED_JSONATA_VERSION} is installed; this evaluator follows ${MIRRORED_JSONATA_VERSION}`);
+  if (INSTALLED_JSONATA_VERSION !== MIRRORED_JSONATA_VERSION)
+    throw new NotCovered(`jsonata ${INSTALLED_JSONATA_VERSION} is installed; this evaluator follows ${MIRRORED_JSONATA_VERSION}`);
   const c: Compiler = { helpers, bound: new Set(), depth: 0 };
   collectBinds(ast as unknown as Node, c.bound);
   for (const b of c.bound) if (helpers[b] || JSONATA_NAMES.has(b) || b === '' || b === '$') throw new NotCovered(`binds $${b}`);
@@ -215,7 +221,8 @@ function collectBinds(n: unknown, out: Set<string>): void {
 function compile(node: Node, c: Compiler): Eval {
   if (++c.depth > MAX_DEPTH) throw new NotCovered('nested too deeply');
   if (node.group !== undefined) throw new NotCovered('grouping');
-  if (node.focus !== undefined || node.index !== undefined || node.tuple !== undefined || node.ancestor !== undefined) throw new NotCovered('focus/index binding');
+  if (node.focus !== undefined || node.index !== undefined || node.tuple !== undefined || node.ancestor !== undefined)
+    throw new NotCovered('focus/index binding');
   const core = compileCore(node, c);
   const preds = ((node.predicate ?? []) as Node[]).map((p) => compileFilter(p, c));
   const keepArray = node.keepArray === true;

@@ -5,7 +5,19 @@
 import type { NormalisedEvent } from '../events/types.js';
 import { eventObjectName } from './match.js';
 
-export const KEY_FIELDS = ['user', 'namespace', 'name', 'sourceIP', 'resource', 'userAgent', 'cluster', 'verb', 'impersonatedUser', 'apiGroup', 'subresource'] as const;
+export const KEY_FIELDS = [
+  'user',
+  'namespace',
+  'name',
+  'sourceIP',
+  'resource',
+  'userAgent',
+  'cluster',
+  'verb',
+  'impersonatedUser',
+  'apiGroup',
+  'subresource',
+] as const;
 export type KeyField = (typeof KEY_FIELDS)[number];
 
 const NAMES: ReadonlySet<string> = new Set(KEY_FIELDS);

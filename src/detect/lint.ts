@@ -45,7 +45,13 @@ export function lintRuleSet(set: RuleSet, config: DetectionConfig = {}): RuleIss
       else if (lists.get(l).length === 0) filled[l] = ['lint-placeholder'];
     }
     try {
-      new DetectionEngine({ rules: [{ ...spec, enabled: true }], lists: set.lists, config: { ...(config.lists ? { lists: config.lists } : {}) }, listValues: filled, onWarning: () => {} });
+      new DetectionEngine({
+        rules: [{ ...spec, enabled: true }],
+        lists: set.lists,
+        config: { ...(config.lists ? { lists: config.lists } : {}) },
+        listValues: filled,
+        onWarning: () => {},
+      });
     } catch (e) {
       if (e instanceof RuleLoadError) issues.push(...e.issues);
       else at((e as Error).message);
@@ -56,8 +62,12 @@ export function lintRuleSet(set: RuleSet, config: DetectionConfig = {}): RuleIss
       for (const f of ['users', 'groups', 'namespaces', 'names', 'userAgents', 'paths'] as const) {
         for (const p of [...(m?.[f]?.include ?? []), ...(m?.[f]?.exclude ?? [])]) if (p.startsWith('@')) usedLists.add(p.slice(1));
       }
-      if (m?.outcome === 'succeeded' && (m.stages ?? ['ResponseComplete']).every((st) => st === 'RequestReceived')) at(`${where}: only the RequestReceived stage, which carries no response code, with outcome succeeded (the default): the rule never fires; set outcome: any`);
-      if (spec.sequence === undefined && m === undefined && where === 'match') at('no match: the rule is handed every event; name verbs and resources so the index can skip events', 'warning');
+      if (m?.outcome === 'succeeded' && (m.stages ?? ['ResponseComplete']).every((st) => st === 'RequestReceived'))
+        at(
+          `${where}: only the RequestReceived stage, which carries no response code, with outcome succeeded (the default): the rule never fires; set outcome: any`,
+        );
+      if (spec.sequence === undefined && m === undefined && where === 'match')
+        at('no match: the rule is handed every event; name verbs and resources so the index can skip events', 'warning');
     }
     for (const x of spec.exceptions ?? []) {
       for (const f of ['users', 'groups', 'namespaces', 'names', 'images', 'owners', 'verbs'] as const) {
@@ -72,11 +82,16 @@ export function lintRuleSet(set: RuleSet, config: DetectionConfig = {}): RuleIss
         if (!(e instanceof ExpressionError)) throw e;
         continue; // reported by the compile above
       }
-      for (const f of x.analysis.rootFields) if (!EVENT_FIELDS.has(f)) at(`${where}: "${f}" is not a field of an audit event (${[...EVENT_FIELDS].join(', ')})`);
+      for (const f of x.analysis.rootFields)
+        if (!EVENT_FIELDS.has(f)) at(`${where}: "${f}" is not a field of an audit event (${[...EVENT_FIELDS].join(', ')})`);
       for (const fn of x.analysis.unknownFunctions) at(`${where}: unknown function $${fn}() (helpers: ${Object.keys(HELPERS).join(', ')})`);
       for (const v of x.analysis.freeVariables) at(`${where}: unknown variable $${v}`, 'warning');
       for (const l of x.analysis.lists) usedLists.add(l);
-      if (x.notCovered !== undefined) at(`${where}: evaluated by JSONata's own evaluator, several times slower than kaudit's synchronous one, which does not cover ${x.notCovered}`, 'warning');
+      if (x.notCovered !== undefined)
+        at(
+          `${where}: evaluated by JSONata's own evaluator, several times slower than kaudit's synchronous one, which does not cover ${x.notCovered}`,
+          'warning',
+        );
     }
     if (spec.summary) {
       const bad = unknownPlaceholders(spec.summary, Object.keys(spec.details ?? {}));

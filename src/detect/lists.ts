@@ -25,7 +25,11 @@ export class DetectionLists {
   }
 
   /** Lists from the rule files with the config's changes applied. Overrides of unknown lists create them. */
-  static build(base: ReadonlyMap<string, readonly string[]>, overrides: Record<string, ListOverride> = {}, extra: Record<string, string[]> = {}): DetectionLists {
+  static build(
+    base: ReadonlyMap<string, readonly string[]>,
+    overrides: Record<string, ListOverride> = {},
+    extra: Record<string, string[]> = {},
+  ): DetectionLists {
     const m = new Map<string, readonly string[]>(base);
     for (const [name, o] of Object.entries(overrides)) m.set(name, applyListOverride(m.get(name) ?? [], o));
     for (const [name, l] of Object.entries(extra)) m.set(name, l);

@@ -35,7 +35,27 @@ export function parseResource(s: string): ResourceRef {
   return { group, resource, ...(m[2] !== undefined ? { subresource: m[2] } : {}) };
 }
 
-export const KNOWN_VERBS = new Set(['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection', 'post', 'put', 'head', 'options', 'proxy', 'escalate', 'bind', 'impersonate', 'approve', 'sign', 'use']);
+export const KNOWN_VERBS = new Set([
+  'get',
+  'list',
+  'watch',
+  'create',
+  'update',
+  'patch',
+  'delete',
+  'deletecollection',
+  'post',
+  'put',
+  'head',
+  'options',
+  'proxy',
+  'escalate',
+  'bind',
+  'impersonate',
+  'approve',
+  'sign',
+  'use',
+]);
 
 /** What the candidate index needs from a match. */
 export interface IndexPlan {
@@ -84,10 +104,11 @@ function filterTests(f: FieldFilter | undefined, lists: DetectionLists, where: s
 
 function fieldPred(f: FieldFilter | undefined, get: (e: NormalisedEvent) => string, lists: DetectionLists, where: string): Pred | undefined {
   const { inc, exc } = filterTests(f, lists, where);
-  if (inc && exc) return (e) => {
-    const v = get(e);
-    return inc(v) && !exc(v);
-  };
+  if (inc && exc)
+    return (e) => {
+      const v = get(e);
+      return inc(v) && !exc(v);
+    };
   if (inc) return (e) => inc(get(e));
   if (exc) return (e) => !exc(get(e));
   return undefined;
@@ -190,7 +211,9 @@ export function compileMatch(spec: MatchSpec | undefined, lists: DetectionLists,
   if (!anyRequest) {
     const resTest = refs ? resourceTest(refs) : undefined;
     const urls = m.nonResourceURLs ? urlTest(m.nonResourceURLs) : undefined;
-    preds.push((e) => (e.resource === '' ? urls !== undefined && e.subresource === '' && urls(pathOf(e.event.requestURI)) : resTest !== undefined && resTest(e)));
+    preds.push((e) =>
+      e.resource === '' ? urls !== undefined && e.subresource === '' && urls(pathOf(e.event.requestURI)) : resTest !== undefined && resTest(e),
+    );
   }
   const add = (p: Pred | undefined) => p && preds.push(p);
   add(fieldPred(m.users, (e) => e.user, lists, `${where}.users`));

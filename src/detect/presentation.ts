@@ -107,7 +107,15 @@ function present(p: Presenter, id: string, e: NormalisedEvent, x: Extras | undef
 }
 
 /** present() from detail `from` on, for details JSONata must evaluate. */
-async function presentAsync(p: Presenter, id: string, e: NormalisedEvent, x: Extras | undefined, details: Record<string, unknown> | undefined, from: number, warn: Warn): Promise<AlertBase> {
+async function presentAsync(
+  p: Presenter,
+  id: string,
+  e: NormalisedEvent,
+  x: Extras | undefined,
+  details: Record<string, unknown> | undefined,
+  from: number,
+  warn: Warn,
+): Promise<AlertBase> {
   for (const [k, expr] of p.details.slice(from)) {
     try {
       details = keepDetail(details, k, await expr.value(e.event));

@@ -168,8 +168,42 @@ export function formatIssue(i: RuleIssue): string {
   return `${at}: ${i.level}: ${i.rule ? `rule ${i.rule}: ` : ''}${i.message}`;
 }
 
-const RULE_KEYS = ['id', 'title', 'description', 'severity', 'tags', 'summary', 'match', 'condition', 'details', 'level', 'threshold', 'sequence', 'escalate', 'requires', 'exceptions', 'enabled', 'examples'];
-const MATCH_KEYS = ['verbs', 'resources', 'nonResourceURLs', 'stages', 'users', 'groups', 'namespaces', 'names', 'userAgents', 'paths', 'identity', 'codes', 'decision', 'impersonated', 'outcome'];
+const RULE_KEYS = [
+  'id',
+  'title',
+  'description',
+  'severity',
+  'tags',
+  'summary',
+  'match',
+  'condition',
+  'details',
+  'level',
+  'threshold',
+  'sequence',
+  'escalate',
+  'requires',
+  'exceptions',
+  'enabled',
+  'examples',
+];
+const MATCH_KEYS = [
+  'verbs',
+  'resources',
+  'nonResourceURLs',
+  'stages',
+  'users',
+  'groups',
+  'namespaces',
+  'names',
+  'userAgents',
+  'paths',
+  'identity',
+  'codes',
+  'decision',
+  'impersonated',
+  'outcome',
+];
 const ID = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 
 class Checker {
@@ -295,7 +329,8 @@ function parseExamples(c: Checker, v: unknown, node: unknown, lc: LineCounter): 
         return;
       }
       if (Array.isArray(item.events)) {
-        for (const k of Object.keys(item)) if (!['name', 'events', 'count', 'lists'].includes(k)) c.error(`examples.${kind}[${i}]: unknown key "${k}" (name, events, count, lists)`, line);
+        for (const k of Object.keys(item))
+          if (!['name', 'events', 'count', 'lists'].includes(k)) c.error(`examples.${kind}[${i}]: unknown key "${k}" (name, events, count, lists)`, line);
         const ex: ExampleCase = { events: item.events as Record<string, unknown>[], line };
         if (item.events.some((e) => !isObj(e))) c.error(`examples.${kind}[${i}].events must be a list of events`, line);
         if (typeof item.name === 'string') ex.name = item.name;
@@ -335,12 +370,14 @@ function parseShippedExceptions(c: Checker, v: unknown): ShippedException[] | un
   v.forEach((x, i) => {
     const where = `exceptions[${i}]`;
     if (!isObj(x)) return c.error(`${where} must be a mapping`);
-    for (const k of Object.keys(x)) if (!(SHIPPED_EXCEPTION_KEYS as readonly string[]).includes(k)) c.error(`${where}: unknown key "${k}" (${SHIPPED_EXCEPTION_KEYS.join(', ')})`);
+    for (const k of Object.keys(x))
+      if (!(SHIPPED_EXCEPTION_KEYS as readonly string[]).includes(k)) c.error(`${where}: unknown key "${k}" (${SHIPPED_EXCEPTION_KEYS.join(', ')})`);
     if (typeof x.name !== 'string' || !ID.test(x.name)) return c.error(`${where}.name must be a kebab-case id`);
     if (names.has(x.name)) return c.error(`${where}: duplicate exception name ${x.name}`);
     names.add(x.name);
     if (typeof x.reason !== 'string' || !x.reason.trim()) return c.error(`${where}.reason is required: say why this traffic is routine`);
-    if (!IDENTITY_KEYS.some((k) => x[k] !== undefined)) return c.error(`${where} must name users or groups: an exception never rests on a namespace, name or image alone`);
+    if (!IDENTITY_KEYS.some((k) => x[k] !== undefined))
+      return c.error(`${where} must name users or groups: an exception never rests on a namespace, name or image alone`);
     const ex: ShippedException = { name: x.name, reason: x.reason.trim().replace(/\s+/g, ' ') };
     for (const k of ['users', 'groups', 'namespaces', 'names', 'images', 'owners', 'verbs'] as const) {
       const l = c.strings(x[k], `${where}.${k}`);
@@ -407,7 +444,11 @@ function parseRule(v: unknown, node: unknown, file: string, lc: LineCounter, iss
           if (st.condition !== undefined && typeof st.condition !== 'string') c.error(`sequence.steps[${i}].condition must be a JSONata expression`);
           const sm = c.match(st.match, `sequence.steps[${i}].match`);
           const m = sm ? withDefaultOutcome(sm) : undefined;
-          steps.push({ name: typeof st.name === 'string' ? st.name : `step ${i + 1}`, ...(m ? { match: m } : {}), ...(typeof st.condition === 'string' ? { condition: st.condition } : {}) });
+          steps.push({
+            name: typeof st.name === 'string' ? st.name : `step ${i + 1}`,
+            ...(m ? { match: m } : {}),
+            ...(typeof st.condition === 'string' ? { condition: st.condition } : {}),
+          });
         });
       sequence = { by, within: String(s.within), steps };
     }
@@ -470,7 +511,8 @@ export function parseRuleFile(text: string, file: string, into: RuleSet): void {
     return;
   }
   for (const k of Object.keys(v)) {
-    if (k !== 'rules' && k !== 'lists') into.issues.push({ level: 'error', file, line: lineOfNode(doc.get(k, true), lc), message: `unknown top-level key "${k}" (rules, lists)` });
+    if (k !== 'rules' && k !== 'lists')
+      into.issues.push({ level: 'error', file, line: lineOfNode(doc.get(k, true), lc), message: `unknown top-level key "${k}" (rules, lists)` });
   }
   if (v.lists !== undefined) {
     const listsNode = doc.get('lists', true);

@@ -62,8 +62,30 @@ export function groupObject(e: NormalisedEvent): string {
 }
 
 export const PLACEHOLDERS = new Set([
-  'user', 'groups', 'verb', 'verbPast', 'resource', 'subresource', 'kind', 'namespace', 'name', 'object', 'target', 'sourceIP', 'userAgent',
-  'code', 'decision', 'command', 'container', 'impersonatedUser', 'requestURI', 'path', 'cluster', 'count', 'window', 'key',
+  'user',
+  'groups',
+  'verb',
+  'verbPast',
+  'resource',
+  'subresource',
+  'kind',
+  'namespace',
+  'name',
+  'object',
+  'target',
+  'sourceIP',
+  'userAgent',
+  'code',
+  'decision',
+  'command',
+  'container',
+  'impersonatedUser',
+  'requestURI',
+  'path',
+  'cluster',
+  'count',
+  'window',
+  'key',
 ]);
 
 const TOKEN = /\{([A-Za-z][\w.-]*)\}/g;

@@ -53,26 +53,33 @@ export function toAuditEvent(v: unknown): AuditEvent {
   }
   if ((o.auditID as string).length === 0) throw new BadInputError('audit event has an empty auditID');
   if (typeof o.stage !== 'string' || !isStage(o.stage)) {
-    throw new BadInputError(o.stage === undefined ? 'audit event lacks stage' : `audit event stage ${JSON.stringify(o.stage)} is not one of ${STAGES.join(', ')}`);
+    throw new BadInputError(
+      o.stage === undefined ? 'audit event lacks stage' : `audit event stage ${JSON.stringify(o.stage)} is not one of ${STAGES.join(', ')}`,
+    );
   }
   if (typeof o.level !== 'string' || !isLevel(o.level)) {
-    throw new BadInputError(o.level === undefined ? 'audit event lacks level' : `audit event level ${JSON.stringify(o.level)} is not one of ${LEVELS.join(', ')}`);
+    throw new BadInputError(
+      o.level === undefined ? 'audit event lacks level' : `audit event level ${JSON.stringify(o.level)} is not one of ${LEVELS.join(', ')}`,
+    );
   }
   if (typeof o.user !== 'object' || o.user === null || Array.isArray(o.user)) {
     throw new BadInputError(o.user === undefined ? 'audit event lacks user' : `audit event field user must be an object, got ${typeName(o.user)}`);
   }
   const u = o.user as Record<string, unknown>;
-  if (u.username !== undefined && typeof u.username !== 'string') throw new BadInputError(`audit event user.username must be a string, got ${typeName(u.username)}`);
+  if (u.username !== undefined && typeof u.username !== 'string')
+    throw new BadInputError(`audit event user.username must be a string, got ${typeName(u.username)}`);
   if (u.groups !== undefined && !isStringArray(u.groups)) throw new BadInputError('audit event user.groups must be an array of strings');
   // The impersonated user is indexed like the user; null (a Go nil pointer written out) is no impersonation.
   if (o.impersonatedUser !== undefined && o.impersonatedUser !== null) {
     const iu = o.impersonatedUser as Record<string, unknown>;
     if (typeof iu !== 'object' || Array.isArray(iu)) throw new BadInputError(`audit event field impersonatedUser must be an object, got ${typeName(iu)}`);
-    if (iu.username !== undefined && typeof iu.username !== 'string') throw new BadInputError(`audit event impersonatedUser.username must be a string, got ${typeName(iu.username)}`);
+    if (iu.username !== undefined && typeof iu.username !== 'string')
+      throw new BadInputError(`audit event impersonatedUser.username must be a string, got ${typeName(iu.username)}`);
     if (iu.groups !== undefined && !isStringArray(iu.groups)) throw new BadInputError('audit event impersonatedUser.groups must be an array of strings');
   }
   if (o.sourceIPs !== undefined && !isStringArray(o.sourceIPs)) throw new BadInputError('audit event sourceIPs must be an array of strings');
-  if (o.userAgent !== undefined && typeof o.userAgent !== 'string') throw new BadInputError(`audit event userAgent must be a string, got ${typeName(o.userAgent)}`);
+  if (o.userAgent !== undefined && typeof o.userAgent !== 'string')
+    throw new BadInputError(`audit event userAgent must be a string, got ${typeName(o.userAgent)}`);
   if (o.objectRef !== undefined && (typeof o.objectRef !== 'object' || o.objectRef === null || Array.isArray(o.objectRef))) {
     throw new BadInputError(`audit event objectRef must be an object, got ${typeName(o.objectRef)}`);
   }
@@ -85,7 +92,8 @@ export function toAuditEvent(v: unknown): AuditEvent {
   if (o.responseStatus !== undefined) {
     const rs = o.responseStatus as Record<string, unknown> | null;
     if (typeof rs !== 'object' || rs === null || Array.isArray(rs)) throw new BadInputError('audit event responseStatus must be an object');
-    if (rs.code !== undefined && typeof rs.code !== 'number') throw new BadInputError(`audit event responseStatus.code must be a number, got ${typeName(rs.code)}`);
+    if (rs.code !== undefined && typeof rs.code !== 'number')
+      throw new BadInputError(`audit event responseStatus.code must be a number, got ${typeName(rs.code)}`);
     // An HTTP status (the apiserver writes an int32): anything else cannot be stored or queried as one.
     if (rs.code !== undefined && (!Number.isInteger(rs.code) || (rs.code as number) < 0 || (rs.code as number) > 999)) {
       throw new BadInputError(`audit event responseStatus.code ${String(rs.code)} is not an HTTP status code`);
@@ -125,8 +133,7 @@ export function parseJson(text: string): unknown {
  * name of the envelope it came in, and where inside the record it was), or why not.
  */
 export type DecodedItem =
-  | { event: AuditEvent; text?: string; cluster?: string; envelope?: string; where?: string }
-  | { error: string; envelope?: string; where?: string };
+  { event: AuditEvent; text?: string; cluster?: string; envelope?: string; where?: string } | { error: string; envelope?: string; where?: string };
 
 export interface DecoderOptions {
   /** Envelopes to choose from, by shape (default: all that kaudit knows). */
@@ -267,7 +274,10 @@ export class Decoder {
         } catch (e) {
           value = e;
         }
-        d = value instanceof SyntaxError ? { error: `event text is not JSON (${value.message.split('\n')[0]})` } : validate(value, hasLineBreak(it.value) ? undefined : it.value);
+        d =
+          value instanceof SyntaxError
+            ? { error: `event text is not JSON (${value.message.split('\n')[0]})` }
+            : validate(value, hasLineBreak(it.value) ? undefined : it.value);
       } else d = validate(it.value, it.value === v ? text : undefined);
       if ('error' in d) {
         if (name !== undefined) d.error = `${name}: ${d.error}`;

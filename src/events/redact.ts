@@ -108,8 +108,10 @@ export function redactEvent(ev: AuditEvent, opts: RedactionOptions): boolean {
   const ref = ev.objectRef;
   const aboutSecrets = !!ref && ref.resource === 'secrets' && (ref.apiGroup === undefined || ref.apiGroup === '') && !ref.subresource;
   let changed = false;
-  if (ev.requestObject !== undefined && (aboutSecrets || mayHoldSecret(ev.requestObject))) changed = redactBody(ev.requestObject, aboutSecrets, opts.key) || changed;
-  if (ev.responseObject !== undefined && (aboutSecrets || mayHoldSecret(ev.responseObject))) changed = redactBody(ev.responseObject, aboutSecrets, opts.key) || changed;
+  if (ev.requestObject !== undefined && (aboutSecrets || mayHoldSecret(ev.requestObject)))
+    changed = redactBody(ev.requestObject, aboutSecrets, opts.key) || changed;
+  if (ev.responseObject !== undefined && (aboutSecrets || mayHoldSecret(ev.responseObject)))
+    changed = redactBody(ev.responseObject, aboutSecrets, opts.key) || changed;
   return changed;
 }
 

@@ -40,8 +40,30 @@ function parseMicrosUncached(s: string): number {
     let ms: number;
     if (prefix === lastPrefix) ms = lastPrefixMs;
     else {
-      const y = digits(s, 0, 4), mo = digits(s, 5, 2), d = digits(s, 8, 2), h = digits(s, 11, 2), mi = digits(s, 14, 2), se = digits(s, 17, 2);
-      if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 60 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return parseMicrosSlow(s);
+      const y = digits(s, 0, 4),
+        mo = digits(s, 5, 2),
+        d = digits(s, 8, 2),
+        h = digits(s, 11, 2),
+        mi = digits(s, 14, 2),
+        se = digits(s, 17, 2);
+      if (
+        y < 0 ||
+        mo < 1 ||
+        mo > 12 ||
+        d < 1 ||
+        d > 31 ||
+        h < 0 ||
+        h > 23 ||
+        mi < 0 ||
+        mi > 59 ||
+        se < 0 ||
+        se > 60 ||
+        s.charCodeAt(4) !== 45 ||
+        s.charCodeAt(7) !== 45 ||
+        s.charCodeAt(13) !== 58 ||
+        s.charCodeAt(16) !== 58
+      )
+        return parseMicrosSlow(s);
       ms = utcMs(y, mo - 1, d, h, mi, se);
       lastPrefix = prefix;
       lastPrefixMs = ms;

@@ -112,7 +112,10 @@ export class Pipeline implements BatchSink {
           bad: m.counter('kaudit_bad_input_total', 'Records rejected as bad input, by source'),
           alerts: m.counter('kaudit_alerts_total', 'Alerts raised, by rule'),
           overloaded: m.counter('kaudit_ingest_overloaded_total', 'Batches refused because the ingest queue was full'),
-          envEvents: m.counter('kaudit_envelope_events_total', 'Audit events unwrapped from a cloud or forwarder envelope, by envelope (eks, gke, aks, forwarder)'),
+          envEvents: m.counter(
+            'kaudit_envelope_events_total',
+            'Audit events unwrapped from a cloud or forwarder envelope, by envelope (eks, gke, aks, forwarder)',
+          ),
           envBad: m.counter('kaudit_envelope_bad_total', 'Items of an envelope refused as bad input (dead-lettered), by envelope'),
         }
       : undefined;
@@ -296,7 +299,14 @@ export class Pipeline implements BatchSink {
     }
     const det = this.opts.detector;
     const committed = w
-      ? settled(() => w.finish(ins.batch, { alerts: raised, alertEvents: alertEventIndexes(raised, fresh, freshIdx), deadLetters: d.deadLetters, checkpoint: batch.checkpoint })).catch((e: unknown) => {
+      ? settled(() =>
+          w.finish(ins.batch, {
+            alerts: raised,
+            alertEvents: alertEventIndexes(raised, fresh, freshIdx),
+            deadLetters: d.deadLetters,
+            checkpoint: batch.checkpoint,
+          }),
+        ).catch((e: unknown) => {
           // Not stored: the source sends the batch again, and its requests must be able to alert then.
           if (raised.length > 0) det?.forget?.(raised);
           throw e;
@@ -309,25 +319,27 @@ export class Pipeline implements BatchSink {
     const bad = d.deadLetters.map(badOf);
     const source = batch.source;
     const envelopes = d.envelopes;
-    return { committed: committed.then((alerts) => {
-      this.opts.health?.ok();
-      const outcome: BatchOutcome = { stored, duplicates, bad, alerts };
-      if (this.counters) {
-        const src = { source: sourceKind(source) };
-        if (stored) this.counters.events.inc(src, stored);
-        if (duplicates) this.counters.dups.inc(src, duplicates);
-        if (bad.length) this.counters.bad.inc(src, bad.length);
-        for (const a of raised) this.counters.alerts.inc({ rule: a.rule });
-        if (envelopes) {
-          for (const [envelope, t] of envelopes) {
-            if (t.events) this.counters.envEvents.inc({ envelope }, t.events);
-            if (t.bad) this.counters.envBad.inc({ envelope }, t.bad);
+    return {
+      committed: committed.then((alerts) => {
+        this.opts.health?.ok();
+        const outcome: BatchOutcome = { stored, duplicates, bad, alerts };
+        if (this.counters) {
+          const src = { source: sourceKind(source) };
+          if (stored) this.counters.events.inc(src, stored);
+          if (duplicates) this.counters.dups.inc(src, duplicates);
+          if (bad.length) this.counters.bad.inc(src, bad.length);
+          for (const a of raised) this.counters.alerts.inc({ rule: a.rule });
+          if (envelopes) {
+            for (const [envelope, t] of envelopes) {
+              if (t.events) this.counters.envEvents.inc({ envelope }, t.events);
+              if (t.bad) this.counters.envBad.inc({ envelope }, t.bad);
+            }
           }
         }
-      }
-      this.bus.publish(alerts);
-      return outcome;
-    }) };
+        this.bus.publish(alerts);
+        return outcome;
+      }),
+    };
   }
 
   /**
@@ -373,7 +385,6 @@ interface Staged {
   dec: Decoded | Error;
   inserted: Promise<InsertResult | undefined>;
 }
-
 
 /** A call's result as a promise, whether it returns one, a value, or throws (a same-thread Store's finish throws). */
 function settled<T>(fn: () => T | Promise<T>): Promise<T> {

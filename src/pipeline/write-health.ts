@@ -36,7 +36,10 @@ export class WriteHealth {
 
   constructor(private readonly o: WriteHealthOptions) {
     const m = o.metrics;
-    this.failures = m?.counter('kaudit_store_write_failures_total', 'Batches (and write probes) the store could not write, by fault: full, io, readonly, busy, corrupt, cannot-open');
+    this.failures = m?.counter(
+      'kaudit_store_write_failures_total',
+      'Batches (and write probes) the store could not write, by fault: full, io, readonly, busy, corrupt, cannot-open',
+    );
     m?.collect('kaudit_store_writable', '1 while the store writes, 0 while its writes fail (see /readyz)', () => [{ value: this.failing ? 0 : 1 }]);
   }
 
@@ -53,7 +56,9 @@ export class WriteHealth {
     if (!f) return;
     this.failing = undefined;
     this.stopProbing();
-    log.info(`store ${this.o.path} writes again after ${((Date.now() - f.since) / 1000).toFixed(1)} s (${f.batches} batches or probes failed meanwhile and were retried or refused)`);
+    log.info(
+      `store ${this.o.path} writes again after ${((Date.now() - f.since) / 1000).toFixed(1)} s (${f.batches} batches or probes failed meanwhile and were retried or refused)`,
+    );
   }
 
   /** A batch failed: when the store's write is what failed, not ready until a write succeeds. */

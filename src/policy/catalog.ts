@@ -21,7 +21,12 @@ export const WRITE_VERBS = ['create', 'update', 'patch', 'delete', 'deletecollec
 export const NON_RESOURCE_VERBS = ['get', 'post', 'put', 'patch', 'delete', 'head', 'options'];
 
 export const CATALOG: CatalogResource[] = [
-  { group: '', resource: 'pods', namespaced: true, subresources: ['exec', 'attach', 'portforward', 'proxy', 'log', 'status', 'eviction', 'binding', 'ephemeralcontainers'] },
+  {
+    group: '',
+    resource: 'pods',
+    namespaced: true,
+    subresources: ['exec', 'attach', 'portforward', 'proxy', 'log', 'status', 'eviction', 'binding', 'ephemeralcontainers'],
+  },
   { group: '', resource: 'services', namespaced: true, subresources: ['proxy', 'status'] },
   { group: '', resource: 'secrets', namespaced: true },
   { group: '', resource: 'configmaps', namespaced: true },
@@ -104,7 +109,10 @@ export const SYSTEM_IDENTITIES: ProbeIdentity[] = [
   { label: 'the apiserver', user: { name: 'system:apiserver', groups: ['system:authenticated', 'system:masters'] } },
   {
     label: 'a kube-system controller',
-    user: { name: 'system:serviceaccount:kube-system:endpointslice-controller', groups: ['system:serviceaccounts', 'system:serviceaccounts:kube-system', 'system:authenticated'] },
+    user: {
+      name: 'system:serviceaccount:kube-system:endpointslice-controller',
+      groups: ['system:serviceaccounts', 'system:serviceaccounts:kube-system', 'system:authenticated'],
+    },
   },
   { label: 'an unauthenticated health probe', user: { name: 'system:anonymous', groups: ['system:unauthenticated'] } },
 ];
@@ -159,7 +167,19 @@ export const NOISE: NoiseClass[] = [
     id: 'health-checks',
     description: 'health, version and discovery endpoints',
     verbs: ['get'],
-    nonResourceURLs: ['/healthz', '/healthz/etcd', '/livez', '/livez/ping', '/readyz', '/version', '/openapi/v2', '/openapi/v3', '/api', '/apis', '/apis/apps/v1'],
+    nonResourceURLs: [
+      '/healthz',
+      '/healthz/etcd',
+      '/livez',
+      '/livez/ping',
+      '/readyz',
+      '/version',
+      '/openapi/v2',
+      '/openapi/v3',
+      '/api',
+      '/apis',
+      '/apis/apps/v1',
+    ],
   },
 ];
 

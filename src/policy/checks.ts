@@ -192,18 +192,33 @@ function checkSecrets(policy: Policy, lineOf: (r: number | null) => number | und
     }
   }
   return [
-    ...missesToFindings('error', leaks, (rule, ms, what) => {
-      const lvl = ms[0]!.decision.level;
-      return `${ruleLabel(rule)} logs ${what} at ${lvl}: that writes secret values (or tokens) into the audit log; log them at Metadata`;
-    }, lineOf),
+    ...missesToFindings(
+      'error',
+      leaks,
+      (rule, ms, what) => {
+        const lvl = ms[0]!.decision.level;
+        return `${ruleLabel(rule)} logs ${what} at ${lvl}: that writes secret values (or tokens) into the audit log; log them at Metadata`;
+      },
+      lineOf,
+    ),
     // Above Metadata but without a value in any body written (a read or delete at Request): harmless, yet not what
     // CIS 3.2.2 asks for.
-    ...missesToFindings('note', aboveMetadata, (rule, ms, what) => {
-      const lvl = ms[0]!.decision.level;
-      return `${ruleLabel(rule)} logs ${what} at ${lvl}: no secret value is written (these requests carry none in their body at this level), but CIS 3.2.2 asks for Metadata`;
-    }, lineOf),
-    ...missesToFindings('error', notLogged, (rule, _ms, what) =>
-      `${what} ${rule === null ? 'are not logged: no rule matches them' : `are not logged: ${ruleLabel(rule)} drops them`}; log them at Metadata`, lineOf),
+    ...missesToFindings(
+      'note',
+      aboveMetadata,
+      (rule, ms, what) => {
+        const lvl = ms[0]!.decision.level;
+        return `${ruleLabel(rule)} logs ${what} at ${lvl}: no secret value is written (these requests carry none in their body at this level), but CIS 3.2.2 asks for Metadata`;
+      },
+      lineOf,
+    ),
+    ...missesToFindings(
+      'error',
+      notLogged,
+      (rule, _ms, what) =>
+        `${what} ${rule === null ? 'are not logged: no rule matches them' : `are not logged: ${ruleLabel(rule)} drops them`}; log them at Metadata`,
+      lineOf,
+    ),
   ];
 }
 
@@ -213,8 +228,13 @@ function checkLogged(policy: Policy, probes: Probe[], lineOf: (r: number | null)
     const d = evaluatePolicy(policy, p.attrs);
     if (!isLogged(d, p.attrs)) misses.push({ probe: p, decision: d });
   }
-  return missesToFindings('error', misses, (rule, _ms, what) =>
-    `${what} ${rule === null ? 'are not logged: no rule matches them' : `are not logged: ${ruleLabel(rule)} ${policy.rules[rule]!.level === 'None' ? 'drops them' : 'omits every stage they go through'}`}; ${advice}`, lineOf);
+  return missesToFindings(
+    'error',
+    misses,
+    (rule, _ms, what) =>
+      `${what} ${rule === null ? 'are not logged: no rule matches them' : `are not logged: ${ruleLabel(rule)} ${policy.rules[rule]!.level === 'None' ? 'drops them' : 'omits every stage they go through'}`}; ${advice}`,
+    lineOf,
+  );
 }
 
 function catchAllProbes(policy: Policy): Probe[] {
@@ -247,20 +267,25 @@ export function requirementProbes(policy: Policy, req: RuleRequirement): Probe[]
         (r.resource === '*' || r.resource === e.resource) &&
         (r.subresource === '*' ? true : (r.subresource ?? undefined) === e.subresource),
     );
-    if (r.group !== '*' && r.resource !== '*' && r.subresource !== '*') matching.push({ group: r.group, resource: r.resource, ...(r.subresource ? { subresource: r.subresource } : {}) });
+    if (r.group !== '*' && r.resource !== '*' && r.subresource !== '*')
+      matching.push({ group: r.group, resource: r.resource, ...(r.subresource ? { subresource: r.subresource } : {}) });
     for (const m of matching) if (!sels.some((s) => s.group === m.group && s.resource === m.resource && s.subresource === m.subresource)) sels.push(m);
   }
   const namespaces = req.namespaces && req.namespaces.length > 0 ? req.namespaces : undefined;
   probes.push(...resourceProbes({ policy, resources: sels, verbs, identities: GENERIC_IDENTITIES, namespaces }));
   const nrVerbs = req.verbs.length > 0 ? req.verbs : NON_RESOURCE_VERBS.slice(0, 2);
   const paths = any ? ['/kaudit-probe'] : urls.map((u) => (u === '*' ? '/kaudit-probe' : u.endsWith('*') ? `${u.slice(0, -1)}kaudit-probe` : u));
-  for (const id of GENERIC_IDENTITIES) for (const path of paths) for (const verb of nrVerbs) probes.push({ attrs: nonResourceRequest(id.user, verb, path), who: id.label });
+  for (const id of GENERIC_IDENTITIES)
+    for (const path of paths) for (const verb of nrVerbs) probes.push({ attrs: nonResourceRequest(id.user, verb, path), who: id.label });
   // Probes outside the requirement (a catalog expansion can overreach) and known noise it only reaches by wildcard.
   return probes.filter((p) => requirementCounts(req, p.attrs));
 }
 
 /** Per requirement: the probes the policy leaves blind. */
-export function blindSpots(policy: Policy, reqs: RuleRequirement[]): { req: RuleRequirement; misses: { probe: Probe; decision: AuditDecision }[]; total: number }[] {
+export function blindSpots(
+  policy: Policy,
+  reqs: RuleRequirement[],
+): { req: RuleRequirement; misses: { probe: Probe; decision: AuditDecision }[]; total: number }[] {
   return reqs.map((req) => {
     const probes = requirementProbes(policy, req);
     const misses: Miss[] = [];
@@ -278,7 +303,12 @@ function checkBlindSpots(policy: Policy, reqs: RuleRequirement[], lineOf: (r: nu
     if (misses.length === 0) continue;
     const first = misses[0]!;
     const d = first.decision;
-    const got = d.level === 'None' ? 'not logged' : levelRank(d.level) < levelRank(req.level) ? `logged at ${d.level}` : `logged without the ${req.stages.join(' or ')} stage`;
+    const got =
+      d.level === 'None'
+        ? 'not logged'
+        : levelRank(d.level) < levelRank(req.level)
+          ? `logged at ${d.level}`
+          : `logged without the ${req.stages.join(' or ')} stage`;
     const scope = misses.length === total ? 'blind' : `blind for ${misses.length} of ${total} probed requests`;
     const conflict = conflictsWithCis(req)
       ? ' It needs request bodies that CIS 3.2.2 keeps out of the log (secret values): keeping the policy at Metadata there is deliberate; disable the detection or accept the risk.'
@@ -302,8 +332,12 @@ function checkNoisyReads(policy: Policy, lineOf: (r: number | null) => number | 
   for (const n of NOISE) {
     const verbs = n.verbs.filter((v) => ['get', 'list', 'watch'].includes(v) || (n.id === 'leases' && v === 'update'));
     const probes: Probe[] = [];
-    if (n.resources) probes.push(...resourceProbes({ policy, resources: n.resources, verbs, identities: SYSTEM_IDENTITIES, namespaces: ['kube-system', 'kube-node-lease', 'default'] }));
-    for (const path of n.nonResourceURLs ?? []) for (const id of [...SYSTEM_IDENTITIES, ...GENERIC_IDENTITIES]) probes.push({ attrs: nonResourceRequest(id.user, 'get', path), who: id.label });
+    if (n.resources)
+      probes.push(
+        ...resourceProbes({ policy, resources: n.resources, verbs, identities: SYSTEM_IDENTITIES, namespaces: ['kube-system', 'kube-node-lease', 'default'] }),
+      );
+    for (const path of n.nonResourceURLs ?? [])
+      for (const id of [...SYSTEM_IDENTITIES, ...GENERIC_IDENTITIES]) probes.push({ attrs: nonResourceRequest(id.user, 'get', path), who: id.label });
     const kept: Miss[] = [];
     for (const p of probes) {
       const d = evaluatePolicy(policy, p.attrs);
@@ -326,7 +360,10 @@ function checkNoisyReads(policy: Policy, lineOf: (r: number | null) => number | 
 
 function checkOmitRequestReceived(policy: Policy, lineOf: (r: number | null) => number | undefined): CheckFinding[] {
   if (policy.omitStages.includes('RequestReceived')) return [];
-  const rules = policy.rules.map((r, i) => ({ r, i })).filter(({ r }) => r.level !== 'None' && !r.omitStages.includes('RequestReceived')).map(({ i }) => i);
+  const rules = policy.rules
+    .map((r, i) => ({ r, i }))
+    .filter(({ r }) => r.level !== 'None' && !r.omitStages.includes('RequestReceived'))
+    .map(({ i }) => i);
   if (rules.length === 0) return [];
   const f: CheckFinding = {
     severity: 'note',
@@ -340,7 +377,12 @@ function checkOmitRequestReceived(policy: Policy, lineOf: (r: number | null) => 
 
 function logsSomething(policy: Policy): boolean {
   const all: Stage[] = ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'];
-  return policy.rules.some((r) => r.level !== 'None' && ['Metadata', 'Request', 'RequestResponse'].includes(r.level) && all.some((s) => !r.omitStages.includes(s) && !policy.omitStages.includes(s)));
+  return policy.rules.some(
+    (r) =>
+      r.level !== 'None' &&
+      ['Metadata', 'Request', 'RequestResponse'].includes(r.level) &&
+      all.some((s) => !r.omitStages.includes(s) && !policy.omitStages.includes(s)),
+  );
 }
 
 /** What every check may look at: the file as loaded, and the policy when kube-apiserver would load it. */
@@ -384,7 +426,13 @@ const ALL_CHECKS: Check[] = [
     id: 'unknown-field',
     title: 'no field is silently ignored',
     needs: 'file',
-    run: ({ loaded }) => loaded.unknownFields.map((u) => ({ severity: 'error' as const, message: u.path ? `${u.path}: ${u.message}` : u.message, path: u.path, ...atPath(u.path, u.line) })),
+    run: ({ loaded }) =>
+      loaded.unknownFields.map((u) => ({
+        severity: 'error' as const,
+        message: u.path ? `${u.path}: ${u.message}` : u.message,
+        path: u.path,
+        ...atPath(u.path, u.line),
+      })),
   },
   {
     id: 'cis-3.2.1',
@@ -394,7 +442,8 @@ const ALL_CHECKS: Check[] = [
       if (!loaded.policy || validation.length > 0 || loaded.decodeErrors.length > 0) {
         return [{ severity: 'error', message: 'no audit policy is in effect: kube-apiserver would refuse this file (see the invalid-policy findings)' }];
       }
-      if (!logsSomething(loaded.policy)) return [{ severity: 'error', message: 'the policy logs nothing: every rule is level None or omits every stage; add a rule that logs at Metadata' }];
+      if (!logsSomething(loaded.policy))
+        return [{ severity: 'error', message: 'the policy logs nothing: every rule is level None or omits every stage; add a rule that logs at Metadata' }];
       return [];
     },
   },
@@ -411,7 +460,15 @@ const ALL_CHECKS: Check[] = [
     run: ({ lineOfRule }, policy) =>
       checkLogged(
         policy,
-        resourceProbes({ policy, resources: [{ group: '', resource: 'pods' }, { group: 'apps', resource: 'deployments' }], verbs: ['create', 'update', 'patch', 'delete'], identities: GENERIC_IDENTITIES }),
+        resourceProbes({
+          policy,
+          resources: [
+            { group: '', resource: 'pods' },
+            { group: 'apps', resource: 'deployments' },
+          ],
+          verbs: ['create', 'update', 'patch', 'delete'],
+          identities: GENERIC_IDENTITIES,
+        }),
         lineOfRule,
         'log changes to pods and deployments at Metadata at least (Request to see what changed)',
       ),
@@ -424,10 +481,18 @@ const ALL_CHECKS: Check[] = [
       checkLogged(
         policy,
         [
-          ...resourceProbes({ policy, resources: EXEC_SUBRESOURCES.map((s) => ({ group: '', resource: 'pods', subresource: s })), verbs: ['create', 'get'], identities: GENERIC_IDENTITIES }),
           ...resourceProbes({
             policy,
-            resources: [{ group: '', resource: 'pods', subresource: 'proxy' }, { group: '', resource: 'services', subresource: 'proxy' }],
+            resources: EXEC_SUBRESOURCES.map((s) => ({ group: '', resource: 'pods', subresource: s })),
+            verbs: ['create', 'get'],
+            identities: GENERIC_IDENTITIES,
+          }),
+          ...resourceProbes({
+            policy,
+            resources: [
+              { group: '', resource: 'pods', subresource: 'proxy' },
+              { group: '', resource: 'services', subresource: 'proxy' },
+            ],
             verbs: ['get', 'create', 'update', 'patch', 'delete'],
             identities: GENERIC_IDENTITIES,
           }),
@@ -440,13 +505,17 @@ const ALL_CHECKS: Check[] = [
     id: 'cis-3.2.2-catch-all',
     title: 'CIS 3.2.2: everything else is logged at Metadata at least',
     needs: 'policy',
-    run: ({ lineOfRule }, policy) => checkLogged(policy, catchAllProbes(policy), lineOfRule, 'end the policy with a catch-all rule (- level: Metadata) so that everything else is logged'),
+    run: ({ lineOfRule }, policy) =>
+      checkLogged(policy, catchAllProbes(policy), lineOfRule, 'end the policy with a catch-all rule (- level: Metadata) so that everything else is logged'),
   },
   {
     id: 'detection-blind-spot',
     title: 'every enabled detection sees the requests it needs',
     needs: 'policy',
-    run: ({ opts, lineOfRule }, policy) => (opts.requirements ? checkBlindSpots(policy, opts.requirements, lineOfRule) : { skipped: opts.requirementsUnavailable ?? 'no detection requirements given' }),
+    run: ({ opts, lineOfRule }, policy) =>
+      opts.requirements
+        ? checkBlindSpots(policy, opts.requirements, lineOfRule)
+        : { skipped: opts.requirementsUnavailable ?? 'no detection requirements given' },
   },
   {
     id: 'shadowed-rule',

@@ -70,9 +70,18 @@ function noiseRules(profile: Profile): GeneratedRule[] {
     }),
   ];
   if (profile === 'strict') {
-    out.push(R({ level: 'None', comment: 'Reads of Event objects (their writes are kept).', verbs: ['get', 'list', 'watch'], resources: [gr('', ['events']), gr('events.k8s.io', ['events'])] }));
+    out.push(
+      R({
+        level: 'None',
+        comment: 'Reads of Event objects (their writes are kept).',
+        verbs: ['get', 'list', 'watch'],
+        resources: [gr('', ['events']), gr('events.k8s.io', ['events'])],
+      }),
+    );
   } else {
-    out.push(R({ level: 'None', comment: 'Event objects: very high volume, no security value.', resources: [gr('', ['events']), gr('events.k8s.io', ['events'])] }));
+    out.push(
+      R({ level: 'None', comment: 'Event objects: very high volume, no security value.', resources: [gr('', ['events']), gr('events.k8s.io', ['events'])] }),
+    );
   }
   out.push(
     R({
@@ -125,7 +134,16 @@ function ruleForRequirement(req: RuleRequirement, policyOmitsRequestReceived: bo
       anyResource = true;
       continue;
     }
-    const spec = r.resource === '*' ? (r.subresource === undefined ? '*' : r.subresource === '*' ? '*' : `*/${r.subresource}`) : r.subresource === undefined ? r.resource : `${r.resource}/${r.subresource}`;
+    const spec =
+      r.resource === '*'
+        ? r.subresource === undefined
+          ? '*'
+          : r.subresource === '*'
+            ? '*'
+            : `*/${r.subresource}`
+        : r.subresource === undefined
+          ? r.resource
+          : `${r.resource}/${r.subresource}`;
     for (const g of groups) {
       if (!entries.has(g)) entries.set(g, new Set());
       entries.get(g)!.add(spec);
@@ -323,7 +341,8 @@ export async function generatePolicy(o: GenerateOptions = {}): Promise<GenerateR
   const loaded = parsePolicy(yaml, `<generated ${profile}>`);
   const rep = checkPolicy(loaded, { requirements: reqs });
   const failures = rep.findings.filter((f) => f.severity === 'error');
-  if (failures.length > 0) throw new Error(`internal error: the generated ${profile} policy fails its own check: ${failures.map((f) => `${f.id}: ${f.message}`).join('; ')}`);
+  if (failures.length > 0)
+    throw new Error(`internal error: the generated ${profile} policy fails its own check: ${failures.map((f) => `${f.id}: ${f.message}`).join('; ')}`);
   return { policy: g, yaml, uncovered, ...(volume ? { volume } : {}) };
 }
 
@@ -348,7 +367,9 @@ function headerFor(profile: Profile, o: GenerateOptions, uncovered: GenerateResu
   if (volume) {
     const pct = (a: number, b: number) => (b === 0 ? '0.0' : ((100 * (b - a)) / b).toFixed(1));
     h.push(`Tuned on ${volume.inputEvents} captured events: ${volume.droppedPatterns} system read pattern(s) dropped.`);
-    h.push(`Expected volume: ${volume.tunedBytes} bytes instead of ${volume.inputBytes} captured (-${pct(volume.tunedBytes, volume.inputBytes)}%), ${volume.untunedBytes} with the untuned profile (-${pct(volume.tunedBytes, volume.untunedBytes)}%).`);
+    h.push(
+      `Expected volume: ${volume.tunedBytes} bytes instead of ${volume.inputBytes} captured (-${pct(volume.tunedBytes, volume.inputBytes)}%), ${volume.untunedBytes} with the untuned profile (-${pct(volume.tunedBytes, volume.untunedBytes)}%).`,
+    );
   }
   return h;
 }

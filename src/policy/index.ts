@@ -4,7 +4,14 @@ export { parsePolicy, loadPolicyFile, POLICY_API_VERSION, type LoadedPolicy, typ
 export { validatePolicy, type FieldError } from './validate.js';
 export { evaluatePolicy, ruleMatches, attributesFromEvent, decisionJson, stageRecorded } from './evaluate.js';
 export { checkPolicy, CHECKS, severityAtLeast, type Finding, type Severity, type CheckReport } from './checks.js';
-export { loadDetectionRequirements, requirementMatches, parseRequirements, DetectionCatalogUnavailable, type RuleRequirement, type RequirementResource } from './requirements.js';
+export {
+  loadDetectionRequirements,
+  requirementMatches,
+  parseRequirements,
+  DetectionCatalogUnavailable,
+  type RuleRequirement,
+  type RequirementResource,
+} from './requirements.js';
 export { simulatePolicy, formatSimulation, type SimulationReport } from './simulate.js';
 export { generatePolicy, emitPolicyYaml, PROFILES, type Profile } from './generate.js';
 export { buildMatrix, formatMatrix } from './matrix.js';

@@ -72,8 +72,20 @@ const GROUP_RESOURCE_FIELDS: Record<string, FieldKind> = {
 
 /** ObjectMeta fields; kaudit does not look inside them beyond the names. */
 const META_FIELDS = new Set([
-  'name', 'generateName', 'namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp',
-  'deletionTimestamp', 'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers',
+  'name',
+  'generateName',
+  'namespace',
+  'selfLink',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+  'labels',
+  'annotations',
+  'ownerReferences',
+  'finalizers',
   'managedFields',
 ]);
 
@@ -254,7 +266,11 @@ function decodeMeta(ctx: Ctx, n: YamlNode | null, path: string): void {
   for (const pair of (n as import('yaml').YAMLMap).items) {
     const name = keyName(ctx, pair.key);
     if (!META_FIELDS.has(name)) {
-      ctx.unknown.push({ path: `${path}.${name}`, message: `unknown field "${name}" in metadata: kube-apiserver ignores it`, ...pos(ctx, resolve(ctx, pair.key)) });
+      ctx.unknown.push({
+        path: `${path}.${name}`,
+        message: `unknown field "${name}" in metadata: kube-apiserver ignores it`,
+        ...pos(ctx, resolve(ctx, pair.key)),
+      });
     }
   }
 }
@@ -300,7 +316,11 @@ export function parsePolicy(text: string, source = '<inline>'): LoadedPolicy {
   for (let i = 1; i < list.length; i++) {
     const d = list[i]!;
     if (d.contents === null) continue;
-    result.unknownFields.push({ path: '', message: `YAML document ${i + 1} is ignored: kube-apiserver reads only the first document of the file`, ...pos(ctx, d.contents as YamlNode) });
+    result.unknownFields.push({
+      path: '',
+      message: `YAML document ${i + 1} is ignored: kube-apiserver reads only the first document of the file`,
+      ...pos(ctx, d.contents as YamlNode),
+    });
   }
   const policy: Policy = { rules: [], omitStages: [], omitManagedFields: false };
   let apiVersion = '';

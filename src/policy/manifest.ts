@@ -124,7 +124,13 @@ export function checkApiserverFlags(m: ApiserverFlags, file: string, benchmarkOv
   const bench = `${b.name}${m.version ? ` (Kubernetes ${m.version})` : ''}`;
 
   if (m.flags.has('audit-policy-file') && m.flags.get('audit-policy-file') !== '') passed.push('cis-3.2.1');
-  else findings.push({ id: 'cis-3.2.1', severity: 'error', message: `--audit-policy-file is not set on kube-apiserver: without a policy nothing is audited [${bench} 3.2.1]`, ...at('audit-policy-file') });
+  else
+    findings.push({
+      id: 'cis-3.2.1',
+      severity: 'error',
+      message: `--audit-policy-file is not set on kube-apiserver: without a policy nothing is audited [${bench} 3.2.1]`,
+      ...at('audit-policy-file'),
+    });
 
   const webhook = m.flags.get('audit-webhook-config-file');
   const logPath = m.flags.get('audit-log-path');
@@ -132,7 +138,12 @@ export function checkApiserverFlags(m: ApiserverFlags, file: string, benchmarkOv
     if (webhook) {
       passed.push(`cis-${pathId}`);
     } else {
-      findings.push({ id: `cis-${pathId}`, severity: 'error', message: `--audit-log-path is not set (and no --audit-webhook-config-file): audit events go nowhere [${bench} ${pathId}]`, ...at('audit-log-path') });
+      findings.push({
+        id: `cis-${pathId}`,
+        severity: 'error',
+        message: `--audit-log-path is not set (and no --audit-webhook-config-file): audit events go nowhere [${bench} ${pathId}]`,
+        ...at('audit-log-path'),
+      });
     }
   } else passed.push(`cis-${pathId}`);
 
@@ -150,8 +161,10 @@ export function checkApiserverFlags(m: ApiserverFlags, file: string, benchmarkOv
     }
     const raw = m.flags.get(flag);
     const n = raw === undefined ? NaN : Number(raw);
-    if (raw === undefined) findings.push({ id: `cis-${id}`, severity: 'error', message: `--${flag} is not set: set it to ${min} (${unit}) or more [${bench} ${id}]`, ...at(flag) });
-    else if (!Number.isFinite(n) || n < min) findings.push({ id: `cis-${id}`, severity: 'error', message: `--${flag}=${raw} is below ${min} (${unit}) [${bench} ${id}]`, ...at(flag) });
+    if (raw === undefined)
+      findings.push({ id: `cis-${id}`, severity: 'error', message: `--${flag} is not set: set it to ${min} (${unit}) or more [${bench} ${id}]`, ...at(flag) });
+    else if (!Number.isFinite(n) || n < min)
+      findings.push({ id: `cis-${id}`, severity: 'error', message: `--${flag}=${raw} is below ${min} (${unit}) [${bench} ${id}]`, ...at(flag) });
     else passed.push(`cis-${id}`);
   }
   return { findings, passed, benchmark: b.name };

@@ -1,5 +1,15 @@
 /** `kaudit policy matrix`: the level each kind of request gets, as a table a person can read. */
-import { CATALOG, GENERIC_IDENTITIES, RESOURCE_VERBS, SYSTEM_IDENTITIES, groupResourceLabel, nonResourceRequest, resourceRequest, verbNamesObject, type ProbeIdentity } from './catalog.js';
+import {
+  CATALOG,
+  GENERIC_IDENTITIES,
+  RESOURCE_VERBS,
+  SYSTEM_IDENTITIES,
+  groupResourceLabel,
+  nonResourceRequest,
+  resourceRequest,
+  verbNamesObject,
+  type ProbeIdentity,
+} from './catalog.js';
 import { evaluatePolicy } from './evaluate.js';
 import { isLogged } from './probe.js';
 import type { AuditDecision, Policy, RequestUser } from './types.js';
@@ -42,7 +52,15 @@ export function buildMatrix(policy: Policy, o: { user?: RequestUser | null; name
       const subVerbs = sub === '' ? (c.verbs ?? verbs) : ['get', 'create', 'update', 'patch', 'delete'];
       for (const verb of subVerbs) {
         const mk = (u: RequestUser | null) =>
-          resourceRequest({ user: u, verb, group: c.group, resource: c.resource, subresource: sub, namespace: c.namespaced ? namespace : '', name: verbNamesObject(verb, sub) ? 'example' : '' });
+          resourceRequest({
+            user: u,
+            verb,
+            group: c.group,
+            resource: c.resource,
+            subresource: sub,
+            namespace: c.namespaced ? namespace : '',
+            name: verbNamesObject(verb, sub) ? 'example' : '',
+          });
         const a = mk(user);
         const d = evaluatePolicy(policy, a);
         const base = cell(d, isLogged(d, a));
@@ -75,7 +93,13 @@ export function formatMatrix(m: Matrix): string {
   out.push('');
   const colW = 14;
   const first = Math.max(...m.rows.map((r) => r.resource.length), 10) + 2;
-  out.push('resource'.padEnd(first) + m.verbs.map((v) => v.padEnd(colW)).join('').trimEnd());
+  out.push(
+    'resource'.padEnd(first) +
+      m.verbs
+        .map((v) => v.padEnd(colW))
+        .join('')
+        .trimEnd(),
+  );
   for (const r of m.rows) {
     const cells = m.verbs.map((v) => {
       const c = r.cells[v];
@@ -98,7 +122,10 @@ export function formatMatrix(m: Matrix): string {
     }
     for (const [who, ds] of byWho) {
       out.push(`  ${who}:`);
-      for (const d of ds.slice(0, 12)) out.push(`    ${d.request.padEnd(40)} ${SHORT[d.level] ?? d.level}${d.rule === null ? '' : ` [${d.rule}]`} (instead of ${SHORT[d.baseline] ?? d.baseline})`);
+      for (const d of ds.slice(0, 12))
+        out.push(
+          `    ${d.request.padEnd(40)} ${SHORT[d.level] ?? d.level}${d.rule === null ? '' : ` [${d.rule}]`} (instead of ${SHORT[d.baseline] ?? d.baseline})`,
+        );
       if (ds.length > 12) out.push(`    ... ${ds.length - 12} more`);
     }
   }

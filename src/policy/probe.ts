@@ -33,7 +33,8 @@ export function allIdentities(policy: Policy): ProbeIdentity[] {
   for (const u of users) out.push({ label: u, user: { name: u, groups: ['system:authenticated'] } });
   for (const g of groups) out.push({ label: `a member of ${g}`, user: { name: `${FRESH}-member`, groups: [g] } });
   // A user named by one rule may also belong to a group named by another: one identity holding everything.
-  if (users.size > 0 || groups.size > 0) out.push({ label: 'a user in every group the policy names', user: { name: [...users][0] ?? `${FRESH}-member`, groups: [...groups] } });
+  if (users.size > 0 || groups.size > 0)
+    out.push({ label: 'a user in every group the policy names', user: { name: [...users][0] ?? `${FRESH}-member`, groups: [...groups] } });
   return out;
 }
 

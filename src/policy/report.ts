@@ -33,14 +33,22 @@ export function formatText(r: FullReport): string {
   }
   for (const id of r.passed) lines.push(`  ok   ${id}: ${title(id)}`);
   for (const s of r.skipped) lines.push(`  skip ${s.id}: ${s.reason}`);
-  lines.push(`${counts.error} failed, ${counts.warning} warning${counts.warning === 1 ? '' : 's'}, ${counts.note} note${counts.note === 1 ? '' : 's'}, ${r.passed.length} passed`);
+  lines.push(
+    `${counts.error} failed, ${counts.warning} warning${counts.warning === 1 ? '' : 's'}, ${counts.note} note${counts.note === 1 ? '' : 's'}, ${r.passed.length} passed`,
+  );
   return lines.join('\n') + '\n';
 }
 
 export function formatJson(r: FullReport): string {
   const summary = { error: 0, warning: 0, note: 0 };
   for (const f of r.findings) summary[f.severity]++;
-  return JSON.stringify({ policy: r.source, ...(r.manifest ? { manifest: r.manifest } : {}), findings: r.findings, passed: r.passed, skipped: r.skipped, summary }, null, 2) + '\n';
+  return (
+    JSON.stringify(
+      { policy: r.source, ...(r.manifest ? { manifest: r.manifest } : {}), findings: r.findings, passed: r.passed, skipped: r.skipped, summary },
+      null,
+      2,
+    ) + '\n'
+  );
 }
 
 /** SARIF 2.1.0, one result per finding, located at the policy (or manifest) line. */

@@ -97,7 +97,11 @@ const STAGE_SET = new Set<string>(['RequestReceived', 'ResponseStarted', 'Respon
 
 /** Checks the shape of requirements read from a file (`--requirements`); throws with the offending index. */
 export function parseRequirements(v: unknown, where: string): RuleRequirement[] {
-  const list = Array.isArray(v) ? v : v && typeof v === 'object' && Array.isArray((v as { requirements?: unknown }).requirements) ? (v as { requirements: unknown[] }).requirements : null;
+  const list = Array.isArray(v)
+    ? v
+    : v && typeof v === 'object' && Array.isArray((v as { requirements?: unknown }).requirements)
+      ? (v as { requirements: unknown[] }).requirements
+      : null;
   if (!list) throw new Error(`${where}: expected a list of detection requirements (or {requirements: [...]})`);
   return list.map((x, i) => {
     const r = x as Partial<RuleRequirement>;

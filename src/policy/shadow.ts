@@ -76,12 +76,30 @@ function witnesses(r: PolicyRule): RequestAttributes[] | null {
         const namespaces = r.namespaces.length > 0 ? r.namespaces : [FRESH];
         for (const ns of namespaces) {
           for (const s of resourceShapes(r)) {
-            if (!push(requestAttributes({ user, verb, resourceRequest: true, namespace: ns, apiGroup: s.apiGroup, resource: s.resource, subresource: s.subresource, name: s.name, path: `/${FRESH}` }))) return null;
+            if (
+              !push(
+                requestAttributes({
+                  user,
+                  verb,
+                  resourceRequest: true,
+                  namespace: ns,
+                  apiGroup: s.apiGroup,
+                  resource: s.resource,
+                  subresource: s.subresource,
+                  name: s.name,
+                  path: `/${FRESH}`,
+                }),
+              )
+            )
+              return null;
           }
         }
       }
       if (nonResourceSide) {
-        const paths = r.nonResourceURLs.length > 0 ? r.nonResourceURLs.map((u) => (u === '*' ? `/${FRESH}` : u.endsWith('*') ? `${u.replace(/\*+$/, '')}${FRESH}` : u)) : [`/${FRESH}`];
+        const paths =
+          r.nonResourceURLs.length > 0
+            ? r.nonResourceURLs.map((u) => (u === '*' ? `/${FRESH}` : u.endsWith('*') ? `${u.replace(/\*+$/, '')}${FRESH}` : u))
+            : [`/${FRESH}`];
         for (const path of paths) if (!push(requestAttributes({ user, verb, resourceRequest: false, path }))) return null;
       }
     }

@@ -90,9 +90,20 @@ export function unwrapItem(item: SimulationItem): { event?: AuditEvent; text?: s
   return { event: item as AuditEvent };
 }
 
-export async function simulatePolicy(policy: Policy, events: AsyncIterable<SimulationItem> | Iterable<SimulationItem>, opts: { requirements?: RuleRequirement[] } = {}): Promise<SimulationReport> {
+export async function simulatePolicy(
+  policy: Policy,
+  events: AsyncIterable<SimulationItem> | Iterable<SimulationItem>,
+  opts: { requirements?: RuleRequirement[] } = {},
+): Promise<SimulationReport> {
   const reqs = opts.requirements ?? [];
-  const report: SimulationReport = { input: { events: 0, bytes: 0, badRecords: 0 }, kept: { events: 0, bytes: 0 }, rules: [], underCaptured: 0, detections: [], errors: [] };
+  const report: SimulationReport = {
+    input: { events: 0, bytes: 0, badRecords: 0 },
+    kept: { events: 0, bytes: 0 },
+    rules: [],
+    underCaptured: 0,
+    detections: [],
+    errors: [],
+  };
   const byRule = new Map<number | null, RuleVolume>();
   const seen = reqs.map(() => new Set<string>());
   const visIn = reqs.map(() => new Set<string>());
@@ -188,7 +199,9 @@ export function formatSimulation(r: SimulationReport, policySource: string, poli
   if (r.input.badRecords > 0) out.push(`skipped ${r.input.badRecords} bad record(s), e.g. ${r.errors[0]}`);
   if (r.underCaptured > 0) out.push(`note: ${r.underCaptured} event(s) would be written at a higher level than the capture holds; their size is a lower bound`);
   out.push('');
-  out.push(`${'rule'.padEnd(8)}${'level'.padEnd(17)}${'events in'.padStart(10)}${'kept'.padStart(10)}${'bytes in'.padStart(12)}${'kept'.padStart(12)}  matches`);
+  out.push(
+    `${'rule'.padEnd(8)}${'level'.padEnd(17)}${'events in'.padStart(10)}${'kept'.padStart(10)}${'bytes in'.padStart(12)}${'kept'.padStart(12)}  matches`,
+  );
   for (const v of r.rules) {
     const what = v.rule === null ? 'no rule (default None)' : policy?.rules[v.rule] ? describeRule(policy.rules[v.rule]!) : '';
     out.push(
@@ -198,10 +211,16 @@ export function formatSimulation(r: SimulationReport, policySource: string, poli
   if (r.detections.length > 0) {
     out.push('');
     const blind = r.detections.filter((d) => d.lost > 0);
-    out.push(blind.length === 0 ? 'detections: none would go blind on this traffic' : `detections that would go blind on this traffic: ${blind.map((d) => d.rule).join(', ')}`);
+    out.push(
+      blind.length === 0
+        ? 'detections: none would go blind on this traffic'
+        : `detections that would go blind on this traffic: ${blind.map((d) => d.rule).join(', ')}`,
+    );
     for (const d of r.detections) {
       if (d.requests === 0) continue;
-      out.push(`  ${d.lost > 0 ? 'BLIND' : 'ok   '} ${d.rule}: ${d.requests} request(s) seen, ${d.visibleInInput} visible as captured, ${d.visibleAfter} after${d.lost > 0 ? ` (${d.lost} lost)` : ''}`);
+      out.push(
+        `  ${d.lost > 0 ? 'BLIND' : 'ok   '} ${d.rule}: ${d.requests} request(s) seen, ${d.visibleInInput} visible as captured, ${d.visibleAfter} after${d.lost > 0 ? ` (${d.lost} lost)` : ''}`,
+      );
     }
     const unseen = r.detections.filter((d) => d.requests === 0).length;
     if (unseen > 0) out.push(`  (${unseen} detection(s) had no matching request in this log)`);

@@ -94,6 +94,7 @@ function validateRule(r: PolicyRule, path: string): FieldError[] {
 export function validatePolicy(p: Policy): FieldError[] {
   const out = [...validateOmitStages(p.omitStages, 'omitStages')];
   p.rules.forEach((r, i) => out.push(...validateRule(r, `rules[${i}]`)));
-  if (p.rules.length === 0) out.push({ path: 'rules', type: 'Required', message: 'a policy needs at least one rule: kube-apiserver refuses a policy with 0 rules' });
+  if (p.rules.length === 0)
+    out.push({ path: 'rules', type: 'Required', message: 'a policy needs at least one rule: kube-apiserver refuses a policy with 0 rules' });
   return out;
 }

@@ -196,7 +196,11 @@ export class KafkaEventsProducer implements BatchSink {
     return (
       counter('kaudit_kafka_events_produced_total', 'Audit events produced to the events topic and acknowledged (acks=all)', this.stats.produced) +
       counter('kaudit_kafka_events_produce_failures_total', 'Webhook batches Kafka did not acknowledge', this.stats.failures) +
-      counter('kaudit_kafka_events_dead_lettered_total', 'Webhook records that are not audit events (or too large), written to the dead-letter topic', this.stats.deadLettered) +
+      counter(
+        'kaudit_kafka_events_dead_lettered_total',
+        'Webhook records that are not audit events (or too large), written to the dead-letter topic',
+        this.stats.deadLettered,
+      ) +
       counter('kaudit_kafka_events_overloaded_total', 'Webhook batches refused while too many events awaited acknowledgement', this.stats.overloaded) +
       `# HELP kaudit_kafka_events_in_flight Events sent and not yet acknowledged\n# TYPE kaudit_kafka_events_in_flight gauge\nkaudit_kafka_events_in_flight ${this.inFlight}\n`
     );
@@ -314,7 +318,10 @@ export class KafkaAlertOutbox {
       } catch (e) {
         this.stats.failures++;
         failures++;
-        log.error(`kafka alerts: producing ${rows.length} alerts to ${this.opts.config.topics.alerts} failed: ${(e as Error).message}; will retry`, 'kafka:alerts');
+        log.error(
+          `kafka alerts: producing ${rows.length} alerts to ${this.opts.config.topics.alerts} failed: ${(e as Error).message}; will retry`,
+          'kafka:alerts',
+        );
         await this.sleep(retryDelayMs(failures, { initialMs: 500, maxMs: 30_000 }));
         continue;
       }
@@ -447,7 +454,9 @@ export async function startKafkaServices(o: {
     for (const s of started.reverse()) await s.stop().catch(() => {});
     throw new Error(`kafka: cannot start (${describeKafkaConfig(c)}): ${(e as Error).message}`);
   }
-  log.info(`kafka: ${[producer && 'webhook -> events topic (ingest-only)', source && `consuming as group ${c.groupId}`, outbox && `alerts -> ${c.topics.alerts}`].filter(Boolean).join(', ')}; ${describeKafkaConfig(c)}`);
+  log.info(
+    `kafka: ${[producer && 'webhook -> events topic (ingest-only)', source && `consuming as group ${c.groupId}`, outbox && `alerts -> ${c.topics.alerts}`].filter(Boolean).join(', ')}; ${describeKafkaConfig(c)}`,
+  );
   return {
     webhookSink: producer ?? o.pipeline,
     source,

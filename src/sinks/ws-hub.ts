@@ -159,7 +159,18 @@ export class AlertHub {
     }
     // A live-only client starts at the newest stored alert, so its resume point is right even before its first alert.
     const start = after ?? this.store.latestAlertId();
-    const c: Client = { ws, filter, lastSent: start, lastQueued: start, queue: [], replaying: after !== undefined, drainTimer: undefined, blockedSince: 0, alive: true, closing: false };
+    const c: Client = {
+      ws,
+      filter,
+      lastSent: start,
+      lastQueued: start,
+      queue: [],
+      replaying: after !== undefined,
+      drainTimer: undefined,
+      blockedSince: 0,
+      alive: true,
+      closing: false,
+    };
     this.clients.add(c);
     const gone = () => {
       this.clients.delete(c);
@@ -238,7 +249,8 @@ export class AlertHub {
         for (const r of rows) {
           const text = JSON.stringify(feedAlert(r));
           // The replay goes at the client's pace: wait for the socket, close only if it does not drain at all.
-          if (c.ws.bufferedAmount + text.length > this.o.maxBufferedBytes && !(await this.drained(c, this.o.maxBufferedBytes - text.length))) return this.tooSlow(c);
+          if (c.ws.bufferedAmount + text.length > this.o.maxBufferedBytes && !(await this.drained(c, this.o.maxBufferedBytes - text.length)))
+            return this.tooSlow(c);
           if (c.closing || c.ws.readyState !== c.ws.OPEN) return;
           c.ws.send(text);
           c.lastSent = r.id;

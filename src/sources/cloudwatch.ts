@@ -193,7 +193,9 @@ export class CloudWatchSource {
         if (pos.token && (e as Error).name === 'InvalidParameterException') {
           // An expired or foreign token: start again at the last committed event's time (its events are skipped as
           // duplicates).
-          log.warn(`CloudWatch Logs ${this.o.logGroup}/${stream}: position token refused (${(e as Error).message}); reading again from ${pos.ts !== undefined ? new Date(pos.ts).toISOString() : 'the head'}`);
+          log.warn(
+            `CloudWatch Logs ${this.o.logGroup}/${stream}: position token refused (${(e as Error).message}); reading again from ${pos.ts !== undefined ? new Date(pos.ts).toISOString() : 'the head'}`,
+          );
           pos.token = undefined;
           continue;
         }
@@ -212,7 +214,10 @@ export class CloudWatchSource {
       let ts = pos.ts;
       for (const e of events) {
         if (typeof e.message !== 'string') continue;
-        records.push({ value: { logGroupName: this.o.logGroup, logStreamName: stream, timestamp: e.timestamp ?? 0, message: e.message }, where: `${this.o.logGroup}/${stream}@${e.timestamp ?? '?'}` });
+        records.push({
+          value: { logGroupName: this.o.logGroup, logStreamName: stream, timestamp: e.timestamp ?? 0, message: e.message },
+          where: `${this.o.logGroup}/${stream}@${e.timestamp ?? '?'}`,
+        });
         if (e.timestamp !== undefined) ts = e.timestamp;
       }
       const position = JSON.stringify({ token: next, ts } satisfies StreamPosition);

@@ -212,16 +212,28 @@ export class FileTail {
     }
     if (cur && !resume) {
       const name = cur.name ?? `the file of fingerprint ${cur.head}`;
-      if (this.unreadAtTruncation > 0) this.countLost('truncated', `${name} was truncated with ${this.unreadAtTruncation} bytes unread and no copy of it is beside the log: those lines are lost`);
+      if (this.unreadAtTruncation > 0)
+        this.countLost(
+          'truncated',
+          `${name} was truncated with ${this.unreadAtTruncation} bytes unread and no copy of it is beside the log: those lines are lost`,
+        );
       else if (cur.offset > 0) this.countLost('deleted', `${name} (read up to byte ${cur.offset}) is gone: any lines written to it after that are lost`);
       this.state = finished(this.state, undefined);
     }
     this.unreadAtTruncation = 0;
     if (at < 0 && this.state.done.length > 0 && files.length > 0) {
-      log.warn(`tail ${this.o.path}: none of the files read last is left (deleted by maxbackup or maxage?); reading all ${files.length} from the oldest`, `tail-lost:${this.o.path}`);
+      log.warn(
+        `tail ${this.o.path}: none of the files read last is left (deleted by maxbackup or maxage?); reading all ${files.length} from the oldest`,
+        `tail-lost:${this.o.path}`,
+      );
     }
     const target = files[resume ? at : at + 1];
-    this.unread = new Set(files.slice(at + 1).filter((f) => f.scheme === 'lumberjack' && f !== target).map((f) => f.base));
+    this.unread = new Set(
+      files
+        .slice(at + 1)
+        .filter((f) => f.scheme === 'lumberjack' && f !== target)
+        .map((f) => f.base),
+    );
     if (!target) return false;
     let fh: FileHandle;
     try {
@@ -346,7 +358,10 @@ export class FileTail {
       return false;
     }
     this.gzipFailure = undefined;
-    this.countLost('damaged', `rotated file ${f.name} is damaged (${e.message}) after byte ${this.splitter.offset} of its decompressed lines; the rest of it is skipped`);
+    this.countLost(
+      'damaged',
+      `rotated file ${f.name} is damaged (${e.message}) after byte ${this.splitter.offset} of its decompressed lines; the rest of it is skipped`,
+    );
     this.splitter.reset(this.splitter.offset, this.splitter.lineNo);
     await this.finishFile(f);
     return true;
@@ -370,7 +385,11 @@ export class FileTail {
     const cur = this.state.cur!;
     if (records.length === 0 && cur.offset === this.splitter.offset) return;
     const fp = await this.grownFingerprint(f);
-    const next: TailState = { v: 2, done: this.state.done, cur: { ...cur, head: fp.head, headLen: fp.headLen, offset: this.splitter.offset, line: this.splitter.lineNo } };
+    const next: TailState = {
+      v: 2,
+      done: this.state.done,
+      cur: { ...cur, head: fp.head, headLen: fp.headLen, offset: this.splitter.offset, line: this.splitter.lineNo },
+    };
     await this.submitWithRetry(records, next);
     this.state = next;
   }

@@ -269,7 +269,10 @@ export class KafkaSource {
       if (dead.length) await this.deadLetter(topic, partition, dead);
     } catch (e) {
       // Without the dead letters safely written, do not move past them: fetch the batch again later.
-      log.error(`kafka: cannot write ${dead.length} dead letters from ${key} to ${this.opts.config.topics.deadLetter}: ${(e as Error).message}; will retry`, 'kafka:dead-letter');
+      log.error(
+        `kafka: cannot write ${dead.length} dead letters from ${key} to ${this.opts.config.topics.deadLetter}: ${(e as Error).message}; will retry`,
+        'kafka:dead-letter',
+      );
       this.stats.batchErrors++;
       this.backoff(pause, 'dead-letter topic unavailable', 1000);
       return;
@@ -420,7 +423,8 @@ export class KafkaSource {
   /** Prometheus text lines: consumer lag per partition, dead letters by reason, and the source's counters. */
   metricsText(): string {
     const g = this.opts.config.groupId;
-    let out = '# HELP kaudit_kafka_consumer_lag Messages in the partition not yet committed by this member (high watermark - committed offset)\n# TYPE kaudit_kafka_consumer_lag gauge\n';
+    let out =
+      '# HELP kaudit_kafka_consumer_lag Messages in the partition not yet committed by this member (high watermark - committed offset)\n# TYPE kaudit_kafka_consumer_lag gauge\n';
     for (const l of this.lag.values()) {
       const lag = l.high > l.committed ? l.high - l.committed : 0n;
       out += `kaudit_kafka_consumer_lag{group="${esc(g)}",topic="${esc(l.topic)}",partition="${l.partition}"} ${lag}\n`;

@@ -73,7 +73,12 @@ export class LineSplitter {
    * `keepBytes`: each line also carries its bytes, a view of the chunk (the caller promises never to reuse a chunk's
    * memory), so the line's raw form can be copied as bytes instead of being encoded again from the text.
    */
-  constructor(readonly maxLine: number, startOffset = 0, startLine = 0, private readonly keepBytes = false) {
+  constructor(
+    readonly maxLine: number,
+    startOffset = 0,
+    startLine = 0,
+    private readonly keepBytes = false,
+  ) {
     this.offset = startOffset;
     this.lineNo = startLine;
   }
@@ -145,7 +150,11 @@ export class LineSplitter {
           if (text !== undefined) text = text.slice(0, -1);
           dataEnd--;
         }
-        out(this.keepBytes ? { text, data, chunk: text === undefined ? ac : undefined, dataStart, dataEnd, end: this.offset, lineNo: this.lineNo } : { text, end: this.offset, lineNo: this.lineNo });
+        out(
+          this.keepBytes
+            ? { text, data, chunk: text === undefined ? ac : undefined, dataStart, dataEnd, end: this.offset, lineNo: this.lineNo }
+            : { text, end: this.offset, lineNo: this.lineNo },
+        );
       }
       start = nl + 1;
     }

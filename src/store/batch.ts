@@ -34,7 +34,11 @@ export interface BatchTail {
  * For each alert, the batch index of the event that raised it: the event of `events` with the alert's cluster, auditID
  * and stage, as `index[i]` (or i when no index is given), or -1 when none of them is.
  */
-export function alertEventIndexes(alerts: readonly Alert[], events: readonly Pick<NormalisedEvent, 'cluster' | 'auditID' | 'stage'>[], index?: readonly number[]): number[] {
+export function alertEventIndexes(
+  alerts: readonly Alert[],
+  events: readonly Pick<NormalisedEvent, 'cluster' | 'auditID' | 'stage'>[],
+  index?: readonly number[],
+): number[] {
   if (alerts.length === 0) return [];
   const byKey = new Map<string, number>();
   events.forEach((e, i) => byKey.set(`${e.cluster}${NUL}${e.auditID}${NUL}${e.stage}`, index ? index[i]! : i));

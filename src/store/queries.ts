@@ -267,7 +267,10 @@ export function queryEvents(store: SqliteStore, f: EventFilter, page: PageOption
 export function countEvents(store: SqliteStore, f: EventFilter): number {
   const w = buildWhere(store, f);
   if (w.empty) return 0;
-  return store.db.prepare(`SELECT count(*) FROM events e ${w.sql.length ? 'WHERE ' + w.sql.join(' AND ') : ''}`).pluck().get(...w.params) as number;
+  return store.db
+    .prepare(`SELECT count(*) FROM events e ${w.sql.length ? 'WHERE ' + w.sql.join(' AND ') : ''}`)
+    .pluck()
+    .get(...w.params) as number;
 }
 
 /**
@@ -312,7 +315,6 @@ export function secretReads(store: SqliteStore, f: AnalystFilter, page: PageOpti
   return pageEvents(store, analystWhere(store, f), [`e.cat = ${CATEGORY.secretRead}`, ONE_PER_REQUEST], page);
 }
 
-
 /** Who changed RBAC: writes to roles, cluster roles and their bindings, one row per request. */
 export function rbacChanges(store: SqliteStore, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
   return pageEvents(store, analystWhere(store, f), [`e.cat = ${CATEGORY.rbacChange}`, ONE_PER_REQUEST], page);
@@ -348,9 +350,19 @@ export function top(store: SqliteStore, dim: RollupDim, f: { since?: number; unt
   const h0 = Math.ceil(since / HOUR_US);
   const h1 = Math.floor(Math.min(until, 8.64e18) / HOUR_US);
   const scan = (a: number, b: number) =>
-    add(store.db.prepare(`SELECT ${col} AS v, count(*) AS n FROM events WHERE time >= ? AND time < ? AND stage IN (2, 3) GROUP BY ${col}`).all(a, b) as { v: number; n: number }[]);
+    add(
+      store.db.prepare(`SELECT ${col} AS v, count(*) AS n FROM events WHERE time >= ? AND time < ? AND stage IN (2, 3) GROUP BY ${col}`).all(a, b) as {
+        v: number;
+        n: number;
+      }[],
+    );
   if (h0 < h1) {
-    add(store.db.prepare('SELECT value AS v, sum(n) AS n FROM rollup WHERE dim = ? AND hour >= ? AND hour < ? GROUP BY value').all(ROLLUP_DIMS[dim], h0, h1) as { v: number; n: number }[]);
+    add(
+      store.db.prepare('SELECT value AS v, sum(n) AS n FROM rollup WHERE dim = ? AND hour >= ? AND hour < ? GROUP BY value').all(ROLLUP_DIMS[dim], h0, h1) as {
+        v: number;
+        n: number;
+      }[],
+    );
     if (since < h0 * HOUR_US) scan(since, h0 * HOUR_US);
     if (until > h1 * HOUR_US) scan(h1 * HOUR_US, until);
   } else {
@@ -455,7 +467,11 @@ export function queryAlerts(store: SqliteStore, f: AlertFilter, page: PageOption
     sql.push('id < ?');
     params.push(id);
   }
-  const rows = store.db.prepare(`SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts ${sql.length ? 'WHERE ' + sql.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`).all(...params, limit + 1) as RawAlert[];
+  const rows = store.db
+    .prepare(
+      `SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts ${sql.length ? 'WHERE ' + sql.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`,
+    )
+    .all(...params, limit + 1) as RawAlert[];
   const more = rows.length > limit;
   if (more) rows.length = limit;
   const last = rows[rows.length - 1];
@@ -465,13 +481,20 @@ export function queryAlerts(store: SqliteStore, f: AlertFilter, page: PageOption
 /** How many alert rows match a filter (a row with a count of repeats counts once). */
 export function countAlerts(store: SqliteStore, f: AlertFilter): number {
   const { sql, params } = alertWhere(f);
-  return store.db.prepare(`SELECT count(*) FROM alerts ${sql.length ? 'WHERE ' + sql.join(' AND ') : ''}`).pluck().get(...params) as number;
+  return store.db
+    .prepare(`SELECT count(*) FROM alerts ${sql.length ? 'WHERE ' + sql.join(' AND ') : ''}`)
+    .pluck()
+    .get(...params) as number;
 }
 
 /** Alerts after an id, oldest first: the replay a resuming feed client needs before it goes live. */
 export function alertsAfter(store: SqliteStore, f: AlertFilter & { afterId: number }, limit: number): AlertRow[] {
   const { sql, params } = alertWhere(f);
-  return (store.db.prepare(`SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts WHERE ${sql.join(' AND ')} ORDER BY id ASC LIMIT ?`).all(...params, limit) as RawAlert[]).map(toAlertRow);
+  return (
+    store.db
+      .prepare(`SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts WHERE ${sql.join(' AND ')} ORDER BY id ASC LIMIT ?`)
+      .all(...params, limit) as RawAlert[]
+  ).map(toAlertRow);
 }
 
 export function getAlert(store: SqliteStore, id: number): AlertRow | undefined {
@@ -489,7 +512,12 @@ export interface DeadLetterRow {
 }
 
 export function deadLetters(store: SqliteStore, limit = 100): DeadLetterRow[] {
-  return (store.db.prepare('SELECT id, received, source, position, reason, size FROM dead_letters ORDER BY id DESC LIMIT ?').all(clampLimit(limit)) as (Omit<DeadLetterRow, 'received'> & { received: number })[]).map((r) => ({ ...r, received: new Date(r.received).toISOString() }));
+  return (
+    store.db.prepare('SELECT id, received, source, position, reason, size FROM dead_letters ORDER BY id DESC LIMIT ?').all(clampLimit(limit)) as (Omit<
+      DeadLetterRow,
+      'received'
+    > & { received: number })[]
+  ).map((r) => ({ ...r, received: new Date(r.received).toISOString() }));
 }
 
 export function counts(store: SqliteStore): { events: number; alerts: number; deadLetters: number } {

@@ -28,8 +28,23 @@ export interface EventRecords {
 }
 
 /** Offsets of the numbers of one event in EventRecords.nums. */
-export const N_TIME = 0, N_STAGE = 1, N_CLUSTER = 2, N_VERB = 3, N_USER = 4, N_GROUPS = 5, N_IMP = 6, N_IP = 7, N_UA = 8, N_GROUP = 9,
-  N_VERSION = 10, N_RESOURCE = 11, N_NAMESPACE = 12, N_CODE = 13, N_DECISION = 14, N_LEVEL = 15, N_CAT = 16;
+export const N_TIME = 0,
+  N_STAGE = 1,
+  N_CLUSTER = 2,
+  N_VERB = 3,
+  N_USER = 4,
+  N_GROUPS = 5,
+  N_IMP = 6,
+  N_IP = 7,
+  N_UA = 8,
+  N_GROUP = 9,
+  N_VERSION = 10,
+  N_RESOURCE = 11,
+  N_NAMESPACE = 12,
+  N_CODE = 13,
+  N_DECISION = 14,
+  N_LEVEL = 15,
+  N_CAT = 16;
 export const NUM_FIELDS = 17;
 /** Text fields per event, in order: auditID, subresource, name, command, container. */
 export const TEXT_FIELDS = 5;
@@ -45,7 +60,8 @@ const READ_VERBS = new Set(['get', 'list', 'watch']);
 
 /** The analyst category of an event (see CATEGORY), or null. */
 export function categoryOf(e: NormalisedEvent): number | null {
-  if (e.resource === 'pods' && (e.subresource === 'exec' || e.subresource === 'attach' || e.subresource === 'portforward') && e.apiGroup === '') return CATEGORY.exec;
+  if (e.resource === 'pods' && (e.subresource === 'exec' || e.subresource === 'attach' || e.subresource === 'portforward') && e.apiGroup === '')
+    return CATEGORY.exec;
   if (e.resource === 'secrets' && e.subresource === '' && e.apiGroup === '' && READ_VERBS.has(e.verb)) return CATEGORY.secretRead;
   if (e.apiGroup === 'rbac.authorization.k8s.io' && RBAC_RESOURCES.has(e.resource) && WRITE_VERBS.has(e.verb)) return CATEGORY.rbacChange;
   return null;
@@ -184,7 +200,11 @@ export class RecordPacker {
     nums[o + N_DECISION] = decisionCode(e.decision);
     nums[o + N_LEVEL] = levelCode(e.level);
     nums[o + N_CAT] = categoryOf(e) ?? -1;
-    const auditID = noNul(e.auditID), subresource = noNul(e.subresource), name = noNul(e.name), command = noNul(e.command), container = noNul(e.container);
+    const auditID = noNul(e.auditID),
+      subresource = noNul(e.subresource),
+      name = noNul(e.name),
+      command = noNul(e.command),
+      container = noNul(e.container);
     this.addRaw(e.raw, bytes, start, end);
     this.text.push(auditID, subresource, name, command, container);
     this.count++;
@@ -197,7 +217,10 @@ export class RecordPacker {
 }
 
 export function toRecords(events: readonly NormalisedEvent[]): EventRecords {
-  const p = new RecordPacker(events.length, events.reduce((n, e) => n + e.raw.length + 1, 0));
+  const p = new RecordPacker(
+    events.length,
+    events.reduce((n, e) => n + e.raw.length + 1, 0),
+  );
   for (const e of events) p.add(e);
   return p.finish();
 }

@@ -12,7 +12,10 @@ export class Retention {
   private running = false;
   deletedEvents = 0;
 
-  constructor(private readonly store: SqliteStore, private readonly o: RetentionOptions) {}
+  constructor(
+    private readonly store: SqliteStore,
+    private readonly o: RetentionOptions,
+  ) {}
 
   get enabled(): boolean {
     return this.o.maxAgeMs !== undefined || this.o.maxBytes !== undefined;
@@ -35,7 +38,9 @@ export class Retention {
     const chunk = limit ?? this.o.chunk ?? 20;
     return db.transaction(() => {
       // A batch still waiting for its detection stays until it is finished.
-      const blobs = db.prepare(`SELECT id, first_event, last_event FROM blobs WHERE (${where}) AND id NOT IN (SELECT blob FROM pending) ORDER BY id LIMIT ?`).all(...params, chunk) as { id: number; first_event: number; last_event: number }[];
+      const blobs = db
+        .prepare(`SELECT id, first_event, last_event FROM blobs WHERE (${where}) AND id NOT IN (SELECT blob FROM pending) ORDER BY id LIMIT ?`)
+        .all(...params, chunk) as { id: number; first_event: number; last_event: number }[];
       let n = 0;
       const delEvents = db.prepare('DELETE FROM events WHERE id BETWEEN ? AND ? AND blob = ?');
       const delBlob = db.prepare('DELETE FROM blobs WHERE id = ?');

@@ -130,20 +130,28 @@ export const DECISION_NAMES = ['', 'allow', 'forbid'] as const;
  */
 export function stageCode(stage: string): number {
   switch (stage) {
-    case 'ResponseComplete': return STAGE_CODES.ResponseComplete;
-    case 'RequestReceived': return STAGE_CODES.RequestReceived;
-    case 'ResponseStarted': return STAGE_CODES.ResponseStarted;
-    case 'Panic': return STAGE_CODES.Panic;
+    case 'ResponseComplete':
+      return STAGE_CODES.ResponseComplete;
+    case 'RequestReceived':
+      return STAGE_CODES.RequestReceived;
+    case 'ResponseStarted':
+      return STAGE_CODES.ResponseStarted;
+    case 'Panic':
+      return STAGE_CODES.Panic;
   }
   throw new Error(`unknown stage ${JSON.stringify(stage)}`);
 }
 
 export function levelCode(level: string): number {
   switch (level) {
-    case 'Metadata': return LEVEL_CODES.Metadata;
-    case 'Request': return LEVEL_CODES.Request;
-    case 'RequestResponse': return LEVEL_CODES.RequestResponse;
-    case 'None': return LEVEL_CODES.None;
+    case 'Metadata':
+      return LEVEL_CODES.Metadata;
+    case 'Request':
+      return LEVEL_CODES.Request;
+    case 'RequestResponse':
+      return LEVEL_CODES.RequestResponse;
+    case 'None':
+      return LEVEL_CODES.None;
   }
   throw new Error(`unknown level ${JSON.stringify(level)}`);
 }

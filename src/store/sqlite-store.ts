@@ -102,7 +102,9 @@ export class SqliteStore implements AuditStore, BatchWriter {
       insertEvent: db.prepare(`INSERT OR IGNORE INTO events (time, stage, audit_id, cluster, verb, user, groups, imp_user,
         source_ip, user_agent, api_group, api_version, resource, subresource, namespace, name, code, decision, level,
         command, container, blob, blob_idx, cat) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`),
-      insertBlob: db.prepare(codecs ? `INSERT INTO blobs (first_event, last_event, max_time, data, codec) VALUES (0, 0, ?, ?, ${BLOB_CODECS.brotli})` : 'SELECT 1 WHERE 0'),
+      insertBlob: db.prepare(
+        codecs ? `INSERT INTO blobs (first_event, last_event, max_time, data, codec) VALUES (0, 0, ?, ?, ${BLOB_CODECS.brotli})` : 'SELECT 1 WHERE 0',
+      ),
       finishBlob: db.prepare('UPDATE blobs SET first_event = ?, last_event = ? WHERE id = ?'),
       deleteBlob: db.prepare('DELETE FROM blobs WHERE id = ?'),
       rollup: db.prepare('INSERT INTO rollup (hour, dim, value, n) VALUES (?, ?, ?, ?) ON CONFLICT (hour, dim, value) DO UPDATE SET n = n + excluded.n'),
@@ -110,7 +112,9 @@ export class SqliteStore implements AuditStore, BatchWriter {
       bumpGroup: db.prepare('UPDATE alerts SET count = count + 1, last_time = max(last_time, ?), last_event_id = ? WHERE id = ?'),
       insertAlert: db.prepare(`INSERT OR IGNORE INTO alerts (rule, severity, cluster, group_key, first_time, last_time, count, audit_id, stage,
         event_id, last_event_id, user, namespace, body) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`),
-      putPosition: db.prepare('INSERT INTO positions (source, position, updated) VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated = excluded.updated'),
+      putPosition: db.prepare(
+        'INSERT INTO positions (source, position, updated) VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated = excluded.updated',
+      ),
       getPosition: db.prepare('SELECT position FROM positions WHERE source = ?').pluck(),
       deadLetter: db.prepare('INSERT INTO dead_letters (received, source, position, reason, size, data) VALUES (?, ?, ?, ?, ?, ?)'),
       blobData: db.prepare(codecs ? 'SELECT data, codec FROM blobs WHERE id = ?' : `SELECT data, ${BLOB_CODECS.deflateRaw} AS codec FROM blobs WHERE id = ?`),
@@ -247,10 +251,30 @@ export class SqliteStore implements AuditStore, BatchWriter {
       const command = next.read();
       const container = next.read();
       const r = s.insertEvent.run(
-        nums[o + N_TIME], stage, encodeAuditID(auditID, idScratch), ids[nums[o + N_CLUSTER]!], verb, user, ids[nums[o + N_GROUPS]!],
-        ids[nums[o + N_IMP]!], sourceIP, ids[nums[o + N_UA]!], ids[nums[o + N_GROUP]!], ids[nums[o + N_VERSION]!], resource,
-        subresource, namespace, name, nums[o + N_CODE], nums[o + N_DECISION], nums[o + N_LEVEL], command || null,
-        container || null, blobId, i, cat < 0 ? null : cat,
+        nums[o + N_TIME],
+        stage,
+        encodeAuditID(auditID, idScratch),
+        ids[nums[o + N_CLUSTER]!],
+        verb,
+        user,
+        ids[nums[o + N_GROUPS]!],
+        ids[nums[o + N_IMP]!],
+        sourceIP,
+        ids[nums[o + N_UA]!],
+        ids[nums[o + N_GROUP]!],
+        ids[nums[o + N_VERSION]!],
+        resource,
+        subresource,
+        namespace,
+        name,
+        nums[o + N_CODE],
+        nums[o + N_DECISION],
+        nums[o + N_LEVEL],
+        command || null,
+        container || null,
+        blobId,
+        i,
+        cat < 0 ? null : cat,
       );
       if (r.changes === 0) continue;
       const id = Number(r.lastInsertRowid);
@@ -415,7 +439,11 @@ export class SqliteStore implements AuditStore, BatchWriter {
     if (this.grouped) this.group.closed.set(open.blob, batch);
     this.write(() => {
       // A batch's events are the rowid range its blob records: no scan of the table.
-      this.db.prepare('DELETE FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ?').run(open.blob, open.blob, open.blob);
+      this.db
+        .prepare(
+          'DELETE FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ?',
+        )
+        .run(open.blob, open.blob, open.blob);
       this.stmts.deleteBlob.run(open.blob);
       this.marks().del.run(open.blob);
       this.applyRoll(open.roll, -1);
@@ -430,9 +458,17 @@ export class SqliteStore implements AuditStore, BatchWriter {
     this.commitGroup();
     const out: PendingBatch[] = [];
     const claim = this.db.prepare('UPDATE pending SET owner = ? WHERE blob = ? AND owner = ?');
-    const blobs = this.db.transaction(() => this.orphanBlobs().filter((r) => claim.run(this.owner, r.blob, r.owner).changes === 1).map((r) => r.blob)).immediate();
+    const blobs = this.db
+      .transaction(() =>
+        this.orphanBlobs()
+          .filter((r) => claim.run(this.owner, r.blob, r.owner).changes === 1)
+          .map((r) => r.blob),
+      )
+      .immediate();
     for (const b of blobs) this.stranded.delete(b);
-    const rowsOf = this.db.prepare('SELECT id, blob_idx, cluster, audit_id, stage FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ? ORDER BY id');
+    const rowsOf = this.db.prepare(
+      'SELECT id, blob_idx, cluster, audit_id, stage FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ? ORDER BY id',
+    );
     for (const blob of blobs) {
       const lines = this.blobLines(blob);
       const rows = rowsOf.all(blob, blob, blob) as { id: number; blob_idx: number; cluster: number; audit_id: Buffer | string; stage: number }[];
@@ -467,8 +503,19 @@ export class SqliteStore implements AuditStore, BatchWriter {
       const row = { ...a };
       delete row.id;
       const r = s.insertAlert.run(
-        a.rule, SEVERITIES.indexOf(a.severity), a.cluster, a.groupKey, a.timeMicros, a.timeMicros, a.auditID, a.stage,
-        eventId, eventId, a.user, a.objectRef?.namespace ?? '', JSON.stringify(row),
+        a.rule,
+        SEVERITIES.indexOf(a.severity),
+        a.cluster,
+        a.groupKey,
+        a.timeMicros,
+        a.timeMicros,
+        a.auditID,
+        a.stage,
+        eventId,
+        eventId,
+        a.user,
+        a.objectRef?.namespace ?? '',
+        JSON.stringify(row),
       );
       if (r.changes === 0) continue;
       newAlerts.push({ ...a, id: Number(r.lastInsertRowid) });

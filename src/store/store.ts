@@ -10,17 +10,7 @@
  * writer's already may be.
  */
 import type { BatchWriter } from './batch.js';
-import type {
-  AlertFilter,
-  AlertRow,
-  AnalystFilter,
-  DeadLetterRow,
-  EventFilter,
-  EventRow,
-  Page,
-  PageOptions,
-  TopEntry,
-} from './queries.js';
+import type { AlertFilter, AlertRow, AnalystFilter, DeadLetterRow, EventFilter, EventRow, Page, PageOptions, TopEntry } from './queries.js';
 import type { RollupDim } from './schema.js';
 import type { Timeline } from './timeline.js';
 import { SqliteStore } from './sqlite-store.js';

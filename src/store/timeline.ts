@@ -48,7 +48,11 @@ function assemble(rows: { b: number; v: string; n: number }[], since: number, un
     if (i < 0 || i >= nb) continue;
     series.get(kept.has(r.v) ? r.v : 'other')![i]! += r.n;
   }
-  return { buckets: Array.from({ length: nb }, (_, i) => (first + i) * bucketUs), bucketUs, series: [...series.entries()].map(([name, counts]) => ({ name, counts })) };
+  return {
+    buckets: Array.from({ length: nb }, (_, i) => (first + i) * bucketUs),
+    bucketUs,
+    series: [...series.entries()].map(([name, counts]) => ({ name, counts })),
+  };
 }
 
 /** The store's span of event time, to default a chart's window to the data there is. */
@@ -69,7 +73,9 @@ export function eventTimeline(store: SqliteStore, by: RollupDim, f: { since?: nu
   if (len <= SCAN_LIMIT_US) {
     bucketUs = bucketFor(len, MINUTE_US);
     rows = store.db
-      .prepare(`SELECT CAST(time / ? AS INTEGER) AS b, ${COLUMNS[by]} AS v, count(*) AS n FROM events WHERE time >= ? AND time < ? AND stage IN (2, 3) GROUP BY b, v`)
+      .prepare(
+        `SELECT CAST(time / ? AS INTEGER) AS b, ${COLUMNS[by]} AS v, count(*) AS n FROM events WHERE time >= ? AND time < ? AND stage IN (2, 3) GROUP BY b, v`,
+      )
       .all(bucketUs, w.since, w.until) as typeof rows;
   } else {
     bucketUs = bucketFor(len, HOUR_US);
@@ -78,7 +84,12 @@ export function eventTimeline(store: SqliteStore, by: RollupDim, f: { since?: nu
       .prepare('SELECT CAST(hour / ? AS INTEGER) AS b, value AS v, sum(n) AS n FROM rollup WHERE dim = ? AND hour >= ? AND hour < ? GROUP BY b, v')
       .all(per, ROLLUP_DIMS[by], Math.floor(w.since / HOUR_US), Math.ceil(w.until / HOUR_US)) as typeof rows;
   }
-  return assemble(rows.map((r) => ({ b: r.b, v: store.dictValue(r.v) || '(none)', n: r.n })), w.since, w.until, bucketUs);
+  return assemble(
+    rows.map((r) => ({ b: r.b, v: store.dictValue(r.v) || '(none)', n: r.n })),
+    w.since,
+    w.until,
+    bucketUs,
+  );
 }
 
 export function alertTimeline(store: SqliteStore, f: { since?: number; until?: number }): Timeline {
@@ -93,7 +104,12 @@ export function alertTimeline(store: SqliteStore, f: { since?: number; until?: n
   const rows = store.db
     .prepare('SELECT CAST(first_time / ? AS INTEGER) AS b, severity AS s, sum(count) AS n FROM alerts WHERE first_time >= ? AND first_time < ? GROUP BY b, s')
     .all(bucketUs, w.since, w.until) as { b: number; s: number; n: number }[];
-  const t = assemble(rows.map((r) => ({ b: r.b, v: SEVERITIES[r.s] ?? String(r.s), n: r.n })), w.since, w.until, bucketUs);
+  const t = assemble(
+    rows.map((r) => ({ b: r.b, v: SEVERITIES[r.s] ?? String(r.s), n: r.n })),
+    w.since,
+    w.until,
+    bucketUs,
+  );
   // Severity order, most severe on top of the stack.
   t.series.sort((a, b) => SEVERITIES.indexOf(a.name as never) - SEVERITIES.indexOf(b.name as never));
   return t;

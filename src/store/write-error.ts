@@ -34,7 +34,7 @@ export const FAULT_ADVICE: Record<StoreFault, string> = {
   readonly: 'make the store and its directory writable by this user',
   busy: 'stop the other process that holds the store locked',
   corrupt: 'restore the store from a backup, or move it aside to start a new one',
-  'cannot-open': 'check that the store\'s directory exists and is writable',
+  'cannot-open': "check that the store's directory exists and is writable",
 };
 
 /** A write the store could not do: a batch that was not stored, a commit that failed. */

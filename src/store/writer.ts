@@ -21,7 +21,9 @@ export class WriterThread implements BatchWriter {
   private constructor(path: string, store: StoreOptions, retention?: RetentionOptions & { intervalMs: number }) {
     // Under the test runner this module is TypeScript source; the thread runs the compiled file (the tests' global
     // setup builds it first).
-    const entry = import.meta.url.endsWith('.ts') ? new URL('../../dist/store/writer-thread.js', import.meta.url) : new URL('./writer-thread.js', import.meta.url);
+    const entry = import.meta.url.endsWith('.ts')
+      ? new URL('../../dist/store/writer-thread.js', import.meta.url)
+      : new URL('./writer-thread.js', import.meta.url);
     // The writer's garbage is short-lived (a batch's strings and buffers): a small young generation keeps the
     // process's resident memory down at no measurable cost in speed.
     this.worker = new Worker(entry, { workerData: { path, store, retention }, resourceLimits: { maxYoungGenerationSizeMb: 8 } });

@@ -6,7 +6,20 @@ import { followAlerts, FeedRefused, formatAlert, runAlerts } from '../../src/cli
 import { UsageError } from '../../src/cli/common.js';
 import { runWebhookConfig } from '../../src/cli/webhook-config.js';
 import type { FeedAlert } from '../../src/sinks/ws-hub.js';
-import { cleanup, eventList, execDetector, makeCerts, makeEvents, request, sleep, startServer, storedAlertIds, tempDir, type Certs, type Server } from './helpers.js';
+import {
+  cleanup,
+  eventList,
+  execDetector,
+  makeCerts,
+  makeEvents,
+  request,
+  sleep,
+  startServer,
+  storedAlertIds,
+  tempDir,
+  type Certs,
+  type Server,
+} from './helpers.js';
 
 const INGEST = 'ingest-prod-0123456789abcdef';
 const READER = 'reader-0123456789abcdef0123';
@@ -43,7 +56,9 @@ function postAsApiserver(kubeconfig: string, body: string) {
   const k = parseYaml(readFileSync(kubeconfig, 'utf8'));
   const cluster = k.clusters[0].cluster;
   const user = k.users[0].user;
-  const ca = cluster['certificate-authority-data'] ? Buffer.from(cluster['certificate-authority-data'], 'base64') : readFileSync(cluster['certificate-authority']);
+  const ca = cluster['certificate-authority-data']
+    ? Buffer.from(cluster['certificate-authority-data'], 'base64')
+    : readFileSync(cluster['certificate-authority']);
   const certFile = user['client-certificate-data'] ? join(dir, 'kc.crt') : user['client-certificate'];
   const keyFile = user['client-key-data'] ? join(dir, 'kc.key') : user['client-key'];
   if (user['client-certificate-data']) {
@@ -83,7 +98,23 @@ describe('kaudit webhook-config', () => {
       const out = join(dir, 'cert.kubeconfig');
       vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
       const cert = certs.clients.apiserver!;
-      expect(await runWebhookConfig(['--server', s.url, '--cluster', 'prod', '--client-cert', cert.cert, '--client-key', cert.key, '--ca-file', certs.ca, '--no-embed', '-o', out])).toBe(0);
+      expect(
+        await runWebhookConfig([
+          '--server',
+          s.url,
+          '--cluster',
+          'prod',
+          '--client-cert',
+          cert.cert,
+          '--client-key',
+          cert.key,
+          '--ca-file',
+          certs.ca,
+          '--no-embed',
+          '-o',
+          out,
+        ]),
+      ).toBe(0);
       vi.restoreAllMocks();
       const k = parseYaml(readFileSync(out, 'utf8'));
       expect(k.clusters[0].cluster.server).toBe(`${s.url}/api/v1/audit/webhook/prod`);
@@ -119,7 +150,15 @@ describe('kaudit alerts', () => {
     // Alerts from before the follow starts are not printed.
     await post();
     const before = storedAlertIds(s.store);
-    const following = followAlerts({ server: s.url, token: READER, tls: { ca: certs.caPem }, onAlert: (a) => got.push(a), onStatus: (m) => status.push(m), signal: ac.signal, maxBackoffMs: 200 });
+    const following = followAlerts({
+      server: s.url,
+      token: READER,
+      tls: { ca: certs.caPem },
+      onAlert: (a) => got.push(a),
+      onStatus: (m) => status.push(m),
+      signal: ac.signal,
+      maxBackoffMs: 200,
+    });
     try {
       await sleep(200);
       await post();
@@ -137,7 +176,9 @@ describe('kaudit alerts', () => {
       await sleep(100);
       expect(got.map((a) => a.id)).toEqual(all.filter((id) => id > before.at(-1)!));
       expect(status.some((m) => /disconnected.*resuming after id \d+/.test(m))).toBe(true);
-      expect(formatAlert(got[0]!)).toMatch(/^2026-\S+Z MEDIUM {3}test\.pod-exec cluster=prod user=alice@example\.com create pods\/exec payments\/web-\d+: .* \(id \d+\)$/);
+      expect(formatAlert(got[0]!)).toMatch(
+        /^2026-\S+Z MEDIUM {3}test\.pod-exec cluster=prod user=alice@example\.com create pods\/exec payments\/web-\d+: .* \(id \d+\)$/,
+      );
     } finally {
       ac.abort();
       await following;
@@ -152,7 +193,9 @@ describe('kaudit alerts', () => {
       const err = await followAlerts({ server: s.url, token: INGEST, tls: { ca: certs.caPem }, after: 0, onAlert: () => undefined }).catch((e: Error) => e);
       expect(err).toBeInstanceOf(FeedRefused);
       expect((err as FeedRefused).status).toBe(403);
-      const err2 = await followAlerts({ server: s.url, token: 'wrong-0123456789abcdef', tls: { ca: certs.caPem }, onAlert: () => undefined }).catch((e: Error) => e);
+      const err2 = await followAlerts({ server: s.url, token: 'wrong-0123456789abcdef', tls: { ca: certs.caPem }, onAlert: () => undefined }).catch(
+        (e: Error) => e,
+      );
       expect((err2 as FeedRefused).status).toBe(401);
     } finally {
       await s.close();

@@ -90,7 +90,8 @@ describe('console routes, feed subprotocol token, policy, status, timelines', ()
     expect(r.status).toBe(200);
     expect(r.body.findings.some((f: { id: string; severity: string }) => f.id === 'cis-3.2.2-secrets-metadata-only' && f.severity === 'error')).toBe(true);
     expect(r.body.checks.length).toBeGreaterThan(5);
-    const manifest = 'apiVersion: v1\nkind: Pod\nmetadata: {name: kube-apiserver, namespace: kube-system}\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.2\n    command: [kube-apiserver, --audit-policy-file=/etc/kubernetes/audit-policy.yaml]\n';
+    const manifest =
+      'apiVersion: v1\nkind: Pod\nmetadata: {name: kube-apiserver, namespace: kube-system}\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.2\n    command: [kube-apiserver, --audit-policy-file=/etc/kubernetes/audit-policy.yaml]\n';
     const m = await request(`${s.url}/api/v1/policy/check`, JSON.stringify({ policy: bad, manifest, detections: false }), { token: ADMIN });
     expect(m.status).toBe(200);
     expect(m.body.manifest.benchmark).toMatch(/cis/);
@@ -110,7 +111,9 @@ describe('console routes, feed subprotocol token, policy, status, timelines', ()
     const t = await request(`${s.url}/api/v1/policy/generate`, JSON.stringify({ fromTraffic: { since: '2000-01-01' }, detections: false }), { token: ADMIN });
     expect(t.status).toBe(200);
     expect(t.body.tunedOn.events).toBeGreaterThan(0);
-    expect((await request(`${s.url}/api/v1/policy/generate`, JSON.stringify({ profile: 'strict', fromTraffic: { since: '1d' } }), { token: ADMIN })).status).toBe(400);
+    expect(
+      (await request(`${s.url}/api/v1/policy/generate`, JSON.stringify({ profile: 'strict', fromTraffic: { since: '1d' } }), { token: ADMIN })).status,
+    ).toBe(400);
   });
 
   it('reports status: store span in real time, alerts, webhook counters, dead letters', async () => {

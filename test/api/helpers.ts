@@ -48,7 +48,27 @@ export function makeCerts(clients: Record<string, string> = {}): Certs {
     key(name);
     openssl(['req', '-new', '-key', `${name}.key`, '-subj', subj, '-out', `${name}.csr`], dir);
     writeFileSync(join(dir, `${name}.ext`), ext);
-    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${signer}.crt`, '-CAkey', `${signer}.key`, '-CAcreateserial', '-days', '2', '-sha256', '-extfile', `${name}.ext`, '-out', `${name}.crt`], dir);
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        `${signer}.crt`,
+        '-CAkey',
+        `${signer}.key`,
+        '-CAcreateserial',
+        '-days',
+        '2',
+        '-sha256',
+        '-extfile',
+        `${name}.ext`,
+        '-out',
+        `${name}.crt`,
+      ],
+      dir,
+    );
   };
   ca('ca');
   ca('rogue-ca');
@@ -58,7 +78,14 @@ export function makeCerts(clients: Record<string, string> = {}): Certs {
     leaf(name, subj, name.startsWith('rogue') ? 'rogue-ca' : 'ca', 'extendedKeyUsage=clientAuth\n');
     out[name] = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
   }
-  return { dir, ca: join(dir, 'ca.crt'), caPem: readFileSync(join(dir, 'ca.crt')), serverCert: join(dir, 'server.crt'), serverKey: join(dir, 'server.key'), clients: out };
+  return {
+    dir,
+    ca: join(dir, 'ca.crt'),
+    caPem: readFileSync(join(dir, 'ca.crt')),
+    serverCert: join(dir, 'server.crt'),
+    serverKey: join(dir, 'server.key'),
+    clients: out,
+  };
 }
 
 /**
@@ -118,22 +145,34 @@ export function makeEvents(n: number, o: GenOptions = {}): Record<string, unknow
     if (exec) {
       const pod = `${o.podPrefix ?? ''}web-${k}`;
       out.push({
-        level: 'Metadata', auditID: id, stage: 'ResponseStarted',
+        level: 'Metadata',
+        auditID: id,
+        stage: 'ResponseStarted',
         requestURI: `/api/v1/namespaces/${ns}/pods/${pod}/exec?command=sh&container=web&stdin=true&stdout=true&tty=true`,
-        verb: 'create', user: { username: 'alice@example.com', groups: ['system:authenticated'] }, sourceIPs: ['203.0.113.10'],
+        verb: 'create',
+        user: { username: 'alice@example.com', groups: ['system:authenticated'] },
+        sourceIPs: ['203.0.113.10'],
         userAgent: 'kubectl/v1.30.2 (linux/amd64) kubernetes/3968350',
         objectRef: { resource: 'pods', namespace: ns, name: pod, apiVersion: 'v1', subresource: 'exec' },
-        responseStatus: { metadata: {}, code: 101 }, requestReceivedTimestamp: ts(t), stageTimestamp: ts(t + 2000),
+        responseStatus: { metadata: {}, code: 101 },
+        requestReceivedTimestamp: ts(t),
+        stageTimestamp: ts(t + 2000),
         annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': 'RBAC: allowed' },
       });
     } else {
       out.push({
-        level: 'Metadata', auditID: id, stage: 'ResponseComplete',
+        level: 'Metadata',
+        auditID: id,
+        stage: 'ResponseComplete',
         requestURI: `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-${k % 12}?timeout=10s`,
-        verb: 'update', user: { username: `system:node:node-${k % 12}`, groups: ['system:nodes', 'system:authenticated'] }, sourceIPs: ['10.0.1.5'],
+        verb: 'update',
+        user: { username: `system:node:node-${k % 12}`, groups: ['system:nodes', 'system:authenticated'] },
+        sourceIPs: ['10.0.1.5'],
         userAgent: 'kubelet/v1.30.2 (linux/amd64) kubernetes/3968350',
         objectRef: { resource: 'leases', namespace: 'kube-node-lease', name: `node-${k % 12}`, apiGroup: 'coordination.k8s.io', apiVersion: 'v1' },
-        responseStatus: { metadata: {}, code: 200 }, requestReceivedTimestamp: ts(t), stageTimestamp: ts(t + 900),
+        responseStatus: { metadata: {}, code: 200 },
+        requestReceivedTimestamp: ts(t),
+        stageTimestamp: ts(t + 900),
         annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': '' },
       });
     }
@@ -236,21 +275,25 @@ export function request(url: string, body?: string | Buffer, o: RequestOptions =
   if (body !== undefined && !o.chunked) headers['content-length'] = String(Buffer.byteLength(body));
   const tls = u.protocol === 'https:' ? { ca: o.ca, cert: o.cert ? readFileSync(o.cert) : undefined, key: o.key ? readFileSync(o.key) : undefined } : {};
   return new Promise((resolve, reject) => {
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method: o.method ?? (body !== undefined ? 'POST' : 'GET'), headers, agent: o.agent as never, ...tls }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          parsed = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text, ms: performance.now() - t0 });
-      });
-      res.on('error', reject);
-    });
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(
+      u,
+      { method: o.method ?? (body !== undefined ? 'POST' : 'GET'), headers, agent: o.agent as never, ...tls },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text, ms: performance.now() - t0 });
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     if (body === undefined) req.end();
     else if (!o.chunked) req.end(body);
@@ -301,7 +344,14 @@ export function feed(url: string, o: { token?: string; ca?: Buffer; cert?: strin
     ws.once('unexpected-response', (_req, res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => reject(Object.assign(new Error(`HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString()}`), { status: res.statusCode, body: Buffer.concat(chunks).toString() })));
+      res.on('end', () =>
+        reject(
+          Object.assign(new Error(`HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString()}`), {
+            status: res.statusCode,
+            body: Buffer.concat(chunks).toString(),
+          }),
+        ),
+      );
     });
     ws.once('error', reject);
   });
@@ -324,7 +374,10 @@ export function feed(url: string, o: { token?: string; ca?: Buffer; cert?: strin
 
 /** Ids of stored alerts, ascending, optionally of one cluster. */
 export function storedAlertIds(store: SqliteStore, where = '', ...params: unknown[]): number[] {
-  return (store.db.prepare(`SELECT id FROM alerts ${where} ORDER BY id`).pluck().all(...params) as number[]);
+  return store.db
+    .prepare(`SELECT id FROM alerts ${where} ORDER BY id`)
+    .pluck()
+    .all(...params) as number[];
 }
 
 export function eventCount(store: SqliteStore, cluster?: string): number {
@@ -346,7 +399,10 @@ export async function realOrTestDetector(): Promise<{ detector: Detector; real: 
     const { normalise } = await import('../../src/events/normalise.js');
     const { toAuditEvent } = await import('../../src/events/decode.js');
     const probe = await mod.createDetector({ onWarning: () => undefined });
-    const ev = normalise(toAuditEvent({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...makeEvents(1, { execEvery: 1 })[0] }), 'probe', { enabled: false, key: Buffer.alloc(32) });
+    const ev = normalise(toAuditEvent({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...makeEvents(1, { execEvery: 1 })[0] }), 'probe', {
+      enabled: false,
+      key: Buffer.alloc(32),
+    });
     if ((await probe.detect([ev])).length > 0) return { detector: await mod.createDetector({ onWarning: () => undefined }), real: true };
   } catch {
     // No engine in this build, or one that does not load: fall back.

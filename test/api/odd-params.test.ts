@@ -12,13 +12,47 @@ afterEach(async () => {
 });
 
 /** Values a client may send where the API expects something else. */
-const ODD = ['', ' ', 'x', '-1', '0', '1.5', '1e309', '99999999999999999999999', 'NaN', '*', '%', "'", '"', '\\', '\u0000', 'é☃', '[]', '{}', 'null', 'true', '2026-13-45T99:99:99Z', '-5m', 'x'.repeat(5000)];
+const ODD = [
+  '',
+  ' ',
+  'x',
+  '-1',
+  '0',
+  '1.5',
+  '1e309',
+  '99999999999999999999999',
+  'NaN',
+  '*',
+  '%',
+  "'",
+  '"',
+  '\\',
+  '\u0000',
+  'é☃',
+  '[]',
+  '{}',
+  'null',
+  'true',
+  '2026-13-45T99:99:99Z',
+  '-5m',
+  'x'.repeat(5000),
+];
 
 describe('HTTP API with odd parameters (real server, every GET route of its own OpenAPI document)', () => {
   it('answers each with a page or a 4xx JSON error ({ error }), never a 5xx, and keeps serving', async () => {
     const dir = tempDir();
     const log = join(dir, 'audit.log');
-    writeFileSync(log, lines([ev(), ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' }, requestURI: '/api/v1/namespaces/default/pods/web-1/exec?command=sh' })]));
+    writeFileSync(
+      log,
+      lines([
+        ev(),
+        ev({
+          verb: 'create',
+          objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' },
+          requestURI: '/api/v1/namespaces/default/pods/web-1/exec?command=sh',
+        }),
+      ]),
+    );
     const cfg = loadConfig(undefined, {});
     cfg.store.path = join(dir, 'k.db');
     cfg.server.listen = '127.0.0.1:0';

@@ -30,7 +30,9 @@ describe('HTTP API (real server on 127.0.0.1)', () => {
   it('serves events with filters and stable cursor paging while a tail ingests', async () => {
     const dir = tempDir();
     const log = join(dir, 'audit.log');
-    const evs = Array.from({ length: 30 }, (_, i) => ev({ verb: i % 3 === 0 ? 'delete' : 'get', requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString() }));
+    const evs = Array.from({ length: 30 }, (_, i) =>
+      ev({ verb: i % 3 === 0 ? 'delete' : 'get', requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString() }),
+    );
     writeFileSync(log, lines(evs));
     const s = await serve((c) => c.tail.push({ path: log, cluster: 'east' }));
     await waitFor(async () => (await s.get('/api/v1/events?limit=100')).body.items?.length === 30, '30 events');
@@ -53,11 +55,19 @@ describe('HTTP API (real server on 127.0.0.1)', () => {
   it('answers the analyst routes, and rejects bad parameters with 400', async () => {
     const dir = tempDir();
     const log = join(dir, 'audit.log');
-    writeFileSync(log, lines([
-      ev({ verb: 'create', requestURI: '/api/v1/namespaces/d/pods/p/exec?command=sh&container=c', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'd', name: 'p' }, responseStatus: { code: 101 } }),
-      ev({ verb: 'get', objectRef: { resource: 'secrets', namespace: 'd', name: 's' }, user: { username: 'eve' } }),
-      ev({ verb: 'patch', objectRef: { resource: 'roles', namespace: 'd', name: 'r', apiGroup: 'rbac.authorization.k8s.io' } }),
-    ]));
+    writeFileSync(
+      log,
+      lines([
+        ev({
+          verb: 'create',
+          requestURI: '/api/v1/namespaces/d/pods/p/exec?command=sh&container=c',
+          objectRef: { resource: 'pods', subresource: 'exec', namespace: 'd', name: 'p' },
+          responseStatus: { code: 101 },
+        }),
+        ev({ verb: 'get', objectRef: { resource: 'secrets', namespace: 'd', name: 's' }, user: { username: 'eve' } }),
+        ev({ verb: 'patch', objectRef: { resource: 'roles', namespace: 'd', name: 'r', apiGroup: 'rbac.authorization.k8s.io' } }),
+      ]),
+    );
     const s = await serve((c) => c.tail.push({ path: log }));
     await waitFor(async () => (await s.get('/api/v1/events')).body.items?.length === 3, '3 events');
     expect((await s.get('/api/v1/analyst/exec')).body.items[0]).toMatchObject({ name: 'p', command: 'sh', container: 'c' });

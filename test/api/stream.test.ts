@@ -2,7 +2,23 @@ import { writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanup, eventList, execDetector, feed, makeCerts, makeEvents, realOrTestDetector, request, sleep, startServer, storedAlertIds, tempDir, type Certs, type FeedClient, type Server } from './helpers.js';
+import {
+  cleanup,
+  eventList,
+  execDetector,
+  feed,
+  makeCerts,
+  makeEvents,
+  realOrTestDetector,
+  request,
+  sleep,
+  startServer,
+  storedAlertIds,
+  tempDir,
+  type Certs,
+  type FeedClient,
+  type Server,
+} from './helpers.js';
 
 const READER = 'reader-0123456789abcdef0123';
 const READER_PROD = 'reader-prod-0123456789abcdef';

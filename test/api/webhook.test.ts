@@ -7,7 +7,21 @@ import { ConfigError } from '../../src/errors.js';
 import type { Detector } from '../../src/detect/alert.js';
 import { setLogSink } from '../../src/log.js';
 import { OverloadedError } from '../../src/errors.js';
-import { cleanup, eventCount, eventList, execDetector, makeCerts, makeEvents, request, sleep, startServer, storedAlertIds, tempDir, type Certs, type Server } from './helpers.js';
+import {
+  cleanup,
+  eventCount,
+  eventList,
+  execDetector,
+  makeCerts,
+  makeEvents,
+  request,
+  sleep,
+  startServer,
+  storedAlertIds,
+  tempDir,
+  type Certs,
+  type Server,
+} from './helpers.js';
 
 const INGEST_PROD = 'ingest-prod-0123456789abcdef';
 const INGEST_ANY = 'ingest-any-0123456789abcdef0';
@@ -102,7 +116,10 @@ describe('webhook over TLS with tokens', () => {
     const body = readFileSync(new URL('../../fixtures/webhook/eventlist-v1.json', import.meta.url));
     const r = await post('/api/v1/audit/webhook/fixture', body, INGEST_ANY);
     expect(r.body).toMatchObject({ cluster: 'fixture', events: 4, stored: 4, bad: 0 });
-    const rows = s.store.db.prepare("SELECT blob, blob_idx FROM events e JOIN dict d ON d.id = e.cluster WHERE d.value = 'fixture'").all() as { blob: number; blob_idx: number }[];
+    const rows = s.store.db.prepare("SELECT blob, blob_idx FROM events e JOIN dict d ON d.id = e.cluster WHERE d.value = 'fixture'").all() as {
+      blob: number;
+      blob_idx: number;
+    }[];
     expect(rows).toHaveLength(4);
     for (const row of rows) expect(JSON.parse(s.store.rawEvent(row.blob, row.blob_idx)!)).toMatchObject({ kind: 'Event', apiVersion: 'audit.k8s.io/v1' });
     expect((await post('/api/v1/audit/webhook/fixture', body, INGEST_ANY)).body).toMatchObject({ stored: 0, duplicates: 4 });
@@ -148,7 +165,10 @@ describe('webhook over TLS with tokens', () => {
     expect(r.body).toMatchObject({ stored: 2, bad: 1 });
     expect(r.body.badRecords[0]).toMatchObject({ where: expect.stringContaining('item 1'), reason: expect.stringMatching(/^not JSON/) });
     expect(eventCount(s.store, 'qa2')).toBe(2);
-    const dead = s.store.db.prepare("SELECT reason, CAST(data AS TEXT) AS data FROM dead_letters WHERE source = 'webhook:qa2'").all() as { reason: string; data: string }[];
+    const dead = s.store.db.prepare("SELECT reason, CAST(data AS TEXT) AS data FROM dead_letters WHERE source = 'webhook:qa2'").all() as {
+      reason: string;
+      data: string;
+    }[];
     expect(dead).toEqual([{ reason: expect.stringMatching(/^not JSON/), data: '{"verb":get}' }]);
   });
 
@@ -197,7 +217,10 @@ describe('webhook over TLS with tokens', () => {
     expect(tooBig.status).toBe(413);
     expect(tooBig.body.error).toMatch(/maxBodyBytes/);
     // No Content-Length: the limit holds while streaming.
-    const chunked = await request(s.url + '/api/v1/audit/webhook', big, { token: INGEST_ANY, ca: certs.caPem, chunked: true }).catch((e: Error) => ({ status: -1, error: e }));
+    const chunked = await request(s.url + '/api/v1/audit/webhook', big, { token: INGEST_ANY, ca: certs.caPem, chunked: true }).catch((e: Error) => ({
+      status: -1,
+      error: e,
+    }));
     expect(chunked.status).toBe(413);
 
     for (const bad of ['{"kind":"EventList","items":[{"auditID":', 'not json', '{"kind":"EventList","items":[{"a":1},]}', '']) {
@@ -329,11 +352,15 @@ describe('listen-address safety', () => {
     await expect(ctxFor((c) => (c.server.listen = '0.0.0.0:0'))).rejects.toThrow(ConfigError);
     await expect(ctxFor((c) => (c.server.listen = '0.0.0.0:0'))).rejects.toThrow(/TLS.*and credentials/);
     await expect(ctxFor((c) => ((c.server.listen = '0.0.0.0:0'), (c.server.tokensFile = join(dir, 'tokens'))))).rejects.toThrow(/without TLS/);
-    await expect(ctxFor((c) => ((c.server.listen = '0.0.0.0:0'), (c.server.tls = { cert: certs.serverCert, key: certs.serverKey })))).rejects.toThrow(/without credentials/);
+    await expect(ctxFor((c) => ((c.server.listen = '0.0.0.0:0'), (c.server.tls = { cert: certs.serverCert, key: certs.serverKey })))).rejects.toThrow(
+      /without credentials/,
+    );
   });
 
   it('starts with TLS and tokens, or with the insecure flag and a loud warning', async () => {
-    const s = await ctxFor((c) => ((c.server.listen = '0.0.0.0:0'), (c.server.tls = { cert: certs.serverCert, key: certs.serverKey }), (c.server.tokensFile = join(dir, 'tokens'))));
+    const s = await ctxFor(
+      (c) => ((c.server.listen = '0.0.0.0:0'), (c.server.tls = { cert: certs.serverCert, key: certs.serverKey }), (c.server.tokensFile = join(dir, 'tokens'))),
+    );
     await s.close();
     cleanup(s.dir);
     logs = [];

@@ -37,7 +37,11 @@ beforeAll(async () => {
   dir = tempDir();
   store = new SqliteStore(join(dir, 'kaudit.db'));
   const p = new Pipeline({ writer: store, detector: execDetector() });
-  await p.submit({ source: 'test', cluster: 'c', records: makeEvents(20, { execEvery: 2 }).map((v, i) => ({ value: { kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...v }, where: `#${i}` })) });
+  await p.submit({
+    source: 'test',
+    cluster: 'c',
+    records: makeEvents(20, { execEvery: 2 }).map((v, i) => ({ value: { kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...v }, where: `#${i}` })),
+  });
   stored = alertsAfter(store, { afterId: 0 }, 100);
 });
 afterAll(() => {
@@ -59,7 +63,10 @@ describe('AlertHub', () => {
     bus.publish([stored[3]!, stored[6]!, { ...stored[9]!, id: 11 }]);
     await sleep(20);
     expect(ws.sent).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11]);
-    bus.publish([{ ...stored[9]!, id: 11 }, { ...stored[9]!, id: 12 }]);
+    bus.publish([
+      { ...stored[9]!, id: 11 },
+      { ...stored[9]!, id: 12 },
+    ]);
     expect(ws.sent.at(-1)).toBe(12);
     expect(ws.sent.filter((x) => x === 11)).toHaveLength(1);
     hub.close();
@@ -84,7 +91,10 @@ describe('AlertHub', () => {
     hub.add(live as never, {});
     bus.publish([{ ...stored[0]!, id: 50 }]);
     live.bufferedAmount = 9_900;
-    bus.publish([{ ...stored[0]!, id: 51 }, { ...stored[0]!, id: 52 }]);
+    bus.publish([
+      { ...stored[0]!, id: 51 },
+      { ...stored[0]!, id: 52 },
+    ]);
     expect(live.sent).toEqual([50]);
     live.bufferedAmount = 0;
     await sleep(40);
@@ -105,7 +115,7 @@ describe('AlertHub', () => {
     hub.close();
   });
 
-  it('replays at the socket\'s pace and closes a replay that stalls', async () => {
+  it("replays at the socket's pace and closes a replay that stalls", async () => {
     const bus = new AlertBus();
     const hub = new AlertHub(bus, store, undefined, { maxBufferedBytes: 10_000, replayPageSize: 2, drainTimeoutMs: 50 });
     const slow = new FakeSocket();

@@ -22,7 +22,13 @@ describe('kaudit CLI (built, as users run it)', () => {
 
   it('imports plain, gzipped and EventList files, counts bad lines, and adds nothing on re-import', () => {
     const d = tempDir();
-    const exec = ev({ verb: 'create', requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=bash&container=api', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' }, user: { username: 'mallory', groups: [] }, responseStatus: { code: 101 } });
+    const exec = ev({
+      verb: 'create',
+      requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=bash&container=api',
+      objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' },
+      user: { username: 'mallory', groups: [] },
+      responseStatus: { code: 101 },
+    });
     writeFileSync(join(d, 'a.log'), lines([ev(), exec]) + 'garbage\n');
     writeFileSync(join(d, 'b.log.gz'), gzipSync(lines([ev(), ev()])));
     writeFileSync(join(d, 'c.json'), JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [ev(), { kind: 0 }] }, null, 2));
@@ -35,14 +41,22 @@ describe('kaudit CLI (built, as users run it)', () => {
     expect(again.err).toMatch(/stored 0 events, skipped 5 duplicates, 2 bad records/);
     const q = kaudit(['query', 'exec', '--db', db, '--format', 'json']);
     expect(q.code).toBe(0);
-    const rows = q.out.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = q.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows).toEqual([expect.objectContaining({ user: 'mallory', namespace: 'prod', name: 'api-0', container: 'api', command: 'bash', code: 101 })]);
     const all = kaudit(['query', 'events', '--db', db, '--format', 'json', '--limit', '2']);
     expect(all.out.trim().split('\n')).toHaveLength(2);
     expect(all.err).toMatch(/more: --cursor \S+/);
     // Every stage of one request, by its auditID.
     const one = kaudit(['query', 'events', '--db', db, '--format', 'json', '--audit-id', exec.auditID as string]);
-    expect(one.out.trim().split('\n').map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ auditID: exec.auditID, user: 'mallory' })]);
+    expect(
+      one.out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).toEqual([expect.objectContaining({ auditID: exec.auditID, user: 'mallory' })]);
     expect(kaudit(['query', 'events', '--db', db, '--format', 'json', '--audit-id', '00000000-0000-4000-8000-999999999999']).out).toBe('');
     const dl = kaudit(['query', 'dead-letters', '--db', db, '--format', 'json']);
     expect(dl.out).toContain('kind is 0');
@@ -71,7 +85,10 @@ describe('kaudit CLI (built, as users run it)', () => {
     expect(r.err).toMatch(new RegExp(`stored ${list.items.length} events, skipped 0 duplicates, 0 bad records`));
     const again = kaudit(['ingest', '--db', join(d, 'k.db'), '--no-detect', fixture]);
     expect(again.err).toMatch(new RegExp(`stored 0 events, skipped ${list.items.length} duplicates, 0 bad records`));
-    const rows = kaudit(['query', 'events', '--db', join(d, 'k.db'), '--format', 'json']).out.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = kaudit(['query', 'events', '--db', join(d, 'k.db'), '--format', 'json'])
+      .out.trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows.map((x) => x.auditID).sort()).toEqual(list.items.map((i) => i.auditID).sort());
   });
 
@@ -104,7 +121,14 @@ describe('stored raw events after an import (the bytes of the line, or the redac
     const plain = JSON.stringify(ev());
     const crlf = JSON.stringify(ev());
     const accents = JSON.stringify(ev({ user: { username: 'jürgen ☃ 🙂', groups: [] } }));
-    const secret = JSON.stringify(ev({ verb: 'create', level: 'RequestResponse', objectRef: { resource: 'secrets', namespace: 'default', name: 'db', apiVersion: 'v1' }, requestObject: { kind: 'Secret', apiVersion: 'v1', metadata: { name: 'db' }, data: { password: 'aHVudGVyMg==' } } }));
+    const secret = JSON.stringify(
+      ev({
+        verb: 'create',
+        level: 'RequestResponse',
+        objectRef: { resource: 'secrets', namespace: 'default', name: 'db', apiVersion: 'v1' },
+        requestObject: { kind: 'Secret', apiVersion: 'v1', metadata: { name: 'db' }, data: { password: 'aHVudGVyMg==' } },
+      }),
+    );
     // Enough padding events that later lines cross the importer's 1 MiB read chunks.
     const pad = Array.from({ length: 2500 }, () => JSON.stringify(ev({ annotations: { note: 'x'.repeat(400) } })));
     const last = JSON.stringify(ev({ user: { username: 'jörg', groups: [] } }));

@@ -47,7 +47,10 @@ describe('kaudit query: --limit over the cap, --all and count', () => {
   it('--all prints every matching row once, newest first, across pages', () => {
     const r = kaudit(['query', 'events', '--db', db, '--format', 'json', '--all']);
     expect(r.code).toBe(0);
-    const rows = r.out.trim().split('\n').map((l) => JSON.parse(l) as { auditID: string; time: string; id: number });
+    const rows = r.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { auditID: string; time: string; id: number });
     expect(rows).toHaveLength(N);
     expect(new Set(rows.map((x) => x.auditID))).toEqual(new Set(events.map((e) => e.auditID)));
     for (let i = 1; i < rows.length; i++) expect(rows[i - 1]!.time >= rows[i]!.time).toBe(true);
@@ -83,7 +86,10 @@ describe('GET /api/v1/events/count and /api/v1/alerts/count', () => {
     s = await startServer();
     // 1,200 events, 24 of them execs, which the test detector alerts on (one alert row each).
     const items = makeEvents(1200, { execEvery: 50, podPrefix: 'high-' });
-    for (let i = 0; i < items.length; i += 400) expect((await request(`${s.url}/api/v1/audit/webhook/prod`, eventList(items.slice(i, i + 400)), { headers: { 'content-type': 'application/json' } })).status).toBe(200);
+    for (let i = 0; i < items.length; i += 400)
+      expect(
+        (await request(`${s.url}/api/v1/audit/webhook/prod`, eventList(items.slice(i, i + 400)), { headers: { 'content-type': 'application/json' } })).status,
+      ).toBe(200);
   });
   afterAll(async () => {
     await s.close();

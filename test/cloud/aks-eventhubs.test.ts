@@ -31,11 +31,22 @@ describeWithKafka('AKS over Event Hubs (Kafka protocol, SASL PLAIN over TLS)', (
   it('reads diagnostic-record documents with the aks format; a bad record is dead-lettered alone', async () => {
     const s = broker.secure!;
     const hub = 'insights-logs-kube-audit';
-    const raw = { brokers: s.saslSslBrokers, tls: { ca: s.caFile }, sasl: { mechanism: 'plain', username: s.plainUsername, password: s.plainPassword }, groupId: '$Default', topics: { events: [hub], alerts: null, deadLetter: null }, format: 'aks', sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 };
+    const raw = {
+      brokers: s.saslSslBrokers,
+      tls: { ca: s.caFile },
+      sasl: { mechanism: 'plain', username: s.plainUsername, password: s.plainPassword },
+      groupId: '$Default',
+      topics: { events: [hub], alerts: null, deadLetter: null },
+      format: 'aks',
+      sessionTimeoutMs: 6000,
+      heartbeatIntervalMs: 500,
+    };
     const config = parseKafkaConfig(raw, {})!;
     expect(config.format).toBe('aks');
     // A wrong connection string is refused by the broker.
-    const wrong = await createKafkaClient(parseKafkaConfig({ ...raw, sasl: { ...raw.sasl, password: 'Endpoint=sb://x/;SharedAccessKey=nope' } }, {})!, { retry: { retries: 0 } });
+    const wrong = await createKafkaClient(parseKafkaConfig({ ...raw, sasl: { ...raw.sasl, password: 'Endpoint=sb://x/;SharedAccessKey=nope' } }, {})!, {
+      retry: { retries: 0 },
+    });
     const wp = wrong.producer();
     await expect(wp.connect()).rejects.toThrow(/SASL PLAIN authentication failed|Authentication failed/i);
     const kafka: Kafka = await createKafkaClient(config);
@@ -69,10 +80,24 @@ describeWithKafka('AKS over Event Hubs (Kafka protocol, SASL PLAIN over TLS)', (
     expect(clusters).toEqual(['aks-prod']);
     expect(store.db.prepare('SELECT count(*) FROM events').pluck().get()).toBe(23);
     const dl = store.db.prepare('SELECT position, reason FROM dead_letters').all() as { position: string; reason: string }[];
-    expect(dl).toEqual([{ position: expect.stringMatching(/^insights-logs-kube-audit\/\d@\d+ records\[0\] properties\.log$/), reason: expect.stringMatching(/^aks: event text is not JSON/) }]);
+    expect(dl).toEqual([
+      {
+        position: expect.stringMatching(/^insights-logs-kube-audit\/\d@\d+ records\[0\] properties\.log$/),
+        reason: expect.stringMatching(/^aks: event text is not JSON/),
+      },
+    ]);
     expect(source.stats.deadLettered).toBe(1);
     const exec = execSessions(store, {}).items;
-    expect(exec).toEqual([expect.objectContaining({ user: 'alice@example.com', namespace: 'shop', name: 'cart-7d9f', command: 'sh -c cat /etc/shadow', sourceIP: '203.0.113.10', cluster: 'aks-prod' })]);
+    expect(exec).toEqual([
+      expect.objectContaining({
+        user: 'alice@example.com',
+        namespace: 'shop',
+        name: 'cart-7d9f',
+        command: 'sh -c cat /etc/shadow',
+        sourceIP: '203.0.113.10',
+        cluster: 'aks-prod',
+      }),
+    ]);
     store.close();
   }, 240_000);
 });

@@ -73,7 +73,10 @@ describeWithMoto('CloudWatch Logs source (EKS) against a real CloudWatch Logs AP
     await put('authenticator-cccc', 50, true);
     const db = join(dir, 'k.db');
     const cfg = join(dir, 'kaudit.yaml');
-    writeFileSync(cfg, `sources:\n  - type: cloudwatch\n    logGroup: ${GROUP}\n    region: us-east-1\n    endpoint: ${moto.endpoint}\n    pageSize: ${PAGE}\n    pollInterval: 200ms\n`);
+    writeFileSync(
+      cfg,
+      `sources:\n  - type: cloudwatch\n    logGroup: ${GROUP}\n    region: us-east-1\n    endpoint: ${moto.endpoint}\n    pageSize: ${PAGE}\n    pollInterval: 200ms\n`,
+    );
     const count = () => {
       try {
         const d = new Database(db, { readonly: true, fileMustExist: true });

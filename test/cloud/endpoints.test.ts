@@ -19,7 +19,9 @@ afterEach(async () => {
 });
 
 const stored = (s: Server, cluster?: string) =>
-  cluster === undefined ? counts(s.store).events : (s.store.db.prepare('SELECT count(*) FROM events e JOIN dict d ON d.id = e.cluster WHERE d.value = ?').pluck().get(cluster) as number);
+  cluster === undefined
+    ? counts(s.store).events
+    : (s.store.db.prepare('SELECT count(*) FROM events e JOIN dict d ON d.id = e.cluster WHERE d.value = ?').pluck().get(cluster) as number);
 const metric = async (s: Server, line: string) => {
   const text = (await request(`${s.url}/metrics`)).text;
   const l = text.split('\n').find((x) => x.startsWith(line));
@@ -109,7 +111,15 @@ describe('Pub/Sub push endpoint (GKE)', () => {
     const token = jwt(good());
     for (const b of bodies) expect((await request(url, b, { token })).status).toBe(204);
     expect(stored(server, 'gke-prod')).toBe(23);
-    const bad = JSON.stringify({ message: { data: Buffer.from('{"protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog", "serviceName": "compute.googleapis.com"}, "logName": "x"}').toString('base64'), messageId: '42' }, subscription: 's' });
+    const bad = JSON.stringify({
+      message: {
+        data: Buffer.from(
+          '{"protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog", "serviceName": "compute.googleapis.com"}, "logName": "x"}',
+        ).toString('base64'),
+        messageId: '42',
+      },
+      subscription: 's',
+    });
     expect((await request(url, bad, { token })).status).toBe(204);
     const dl = server.store.db.prepare('SELECT reason FROM dead_letters').pluck().all();
     expect(dl).toEqual(['gke: Cloud Audit Logs entry of service "compute.googleapis.com", not k8s.io: not a Kubernetes audit event']);
@@ -135,14 +145,19 @@ describe('forwarder endpoint', () => {
     const fb = await request(url, fixture('forwarder/fluent-bit.json'));
     expect(fb.status).toBe(200);
     expect(fb.body).toMatchObject({ cluster: 'selfmanaged', records: 23, stored: 23, bad: 0 });
-    const vec = await request(url, gzipSync(fixture('forwarder/vector.ndjson')), { headers: { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' } });
+    const vec = await request(url, gzipSync(fixture('forwarder/vector.ndjson')), {
+      headers: { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' },
+    });
     expect(vec.body).toMatchObject({ records: 23, stored: 0, duplicates: 23, bad: 0 });
     const ls = await request(url, fixture('forwarder/logstash.json'));
     expect(ls.body).toMatchObject({ records: 23, duplicates: 23 });
     const mixed = await request(url, '{"log":"{\\"kind\\":\\"Event\\", trunc"}\nnot json\n', { headers: { 'content-type': 'application/x-ndjson' } });
     expect(mixed.status).toBe(200);
     expect(mixed.body).toMatchObject({ records: 2, stored: 0, bad: 2 });
-    expect((mixed.body as { badRecords: { reason: string }[] }).badRecords.map((b) => b.reason)).toEqual([expect.stringMatching(/^forwarder: event text is not JSON/), expect.stringMatching(/^not JSON/)]);
+    expect((mixed.body as { badRecords: { reason: string }[] }).badRecords.map((b) => b.reason)).toEqual([
+      expect.stringMatching(/^forwarder: event text is not JSON/),
+      expect.stringMatching(/^not JSON/),
+    ]);
     expect(stored(server, 'selfmanaged')).toBe(23);
     expect(await metric(server, 'kaudit_envelope_events_total{envelope="forwarder"}')).toBe(69);
   });

@@ -15,7 +15,12 @@ function kaudit(args: string[]) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-const rows = (out: string) => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+const rows = (out: string) =>
+  out
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 const pick = (r: Record<string, unknown>, keys: string[]) => Object.fromEntries(keys.map((k) => [k, r[k]]));
 const KEYS = ['user', 'namespace', 'name', 'command', 'container', 'sourceIP', 'verb', 'resource', 'code', 'decision'];
 
@@ -25,7 +30,9 @@ function answers(db: string) {
     exec: q('exec').map((r) => pick(r, KEYS)),
     secretReads: q('secret-reads').map((r) => pick(r, KEYS)),
     rbac: q('rbac-changes').map((r) => pick(r, KEYS)),
-    rules: q('alerts').map((r) => r.rule as string).sort(),
+    rules: q('alerts')
+      .map((r) => r.rule as string)
+      .sort(),
     clusters: [...new Set(rows(kaudit(['query', 'events', '--db', db, '--format', 'json', '--limit', '1000']).out).map((r) => r.cluster))],
   };
 }
@@ -45,13 +52,32 @@ describe('managed-cluster exports decode to the native answers', () => {
     const { db, summary } = ingest(dir, 'native', 'native/audit.log', ['--cluster', 'ref']);
     expect(summary).toMatch(/stored 23 events, skipped 0 duplicates, 0 bad records/);
     native = answers(db);
-    expect(native.exec).toEqual([expect.objectContaining({ user: 'alice@example.com', namespace: 'shop', name: 'cart-7d9f', command: 'sh -c cat /etc/shadow', container: 'app', sourceIP: '203.0.113.10' })]);
+    expect(native.exec).toEqual([
+      expect.objectContaining({
+        user: 'alice@example.com',
+        namespace: 'shop',
+        name: 'cart-7d9f',
+        command: 'sh -c cat /etc/shadow',
+        container: 'app',
+        sourceIP: '203.0.113.10',
+      }),
+    ]);
     expect(native.secretReads.map((r) => [r.user, r.verb, r.namespace, r.name])).toEqual([
       ['system:serviceaccount:tools:scanner', 'list', '', ''],
       ['bob@example.com', 'get', 'shop', 'db-password'],
     ]);
     expect(native.rbac).toEqual([expect.objectContaining({ user: 'mallory@example.com', name: 'mallory-admin', sourceIP: '192.0.2.66' })]);
-    expect(native.rules).toEqual(['anonymous-request-allowed', 'cluster-admin-binding', 'pod-exec', 'pod-exec-suspicious-command', 'pod-privileged', 'rolebinding-created', 'secret-list', 'secret-read', 'workload-after-rbac-change']);
+    expect(native.rules).toEqual([
+      'anonymous-request-allowed',
+      'cluster-admin-binding',
+      'pod-exec',
+      'pod-exec-suspicious-command',
+      'pod-privileged',
+      'rolebinding-created',
+      'secret-list',
+      'secret-read',
+      'workload-after-rbac-change',
+    ]);
   });
 
   it.each([
@@ -102,6 +128,13 @@ describe('managed-cluster exports decode to the native answers', () => {
         .sort();
     const ref = fired('native/audit.log');
     expect(ref).toEqual(native.rules);
-    for (const f of ['eks/filter-log-events.json', 'eks/firehose-request.json', 'gke/logging-read.json', 'aks/eventhub-records.json', 'forwarder/vector.ndjson']) expect(fired(f), f).toEqual(ref);
+    for (const f of [
+      'eks/filter-log-events.json',
+      'eks/firehose-request.json',
+      'gke/logging-read.json',
+      'aks/eventhub-records.json',
+      'forwarder/vector.ndjson',
+    ])
+      expect(fired(f), f).toEqual(ref);
   });
 });

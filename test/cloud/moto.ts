@@ -40,7 +40,12 @@ export function describeWithMoto(name: string, fn: () => void): void {
 
 export async function startMoto(): Promise<Moto> {
   const out = await run(['start', '--watch-pid', String(process.pid)]);
-  const env = Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  const env = Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
   return {
     endpoint: env.MOTO_ENDPOINT!,
     stop: async () => void (await run(['stop', '--pid', env.MOTO_PID!])),

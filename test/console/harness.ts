@@ -83,12 +83,25 @@ export async function launch(): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     // Without the background-networking flags Chromium's calls home fail noisily on a closed network.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 }
 
 /** A page that records console errors, CSP violations and any request that leaves the server's origin. */
-export async function openPage(b: Browser, base: string, width = 1280, opts: { ignoreHTTPSErrors?: boolean } = {}): Promise<{ ctx: BrowserContext; page: Page; problems: string[]; outside: string[] }> {
+export async function openPage(
+  b: Browser,
+  base: string,
+  width = 1280,
+  opts: { ignoreHTTPSErrors?: boolean } = {},
+): Promise<{ ctx: BrowserContext; page: Page; problems: string[]; outside: string[] }> {
   const ctx = await b.newContext({ viewport: { width, height: 900 }, acceptDownloads: true, ...opts });
   const page = await ctx.newPage();
   const problems: string[] = [];

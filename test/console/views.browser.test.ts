@@ -20,7 +20,15 @@ async function axeSerious(page: Page): Promise<string[]> {
   const result = (await page.evaluate(`axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })`)) as {
     violations: { id: string; impact: string; help: string; nodes: { target: string[] }[] }[];
   };
-  return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map(
+      (v) =>
+        `${v.id} (${v.impact}): ${v.help} at ${v.nodes
+          .slice(0, 3)
+          .map((n) => n.target.join(' '))
+          .join(', ')}`,
+    );
 }
 
 describe.skipIf(skipBrowser)('console: investigate, policy, status, charts (Chromium)', () => {
@@ -58,7 +66,9 @@ describe.skipIf(skipBrowser)('console: investigate, policy, status, charts (Chro
     expect(await page.locator('input[name=user]').inputValue()).toBe('carol*');
     expect(await page.locator('.vt-row').allInnerTexts()).toEqual(rows);
     const [dl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export CSV' }).click()]);
-    const csv = readFileSync((await dl.path())!, 'utf8').trim().split('\r\n');
+    const csv = readFileSync((await dl.path())!, 'utf8')
+      .trim()
+      .split('\r\n');
     expect(csv.length).toBe(rows.length + 1);
     expect(csv[0]).toContain('"command"');
     expect(problems).toEqual([]);
@@ -143,7 +153,10 @@ describe.skipIf(skipBrowser)('console: behind TLS and tokens (Chromium)', () => 
   let certs: Certs;
   beforeAll(async () => {
     certs = makeCerts();
-    [srv, browser] = await Promise.all([serve({ demo: true, tokens: `${READ} read\n${BOUND} read demo\n`, extra: ['--tls-cert', certs.serverCert, '--tls-key', certs.serverKey] }), launch()]);
+    [srv, browser] = await Promise.all([
+      serve({ demo: true, tokens: `${READ} read\n${BOUND} read demo\n`, extra: ['--tls-cert', certs.serverCert, '--tls-key', certs.serverKey] }),
+      launch(),
+    ]);
   });
   afterAll(async () => {
     await browser?.close();

@@ -29,7 +29,11 @@ export function execEventList(opts: { user?: string; pod?: string; when?: Date }
 }
 
 export async function postWebhook(base: string, body: string, token?: string): Promise<number> {
-  const res = await fetch(`${base}/api/v1/audit/webhook`, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body });
+  const res = await fetch(`${base}/api/v1/audit/webhook`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body,
+  });
   await res.text();
   return res.status;
 }

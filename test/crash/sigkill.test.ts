@@ -37,7 +37,9 @@ function run(args: string[]): { child: ChildProcess; exited: Promise<{ code: num
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KAUDIT_LOG_LEVEL: 'warn' } });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-20_000)));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stderr })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal, stderr })),
+  );
   return { child, exited };
 }
 
@@ -131,7 +133,9 @@ describe(`SIGKILL at ${KILLS} random points (seed ${SEED}; KAUDIT_CRASH_SEED=${S
     const done = await final.exited;
     expect(done.code).toBe(0);
     const c = checkStore(db, events);
-    process.stderr.write(`crash test (ingest, seed ${SEED}): ${kills} kills (${storing} planned while storing, the rest in start-up): ${points.join('; ')}; checked ${c.events} events, ${c.alerts} alerts\n`);
+    process.stderr.write(
+      `crash test (ingest, seed ${SEED}): ${kills} kills (${storing} planned while storing, the rest in start-up): ${points.join('; ')}; checked ${c.events} events, ${c.alerts} alerts\n`,
+    );
   }, 600_000);
 
   it('kaudit serve: killed under a webhook load and restarted, every acknowledged event stored once and every alert once', async () => {
@@ -201,6 +205,8 @@ describe(`SIGKILL at ${KILLS} random points (seed ${SEED}; KAUDIT_CRASH_SEED=${S
     expect(end.code).toBe(0);
     const events = sent.flat();
     const c = checkStore(db, events);
-    process.stderr.write(`crash test (serve, seed ${SEED}): ${points.length} kills: ${points.join('; ')}; ${acked} batches acknowledged after ${refusals} refused or failed attempts; checked ${c.events} events, ${c.alerts} alerts\n`);
+    process.stderr.write(
+      `crash test (serve, seed ${SEED}): ${points.length} kills: ${points.join('; ')}; ${acked} batches acknowledged after ${refusals} refused or failed attempts; checked ${c.events} events, ${c.alerts} alerts\n`,
+    );
   }, 600_000);
 });

@@ -25,7 +25,8 @@ async function run(events: number, config: Record<string, unknown> = {}): Promis
 
 function aboveInfo(alerts: Alert[]): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const a of alerts) if (severityRank(a.severity) > severityRank('info')) out[`${a.rule} ${a.severity} ${a.user}`] = (out[`${a.rule} ${a.severity} ${a.user}`] ?? 0) + 1;
+  for (const a of alerts)
+    if (severityRank(a.severity) > severityRank('info')) out[`${a.rule} ${a.severity} ${a.user}`] = (out[`${a.rule} ${a.severity} ${a.user}`] ?? 0) + 1;
   return out;
 }
 
@@ -40,15 +41,27 @@ describe('benign control-plane traffic', () => {
 
   it('is loud without the shipped exceptions (the corpus holds what they are for)', { timeout: 60_000 }, async () => {
     const rules: Record<string, unknown> = {};
-    for (const id of ['pod-privileged', 'pod-sensitive-hostpath', 'pod-host-network', 'pod-in-system-namespace', 'role-pod-exec', 'secret-list']) rules[id] = { removeExceptions: ['*'] };
+    for (const id of ['pod-privileged', 'pod-sensitive-hostpath', 'pod-host-network', 'pod-in-system-namespace', 'role-pod-exec', 'secret-list'])
+      rules[id] = { removeExceptions: ['*'] };
     const { alerts } = await run(20_000, { rules });
     const fired = new Set(alerts.filter((a) => severityRank(a.severity) > severityRank('info')).map((a) => a.rule));
-    expect([...fired].sort()).toEqual(['pod-host-network', 'pod-in-system-namespace', 'pod-privileged', 'pod-sensitive-hostpath', 'role-pod-exec', 'secret-list']);
+    expect([...fired].sort()).toEqual([
+      'pod-host-network',
+      'pod-in-system-namespace',
+      'pod-privileged',
+      'pod-sensitive-hostpath',
+      'role-pod-exec',
+      'secret-list',
+    ]);
   });
 
   it('removing one exception by name brings back only its traffic', { timeout: 60_000 }, async () => {
-    const { alerts } = await run(20_000, { rules: { 'pod-privileged': { removeExceptions: ['mirror-pods'] }, 'pod-sensitive-hostpath': { removeExceptions: ['node-agents'] } } });
-    const users = new Set(alerts.filter((a) => severityRank(a.severity) > severityRank('info')).map((a) => `${a.rule} ${a.user.startsWith('system:node:') ? 'node' : a.user}`));
+    const { alerts } = await run(20_000, {
+      rules: { 'pod-privileged': { removeExceptions: ['mirror-pods'] }, 'pod-sensitive-hostpath': { removeExceptions: ['node-agents'] } },
+    });
+    const users = new Set(
+      alerts.filter((a) => severityRank(a.severity) > severityRank('info')).map((a) => `${a.rule} ${a.user.startsWith('system:node:') ? 'node' : a.user}`),
+    );
     expect([...users].sort()).toEqual(['pod-sensitive-hostpath system:serviceaccount:kube-system:daemon-set-controller']);
   });
 });

@@ -22,7 +22,8 @@ describe('conditions that read only the request and response bodies', () => {
       "$count($pathUnder($hostPaths(), 'sensitive-host-paths')) > 0",
       'requestObject.spec.hostPID = true or responseObject.spec.hostPID = true',
       '($x := $podSpecs(); $count($x[hostNetwork = true]) > 0)',
-    ]) expect(only(src), src).toBe(true);
+    ])
+      expect(only(src), src).toBe(true);
     for (const src of [
       "verb = 'create' and $count($containers()) > 0",
       "$count($containers()) = 0 or user.username = 'x'",
@@ -36,7 +37,8 @@ describe('conditions that read only the request and response bodies', () => {
       '$commandLine() = "sh"',
       'requestObject.%.verb',
       '$objectName() = "x"',
-    ]) expect(only(src), src).toBe(false);
+    ])
+      expect(only(src), src).toBe(false);
   });
 
   it('have one truth for every event without bodies, found by evaluating them on nothing', async () => {
@@ -59,7 +61,11 @@ rules:
     condition: "$count($containers()[securityContext.privileged = true]) > 0"
 `);
     const noBody = ev({ verb: 'patch', user: 'kubelet', objectRef: { resource: 'pods', namespace: 'web', name: 'p' } });
-    const withBody = ev({ verb: 'patch', objectRef: { resource: 'pods', namespace: 'web', name: 'q' }, requestObject: { spec: { containers: [{ name: 'a', securityContext: { privileged: true } }] } } });
+    const withBody = ev({
+      verb: 'patch',
+      objectRef: { resource: 'pods', namespace: 'web', name: 'q' },
+      requestObject: { spec: { containers: [{ name: 'a', securityContext: { privileged: true } }] } },
+    });
     // Before prepare(), every condition is evaluated.
     expect(d.wants(noBody)).toBe(true);
     await d.prepare();
@@ -72,7 +78,9 @@ rules:
   });
 
   it('leave the alerts exactly those of an engine that evaluates every condition', async () => {
-    const { eventStream } = (await import('../../benchmarks/lib/generate.mjs')) as { eventStream: (o: { seed: number; rate: number }) => () => Record<string, unknown> };
+    const { eventStream } = (await import('../../benchmarks/lib/generate.mjs')) as {
+      eventStream: (o: { seed: number; rate: number }) => () => Record<string, unknown>;
+    };
     const next = eventStream({ seed: 11, rate: 20 });
     const events: NormalisedEvent[] = [];
     for (let i = 0; i < 6000; i++) {
@@ -86,7 +94,8 @@ rules:
     }
     const peer = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/peer/falco-k8s-audit/traces');
     if (existsSync(peer)) {
-      for await (const r of readEventFiles(readdirSync(peer).map((f) => join(peer, f)))) if ('event' in r) events.push(normalise(r.event, 'test', redaction, r.text));
+      for await (const r of readEventFiles(readdirSync(peer).map((f) => join(peer, f))))
+        if ('event' in r) events.push(normalise(r.event, 'test', redaction, r.text));
     }
     const prepared = await createDetector();
     const set = loadRules(defaultRulesDir());

@@ -18,7 +18,12 @@ async function one(partial: Record<string, unknown>, rule: string): Promise<stri
 
 const crb = (kind: 'ClusterRoleBinding' | 'RoleBinding', ns?: string) => ({
   verb: 'create',
-  objectRef: { resource: kind === 'ClusterRoleBinding' ? 'clusterrolebindings' : 'rolebindings', apiGroup: 'rbac.authorization.k8s.io', ...(ns ? { namespace: ns } : {}), name: 'b' },
+  objectRef: {
+    resource: kind === 'ClusterRoleBinding' ? 'clusterrolebindings' : 'rolebindings',
+    apiGroup: 'rbac.authorization.k8s.io',
+    ...(ns ? { namespace: ns } : {}),
+    name: 'b',
+  },
   requestObject: { kind, roleRef: { kind: 'ClusterRole', name: 'cluster-admin' }, subjects: [{ kind: 'User', name: 'eve' }] },
 });
 
@@ -44,7 +49,13 @@ describe('secret lists by scope', () => {
 });
 
 describe('service-account token theft: severity by the actor', () => {
-  const exec = (user: unknown, ns: string) => ({ verb: 'create', code: 101, user, objectRef: { resource: 'pods', subresource: 'exec', namespace: ns, name: 'p' }, query: 'command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken' });
+  const exec = (user: unknown, ns: string) => ({
+    verb: 'create',
+    code: 101,
+    user,
+    objectRef: { resource: 'pods', subresource: 'exec', namespace: ns, name: 'p' },
+    query: 'command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken',
+  });
   const kubeSystemSA = { username: 'system:serviceaccount:kube-system:replicaset-controller', groups: ['system:serviceaccounts'] };
   it('a person in a workload namespace: high; in kube-system: critical', async () => {
     expect(await one(exec('alice@example.com', 'web'), 'serviceaccount-token-theft')).toBe('high');
@@ -62,7 +73,12 @@ describe('service-account token theft: severity by the actor', () => {
 
 describe('token requests', () => {
   it('high for an account in a system namespace', async () => {
-    expect(await one({ verb: 'create', objectRef: { resource: 'serviceaccounts', subresource: 'token', namespace: 'kube-system', name: 'x' } }, 'serviceaccount-token-request')).toBe('high');
+    expect(
+      await one(
+        { verb: 'create', objectRef: { resource: 'serviceaccounts', subresource: 'token', namespace: 'kube-system', name: 'x' } },
+        'serviceaccount-token-request',
+      ),
+    ).toBe('high');
   });
 });
 
@@ -82,13 +98,30 @@ describe('shipped exceptions in rule files', () => {
     expect(parse(rule('      - {name: a, reason: r, users: [x], userAgents: [kubectl*]}\n')).issues[0]!.message).toMatch(/unknown key "userAgents"/);
   });
   it('the system-image exception holds only with the controller identity', async () => {
-    const pod = { kind: 'Pod', metadata: { ownerReferences: [{ kind: 'DaemonSet', name: 'kube-proxy', controller: true }] }, spec: { hostNetwork: true, containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy:v1.30.4', securityContext: { privileged: true } }] } };
-    const dsc = { username: 'system:serviceaccount:kube-system:daemon-set-controller', groups: ['system:serviceaccounts', 'system:serviceaccounts:kube-system'] };
-    expect((await alerts({ verb: 'create', user: dsc, objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod })).map((a) => a.rule)).toEqual([]);
-    expect((await alerts({ verb: 'create', user: dsc, objectRef: { resource: 'pods', namespace: 'web' }, requestObject: pod })).map((a) => a.rule).sort()).toEqual(['pod-host-network', 'pod-privileged']);
-    expect((await alerts({ verb: 'create', user: 'mallory@example.com', objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod })).map((a) => a.rule).sort()).toEqual(['pod-host-network', 'pod-in-system-namespace', 'pod-privileged']);
+    const pod = {
+      kind: 'Pod',
+      metadata: { ownerReferences: [{ kind: 'DaemonSet', name: 'kube-proxy', controller: true }] },
+      spec: { hostNetwork: true, containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy:v1.30.4', securityContext: { privileged: true } }] },
+    };
+    const dsc = {
+      username: 'system:serviceaccount:kube-system:daemon-set-controller',
+      groups: ['system:serviceaccounts', 'system:serviceaccounts:kube-system'],
+    };
+    expect(
+      (await alerts({ verb: 'create', user: dsc, objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod })).map((a) => a.rule),
+    ).toEqual([]);
+    expect(
+      (await alerts({ verb: 'create', user: dsc, objectRef: { resource: 'pods', namespace: 'web' }, requestObject: pod })).map((a) => a.rule).sort(),
+    ).toEqual(['pod-host-network', 'pod-privileged']);
+    expect(
+      (await alerts({ verb: 'create', user: 'mallory@example.com', objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod }))
+        .map((a) => a.rule)
+        .sort(),
+    ).toEqual(['pod-host-network', 'pod-in-system-namespace', 'pod-privileged']);
     const other = structuredClone(pod);
     other.spec.containers.push({ name: 'x', image: 'docker.io/xmrig/xmrig', securityContext: { privileged: false } });
-    expect((await alerts({ verb: 'create', user: dsc, objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: other })).map((a) => a.rule).sort()).toEqual(['pod-host-network', 'pod-in-system-namespace', 'pod-privileged']);
+    expect(
+      (await alerts({ verb: 'create', user: dsc, objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: other })).map((a) => a.rule).sort(),
+    ).toEqual(['pod-host-network', 'pod-in-system-namespace', 'pod-privileged']);
   });
 });

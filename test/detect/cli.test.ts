@@ -21,16 +21,27 @@ function io(stdinText = '') {
 
 const line = (p: Record<string, unknown>, id: string) => JSON.stringify(exampleEvent(p, id, 0));
 const privileged = (id: string) =>
-  line({ verb: 'create', objectRef: { resource: 'pods', namespace: 'web', name: id }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } } }, id);
+  line(
+    {
+      verb: 'create',
+      objectRef: { resource: 'pods', namespace: 'web', name: id },
+      requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } },
+    },
+    id,
+  );
 const cmCreate = (id: string) => line({ verb: 'create', objectRef: { resource: 'configmaps', namespace: 'web', name: id } }, id);
 
 describe('kaudit detect', { timeout: 30_000 }, () => {
   it('reads JSON lines from stdin, prints one alert a line, reports bad input on stderr and goes on', async () => {
     const x = io([privileged('p1'), 'not json at all', '{"kind":"Event"}', cmCreate('c1'), ''].join('\n'));
     expect(await runDetect([], x)).toBe(0);
-    const alerts = x.stdout.text.trim().split('\n').map((l) => JSON.parse(l));
+    const alerts = x.stdout.text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(alerts.map((a) => a.rule)).toEqual(['pod-privileged', 'configmap-created']);
-    for (const k of ['rule', 'severity', 'auditID', 'stage', 'time', 'summary', 'user', 'objectRef', 'mitre', 'tags', 'groupKey']) expect(alerts[0]).toHaveProperty(k);
+    for (const k of ['rule', 'severity', 'auditID', 'stage', 'time', 'summary', 'user', 'objectRef', 'mitre', 'tags', 'groupKey'])
+      expect(alerts[0]).toHaveProperty(k);
     const errs = x.stderr.text.trim().split('\n');
     expect(errs[0]).toMatch(/^kaudit detect: bad input at stdin:2: not JSON/);
     expect(errs[1]).toMatch(/^kaudit detect: bad input at stdin:3: audit event lacks auditID/);
@@ -41,7 +52,12 @@ describe('kaudit detect', { timeout: 30_000 }, () => {
     const input = [privileged('p1'), cmCreate('c1')].join('\n') + '\n';
     const a = io(input);
     expect(await runDetect(['--min-severity', 'medium', '--quiet'], a)).toBe(0);
-    expect(a.stdout.text.trim().split('\n').map((l) => JSON.parse(l).rule)).toEqual(['pod-privileged']);
+    expect(
+      a.stdout.text
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).rule),
+    ).toEqual(['pod-privileged']);
     const b = io(input);
     expect(await runDetect(['--fail-on', 'high', '--quiet'], b)).toBe(1);
     const c = io(cmCreate('c2') + '\n');
@@ -52,7 +68,20 @@ describe('kaudit detect', { timeout: 30_000 }, () => {
     // A loop re-creating one privileged pod every 30 s for 20 minutes, then once more after a 15-minute pause (a new
     // group), and another pod in between (its own group).
     const at = (s: number) => new Date(Date.parse('2026-01-01T00:00:00Z') + s * 1000).toISOString();
-    const pod = (id: string, name: string, s: number) => JSON.stringify({ ...exampleEvent({ verb: 'create', objectRef: { resource: 'pods', namespace: 'web', name }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } } }, id, 0), requestReceivedTimestamp: at(s), stageTimestamp: at(s) });
+    const pod = (id: string, name: string, s: number) =>
+      JSON.stringify({
+        ...exampleEvent(
+          {
+            verb: 'create',
+            objectRef: { resource: 'pods', namespace: 'web', name },
+            requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } },
+          },
+          id,
+          0,
+        ),
+        requestReceivedTimestamp: at(s),
+        stageTimestamp: at(s),
+      });
     const lines = [];
     for (let i = 0; i < 40; i++) lines.push(pod(`loop-${i}`, 'p1', i * 30));
     lines.push(pod('other', 'p2', 100));
@@ -60,7 +89,10 @@ describe('kaudit detect', { timeout: 30_000 }, () => {
     const input = lines.join('\n') + '\n';
     const x = io(input);
     expect(await runDetect(['--min-severity', 'high'], x)).toBe(0);
-    const alerts = x.stdout.text.trim().split('\n').map((l) => JSON.parse(l));
+    const alerts = x.stdout.text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(alerts.map((a) => [a.objectRef.name, a.count, a.auditID, a.lastAuditID])).toEqual([
       ['p1', 40, 'loop-0-0', 'loop-39-0'],
       ['p2', 1, 'other-0', 'other-0'],
@@ -87,7 +119,10 @@ describe('kaudit detect', { timeout: 30_000 }, () => {
     writeFileSync(cfg, 'cluster: prod\ndetection:\n  disabled: [configmap-created]\n  severity: {pod-privileged: critical}\n');
     const x = io([privileged('p1'), cmCreate('c1')].join('\n') + '\n');
     expect(await runDetect(['--config', cfg, '--quiet'], x)).toBe(0);
-    const alerts = x.stdout.text.trim().split('\n').map((l) => JSON.parse(l));
+    const alerts = x.stdout.text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(alerts.map((a) => [a.rule, a.severity, a.cluster])).toEqual([['pod-privileged', 'critical', 'prod']]);
     writeFileSync(cfg, 'detection:\n  severity: {pod-privileged: urgent}\n');
     const y = io('');
@@ -145,7 +180,10 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
   it('list prints the catalog with status, level and MITRE ids', async () => {
     const x = io();
     expect(await runRules(['list', '--json'], x)).toBe(0);
-    const rows = x.stdout.text.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = x.stdout.text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows).toHaveLength(65);
     expect(rows.find((r) => r.id === 'pod-exec')).toMatchObject({ severity: 'medium', kind: 'event', level: 'Metadata', status: 'on' });
     expect(rows.find((r) => r.id === 'pod-privileged')).toMatchObject({ level: 'Request' });
@@ -160,7 +198,11 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
 
   it('explain --event says why an event did or did not raise the rule', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kaudit-explain-ev-'));
-    const pod = { kind: 'Pod', metadata: { ownerReferences: [{ kind: 'DaemonSet', name: 'kube-proxy', controller: true }] }, spec: { containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy:v1.30.4', securityContext: { privileged: true } }] } };
+    const pod = {
+      kind: 'Pod',
+      metadata: { ownerReferences: [{ kind: 'DaemonSet', name: 'kube-proxy', controller: true }] },
+      spec: { containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy:v1.30.4', securityContext: { privileged: true } }] },
+    };
     const dsc = { username: 'system:serviceaccount:kube-system:daemon-set-controller', groups: ['system:serviceaccounts'] };
     const write = (name: string, p: Record<string, unknown>) => {
       const f = join(dir, name);
@@ -168,24 +210,52 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
       return f;
     };
     const excepted = io();
-    expect(await runRules(['explain', 'pod-privileged', '--event', write('a', { verb: 'create', user: dsc, objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod })], excepted)).toBe(0);
+    expect(
+      await runRules(
+        [
+          'explain',
+          'pod-privileged',
+          '--event',
+          write('a', { verb: 'create', user: dsc, objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod }),
+        ],
+        excepted,
+      ),
+    ).toBe(0);
     expect(excepted.stdout.text).toMatch(/match: passes/);
     expect(excepted.stdout.text).toMatch(/shipped exception: "?node-agents:/);
     expect(excepted.stdout.text).toMatch(/condition: "?true/);
     expect(excepted.stdout.text).toMatch(/alert: "?no/);
     const person = io();
-    expect(await runRules(['explain', 'pod-privileged', '--event', write('b', { verb: 'create', objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod })], person)).toBe(0);
+    expect(
+      await runRules(
+        ['explain', 'pod-privileged', '--event', write('b', { verb: 'create', objectRef: { resource: 'pods', namespace: 'kube-system' }, requestObject: pod })],
+        person,
+      ),
+    ).toBe(0);
     expect(person.stdout.text).not.toMatch(/shipped exception/);
     expect(person.stdout.text).toMatch(/alert: "?yes \(high\)/);
     const failed = io();
-    expect(await runRules(['explain', 'pod-privileged', '--event', write('c', { verb: 'create', code: 422, objectRef: { resource: 'pods', namespace: 'web' }, requestObject: pod })], failed)).toBe(0);
+    expect(
+      await runRules(
+        [
+          'explain',
+          'pod-privileged',
+          '--event',
+          write('c', { verb: 'create', code: 422, objectRef: { resource: 'pods', namespace: 'web' }, requestObject: pod }),
+        ],
+        failed,
+      ),
+    ).toBe(0);
     expect(failed.stdout.text).toMatch(/match: "?does not pass: outcome/);
   });
 
-  it('explain shows a rule\'s shipped exceptions with the lists they use, and what the config removed', async () => {
+  it("explain shows a rule's shipped exceptions with the lists they use, and what the config removed", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kaudit-explain-'));
     const cfg = join(dir, 'kaudit.yaml');
-    writeFileSync(cfg, 'detection:\n  rules:\n    role-pod-exec: {removeExceptions: [role-aggregation]}\n  lists:\n    workload-controllers: {remove: [system:kube-controller-manager]}\n');
+    writeFileSync(
+      cfg,
+      'detection:\n  rules:\n    role-pod-exec: {removeExceptions: [role-aggregation]}\n  lists:\n    workload-controllers: {remove: [system:kube-controller-manager]}\n',
+    );
     const x = io();
     expect(await runRules(['explain', 'pod-privileged', '--config', cfg], x)).toBe(0);
     expect(x.stdout.text).toMatch(/name: node-agents/);
@@ -197,6 +267,12 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
     expect(y.stdout.text).toMatch(/removed by the config:\n\s+- role-aggregation/);
     const l = io();
     expect(await runRules(['list', '--json', '--config', cfg], l)).toBe(0);
-    expect(l.stdout.text.split('\n').filter(Boolean).map((r) => JSON.parse(r)).find((r) => r.id === 'role-pod-exec').exceptions).toBe('-');
+    expect(
+      l.stdout.text
+        .split('\n')
+        .filter(Boolean)
+        .map((r) => JSON.parse(r))
+        .find((r) => r.id === 'role-pod-exec').exceptions,
+    ).toBe('-');
   });
 });

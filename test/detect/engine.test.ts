@@ -42,30 +42,46 @@ describe('candidate index', { timeout: 30_000 }, () => {
     const status = d.candidatesFor({ stage: 'ResponseComplete', resource: 'pods', subresource: 'status', verb: 'patch' });
     expect(status).not.toContain('pod-privileged');
     // Non-resource requests.
-    expect(d.candidatesFor({ stage: 'ResponseComplete', resource: '', subresource: '', verb: 'get' }).sort()).toEqual(['anonymous-request-allowed', 'anonymous-request-denied', 'forbidden-burst', 'impersonation-privileged']);
+    expect(d.candidatesFor({ stage: 'ResponseComplete', resource: '', subresource: '', verb: 'get' }).sort()).toEqual([
+      'anonymous-request-allowed',
+      'anonymous-request-denied',
+      'forbidden-burst',
+      'impersonation-privileged',
+    ]);
   });
 
   it('counts per rule: a lease renewal never reaches the pod rules', async () => {
     const d = await createDetector();
-    const lease = ev({ verb: 'update', user: { username: 'system:node:n1', groups: ['system:nodes'] }, objectRef: { resource: 'leases', apiGroup: 'coordination.k8s.io', namespace: 'kube-node-lease', name: 'n1' } });
+    const lease = ev({
+      verb: 'update',
+      user: { username: 'system:node:n1', groups: ['system:nodes'] },
+      objectRef: { resource: 'leases', apiGroup: 'coordination.k8s.io', namespace: 'kube-node-lease', name: 'n1' },
+    });
     await d.detect([lease, lease, lease]);
     const stats = new Map(d.stats().map((s) => [s.rule, s]));
     expect(stats.get('pod-privileged')!.candidates).toBe(0);
     expect(stats.get('forbidden-burst')!.candidates).toBe(3);
     expect(stats.get('forbidden-burst')!.checked).toBe(0);
     expect(d.wants(lease)).toBe(false);
-    const podCreate = ev({ verb: 'create', objectRef: { resource: 'pods', namespace: 'web' }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'nginx' }] } } });
+    const podCreate = ev({
+      verb: 'create',
+      objectRef: { resource: 'pods', namespace: 'web' },
+      requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'nginx' }] } },
+    });
     expect(d.wants(podCreate)).toBe(true);
   });
 
   it('raises exactly the alerts of an unindexed engine on a generated mix and the peer traces', async () => {
-    const { eventStream } = (await import('../../benchmarks/lib/generate.mjs')) as { eventStream: (o: { seed: number; rate: number }) => () => Record<string, unknown> };
+    const { eventStream } = (await import('../../benchmarks/lib/generate.mjs')) as {
+      eventStream: (o: { seed: number; rate: number }) => () => Record<string, unknown>;
+    };
     const next = eventStream({ seed: 7, rate: 20 });
     const events = Array.from({ length: 6000 }, () => ev(next()));
     // The peer traces (RBAC, configmaps, services ... that the generator lacks), when present.
     const peer = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/peer/falco-k8s-audit/traces');
     if (existsSync(peer)) {
-      for await (const r of readEventFiles(readdirSync(peer).map((f) => join(peer, f)))) if ('event' in r) events.push(normalise(r.event, 'test', redaction, r.text));
+      for await (const r of readEventFiles(readdirSync(peer).map((f) => join(peer, f))))
+        if ('event' in r) events.push(normalise(r.event, 'test', redaction, r.text));
     }
     const indexed = await createDetector();
     const linear = await createDetector({ useIndex: false });
@@ -95,7 +111,12 @@ describe('stages: each request once', { timeout: 30_000 }, () => {
 
   it('never raises two alerts for one rule and one auditID', async () => {
     const d = await createDetector();
-    const pod = { verb: 'create', auditID: 'dup-1', objectRef: { resource: 'pods', namespace: 'web', name: 'p' }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } } };
+    const pod = {
+      verb: 'create',
+      auditID: 'dup-1',
+      objectRef: { resource: 'pods', namespace: 'web', name: 'p' },
+      requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } },
+    };
     const first = await d.detect([ev(pod), ev(pod)]);
     const again = await d.detect([ev(pod)]);
     expect(first.filter((a) => a.rule === 'pod-privileged')).toHaveLength(1);
@@ -104,7 +125,12 @@ describe('stages: each request once', { timeout: 30_000 }, () => {
 
   it('ignores stages a rule does not look at', async () => {
     const d = await createDetector();
-    const rr = ev({ verb: 'create', stage: 'RequestReceived', objectRef: { resource: 'pods', namespace: 'web' }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } } });
+    const rr = ev({
+      verb: 'create',
+      stage: 'RequestReceived',
+      objectRef: { resource: 'pods', namespace: 'web' },
+      requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x', securityContext: { privileged: true } }] } },
+    });
     expect(await d.detect([rr])).toEqual([]);
   });
 });
@@ -141,7 +167,9 @@ describe('threshold windows on event time', { timeout: 30_000 }, () => {
   it('gives the same alerts whether events come in one batch or one by one (replay = live)', async () => {
     const evs = [
       ...Array.from({ length: 12 }, (_, i) => ev(denied('eve', `+${i * 20}s`))),
-      ...Array.from({ length: 12 }, (_, i) => ev({ verb: 'get', user: 'eve', objectRef: { resource: 'secrets', namespace: 'a', name: `s${i}` }, at: `+${i * 30}s` })),
+      ...Array.from({ length: 12 }, (_, i) =>
+        ev({ verb: 'get', user: 'eve', objectRef: { resource: 'secrets', namespace: 'a', name: `s${i}` }, at: `+${i * 30}s` }),
+      ),
     ].sort((x, y) => x.timeMicros - y.timeMicros);
     const one = await createDetector();
     const many = await createDetector();
@@ -154,9 +182,13 @@ describe('threshold windows on event time', { timeout: 30_000 }, () => {
 
   it('counts distinct values for distinct thresholds', async () => {
     const d = await createDetector({ config: { enabled: ['secret-enumeration-burst'] } });
-    const same = Array.from({ length: 15 }, (_, i) => ev({ verb: 'get', user: 'eve', objectRef: { resource: 'secrets', namespace: 'a', name: 's' }, at: `+${i}s` }));
+    const same = Array.from({ length: 15 }, (_, i) =>
+      ev({ verb: 'get', user: 'eve', objectRef: { resource: 'secrets', namespace: 'a', name: 's' }, at: `+${i}s` }),
+    );
     expect(await d.detect(same)).toEqual([]);
-    const distinct = Array.from({ length: 10 }, (_, i) => ev({ verb: 'get', user: 'eve', objectRef: { resource: 'secrets', namespace: i % 2 ? 'a' : 'b', name: `s${i >> 1}` }, at: `+${100 + i}s` }));
+    const distinct = Array.from({ length: 10 }, (_, i) =>
+      ev({ verb: 'get', user: 'eve', objectRef: { resource: 'secrets', namespace: i % 2 ? 'a' : 'b', name: `s${i >> 1}` }, at: `+${100 + i}s` }),
+    );
     const alerts = await d.detect(distinct);
     expect(alerts).toHaveLength(1);
     expect((alerts[0]!.details as { values: string[] }).values).toHaveLength(10);
@@ -171,7 +203,12 @@ describe('threshold windows on event time', { timeout: 30_000 }, () => {
 });
 
 describe('sequences', { timeout: 30_000 }, () => {
-  const rbac = (user: string, at: string) => ({ verb: 'create', user, at, objectRef: { resource: 'rolebindings', apiGroup: 'rbac.authorization.k8s.io', namespace: 'web', name: 'rb' } });
+  const rbac = (user: string, at: string) => ({
+    verb: 'create',
+    user,
+    at,
+    objectRef: { resource: 'rolebindings', apiGroup: 'rbac.authorization.k8s.io', namespace: 'web', name: 'rb' },
+  });
   const pod = (user: string, at: string) => ({ verb: 'create', user, at, objectRef: { resource: 'pods', namespace: 'web', name: `p${at}` } });
   const run = async (...evs: Record<string, unknown>[]) => {
     const d = await createDetector({ config: { enabled: ['workload-after-rbac-change'] } });
@@ -242,23 +279,45 @@ describe('tuning config', { timeout: 30_000 }, () => {
     // All fields of one exception must match.
     expect(await fires({ exceptions: [{ namespaces: ['web'], users: ['bob'] }] })).toHaveLength(1);
     // An image exception needs every image of the pod to match.
-    const mixed = privPod({ requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'registry.example.com/agent:1' }, { name: 'b', image: 'evil/x', securityContext: { privileged: true } }] } } });
+    const mixed = privPod({
+      requestObject: {
+        kind: 'Pod',
+        spec: {
+          containers: [
+            { name: 'a', image: 'registry.example.com/agent:1' },
+            { name: 'b', image: 'evil/x', securityContext: { privileged: true } },
+          ],
+        },
+      },
+    });
     expect(await fires({ exceptions: [{ images: ['registry.example.com/*'] }] }, mixed)).toHaveLength(1);
   });
 
   it('extends and replaces shared lists', async () => {
-    const platformPod = { verb: 'create', objectRef: { resource: 'pods', namespace: 'platform', name: 'p' }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x' }] } } };
+    const platformPod = {
+      verb: 'create',
+      objectRef: { resource: 'pods', namespace: 'platform', name: 'p' },
+      requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x' }] } },
+    };
     const d1 = await createDetector();
     expect((await d1.detect([ev(platformPod)])).map((a) => a.rule)).not.toContain('pod-in-system-namespace');
     const d2 = await createDetector({ config: { lists: { 'system-namespaces': { add: ['platform'] } } } });
     expect((await d2.detect([ev(platformPod)])).map((a) => a.rule)).toContain('pod-in-system-namespace');
-    const mnt = { verb: 'create', objectRef: { resource: 'pods', namespace: 'web', name: 'p' }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x' }], volumes: [{ name: 'v', hostPath: { path: '/data/secrets' } }] } } };
+    const mnt = {
+      verb: 'create',
+      objectRef: { resource: 'pods', namespace: 'web', name: 'p' },
+      requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x' }], volumes: [{ name: 'v', hostPath: { path: '/data/secrets' } }] } },
+    };
     const d3 = await createDetector({ config: { lists: { 'sensitive-host-paths': ['/data'] } } });
     expect((await d3.detect([ev(mnt)])).map((a) => a.rule)).toContain('pod-sensitive-hostpath');
   });
 
   it('turns allowlist rules on only when their list is configured', async () => {
-    const pod = { verb: 'create', objectRef: { resource: 'pods', namespace: 'web', name: 'p' }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'docker.io/evil/miner' }] } } };
+    const pod = {
+      verb: 'create',
+      objectRef: { resource: 'pods', namespace: 'web', name: 'p' },
+      requestObject: { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'docker.io/evil/miner' }] } },
+    };
     const off = await createDetector();
     expect(off.inactive.find((r) => r.id === 'disallowed-image')?.reason).toMatch(/allowed-images/);
     expect((await off.detect([ev(pod)])).map((a) => a.rule)).not.toContain('disallowed-image');
@@ -281,7 +340,11 @@ describe('alerts', { timeout: 30_000 }, () => {
       verb: 'create',
       user: { username: 'system:serviceaccount:kube-system:replicaset-controller', groups: ['system:serviceaccounts'] },
       objectRef: { resource: 'pods', namespace: 'web' },
-      requestObject: { kind: 'Pod', metadata: { generateName: 'web-5d-', ownerReferences: [{ kind: 'ReplicaSet', name: 'web-5d', controller: true }] }, spec: { containers: [{ name: 'app', image: 'nginx', securityContext: { privileged: true } }] } },
+      requestObject: {
+        kind: 'Pod',
+        metadata: { generateName: 'web-5d-', ownerReferences: [{ kind: 'ReplicaSet', name: 'web-5d', controller: true }] },
+        spec: { containers: [{ name: 'app', image: 'nginx', securityContext: { privileged: true } }] },
+      },
       responseObject: { kind: 'Pod', metadata: { name: 'web-5d-x7z' } },
     });
     const [a] = (await d.detect([e])).filter((x) => x.rule === 'pod-privileged');
@@ -312,7 +375,13 @@ describe('alerts', { timeout: 30_000 }, () => {
 
   it('never carries secret values (events are redacted before detection)', async () => {
     const d = await createDetector({ config: { enabled: ['secret-created'] } });
-    const alerts = await d.detect([ev({ verb: 'create', objectRef: { resource: 'secrets', namespace: 'web', name: 's' }, requestObject: { kind: 'Secret', type: 'Opaque', data: { password: 'aHVudGVyMg==' } } })]);
+    const alerts = await d.detect([
+      ev({
+        verb: 'create',
+        objectRef: { resource: 'secrets', namespace: 'web', name: 's' },
+        requestObject: { kind: 'Secret', type: 'Opaque', data: { password: 'aHVudGVyMg==' } },
+      }),
+    ]);
     expect(alerts).toHaveLength(1);
     expect(JSON.stringify(alerts)).not.toContain('aHVudGVyMg==');
   });
@@ -345,18 +414,30 @@ rules:
 describe('shared matchers', { timeout: 30_000 }, () => {
   it('evaluate a condition once for identical rules, with alerts and counts per rule', async () => {
     const yaml = ['a', 'b', 'c']
-      .map((id) => `
+      .map(
+        (id) => `
   - id: r-${id}
     title: ${id}
     severity: low
     match: {verbs: [create], resources: [pods]}
-    condition: "$count($containers()[securityContext.privileged = true]) > 0"`)
+    condition: "$count($containers()[securityContext.privileged = true]) > 0"`,
+      )
       .join('\n');
     const d = engine(`rules:${yaml}`);
-    const alerts = await d.detect([ev({ verb: 'create', objectRef: { resource: 'pods', namespace: 'a', name: 'p' }, requestObject: { kind: 'Pod', spec: { containers: [{ name: 'x', image: 'y', securityContext: { privileged: true } }] } } })]);
+    const alerts = await d.detect([
+      ev({
+        verb: 'create',
+        objectRef: { resource: 'pods', namespace: 'a', name: 'p' },
+        requestObject: { kind: 'Pod', spec: { containers: [{ name: 'x', image: 'y', securityContext: { privileged: true } }] } },
+      }),
+    ]);
     expect(alerts.map((a) => a.rule)).toEqual(['r-a', 'r-b', 'r-c']);
     expect(d.counts.matchers).toBe(1);
-    expect(d.stats().map((s) => [s.conditionEvaluations, s.sharedBy])).toEqual([[1, 3], [1, 3], [1, 3]]);
+    expect(d.stats().map((s) => [s.conditionEvaluations, s.sharedBy])).toEqual([
+      [1, 3],
+      [1, 3],
+      [1, 3],
+    ]);
     const unshared = engine(`rules:${yaml}`, { shareIdentical: false });
     expect(unshared.counts.matchers).toBe(3);
   });

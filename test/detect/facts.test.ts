@@ -5,7 +5,18 @@ import { parseResource } from '../../src/detect/match.js';
 import type { AuditEvent } from '../../src/events/types.js';
 
 const event = (verb: string, resource: string, requestObject: unknown, extra: Partial<AuditEvent> = {}): AuditEvent =>
-  ({ verb, objectRef: { resource }, requestObject, requestURI: '/', auditID: 'x', stage: 'ResponseComplete', level: 'Request', user: {}, requestReceivedTimestamp: '2026-01-01T00:00:00Z', ...extra }) as AuditEvent;
+  ({
+    verb,
+    objectRef: { resource },
+    requestObject,
+    requestURI: '/',
+    auditID: 'x',
+    stage: 'ResponseComplete',
+    level: 'Request',
+    user: {},
+    requestReceivedTimestamp: '2026-01-01T00:00:00Z',
+    ...extra,
+  }) as AuditEvent;
 
 const c = (name: string) => ({ name, image: name });
 
@@ -30,14 +41,19 @@ describe('pod specs wherever they sit', () => {
     for (const [res, body] of cases) {
       const ev = event('create', res, body);
       expect(podSpecs(ev), res).toHaveLength(1);
-      expect(containers(ev).map((x) => x.name), res).toEqual(['init', 'main', 'debug']);
+      expect(
+        containers(ev).map((x) => x.name),
+        res,
+      ).toEqual(['init', 'main', 'debug']);
     }
     expect(podSpecs(event('create', 'services', { kind: 'Service', spec: { ports: [] } }))).toEqual([]);
     expect(podSpecs(event('delete', 'pods', { kind: 'DeleteOptions' }))).toEqual([]);
   });
 
   it('reads the response body of a create logged without its request body', () => {
-    const ev = event('create', 'pods', undefined, { responseObject: { kind: 'Pod', spec: { containers: [c('a')], volumes: [{ name: 'v', hostPath: { path: '/etc' } }] } } });
+    const ev = event('create', 'pods', undefined, {
+      responseObject: { kind: 'Pod', spec: { containers: [c('a')], volumes: [{ name: 'v', hostPath: { path: '/etc' } }] } },
+    });
     expect(hostPaths(ev)).toEqual(['/etc']);
   });
 
@@ -50,7 +66,10 @@ describe('pod specs wherever they sit', () => {
         { op: 'remove', path: '/spec/replicas' },
         { op: 'add', path: '/__proto__/polluted', value: true },
       ]),
-    ).toEqual({ spec: { template: { spec: { hostNetwork: true, containers: [{ securityContext: { privileged: true } }] } } }, metadata: { annotations: { 'a/b': 'x' } } });
+    ).toEqual({
+      spec: { template: { spec: { hostNetwork: true, containers: [{ securityContext: { privileged: true } }] } } },
+      metadata: { annotations: { 'a/b': 'x' } },
+    });
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
@@ -61,7 +80,9 @@ describe('pod specs wherever they sit', () => {
   });
 
   it('decodes the exec command', () => {
-    const ev = event('create', 'pods', undefined, { requestURI: '/api/v1/namespaces/a/pods/p/exec?command=sh&command=-c&command=cat%20%2Fetc%2Fshadow&container=x' });
+    const ev = event('create', 'pods', undefined, {
+      requestURI: '/api/v1/namespaces/a/pods/p/exec?command=sh&command=-c&command=cat%20%2Fetc%2Fshadow&container=x',
+    });
     expect(execCommand(ev)).toEqual(['sh', '-c', 'cat /etc/shadow']);
   });
 });
@@ -77,7 +98,15 @@ describe('patterns', () => {
 
   it('matches host paths by prefix, / only itself', () => {
     const t = compilePathPrefixes(['/', '/etc', '/var/run/docker.sock']);
-    expect(['/', '/etc', '/etc/', '/etc/kubernetes/pki', '/./etc', '/var/run/docker.sock', '/tmp/../etc/x'].map(t)).toEqual([true, true, true, true, true, true, true]);
+    expect(['/', '/etc', '/etc/', '/etc/kubernetes/pki', '/./etc', '/var/run/docker.sock', '/tmp/../etc/x'].map(t)).toEqual([
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+    ]);
     expect(['/etcd', '/data', '/var/run', '/home/etc'].map(t)).toEqual([false, false, false, false]);
   });
 

@@ -55,7 +55,10 @@ function corpus(): AuditEvent[] {
   for (const r of set.rules)
     for (const kind of ['fire', 'quiet'] as const)
       for (const c of r.examples[kind]) c.events.forEach((p, i) => out.push(exampleEvent(structuredClone(p), r.id, i)));
-  const lines = (f: string) => readFileSync(f, 'utf8').split('\n').filter((l) => l.trim().startsWith('{'));
+  const lines = (f: string) =>
+    readFileSync(f, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim().startsWith('{'));
   for (const l of lines(join(repo, 'fixtures/sample/audit.log'))) out.push(toAuditEvent(JSON.parse(l)));
   const peer = resolve(repo, '../shared/peer/falco-k8s-audit/traces');
   if (existsSync(peer))
@@ -116,7 +119,8 @@ describe('synchronous JSONata evaluator', () => {
         }
         synced++;
         const ref = await viaJsonata(x.ref, input);
-        if (JSON.stringify(s) !== JSON.stringify(ref) && wrong.length < 20) wrong.push(`${where} on ${JSON.stringify(input).slice(0, 200)}: sync ${JSON.stringify(s)}, jsonata ${JSON.stringify(ref)}`);
+        if (JSON.stringify(s) !== JSON.stringify(ref) && wrong.length < 20)
+          wrong.push(`${where} on ${JSON.stringify(input).slice(0, 200)}: sync ${JSON.stringify(s)}, jsonata ${JSON.stringify(ref)}`);
       }
     }
     expect(wrong).toEqual([]);
@@ -129,7 +133,10 @@ describe('synchronous JSONata evaluator', () => {
   const doc = {
     a: [{ b: [1, 2] }, { b: [3] }, { b: 4 }, { c: 'x' }],
     one: [{ v: 1 }],
-    nested: [[1, 2], [3, [4, 5]]],
+    nested: [
+      [1, 2],
+      [3, [4, 5]],
+    ],
     o: { p: { q: 'deep' }, arr: ['x', 'y', 'x'], empty: [], n: 0, s: '', t: true, z: null },
     nums: [3, 1, 2],
     strs: ['pods/exec', 'pods/attach'],
@@ -331,9 +338,9 @@ describe('synchronous JSONata evaluator', () => {
     expect(Date.now() - t0).toBeLessThan(2000);
   });
 
-  it('gives JSONata\'s value on random expressions over random documents', { timeout: 120_000 }, async () => {
+  it("gives JSONata's value on random expressions over random documents", { timeout: 120_000 }, async () => {
     let seed = 12345;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
     const names = ['a', 'b', 'c'];
     const value = (d: number): unknown => {
@@ -355,7 +362,14 @@ describe('synchronous JSONata evaluator', () => {
       if (r < 0.88) return `($v := ${expr(d - 1)}; ${expr(d - 1)})`;
       if (r < 0.92) return `${expr(d - 1)}[]`;
       const fn = pick(['count', 'exists', 'not', 'string', 'keys', 'distinct', 'boolean', 'append', 'lookup', 'contains', 'join', 'sum']);
-      const args = fn === 'append' ? `${expr(d - 1)}, ${expr(d - 1)}` : fn === 'lookup' ? `${expr(d - 1)}, "${pick(names)}"` : fn === 'contains' ? `${expr(d - 1)}, "x"` : expr(d - 1);
+      const args =
+        fn === 'append'
+          ? `${expr(d - 1)}, ${expr(d - 1)}`
+          : fn === 'lookup'
+            ? `${expr(d - 1)}, "${pick(names)}"`
+            : fn === 'contains'
+              ? `${expr(d - 1)}, "x"`
+              : expr(d - 1);
       return `$${fn}(${args})`;
     };
     const wrong: string[] = [];
@@ -374,7 +388,8 @@ describe('synchronous JSONata evaluator', () => {
         if (!s) continue;
         compared++;
         const r = await viaJsonata(p.ref, input);
-        if (JSON.stringify(s) !== JSON.stringify(r) && wrong.length < 10) wrong.push(`${src} on ${JSON.stringify(input)}: sync ${JSON.stringify(s)}, jsonata ${JSON.stringify(r)}`);
+        if (JSON.stringify(s) !== JSON.stringify(r) && wrong.length < 10)
+          wrong.push(`${src} on ${JSON.stringify(input)}: sync ${JSON.stringify(s)}, jsonata ${JSON.stringify(r)}`);
       }
     }
     expect(wrong).toEqual([]);

@@ -34,7 +34,11 @@ async function quietWith(spec: RuleSpec, code: number): Promise<void> {
 }
 
 describe('outcome gate', () => {
-  const gated = set.rules.filter((s) => matches(s).every((m) => m.outcome === 'succeeded' || (m.codes ?? []).every((c) => String(c) === '101' || String(c).startsWith('2'))) && matches(s).some((m) => m.outcome === 'succeeded' || m.codes));
+  const gated = set.rules.filter(
+    (s) =>
+      matches(s).every((m) => m.outcome === 'succeeded' || (m.codes ?? []).every((c) => String(c) === '101' || String(c).startsWith('2'))) &&
+      matches(s).some((m) => m.outcome === 'succeeded' || m.codes),
+  );
   it('covers most of the catalog', () => expect(gated.length).toBeGreaterThan(50));
   for (const spec of gated) {
     it(`${spec.id}: quiet when its requests were denied (403), invalid (422), conflicting (409) or failed (500)`, async () => {
@@ -43,7 +47,8 @@ describe('outcome gate', () => {
   }
 
   const forFailures = set.rules.filter((s) => matches(s).every((m) => m.decision === 'forbid' || m.outcome === 'failed'));
-  it('has rules made for failures', () => expect(forFailures.map((s) => s.id)).toEqual(expect.arrayContaining(['forbidden-burst', 'secret-access-denied-burst'])));
+  it('has rules made for failures', () =>
+    expect(forFailures.map((s) => s.id)).toEqual(expect.arrayContaining(['forbidden-burst', 'secret-access-denied-burst'])));
   for (const spec of forFailures) {
     it(`${spec.id}: quiet when its requests succeeded`, async () => {
       await quietWith(spec, 200);

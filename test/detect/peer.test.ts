@@ -20,19 +20,27 @@ interface Case {
 
 function sink() {
   let text = '';
-  return { write: (s: string) => ((text += s), true), get text() { return text; } };
+  return {
+    write: (s: string) => ((text += s), true),
+    get text() {
+      return text;
+    },
+  };
 }
 
 async function detect(file: string) {
   const out = sink();
   const err = sink();
   const code = await runDetect([file, '--quiet'], { stdin: process.stdin, stdout: out, stderr: err });
-  const alerts = out.text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { rule: string; summary: string; count: number });
+  const alerts = out.text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { rule: string; summary: string; count: number });
   return { code, alerts, stderr: err.text };
 }
 
 describe.skipIf(!present)('peer parity: falco-k8s-audit traces', () => {
-  const cases = present ? ((parse(readFileSync(join(peer, 'expectations.yaml'), 'utf8')) as { cases: Case[] }).cases) : [];
+  const cases = present ? (parse(readFileSync(join(peer, 'expectations.yaml'), 'utf8')) as { cases: Case[] }).cases : [];
   it('has cases', () => expect(cases.length).toBeGreaterThan(40));
   for (const c of cases) {
     it(`${c.trace}${c.invalid ? ' is rejected as bad input' : ''}`, { timeout: 30_000 }, async () => {

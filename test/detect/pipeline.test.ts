@@ -7,13 +7,17 @@ import { normalise } from '../../src/events/normalise.js';
 
 describe('the engine in the shared pipeline', () => {
   it('raises the same alerts as direct detection, though the pipeline drops the bodies no rule wants', async () => {
-    const { eventStream } = (await import('../../benchmarks/lib/generate.mjs')) as { eventStream: (o: { seed: number; rate: number }) => () => Record<string, unknown> };
+    const { eventStream } = (await import('../../benchmarks/lib/generate.mjs')) as {
+      eventStream: (o: { seed: number; rate: number }) => () => Record<string, unknown>;
+    };
     const next = eventStream({ seed: 3, rate: 20 });
     const lines = Array.from({ length: 3000 }, () => JSON.stringify(next()));
     const redaction = { enabled: true, key: newRedactionKey() };
 
     const direct = await createDetector();
-    const events = lines.flatMap((text, i) => decodeRecord({ text, where: `l${i}` }).flatMap((d) => ('event' in d ? [normalise(d.event, 'c', redaction, d.text)] : [])));
+    const events = lines.flatMap((text, i) =>
+      decodeRecord({ text, where: `l${i}` }).flatMap((d) => ('event' in d ? [normalise(d.event, 'c', redaction, d.text)] : [])),
+    );
     const want = (await direct.detect(events)).map((a) => `${a.rule} ${a.auditID}`);
 
     const detector = await createDetector();

@@ -16,14 +16,31 @@ import { ev } from './helpers.js';
 // `kaudit serve`: saved in the store at a stop, taken back at the next start.
 
 const denied = (user: string, at: string) => ({ verb: 'list', code: 403, user, objectRef: { resource: 'pods', namespace: 'web' }, at });
-const rbac = (user: string, at: string) => ({ verb: 'create', user, at, objectRef: { resource: 'rolebindings', apiGroup: 'rbac.authorization.k8s.io', namespace: 'web', name: 'rb' } });
+const rbac = (user: string, at: string) => ({
+  verb: 'create',
+  user,
+  at,
+  objectRef: { resource: 'rolebindings', apiGroup: 'rbac.authorization.k8s.io', namespace: 'web', name: 'rb' },
+});
 const pod = (user: string, at: string) => ({ verb: 'create', user, at, objectRef: { resource: 'pods', namespace: 'web', name: 'p1' } });
-const exec = (stage: string, at: string) => ({ verb: 'create', stage, auditID: 'exec-1', code: 101, at, objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' }, query: 'command=bash&container=web' });
+const exec = (stage: string, at: string) => ({
+  verb: 'create',
+  stage,
+  auditID: 'exec-1',
+  code: 101,
+  at,
+  objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' },
+  query: 'command=bash&container=web',
+});
 
 describe('detection state across a restart (engine)', { timeout: 30_000 }, () => {
   it('a loaded engine goes on where the saved one stopped; a fresh one starts empty', async () => {
     const before = await createDetector();
-    const first = await before.detect([...Array.from({ length: 9 }, (_, i) => ev(denied('eve', `+${i}s`))), ev(rbac('bob', '+10s')), ev(exec('ResponseStarted', '+11s'))]);
+    const first = await before.detect([
+      ...Array.from({ length: 9 }, (_, i) => ev(denied('eve', `+${i}s`))),
+      ev(rbac('bob', '+10s')),
+      ev(exec('ResponseStarted', '+11s')),
+    ]);
     expect(first.map((a) => a.rule)).toContain('pod-exec');
     expect(first.map((a) => a.rule)).not.toContain('forbidden-burst');
     const saved = JSON.parse(JSON.stringify(before.saveState())) as unknown;
@@ -55,7 +72,14 @@ describe('detection state across a restart (engine)', { timeout: 30_000 }, () =>
     expect(rules).not.toContain('forbidden-burst'); // 2 of 11 counted: the 9 before were of the old rule
     expect(rules).toContain('workload-after-rbac-change');
 
-    for (const junk of [null, 'x', [], {}, { format: 'kaudit-detection-state', version: 99 }, { format: 'kaudit-detection-state', version: 1, cores: 'x', matchers: [[1, 2], null] }]) {
+    for (const junk of [
+      null,
+      'x',
+      [],
+      {},
+      { format: 'kaudit-detection-state', version: 99 },
+      { format: 'kaudit-detection-state', version: 1, cores: 'x', matchers: [[1, 2], null] },
+    ]) {
       const d = await createDetector();
       expect(() => d.loadState(junk)).not.toThrow();
       expect(d.loadState(junk).keys).toBe(0);
@@ -69,12 +93,34 @@ describe('when the state may be saved', () => {
     const store = new SqliteStore(join(dir, 'k.db'));
     const detector = await createDetector();
     let fail = false;
-    const pipeline = new Pipeline({ writer: store, detector: { wants: (e) => detector.wants(e), detect: async (evs) => {
-      const out = await detector.detect(evs); // state counted, then the batch fails
-      if (fail) throw new Error('detector failed');
-      return out;
-    } } });
-    const batch = (s: number) => ({ source: 'test', cluster: 'c', records: [{ text: JSON.stringify(raw({ verb: 'list', responseStatus: { metadata: {}, code: 403 }, annotations: { 'authorization.k8s.io/decision': 'forbid' }, requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString() })), where: `x:${s}` }] });
+    const pipeline = new Pipeline({
+      writer: store,
+      detector: {
+        wants: (e) => detector.wants(e),
+        detect: async (evs) => {
+          const out = await detector.detect(evs); // state counted, then the batch fails
+          if (fail) throw new Error('detector failed');
+          return out;
+        },
+      },
+    });
+    const batch = (s: number) => ({
+      source: 'test',
+      cluster: 'c',
+      records: [
+        {
+          text: JSON.stringify(
+            raw({
+              verb: 'list',
+              responseStatus: { metadata: {}, code: 403 },
+              annotations: { 'authorization.k8s.io/decision': 'forbid' },
+              requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString(),
+            }),
+          ),
+          where: `x:${s}`,
+        },
+      ],
+    });
     await pipeline.submit(batch(1));
     expect(pipeline.consistent).toBe(true);
     fail = true;
@@ -128,7 +174,14 @@ describe('detection state across a restart of kaudit serve (real tail, store and
   });
 
   const at = (s: number) => new Date(Date.UTC(2026, 10, 2, 9, 0, s)).toISOString();
-  const denial = (s: number) => raw({ verb: 'list', user: { username: 'eve', groups: ['system:authenticated'] }, responseStatus: { metadata: {}, code: 403 }, annotations: { 'authorization.k8s.io/decision': 'forbid', 'authorization.k8s.io/reason': '' }, requestReceivedTimestamp: at(s) });
+  const denial = (s: number) =>
+    raw({
+      verb: 'list',
+      user: { username: 'eve', groups: ['system:authenticated'] },
+      responseStatus: { metadata: {}, code: 403 },
+      annotations: { 'authorization.k8s.io/decision': 'forbid', 'authorization.k8s.io/reason': '' },
+      requestReceivedTimestamp: at(s),
+    });
 
   async function serve(dir: string, log: string, persist?: boolean): Promise<Running> {
     const cfg = loadConfig(undefined, {});

@@ -118,13 +118,26 @@ describe('rule cache validity key', () => {
     symlinkSync(join(repo, 'node_modules'), join(d, 'node_modules'), 'dir');
     return d;
   }
-  const keyOf = (d: string, libs = libraryVersions()) => validityKey(join(d, 'dist'), moduleClosure([join(d, 'dist/detect/rule.js'), join(d, 'dist/detect/engine.js')]), libs);
+  const keyOf = (d: string, libs = libraryVersions()) =>
+    validityKey(join(d, 'dist'), moduleClosure([join(d, 'dist/detect/rule.js'), join(d, 'dist/detect/engine.js')]), libs);
   const touch = (f: string) => appendFileSync(f, '\n// changed\n');
 
   it('changes with every module that shapes a compiled rule, and with the yaml and jsonata versions', () => {
     const d = copyBuild();
     let key = keyOf(d);
-    for (const m of ['detect/rule.js', 'detect/compiler.js', 'detect/match.js', 'detect/candidates.js', 'detect/expression.js', 'detect/facts.js', 'detect/jsonata-sync.js', 'detect/lists.js', 'detect/patterns.js', 'detect/key-fields.js', 'events/types.js']) {
+    for (const m of [
+      'detect/rule.js',
+      'detect/compiler.js',
+      'detect/match.js',
+      'detect/candidates.js',
+      'detect/expression.js',
+      'detect/facts.js',
+      'detect/jsonata-sync.js',
+      'detect/lists.js',
+      'detect/patterns.js',
+      'detect/key-fields.js',
+      'events/types.js',
+    ]) {
       touch(join(d, 'dist', m));
       const next = keyOf(d);
       expect(next, m).not.toBe(key);
@@ -141,8 +154,7 @@ describe('rule cache validity key', () => {
 
   it('a build whose compiler changed after the cache was written does not use that cache', () => {
     const d = copyBuild();
-    const run = (script: string) =>
-      execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: d, encoding: 'utf8' }).trim();
+    const run = (script: string) => execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: d, encoding: 'utf8' }).trim();
     const usesCache = `import { bundledRuleCache } from ${JSON.stringify(pathToFileURL(join(d, 'dist/detect/rule.js')).href)}; process.stdout.write(String(bundledRuleCache() !== undefined));`;
     run(`await import(${JSON.stringify(pathToFileURL(join(d, 'dist/detect/build-rule-cache.js')).href)});`);
     expect(run(usesCache)).toBe('true');

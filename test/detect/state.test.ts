@@ -92,7 +92,20 @@ describe('detection state saved and loaded', () => {
   });
 
   it('takes damaged data without throwing, skipping what is not of its shape, within its own bounds', () => {
-    const junk = [null, 1, 'x', {}, [null], [[1, 2]], [['k']], [['k', 'not a number']], [['k', [1, 'x'], [], null, 1]], [['k', [1], [], 'x', 1]], [['k', [0, 1], ['a']]], [['k', [Infinity]]]];
+    const junk = [
+      null,
+      1,
+      'x',
+      {},
+      [null],
+      [[1, 2]],
+      [['k']],
+      [['k', 'not a number']],
+      [['k', [1, 'x'], [], null, 1]],
+      [['k', [1], [], 'x', 1]],
+      [['k', [0, 1], ['a']]],
+      [['k', [Infinity]]],
+    ];
     for (const j of junk) {
       expect(new RecentIds(10, S).load(j)).toBe(0);
       expect(new ThresholdState(3, S, false, 10).load(j)).toBe(0);
@@ -102,14 +115,38 @@ describe('detection state saved and loaded', () => {
     expect(new SequenceState(2, S, 10).load([['k', [0, 1], ['a', 'b']]])).toBe(0);
     // At most maxKeys keys, the most recently used kept.
     const t = new ThresholdState(3, S, false, 2);
-    expect(t.load([['a', [0], [], null, 0], ['b', [0], [], null, 0], ['c', [0], [], null, 0]])).toBe(3);
+    expect(
+      t.load([
+        ['a', [0], [], null, 0],
+        ['b', [0], [], null, 0],
+        ['c', [0], [], null, 0],
+      ]),
+    ).toBe(3);
     expect(t.size).toBe(2);
     // Distinct values past what a key can hold (count - 1): the newest kept, so the next one fires at `count`.
     const d = new ThresholdState(3, 60 * S, true, 10);
-    d.load([['k', [], [['a', 1], ['b', 2], ['c', 3], ['d', 4], ['e', 5]], null, 5]]);
+    d.load([
+      [
+        'k',
+        [],
+        [
+          ['a', 1],
+          ['b', 2],
+          ['c', 3],
+          ['d', 4],
+          ['e', 5],
+        ],
+        null,
+        5,
+      ],
+    ]);
     expect(d.add('k', 6 * S, 'f')).toMatchObject({ count: 3, values: ['d', 'e', 'f'] });
     const ids = new RecentIds(2, 60 * S);
-    ids.load([['a', 0], ['b', 1], ['c', 2]]);
+    ids.load([
+      ['a', 0],
+      ['b', 1],
+      ['c', 2],
+    ]);
     expect([ids.has('a'), ids.has('b'), ids.has('c')]).toEqual([false, true, true]);
   });
 });

@@ -31,7 +31,12 @@ describe('decoding audit events', () => {
     [ev({ impersonatedUser: 'bob' }), 'field impersonatedUser must be an object, got string'],
     [ev({ responseStatus: { code: 1.5 } }), 'responseStatus.code 1.5 is not an HTTP status code'],
     [ev({ responseStatus: { code: -5 } }), 'responseStatus.code -5 is not an HTTP status code'],
-    [JSON.parse('{"kind":"Event","auditID":"a","requestURI":"/","verb":"get","stage":"ResponseComplete","level":"Metadata","user":{},"requestReceivedTimestamp":"2026-01-01T00:00:00Z","responseStatus":{"code":1e400}}'), 'responseStatus.code Infinity is not'],
+    [
+      JSON.parse(
+        '{"kind":"Event","auditID":"a","requestURI":"/","verb":"get","stage":"ResponseComplete","level":"Metadata","user":{},"requestReceivedTimestamp":"2026-01-01T00:00:00Z","responseStatus":{"code":1e400}}',
+      ),
+      'responseStatus.code Infinity is not',
+    ],
     [ev({ requestReceivedTimestamp: '9999-12-31T23:59:59.999999Z' }), 'is outside 1970 to 2255'],
     [ev({ requestReceivedTimestamp: '0001-01-01T00:00:00Z' }), 'is outside 1970 to 2255'],
     [ev({ requestReceivedTimestamp: '1969-12-31T23:59:59.999999Z' }), 'is outside 1970 to 2255'],
@@ -43,7 +48,7 @@ describe('decoding audit events', () => {
     expect(() => parseJson('{"kind": "Event",\n')).toThrow(/^not JSON \(/);
   });
 
-  it('gives EventList items without kind and apiVersion the list\'s, as the apiserver sends them', () => {
+  it("gives EventList items without kind and apiVersion the list's, as the apiserver sends them", () => {
     const item = ev();
     delete item.kind;
     delete item.apiVersion;
@@ -99,11 +104,26 @@ describe('normalising', () => {
   it('extracts the indexed fields', () => {
     const e = ev({ impersonatedUser: { username: 'system:admin' }, annotations: { 'authorization.k8s.io/decision': 'forbid' }, responseStatus: { code: 403 } });
     const n = normalise(toAuditEvent(e), 'prod', redaction);
-    expect(n).toMatchObject({ cluster: 'prod', user: 'alice@example.com', impersonatedUser: 'system:admin', sourceIP: '203.0.113.10', resource: 'pods', namespace: 'default', name: 'web-1', code: 403, decision: 'forbid', groups: ['system:authenticated'] });
+    expect(n).toMatchObject({
+      cluster: 'prod',
+      user: 'alice@example.com',
+      impersonatedUser: 'system:admin',
+      sourceIP: '203.0.113.10',
+      resource: 'pods',
+      namespace: 'default',
+      name: 'web-1',
+      code: 403,
+      decision: 'forbid',
+      groups: ['system:authenticated'],
+    });
   });
 
   it('decodes the exec command and container from the request URI', () => {
-    const e = ev({ verb: 'create', requestURI: '/api/v1/namespaces/default/pods/web-1/exec?command=sh&command=-c&command=cat%20%2Fetc%2Fshadow&container=app&stdin=true', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' } });
+    const e = ev({
+      verb: 'create',
+      requestURI: '/api/v1/namespaces/default/pods/web-1/exec?command=sh&command=-c&command=cat%20%2Fetc%2Fshadow&container=app&stdin=true',
+      objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' },
+    });
     const n = normalise(toAuditEvent(e), 'c', redaction);
     expect(n.command).toBe('sh -c cat /etc/shadow');
     expect(n.container).toBe('app');

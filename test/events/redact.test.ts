@@ -8,7 +8,13 @@ const on = { enabled: true, key: Buffer.alloc(32, 7) };
 const secretRef = { resource: 'secrets', namespace: 'default', name: 'db', apiVersion: 'v1' };
 
 function secretCreate(data: Record<string, string>, stringData?: Record<string, string>) {
-  const obj = { kind: 'Secret', apiVersion: 'v1', metadata: { name: 'db', namespace: 'default', annotations: { [LAST_APPLIED]: JSON.stringify({ data }) } }, data, stringData };
+  const obj = {
+    kind: 'Secret',
+    apiVersion: 'v1',
+    metadata: { name: 'db', namespace: 'default', annotations: { [LAST_APPLIED]: JSON.stringify({ data }) } },
+    data,
+    stringData,
+  };
   return ev({ verb: 'create', level: 'RequestResponse', objectRef: secretRef, requestObject: obj, responseObject: structuredClone(obj) });
 }
 
@@ -34,23 +40,46 @@ describe('secret redaction', () => {
   });
 
   it('redacts SecretList responses, merge patches and JSON patches', () => {
-    const list = ev({ verb: 'list', level: 'RequestResponse', objectRef: { resource: 'secrets', namespace: 'default' }, responseObject: { kind: 'SecretList', items: [{ metadata: { name: 'a' }, data: { x: 'c2VjcmV0' } }] } });
+    const list = ev({
+      verb: 'list',
+      level: 'RequestResponse',
+      objectRef: { resource: 'secrets', namespace: 'default' },
+      responseObject: { kind: 'SecretList', items: [{ metadata: { name: 'a' }, data: { x: 'c2VjcmV0' } }] },
+    });
     expect(normalise(toAuditEvent(list), 'c', on).raw).not.toContain('c2VjcmV0');
     const merge = ev({ verb: 'patch', level: 'Request', objectRef: secretRef, requestObject: { data: { x: 'bmV3' } } });
     expect(normalise(toAuditEvent(merge), 'c', on).raw).not.toContain('bmV3');
-    const json = ev({ verb: 'patch', level: 'Request', objectRef: secretRef, requestObject: [{ op: 'replace', path: '/data/x', value: 'anNvbg==' }, { op: 'add', path: '/metadata/labels/a', value: 'keep-me' }] });
+    const json = ev({
+      verb: 'patch',
+      level: 'Request',
+      objectRef: secretRef,
+      requestObject: [
+        { op: 'replace', path: '/data/x', value: 'anNvbg==' },
+        { op: 'add', path: '/metadata/labels/a', value: 'keep-me' },
+      ],
+    });
     const raw = normalise(toAuditEvent(json), 'c', on).raw;
     expect(raw).not.toContain('anNvbg==');
     expect(raw).toContain('keep-me');
   });
 
   it('catches a Secret body under another resource', () => {
-    const e = ev({ verb: 'create', level: 'Request', objectRef: { resource: 'things', apiGroup: 'example.com' }, requestObject: { kind: 'Secret', data: { k: 'aGlkZGVu' } } });
+    const e = ev({
+      verb: 'create',
+      level: 'Request',
+      objectRef: { resource: 'things', apiGroup: 'example.com' },
+      requestObject: { kind: 'Secret', data: { k: 'aGlkZGVu' } },
+    });
     expect(normalise(toAuditEvent(e), 'c', on).raw).not.toContain('aGlkZGVu');
   });
 
   it('leaves other objects alone, and everything when disabled', () => {
-    const cm = ev({ verb: 'create', level: 'Request', objectRef: { resource: 'configmaps', namespace: 'default', name: 'x' }, requestObject: { kind: 'ConfigMap', data: { k: 'visible' } } });
+    const cm = ev({
+      verb: 'create',
+      level: 'Request',
+      objectRef: { resource: 'configmaps', namespace: 'default', name: 'x' },
+      requestObject: { kind: 'ConfigMap', data: { k: 'visible' } },
+    });
     expect(normalise(toAuditEvent(cm), 'c', on).raw).toContain('visible');
     expect(normalise(toAuditEvent(secretCreate({ k: 'c2VjcmV0' })), 'c', { ...on, enabled: false }).raw).toContain('c2VjcmV0');
   });

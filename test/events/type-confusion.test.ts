@@ -44,7 +44,9 @@ describe('events with a field of the wrong type', () => {
     const pipeline = new Pipeline({ writer: store, detector });
     // The sample's events that raise an alert: the ones the rules look into most closely (bodies, names, URIs).
     const all = readFileSync(sample, 'utf8').split('\n').filter(Boolean);
-    const alerting = new Set((await detector.detect(all.map((l) => normalise(toAuditEvent(JSON.parse(l)), 'c1', { enabled: true, key: Buffer.alloc(32) }, l)))).map((a) => a.auditID));
+    const alerting = new Set(
+      (await detector.detect(all.map((l) => normalise(toAuditEvent(JSON.parse(l)), 'c1', { enabled: true, key: Buffer.alloc(32) }, l)))).map((a) => a.auditID),
+    );
     const bases = all.map((l) => JSON.parse(l) as Obj).filter((e) => alerting.has(e.auditID as string));
     expect(bases.length).toBeGreaterThan(10);
 
@@ -105,14 +107,23 @@ describe('events nested deeper than the stack allows to serialise (a request bod
     const deepArray = '['.repeat(200_000) + ']'.repeat(200_000);
     const deepObject = '{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000);
     const withBody = (e: Obj, body: string) => JSON.stringify(e).slice(0, -1) + `,"requestObject":${body}}`;
-    const cm = { ...base, verb: 'create', level: 'Request', user: { username: 'alice', groups: ['system:authenticated'] }, objectRef: { resource: 'configmaps', namespace: 'a', name: 'b', apiVersion: 'v1' } };
+    const cm = {
+      ...base,
+      verb: 'create',
+      level: 'Request',
+      user: { username: 'alice', groups: ['system:authenticated'] },
+      objectRef: { resource: 'configmaps', namespace: 'a', name: 'b', apiVersion: 'v1' },
+    };
     const secret = { ...cm, objectRef: { resource: 'secrets', namespace: 'a', name: 's', apiVersion: 'v1' } };
     const { verb: _v, ...noVerb } = base;
     const records = [
       { text: withBody({ ...base, auditID: id() }, deepArray), where: 'deep array body' },
       { text: withBody({ ...cm, auditID: id() }, `{"data":${deepObject}}`), where: 'deep configmap data (the rule takes it)' },
       // Redaction changes a Secret's text, so it must be serialised again: it cannot be.
-      { text: withBody({ ...secret, auditID: id() }, `{"kind":"Secret","data":{"password":"aHVudGVyMg=="},"metadata":{"labels":${deepObject}}}`), where: 'deep secret' },
+      {
+        text: withBody({ ...secret, auditID: id() }, `{"kind":"Secret","data":{"password":"aHVudGVyMg=="},"metadata":{"labels":${deepObject}}}`),
+        where: 'deep secret',
+      },
       // Bad input, too deep to keep even redacted.
       { text: withBody({ ...noVerb, auditID: id() }, deepArray), where: 'bad and deep' },
       // An EventList item has no line of its own: it is stored serialised again.

@@ -22,7 +22,10 @@ export function ev(over: Record<string, unknown> = {}): Record<string, unknown> 
     userAgent: 'kubectl/v1.30.2',
     objectRef: { resource: 'pods', namespace: 'default', name: 'web-1', apiVersion: 'v1' },
     responseStatus: { metadata: {}, code: 200 },
-    requestReceivedTimestamp: new Date(Date.UTC(2026, 10, 1, 12, 0, 0) + counter * 1000).toISOString().replace('Z', '123Z').replace(/\.(\d{3})123Z$/, '.$1456Z'),
+    requestReceivedTimestamp: new Date(Date.UTC(2026, 10, 1, 12, 0, 0) + counter * 1000)
+      .toISOString()
+      .replace('Z', '123Z')
+      .replace(/\.(\d{3})123Z$/, '.$1456Z'),
     stageTimestamp: '2026-11-01T12:00:00.200000Z',
     annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': '' },
     ...over,

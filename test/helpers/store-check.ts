@@ -14,7 +14,8 @@ export function inspectStore(path: string): { ids: Map<string, number>; total: n
   try {
     const ids = new Map<string, number>();
     // audit_id is stored as 16 bytes for UUIDs, else as text: these tests use text ids.
-    for (const r of db.prepare('SELECT CAST(audit_id AS TEXT) AS id, count(*) AS n FROM events GROUP BY audit_id').all() as { id: string; n: number }[]) ids.set(r.id, r.n);
+    for (const r of db.prepare('SELECT CAST(audit_id AS TEXT) AS id, count(*) AS n FROM events GROUP BY audit_id').all() as { id: string; n: number }[])
+      ids.set(r.id, r.n);
     const total = db.prepare('SELECT count(*) FROM events').pluck().get() as number;
     const integrity = (db.prepare('PRAGMA integrity_check').pluck().all() as string[]).join('; ');
     return { ids, total, integrity };
@@ -22,4 +23,3 @@ export function inspectStore(path: string): { ids: Map<string, number>; total: n
     db.close();
   }
 }
-

@@ -21,7 +21,14 @@ describeWithKafka('test broker (scripts/kafka/kafka.sh)', () => {
     await admin.createTopics({ topics: [{ topic: 'smoke', numPartitions: 2 }], waitForLeaders: true });
     const producer = kafka.producer();
     await producer.connect();
-    await producer.send({ topic: 'smoke', acks: -1, messages: [{ key: 'a', value: 'one' }, { key: 'b', value: 'two' }] });
+    await producer.send({
+      topic: 'smoke',
+      acks: -1,
+      messages: [
+        { key: 'a', value: 'one' },
+        { key: 'b', value: 'two' },
+      ],
+    });
     await producer.disconnect();
     await admin.disconnect();
 

@@ -36,12 +36,15 @@ describe('kafka config', () => {
   });
 
   it('lets the environment set brokers, group and SASL credentials', () => {
-    const c = parseKafkaConfig({ sasl: { mechanism: 'SCRAM-SHA-512', username: 'file-user' }, tls: true }, {
-      KAUDIT_KAFKA_BROKERS: 'env1:9093,env2:9093',
-      KAUDIT_KAFKA_GROUP_ID: 'g2',
-      KAUDIT_KAFKA_USERNAME: 'env-user',
-      KAUDIT_KAFKA_PASSWORD: 's3cret',
-    })!;
+    const c = parseKafkaConfig(
+      { sasl: { mechanism: 'SCRAM-SHA-512', username: 'file-user' }, tls: true },
+      {
+        KAUDIT_KAFKA_BROKERS: 'env1:9093,env2:9093',
+        KAUDIT_KAFKA_GROUP_ID: 'g2',
+        KAUDIT_KAFKA_USERNAME: 'env-user',
+        KAUDIT_KAFKA_PASSWORD: 's3cret',
+      },
+    )!;
     expect(c.brokers).toEqual(['env1:9093', 'env2:9093']);
     expect(c.groupId).toBe('g2');
     expect(c.sasl).toEqual({ mechanism: 'scram-sha-512', username: 'env-user', password: 's3cret' });
@@ -71,7 +74,10 @@ describe('kafka config', () => {
     const pw = join(dir, 'pw');
     writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
     writeFileSync(pw, 'from-file\n');
-    const c = parseKafkaConfig({ brokers: ['k:9093'], tls: { ca }, sasl: { mechanism: 'scram-sha-256', username: 'u', passwordFile: pw, password: 'ignored' } }, {})!;
+    const c = parseKafkaConfig(
+      { brokers: ['k:9093'], tls: { ca }, sasl: { mechanism: 'scram-sha-256', username: 'u', passwordFile: pw, password: 'ignored' } },
+      {},
+    )!;
     const k = kafkaClientConfig(c);
     expect(k.ssl).toMatchObject({ ca: [expect.stringContaining('BEGIN CERTIFICATE')], rejectUnauthorized: true });
     expect(k.sasl).toEqual({ mechanism: 'scram-sha-256', username: 'u', password: 'from-file' });

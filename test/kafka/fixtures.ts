@@ -91,7 +91,19 @@ export function makeStream(total: number, opts: { burstEvery?: number } = {}): S
     const del = n % 100 === 7;
     if (del) alerts++;
     auditIDs.push(auditID(n));
-    const e = event(n, cluster, user, BASE_MS + n * 10, del ? { verb: 'delete', requestURI: `/api/v1/namespaces/team-a/secrets/s-${n}`, objectRef: { resource: 'secrets', namespace: 'team-a', name: `s-${n}`, apiVersion: 'v1' } } : {});
+    const e = event(
+      n,
+      cluster,
+      user,
+      BASE_MS + n * 10,
+      del
+        ? {
+            verb: 'delete',
+            requestURI: `/api/v1/namespaces/team-a/secrets/s-${n}`,
+            objectRef: { resource: 'secrets', namespace: 'team-a', name: `s-${n}`, apiVersion: 'v1' },
+          }
+        : {},
+    );
     n++;
     messages.push({ cluster, user, value: JSON.stringify(e), events: 1 });
   }

@@ -35,26 +35,46 @@ describeWithKafka('Kafka source, full disk (real broker)', () => {
       const kafka = quietKafka(broker.brokers);
       const admin = kafka.admin();
       await admin.connect();
-      await admin.createTopics({ topics: [{ topic: 'full-events', numPartitions: 1 }, { topic: 'full-dead', numPartitions: 1 }], waitForLeaders: true });
+      await admin.createTopics({
+        topics: [
+          { topic: 'full-events', numPartitions: 1 },
+          { topic: 'full-dead', numPartitions: 1 },
+        ],
+        waitForLeaders: true,
+      });
       // 240 messages, each an EventList of 50 events: 12,000 events that compress badly.
       const messages = Array.from({ length: 240 }, (_, m) => paddedEvents(50, `kafka${m}`));
       const producer = kafka.producer();
       await producer.connect();
       for (let i = 0; i < messages.length; i += 10) {
-        await producer.send({ topic: 'full-events', messages: messages.slice(i, i + 10).map((items) => ({ value: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }) })) });
+        await producer.send({
+          topic: 'full-events',
+          messages: messages.slice(i, i + 10).map((items) => ({ value: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }) })),
+        });
       }
       await producer.disconnect();
 
       const cfg = loadConfig(undefined, {});
       cfg.store.path = join(fs.dir, 'k.db');
       cfg.server.listen = '127.0.0.1:0';
-      cfg.kafka = { brokers: broker.brokers, groupId: 'full-test', sessionTimeoutMs: 6000, heartbeatIntervalMs: 500, consume: true, topics: { events: ['full-events'], deadLetter: 'full-dead' } };
+      cfg.kafka = {
+        brokers: broker.brokers,
+        groupId: 'full-test',
+        sessionTimeoutMs: 6000,
+        heartbeatIntervalMs: 500,
+        consume: true,
+        topics: { events: ['full-events'], deadLetter: 'full-dead' },
+      };
       node = await startServe(cfg, { detect: false });
       const base = `http://${node.address}`;
-      const ready = await waitFor(async () => {
-        const r = await fetch(`${base}/readyz`);
-        return r.status === 503 ? ((await r.json()) as { error: string }) : undefined;
-      }, 'the store to fill up', 90_000);
+      const ready = await waitFor(
+        async () => {
+          const r = await fetch(`${base}/readyz`);
+          return r.status === 503 ? ((await r.json()) as { error: string }) : undefined;
+        },
+        'the store to fill up',
+        90_000,
+      );
       expect(ready.error).toMatch(/cannot write .*: full \(SQLITE_FULL/);
 
       // What the group committed is stored: every event of every message before the committed offset, once.

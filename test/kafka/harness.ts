@@ -30,7 +30,10 @@ export interface NodeProcess {
 }
 
 /** Starts a detector node (test/kafka/consumer-process.ts from the transpiled build) and waits until it has started. */
-export async function startNode(build: string, settings: { db: string; kafka: Partial<KafkaConfig> & { brokers: string[] }; maxQueuedBatches?: number; crashAfterStored?: number }): Promise<NodeProcess> {
+export async function startNode(
+  build: string,
+  settings: { db: string; kafka: Partial<KafkaConfig> & { brokers: string[] }; maxQueuedBatches?: number; crashAfterStored?: number },
+): Promise<NodeProcess> {
   const child = fork(join(build, 'test', 'kafka', 'consumer-process.js'), [], {
     env: { ...process.env, KAUDIT_TEST_NODE: JSON.stringify(settings), KAUDIT_LOG_LEVEL: process.env.KAUDIT_LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -66,14 +69,19 @@ export async function startNode(build: string, settings: { db: string; kafka: Pa
  * Produces the stream through KafkaEventsProducer (the ingest-only sink), `recordsPerBatch` documents per submit, as the
  * webhook would; a batch that fails (broker down) is retried after a pause, like the apiserver retries its webhook.
  */
-export async function produceStream(kafka: Kafka, config: KafkaConfig, stream: Stream, opts: { recordsPerBatch?: number; onProgress?: (events: number) => void } = {}): Promise<{ retries: number }> {
+export async function produceStream(
+  kafka: Kafka,
+  config: KafkaConfig,
+  stream: Stream,
+  opts: { recordsPerBatch?: number; onProgress?: (events: number) => void } = {},
+): Promise<{ retries: number }> {
   const producer = new KafkaEventsProducer({ config, kafka });
   await producer.start();
   const per = opts.recordsPerBatch ?? 400;
   let retries = 0;
   let events = 0;
   try {
-    for (let i = 0; i < stream.messages.length; ) {
+    for (let i = 0; i < stream.messages.length;) {
       // A webhook batch holds one cluster's events: split the stream into runs of one cluster.
       const cluster = stream.messages[i]!.cluster;
       const group = [];

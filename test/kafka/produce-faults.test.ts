@@ -130,10 +130,28 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
     const path = join(dir, 'k.db');
     const store = new SqliteStore(path);
     const redaction = { enabled: true, key: store.redactionKey };
-    const events = Array.from({ length: 20 }, () => normalise(toAuditEvent(ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' } })), 'c1', redaction));
+    const events = Array.from({ length: 20 }, () =>
+      normalise(
+        toAuditEvent(ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' } })),
+        'c1',
+        redaction,
+      ),
+    );
     const alerts: Alert[] = events.map((e) => ({
-      rule: 'pod-exec', title: 'exec', severity: 'high', tags: [], summary: `${e.user} exec`, cluster: e.cluster, auditID: e.auditID, stage: e.stage, time: e.time,
-      timeMicros: e.timeMicros, user: e.user, sourceIP: e.sourceIP, verb: e.verb, objectRef: { resource: 'pods', namespace: 'default', name: 'web-1' },
+      rule: 'pod-exec',
+      title: 'exec',
+      severity: 'high',
+      tags: [],
+      summary: `${e.user} exec`,
+      cluster: e.cluster,
+      auditID: e.auditID,
+      stage: e.stage,
+      time: e.time,
+      timeMicros: e.timeMicros,
+      user: e.user,
+      sourceIP: e.sourceIP,
+      verb: e.verb,
+      objectRef: { resource: 'pods', namespace: 'default', name: 'web-1' },
       groupKey: `pod-exec|${e.auditID}`,
     }));
     expect(store.commitAll(events, { alerts, deadLetters: [] }).alerts).toHaveLength(20);

@@ -49,17 +49,34 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
     const kafka = quietKafka(broker.brokers);
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 4 }, { topic: topics.alerts, numPartitions: 2 }, { topic: topics.deadLetter, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({
+      topics: [
+        { topic: topics.events[0]!, numPartitions: 4 },
+        { topic: topics.alerts, numPartitions: 2 },
+        { topic: topics.deadLetter, numPartitions: 1 },
+      ],
+      waitForLeaders: true,
+    });
     await admin.disconnect();
 
     const stream = makeStream(TOTAL);
     const kafkaSettings = { brokers: broker.brokers, groupId: `detectors-${name}`, topics, sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 };
-    const nodes = [await startNode(build, { db, kafka: kafkaSettings, crashAfterStored: opts.crashAfterStored }), await startNode(build, { db, kafka: kafkaSettings })];
+    const nodes = [
+      await startNode(build, { db, kafka: kafkaSettings, crashAfterStored: opts.crashAfterStored }),
+      await startNode(build, { db, kafka: kafkaSettings }),
+    ];
 
     // The alerts outbox runs here, once for the shared store, as an API/feed node would.
     const reader = new SqliteStore(db, { readonly: true });
     const positionWriter = new SqliteStore(db);
-    const outbox = new KafkaAlertOutbox({ config: testKafkaConfig(broker.brokers, { topics }), store: reader, sink: new Pipeline({ writer: positionWriter }), kafka: quietKafka(broker.brokers, 'outbox'), pollMs: 200, fromStart: true });
+    const outbox = new KafkaAlertOutbox({
+      config: testKafkaConfig(broker.brokers, { topics }),
+      store: reader,
+      sink: new Pipeline({ writer: positionWriter }),
+      kafka: quietKafka(broker.brokers, 'outbox'),
+      pollMs: 200,
+      fromStart: true,
+    });
     await outbox.start();
 
     const count = () => reader.db.prepare('SELECT count(*) FROM events').pluck().get() as number;
@@ -73,7 +90,11 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
       const { retries } = await producing;
       await until(() => count() >= TOTAL, `all ${TOTAL} events stored (have ${count()})`, 240_000);
       const alertRows = () => reader.db.prepare('SELECT count(*) FROM alerts').pluck().get() as number;
-      await until(() => alertRows() >= stream.expectedAlerts && outbox.published >= (reader.db.prepare('SELECT max(id) FROM alerts').pluck().get() as number), 'the outbox to publish every alert', 60_000);
+      await until(
+        () => alertRows() >= stream.expectedAlerts && outbox.published >= (reader.db.prepare('SELECT max(id) FROM alerts').pluck().get() as number),
+        'the outbox to publish every alert',
+        60_000,
+      );
       const seconds = (Date.now() - t0) / 1000;
 
       // Every event exactly once.
@@ -81,7 +102,11 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
       expect(reader.db.prepare('SELECT count(DISTINCT audit_id) FROM events').pluck().get()).toBe(TOTAL);
       expect(reader.db.prepare('SELECT count(*) FROM dead_letters').pluck().get()).toBe(0);
       // Every alert exactly once in the store.
-      const byRule = reader.db.prepare('SELECT rule, count(*) AS n, sum(count) AS c FROM alerts GROUP BY rule ORDER BY rule').all() as { rule: string; n: number; c: number }[];
+      const byRule = reader.db.prepare('SELECT rule, count(*) AS n, sum(count) AS c FROM alerts GROUP BY rule ORDER BY rule').all() as {
+        rule: string;
+        n: number;
+        c: number;
+      }[];
       expect(byRule.reduce((s, r) => s + r.n, 0)).toBe(stream.expectedAlerts);
       for (const r of byRule) expect(r.c).toBe(r.n); // no alert was counted twice into a group either
 

@@ -35,7 +35,17 @@ describeWithKafka('kaudit serve with a kafka: section (real broker)', () => {
       cfg.store.path = join(dir, `${name}.db`);
       cfg.server.listen = '127.0.0.1:0';
       cfg.cluster = 'prod';
-      cfg.kafka = parseKafkaConfig({ brokers: broker.brokers, groupId: 'serve-test', sessionTimeoutMs: 6000, heartbeatIntervalMs: 500, topics: { events: ['serve-events'], alerts: 'serve-alerts', deadLetter: 'serve-dead' }, ...kafkaSection }, {});
+      cfg.kafka = parseKafkaConfig(
+        {
+          brokers: broker.brokers,
+          groupId: 'serve-test',
+          sessionTimeoutMs: 6000,
+          heartbeatIntervalMs: 500,
+          topics: { events: ['serve-events'], alerts: 'serve-alerts', deadLetter: 'serve-dead' },
+          ...kafkaSection,
+        },
+        {},
+      );
       return cfg;
     };
     const receiver = await startServe(node('receiver', { ingestOnly: true, consume: false }), { detect: false });
@@ -43,9 +53,20 @@ describeWithKafka('kaudit serve with a kafka: section (real broker)', () => {
     const detector = await startServe(node('detector', { consume: true }));
     nodes.push(detector);
 
-    const exec = ev({ verb: 'create', stage: 'ResponseStarted', requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=sh&container=api', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' }, responseStatus: { code: 101 }, user: { username: 'mallory', groups: ['system:authenticated'] } });
+    const exec = ev({
+      verb: 'create',
+      stage: 'ResponseStarted',
+      requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=sh&container=api',
+      objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' },
+      responseStatus: { code: 101 },
+      user: { username: 'mallory', groups: ['system:authenticated'] },
+    });
     const items = [ev(), exec, ev(), '{"kind": 0}'].map((e) => (typeof e === 'string' ? JSON.parse(e) : e));
-    const res = await fetch(`http://${receiver.address}/api/v1/audit/webhook`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }) });
+    const res = await fetch(`http://${receiver.address}/api/v1/audit/webhook`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }),
+    });
     expect(res.status).toBe(200);
     const get = async (path: string) => (await fetch(`http://${detector.address}${path}`)).json();
     await waitFor(async () => (await get('/api/v1/events')).items.length === 3, 'the detector node to store the 3 good events', 60_000);

@@ -73,7 +73,14 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
   async function setup(topics: KafkaConfig['topics'], over: Partial<KafkaConfig> = {}, pipelineOpts: { maxQueuedBatches?: number; slowMs?: number } = {}) {
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }, { topic: topics.deadLetter, numPartitions: 1 }, { topic: topics.alerts, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({
+      topics: [
+        { topic: topics.events[0]!, numPartitions: 2 },
+        { topic: topics.deadLetter, numPartitions: 1 },
+        { topic: topics.alerts, numPartitions: 1 },
+      ],
+      waitForLeaders: true,
+    });
     await admin.disconnect();
     const store = new SqliteStore(join(dir, `${topics.events[0]}.db`));
     const inner = new TestDetector();
@@ -100,11 +107,22 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       { value: null, reason: /^empty message/ },
     ];
     // Poison spread among the good messages, all with the same key so they share a partition with good ones.
-    const messages: { key: string; value: string | null; headers: Record<string, string> }[] = good.messages.map((m) => ({ key: `${m.cluster}/${m.user}`, value: m.value, headers: { [HEADER_CLUSTER]: m.cluster } }));
+    const messages: { key: string; value: string | null; headers: Record<string, string> }[] = good.messages.map((m) => ({
+      key: `${m.cluster}/${m.user}`,
+      value: m.value,
+      headers: { [HEADER_CLUSTER]: m.cluster },
+    }));
     poison.forEach((p, i) => messages.splice(20 + i * 40, 0, { key: 'prod-eu/user-0@example.com', value: p.value, headers: { [HEADER_CLUSTER]: 'prod-eu' } }));
     // And an EventList with one bad item among good ones: the good items are stored, the message is dead-lettered once.
     const mixed = JSON.parse(good.messages[0]!.value) as Record<string, unknown>;
-    const mixedList = { kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [{ ...mixed, auditID: '00000000-0000-4000-8000-ffffffffff01' }, { kind: 'Event', verb: 'get' }] };
+    const mixedList = {
+      kind: 'EventList',
+      apiVersion: 'audit.k8s.io/v1',
+      items: [
+        { ...mixed, auditID: '00000000-0000-4000-8000-ffffffffff01' },
+        { kind: 'Event', verb: 'get' },
+      ],
+    };
     messages.push({ key: 'prod-eu/user-1@example.com', value: JSON.stringify(mixedList), headers: { [HEADER_CLUSTER]: 'prod-eu' } });
     await producer.send({ topic: topics.events[0]!, acks: -1, messages });
     await producer.disconnect();
@@ -115,7 +133,12 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       const dead = await readTopic(kafka, topics.deadLetter, poison.length + 1);
       expect(dead).toHaveLength(poison.length + 1);
       for (const p of poison) {
-        const d = dead.find((m) => p.reason.test(m.headers![HEADER_REASON]!.toString()) && m.headers![HEADER_BAD_ITEMS]!.toString() === '1' && !m.value?.toString().includes('EventList'));
+        const d = dead.find(
+          (m) =>
+            p.reason.test(m.headers![HEADER_REASON]!.toString()) &&
+            m.headers![HEADER_BAD_ITEMS]!.toString() === '1' &&
+            !m.value?.toString().includes('EventList'),
+        );
         expect(d, `dead letter for ${p.reason}`).toBeDefined();
         // The message itself is kept, except one over the size limit (the topic would refuse it too).
         expect(d!.value?.toString() ?? null).toBe(p.reason.source.includes('maxMessageBytes') ? null : p.value);
@@ -125,7 +148,10 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       expect(m?.headers![HEADER_REASON]!.toString()).toMatch(/lacks/);
       // The store keeps them too (dead_letters), and the partition moved past them: nothing left uncommitted.
       expect(s.store.db.prepare('SELECT count(*) FROM dead_letters').pluck().get()).toBe(poison.length + 1);
-      await until(() => /kaudit_kafka_consumer_lag\{[^}]*\} 0\n/.test(s.source.metricsText()) && !/kaudit_kafka_consumer_lag\{[^}]*\} [1-9]/.test(s.source.metricsText()), 'lag 0 on every partition');
+      await until(
+        () => /kaudit_kafka_consumer_lag\{[^}]*\} 0\n/.test(s.source.metricsText()) && !/kaudit_kafka_consumer_lag\{[^}]*\} [1-9]/.test(s.source.metricsText()),
+        'lag 0 on every partition',
+      );
       const text = s.source.metricsText();
       expect(text).toMatch(/kaudit_kafka_dead_letters_total\{group="[^"]+",reason="not_json"\} 1/);
       expect(text).toMatch(/reason="too_large"\} 1/);
@@ -158,7 +184,11 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     const producer = kafka.producer();
     await producer.connect();
     for (let i = 0; i < stream.messages.length; i += 500) {
-      await producer.send({ topic: topics.events[0]!, acks: -1, messages: stream.messages.slice(i, i + 500).map((m) => ({ key: `${m.cluster}/${m.user}`, value: m.value, headers: { [HEADER_CLUSTER]: m.cluster } })) });
+      await producer.send({
+        topic: topics.events[0]!,
+        acks: -1,
+        messages: stream.messages.slice(i, i + 500).map((m) => ({ key: `${m.cluster}/${m.user}`, value: m.value, headers: { [HEADER_CLUSTER]: m.cluster } })),
+      });
     }
     await producer.disconnect();
     await source.start();
@@ -168,7 +198,11 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       await until(() => source.stats.pauses > 0, 'a pause');
       await source.refreshLag();
       expect(lagSum()).toBeGreaterThan(stream.messages.length / 2);
-      await until(() => s.count() === stream.events && source.stats.messages === stream.messages.length, `all ${stream.events} events stored (have ${s.count()}, stats ${JSON.stringify(source.stats)})`, 90_000);
+      await until(
+        () => s.count() === stream.events && source.stats.messages === stream.messages.length,
+        `all ${stream.events} events stored (have ${s.count()}, stats ${JSON.stringify(source.stats)})`,
+        90_000,
+      );
       expect(source.stats.pauses).toBeGreaterThan(0);
       expect(source.stats.duplicates).toBe(0);
       expect(source.stats.messages).toBe(stream.messages.length);
@@ -185,12 +219,22 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     const topics = names('ingest');
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }, { topic: topics.deadLetter, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({
+      topics: [
+        { topic: topics.events[0]!, numPartitions: 2 },
+        { topic: topics.deadLetter, numPartitions: 1 },
+      ],
+      waitForLeaders: true,
+    });
     await admin.disconnect();
     const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics }), kafka: quietKafka(broker.brokers, 'ingest') });
     await producer.start();
     const stream = makeStream(50, { burstEvery: 20 });
-    const batch = (from: number, to: number): RawBatch => ({ source: 'webhook', cluster: 'prod-eu', records: stream.messages.slice(from, to).map((m, i) => ({ text: m.value, where: `item ${from + i}` })) });
+    const batch = (from: number, to: number): RawBatch => ({
+      source: 'webhook',
+      cluster: 'prod-eu',
+      records: stream.messages.slice(from, to).map((m, i) => ({ text: m.value, where: `item ${from + i}` })),
+    });
     try {
       const first = await producer.submit({ ...batch(0, 10), records: [...batch(0, 10).records, { text: '{"kind":"Event"}', where: 'item bad' }] });
       expect(first.bad).toEqual([{ where: 'item bad', reason: expect.stringMatching(/lacks|neither/) }]);
@@ -203,7 +247,10 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       // With the broker down, the webhook's batch is not acknowledged...
       await broker.halt();
       let settled: BatchOutcome | Error | undefined;
-      const pending = producer.submit(batch(10, stream.messages.length)).then((o) => (settled = o), (e: Error) => (settled = e));
+      const pending = producer.submit(batch(10, stream.messages.length)).then(
+        (o) => (settled = o),
+        (e: Error) => (settled = e),
+      );
       await new Promise((r) => setTimeout(r, 2500));
       expect(settled).toBeUndefined();
       // ...until Kafka has it.
@@ -213,7 +260,10 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       if (settled instanceof Error) await producer.submit(batch(10, stream.messages.length));
       const msgs = await readTopic(kafka, topics.events[0]!, 1);
       await until(async () => {
-        const offs = await quietKafka(broker.brokers).admin().fetchTopicOffsets(topics.events[0]!).catch(() => []);
+        const offs = await quietKafka(broker.brokers)
+          .admin()
+          .fetchTopicOffsets(topics.events[0]!)
+          .catch(() => []);
         return offs.length > 0;
       }, 'topic offsets');
       const events = msgs.flatMap((m) => (JSON.parse(m.value!.toString()) as { items: unknown[] }).items);
@@ -238,7 +288,14 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       // An item of a pretty-printed body comes parsed, without text of its own: forwarding must serialise it again.
       const deep = JSON.parse(good!.value.slice(0, -1) + ',"requestObject":' + '['.repeat(200_000) + ']'.repeat(200_000) + '}') as Record<string, unknown>;
       deep.auditID = '00000000-0000-4000-8000-0000000dee99';
-      const out = await producer.submit({ source: 'webhook', cluster: 'c', records: [{ value: deep, where: 'item deep' }, { text: good!.value, where: 'item good' }] });
+      const out = await producer.submit({
+        source: 'webhook',
+        cluster: 'c',
+        records: [
+          { value: deep, where: 'item deep' },
+          { text: good!.value, where: 'item good' },
+        ],
+      });
       expect(out).toMatchObject({ stored: 1, bad: [{ where: 'item deep', reason: 'JSON nested too deeply to forward' }] });
       const [msg] = await readTopic(kafka, topics.events[0]!, 1);
       expect(msg!.value!.toString()).toContain(JSON.parse(good!.value).auditID);
@@ -251,21 +308,31 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
   }, 60_000);
 
   it('ingest-only: a missing topic is reported at start', async () => {
-    const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics: { events: ['no-such-topic'], alerts: '', deadLetter: '' } }), kafka: quietKafka(broker.brokers, 'missing') });
+    const producer = new KafkaEventsProducer({
+      config: testKafkaConfig(broker.brokers, { topics: { events: ['no-such-topic'], alerts: '', deadLetter: '' } }),
+      kafka: quietKafka(broker.brokers, 'missing'),
+    });
     await expect(producer.start()).rejects.toThrow(/topic no-such-topic does not exist/);
   }, 60_000);
 
   it('ingest-only: refuses with OverloadedError while too many events await acknowledgement', async () => {
     const topics = names('inflight');
     await createTopic(kafka, topics.events[0]!);
-    const producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics: { ...topics, deadLetter: '' }, maxInFlightEvents: 5 }), kafka: quietKafka(broker.brokers, 'inflight') });
+    const producer = new KafkaEventsProducer({
+      config: testKafkaConfig(broker.brokers, { topics: { ...topics, deadLetter: '' }, maxInFlightEvents: 5 }),
+      kafka: quietKafka(broker.brokers, 'inflight'),
+    });
     await producer.start();
     const stream = makeStream(20, { burstEvery: 1000 });
     try {
       const a = producer.submit({ source: 'webhook', cluster: 'c', records: stream.messages.slice(0, 10).map((m, i) => ({ text: m.value, where: `${i}` })) });
-      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: [{ text: stream.messages[10]!.value, where: 'x' }] })).rejects.toBeInstanceOf(OverloadedError);
+      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: [{ text: stream.messages[10]!.value, where: 'x' }] })).rejects.toBeInstanceOf(
+        OverloadedError,
+      );
       await a;
-      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: [{ text: stream.messages[10]!.value, where: 'x' }] })).resolves.toMatchObject({ stored: 1 });
+      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: [{ text: stream.messages[10]!.value, where: 'x' }] })).resolves.toMatchObject({
+        stored: 1,
+      });
       expect(producer.metricsText()).toMatch(/kaudit_kafka_events_overloaded_total 1/);
     } finally {
       await producer.stop();
@@ -277,15 +344,30 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     const s = await setup(topics);
     const stream = makeStream(1000, { burstEvery: 250 });
     const reader = new SqliteStore(join(dir, `${topics.events[0]}.db`), { readonly: true });
-    const outbox = () => new KafkaAlertOutbox({ config: s.config, store: reader, sink: s.pipeline, bus: s.pipeline.bus, kafka: quietKafka(broker.brokers, 'outbox'), pollMs: 100 });
+    const outbox = () =>
+      new KafkaAlertOutbox({
+        config: s.config,
+        store: reader,
+        sink: s.pipeline,
+        bus: s.pipeline.bus,
+        kafka: quietKafka(broker.brokers, 'outbox'),
+        pollMs: 100,
+      });
     let o = outbox();
     await o.start();
     try {
       const half = Math.floor(stream.messages.length / 2);
       const submit = (from: number, to: number) =>
-        s.pipeline.submit({ source: 'test', cluster: 'prod-eu', records: stream.messages.slice(from, to).map((m, i) => ({ text: m.value, where: `${from + i}` })) });
+        s.pipeline.submit({
+          source: 'test',
+          cluster: 'prod-eu',
+          records: stream.messages.slice(from, to).map((m, i) => ({ text: m.value, where: `${from + i}` })),
+        });
       await submit(0, half);
-      await until(() => o.published > 0 && o.published === (reader.db.prepare('SELECT max(id) FROM alerts').pluck().get() as number), 'the first half published');
+      await until(
+        () => o.published > 0 && o.published === (reader.db.prepare('SELECT max(id) FROM alerts').pluck().get() as number),
+        'the first half published',
+      );
       await o.stop();
       // Alerts committed while no outbox runs are published by the next one, from the stored position.
       await submit(half, stream.messages.length);
@@ -312,7 +394,14 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     const topics = names('services');
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: topics.events[0]!, numPartitions: 2 }, { topic: topics.alerts, numPartitions: 1 }, { topic: topics.deadLetter, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({
+      topics: [
+        { topic: topics.events[0]!, numPartitions: 2 },
+        { topic: topics.alerts, numPartitions: 1 },
+        { topic: topics.deadLetter, numPartitions: 1 },
+      ],
+      waitForLeaders: true,
+    });
     await admin.disconnect();
     const raw = { brokers: broker.brokers, groupId: `g-${topics.events[0]}`, topics, sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 };
     const ingestCfg = parseKafkaConfig({ ...raw, ingestOnly: true }, {})!;
@@ -323,7 +412,13 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
     const writer = new SqliteStore(path);
     const reader = new SqliteStore(path, { readonly: true });
     const pipeline = new Pipeline({ writer, detector: new TestDetector() });
-    const receiver = await startKafkaServices({ config: ingestCfg, pipeline: new Pipeline({}), store: reader, cluster: 'x', kafka: quietKafka(broker.brokers, 'receiver') });
+    const receiver = await startKafkaServices({
+      config: ingestCfg,
+      pipeline: new Pipeline({}),
+      store: reader,
+      cluster: 'x',
+      kafka: quietKafka(broker.brokers, 'receiver'),
+    });
     const detectorNode = await startKafkaServices({ config: detectCfg, pipeline, store: reader, cluster: 'x', kafka: quietKafka(broker.brokers, 'detector') });
     try {
       expect(receiver.producer).toBeDefined();
@@ -333,13 +428,18 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       expect(detectorNode.webhookSink).toBe(pipeline);
       const stream = makeStream(2000, { burstEvery: 200 });
       for (let i = 0; i < stream.messages.length; i += 400) {
-        await receiver.webhookSink.submit({ source: 'webhook', cluster: 'prod-eu', records: stream.messages.slice(i, i + 400).map((m, k) => ({ text: m.value, where: `${i + k}` })) });
+        await receiver.webhookSink.submit({
+          source: 'webhook',
+          cluster: 'prod-eu',
+          records: stream.messages.slice(i, i + 400).map((m, k) => ({ text: m.value, where: `${i + k}` })),
+        });
       }
       const msgs = await readTopic(kafka, topics.alerts, stream.expectedAlerts);
       expect(new Set(msgs.map((m) => m.headers![HEADER_ALERT_ID]!.toString())).size).toBe(stream.expectedAlerts);
       expect(reader.db.prepare('SELECT count(*) FROM events').pluck().get()).toBe(stream.events);
       const text = detectorNode.metricsText();
-      for (const family of ['kaudit_kafka_consumer_lag', 'kaudit_kafka_dead_letters_total', 'kaudit_kafka_alerts_published_total']) expect(text).toContain(`# TYPE ${family} `);
+      for (const family of ['kaudit_kafka_consumer_lag', 'kaudit_kafka_dead_letters_total', 'kaudit_kafka_alerts_published_total'])
+        expect(text).toContain(`# TYPE ${family} `);
       expect(receiver.metricsText()).toMatch(new RegExp(`kaudit_kafka_events_produced_total ${stream.events}\n`));
       expect(detectorNode.problem()).toBeUndefined();
     } finally {
@@ -372,7 +472,9 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
       const producer = new KafkaEventsProducer({ config: cfg, kafka: client });
       await producer.start();
       const stream = makeStream(5, { burstEvery: 1000 });
-      await expect(producer.submit({ source: 'webhook', cluster: 'c', records: stream.messages.map((m, i) => ({ text: m.value, where: `${i}` })) })).resolves.toMatchObject({ stored: 5 });
+      await expect(
+        producer.submit({ source: 'webhook', cluster: 'c', records: stream.messages.map((m, i) => ({ text: m.value, where: `${i}` })) }),
+      ).resolves.toMatchObject({ stored: 5 });
       await producer.stop();
 
       const bad = await createKafkaClient({ ...cfg, sasl: { ...cfg.sasl!, passwordFile: undefined, password: 'wrong' } }, { retry: { retries: 0 } });

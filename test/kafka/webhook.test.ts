@@ -70,13 +70,20 @@ describeWithKafka('ingest-only webhook (API -> Kafka, real broker)', () => {
     // The apiserver's own shape: items without kind/apiVersion (the webhook gives them the list's).
     const fixture = readFileSync(new URL('../../fixtures/webhook/eventlist-v1.json', import.meta.url), 'utf8');
     const fixtureIDs = (JSON.parse(fixture) as { items: { auditID: string }[] }).items.map((e) => e.auditID);
-    const asApiserver = await fetch(`http://${api.address}/api/v1/audit/webhook/prod-eu`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: fixture });
+    const asApiserver = await fetch(`http://${api.address}/api/v1/audit/webhook/prod-eu`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: fixture,
+    });
     expect(asApiserver.status).toBe(200);
 
     // Broker down: the apiserver's request stays unanswered (or fails), never a 200 for events Kafka does not have.
     await broker.halt();
     let status: number | undefined;
-    const pending = post(20, 60).then((r) => (status = r.status), () => (status = -1));
+    const pending = post(20, 60).then(
+      (r) => (status = r.status),
+      () => (status = -1),
+    );
     await new Promise((r) => setTimeout(r, 2500));
     expect(status).toBeUndefined();
     await broker.start();

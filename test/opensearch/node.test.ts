@@ -35,7 +35,8 @@ describeWithOpenSearch('test node (scripts/opensearch/opensearch.sh)', () => {
   it('indexes in bulk, searches, and keeps its data across a clean restart and a SIGKILL', async () => {
     await call(node, 'PUT', '/smoke', { settings: { number_of_shards: 1, number_of_replicas: 0 }, mappings: { properties: { user: { type: 'keyword' } } } });
     const lines: string[] = [];
-    for (let i = 0; i < 500; i++) lines.push(JSON.stringify({ index: { _index: 'smoke', _id: `e${i}` } }), JSON.stringify({ user: i % 5 === 0 ? 'alice' : 'bob' }));
+    for (let i = 0; i < 500; i++)
+      lines.push(JSON.stringify({ index: { _index: 'smoke', _id: `e${i}` } }), JSON.stringify({ user: i % 5 === 0 ? 'alice' : 'bob' }));
     const bulk = await call(node, 'POST', '/_bulk?refresh=true', lines.join('\n') + '\n');
     expect(bulk.errors).toBe(false);
     const count = async (user: string) => ((await call(node, 'POST', '/smoke/_count', { query: { term: { user } } })) as { count: number }).count;

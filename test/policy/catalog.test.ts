@@ -49,7 +49,9 @@ describe.skipIf(!reqs || reqs.length === 0)(`the real detection catalog${why ? `
 
   it('simulating the recommended profile over the fixture log loses nothing but CIS conflicts', async () => {
     const g = await generatePolicy({ profile: 'recommended', requirements: catalog });
-    const sim = await simulatePolicy(parsePolicy(g.yaml).policy!, readEventFiles([`${root}fixtures/policies/traffic/audit-requestresponse.jsonl`]), { requirements: catalog });
+    const sim = await simulatePolicy(parsePolicy(g.yaml).policy!, readEventFiles([`${root}fixtures/policies/traffic/audit-requestresponse.jsonl`]), {
+      requirements: catalog,
+    });
     expect(sim.detections.filter((d) => d.lost > 0 && !conflicting.includes(d.rule)).map((d) => d.rule)).toEqual([]);
     // the fixture's person session is seen by some detection
     expect(sim.detections.some((d) => d.requests > 0)).toBe(true);

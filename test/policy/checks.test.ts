@@ -57,7 +57,9 @@ describe('invalid-policy', () => {
 
 describe('unknown-field', () => {
   it('reports the mis-indented verbs that silently widen a rule', () => {
-    const r = check(`rules:\n  - level: None\n    resources:\n      - group: coordination.k8s.io\n        resources: [leases]\n        verbs: [get]\n  - level: Metadata\n`);
+    const r = check(
+      `rules:\n  - level: None\n    resources:\n      - group: coordination.k8s.io\n        resources: [leases]\n        verbs: [get]\n  - level: Metadata\n`,
+    );
     const f = of(r, 'unknown-field');
     expect(f).toHaveLength(1);
     expect(f[0]).toMatchObject({ severity: 'error', path: 'rules[0].resources[0].verbs', rule: 0, line: 9 });
@@ -87,11 +89,21 @@ describe('cis-3.2.2-secrets-metadata-only', () => {
   it('fails when only one user or one named object gets bodies', () => {
     const errors = (body: string) => of(check(body), 'cis-3.2.2-secrets-metadata-only').filter((f) => f.severity === 'error');
     expect(errors(`rules:\n  - level: Request\n    users: [admin]\n  - level: Metadata\n`)).toHaveLength(1);
-    expect(errors(`rules:\n  - level: Request\n    resources: [{group: "", resources: [configmaps], resourceNames: [app-config]}]\n  - level: Metadata\n`)).toHaveLength(1);
+    expect(
+      errors(`rules:\n  - level: Request\n    resources: [{group: "", resources: [configmaps], resourceNames: [app-config]}]\n  - level: Metadata\n`),
+    ).toHaveLength(1);
   });
   it('a level above Metadata that writes no value (reads and deletes at Request, TokenRequest at Request) is a note', () => {
-    const f = of(check(`rules:\n  - level: Request\n    verbs: [get, list, watch, delete, deletecollection]\n  - level: Request\n    resources: [{group: "", resources: [serviceaccounts/token]}]\n  - level: Metadata\n`), 'cis-3.2.2-secrets-metadata-only');
-    expect(f.map((x) => [x.severity, x.rule])).toEqual([['note', 0], ['note', 1]]);
+    const f = of(
+      check(
+        `rules:\n  - level: Request\n    verbs: [get, list, watch, delete, deletecollection]\n  - level: Request\n    resources: [{group: "", resources: [serviceaccounts/token]}]\n  - level: Metadata\n`,
+      ),
+      'cis-3.2.2-secrets-metadata-only',
+    );
+    expect(f.map((x) => [x.severity, x.rule])).toEqual([
+      ['note', 0],
+      ['note', 1],
+    ]);
     expect(f[0]!.message).toMatch(/no secret value is written/);
     // a write at Request carries the value in its body
     const w = of(check(`rules:\n  - level: Request\n    verbs: [patch]\n  - level: Metadata\n`), 'cis-3.2.2-secrets-metadata-only');
@@ -99,16 +111,25 @@ describe('cis-3.2.2-secrets-metadata-only', () => {
     expect(w[0]!.message).toMatch(/secrets \(patch\); configmaps \(patch\) at Request/);
   });
   it('says in which namespaces the problem is', () => {
-    const f = of(check(`rules:\n  - level: RequestResponse\n    namespaces: [kube-system]\n    resources: [{group: "", resources: [configmaps]}]\n  - level: Metadata\n`), 'cis-3.2.2-secrets-metadata-only');
+    const f = of(
+      check(`rules:\n  - level: RequestResponse\n    namespaces: [kube-system]\n    resources: [{group: "", resources: [configmaps]}]\n  - level: Metadata\n`),
+      'cis-3.2.2-secrets-metadata-only',
+    );
     expect(f[0]!.message).toMatch(/configmaps \([a-z, ]+\) in namespace kube-system at RequestResponse/);
   });
   it('fails when token reviews fall under a body-level rule for their group', () => {
-    const f = of(check(`rules:\n  - level: Metadata\n    resources: [{group: "", resources: [secrets, configmaps]}]\n  - level: RequestResponse\n`), 'cis-3.2.2-secrets-metadata-only');
+    const f = of(
+      check(`rules:\n  - level: Metadata\n    resources: [{group: "", resources: [secrets, configmaps]}]\n  - level: RequestResponse\n`),
+      'cis-3.2.2-secrets-metadata-only',
+    );
     expect(f.map((x) => x.rule)).toEqual([1]);
     expect(f[0]!.message).toMatch(/tokenreviews/);
   });
   it('fails when secrets are not logged at all', () => {
-    const f = of(check(`rules:\n  - level: None\n    resources: [{group: "", resources: [secrets]}]\n  - level: Metadata\n`), 'cis-3.2.2-secrets-metadata-only');
+    const f = of(
+      check(`rules:\n  - level: None\n    resources: [{group: "", resources: [secrets]}]\n  - level: Metadata\n`),
+      'cis-3.2.2-secrets-metadata-only',
+    );
     expect(f).toHaveLength(1);
     expect(f[0]!.message).toMatch(/not logged: rule 0 drops them/);
   });
@@ -119,12 +140,18 @@ describe('cis-3.2.2-secrets-metadata-only', () => {
 
 describe('cis-3.2.2-workload-changes', () => {
   it('fails when pod deletes are dropped', () => {
-    const f = of(check(`rules:\n  - level: None\n    verbs: [delete]\n    resources: [{group: "", resources: [pods]}]\n  - level: Metadata\n`), 'cis-3.2.2-workload-changes');
+    const f = of(
+      check(`rules:\n  - level: None\n    verbs: [delete]\n    resources: [{group: "", resources: [pods]}]\n  - level: Metadata\n`),
+      'cis-3.2.2-workload-changes',
+    );
     expect(f).toHaveLength(1);
     expect(f[0]!.rule).toBe(0);
   });
   it('fails when deployments in kube-system are dropped', () => {
-    const f = of(check(`rules:\n  - level: None\n    namespaces: [kube-system]\n    resources: [{group: apps}]\n  - level: Metadata\n`), 'cis-3.2.2-workload-changes');
+    const f = of(
+      check(`rules:\n  - level: None\n    namespaces: [kube-system]\n    resources: [{group: apps}]\n  - level: Metadata\n`),
+      'cis-3.2.2-workload-changes',
+    );
     expect(f).toHaveLength(1);
     expect(f[0]!.examples!.join()).toMatch(/kube-system/);
   });
@@ -146,7 +173,12 @@ describe('cis-3.2.2-exec-proxy', () => {
     expect(f[0]!.message).toMatch(/services\/proxy/);
   });
   it('fails when the streaming stages are all omitted', () => {
-    const f = of(check(`rules:\n  - level: Metadata\n    resources: [{group: "", resources: [pods/exec]}]\n    omitStages: [ResponseStarted, ResponseComplete]\n  - level: Metadata\n`), 'cis-3.2.2-exec-proxy');
+    const f = of(
+      check(
+        `rules:\n  - level: Metadata\n    resources: [{group: "", resources: [pods/exec]}]\n    omitStages: [ResponseStarted, ResponseComplete]\n  - level: Metadata\n`,
+      ),
+      'cis-3.2.2-exec-proxy',
+    );
     expect(f[0]!.message).toMatch(/omits every stage/);
   });
 });
@@ -208,7 +240,10 @@ describe('detection-blind-spot', () => {
     expect(f[0]!.rule).toBe(0);
   });
   it('names a detection blind because its stages are omitted', () => {
-    const r = check(`rules:\n  - level: Metadata\n    resources: [{group: "", resources: ["pods/exec", "pods/attach"]}]\n    omitStages: [ResponseStarted, ResponseComplete]\n  - level: Request\n`, [podExec]);
+    const r = check(
+      `rules:\n  - level: Metadata\n    resources: [{group: "", resources: ["pods/exec", "pods/attach"]}]\n    omitStages: [ResponseStarted, ResponseComplete]\n  - level: Request\n`,
+      [podExec],
+    );
     expect(of(r, 'detection-blind-spot')[0]!.message).toMatch(/without the ResponseStarted or ResponseComplete stage/);
   });
   it('a partial blind spot (one namespace) is reported with its share', () => {
@@ -233,23 +268,45 @@ describe('shadowed-rule', () => {
     expect(of(r, 'shadowed-rule').map((f) => [f.rule, f.severity])).toEqual([[1, 'warning']]);
   });
   it('a rule covered by two earlier ones together', () => {
-    expect(shadowed(`rules:\n  - level: None\n    verbs: [get]\n  - level: None\n    verbs: [list]\n  - level: Metadata\n    verbs: [get, list]\n`)).toEqual([2]);
+    expect(shadowed(`rules:\n  - level: None\n    verbs: [get]\n  - level: None\n    verbs: [list]\n  - level: Metadata\n    verbs: [get, list]\n`)).toEqual([
+      2,
+    ]);
   });
   it('pods/* takes pods; */log takes pods/log; a prefix takes a longer path', () => {
-    expect(shadowed(`rules:\n  - level: None\n    resources: [{group: "", resources: ["pods/*"]}]\n  - level: Metadata\n    resources: [{group: "", resources: [pods]}]\n`)).toEqual([1]);
-    expect(shadowed(`rules:\n  - level: None\n    resources: [{group: "", resources: ["*/log"]}]\n  - level: Metadata\n    resources: [{group: "", resources: [pods/log]}]\n`)).toEqual([1]);
+    expect(
+      shadowed(
+        `rules:\n  - level: None\n    resources: [{group: "", resources: ["pods/*"]}]\n  - level: Metadata\n    resources: [{group: "", resources: [pods]}]\n`,
+      ),
+    ).toEqual([1]);
+    expect(
+      shadowed(
+        `rules:\n  - level: None\n    resources: [{group: "", resources: ["*/log"]}]\n  - level: Metadata\n    resources: [{group: "", resources: [pods/log]}]\n`,
+      ),
+    ).toEqual([1]);
     expect(shadowed(`rules:\n  - level: None\n    nonResourceURLs: ["/healthz*"]\n  - level: Metadata\n    nonResourceURLs: ["/healthz/etcd"]\n`)).toEqual([1]);
   });
   it('is not fooled by narrower earlier rules', () => {
     expect(shadowed(`rules:\n  - level: None\n    nonResourceURLs: ["/healthz/etcd"]\n  - level: Metadata\n    nonResourceURLs: ["/healthz*"]\n`)).toEqual([]);
-    expect(shadowed(`rules:\n  - level: None\n    resources: [{group: "", resources: [pods]}]\n  - level: Metadata\n    resources: [{group: "", resources: ["pods/*"]}]\n`)).toEqual([]);
+    expect(
+      shadowed(
+        `rules:\n  - level: None\n    resources: [{group: "", resources: [pods]}]\n  - level: Metadata\n    resources: [{group: "", resources: ["pods/*"]}]\n`,
+      ),
+    ).toEqual([]);
     expect(shadowed(`rules:\n  - level: None\n    users: [a]\n    verbs: [get]\n  - level: Metadata\n    users: [a]\n    verbs: [get, list]\n`)).toEqual([]);
     expect(shadowed(`rules:\n  - level: None\n    userGroups: [system:nodes]\n  - level: Metadata\n    users: [system:node:n1]\n`)).toEqual([]);
     expect(shadowed(`rules:\n  - level: None\n    namespaces: [a]\n  - level: Metadata\n    resources: [{group: "", resources: [pods]}]\n`)).toEqual([]);
-    expect(shadowed(`rules:\n  - level: None\n    resources: [{group: "", resources: [configmaps], resourceNames: [leader]}]\n  - level: Metadata\n    resources: [{group: "", resources: [configmaps]}]\n`)).toEqual([]);
+    expect(
+      shadowed(
+        `rules:\n  - level: None\n    resources: [{group: "", resources: [configmaps], resourceNames: [leader]}]\n  - level: Metadata\n    resources: [{group: "", resources: [configmaps]}]\n`,
+      ),
+    ).toEqual([]);
   });
   it('a group-wide rule takes a rule on one resource of the group; cluster scope "" is a namespace like any', () => {
-    expect(shadowed(`rules:\n  - level: None\n    resources: [{group: apps}]\n  - level: Metadata\n    verbs: [create]\n    resources: [{group: apps, resources: [deployments]}]\n`)).toEqual([1]);
+    expect(
+      shadowed(
+        `rules:\n  - level: None\n    resources: [{group: apps}]\n  - level: Metadata\n    verbs: [create]\n    resources: [{group: apps, resources: [deployments]}]\n`,
+      ),
+    ).toEqual([1]);
     expect(shadowed(`rules:\n  - level: None\n    namespaces: [""]\n  - level: Metadata\n    namespaces: [""]\n    verbs: [get]\n`)).toEqual([1]);
   });
   it('a rule that needs a user is not shadowed by one that needs a user of another name', () => {
@@ -277,7 +334,12 @@ describe('noisy-reads', () => {
     expect(f.map((x) => x.message).join('\n')).toMatch(/leases[\s\S]*endpoints[\s\S]*Event[\s\S]*health/);
   });
   it('a kube-proxy-only drop is not enough for endpoint watches', () => {
-    const f = of(check(`rules:\n  - level: None\n    users: [system:kube-proxy]\n    verbs: [watch]\n    resources: [{group: "", resources: [endpoints]}]\n  - level: Metadata\n`), 'noisy-reads');
+    const f = of(
+      check(
+        `rules:\n  - level: None\n    users: [system:kube-proxy]\n    verbs: [watch]\n    resources: [{group: "", resources: [endpoints]}]\n  - level: Metadata\n`,
+      ),
+      'noisy-reads',
+    );
     expect(f.some((x) => /endpoints/.test(x.message))).toBe(true);
   });
 });

@@ -50,13 +50,29 @@ rules:
 describe('kaudit policy eval', () => {
   it('prints one decision a line in the documented format', async () => {
     const lines = [
-      { user: { name: 'alice', groups: ['dev'] }, verb: 'get', resourceRequest: true, apiGroup: '', apiVersion: 'v1', namespace: 'default', resource: 'pods', subresource: 'log', name: 'busybox', path: '/api/v1/namespaces/default/pods/busybox/log' },
+      {
+        user: { name: 'alice', groups: ['dev'] },
+        verb: 'get',
+        resourceRequest: true,
+        apiGroup: '',
+        apiVersion: 'v1',
+        namespace: 'default',
+        resource: 'pods',
+        subresource: 'log',
+        name: 'busybox',
+        path: '/api/v1/namespaces/default/pods/busybox/log',
+      },
       { user: { name: 'system:kube-proxy', groups: [] }, verb: 'watch', resourceRequest: true, resource: 'endpoints', path: '/api/v1/endpoints' },
       { user: null, verb: 'get', resourceRequest: false, path: '/healthz' },
     ];
     const r = await run(['eval', '--policy', POLICY], lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
     expect(r.code).toBe(0);
-    expect(r.out.trim().split('\n').map((l) => JSON.parse(l))).toEqual([
+    expect(
+      r.out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
       { level: 'Request', omitStages: ['RequestReceived', 'ResponseStarted'], omitManagedFields: false, rule: 1 },
       { level: 'None', omitStages: ['RequestReceived'], omitManagedFields: true, rule: 0 },
       { level: 'Metadata', omitStages: ['RequestReceived'], omitManagedFields: true, rule: 2 },
@@ -65,7 +81,10 @@ describe('kaudit policy eval', () => {
 
   it('keeps lines aligned on bad input and exits 1', async () => {
     const r = await run(['eval', '--policy', POLICY], '{"verb":"get"}\nnot json\n{"verb": 5}\n');
-    const out = r.out.trim().split('\n').map((l) => JSON.parse(l));
+    const out = r.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(out).toHaveLength(3);
     expect(out[0]).toMatchObject({ level: 'Metadata', rule: 2 });
     expect(out[1].error).toMatch(/stdin:2: not JSON/);
@@ -146,18 +165,33 @@ describe('kaudit policy check', () => {
   });
 
   it('with --apiserver-manifest adds the kube-bench flag checks', async () => {
-    const good = (await run(['check', POLICY, '--no-detections', '--format', 'json', '--apiserver-manifest', `${fixtures}apiserver/kube-apiserver-v1.26-weak.yaml`])).out;
+    const good = (
+      await run(['check', POLICY, '--no-detections', '--format', 'json', '--apiserver-manifest', `${fixtures}apiserver/kube-apiserver-v1.26-weak.yaml`])
+    ).out;
     const j = JSON.parse(good);
     expect(j.manifest.benchmark).toBe('cis-1.8');
-    expect(j.findings.filter((f: { id: string }) => f.id.startsWith('cis-1.2.')).map((f: { id: string }) => f.id)).toEqual(['cis-1.2.18', 'cis-1.2.19', 'cis-1.2.20']);
+    expect(j.findings.filter((f: { id: string }) => f.id.startsWith('cis-1.2.')).map((f: { id: string }) => f.id)).toEqual([
+      'cis-1.2.18',
+      'cis-1.2.19',
+      'cis-1.2.20',
+    ]);
   });
 
   it('without FILE, checks the policy the manifest names', async () => {
-    const m = file('m.yaml', `apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.0\n    command: [kube-apiserver, --audit-policy-file=${LEAKY}, --audit-log-path=/var/log/a.log, --audit-log-maxage=30, --audit-log-maxbackup=10, --audit-log-maxsize=100]\n`);
+    const m = file(
+      'm.yaml',
+      `apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.0\n    command: [kube-apiserver, --audit-policy-file=${LEAKY}, --audit-log-path=/var/log/a.log, --audit-log-maxage=30, --audit-log-maxbackup=10, --audit-log-maxsize=100]\n`,
+    );
     const r = await run(['check', '--apiserver-manifest', m, '--no-detections', '--format', 'json']);
     const j = JSON.parse(r.out);
     expect(j.policy).toBe(LEAKY);
-    expect(j.findings.map((f: { id: string }) => f.id)).toEqual(['cis-3.2.2-secrets-metadata-only', 'noisy-reads', 'noisy-reads', 'noisy-reads', 'noisy-reads']);
+    expect(j.findings.map((f: { id: string }) => f.id)).toEqual([
+      'cis-3.2.2-secrets-metadata-only',
+      'noisy-reads',
+      'noisy-reads',
+      'noisy-reads',
+      'noisy-reads',
+    ]);
     const missing = await run(['check', '--apiserver-manifest', `${fixtures}apiserver/kube-apiserver-v1.30-good.yaml`, '--no-detections']);
     expect(missing.code).toBe(2);
     expect(missing.err).toMatch(/cannot read \/etc\/kubernetes\/audit\/audit-policy.yaml: ENOENT/);
@@ -173,7 +207,13 @@ describe('kaudit policy check', () => {
   });
 
   it('usage and I/O errors: one line, exit 2', async () => {
-    for (const argv of [['check'], ['check', join(dir, 'missing.yaml'), '--no-detections'], ['check', POLICY, '--format', 'xml'], ['frobnicate'], ['check', POLICY, '--bogus']]) {
+    for (const argv of [
+      ['check'],
+      ['check', join(dir, 'missing.yaml'), '--no-detections'],
+      ['check', POLICY, '--format', 'xml'],
+      ['frobnicate'],
+      ['check', POLICY, '--bogus'],
+    ]) {
       const r = await run(argv);
       expect(r.code, argv.join(' ')).toBe(2);
       expect(r.err.trim().split('\n'), argv.join(' ')).toHaveLength(1);
@@ -189,7 +229,11 @@ describe('kaudit policy matrix, simulate, generate', () => {
     expect(r.out).toMatch(/^secrets\s+Meta \[2\]/m);
     expect(r.out).toMatch(/kube-proxy:\n\s+watch endpoints\s+- \[0\]/);
     const j = JSON.parse((await run(['matrix', POLICY, '--format', 'json', '--user', 'system:kube-proxy'])).out);
-    expect(j.rows.find((x: { resource: string }) => x.resource === 'endpoints').cells.watch).toEqual({ level: 'None', rule: 0, omitStages: ['RequestReceived'] });
+    expect(j.rows.find((x: { resource: string }) => x.resource === 'endpoints').cells.watch).toEqual({
+      level: 'None',
+      rule: 0,
+      omitStages: ['RequestReceived'],
+    });
   });
 
   it('simulate reads log files and reports volume and blind detections', async () => {

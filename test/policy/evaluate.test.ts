@@ -8,12 +8,59 @@ import type { AuditEvent, Stage } from '../../src/events/types.js';
 const alice = { name: 'alice@example.org', groups: ['people', 'devs'] };
 
 const requests: Record<string, RequestAttributes> = {
-  podGet: requestAttributes({ user: alice, verb: 'get', namespace: 'default', apiVersion: 'v1', resource: 'pods', name: 'web', resourceRequest: true, path: '/api/v1/namespaces/default/pods/web' }),
-  clusterRoleGet: requestAttributes({ user: alice, verb: 'get', apiGroup: 'rbac.authorization.k8s.io', apiVersion: 'v1', resource: 'clusterroles', name: 'edit', resourceRequest: true, path: '/apis/rbac.authorization.k8s.io/v1/clusterroles/edit' }),
+  podGet: requestAttributes({
+    user: alice,
+    verb: 'get',
+    namespace: 'default',
+    apiVersion: 'v1',
+    resource: 'pods',
+    name: 'web',
+    resourceRequest: true,
+    path: '/api/v1/namespaces/default/pods/web',
+  }),
+  clusterRoleGet: requestAttributes({
+    user: alice,
+    verb: 'get',
+    apiGroup: 'rbac.authorization.k8s.io',
+    apiVersion: 'v1',
+    resource: 'clusterroles',
+    name: 'edit',
+    resourceRequest: true,
+    path: '/apis/rbac.authorization.k8s.io/v1/clusterroles/edit',
+  }),
   logsPath: requestAttributes({ user: alice, verb: 'get', resourceRequest: false, path: '/logs/kubelet.log' }),
-  podLog: requestAttributes({ user: alice, verb: 'get', namespace: 'default', apiVersion: 'v1', resource: 'pods', subresource: 'log', name: 'web', resourceRequest: true, path: '/api/v1/namespaces/default/pods/web/log' }),
-  anonymousPodGet: requestAttributes({ user: null, verb: 'get', namespace: 'default', apiVersion: 'v1', resource: 'pods', name: 'web', resourceRequest: true, path: '/api/v1/namespaces/default/pods/web' }),
-  clusterRoleStatusUpdate: requestAttributes({ user: alice, verb: 'update', apiGroup: 'rbac.authorization.k8s.io', apiVersion: 'v1', resource: 'clusterroles', subresource: 'status', name: 'r', resourceRequest: true, path: '/apis/rbac.authorization.k8s.io/v1/clusterroles/r/status' }),
+  podLog: requestAttributes({
+    user: alice,
+    verb: 'get',
+    namespace: 'default',
+    apiVersion: 'v1',
+    resource: 'pods',
+    subresource: 'log',
+    name: 'web',
+    resourceRequest: true,
+    path: '/api/v1/namespaces/default/pods/web/log',
+  }),
+  anonymousPodGet: requestAttributes({
+    user: null,
+    verb: 'get',
+    namespace: 'default',
+    apiVersion: 'v1',
+    resource: 'pods',
+    name: 'web',
+    resourceRequest: true,
+    path: '/api/v1/namespaces/default/pods/web',
+  }),
+  clusterRoleStatusUpdate: requestAttributes({
+    user: alice,
+    verb: 'update',
+    apiGroup: 'rbac.authorization.k8s.io',
+    apiVersion: 'v1',
+    resource: 'clusterroles',
+    subresource: 'status',
+    name: 'r',
+    resourceRequest: true,
+    path: '/apis/rbac.authorization.k8s.io/v1/clusterroles/r/status',
+  }),
 };
 
 const rule = (r: Partial<PolicyRule> & { level: string }): PolicyRule => ({ ...emptyRule(r.level), ...r });
@@ -30,7 +77,12 @@ const rules: Record<string, PolicyRule> = {
   anyResourceGets: rule({ level: 'Request', verbs: ['get'], resources: [core(['*'])] }),
   anyLogGets: rule({ level: 'Request', verbs: ['get'], resources: [core(['*/log'])] }),
   podSubresourceGets: rule({ level: 'Request', verbs: ['get'], resources: [core(['pods/*'])] }),
-  clusterScopedRoleGets: rule({ level: 'RequestResponse', verbs: ['get'], namespaces: [''], resources: [{ group: 'rbac.authorization.k8s.io', resources: ['clusterroles'], resourceNames: [] }] }),
+  clusterScopedRoleGets: rule({
+    level: 'RequestResponse',
+    verbs: ['get'],
+    namespaces: [''],
+    resources: [{ group: 'rbac.authorization.k8s.io', resources: ['clusterroles'], resourceNames: [] }],
+  }),
   anyGroupStatusUpdates: rule({ level: 'RequestResponse', verbs: ['update'], resources: [{ group: '*', resources: ['*/status'], resourceNames: [] }] }),
   logPaths: rule({ level: 'RequestResponse', verbs: ['get'], nonResourceURLs: ['/logs*'] }),
   metricsPath: rule({ level: 'Request', verbs: ['get'], nonResourceURLs: ['/metrics'] }),
@@ -140,14 +192,21 @@ describe('omitStages: the rule and the policy are united', () => {
   }
 
   it('lists each stage once', () => {
-    const p: Policy = { rules: [rule({ level: 'Metadata', omitStages: ['RequestReceived', 'RequestReceived', 'Panic'] })], omitStages: ['RequestReceived', 'ResponseStarted'], omitManagedFields: false };
+    const p: Policy = {
+      rules: [rule({ level: 'Metadata', omitStages: ['RequestReceived', 'RequestReceived', 'Panic'] })],
+      omitStages: ['RequestReceived', 'ResponseStarted'],
+      omitManagedFields: false,
+    };
     expect(both(evaluatePolicy(p, requests.podGet!).omitStages)).toEqual(['Panic', 'RequestReceived', 'ResponseStarted']);
   });
 });
 
 describe('omitManagedFields: a rule value overrides the policy default', () => {
   const req = requestAttributes({ verb: 'get' });
-  const matching = (omf?: boolean): PolicyRule => ({ ...rule({ level: 'RequestResponse', verbs: ['get'] }), ...(omf === undefined ? {} : { omitManagedFields: omf }) });
+  const matching = (omf?: boolean): PolicyRule => ({
+    ...rule({ level: 'RequestResponse', verbs: ['get'] }),
+    ...(omf === undefined ? {} : { omitManagedFields: omf }),
+  });
   it.each([
     [false, undefined, false],
     [true, undefined, true],

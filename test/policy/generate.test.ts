@@ -54,7 +54,9 @@ describe('detections', () => {
     expect(minimal.uncovered.find((u) => u.rule === 'pod-privileged')!.reason).toMatch(/needs Request; the minimal profile/);
     expect(minimal.yaml).toMatch(/# Detections: this profile adds nothing for them/);
     const rec = await generatePolicy({ profile: 'recommended', requirements: REQS });
-    expect(rec.yaml).toMatch(/# Detections: every enabled detection sees the requests it needs, except:\n# {3}configmap-with-credentials: needs Request on secrets/);
+    expect(rec.yaml).toMatch(
+      /# Detections: every enabled detection sees the requests it needs, except:\n# {3}configmap-with-credentials: needs Request on secrets/,
+    );
   });
 
   it('adds a targeted rule for a detection the profile hides, before the rule that hid it, without lowering levels', async () => {
@@ -70,7 +72,15 @@ describe('detections', () => {
     const g = await generatePolicy({ profile: 'recommended', requirements: [leaseWatcher] });
     expect(g.uncovered).toEqual([]);
     const p = parsePolicy(g.yaml).policy!;
-    const upd = requestAttributes({ user: { name: 'u', groups: [] }, verb: 'update', resourceRequest: true, apiGroup: 'coordination.k8s.io', resource: 'leases', namespace: 'kube-system', name: 'x' });
+    const upd = requestAttributes({
+      user: { name: 'u', groups: [] },
+      verb: 'update',
+      resourceRequest: true,
+      apiGroup: 'coordination.k8s.io',
+      resource: 'leases',
+      namespace: 'kube-system',
+      name: 'x',
+    });
     const d = evaluatePolicy(p, upd);
     expect(d.level).toBe('Request');
     // Only the named namespace is taken back from the noise rule; heartbeats elsewhere stay dropped.
@@ -107,7 +117,14 @@ describe('--from-log', () => {
   });
 
   it('keeps a read a detection names, even when only system identities make it', async () => {
-    const watchServices: RuleRequirement = { rule: 'svc-watch', title: 'x', verbs: ['watch'], resources: [{ group: '', resource: 'services' }], level: 'Metadata', stages: ['ResponseComplete'] };
+    const watchServices: RuleRequirement = {
+      rule: 'svc-watch',
+      title: 'x',
+      verbs: ['watch'],
+      resources: [{ group: '', resource: 'services' }],
+      level: 'Metadata',
+      stages: ['ResponseComplete'],
+    };
     const g = await generatePolicy({ profile: 'recommended', requirements: [watchServices], fromLog: () => readEventFiles([LOG]) });
     expect(g.yaml).not.toMatch(/watch services by system identities/);
     expect(g.yaml).toMatch(/list pods by system identities/);
@@ -120,7 +137,9 @@ describe.skipIf(!existsSync(PEER))('the recommended profile on real traces (Falc
   it('keeps every event the Falco rules look at, with the request body of every change outside secrets and configmaps', async () => {
     const g = await generatePolicy({ profile: 'recommended', requirements: REQS });
     const p = parsePolicy(g.yaml).policy!;
-    const traces = readdirSync(`${PEER}traces`).filter((f) => f.endsWith('.json')).map((f) => `${PEER}traces/${f}`);
+    const traces = readdirSync(`${PEER}traces`)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => `${PEER}traces/${f}`);
     let events = 0;
     let bad = 0;
     for await (const item of readEventFiles(traces)) {

@@ -49,11 +49,23 @@ describe('apiserver audit flags (kube-bench checks)', () => {
 
   it('version mapping follows kube-bench', () => {
     expect(['1.15', '1.18', '1.21', '1.23', '1.24', '1.25', '1.26', '1.27', '1.28', '1.31', '1.34'].map((v) => benchmarkFor(v).name)).toEqual([
-      'cis-1.5', 'cis-1.6', 'cis-1.20', 'cis-1.23', 'cis-1.24', 'cis-1.7', 'cis-1.8', 'cis-1.9', 'cis-1.10', 'cis-1.11', 'cis-1.12',
+      'cis-1.5',
+      'cis-1.6',
+      'cis-1.20',
+      'cis-1.23',
+      'cis-1.24',
+      'cis-1.7',
+      'cis-1.8',
+      'cis-1.9',
+      'cis-1.10',
+      'cis-1.11',
+      'cis-1.12',
     ]);
   });
 
   it('refuses a file without a kube-apiserver container', () => {
-    expect(() => parseApiserverManifest('apiVersion: v1\nkind: Pod\nspec:\n  containers: [{name: x, command: [sleep]}]\n', 'x.yaml')).toThrow(/no kube-apiserver container/);
+    expect(() => parseApiserverManifest('apiVersion: v1\nkind: Pod\nspec:\n  containers: [{name: x, command: [sleep]}]\n', 'x.yaml')).toThrow(
+      /no kube-apiserver container/,
+    );
   });
 });

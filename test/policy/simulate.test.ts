@@ -11,7 +11,12 @@ const policy = (body: string): Policy => {
   return l.policy;
 };
 
-const bigBody = { kind: 'Pod', apiVersion: 'v1', metadata: { name: 'p', managedFields: [{ manager: 'x'.repeat(500) }] }, spec: { containers: [{ name: 'c', image: 'nginx', securityContext: { privileged: true } }] } };
+const bigBody = {
+  kind: 'Pod',
+  apiVersion: 'v1',
+  metadata: { name: 'p', managedFields: [{ manager: 'x'.repeat(500) }] },
+  spec: { containers: [{ name: 'c', image: 'nginx', securityContext: { privileged: true } }] },
+};
 
 function ev(over: Partial<AuditEvent> & { auditID: string; stage: AuditEvent['stage'] }): AuditEvent {
   return {
@@ -32,13 +37,35 @@ const podCreate = [
   ev({ auditID: 'a', stage: 'ResponseComplete', requestObject: bigBody, responseObject: bigBody, responseStatus: { code: 201 } }),
 ];
 const leaseUpdate = [
-  ev({ auditID: 'b', stage: 'RequestReceived', verb: 'update', user: { username: 'system:node:n1', groups: ['system:nodes'] }, requestURI: '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1', objectRef: { resource: 'leases', apiGroup: 'coordination.k8s.io', namespace: 'kube-node-lease', name: 'n1' } }),
-  ev({ auditID: 'b', stage: 'ResponseComplete', verb: 'update', user: { username: 'system:node:n1', groups: ['system:nodes'] }, requestURI: '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1', objectRef: { resource: 'leases', apiGroup: 'coordination.k8s.io', namespace: 'kube-node-lease', name: 'n1' }, requestObject: { spec: {} } }),
+  ev({
+    auditID: 'b',
+    stage: 'RequestReceived',
+    verb: 'update',
+    user: { username: 'system:node:n1', groups: ['system:nodes'] },
+    requestURI: '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1',
+    objectRef: { resource: 'leases', apiGroup: 'coordination.k8s.io', namespace: 'kube-node-lease', name: 'n1' },
+  }),
+  ev({
+    auditID: 'b',
+    stage: 'ResponseComplete',
+    verb: 'update',
+    user: { username: 'system:node:n1', groups: ['system:nodes'] },
+    requestURI: '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1',
+    objectRef: { resource: 'leases', apiGroup: 'coordination.k8s.io', namespace: 'kube-node-lease', name: 'n1' },
+    requestObject: { spec: {} },
+  }),
 ];
 const all = [...podCreate, ...leaseUpdate];
 const bytes = (e: AuditEvent) => Buffer.byteLength(JSON.stringify(e)) + 1;
 
-const podPrivileged: RuleRequirement = { rule: 'pod-privileged', title: 'Privileged pod', verbs: ['create'], resources: [{ group: '', resource: 'pods' }], level: 'Request', stages: ['ResponseComplete'] };
+const podPrivileged: RuleRequirement = {
+  rule: 'pod-privileged',
+  title: 'Privileged pod',
+  verbs: ['create'],
+  resources: [{ group: '', resource: 'pods' }],
+  level: 'Request',
+  stages: ['ResponseComplete'],
+};
 
 describe('simulatePolicy', () => {
   it('keeps every event under a policy that logs like the capture', async () => {
@@ -49,7 +76,9 @@ describe('simulatePolicy', () => {
   });
 
   it('drops omitted stages and None rules, and cuts bodies to the new level', async () => {
-    const p = policy('omitStages: [RequestReceived]\nrules:\n- level: None\n  resources: [{group: coordination.k8s.io, resources: [leases]}]\n- level: Metadata\n');
+    const p = policy(
+      'omitStages: [RequestReceived]\nrules:\n- level: None\n  resources: [{group: coordination.k8s.io, resources: [leases]}]\n- level: Metadata\n',
+    );
     const r = await simulatePolicy(p, all);
     expect(r.kept.events).toBe(1);
     const expected = bytes(reshapeEvent(podCreate[1]!, 'Metadata', false));

@@ -24,7 +24,10 @@ const dir = mkdtempSync(join(tmpdir(), 'kaudit-xcheck-'));
 function upstream(policyText: string, reqs: RequestAttributes[]): { loads: boolean; decisions: string[] } {
   const f = join(dir, 'p.yaml');
   writeFileSync(f, policyText);
-  const out = execFileSync(BIN!, [f], { input: reqs.map((r) => JSON.stringify(r)).join('\n') + '\n', stdio: ['pipe', 'pipe', 'ignore'] }).toString().trim().split('\n');
+  const out = execFileSync(BIN!, [f], { input: reqs.map((r) => JSON.stringify(r)).join('\n') + '\n', stdio: ['pipe', 'pipe', 'ignore'] })
+    .toString()
+    .trim()
+    .split('\n');
   if (out[0]?.startsWith('{"loadError"')) return { loads: false, decisions: [] };
   return { loads: true, decisions: out.map((l) => JSON.stringify(JSON.parse(l), ['level', 'omitStages', 'omitManagedFields'])) };
 }
@@ -70,7 +73,13 @@ function randomPolicy(): string {
     if (rnd() < 0.5) {
       const n = some(NS, 0.3);
       if (n) r.namespaces = n;
-      r.resources = [{ group: pick(['', 'apps', 'rbac.authorization.k8s.io', '*', 'apps/v1']), ...(rnd() < 0.8 ? { resources: some(['pods', 'pods/log', 'pods/*', '*/log', '*/status', '*', 'deployments', 'secrets'], 1) } : {}), ...(rnd() < 0.2 ? { resourceNames: some(['web', 'edit', ''], 1) } : {}) }];
+      r.resources = [
+        {
+          group: pick(['', 'apps', 'rbac.authorization.k8s.io', '*', 'apps/v1']),
+          ...(rnd() < 0.8 ? { resources: some(['pods', 'pods/log', 'pods/*', '*/log', '*/status', '*', 'deployments', 'secrets'], 1) } : {}),
+          ...(rnd() < 0.2 ? { resourceNames: some(['web', 'edit', ''], 1) } : {}),
+        },
+      ];
     } else if (rnd() < 0.6) {
       r.nonResourceURLs = some(['/healthz*', '/healthz', '/logs*', '*', '/metrics', '/api*', 'logs', '/a/*/b'], 1);
       if (rnd() < 0.1) r.namespaces = ['default'];
@@ -89,8 +98,20 @@ function randomPolicy(): string {
 
 function randomRequest(): RequestAttributes {
   const user = rnd() < 0.15 ? null : { name: pick(USERS), groups: some(GROUPS, 0.8) ?? [] };
-  if (rnd() < 0.3) return requestAttributes({ user, verb: pick(VERBS), path: pick(['/healthz', '/healthz/etcd', '/logs/x', '/metrics', '/api', '/version', '/']) });
-  return requestAttributes({ user, verb: pick(VERBS), resourceRequest: true, apiGroup: pick(['', 'apps', 'rbac.authorization.k8s.io']), apiVersion: 'v1', namespace: pick(NS), resource: pick(['pods', 'deployments', 'secrets']), subresource: pick(['', '', 'log', 'status']), name: pick(['web', 'edit', '']), path: '/x' });
+  if (rnd() < 0.3)
+    return requestAttributes({ user, verb: pick(VERBS), path: pick(['/healthz', '/healthz/etcd', '/logs/x', '/metrics', '/api', '/version', '/']) });
+  return requestAttributes({
+    user,
+    verb: pick(VERBS),
+    resourceRequest: true,
+    apiGroup: pick(['', 'apps', 'rbac.authorization.k8s.io']),
+    apiVersion: 'v1',
+    namespace: pick(NS),
+    resource: pick(['pods', 'deployments', 'secrets']),
+    subresource: pick(['', '', 'log', 'status']),
+    name: pick(['web', 'edit', '']),
+    path: '/x',
+  });
 }
 
 describe.skipIf(!BIN)('kaudit agrees with k8s.io/apiserver', () => {
@@ -113,23 +134,49 @@ describe.skipIf(!BIN)('kaudit agrees with k8s.io/apiserver', () => {
     ['a quoted boolean', 'rules:\n- level: Metadata\n  omitManagedFields: "true"\n'],
   ])('%s', (_what, body) => {
     const text = `apiVersion: audit.k8s.io/v1\nkind: Policy\n${body}`;
-    const reqs = [requestAttributes({ user: { name: 'on', groups: [] }, verb: 'get', path: '/x' }), requestAttributes({ user: null, verb: 'get', resourceRequest: true, resource: 'pods' })];
+    const reqs = [
+      requestAttributes({ user: { name: 'on', groups: [] }, verb: 'get', path: '/x' }),
+      requestAttributes({ user: null, verb: 'get', resourceRequest: true, resource: 'pods' }),
+    ];
     expect(mine(text, reqs)).toEqual(upstream(text, reqs));
   });
 });
 
 describe.skipIf(!BIN)('the shipped policies in kube-apiserver', () => {
   const root = new URL('../../audit-policies/', import.meta.url).pathname;
-  const files = ['profiles', 'examples'].flatMap((d) => readdirSync(root + d).filter((f) => f.endsWith('.yaml')).map((f) => `${root}${d}/${f}`));
+  const files = ['profiles', 'examples'].flatMap((d) =>
+    readdirSync(root + d)
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => `${root}${d}/${f}`),
+  );
   // Probe every catalog resource and verb for a few identities.
   const reqs: RequestAttributes[] = [];
-  for (const user of [{ name: 'alice', groups: ['system:authenticated'] }, { name: 'system:kube-proxy', groups: ['system:authenticated'] }, { name: 'system:node:n1', groups: ['system:nodes', 'system:authenticated'] }, null]) {
+  for (const user of [
+    { name: 'alice', groups: ['system:authenticated'] },
+    { name: 'system:kube-proxy', groups: ['system:authenticated'] },
+    { name: 'system:node:n1', groups: ['system:nodes', 'system:authenticated'] },
+    null,
+  ]) {
     for (const c of CATALOG) {
       for (const sub of ['', ...(c.subresources ?? [])]) {
-        for (const verb of RESOURCE_VERBS) reqs.push(requestAttributes({ user, verb, resourceRequest: true, apiGroup: c.group, apiVersion: 'v1', namespace: c.namespaced ? 'kube-system' : '', resource: c.resource, subresource: sub, name: 'x' }));
+        for (const verb of RESOURCE_VERBS)
+          reqs.push(
+            requestAttributes({
+              user,
+              verb,
+              resourceRequest: true,
+              apiGroup: c.group,
+              apiVersion: 'v1',
+              namespace: c.namespaced ? 'kube-system' : '',
+              resource: c.resource,
+              subresource: sub,
+              name: 'x',
+            }),
+          );
       }
     }
-    for (const path of ['/healthz', '/livez', '/version', '/api', '/apis/apps', '/metrics', '/logs/x']) reqs.push(requestAttributes({ user, verb: 'get', path }));
+    for (const path of ['/healthz', '/livez', '/version', '/api', '/apis/apps', '/metrics', '/logs/x'])
+      reqs.push(requestAttributes({ user, verb: 'get', path }));
   }
   it.each(files)('%s loads and evaluates the same', (f) => {
     const text = readFileSync(f, 'utf8');

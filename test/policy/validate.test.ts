@@ -10,7 +10,12 @@ const policy = (rules: PolicyRule[], omitStages: string[] = []): Policy => ({ ru
 const goodRules: PolicyRule[] = [
   rule({ level: 'Metadata' }),
   rule({ level: 'None', userGroups: ['system:serviceaccounts', 'system:nodes'] }),
-  rule({ level: 'RequestResponse', verbs: ['get'], namespaces: ['kube-system'], resources: [{ group: 'rbac.authorization.k8s.io', resources: ['roles', 'rolebindings'], resourceNames: [] }] }),
+  rule({
+    level: 'RequestResponse',
+    verbs: ['get'],
+    namespaces: ['kube-system'],
+    resources: [{ group: 'rbac.authorization.k8s.io', resources: ['roles', 'rolebindings'], resourceNames: [] }],
+  }),
   rule({ level: 'Metadata', userGroups: ['developers'], nonResourceURLs: ['/logs*', '/healthz*', '/metrics', '*'] }),
   rule({ level: 'Metadata', omitStages: ['RequestReceived'] }),
   rule({ level: 'Metadata', resources: [{ group: '*', resources: ['*/status'], resourceNames: [] }] }),
@@ -28,18 +33,34 @@ describe('validatePolicy accepts', () => {
 describe('validatePolicy rejects, naming the field', () => {
   const bad: [string, PolicyRule, string[]][] = [
     ['an empty rule (no level)', rule({}), ['rules[0].level']],
-    ['a rule without level', rule({ verbs: ['get'], namespaces: ['kube-system'], resources: [{ group: '', resources: ['secrets'], resourceNames: [] }] }), ['rules[0].level']],
+    [
+      'a rule without level',
+      rule({ verbs: ['get'], namespaces: ['kube-system'], resources: [{ group: '', resources: ['secrets'], resourceNames: [] }] }),
+      ['rules[0].level'],
+    ],
     ['an unknown level', rule({ level: 'FooBar' }), ['rules[0].level']],
     ['a wrongly cased level', rule({ level: 'metadata' }), ['rules[0].level']],
     ['nonResourceURLs with namespaces', rule({ level: 'Metadata', namespaces: ['default'], nonResourceURLs: ['/logs*'] }), ['rules[0].nonResourceURLs']],
-    ['nonResourceURLs with resources', rule({ level: 'Metadata', resources: [{ group: '', resources: ['secrets'], resourceNames: [] }], nonResourceURLs: ['/logs*'] }), ['rules[0].nonResourceURLs']],
-    ['a group with its version', rule({ level: 'Metadata', resources: [{ group: 'rbac.authorization.k8s.io/v1beta1', resources: ['roles'], resourceNames: [] }] }), ['rules[0].resources[0].group']],
+    [
+      'nonResourceURLs with resources',
+      rule({ level: 'Metadata', resources: [{ group: '', resources: ['secrets'], resourceNames: [] }], nonResourceURLs: ['/logs*'] }),
+      ['rules[0].nonResourceURLs'],
+    ],
+    [
+      'a group with its version',
+      rule({ level: 'Metadata', resources: [{ group: 'rbac.authorization.k8s.io/v1beta1', resources: ['roles'], resourceNames: [] }] }),
+      ['rules[0].resources[0].group'],
+    ],
     ['an upper-case group', rule({ level: 'Metadata', resources: [{ group: 'Apps', resources: [], resourceNames: [] }] }), ['rules[0].resources[0].group']],
     ['a URL without a leading slash', rule({ level: 'Metadata', nonResourceURLs: ['logs', '/healthz*'] }), ['rules[0].nonResourceURLs[0]']],
     ['an empty URL', rule({ level: 'Metadata', nonResourceURLs: ['', '/healthz*'] }), ['rules[0].nonResourceURLs[0]']],
     ['a URL with two wildcards', rule({ level: 'Metadata', nonResourceURLs: ['/metrics', '/logs/*/*'] }), ['rules[0].nonResourceURLs[1]']],
     ['a URL with a wildcard inside', rule({ level: 'Metadata', nonResourceURLs: ['/logs/*.log', '/metrics'] }), ['rules[0].nonResourceURLs[0]']],
-    ['resourceNames without resources', rule({ level: 'Metadata', verbs: ['get'], namespaces: ['kube-system'], resources: [{ group: '', resources: [], resourceNames: ['leader'] }] }), ['rules[0].resources[0].resourceNames']],
+    [
+      'resourceNames without resources',
+      rule({ level: 'Metadata', verbs: ['get'], namespaces: ['kube-system'], resources: [{ group: '', resources: [], resourceNames: ['leader'] }] }),
+      ['rules[0].resources[0].resourceNames'],
+    ],
     ['an unknown stage in a rule', rule({ level: 'Metadata', omitStages: ['foo'] }), ['rules[0].omitStages[0]']],
   ];
   for (const [what, r, paths] of bad) {
@@ -56,7 +77,13 @@ describe('validatePolicy rejects, naming the field', () => {
   });
   it('reports every error of a rule, level first', () => {
     const errs = validatePolicy(policy([rule({ level: 'X', nonResourceURLs: ['x*y'], omitStages: ['Nope'], namespaces: ['a'] })]));
-    expect(errs.map((e) => e.path)).toEqual(['rules[0].level', 'rules[0].nonResourceURLs[0]', 'rules[0].nonResourceURLs[0]', 'rules[0].omitStages[0]', 'rules[0].nonResourceURLs']);
+    expect(errs.map((e) => e.path)).toEqual([
+      'rules[0].level',
+      'rules[0].nonResourceURLs[0]',
+      'rules[0].nonResourceURLs[0]',
+      'rules[0].omitStages[0]',
+      'rules[0].nonResourceURLs',
+    ]);
     expect(errs[0]!.type).toBe('NotSupported');
   });
   it('a missing level is Required, a wrong one NotSupported', () => {
@@ -162,7 +189,9 @@ rules:
   });
 
   it('reads JSON', () => {
-    const l = parsePolicy('{"apiVersion":"audit.k8s.io/v1","kind":"Policy","omitStages":["RequestReceived"],"rules":[{"level":"Metadata","omitManagedFields":true}]}');
+    const l = parsePolicy(
+      '{"apiVersion":"audit.k8s.io/v1","kind":"Policy","omitStages":["RequestReceived"],"rules":[{"level":"Metadata","omitManagedFields":true}]}',
+    );
     expect(l.policy).toEqual({ rules: [{ ...emptyRule('Metadata'), omitManagedFields: true }], omitStages: ['RequestReceived'], omitManagedFields: false });
   });
 

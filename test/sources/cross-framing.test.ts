@@ -24,7 +24,11 @@ const CLUSTER = 'c1';
 function makeEvents(): Record<string, unknown>[] {
   return [
     ev(),
-    ev({ userAgent: 'kubectl/v1.30.2 (ünïcødé ✓ "quoted" \\ back)', verb: 'list', objectRef: { resource: 'pods', namespace: 'kube-system', apiVersion: 'v1' } }),
+    ev({
+      userAgent: 'kubectl/v1.30.2 (ünïcødé ✓ "quoted" \\ back)',
+      verb: 'list',
+      objectRef: { resource: 'pods', namespace: 'kube-system', apiVersion: 'v1' },
+    }),
     ev({
       level: 'Request',
       verb: 'create',
@@ -32,7 +36,12 @@ function makeEvents(): Record<string, unknown>[] {
       objectRef: { resource: 'secrets', namespace: 'prod', name: 'db', apiVersion: 'v1' },
       requestObject: { kind: 'Secret', apiVersion: 'v1', metadata: { name: 'db' }, data: { password: 'aHVudGVyMg==' } },
     }),
-    ev({ stage: 'RequestReceived', verb: 'create', requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=sh&container=app', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' } }),
+    ev({
+      stage: 'RequestReceived',
+      verb: 'create',
+      requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=sh&container=app',
+      objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' },
+    }),
   ];
 }
 
@@ -166,7 +175,9 @@ describe('the accepted audit versions are the same on every path', () => {
     }
     const item = bare(ev());
     const store = await importInto(dir, 'beta.json', JSON.stringify(eventList([item], 'audit.k8s.io/v1beta1'), null, 2));
-    expect(storedRows(store)).toEqual([expect.objectContaining({ auditID: item.auditID, raw: JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1beta1', ...item }) })]);
+    expect(storedRows(store)).toEqual([
+      expect.objectContaining({ auditID: item.auditID, raw: JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1beta1', ...item }) }),
+    ]);
     store.close();
   });
 
@@ -186,7 +197,9 @@ describe('a file with several pretty-printed documents one after another', () =>
     const [a, b] = [ev(), ev()];
     const store = await importInto(dir, 'two.json', JSON.stringify(a, null, 2) + '\n' + JSON.stringify(b, null, 2));
     const dead = deadReasons(store);
-    expect(dead).toEqual([expect.stringMatching(/^not a valid JSON document \(malformed JSON at byte \d+: unexpected data after the end of the JSON document\)$/)]);
+    expect(dead).toEqual([
+      expect.stringMatching(/^not a valid JSON document \(malformed JSON at byte \d+: unexpected data after the end of the JSON document\)$/),
+    ]);
     expect(storedRows(store)).toEqual([]);
     store.close();
   });
@@ -262,7 +275,9 @@ describe('a forced format', () => {
     writeFileSync(path, lines([ev(), ev()]));
     const store = new Store(join(dir, 'a.db'));
     const pipeline = new Pipeline({ writer: store });
-    await expect(importFiles([path], { sink: pipeline, cluster: CLUSTER, format: 'nope' })).rejects.toThrow(`import:${path}: unknown format "nope": expected one of auto, native, eks, gke, aks, forwarder`);
+    await expect(importFiles([path], { sink: pipeline, cluster: CLUSTER, format: 'nope' })).rejects.toThrow(
+      `import:${path}: unknown format "nope": expected one of auto, native, eks, gke, aks, forwarder`,
+    );
     await expect(importFiles([path], { sink: pipeline, cluster: CLUSTER, format: 'native' })).resolves.toMatchObject({ events: 2, bad: 0 });
     await pipeline.idle();
     store.close();

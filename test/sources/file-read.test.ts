@@ -65,12 +65,21 @@ describe('reading audit log files', () => {
     const bom = Buffer.from([0xef, 0xbb, 0xbf]);
     const items = [ev(), ev(), ev()];
     writeFileSync(join(d, 'lines.log'), Buffer.concat([bom, Buffer.from(lines(items))]));
-    writeFileSync(join(d, 'list.json'), Buffer.concat([bom, Buffer.from(JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }, null, 2))]));
+    writeFileSync(
+      join(d, 'list.json'),
+      Buffer.concat([bom, Buffer.from(JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }, null, 2))]),
+    );
     writeFileSync(join(d, 'arr.json.gz'), gzipSync(Buffer.concat([bom, Buffer.from(JSON.stringify(items))])));
     for (const f of ['lines.log', 'list.json', 'arr.json.gz']) {
       const rs = await collect(join(d, f));
-      expect(rs.filter((r) => r.error), f).toEqual([]);
-      expect(rs.map((r) => (r.event as { auditID: string }).auditID), f).toEqual(items.map((e) => e.auditID));
+      expect(
+        rs.filter((r) => r.error),
+        f,
+      ).toEqual([]);
+      expect(
+        rs.map((r) => (r.event as { auditID: string }).auditID),
+        f,
+      ).toEqual(items.map((e) => e.auditID));
     }
   });
 
@@ -83,8 +92,14 @@ describe('reading audit log files', () => {
     writeFileSync(join(d, 'one.json'), JSON.stringify(ev(), null, 2));
     for (const f of ['list.json', 'list1.json', 'arr.json']) {
       const rs = await collect(join(d, f));
-      expect(rs.filter((r) => r.event), f).toHaveLength(3);
-      expect(rs.filter((r) => r.error), f).toHaveLength(1);
+      expect(
+        rs.filter((r) => r.event),
+        f,
+      ).toHaveLength(3);
+      expect(
+        rs.filter((r) => r.error),
+        f,
+      ).toHaveLength(1);
     }
     expect((await collect(join(d, 'one.json'))).filter((r) => r.event)).toHaveLength(1);
   });
@@ -109,10 +124,16 @@ describe('reading audit log files', () => {
     writeFileSync(join(d, 'late.json'), JSON.stringify({ items, kind: 'EventList', apiVersion: 'audit.k8s.io/v1beta1' }, null, 2));
     const late = await collect(join(d, 'late.json'));
     expect(late.filter((r) => r.event)).toHaveLength(2);
-    expect(late.filter((r) => r.error).map((r) => r.error)).toEqual([expect.stringMatching(/^the EventList names its kind or apiVersion after its items, which were read as audit\.k8s\.io\/v1: the list is audit\.k8s\.io\/v1beta1\./)]);
+    expect(late.filter((r) => r.error).map((r) => r.error)).toEqual([
+      expect.stringMatching(
+        /^the EventList names its kind or apiVersion after its items, which were read as audit\.k8s\.io\/v1: the list is audit\.k8s\.io\/v1beta1\./,
+      ),
+    ]);
     writeFileSync(join(d, 'pods.json'), JSON.stringify({ items, kind: 'PodList' }));
     const pods = await collect(join(d, 'pods.json'));
-    expect(pods.filter((r) => r.error).map((r) => r.error)).toEqual(['not an audit EventList: a document with an items array has kind "PodList", expected "EventList"']);
+    expect(pods.filter((r) => r.error).map((r) => r.error)).toEqual([
+      'not an audit EventList: a document with an items array has kind "PodList", expected "EventList"',
+    ]);
   });
 
   it('keeps a one-line record as its stored text, and re-serialises a pretty-printed one (stored raw events are lines)', () => {

@@ -18,7 +18,9 @@ let built: { bin?: string; reason?: string } | undefined;
 export function lumberjackWriter(): string | undefined {
   if (!built) {
     try {
-      const bin = execFileSync('bash', [join(ROOT, 'scripts/lumberjack-writer.sh')], { stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000 }).toString().trim();
+      const bin = execFileSync('bash', [join(ROOT, 'scripts/lumberjack-writer.sh')], { stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000 })
+        .toString()
+        .trim();
       built = { bin };
     } catch (e) {
       built = { reason: (e as Error).message };
@@ -53,7 +55,24 @@ export interface Writer {
 
 /** Starts the writer: events numbered from..from+n-1 (auditID 00000000-0000-4000-8000-<number, 12 digits>). */
 export function startWriter(bin: string, o: WriteOptions): Writer {
-  const args = ['-path', o.path, '-from', String(o.from ?? 0), '-n', String(o.n), '-rate', String(o.rate ?? 0), '-maxsize', String(o.maxSizeMB ?? 1), '-maxbackups', String(o.maxBackups ?? 0), '-pad', String(o.pad ?? 900), '-report', String(o.report ?? 1000)];
+  const args = [
+    '-path',
+    o.path,
+    '-from',
+    String(o.from ?? 0),
+    '-n',
+    String(o.n),
+    '-rate',
+    String(o.rate ?? 0),
+    '-maxsize',
+    String(o.maxSizeMB ?? 1),
+    '-maxbackups',
+    String(o.maxBackups ?? 0),
+    '-pad',
+    String(o.pad ?? 900),
+    '-report',
+    String(o.report ?? 1000),
+  ];
   if (o.compress) args.push('-compress');
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let written = 0;

@@ -27,7 +27,12 @@ describe('the files of a log, in write order', () => {
     writeFileSync(join(dir, 'other.log'), 'x');
     writeFileSync(join(dir, 'audit-policy.yaml'), 'x');
     const files = await logFilesInWriteOrder(join(dir, 'audit.log'));
-    expect(files.map((f) => f.name)).toEqual(['audit-2026-11-01T09-59-59.999.log', 'audit-2026-11-01T10-00-00.000.log.gz', 'audit-2026-11-01T10-00-00.010.log.gz', 'audit.log']);
+    expect(files.map((f) => f.name)).toEqual([
+      'audit-2026-11-01T09-59-59.999.log',
+      'audit-2026-11-01T10-00-00.000.log.gz',
+      'audit-2026-11-01T10-00-00.010.log.gz',
+      'audit.log',
+    ]);
     expect(files.map((f) => f.live)).toEqual([false, false, false, true]);
   });
 
@@ -81,10 +86,26 @@ describe('fingerprints', () => {
 
 describe('the saved state', () => {
   it('reads its own format, a v1 position (one file and offset), and refuses anything else', () => {
-    const s = { v: 2 as const, cur: { head: 'ab', headLen: 256, dev: 1, ino: 2, offset: 300, line: 3, name: 'audit.log' }, done: [{ head: 'cd', headLen: 256 }] };
+    const s = {
+      v: 2 as const,
+      cur: { head: 'ab', headLen: 256, dev: 1, ino: 2, offset: 300, line: 3, name: 'audit.log' },
+      done: [{ head: 'cd', headLen: 256 }],
+    };
     expect(parseState(encodeState(s))).toEqual(s);
-    expect(parseState(JSON.stringify({ dev: 1, ino: 2, head: 'ab', headLen: 256, offset: 300, line: 3 }))).toEqual({ v: 2, cur: { head: 'ab', headLen: 256, dev: 1, ino: 2, offset: 300, line: 3 }, done: [] });
-    for (const bad of ['', 'null', '[]', '{"v":3}', '{"v":2}', '{"v":2,"done":[{"head":1}]}', '{"v":2,"done":[],"cur":{"head":"x","headLen":10,"offset":-1,"line":0}}']) {
+    expect(parseState(JSON.stringify({ dev: 1, ino: 2, head: 'ab', headLen: 256, offset: 300, line: 3 }))).toEqual({
+      v: 2,
+      cur: { head: 'ab', headLen: 256, dev: 1, ino: 2, offset: 300, line: 3 },
+      done: [],
+    });
+    for (const bad of [
+      '',
+      'null',
+      '[]',
+      '{"v":3}',
+      '{"v":2}',
+      '{"v":2,"done":[{"head":1}]}',
+      '{"v":2,"done":[],"cur":{"head":"x","headLen":10,"offset":-1,"line":0}}',
+    ]) {
       expect(parseState(bad)).toBeUndefined();
     }
   });

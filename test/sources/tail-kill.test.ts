@@ -43,7 +43,12 @@ function storedCount(db: string): number {
   }
 }
 
-const backups = (dir: string) => new Set(readdirSync(dir).filter((f) => /^audit-.*\.log(\.gz)?$/.test(f)).map((f) => f.replace(/\.gz$/, ''))).size;
+const backups = (dir: string) =>
+  new Set(
+    readdirSync(dir)
+      .filter((f) => /^audit-.*\.log(\.gz)?$/.test(f))
+      .map((f) => f.replace(/\.gz$/, '')),
+  ).size;
 
 describe.skipIf(!BIN)('kaudit serve --tail killed with SIGKILL under lumberjack rotation', { timeout: 600_000 }, () => {
   const N = 20_000;

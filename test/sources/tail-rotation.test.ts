@@ -43,7 +43,14 @@ function setup() {
   };
   const stored = () => counts(store).events;
   // Rotated files (a backup being compressed is both x.log and x.log.gz: counted once).
-  const backups = () => (existsSync(dir) ? new Set(readdirSync(dir).filter((f) => /^audit-.*\.log(\.gz)?$/.test(f)).map((f) => f.replace(/\.gz$/, ''))).size : 0);
+  const backups = () =>
+    existsSync(dir)
+      ? new Set(
+          readdirSync(dir)
+            .filter((f) => /^audit-.*\.log(\.gz)?$/.test(f))
+            .map((f) => f.replace(/\.gz$/, '')),
+        ).size
+      : 0;
   /** Waits for `n` events, then a while longer for any extra one. */
   const settle = async (n: number, timeoutMs = 300_000) => {
     await waitFor(() => stored() >= n, `${n} events stored (have ${stored()})`, timeoutMs);
@@ -66,7 +73,14 @@ describe.skipIf(!BIN)('file tail under lumberjack (kube-apiserver rotation, comp
     // machine loaded by other work still writes bursts that fast).
     await startWriter(BIN!, { ...writeOpts(s.log), rate: 0 }).done;
     const rotations = s.backups();
-    const times = [...new Set(readdirSync(s.dir).map((f) => /^audit-(\d{4}-\d\d-\d\d)T(\d\d)-(\d\d)-(\d\d\.\d{3})\.log/.exec(f)).filter((m) => m !== null).map((m) => Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}Z`)))].sort((a, b) => a - b);
+    const times = [
+      ...new Set(
+        readdirSync(s.dir)
+          .map((f) => /^audit-(\d{4}-\d\d-\d\d)T(\d\d)-(\d\d)-(\d\d\.\d{3})\.log/.exec(f))
+          .filter((m) => m !== null)
+          .map((m) => Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}Z`)),
+      ),
+    ].sort((a, b) => a - b);
     const fastest10 = Math.min(...times.slice(9).map((t, i) => t - times[i]!));
     expect(fastest10).toBeLessThanOrEqual(1000);
     await s.settle(N);

@@ -15,7 +15,16 @@ function split(body: string, chunk = 7): string[] {
 }
 
 function event(i: number, extra: Record<string, unknown> = {}) {
-  return { level: 'Metadata', auditID: `id-${i}`, stage: 'ResponseComplete', requestURI: `/api/v1/pods?x="${i}"\\`, verb: 'get', user: { username: 'a\\"b' }, requestReceivedTimestamp: '2026-01-01T00:00:00.000001Z', ...extra };
+  return {
+    level: 'Metadata',
+    auditID: `id-${i}`,
+    stage: 'ResponseComplete',
+    requestURI: `/api/v1/pods?x="${i}"\\`,
+    verb: 'get',
+    user: { username: 'a\\"b' },
+    requestReceivedTimestamp: '2026-01-01T00:00:00.000001Z',
+    ...extra,
+  };
 }
 
 async function read(body: string | Buffer, limit = 1 << 20, chunk = 13) {
@@ -42,8 +51,9 @@ describe('DocumentSplitter', () => {
 
   it('agrees with JSON.parse on random documents under random chunking', () => {
     let seed = 12345;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-    const str = () => Array.from({ length: Math.floor(rnd() * 8) }, () => ['a', '"', '\\', '{', ']', ',', ':', 'é', '\n', '\u0001'][Math.floor(rnd() * 10)]).join('');
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+    const str = () =>
+      Array.from({ length: Math.floor(rnd() * 8) }, () => ['a', '"', '\\', '{', ']', ',', ':', 'é', '\n', '\u0001'][Math.floor(rnd() * 10)]).join('');
     const value = (d: number): unknown => {
       const k = Math.floor(rnd() * (d > 3 ? 4 : 7));
       if (k === 0) return str();
@@ -55,17 +65,21 @@ describe('DocumentSplitter', () => {
     };
     for (let round = 0; round < 300; round++) {
       const items = Array.from({ length: Math.floor(rnd() * 6) }, () => value(0));
-      const doc = rnd() < 0.5 ? JSON.stringify(items) : JSON.stringify({ kind: 'EventList', [str() || 'x']: value(1), items, z: value(2) }, null, rnd() < 0.3 ? 1 : 0);
+      const doc =
+        rnd() < 0.5 ? JSON.stringify(items) : JSON.stringify({ kind: 'EventList', [str() || 'x']: value(1), items, z: value(2) }, null, rnd() < 0.3 ? 1 : 0);
       const b = Buffer.from(doc);
       const out: string[] = [];
       const sp = new DocumentSplitter((it) => out.push(it.bytes.toString()));
-      for (let i = 0; i < b.length; ) {
+      for (let i = 0; i < b.length;) {
         const step = 1 + Math.floor(rnd() * 9);
         sp.push(b.subarray(i, i + step));
         i += step;
       }
       sp.end();
-      expect(out.map((t) => JSON.parse(t)), doc).toEqual(items);
+      expect(
+        out.map((t) => JSON.parse(t)),
+        doc,
+      ).toEqual(items);
     }
   });
 
@@ -103,7 +117,12 @@ describe('DocumentSplitter', () => {
 
 describe('readAuditBody', () => {
   it('gives EventList items the list kind and apiVersion, in the value and the stored text', async () => {
-    const body = JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1beta1', metadata: {}, items: [event(1), { kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...event(2) }] });
+    const body = JSON.stringify({
+      kind: 'EventList',
+      apiVersion: 'audit.k8s.io/v1beta1',
+      metadata: {},
+      items: [event(1), { kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...event(2) }],
+    });
     const { records } = await read(body);
     expect(records).toHaveLength(2);
     // Parsed later, by the pipeline, like a log line.
@@ -131,7 +150,7 @@ describe('readAuditBody', () => {
     expect((records[0]!.value as { auditID: string }).auditID).toBe('id-1');
   });
 
-  it('leaves an item that does not parse to the pipeline, as that item\'s bad input', async () => {
+  it("leaves an item that does not parse to the pipeline, as that item's bad input", async () => {
     const { records } = await read(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"a":tru},${JSON.stringify(event(1))}]}`);
     expect(records.map((r) => r.where)).toEqual(['test item 0', 'test item 1']);
     expect(decodeRecord(records[0]!)).toEqual([{ error: expect.stringMatching(/^not JSON/) }]);

@@ -20,7 +20,16 @@ describe('auditID encoding', () => {
   });
 
   it('keeps anything that is not a lowercase 8-4-4-4-12 UUID as text, unchanged', () => {
-    for (const id of ['', 'abc', 'A1B2C3D4-0000-4000-8000-000000000000', '0000000g-0000-4000-8000-000000000000', '00000000-0000-4000-8000-00000000000', '00000000-0000-4000-8000-0000000000000', '000000000000-4000-8000-000000000000-', '00000000_0000_4000_8000_000000000000']) {
+    for (const id of [
+      '',
+      'abc',
+      'A1B2C3D4-0000-4000-8000-000000000000',
+      '0000000g-0000-4000-8000-000000000000',
+      '00000000-0000-4000-8000-00000000000',
+      '00000000-0000-4000-8000-0000000000000',
+      '000000000000-4000-8000-000000000000-',
+      '00000000_0000_4000_8000_000000000000',
+    ]) {
       expect(encodeAuditID(id)).toBe(id);
       expect(decodeAuditID(encodeAuditID(id))).toBe(id);
     }
@@ -60,7 +69,11 @@ describe('packing a batch', () => {
       const records = p.finish();
       expect(records.count).toBe(2);
       expect(store.insert(records).flags).toEqual([true, true]);
-      const rows = store.db.prepare('SELECT audit_id, blob, blob_idx FROM events ORDER BY blob_idx').all() as { audit_id: Buffer | string; blob: number; blob_idx: number }[];
+      const rows = store.db.prepare('SELECT audit_id, blob, blob_idx FROM events ORDER BY blob_idx').all() as {
+        audit_id: Buffer | string;
+        blob: number;
+        blob_idx: number;
+      }[];
       expect(rows.map((r) => decodeAuditID(r.audit_id))).toEqual([a!.auditID, b!.auditID]);
       // Each row's raw line is its own event's.
       expect(rows.map((r) => (JSON.parse(store.rawEvent(r.blob, r.blob_idx)!) as { auditID: string }).auditID)).toEqual([a!.auditID, b!.auditID]);

@@ -40,14 +40,23 @@ describeWithTmpfs('a full disk under the store (real tmpfs)', (mount) => {
     const events = paddedEvents(12_000, 'imp');
     writeFileSync(file, events.map((e) => JSON.stringify(e)).join('\n') + '\n');
     const db = join(fs.dir, 'k.db');
-    const run = () => spawnSync(process.execPath, [BIN, 'ingest', '--db', db, '--no-detect', file], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, KAUDIT_LOG_LEVEL: 'warn' } });
+    const run = () =>
+      spawnSync(process.execPath, [BIN, 'ingest', '--db', db, '--no-detect', file], {
+        encoding: 'utf8',
+        timeout: 120_000,
+        env: { ...process.env, KAUDIT_LOG_LEVEL: 'warn' },
+      });
 
     const full = run();
     expect(full.status).toBe(3);
     const lines = full.stderr.trim().split('\n');
     // One line: what failed, where, how much was stored, what to do. No stack trace.
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^kaudit ingest: the store ${db} could not write \\(full: SQLITE_FULL, database or disk is full\\) while importing ${file}; at least \\d+ events were stored\\. To finish: free space .* run the same command again`));
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^kaudit ingest: the store ${db} could not write \\(full: SQLITE_FULL, database or disk is full\\) while importing ${file}; at least \\d+ events were stored\\. To finish: free space .* run the same command again`,
+      ),
+    );
     const claimed = Number(/at least (\d+) events/.exec(lines[0]!)![1]);
     const after = inspectStore(db);
     expect(after.integrity).toBe('ok');
@@ -74,7 +83,11 @@ describeWithTmpfs('a full disk under the store (real tmpfs)', (mount) => {
     running.push(r);
     const base = `http://${r.address}`;
     const post = (items: Record<string, unknown>[]) =>
-      fetch(`${base}/api/v1/audit/webhook/prod`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }) });
+      fetch(`${base}/api/v1/audit/webhook/prod`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }),
+      });
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
 
     const batches = Array.from({ length: 40 }, (_, b) => paddedEvents(200, `wh${b}`));
@@ -132,7 +145,14 @@ describeWithTmpfs('a full disk under the store (real tmpfs)', (mount) => {
     const r = await startServe(cfg, { detect: false });
     running.push(r);
     const base = `http://${r.address}`;
-    for (let i = 0; i < events.length; i += 1000) appendFileSync(log, events.slice(i, i + 1000).map((e) => JSON.stringify(e)).join('\n') + '\n');
+    for (let i = 0; i < events.length; i += 1000)
+      appendFileSync(
+        log,
+        events
+          .slice(i, i + 1000)
+          .map((e) => JSON.stringify(e))
+          .join('\n') + '\n',
+      );
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, 'the store to fill up', 60_000);
     // The committed position covers only stored lines: every line before its offset is in the store.
     // The tail's state (v2): the file being read and how far, plus the files read to their end (none here: no rotation).
@@ -164,14 +184,26 @@ describeWithTmpfs('a full disk under the store (real tmpfs)', (mount) => {
     running.push(r);
     const base = `http://${r.address}`;
     const post = (items: Record<string, unknown>[]) =>
-      fetch(`${base}/api/v1/audit/webhook/prod`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }) });
+      fetch(`${base}/api/v1/audit/webhook/prod`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }),
+      });
     // Fill the store until batches are refused.
     for (let b = 0, refused = 0; refused < 2; b++) {
       expect(b).toBeLessThan(60);
       if ((await post(paddedEvents(200, `fill${b}`))).status === 500) refused++;
     }
     // A batch with an exec (kubectl's first stage of it, ResponseStarted): detected, then not stored.
-    const exec = ev({ auditID: 'exec-on-a-full-disk', verb: 'create', stage: 'ResponseStarted', requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=sh&container=api', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' }, responseStatus: { code: 101 }, user: { username: 'mallory', groups: ['system:authenticated'] } });
+    const exec = ev({
+      auditID: 'exec-on-a-full-disk',
+      verb: 'create',
+      stage: 'ResponseStarted',
+      requestURI: '/api/v1/namespaces/prod/pods/api-0/exec?command=sh&container=api',
+      objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' },
+      responseStatus: { code: 101 },
+      user: { username: 'mallory', groups: ['system:authenticated'] },
+    });
     const batch = [...paddedEvents(200, 'with-exec'), exec];
     expect((await post(batch)).status).toBe(500);
     fs.resize(64 << 20);

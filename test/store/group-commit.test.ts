@@ -12,7 +12,16 @@ describe('group commit', () => {
   const batch = (store: { redactionKey: Buffer }, from: number, n: number, pad = 0) =>
     toRecords(
       Array.from({ length: n }, (_, i) =>
-        normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString(), annotations: pad ? { pad: 'x'.repeat(pad) } : {} })), 'c', { enabled: true, key: store.redactionKey }),
+        normalise(
+          toAuditEvent(
+            ev({
+              requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString(),
+              annotations: pad ? { pad: 'x'.repeat(pad) } : {},
+            }),
+          ),
+          'c',
+          { enabled: true, key: store.redactionKey },
+        ),
       ),
     );
   const count = (path: string) => {
@@ -76,7 +85,12 @@ describe('group commit', () => {
     const path = join(tempDir(), 'k.db');
     const store = new SqliteStore(path);
     store.grouped = true;
-    const events = Array.from({ length: 10 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() })), 'c', { enabled: true, key: store.redactionKey }));
+    const events = Array.from({ length: 10 }, (_, i) =>
+      normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() })), 'c', {
+        enabled: true,
+        key: store.redactionKey,
+      }),
+    );
     const records = () => toRecords(events);
     const a = store.insert(records());
     store.commitGroup();
@@ -133,7 +147,13 @@ describe('blob codecs', () => {
     const { deflateRawSync } = await import('node:zlib');
     const path = join(tempDir(), 'k.db');
     const key = Buffer.alloc(32);
-    const make = (from: number) => Array.from({ length: 3 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString() })), 'c', { enabled: false, key }));
+    const make = (from: number) =>
+      Array.from({ length: 3 }, (_, i) =>
+        normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString() })), 'c', {
+          enabled: false,
+          key,
+        }),
+      );
     const old = make(0);
     let store = new SqliteStore(path);
     store.commitAll(old, { alerts: [], deadLetters: [] });
@@ -142,7 +162,8 @@ describe('blob codecs', () => {
     store.db.exec('ALTER TABLE blobs DROP COLUMN codec');
     store.db.pragma('user_version = 2');
     store.close();
-    const rawOf = (s: SqliteStore) => (s.db.prepare('SELECT blob, blob_idx FROM events ORDER BY id').all() as { blob: number; blob_idx: number }[]).map((r) => s.rawEvent(r.blob, r.blob_idx));
+    const rawOf = (s: SqliteStore) =>
+      (s.db.prepare('SELECT blob, blob_idx FROM events ORDER BY id').all() as { blob: number; blob_idx: number }[]).map((r) => s.rawEvent(r.blob, r.blob_idx));
     const reader = new SqliteStore(path, { readonly: true });
     expect(rawOf(reader)).toEqual(old.map((e) => e.raw));
     reader.close();
@@ -162,7 +183,14 @@ describe('group commit on the writer thread', () => {
     const w = await WriterThread.open(path);
     const key = { redactionKey: w.redactionKey };
     const events = (from: number) =>
-      toRecords(Array.from({ length: 5 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString() })), 'c', { enabled: true, key: key.redactionKey })));
+      toRecords(
+        Array.from({ length: 5 }, (_, i) =>
+          normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString() })), 'c', {
+            enabled: true,
+            key: key.redactionKey,
+          }),
+        ),
+      );
     const a = await w.insert(events(0));
     const b = await w.insert(events(100));
     // Sent together, so they meet in one group: the middle one names no open batch, which rolls nothing back.
@@ -193,7 +221,7 @@ describe('group commit on the writer thread', () => {
 });
 
 describe('writer thread buffers', () => {
-  it('hands each batch\'s raw buffer back for the next batches, which store their own lines, not the old ones', async () => {
+  it("hands each batch's raw buffer back for the next batches, which store their own lines, not the old ones", async () => {
     const { Pipeline } = await import('../../src/pipeline/pipeline.js');
     const { queryEvents } = await import('../../src/store/queries.js');
     const path = join(tempDir(), 'k.db');
@@ -203,7 +231,14 @@ describe('writer thread buffers', () => {
     // or a wrong length would show in what is read back.
     const lines: string[] = [];
     for (let b = 0; b < 6; b++) {
-      const batch = Array.from({ length: 50 }, (_, i) => JSON.stringify(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (b * 50 + i) * 1000).toISOString(), annotations: { pad: 'x'.repeat(b < 3 ? 2000 : 10 + i) } })));
+      const batch = Array.from({ length: 50 }, (_, i) =>
+        JSON.stringify(
+          ev({
+            requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (b * 50 + i) * 1000).toISOString(),
+            annotations: { pad: 'x'.repeat(b < 3 ? 2000 : 10 + i) },
+          }),
+        ),
+      );
       lines.push(...batch);
       await pipeline.submit({ source: 'src', cluster: 'c', records: batch.map((text, i) => ({ text, where: `${b}:${i}` })) });
       if (b === 2) expect(writer.spareBuffers).toBeGreaterThan(0);
@@ -225,7 +260,17 @@ describe('writer thread buffers', () => {
     const writer = await WriterThread.open(join(tempDir(), 'k.db'));
     const key = { redactionKey: writer.redactionKey };
     const records = (from: number, n: number, pad: number) =>
-      toRecords(Array.from({ length: n }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString(), annotations: { pad: 'x'.repeat(pad) } })), 'c', { enabled: true, key: key.redactionKey })));
+      toRecords(
+        Array.from({ length: n }, (_, i) =>
+          normalise(
+            toAuditEvent(
+              ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + (from + i) * 1000).toISOString(), annotations: { pad: 'x'.repeat(pad) } }),
+            ),
+            'c',
+            { enabled: true, key: key.redactionKey },
+          ),
+        ),
+      );
     // Small batches fill every place with small buffers...
     for (let b = 0; b < 10; b++) await writer.insert(records(b * 10, 10, 10));
     expect(writer.spareBuffers).toBe(8);

@@ -27,7 +27,9 @@ describe('batch dictionary', () => {
       expect(store.insert(records).flags.every(Boolean)).toBe(true);
       const rows = store.db.prepare('SELECT d.value AS user FROM events e JOIN dict d ON d.id = e.user ORDER BY e.blob_idx').all() as { user: string }[];
       expect(rows.map((r) => r.user)).toEqual(events.map((e) => e.user));
-      const ids = store.db.prepare('SELECT count(*) AS n FROM dict WHERE value IN (SELECT value FROM dict) AND id IN (SELECT DISTINCT user FROM events)').get() as { n: number };
+      const ids = store.db
+        .prepare('SELECT count(*) AS n FROM dict WHERE value IN (SELECT value FROM dict) AND id IN (SELECT DISTINCT user FROM events)')
+        .get() as { n: number };
       expect(ids.n).toBe(distinct.size);
     } finally {
       store.close();

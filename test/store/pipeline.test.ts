@@ -20,7 +20,16 @@ class ExecDetector implements Detector {
     this.seen += events.length;
     return events
       .filter((e) => e.subresource === 'exec')
-      .map((e) => ({ rule: 'pod-exec', title: 'exec', severity: 'high', tags: ['T1609'], summary: `${e.user} exec ${e.name}`, ...alertEventFields(e), objectRef: { resource: e.resource, namespace: e.namespace, name: e.name }, groupKey: `pod-exec|${e.cluster}|${e.user}|${e.namespace}/${e.name}` }));
+      .map((e) => ({
+        rule: 'pod-exec',
+        title: 'exec',
+        severity: 'high',
+        tags: ['T1609'],
+        summary: `${e.user} exec ${e.name}`,
+        ...alertEventFields(e),
+        objectRef: { resource: e.resource, namespace: e.namespace, name: e.name },
+        groupKey: `pod-exec|${e.cluster}|${e.user}|${e.namespace}/${e.name}`,
+      }));
   }
 }
 
@@ -35,13 +44,27 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
     const metrics = new Metrics();
     const detector = new ExecDetector();
     const pipeline = new Pipeline({ writer, detector, metrics });
-    return { path, writer, reader, metrics, detector, pipeline, close: async () => (writer instanceof WriterThread ? (await writer.close(), reader.close()) : reader.close()) };
+    return {
+      path,
+      writer,
+      reader,
+      metrics,
+      detector,
+      pipeline,
+      close: async () => (writer instanceof WriterThread ? (await writer.close(), reader.close()) : reader.close()),
+    };
   }
 
   it('stores events once per (cluster, auditID, stage), and detects only new ones', async () => {
     const s = await setup();
-    const exec = ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' }, requestURI: '/api/v1/namespaces/default/pods/web-1/exec?command=sh&container=app' });
-    const batch = [ev(), exec, ev({ stage: 'ResponseStarted', auditID: exec.auditID, requestReceivedTimestamp: exec.requestReceivedTimestamp }), ev()].map((e, i) => ({ text: text(e), where: `l${i}` }));
+    const exec = ev({
+      verb: 'create',
+      objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' },
+      requestURI: '/api/v1/namespaces/default/pods/web-1/exec?command=sh&container=app',
+    });
+    const batch = [ev(), exec, ev({ stage: 'ResponseStarted', auditID: exec.auditID, requestReceivedTimestamp: exec.requestReceivedTimestamp }), ev()].map(
+      (e, i) => ({ text: text(e), where: `l${i}` }),
+    );
     const r1 = await s.pipeline.submit({ source: 'test', cluster: 'c1', records: batch });
     expect(r1).toMatchObject({ stored: 4, duplicates: 0, bad: [] });
     expect(r1.alerts).toHaveLength(1);
@@ -59,7 +82,12 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
 
   it('links each alert to the event that raised it, also in a batch where some events were duplicates', async () => {
     const s = await setup();
-    const exec = (name: string) => ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name }, requestURI: `/api/v1/namespaces/default/pods/${name}/exec?command=sh` });
+    const exec = (name: string) =>
+      ev({
+        verb: 'create',
+        objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name },
+        requestURI: `/api/v1/namespaces/default/pods/${name}/exec?command=sh`,
+      });
     const plain = ev();
     const first = [plain, exec('a')];
     await s.pipeline.submit({ source: 'test', cluster: 'c1', records: first.map((e, i) => ({ text: text(e), where: `a${i}` })) });
@@ -80,7 +108,12 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
 
   it('dead-letters bad records with their reason and keeps the good ones of the same batch', async () => {
     const s = await setup();
-    const records = [{ text: text(ev()), where: 'f:1' }, { text: 'nope', where: 'f:2' }, { text: text({ kind: 0 }), where: 'f:3' }, { text: text({ kind: 'EventList', items: [ev(), { kind: 'Event' }] }), where: 'f:4' }];
+    const records = [
+      { text: text(ev()), where: 'f:1' },
+      { text: 'nope', where: 'f:2' },
+      { text: text({ kind: 0 }), where: 'f:3' },
+      { text: text({ kind: 'EventList', items: [ev(), { kind: 'Event' }] }), where: 'f:4' },
+    ];
     const r = await s.pipeline.submit({ source: 'file:x', cluster: 'c', records });
     expect(r.stored).toBe(2);
     expect(r.bad.map((b) => b.where)).toEqual(['f:2', 'f:3', 'f:4']);
@@ -94,29 +127,56 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
     const s = await setup();
     const t = (sec: number) => `2026-11-01T10:${String(Math.floor(sec / 60)).padStart(2, '0')}:${String(sec % 60).padStart(2, '0')}.000001Z`;
     const execURI = '/api/v1/namespaces/prod/pods/api-0/exec?command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken&container=api';
-    const x = ev({ verb: 'create', stage: 'ResponseStarted', requestURI: execURI, objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' }, responseStatus: { code: 101 }, requestReceivedTimestamp: t(1), user: { username: 'mallory', groups: ['system:authenticated'] } });
+    const x = ev({
+      verb: 'create',
+      stage: 'ResponseStarted',
+      requestURI: execURI,
+      objectRef: { resource: 'pods', subresource: 'exec', namespace: 'prod', name: 'api-0' },
+      responseStatus: { code: 101 },
+      requestReceivedTimestamp: t(1),
+      user: { username: 'mallory', groups: ['system:authenticated'] },
+    });
     const events = [
       x,
       { ...x, stage: 'ResponseComplete' },
       ev({ verb: 'get', objectRef: { resource: 'secrets', namespace: 'prod', name: 'db' }, requestReceivedTimestamp: t(2), user: { username: 'mallory' } }),
       ev({ verb: 'list', objectRef: { resource: 'secrets' }, requestReceivedTimestamp: t(3) }),
       ev({ verb: 'create', objectRef: { resource: 'secrets', namespace: 'prod', name: 'new' }, requestReceivedTimestamp: t(4) }),
-      ev({ verb: 'create', objectRef: { resource: 'clusterrolebindings', apiGroup: 'rbac.authorization.k8s.io', name: 'pwn' }, requestReceivedTimestamp: t(5), user: { username: 'mallory' } }),
+      ev({
+        verb: 'create',
+        objectRef: { resource: 'clusterrolebindings', apiGroup: 'rbac.authorization.k8s.io', name: 'pwn' },
+        requestReceivedTimestamp: t(5),
+        user: { username: 'mallory' },
+      }),
       ev({ verb: 'get', objectRef: { resource: 'clusterrolebindings', apiGroup: 'rbac.authorization.k8s.io', name: 'pwn' }, requestReceivedTimestamp: t(6) }),
       ev({ requestReceivedTimestamp: t(70) }),
     ];
     await s.pipeline.submit({ source: 't', cluster: 'c', records: events.map((e, i) => ({ text: text(e), where: String(i) })) });
     const execs = execSessions(s.reader, {});
     expect(execs.items).toHaveLength(1);
-    expect(execs.items[0]).toMatchObject({ user: 'mallory', namespace: 'prod', name: 'api-0', container: 'api', command: 'cat /var/run/secrets/kubernetes.io/serviceaccount/token', stage: 'ResponseComplete', time: t(1) });
+    expect(execs.items[0]).toMatchObject({
+      user: 'mallory',
+      namespace: 'prod',
+      name: 'api-0',
+      container: 'api',
+      command: 'cat /var/run/secrets/kubernetes.io/serviceaccount/token',
+      stage: 'ResponseComplete',
+      time: t(1),
+    });
     expect(secretReads(s.reader, {}).items.map((r) => r.verb)).toEqual(['list', 'get']);
     expect(secretReads(s.reader, { user: 'mallory' }).items).toHaveLength(1);
     expect(rbacChanges(s.reader, {}).items.map((r) => r.name)).toEqual(['pwn']);
     expect(userActivity(s.reader, { user: 'mallory' }).items.map((r) => r.resource)).toEqual(['clusterrolebindings', 'secrets', 'pods']);
     expect(userActivity(s.reader, { user: 'mall*' }).items).toHaveLength(3);
-    expect(top(s.reader, 'user', {})).toEqual([{ value: 'alice@example.com', count: 4 }, { value: 'mallory', count: 3 }]);
+    expect(top(s.reader, 'user', {})).toEqual([
+      { value: 'alice@example.com', count: 4 },
+      { value: 'mallory', count: 3 },
+    ]);
     const since = Date.UTC(2026, 10, 1, 10, 0, 3) * 1000;
-    expect(top(s.reader, 'user', { since, until: since + 3_000_000 })).toEqual([{ value: 'alice@example.com', count: 2 }, { value: 'mallory', count: 1 }]);
+    expect(top(s.reader, 'user', { since, until: since + 3_000_000 })).toEqual([
+      { value: 'alice@example.com', count: 2 },
+      { value: 'mallory', count: 1 },
+    ]);
     const one = getEvent(s.reader, execs.items[0]!.id)!;
     expect((one.event as { requestURI: string }).requestURI).toBe(execURI);
     await s.close();
@@ -124,7 +184,8 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
 
   it('pages with a cursor that stays stable while events arrive', async () => {
     const s = await setup();
-    const mk = (n: number, base: number) => Array.from({ length: n }, (_, i) => ({ text: text(ev({ requestReceivedTimestamp: new Date(base + i * 1000).toISOString() })), where: String(i) }));
+    const mk = (n: number, base: number) =>
+      Array.from({ length: n }, (_, i) => ({ text: text(ev({ requestReceivedTimestamp: new Date(base + i * 1000).toISOString() })), where: String(i) }));
     await s.pipeline.submit({ source: 't', cluster: 'c', records: mk(25, Date.UTC(2026, 0, 1)) });
     const p1 = queryEvents(s.reader, {}, { limit: 10 });
     await s.pipeline.submit({ source: 't', cluster: 'c', records: mk(5, Date.UTC(2026, 0, 2)) });
@@ -138,7 +199,13 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
 
   it('groups repeated alerts of one rule, identity and object into one row with a count', async () => {
     const s = await setup();
-    const mk = (i: number) => ev({ verb: 'create', requestURI: '/api/v1/namespaces/d/pods/p/exec?command=id', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'd', name: 'p' }, requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() });
+    const mk = (i: number) =>
+      ev({
+        verb: 'create',
+        requestURI: '/api/v1/namespaces/d/pods/p/exec?command=id',
+        objectRef: { resource: 'pods', subresource: 'exec', namespace: 'd', name: 'p' },
+        requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
+      });
     const r = await s.pipeline.submit({ source: 't', cluster: 'c', records: [0, 1, 2].map((i) => ({ text: text(mk(i)), where: '' })) });
     expect(r.alerts).toHaveLength(1);
     const rows = queryAlerts(s.reader, { rule: ['pod-exec'] });
@@ -150,7 +217,14 @@ describe.each(['same thread', 'writer thread'])('pipeline and store (%s)', (mode
 
 describe('a stop between storing a batch and detecting it', () => {
   const execEvent = (i: number) =>
-    text(ev({ verb: 'create', requestURI: '/api/v1/namespaces/d/pods/p/exec?command=id', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'd', name: `p${i}` }, requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() }));
+    text(
+      ev({
+        verb: 'create',
+        requestURI: '/api/v1/namespaces/d/pods/p/exec?command=id',
+        objectRef: { resource: 'pods', subresource: 'exec', namespace: 'd', name: `p${i}` },
+        requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
+      }),
+    );
   const plain = () => text(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 1)).toISOString() }));
 
   /** Stores a batch the way the pipeline's first half does, and never finishes it. */

@@ -9,7 +9,12 @@ import { toRecords } from '../../src/store/records.js';
 import { ev, tempDir } from '../helpers/events.js';
 
 function fill(store: SqliteStore, day: number, n: number) {
-  const events = Array.from({ length: n }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, day, 0, 0, i)).toISOString(), userAgent: 'x'.repeat(500 + i) })), 'c', { enabled: true, key: store.redactionKey }));
+  const events = Array.from({ length: n }, (_, i) =>
+    normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, day, 0, 0, i)).toISOString(), userAgent: 'x'.repeat(500 + i) })), 'c', {
+      enabled: true,
+      key: store.redactionKey,
+    }),
+  );
   store.commitAll(events, { alerts: [], deadLetters: [] });
 }
 
@@ -45,7 +50,12 @@ describe('retention', () => {
   it('never prunes a batch whose detection has not finished, and does once it has', async () => {
     const store = new SqliteStore(join(tempDir(), 'k.db'));
     fill(store, 1, 50);
-    const waiting = Array.from({ length: 20 }, (_, i) => normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 1, 0, i)).toISOString() })), 'c', { enabled: true, key: store.redactionKey }));
+    const waiting = Array.from({ length: 20 }, (_, i) =>
+      normalise(toAuditEvent(ev({ requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 1, 1, 0, i)).toISOString() })), 'c', {
+        enabled: true,
+        key: store.redactionKey,
+      }),
+    );
     const { batch } = store.insert(toRecords(waiting));
     const r = new Retention(store, { maxAgeMs: 86_400_000 });
     expect(await r.runOnce(Date.UTC(2026, 0, 12))).toBe(50);

@@ -20,7 +20,12 @@ function LazyCharts(props: { route: ReturnType<typeof useRoute> }) {
   useEffect(() => {
     import('./pages/Charts.js').then((m) => setC(() => m.ChartsPage)).catch((e: Error) => setError(e.message));
   }, []);
-  if (error) return <p class="error" role="alert">{error}</p>;
+  if (error)
+    return (
+      <p class="error" role="alert">
+        {error}
+      </p>
+    );
   return C ? <C route={props.route} /> : <p class="muted">Loading charts…</p>;
 }
 
@@ -45,7 +50,13 @@ function Login(props: { message: string; onIn: () => void }) {
       props.onIn();
     } catch (err) {
       token.clear();
-      setError(err instanceof ApiError && err.status === 401 ? 'That token was refused.' : err instanceof ApiError && err.status === 403 ? `${(err as Error).message}` : (err as Error).message);
+      setError(
+        err instanceof ApiError && err.status === 401
+          ? 'That token was refused.'
+          : err instanceof ApiError && err.status === 403
+            ? `${(err as Error).message}`
+            : (err as Error).message,
+      );
     } finally {
       setBusy(false);
     }
@@ -56,7 +67,14 @@ function Login(props: { message: string; onIn: () => void }) {
         <h1>kaudit console</h1>
         <p>This server requires a bearer token with the read or admin scope (from its tokens file).</p>
         <label for="token">Token</label>
-        <input id="token" type="password" autocomplete="current-password" value={value} onInput={(e) => setValue((e.target as HTMLInputElement).value)} required />
+        <input
+          id="token"
+          type="password"
+          autocomplete="current-password"
+          value={value}
+          onInput={(e) => setValue((e.target as HTMLInputElement).value)}
+          required
+        />
         {error && (
           <p class="error" role="alert">
             {error}

@@ -46,7 +46,8 @@ export function gunzip(b: Buffer, what: string): Buffer {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'Z_BUF_ERROR' || /unexpected end/i.test((e as Error).message)) throw new EnvelopeError(`${what} is truncated gzip (${b.length} bytes)`);
-    if (code === 'ERR_BUFFER_TOO_LARGE' || /Cannot create a Buffer larger/.test((e as Error).message)) throw new EnvelopeError(`${what} expands past ${MAX_GUNZIP_BYTES} bytes`);
+    if (code === 'ERR_BUFFER_TOO_LARGE' || /Cannot create a Buffer larger/.test((e as Error).message))
+      throw new EnvelopeError(`${what} expands past ${MAX_GUNZIP_BYTES} bytes`);
     throw new EnvelopeError(`${what} is not valid gzip (${(e as Error).message.split('\n')[0]})`);
   }
 }
@@ -73,6 +74,9 @@ export function itemError(e: unknown, where?: string): { error: string; where?: 
  */
 export function clusterName(raw: string | undefined): string | undefined {
   if (!raw) return undefined;
-  const s = raw.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 63);
+  const s = raw
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 63);
   return s.length > 0 ? s : undefined;
 }

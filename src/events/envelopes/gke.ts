@@ -14,7 +14,23 @@ const AUDIT_LOG_TYPE = 'type.googleapis.com/google.cloud.audit.AuditLog';
 
 /** google.rpc.Code to the HTTP status the apiserver would have answered (the mapping of google.rpc's code.proto). */
 const GRPC_TO_HTTP: Record<number, number> = {
-  0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+  0: 200,
+  1: 499,
+  2: 500,
+  3: 400,
+  4: 504,
+  5: 404,
+  6: 409,
+  7: 403,
+  8: 429,
+  9: 400,
+  10: 409,
+  11: 400,
+  12: 501,
+  13: 500,
+  14: 503,
+  15: 500,
+  16: 401,
 };
 
 const STREAMING = new Set(['exec', 'attach', 'portforward']);
@@ -122,7 +138,8 @@ export function logEntryToEvent(e: Record<string, unknown>): { event: Record<str
   const pp = e.protoPayload;
   if (!isObject(pp)) throw new EnvelopeError(`LogEntry protoPayload is ${typeName(pp)}, not an object`);
   if (pp['@type'] !== AUDIT_LOG_TYPE) throw new EnvelopeError(`LogEntry protoPayload is ${JSON.stringify(pp['@type'])}, not ${AUDIT_LOG_TYPE}`);
-  if (pp.serviceName !== 'k8s.io') throw new EnvelopeError(`Cloud Audit Logs entry of service ${JSON.stringify(pp.serviceName)}, not k8s.io: not a Kubernetes audit event`);
+  if (pp.serviceName !== 'k8s.io')
+    throw new EnvelopeError(`Cloud Audit Logs entry of service ${JSON.stringify(pp.serviceName)}, not k8s.io: not a Kubernetes audit event`);
   const method = str(pp.methodName);
   if (!method) throw new EnvelopeError('GKE audit entry lacks protoPayload.methodName');
   const time = str(e.timestamp) ?? str(e.receiveTimestamp);
@@ -208,7 +225,8 @@ function isPush(o: Record<string, unknown>): boolean {
 
 function entryItems(v: unknown, where: string | undefined, out: EnvelopeItem[]): void {
   try {
-    if (!isObject(v) || !isLogEntry(v)) throw new EnvelopeError(`not a Cloud Logging LogEntry with a protoPayload (a JSON ${typeName(v)}${isObject(v) ? ' without protoPayload' : ''})`);
+    if (!isObject(v) || !isLogEntry(v))
+      throw new EnvelopeError(`not a Cloud Logging LogEntry with a protoPayload (a JSON ${typeName(v)}${isObject(v) ? ' without protoPayload' : ''})`);
     const { event, cluster } = logEntryToEvent(v);
     const item: EnvelopeItem = { value: event };
     if (cluster !== undefined) item.cluster = cluster;

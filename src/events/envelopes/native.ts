@@ -13,7 +13,10 @@ import type { Envelope, EnvelopeItem } from './types.js';
  */
 export function eventListHeader(kind: unknown, apiVersion: unknown): EventListHeader {
   if (kind !== undefined && kind !== 'EventList') {
-    return { apiVersion: DEFAULT_AUDIT_API_VERSION, error: `not an audit EventList: a document with an items array has kind ${JSON.stringify(kind)}, expected "EventList"` };
+    return {
+      apiVersion: DEFAULT_AUDIT_API_VERSION,
+      error: `not an audit EventList: a document with an items array has kind ${JSON.stringify(kind)}, expected "EventList"`,
+    };
   }
   if (apiVersion === undefined) return { apiVersion: DEFAULT_AUDIT_API_VERSION };
   if (!isAuditApiVersion(apiVersion)) return { apiVersion: DEFAULT_AUDIT_API_VERSION, error: `not an audit EventList: ${apiVersionProblem(apiVersion)}` };
@@ -40,7 +43,11 @@ export function inheritText(original: Record<string, unknown>, text: string, api
   const noVersion = original.apiVersion === undefined;
   if (!noKind && !noVersion) return text;
   if (text.charCodeAt(0) !== 0x7b || Object.keys(original).length === 0) return undefined;
-  const fields = noKind ? (noVersion ? `"kind":"Event","apiVersion":${JSON.stringify(apiVersion)},` : '"kind":"Event",') : `"apiVersion":${JSON.stringify(apiVersion)},`;
+  const fields = noKind
+    ? noVersion
+      ? `"kind":"Event","apiVersion":${JSON.stringify(apiVersion)},`
+      : '"kind":"Event",'
+    : `"apiVersion":${JSON.stringify(apiVersion)},`;
   return '{' + fields + text.slice(1);
 }
 

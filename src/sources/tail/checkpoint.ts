@@ -75,6 +75,9 @@ export function encodeState(s: TailState): string {
 
 /** The state once `fp` has been read to its end and nothing is open. */
 export function finished(s: TailState, fp: Fingerprint | undefined): TailState {
-  const done = fp && fp.headLen > 0 ? [...s.done.filter((d) => d.head !== fp.head || d.headLen !== fp.headLen), { head: fp.head, headLen: fp.headLen }].slice(-DONE_KEPT) : s.done;
+  const done =
+    fp && fp.headLen > 0
+      ? [...s.done.filter((d) => d.head !== fp.head || d.headLen !== fp.headLen), { head: fp.head, headLen: fp.headLen }].slice(-DONE_KEPT)
+      : s.done;
   return { v: 2, done };
 }

@@ -95,7 +95,21 @@ async function listOnce(livePath: string): Promise<LogFile[] | undefined> {
     }
     if (!st.isFile()) continue;
     const gz = name.endsWith('.gz');
-    ranked.push({ f: { path: join(dir, name), name, base: gz ? name.slice(0, -3) : name, gz, live: false, scheme: rank.scheme, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs }, rank });
+    ranked.push({
+      f: {
+        path: join(dir, name),
+        name,
+        base: gz ? name.slice(0, -3) : name,
+        gz,
+        live: false,
+        scheme: rank.scheme,
+        dev: st.dev,
+        ino: st.ino,
+        size: st.size,
+        mtimeMs: st.mtimeMs,
+      },
+      rank,
+    });
   }
   // A backup being compressed: keep the plain file, which is complete, and not its half-written .gz.
   const plain = new Set(ranked.filter((r) => !r.f.gz).map((r) => r.f.base));
@@ -112,6 +126,7 @@ async function listOnce(livePath: string): Promise<LogFile[] | undefined> {
   const st = await stat(livePath).catch(() => undefined);
   if (liveBefore && (!st || st.ino !== liveBefore.ino || st.dev !== liveBefore.dev)) return undefined;
   if (st?.isDirectory()) throw Object.assign(new Error(`EISDIR: ${livePath} is a directory, not a log file`), { code: 'EISDIR' });
-  if (st?.isFile()) out.push({ path: livePath, name: liveName, base: liveName, gz: false, live: true, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
+  if (st?.isFile())
+    out.push({ path: livePath, name: liveName, base: liveName, gz: false, live: true, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
   return out;
 }

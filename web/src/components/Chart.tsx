@@ -45,7 +45,15 @@ export function StackedChart(props: { data: Timeline; title: string; onBrush?: (
         ...order.map((i) => {
           const name = props.data.series[i]!.name;
           const color = PALETTE[name] ?? CYCLE[i % CYCLE.length]!;
-          return { label: name, stroke: color, fill: color, width: 0, paths: bars, points: { show: false }, value: (_u: uPlot, _v: number, _s: number, idx: number | null) => (idx === null ? '' : String(props.data.series[i]!.counts[idx] ?? 0)) };
+          return {
+            label: name,
+            stroke: color,
+            fill: color,
+            width: 0,
+            paths: bars,
+            points: { show: false },
+            value: (_u: uPlot, _v: number, _s: number, idx: number | null) => (idx === null ? '' : String(props.data.series[i]!.counts[idx] ?? 0)),
+          };
         }),
       ],
       hooks: {
@@ -71,7 +79,15 @@ export function StackedChart(props: { data: Timeline; title: string; onBrush?: (
   return (
     <figure class="chart">
       <figcaption>{props.title}</figcaption>
-      {props.data.buckets.length === 0 ? <p class="muted">No data in this window.</p> : <div ref={el} role="img" aria-label={`${props.title}: ${props.data.series.map((s) => `${s.name} ${s.counts.reduce((a, b) => a + b, 0)}`).join(', ')}`} />}
+      {props.data.buckets.length === 0 ? (
+        <p class="muted">No data in this window.</p>
+      ) : (
+        <div
+          ref={el}
+          role="img"
+          aria-label={`${props.title}: ${props.data.series.map((s) => `${s.name} ${s.counts.reduce((a, b) => a + b, 0)}`).join(', ')}`}
+        />
+      )}
     </figure>
   );
 }

@@ -60,7 +60,16 @@ export function VirtualTable<T extends { id?: number }>(props: {
   const cols = columns.map((c) => `${c.width}px`).join(' ');
   return (
     <div class="vt">
-      <div class="vt-scroll" ref={box} onScroll={onScroll} tabIndex={0} data-rows={rows.length} role="table" aria-label={props.label} aria-rowcount={rows.length + 1}>
+      <div
+        class="vt-scroll"
+        ref={box}
+        onScroll={onScroll}
+        tabIndex={0}
+        data-rows={rows.length}
+        role="table"
+        aria-label={props.label}
+        aria-rowcount={rows.length + 1}
+      >
         <div class="vt-head" role="row" style={{ gridTemplateColumns: cols, width: `${width}px` }}>
           {columns.map((c) => (
             <div role="columnheader" key={c.key}>

@@ -49,7 +49,14 @@ async function request<T>(path: string, init: ApiInit): Promise<T> {
   const t = token.get();
   if (t) headers.authorization = `Bearer ${t}`;
   if (init.body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(url, { method: init.method ?? 'GET', headers, body: init.body === undefined ? undefined : JSON.stringify(init.body), signal: init.signal, credentials: 'omit', cache: 'no-store' });
+  const res = await fetch(url, {
+    method: init.method ?? 'GET',
+    headers,
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+    signal: init.signal,
+    credentials: 'omit',
+    cache: 'no-store',
+  });
   const text = await res.text();
   let data: unknown;
   try {

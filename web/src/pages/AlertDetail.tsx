@@ -38,7 +38,12 @@ export function AlertDetail(props: { id: number }) {
       gone = true;
     };
   }, [props.id]);
-  if (error) return <p class="error" role="alert">{error}</p>;
+  if (error)
+    return (
+      <p class="error" role="alert">
+        {error}
+      </p>
+    );
   if (!alert) return <p class="muted">Loading alert {props.id}…</p>;
   const mitre = alert.tags.filter((t) => MITRE.test(t));
   const other = alert.tags.filter((t) => !MITRE.test(t));
@@ -69,7 +74,8 @@ export function AlertDetail(props: { id: number }) {
         <dt>What</dt>
         <dd>
           {alert.verb} {alert.objectRef?.resource}
-          {alert.objectRef?.subresource ? `/${alert.objectRef.subresource}` : ''} {[alert.objectRef?.namespace, alert.objectRef?.name].filter(Boolean).join('/')}
+          {alert.objectRef?.subresource ? `/${alert.objectRef.subresource}` : ''}{' '}
+          {[alert.objectRef?.namespace, alert.objectRef?.name].filter(Boolean).join('/')}
         </dd>
         <dt>When</dt>
         <dd>

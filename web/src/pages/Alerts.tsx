@@ -88,7 +88,10 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
     setHeld([]);
     setPaused(false);
   };
-  const groups = useMemo(() => (grouped ? groupAlerts(alerts) : alerts.map((a) => ({ key: String(a.id), latest: a, count: a.count ?? 1, ids: [a.id] }))), [alerts, grouped]);
+  const groups = useMemo(
+    () => (grouped ? groupAlerts(alerts) : alerts.map((a) => ({ key: String(a.id), latest: a, count: a.count ?? 1, ids: [a.id] }))),
+    [alerts, grouped],
+  );
   const rules = useMemo(() => [...new Set(alerts.map((a) => a.rule))].sort(), [alerts]);
   const set = (k: string, v: string | undefined) => navigate('/alerts', { ...q, [k]: v, id: k === 'id' ? v : undefined });
 
@@ -106,7 +109,13 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
         </label>
         <label>
           Rule{' '}
-          <input list="rule-ids" value={rule} name="rule" placeholder="all rules" onChange={(e) => set('rule', (e.target as HTMLInputElement).value.trim() || undefined)} />
+          <input
+            list="rule-ids"
+            value={rule}
+            name="rule"
+            placeholder="all rules"
+            onChange={(e) => set('rule', (e.target as HTMLInputElement).value.trim() || undefined)}
+          />
           <datalist id="rule-ids">
             {rules.map((r) => (
               <option value={r} />
@@ -129,7 +138,11 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
           {state.s === 'live' ? '● live' : state.s === 'reconnecting' ? `reconnecting… ${state.detail ?? ''}` : state.s}
         </span>
       </div>
-      {error && <p class="error" role="alert">{error}</p>}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
       <div class={`split${selected ? ' with-detail' : ''}`}>
         <ol class="alert-list" aria-label="Alerts, newest first">
           {groups.length === 0 && !error && <li class="muted">No alerts yet{severity || rule ? ' for these filters' : ''}.</li>}
@@ -177,7 +190,8 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
         )}
       </div>
       <p class="muted small">
-        {alerts.length} alerts held{sevRank(severity) > 0 ? ` at ${severity} or above` : ''}. Older ones: <a href={href('/investigate/alerts', { severity: severity || undefined, rule: rule || undefined })}>search all alerts</a>.
+        {alerts.length} alerts held{sevRank(severity) > 0 ? ` at ${severity} or above` : ''}. Older ones:{' '}
+        <a href={href('/investigate/alerts', { severity: severity || undefined, rule: rule || undefined })}>search all alerts</a>.
       </p>
     </section>
   );

@@ -17,7 +17,10 @@ export function ChartsPage(props: { route: Route }) {
   useEffect(() => {
     let gone = false;
     setError('');
-    Promise.all([api<Timeline>('/analyst/timeline/events', { query: { by, since: q.since, until: q.until } }), api<Timeline>('/analyst/timeline/alerts', { query: { since: q.since, until: q.until } })])
+    Promise.all([
+      api<Timeline>('/analyst/timeline/events', { query: { by, since: q.since, until: q.until } }),
+      api<Timeline>('/analyst/timeline/alerts', { query: { since: q.since, until: q.until } }),
+    ])
       .then(([e, a]) => {
         if (gone) return;
         setEvents(e);
@@ -32,7 +35,11 @@ export function ChartsPage(props: { route: Route }) {
   const submit = (e: Event) => {
     e.preventDefault();
     const f = new FormData(form.current!);
-    navigate('/charts', { by: String(f.get('by')), since: String(f.get('since') ?? '').trim() || undefined, until: String(f.get('until') ?? '').trim() || undefined });
+    navigate('/charts', {
+      by: String(f.get('by')),
+      since: String(f.get('since') ?? '').trim() || undefined,
+      until: String(f.get('until') ?? '').trim() || undefined,
+    });
   };
   return (
     <section class="charts">
@@ -63,7 +70,11 @@ export function ChartsPage(props: { route: Route }) {
         )}
       </form>
       <p class="muted small">Drag across a chart to zoom into that time range (the URL keeps it).</p>
-      {error && <p class="error" role="alert">{error}</p>}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
       {events && <StackedChart title={`Requests over time by ${by} (${events.bucketSeconds / 60} min buckets)`} data={events} onBrush={brush} />}
       {alerts && <StackedChart title={`Alerts over time by severity (${alerts.bucketSeconds / 60} min buckets)`} data={alerts} onBrush={brush} />}
     </section>

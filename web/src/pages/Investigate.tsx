@@ -24,7 +24,8 @@ interface View {
   needs?: string;
 }
 
-const dec = (r: EventRow) => (r.decision === 'allow' || (r.code > 0 && r.code < 400) ? 'allowed' : r.decision === 'forbid' || r.code >= 400 ? 'denied' : r.decision || '');
+const dec = (r: EventRow) =>
+  r.decision === 'allow' || (r.code > 0 && r.code < 400) ? 'allowed' : r.decision === 'forbid' || r.code >= 400 ? 'denied' : r.decision || '';
 const decision: Column<EventRow> = { key: 'decision', label: 'Decision', width: 90, render: (r) => <span class={`dec dec-${dec(r)}`}>{dec(r)}</span> };
 const time: Column<Row> = { key: 'time', label: 'Time (UTC)', width: 170, render: (r) => fmtTime(r.time) };
 const user: Column<Row> = { key: 'user', label: 'User', width: 220, render: (r) => <a href={href('/investigate/activity', { user: r.user })}>{r.user}</a> };
@@ -36,29 +37,101 @@ const VIEWS: View[] = [
     label: 'Exec & attach',
     path: () => '/analyst/exec',
     filters: ['user', 'namespace', 'cluster', 'since', 'until'],
-    columns: [time, user, col('namespace', 'Namespace', 130), col('name', 'Pod', 170), col('container', 'Container', 110), { key: 'command', label: 'Command', width: 220, render: (r: EventRow) => <code>{r.command}</code> }, col('subresource', 'Kind', 70), col('sourceIP', 'Source IP', 130), decision],
+    columns: [
+      time,
+      user,
+      col('namespace', 'Namespace', 130),
+      col('name', 'Pod', 170),
+      col('container', 'Container', 110),
+      { key: 'command', label: 'Command', width: 220, render: (r: EventRow) => <code>{r.command}</code> },
+      col('subresource', 'Kind', 70),
+      col('sourceIP', 'Source IP', 130),
+      decision,
+    ],
   },
-  { id: 'secret-reads', label: 'Secret reads', path: () => '/analyst/secret-reads', filters: ['user', 'namespace', 'cluster', 'since', 'until'], columns: [time, user, col('verb', 'Verb', 70), col('namespace', 'Namespace', 130), col('name', 'Secret', 200), col('sourceIP', 'Source IP', 130), decision] },
-  { id: 'rbac-changes', label: 'RBAC changes', path: () => '/analyst/rbac-changes', filters: ['user', 'namespace', 'cluster', 'since', 'until'], columns: [time, user, col('verb', 'Verb', 80), col('resource', 'Resource', 170), col('namespace', 'Namespace', 130), col('name', 'Name', 200), col('sourceIP', 'Source IP', 130), decision] },
+  {
+    id: 'secret-reads',
+    label: 'Secret reads',
+    path: () => '/analyst/secret-reads',
+    filters: ['user', 'namespace', 'cluster', 'since', 'until'],
+    columns: [time, user, col('verb', 'Verb', 70), col('namespace', 'Namespace', 130), col('name', 'Secret', 200), col('sourceIP', 'Source IP', 130), decision],
+  },
+  {
+    id: 'rbac-changes',
+    label: 'RBAC changes',
+    path: () => '/analyst/rbac-changes',
+    filters: ['user', 'namespace', 'cluster', 'since', 'until'],
+    columns: [
+      time,
+      user,
+      col('verb', 'Verb', 80),
+      col('resource', 'Resource', 170),
+      col('namespace', 'Namespace', 130),
+      col('name', 'Name', 200),
+      col('sourceIP', 'Source IP', 130),
+      decision,
+    ],
+  },
   {
     id: 'activity',
     label: 'User activity',
     path: (q) => `/analyst/users/${encodeURIComponent(q.user ?? '')}/activity`,
     filters: ['user', 'namespace', 'cluster', 'since', 'until'],
     needs: 'user',
-    columns: [time, col('verb', 'Verb', 80), col('resource', 'Resource', 150), col('subresource', 'Sub', 70), col('namespace', 'Namespace', 130), col('name', 'Name', 200), col('code', 'Code', 60), col('sourceIP', 'Source IP', 130), col('userAgent', 'User agent', 220)],
+    columns: [
+      time,
+      col('verb', 'Verb', 80),
+      col('resource', 'Resource', 150),
+      col('subresource', 'Sub', 70),
+      col('namespace', 'Namespace', 130),
+      col('name', 'Name', 200),
+      col('code', 'Code', 60),
+      col('sourceIP', 'Source IP', 130),
+      col('userAgent', 'User agent', 220),
+    ],
   },
-  { id: 'events', label: 'Events', path: () => '/events', filters: ['user', 'verb', 'resource', 'namespace', 'name', 'sourceIP', 'cluster', 'since', 'until'], columns: [time, user, col('verb', 'Verb', 80), col('resource', 'Resource', 150), col('subresource', 'Sub', 70), col('namespace', 'Namespace', 130), col('name', 'Name', 200), col('code', 'Code', 60), col('stage', 'Stage', 140), col('sourceIP', 'Source IP', 130)] },
+  {
+    id: 'events',
+    label: 'Events',
+    path: () => '/events',
+    filters: ['user', 'verb', 'resource', 'namespace', 'name', 'sourceIP', 'cluster', 'since', 'until'],
+    columns: [
+      time,
+      user,
+      col('verb', 'Verb', 80),
+      col('resource', 'Resource', 150),
+      col('subresource', 'Sub', 70),
+      col('namespace', 'Namespace', 130),
+      col('name', 'Name', 200),
+      col('code', 'Code', 60),
+      col('stage', 'Stage', 140),
+      col('sourceIP', 'Source IP', 130),
+    ],
+  },
   {
     id: 'alerts',
     label: 'Alerts',
     path: () => '/alerts',
     filters: ['severity', 'rule', 'user', 'namespace', 'cluster', 'since', 'until'],
-    columns: [time, { key: 'severity', label: 'Severity', width: 90, render: (r: AlertRow) => <SeverityBadge s={r.severity} /> }, { key: 'title', label: 'Alert', width: 300, render: (r: AlertRow) => <a href={href('/alerts', { id: r.id })}>{r.title}</a> }, user, col('count', 'Count', 60), col('rule', 'Rule', 220), col('cluster', 'Cluster', 100)],
+    columns: [
+      time,
+      { key: 'severity', label: 'Severity', width: 90, render: (r: AlertRow) => <SeverityBadge s={r.severity} /> },
+      { key: 'title', label: 'Alert', width: 300, render: (r: AlertRow) => <a href={href('/alerts', { id: r.id })}>{r.title}</a> },
+      user,
+      col('count', 'Count', 60),
+      col('rule', 'Rule', 220),
+      col('cluster', 'Cluster', 100),
+    ],
   },
 ];
 
-const PLACEHOLDER: Record<string, string> = { since: '30m, 2026-11-01, RFC 3339', until: 'now', user: 'alice@example.com or *admin*', namespace: 'kube-system', severity: 'medium' };
+const PLACEHOLDER: Record<string, string> = {
+  since: '30m, 2026-11-01, RFC 3339',
+  until: 'now',
+  user: 'alice@example.com or *admin*',
+  namespace: 'kube-system',
+  severity: 'medium',
+};
 const PAGE = 1000;
 
 function Filters(props: { view: View; query: Record<string, string> }) {
@@ -78,7 +151,14 @@ function Filters(props: { view: View; query: Record<string, string> }) {
       {props.view.filters.map((f) => (
         <label key={`${props.view.id}-${f}-${props.query[f] ?? ''}`}>
           {f}
-          <input name={f} defaultValue={props.query[f] ?? ''} placeholder={PLACEHOLDER[f] ?? ''} required={props.view.needs === f} autocomplete="off" spellcheck={false} />
+          <input
+            name={f}
+            defaultValue={props.query[f] ?? ''}
+            placeholder={PLACEHOLDER[f] ?? ''}
+            required={props.view.needs === f}
+            autocomplete="off"
+            spellcheck={false}
+          />
         </label>
       ))}
       <button type="submit" class="primary">
@@ -134,7 +214,11 @@ export function InvestigatePage(props: { route: Route }) {
     <section class="investigate">
       <nav class="tabs" aria-label="Investigate views">
         {[...VIEWS.map((v) => ({ id: v.id, label: v.label })), { id: 'top', label: 'Top' }].map((v) => (
-          <a key={v.id} href={href(`/investigate/${v.id}`, v.id === id ? q : pick(q, ['since', 'until', 'cluster', 'user', 'namespace']))} aria-current={v.id === id ? 'page' : undefined}>
+          <a
+            key={v.id}
+            href={href(`/investigate/${v.id}`, v.id === id ? q : pick(q, ['since', 'until', 'cluster', 'user', 'namespace']))}
+            aria-current={v.id === id ? 'page' : undefined}
+          >
             {v.label}
           </a>
         ))}
@@ -160,7 +244,14 @@ export function InvestigatePage(props: { route: Route }) {
               Export NDJSON
             </button>
           </div>
-          <VirtualTable label={view.label} rows={rows} columns={view.columns} hasMore={!!next} loading={loading} onMore={() => next && !loading && load(next, gen.current)} />
+          <VirtualTable
+            label={view.label}
+            rows={rows}
+            columns={view.columns}
+            hasMore={!!next}
+            loading={loading}
+            onMore={() => next && !loading && load(next, gen.current)}
+          />
         </>
       )}
     </section>

@@ -79,7 +79,9 @@ export function PolicyPage() {
     setBusy('generate');
     setError('');
     try {
-      setGen(await api<Generated>('/policy/generate', { method: 'POST', body: { profile, ...(traffic.trim() ? { fromTraffic: { since: traffic.trim() } } : {}) } }));
+      setGen(
+        await api<Generated>('/policy/generate', { method: 'POST', body: { profile, ...(traffic.trim() ? { fromTraffic: { since: traffic.trim() } } : {}) } }),
+      );
     } catch (err) {
       setError((err as Error).message);
     } finally {
@@ -91,12 +93,25 @@ export function PolicyPage() {
 
   return (
     <section class="policy">
-      {error && <p class="error" role="alert">{error}</p>}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
       <div class="two">
         <form class="card" onSubmit={check} aria-label="Check a policy">
           <h2>Check a policy</h2>
           <label for="policy-text">Audit policy (YAML)</label>
-          <textarea id="policy-text" name="policy" rows={14} spellcheck={false} value={policy} onInput={(e) => setPolicy((e.target as HTMLTextAreaElement).value)} placeholder={'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata'} required />
+          <textarea
+            id="policy-text"
+            name="policy"
+            rows={14}
+            spellcheck={false}
+            value={policy}
+            onInput={(e) => setPolicy((e.target as HTMLTextAreaElement).value)}
+            placeholder={'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata'}
+            required
+          />
           <FileInput label="or upload a policy file " onText={setPolicy} />
           <details>
             <summary>kube-apiserver manifest (optional: checks the audit flags too)</summary>
@@ -135,7 +150,11 @@ export function PolicyPage() {
                   Check it
                 </button>
               </p>
-              {gen.tunedOn && <p class="small">Tuned on {gen.tunedOn.events.toLocaleString('en')} stored events{gen.tunedOn.truncated ? ' (the newest; more were not read)' : ''}.</p>}
+              {gen.tunedOn && (
+                <p class="small">
+                  Tuned on {gen.tunedOn.events.toLocaleString('en')} stored events{gen.tunedOn.truncated ? ' (the newest; more were not read)' : ''}.
+                </p>
+              )}
               {gen.uncovered.length > 0 && (
                 <ul class="small">
                   {gen.uncovered.map((u) => (
@@ -145,7 +164,9 @@ export function PolicyPage() {
                   ))}
                 </ul>
               )}
-              <pre class="yaml" aria-label="Generated policy">{gen.yaml}</pre>
+              <pre class="yaml" aria-label="Generated policy">
+                {gen.yaml}
+              </pre>
             </div>
           )}
         </form>
@@ -160,7 +181,12 @@ export function PolicyPage() {
             {report.findings.map((f, i) => (
               <li key={i} class={`finding finding-${f.severity}`}>
                 <span class={`verdict v-${f.severity}`}>{LABEL[f.severity]}</span> <strong>{f.id}</strong>
-                {f.line ? <span class="muted"> {f.file ?? 'policy'}:{f.line}</span> : null}
+                {f.line ? (
+                  <span class="muted">
+                    {' '}
+                    {f.file ?? 'policy'}:{f.line}
+                  </span>
+                ) : null}
                 <div>{f.message}</div>
                 {f.examples?.map((x) => (
                   <div class="muted small">e.g. {x}</div>

@@ -23,7 +23,10 @@ interface Status {
   deadLetters: { id: number; received: string; source: string; position: string; reason: string; size: number }[];
 }
 
-const labels = (l: Record<string, string>) => Object.entries(l).map(([k, v]) => `${k}=${v}`).join(' ');
+const labels = (l: Record<string, string>) =>
+  Object.entries(l)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
 
 function Samples(props: { title: string; samples: Sample[]; empty: string }) {
   return (
@@ -65,11 +68,22 @@ export function StatusPage() {
       clearInterval(t);
     };
   }, []);
-  if (!s) return error ? <p class="error" role="alert">{error}</p> : <p class="muted">Loading…</p>;
+  if (!s)
+    return error ? (
+      <p class="error" role="alert">
+        {error}
+      </p>
+    ) : (
+      <p class="muted">Loading…</p>
+    );
   const lag = s.kafka.filter((k) => k.name === 'kaudit_kafka_consumer_lag');
   return (
     <section class="status">
-      {error && <p class="error" role="alert">{error} (showing the last answer)</p>}
+      {error && (
+        <p class="error" role="alert">
+          {error} (showing the last answer)
+        </p>
+      )}
       <div class="cards">
         <section class="card">
           <h3>Node</h3>
@@ -77,7 +91,9 @@ export function StatusPage() {
             <span class={s.ready ? 'ok' : 'bad'}>{s.ready ? 'ready' : 'not ready'}</span>
             {s.problem ? ` — ${s.problem}` : ''}
           </p>
-          <p class="small">Started {fmtTime(s.startedAt)} · {s.feed.clients} live feed clients</p>
+          <p class="small">
+            Started {fmtTime(s.startedAt)} · {s.feed.clients} live feed clients
+          </p>
         </section>
         <section class="card">
           <h3>Store</h3>
@@ -93,7 +109,13 @@ export function StatusPage() {
             <dt>Alerts</dt>
             <dd>{s.store.alerts.toLocaleString('en')}</dd>
             <dt>Retention</dt>
-            <dd>{s.store.retention.maxAge || s.store.retention.maxSize ? [s.store.retention.maxAge && `age ${s.store.retention.maxAge}`, s.store.retention.maxSize && `size ${s.store.retention.maxSize}`].filter(Boolean).join(', ') : 'none (kept for ever)'}</dd>
+            <dd>
+              {s.store.retention.maxAge || s.store.retention.maxSize
+                ? [s.store.retention.maxAge && `age ${s.store.retention.maxAge}`, s.store.retention.maxSize && `size ${s.store.retention.maxSize}`]
+                    .filter(Boolean)
+                    .join(', ')
+                : 'none (kept for ever)'}
+            </dd>
           </dl>
         </section>
       </div>

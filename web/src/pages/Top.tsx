@@ -20,7 +20,13 @@ export function TopPanel(props: { query: Record<string, string> }) {
   useEffect(() => {
     let gone = false;
     setError('');
-    Promise.all(DIMS.map((d) => api<{ items: { value: string; count: number }[] }>(`/analyst/top/${d.dim}`, { query: { since, until, limit: 10 } }).then((r) => [d.dim, r.items] as const)))
+    Promise.all(
+      DIMS.map((d) =>
+        api<{ items: { value: string; count: number }[] }>(`/analyst/top/${d.dim}`, { query: { since, until, limit: 10 } }).then(
+          (r) => [d.dim, r.items] as const,
+        ),
+      ),
+    )
       .then((all) => !gone && setData(Object.fromEntries(all)))
       .catch((e: Error) => !gone && setError(e.message));
     return () => {
@@ -47,7 +53,11 @@ export function TopPanel(props: { query: Record<string, string> }) {
           Run
         </button>
       </form>
-      {error && <p class="error" role="alert">{error}</p>}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
       <div class="top-grid">
         {DIMS.map((d) => {
           const items = data[d.dim] ?? [];
