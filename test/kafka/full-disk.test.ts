@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, afterEach, expect, it } from 'vitest';
 import { startServe, type Running } from '../../src/cli/serve.js';
 import { loadConfig } from '../../src/config/config.js';
+import { parseKafkaConfig } from '../../src/config/kafka.js';
 import { setLogSink } from '../../src/log.js';
 import { waitFor } from '../helpers/events.js';
 import { describeWithTmpfs } from '../helpers/tmpfs.js';
@@ -57,14 +58,18 @@ describeWithKafka('Kafka source, full disk (real broker)', () => {
       const cfg = loadConfig(undefined, {});
       cfg.store.path = join(fs.dir, 'k.db');
       cfg.server.listen = '127.0.0.1:0';
-      cfg.kafka = {
-        brokers: broker.brokers,
-        groupId: 'full-test',
-        sessionTimeoutMs: 6000,
-        heartbeatIntervalMs: 500,
-        consume: true,
-        topics: { events: ['full-events'], deadLetter: 'full-dead' },
-      };
+      // Parsed as a config file's kafka: section is, so that every default (fetch sizes, timeouts, formats) is set.
+      cfg.kafka = parseKafkaConfig(
+        {
+          brokers: broker.brokers,
+          groupId: 'full-test',
+          sessionTimeoutMs: 6000,
+          heartbeatIntervalMs: 500,
+          consume: true,
+          topics: { events: ['full-events'], deadLetter: 'full-dead' },
+        },
+        {},
+      );
       node = await startServe(cfg, { detect: false });
       const base = `http://${node.address}`;
       const ready = await waitFor(
