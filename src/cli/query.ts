@@ -5,7 +5,8 @@ import { parseTimeArg } from '../events/time.js';
 import { once } from 'node:events';
 import { allPages, MAX_LIMIT, type Page, type PageOptions } from '../store/queries.js';
 import type { RollupDim } from '../store/schema.js';
-import { openStore, type StoreReader } from '../store/store.js';
+import { openStore } from '../store/open.js';
+import type { StoreReader } from '../store/store.js';
 import { parse, table, UsageError } from './common.js';
 
 export const QUERY_HELP = `Usage: kaudit query WHAT [--db PATH] [filters] [--format table|json]

@@ -6,7 +6,7 @@ import type { NormalisedEvent, Stage } from '../events/types.js';
 import { objectName } from './facts.js';
 import type { DetectionLists } from './lists.js';
 import { checkPattern, compilePatterns, type StringTest } from './patterns.js';
-import type { FieldFilter, MatchSpec } from './rule.js';
+import type { FieldFilter, MatchSpec } from './match-spec.js';
 
 export class MatchError extends Error {
   constructor(message: string) {

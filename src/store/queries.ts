@@ -4,7 +4,7 @@ import type { NormalisedEvent } from '../events/types.js';
 import { formatMicros } from '../events/time.js';
 import { decodeAuditID, encodeAuditID } from './audit-id.js';
 import { CATEGORY, DECISION_NAMES, LEVEL_NAMES, ROLLUP_DIMS, STAGE_CODES, STAGE_NAMES, type RollupDim } from './schema.js';
-import type { SqliteStore } from './sqlite-store.js';
+import type { SqliteContext } from './sqlite-context.js';
 
 /** Filters shared by the CLI and the HTTP API. Times are microseconds since the epoch. */
 export interface EventFilter {
@@ -99,7 +99,7 @@ interface Where {
 }
 
 /** Builds the WHERE terms for a filter. `*` in user, namespace, name and resource values is a wildcard. */
-function buildWhere(store: SqliteStore, f: EventFilter): Where {
+function buildWhere(store: SqliteContext, f: EventFilter): Where {
   const w: Where = { sql: [], params: [], empty: false };
   for (const key of Object.keys(DICT_COLUMNS) as (keyof EventFilter)[]) {
     const v = f[key];
@@ -203,7 +203,7 @@ function nestedDeeperThan(text: string, limit: number): boolean {
   return false;
 }
 
-function toRow(store: SqliteStore, r: RawRow, includeEvent: boolean): EventRow {
+function toRow(store: SqliteContext, r: RawRow, includeEvent: boolean): EventRow {
   const groups = store.dictValue(r.groups);
   const row: EventRow = {
     id: r.id,
@@ -240,7 +240,7 @@ function toRow(store: SqliteStore, r: RawRow, includeEvent: boolean): EventRow {
 }
 
 /** Pages through events newest first; the cursor is (time, id) so pages stay stable while new events arrive. */
-function pageEvents(store: SqliteStore, w: Where, extra: string[], page: PageOptions): Page<EventRow> {
+function pageEvents(store: SqliteContext, w: Where, extra: string[], page: PageOptions): Page<EventRow> {
   const limit = clampLimit(page.limit);
   if (w.empty) return { items: [] };
   const sql = [...w.sql, ...extra];
@@ -259,12 +259,12 @@ function pageEvents(store: SqliteStore, w: Where, extra: string[], page: PageOpt
   return { items, next: more && last ? encodeCursor(last.time, last.id) : undefined };
 }
 
-export function queryEvents(store: SqliteStore, f: EventFilter, page: PageOptions = {}): Page<EventRow> {
+export function queryEvents(store: SqliteContext, f: EventFilter, page: PageOptions = {}): Page<EventRow> {
   return pageEvents(store, buildWhere(store, f), [], page);
 }
 
 /** How many stored events match a filter (every stage counts, as in queryEvents). */
-export function countEvents(store: SqliteStore, f: EventFilter): number {
+export function countEvents(store: SqliteContext, f: EventFilter): number {
   const w = buildWhere(store, f);
   if (w.empty) return 0;
   return store.db
@@ -287,7 +287,7 @@ export function* allPages<T>(query: (page: PageOptions) => Page<T>, page: PageOp
   }
 }
 
-export function getEvent(store: SqliteStore, id: number): EventRow | undefined {
+export function getEvent(store: SqliteContext, id: number): EventRow | undefined {
   const r = store.db.prepare('SELECT e.* FROM events e WHERE e.id = ?').get(id) as RawRow | undefined;
   return r ? toRow(store, r, true) : undefined;
 }
@@ -300,28 +300,28 @@ export interface AnalystFilter {
   until?: number;
 }
 
-function analystWhere(store: SqliteStore, f: AnalystFilter): Where {
+function analystWhere(store: SqliteContext, f: AnalystFilter): Where {
   return buildWhere(store, { user: f.user, namespace: f.namespace, cluster: f.cluster, since: f.since, until: f.until });
 }
 
 /** Who exec'd or attached into which pod (one row per request; denied attempts included, see `decision`/`code`). */
-export function execSessions(store: SqliteStore, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
+export function execSessions(store: SqliteContext, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
   const w = analystWhere(store, f);
   return pageEvents(store, w, [`e.cat = ${CATEGORY.exec}`, "e.subresource IN ('exec', 'attach')", ONE_PER_REQUEST], page);
 }
 
 /** Who read or listed Secrets (get, list, watch), one row per request. */
-export function secretReads(store: SqliteStore, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
+export function secretReads(store: SqliteContext, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
   return pageEvents(store, analystWhere(store, f), [`e.cat = ${CATEGORY.secretRead}`, ONE_PER_REQUEST], page);
 }
 
 /** Who changed RBAC: writes to roles, cluster roles and their bindings, one row per request. */
-export function rbacChanges(store: SqliteStore, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
+export function rbacChanges(store: SqliteContext, f: AnalystFilter, page: PageOptions = {}): Page<EventRow> {
   return pageEvents(store, analystWhere(store, f), [`e.cat = ${CATEGORY.rbacChange}`, ONE_PER_REQUEST], page);
 }
 
 /** Everything one identity did between two times, one row per request. */
-export function userActivity(store: SqliteStore, f: AnalystFilter & { user: string }, page: PageOptions = {}): Page<EventRow> {
+export function userActivity(store: SqliteContext, f: AnalystFilter & { user: string }, page: PageOptions = {}): Page<EventRow> {
   if (!f.user) throw new QueryError('user is required');
   return pageEvents(store, analystWhere(store, f), [ONE_PER_REQUEST], page);
 }
@@ -337,7 +337,7 @@ const TOP_COLUMNS: Record<RollupDim, string> = { user: 'user', resource: 'resour
  * The busiest users, resources, verbs, namespaces or source IPs over a window, counting requests (final stages).
  * Whole hours come from the hourly rollup kept at ingest; the partial hours at either end are counted from events.
  */
-export function top(store: SqliteStore, dim: RollupDim, f: { since?: number; until?: number; limit?: number }): TopEntry[] {
+export function top(store: SqliteContext, dim: RollupDim, f: { since?: number; until?: number; limit?: number }): TopEntry[] {
   if (!(dim in ROLLUP_DIMS)) throw new QueryError(`cannot rank by "${dim}": one of ${Object.keys(ROLLUP_DIMS).join(', ')}`);
   const limit = clampLimit(f.limit, 10);
   const since = f.since ?? 0;
@@ -459,7 +459,7 @@ export function toAlertRow(r: RawAlert): AlertRow {
 }
 
 /** Alerts newest first, paged by id (ids only grow, so pages are stable under ingest). */
-export function queryAlerts(store: SqliteStore, f: AlertFilter, page: PageOptions = {}): Page<AlertRow> {
+export function queryAlerts(store: SqliteContext, f: AlertFilter, page: PageOptions = {}): Page<AlertRow> {
   const limit = clampLimit(page.limit);
   const { sql, params } = alertWhere(f);
   if (page.cursor) {
@@ -479,7 +479,7 @@ export function queryAlerts(store: SqliteStore, f: AlertFilter, page: PageOption
 }
 
 /** How many alert rows match a filter (a row with a count of repeats counts once). */
-export function countAlerts(store: SqliteStore, f: AlertFilter): number {
+export function countAlerts(store: SqliteContext, f: AlertFilter): number {
   const { sql, params } = alertWhere(f);
   return store.db
     .prepare(`SELECT count(*) FROM alerts ${sql.length ? 'WHERE ' + sql.join(' AND ') : ''}`)
@@ -488,7 +488,7 @@ export function countAlerts(store: SqliteStore, f: AlertFilter): number {
 }
 
 /** Alerts after an id, oldest first: the replay a resuming feed client needs before it goes live. */
-export function alertsAfter(store: SqliteStore, f: AlertFilter & { afterId: number }, limit: number): AlertRow[] {
+export function alertsAfter(store: SqliteContext, f: AlertFilter & { afterId: number }, limit: number): AlertRow[] {
   const { sql, params } = alertWhere(f);
   return (
     store.db
@@ -497,7 +497,7 @@ export function alertsAfter(store: SqliteStore, f: AlertFilter & { afterId: numb
   ).map(toAlertRow);
 }
 
-export function getAlert(store: SqliteStore, id: number): AlertRow | undefined {
+export function getAlert(store: SqliteContext, id: number): AlertRow | undefined {
   const r = store.db.prepare('SELECT id, count, first_time, last_time, event_id, last_event_id, body FROM alerts WHERE id = ?').get(id) as RawAlert | undefined;
   return r ? toAlertRow(r) : undefined;
 }
@@ -511,7 +511,7 @@ export interface DeadLetterRow {
   size: number;
 }
 
-export function deadLetters(store: SqliteStore, limit = 100): DeadLetterRow[] {
+export function deadLetters(store: SqliteContext, limit = 100): DeadLetterRow[] {
   return (
     store.db.prepare('SELECT id, received, source, position, reason, size FROM dead_letters ORDER BY id DESC LIMIT ?').all(clampLimit(limit)) as (Omit<
       DeadLetterRow,
@@ -520,7 +520,7 @@ export function deadLetters(store: SqliteStore, limit = 100): DeadLetterRow[] {
   ).map((r) => ({ ...r, received: new Date(r.received).toISOString() }));
 }
 
-export function counts(store: SqliteStore): { events: number; alerts: number; deadLetters: number } {
+export function counts(store: SqliteContext): { events: number; alerts: number; deadLetters: number } {
   const one = (sql: string) => (store.db.prepare(sql).pluck().get() as number) ?? 0;
   return { events: one('SELECT count(*) FROM events'), alerts: one('SELECT count(*) FROM alerts'), deadLetters: one('SELECT count(*) FROM dead_letters') };
 }

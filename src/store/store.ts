@@ -13,7 +13,6 @@ import type { BatchWriter } from './batch.js';
 import type { AlertFilter, AlertRow, AnalystFilter, DeadLetterRow, EventFilter, EventRow, Page, PageOptions, TopEntry } from './queries.js';
 import type { RollupDim } from './schema.js';
 import type { Timeline } from './timeline.js';
-import { SqliteStore } from './sqlite-store.js';
 
 export interface StoreOptions {
   /** Alerts of one rule with the same group key within this window are counted on one row (default 10 minutes). */
@@ -102,9 +101,4 @@ export interface StoreReader {
 export interface AuditStore extends StoreReader, BatchWriter {
   /** The key that redacted values are hashed with, kept in the store so that hashes stay comparable across restarts. */
   readonly redactionKey: Buffer;
-}
-
-/** Opens the store at `path` (the embedded SQLite kind; the only kind so far). */
-export function openStore(path: string, opts: StoreOptions = {}): AuditStore {
-  return new SqliteStore(path, opts);
 }

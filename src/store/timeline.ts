@@ -1,7 +1,7 @@
 import { SEVERITIES } from '../detect/alert.js';
 import { QueryError } from './queries.js';
 import { ROLLUP_DIMS, type RollupDim } from './schema.js';
-import type { SqliteStore } from './sqlite-store.js';
+import type { SqliteContext } from './sqlite-context.js';
 
 /**
  * Counts over time, for charts: requests (final stages) per bucket stacked by a dimension, alerts per bucket stacked
@@ -56,14 +56,14 @@ function assemble(rows: { b: number; v: string; n: number }[], since: number, un
 }
 
 /** The store's span of event time, to default a chart's window to the data there is. */
-function span(store: SqliteStore, since?: number, until?: number): { since: number; until: number } | undefined {
+function span(store: SqliteContext, since?: number, until?: number): { since: number; until: number } | undefined {
   if (since !== undefined && until !== undefined) return { since, until };
   const s = store.db.prepare('SELECT min(time) AS a, max(time) AS b FROM events').get() as { a: number | null; b: number | null };
   if (s.a === null || s.b === null) return undefined;
   return { since: since ?? s.a, until: until ?? s.b + 1 };
 }
 
-export function eventTimeline(store: SqliteStore, by: RollupDim, f: { since?: number; until?: number }): Timeline {
+export function eventTimeline(store: SqliteContext, by: RollupDim, f: { since?: number; until?: number }): Timeline {
   if (!(by in COLUMNS)) throw new QueryError(`cannot stack by "${by}": one of ${Object.keys(COLUMNS).join(', ')}`);
   const w = span(store, f.since, f.until);
   if (!w || w.until <= w.since) return { buckets: [], bucketUs: MINUTE_US, series: [] };
@@ -92,7 +92,7 @@ export function eventTimeline(store: SqliteStore, by: RollupDim, f: { since?: nu
   );
 }
 
-export function alertTimeline(store: SqliteStore, f: { since?: number; until?: number }): Timeline {
+export function alertTimeline(store: SqliteContext, f: { since?: number; until?: number }): Timeline {
   let w: { since: number; until: number } | undefined;
   if (f.since !== undefined && f.until !== undefined) w = { since: f.since, until: f.until };
   else {
