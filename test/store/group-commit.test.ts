@@ -209,10 +209,20 @@ describe('group commit on the writer thread', () => {
     const w = await WriterThread.open(path);
     const one = toRecords([normalise(toAuditEvent(ev()), 'c', { enabled: true, key: w.redactionKey })]);
     const a = await w.insert(one);
+    // The writer commits as soon as no message waits for it: keep it busy with a large insert, so that the finish and
+    // the malformed batch posted after it are both waiting when it gets to them, and land in one group. (Without it,
+    // on an idle machine the writer could commit the finish before the malformed batch arrived.)
+    const bulk = Array.from({ length: 20_000 }, (_, i) =>
+      normalise(toAuditEvent(ev({ auditID: `bulk-${i}`, requestReceivedTimestamp: new Date(Date.UTC(2026, 0, 2) + i).toISOString() })), 'c', {
+        enabled: true,
+        key: w.redactionKey,
+      }),
+    );
+    const busy = w.insert(toRecords(bulk));
     const fa = w.finish(a.batch, { alerts: [], deadLetters: [], checkpoint: { source: 'a', position: '1' } });
     // A malformed batch (its text fields are not a string): the insert throws inside the group, which is rolled back.
     const broken = w.insert({ count: 1, nums: new Float64Array(17), text: 0 as unknown as string, dict: '', raw: new Uint8Array(0) });
-    await Promise.all([expect(broken).rejects.toThrow(/indexOf/), expect(fa).rejects.toThrow(/rolled back/)]);
+    await Promise.all([busy.catch(() => undefined), expect(broken).rejects.toThrow(/indexOf/), expect(fa).rejects.toThrow(/rolled back/)]);
     await w.close();
     const r = new SqliteStore(path, { readonly: true });
     expect(r.position('a')).toBeUndefined();
