@@ -121,10 +121,10 @@ export async function runQuery(argv: string[]): Promise<number> {
     if (p.next) process.stderr.write(`more: --cursor ${p.next}\n`);
   };
   /** One page, or with --all every page through the cursor. */
-  const emit = async (q: (page: PageOptions) => Page<unknown>, columns: string[]) => {
-    if (!all) return print(q(page) as Page<Record<string, unknown>>, columns);
+  const emit = async (q: (page: PageOptions) => Promise<Page<unknown>>, columns: string[]) => {
+    if (!all) return print((await q(page)) as Page<Record<string, unknown>>, columns);
     let first = true;
-    for (const p of allPages(q, page)) {
+    for await (const p of allPages(q, page)) {
       if (p.items.length > 0 || first) await rows(p.items as Record<string, unknown>[], columns, first);
       first = false;
     }
@@ -174,7 +174,7 @@ export async function runQuery(argv: string[]): Promise<number> {
         const of = positionals[1] ?? 'events';
         if (of !== 'events' && of !== 'alerts') throw new UsageError(`count takes events (the default) or alerts, not "${of}"`);
         if (all || values.cursor) throw new UsageError('count takes filters only (no --all, --cursor)');
-        const n = of === 'alerts' ? store.countAlerts(alertFilter()) : store.countEvents(eventFilter);
+        const n = of === 'alerts' ? await store.countAlerts(alertFilter()) : await store.countEvents(eventFilter);
         await write(format === 'json' ? JSON.stringify({ count: n }) + '\n' : `${n}\n`);
         break;
       }
@@ -182,10 +182,10 @@ export async function runQuery(argv: string[]): Promise<number> {
         if (all) throw new UsageError('--all is for row listings; top takes --limit');
         const dim = TOP_DIMS[positionals[1] ?? ''];
         if (!dim) throw new UsageError(`top needs one of: users, resources, verbs, namespaces, source-ips`);
-        await print({ items: store.top(dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 }) as unknown as Record<string, unknown>[] }, [
-          'value',
-          'count',
-        ]);
+        await print(
+          { items: (await store.top(dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 })) as unknown as Record<string, unknown>[] },
+          ['value', 'count'],
+        );
         break;
       }
       case 'alerts':
@@ -193,13 +193,19 @@ export async function runQuery(argv: string[]): Promise<number> {
         break;
       case 'dead-letters':
         if (all) throw new UsageError('--all is for events, the analyst questions and alerts; dead-letters takes --limit');
-        await print({ items: store.deadLetters(limit ?? 100) as unknown as Record<string, unknown>[] }, ['id', 'received', 'source', 'position', 'reason']);
+        await print({ items: (await store.deadLetters(limit ?? 100)) as unknown as Record<string, unknown>[] }, [
+          'id',
+          'received',
+          'source',
+          'position',
+          'reason',
+        ]);
         break;
       default:
         throw new UsageError(`unknown query "${what}"; see kaudit query --help`);
     }
   } finally {
-    store.close();
+    await store.close();
   }
   return 0;
 }

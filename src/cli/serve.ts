@@ -94,7 +94,15 @@ export async function startServe(
       redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey },
       maxQueuedBatches: cfg.ingest.maxQueuedBatches,
     });
-    metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
+    // A scrape is synchronous and the store's answer is not: the gauge shows the size last read, refreshed by each scrape.
+    let storeBytes = 0;
+    metrics.collect('kaudit_store_bytes', 'Bytes of the store in use', () => {
+      store.sizeBytes().then(
+        (n) => (storeBytes = n),
+        () => undefined,
+      );
+      return [{ value: storeBytes }];
+    });
     // Kafka roles (consume into this pipeline, publish alerts, or ingest-only webhook): see README, Scale-out with Kafka.
     let kafka: KafkaServices | undefined;
     if (kafkaConfig) {
@@ -172,7 +180,7 @@ export async function startServe(
         if (persist) await saveDetectionState(writer, detector!, pipeline);
         health.stop();
         await writer.close();
-        store.close();
+        await store.close();
       },
     };
   } catch (e) {

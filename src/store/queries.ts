@@ -277,10 +277,10 @@ export function countEvents(store: SqliteContext, f: EventFilter): number {
  * Every matching row, newest first, a page at a time through the cursor (so a page is never repeated or skipped while
  * new events arrive), holding one page in memory: for exports.
  */
-export function* allPages<T>(query: (page: PageOptions) => Page<T>, page: PageOptions = {}): Generator<Page<T>> {
+export async function* allPages<T>(query: (page: PageOptions) => Promise<Page<T>>, page: PageOptions = {}): AsyncGenerator<Page<T>> {
   let cursor = page.cursor;
   for (;;) {
-    const p = query({ ...page, limit: MAX_LIMIT, cursor });
+    const p = await query({ ...page, limit: MAX_LIMIT, cursor });
     yield p;
     if (!p.next) return;
     cursor = p.next;

@@ -72,7 +72,7 @@ export class Retention {
         // Pages free up unevenly as rows go, so estimate the share of the oldest batches to drop, drop it, measure
         // again; a few rounds at most per pass.
         for (let round = 0; round < 5; round++) {
-          const size = this.store.sizeBytes();
+          const size = this.store.bytesInUse();
           if (size <= this.o.maxBytes) break;
           const blobs = this.store.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number;
           if (blobs === 0) break;

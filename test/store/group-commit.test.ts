@@ -29,7 +29,7 @@ describe('group commit', () => {
     try {
       return {
         events: r.db.prepare('SELECT count(*) FROM events').pluck().get() as number,
-        position: r.position('src'),
+        position: r.positionNow('src'),
         pending: r.db.prepare('SELECT count(*) FROM pending').pluck().get() as number,
       };
     } finally {
@@ -130,7 +130,7 @@ describe('group commit', () => {
       await w.finish(id, { alerts: [], deadLetters: [], checkpoint: { source: `src${i}`, position: String(i) } });
       const r = new SqliteStore(path, { readonly: true });
       try {
-        expect(r.position(`src${i}`)).toBe(String(i));
+        expect(r.positionNow(`src${i}`)).toBe(String(i));
         expect(r.db.prepare('SELECT count(*) FROM events').pluck().get() as number).toBeGreaterThanOrEqual((i + 1) * 50);
       } finally {
         r.close();
@@ -200,7 +200,7 @@ describe('group commit on the writer thread', () => {
     await Promise.all([expect(bad).rejects.toThrow(/no batch/), expect(fa).resolves.toEqual([]), expect(fb).resolves.toEqual([])]);
     await w.close();
     const r = new SqliteStore(path, { readonly: true });
-    expect([r.position('a'), r.position('b')]).toEqual(['1', '2']);
+    expect([r.positionNow('a'), r.positionNow('b')]).toEqual(['1', '2']);
     r.close();
   });
 
@@ -225,7 +225,7 @@ describe('group commit on the writer thread', () => {
     await Promise.all([busy.catch(() => undefined), expect(broken).rejects.toThrow(/indexOf/), expect(fa).rejects.toThrow(/rolled back/)]);
     await w.close();
     const r = new SqliteStore(path, { readonly: true });
-    expect(r.position('a')).toBeUndefined();
+    expect(r.positionNow('a')).toBeUndefined();
     r.close();
   });
 });
