@@ -39,7 +39,7 @@ export interface Page<T> {
  * A stored event as queries return it: the normalised event's indexed fields (command and container only when set),
  * its store id, and on request the full (redacted) audit event.
  */
-export interface EventRow extends Omit<NormalisedEvent, 'timeMicros' | 'command' | 'container' | 'event' | 'raw'> {
+export interface EventRow extends Omit<NormalisedEvent, 'timeMicros' | 'command' | 'container' | 'event' | 'raw' | 'admission'> {
   id: number;
   command?: string;
   container?: string;

@@ -1,4 +1,5 @@
 import { log } from '../log.js';
+import { dropAdmission } from './admission-write.js';
 import type { SqliteStore } from './sqlite-store.js';
 import type { RetentionOptions } from './store.js';
 
@@ -47,6 +48,7 @@ export class Retention {
       for (const b of blobs) {
         n += delEvents.run(b.first_event, b.last_event, b.id).changes;
         delBlob.run(b.id);
+        dropAdmission(db, b.id);
       }
       return blobs.length === 0 ? -1 : n;
     })();

@@ -7,6 +7,8 @@ import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, type Alert } from '../detect/alert.js';
 import { encodeAuditID } from './audit-id.js';
+import { posture, psaViolations, type PostureFilter, type PostureRow, type ViolationFilter, type ViolationRow } from './admission-queries.js';
+import { dropAdmission, insertAdmission } from './admission-write.js';
 import { alertEventIndexes, type BatchTail, type BatchWriter, type InsertResult, type PendingBatch } from './batch.js';
 import * as q from './queries.js';
 import { alertTimeline, eventTimeline, type Timeline } from './timeline.js';
@@ -34,6 +36,7 @@ import {
   toRecords,
   type EventRecords,
 } from './records.js';
+import { LIVE_OWNERS, ownerAlive } from './owners.js';
 import { BLOB_CODECS, migrate, ROLLUP_DIMS, STAGE_CODES, type RollupDim } from './schema.js';
 import type { AuditStore, CommittedAlert, StoreOptions, StoreOverview } from './store.js';
 
@@ -296,6 +299,7 @@ export class SqliteStore implements AuditStore, BatchWriter {
       return;
     }
     s.finishBlob.run(first, last, blobId);
+    if (batch.admission) insertAdmission(this.db, batch.admission, eventIds, blobId);
     open.blob = blobId;
     this.applyRoll(roll, 1);
   }
@@ -445,6 +449,7 @@ export class SqliteStore implements AuditStore, BatchWriter {
         )
         .run(open.blob, open.blob, open.blob);
       this.stmts.deleteBlob.run(open.blob);
+      dropAdmission(this.db, open.blob);
       this.marks().del.run(open.blob);
       this.applyRoll(open.roll, -1);
     });
@@ -569,6 +574,14 @@ export class SqliteStore implements AuditStore, BatchWriter {
     return q.userActivity(this, f, page);
   }
 
+  async psaViolations(f: ViolationFilter, page?: q.PageOptions): Promise<q.Page<ViolationRow>> {
+    return psaViolations(this, f, page);
+  }
+
+  async posture(f: PostureFilter, page?: q.PageOptions): Promise<q.Page<PostureRow>> {
+    return posture(this, f, page);
+  }
+
   async top(dim: RollupDim, f: { since?: number; until?: number; limit?: number }): Promise<q.TopEntry[]> {
     return q.top(this, dim, f);
   }
@@ -671,25 +684,6 @@ export class SqliteStore implements AuditStore, BatchWriter {
     this.commitGroup();
     LIVE_OWNERS.delete(this.owner);
     this.db.close();
-  }
-}
-
-/** Writers open in this process (see ownerAlive). */
-const LIVE_OWNERS = new Set<string>();
-
-/**
- * Whether the writer named by a pending mark may still finish it: a writer of this process while its SqliteStore is open,
- * or any writer of another process that is still running (a store is a local file, so its writers share this host).
- */
-function ownerAlive(owner: string): boolean {
-  if (LIVE_OWNERS.has(owner)) return true;
-  const pid = Number(owner.slice(0, owner.indexOf(':')));
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -9,6 +9,7 @@
  * The reader's answers are promises: a networked kind (OpenSearch) answers over HTTP, and SQLite resolves its
  * synchronous answers, so no caller knows which kind it has.
  */
+import type { PostureFilter, PostureRow, ViolationFilter, ViolationRow } from './admission-queries.js';
 import type { BatchWriter } from './batch.js';
 import type { AlertFilter, AlertRow, AnalystFilter, DeadLetterRow, EventFilter, EventRow, Page, PageOptions, TopEntry } from './queries.js';
 import type { RollupDim } from './schema.js';
@@ -62,6 +63,13 @@ export interface StoreReader {
   rbacChanges(f: AnalystFilter, page?: PageOptions): Promise<Page<EventRow>>;
   /** Everything one user did. */
   userActivity(f: AnalystFilter & { user: string }, page?: PageOptions): Promise<Page<EventRow>>;
+  /**
+   * Pod Security violations (and, on request, admission-policy audit failures and exemptions) over a window, one row
+   * per namespace, owning workload and check: what enforcing would break, and who deploys it.
+   */
+  psaViolations(f: ViolationFilter, page?: PageOptions): Promise<Page<ViolationRow>>;
+  /** Per namespace and posture check (the `posture-*` rules' alerts): how many workloads failed it over a window. */
+  posture(f: PostureFilter, page?: PageOptions): Promise<Page<PostureRow>>;
   /** The busiest values of a dimension over a window. */
   top(dim: RollupDim, f: { since?: number; until?: number; limit?: number }): Promise<TopEntry[]>;
   /** Alerts (one per group: repeats are counted on it), newest first. */
