@@ -123,7 +123,7 @@ export function parseViolations(text: string, auditLevel: string): PsaViolation[
   return out;
 }
 
-const VIOLATES = /violates PodSecurity "([a-z]+:(?:latest|v\d+\.\d+))": (.*)$/s;
+const VIOLATES = /violates? PodSecurity "([a-z]+:(?:latest|v\d+\.\d+))": (.*)$/s;
 
 function findings(text: string): PsaFindings | undefined {
   const m = VIOLATES.exec(text);
