@@ -115,7 +115,7 @@ export const HELPERS: Record<string, HelperDef> = {
   },
   nonRootUnset: {
     reads: 'requestObject',
-    doc: 'names of containers with neither runAsNonRoot true nor a non-zero runAsUser (theirs or the pod\'s)',
+    doc: "names of containers with neither runAsNonRoot true nor a non-zero runAsUser (theirs or the pod's)",
     make: () => (root) => nonRootUnset(root),
   },
   registries: {
@@ -128,7 +128,7 @@ export const HELPERS: Record<string, HelperDef> = {
     make: () => (root) => admissionOf(root),
   },
   workload: {
-    doc: 'the object written and its top-level owner as Kind/name: {object, owner} (a ReplicaSet\'s pod: its Deployment)',
+    doc: "the object written and its top-level owner as Kind/name: {object, owner} (a ReplicaSet's pod: its Deployment)",
     make: () => (root) => workloadNames(root),
   },
   command: {

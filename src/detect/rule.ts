@@ -154,6 +154,7 @@ const MATCH_KEYS = [
   'decision',
   'impersonated',
   'outcome',
+  'admission',
 ];
 const ID = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 
@@ -232,9 +233,10 @@ class Checker {
       if (v.decision !== 'allow' && v.decision !== 'forbid') this.error(`${where}.decision must be allow or forbid`);
       else m.decision = v.decision;
     }
-    if (v.impersonated !== undefined) {
-      if (typeof v.impersonated !== 'boolean') this.error(`${where}.impersonated must be true or false`);
-      else m.impersonated = v.impersonated;
+    for (const k of ['impersonated', 'admission'] as const) {
+      if (v[k] === undefined) continue;
+      if (typeof v[k] !== 'boolean') this.error(`${where}.${k} must be true or false`);
+      else m[k] = v[k];
     }
     if (v.outcome !== undefined) {
       if (!(OUTCOMES as readonly string[]).includes(v.outcome as string)) this.error(`${where}.outcome must be one of ${OUTCOMES.join(', ')}`);
