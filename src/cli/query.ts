@@ -3,6 +3,7 @@ import { loadConfig } from '../config/config.js';
 import { SEVERITIES, type Severity } from '../detect/alert.js';
 import { parseTimeArg } from '../events/time.js';
 import { once } from 'node:events';
+import { VIOLATION_SIGNALS, type ViolationSignal } from '../store/admission-queries.js';
 import { allPages, MAX_LIMIT, type Page, type PageOptions } from '../store/queries.js';
 import type { RollupDim } from '../store/schema.js';
 import { openStore } from '../store/open.js';
@@ -19,6 +20,10 @@ WHAT:
   activity        everything --user did (between --since and --until)
   top DIM         busiest users | resources | verbs | namespaces | source-ips over a window
   alerts          alerts, newest first (--rule, --severity minimum, --cluster, --namespace)
+  psa-violations  what enforcing Pod Security would break: per namespace, owning workload and check, the requests
+                  that violated it, who made them, last seen (--namespace, --user, --level baseline: only what
+                  breaks baseline too, --signal audit,denied,policy,exempt,error: default audit,denied)
+  posture         per namespace, the workloads failing each CIS 5.x posture check (--namespace)
   dead-letters    records rejected as bad input, with the reason
   count [alerts]  how many events (every stage) or alert rows match the filters, without listing them
 
@@ -67,6 +72,8 @@ export async function runQuery(argv: string[]): Promise<number> {
     cursor: { type: 'string' },
     rule: { type: 'string' },
     severity: { type: 'string' },
+    level: { type: 'string' },
+    signal: { type: 'string' },
     format: { type: 'string' },
     'include-event': { type: 'boolean' },
     all: { type: 'boolean' },
@@ -190,6 +197,31 @@ export async function runQuery(argv: string[]): Promise<number> {
       }
       case 'alerts':
         await emit((pg) => store.queryAlerts(alertFilter(), pg), ALERT_COLUMNS);
+        break;
+      case 'psa-violations': {
+        if (values.level !== undefined && values.level !== 'baseline' && values.level !== 'restricted') throw new UsageError('--level is baseline or restricted');
+        const signals = values.signal?.split(',');
+        const bad = signals?.filter((x) => !(VIOLATION_SIGNALS as readonly string[]).includes(x));
+        if (bad?.length) throw new UsageError(`--signal takes ${VIOLATION_SIGNALS.join(', ')}, not ${bad.join(', ')}`);
+        const f = { ...analyst, level: values.level as 'baseline' | undefined, signals: signals as ViolationSignal[] | undefined };
+        // The table shows one line a workload and check; JSON keeps every field (users, objects, detail).
+        const flat = (pg: PageOptions) => {
+          const p = store.psaViolations(f, pg);
+          if (format === 'json') return p;
+          const items = p.items.map((r) => ({ ...r, owner: `${r.ownerKind}/${r.ownerName}`, users: r.users.slice(0, 3).join(',') + (r.userCount > 3 ? ',...' : '') }));
+          return { ...p, items };
+        };
+        await emit(flat, ['namespace', 'owner', 'check', 'violationLevel', 'policy', 'requests', 'denied', 'users', 'lastSeen']);
+        break;
+      }
+      case 'posture':
+        await emit(
+          (pg) => {
+            const p = store.posture(analyst, pg);
+            return format === 'json' ? p : { ...p, items: p.items.map((r) => ({ ...r, examples: r.examples.slice(0, 3).join(',') })) };
+          },
+          ['namespace', 'check', 'cis', 'workloads', 'findings', 'examples', 'lastSeen'],
+        );
         break;
       case 'dead-letters':
         if (all) throw new UsageError('--all is for events, the analyst questions and alerts; dead-letters takes --limit');
