@@ -81,7 +81,8 @@ export async function admissionRoutes(app: FastifyInstance, opts: { ctx: ApiCont
             signal: {
               type: 'array',
               items: { type: 'string', enum: [...VIOLATION_SIGNALS] },
-              description: 'audit (Pod Security audit mode), denied (enforce refusals), policy (ValidatingAdmissionPolicy audit failures), exempt, error; default audit and denied',
+              description:
+                'audit (Pod Security audit mode), denied (enforce refusals), policy (ValidatingAdmissionPolicy audit failures), exempt, error; default audit and denied',
             },
             ...timeWindowProps,
             ...pageProps,
@@ -114,7 +115,10 @@ export async function admissionRoutes(app: FastifyInstance, opts: { ctx: ApiCont
     },
     async (req) => {
       const q = req.query;
-      return store.posture({ namespace: q.namespace, cluster: q.cluster, since: timeArg(q.since), until: timeArg(q.until) }, { limit: q.limit, cursor: q.cursor });
+      return store.posture(
+        { namespace: q.namespace, cluster: q.cluster, since: timeArg(q.since), until: timeArg(q.until) },
+        { limit: q.limit, cursor: q.cursor },
+      );
     },
   );
 }

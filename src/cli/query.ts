@@ -199,7 +199,8 @@ export async function runQuery(argv: string[]): Promise<number> {
         await emit((pg) => store.queryAlerts(alertFilter(), pg), ALERT_COLUMNS);
         break;
       case 'psa-violations': {
-        if (values.level !== undefined && values.level !== 'baseline' && values.level !== 'restricted') throw new UsageError('--level is baseline or restricted');
+        if (values.level !== undefined && values.level !== 'baseline' && values.level !== 'restricted')
+          throw new UsageError('--level is baseline or restricted');
         const signals = values.signal?.split(',');
         const bad = signals?.filter((x) => !(VIOLATION_SIGNALS as readonly string[]).includes(x));
         if (bad?.length) throw new UsageError(`--signal takes ${VIOLATION_SIGNALS.join(', ')}, not ${bad.join(', ')}`);
@@ -208,7 +209,11 @@ export async function runQuery(argv: string[]): Promise<number> {
         const flat = (pg: PageOptions) => {
           const p = store.psaViolations(f, pg);
           if (format === 'json') return p;
-          const items = p.items.map((r) => ({ ...r, owner: `${r.ownerKind}/${r.ownerName}`, users: r.users.slice(0, 3).join(',') + (r.userCount > 3 ? ',...' : '') }));
+          const items = p.items.map((r) => ({
+            ...r,
+            owner: `${r.ownerKind}/${r.ownerName}`,
+            users: r.users.slice(0, 3).join(',') + (r.userCount > 3 ? ',...' : ''),
+          }));
           return { ...p, items };
         };
         await emit(flat, ['namespace', 'owner', 'check', 'violationLevel', 'policy', 'requests', 'denied', 'users', 'lastSeen']);

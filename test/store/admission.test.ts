@@ -38,7 +38,7 @@ describe('admission rows in the SQLite store', () => {
     store.close();
   });
 
-  it('drops a discarded batch\'s rows, and retention drops them with their events', async () => {
+  it("drops a discarded batch's rows, and retention drops them with their events", async () => {
     const store = new SqliteStore(join(tempDir(), 'k.db'));
     const events = fixtureEvents();
     const { batch } = store.insert(toRecords(events.slice(0, 20)));
