@@ -206,8 +206,8 @@ export async function runQuery(argv: string[]): Promise<number> {
         if (bad?.length) throw new UsageError(`--signal takes ${VIOLATION_SIGNALS.join(', ')}, not ${bad.join(', ')}`);
         const f = { ...analyst, level: values.level as 'baseline' | undefined, signals: signals as ViolationSignal[] | undefined };
         // The table shows one line a workload and check; JSON keeps every field (users, objects, detail).
-        const flat = (pg: PageOptions) => {
-          const p = store.psaViolations(f, pg);
+        const flat = async (pg: PageOptions) => {
+          const p = await store.psaViolations(f, pg);
           if (format === 'json') return p;
           const items = p.items.map((r) => ({
             ...r,
@@ -221,8 +221,8 @@ export async function runQuery(argv: string[]): Promise<number> {
       }
       case 'posture':
         await emit(
-          (pg) => {
-            const p = store.posture(analyst, pg);
+          async (pg) => {
+            const p = await store.posture(analyst, pg);
             return format === 'json' ? p : { ...p, items: p.items.map((r) => ({ ...r, examples: r.examples.slice(0, 3).join(',') })) };
           },
           ['namespace', 'check', 'cis', 'workloads', 'findings', 'examples', 'lastSeen'],

@@ -22,7 +22,7 @@ function fixtureEvents(): NormalisedEvent[] {
 const rows = (s: SqliteStore) => s.db.prepare('SELECT count(*) FROM admission').pluck().get() as number;
 
 describe('admission rows in the SQLite store', () => {
-  it('stores a row per violation, once per request: a resent batch adds none', () => {
+  it('stores a row per violation, once per request: a resent batch adds none', async () => {
     const store = new SqliteStore(join(tempDir(), 'k.db'));
     const events = fixtureEvents();
     store.commitAll(events, { alerts: [], deadLetters: [] });
@@ -33,7 +33,9 @@ describe('admission rows in the SQLite store', () => {
     expect(n).toBe(4 * 11 + 1 + 6 * 4 + 2 * 7 + 5 * 2 + 1 * 2 + 4 + 4);
     store.commitAll(events, { alerts: [], deadLetters: [] });
     expect(rows(store)).toBe(n);
-    const shopDebug = store.psaViolations({ namespace: 'shop', level: 'baseline' }).items.map((r) => `${r.ownerKind}/${r.ownerName} ${r.check} ${r.requests}`);
+    const shopDebug = (await store.psaViolations({ namespace: 'shop', level: 'baseline' })).items.map(
+      (r) => `${r.ownerKind}/${r.ownerName} ${r.check} ${r.requests}`,
+    );
     expect(shopDebug).toEqual(['DaemonSet/log-agent hostPathVolumes 4', 'Pod/debug privileged 2']);
     store.close();
   });
@@ -51,18 +53,18 @@ describe('admission rows in the SQLite store', () => {
     const r = new Retention(store, { maxAgeMs: 3 * 86_400_000 });
     await r.runOnce(Date.UTC(2026, 10, 9));
     expect(rows(store)).toBe(0);
-    expect(store.psaViolations({}).items).toEqual([]);
+    expect((await store.psaViolations({})).items).toEqual([]);
     store.close();
   });
 
-  it('migrates a store written before the admission table, and a reader of an unmigrated store answers empty', () => {
+  it('migrates a store written before the admission table, and a reader of an unmigrated store answers empty', async () => {
     const path = join(tempDir(), 'k.db');
     const old = new SqliteStore(path);
     old.db.exec('DROP TABLE admission');
     old.db.pragma('user_version = 3');
     old.close();
     const reader = new SqliteStore(path, { readonly: true });
-    expect(reader.psaViolations({ namespace: 'shop' })).toEqual({ items: [] });
+    expect(await reader.psaViolations({ namespace: 'shop' })).toEqual({ items: [] });
     reader.close();
     const store = new SqliteStore(path);
     expect(store.db.pragma('user_version', { simple: true })).toBe(4);
