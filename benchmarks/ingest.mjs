@@ -9,7 +9,7 @@
 // Usage: node benchmarks/ingest.mjs [--events N] [--rounds 3] [--log mixed|classic] [--no-detect] [--keep DIR]
 // (needs `npm run build` first)
 import { spawn } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, createWriteStream, readdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, createWriteStream, readdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,7 @@ const { SqliteStore } = await import(new URL('store/sqlite-store.js', dist));
 const q = await import(new URL('store/queries.js', dist));
 
 const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'kaudit-bench-'));
+mkdirSync(dir, { recursive: true });
 const log = join(dir, 'audit.log');
 
 async function generate() {
@@ -103,7 +104,16 @@ async function importOnce(file = log) {
   const io = JSON.parse(readFileSync(ioFile, 'utf8'));
   const summary = /stored (\d+) events, skipped (\d+) duplicates, (\d+) bad records.*?, (\d+) alerts/.exec(stderr);
   const events = Number(summary[1]);
-  return { events, secs, bad: Number(summary[3]), alerts: Number(summary[4]), rate: events / secs, peakRss: io.peakRss, writeBytes: io.write_bytes, wchar: io.wchar };
+  return {
+    events,
+    secs,
+    bad: Number(summary[3]),
+    alerts: Number(summary[4]),
+    rate: events / secs,
+    peakRss: io.peakRss,
+    writeBytes: io.write_bytes,
+    wchar: io.wchar,
+  };
 }
 
 // Start-up to the first event stored: the whole `kaudit ingest` process on a one-event log (load, open the store,
@@ -215,7 +225,9 @@ for (const [name, fn] of Object.entries(queries)) {
   }
   const first = times.shift();
   times.sort((a, b) => a - b);
-  console.log(`query by auditID alone (no time range) on ${fmt(maxId)} events: first ${first.toFixed(1)} ms, then ${times[2].toFixed(1)} ms (median of 5; target < 5 ms)`);
+  console.log(
+    `query by auditID alone (no time range) on ${fmt(maxId)} events: first ${first.toFixed(1)} ms, then ${times[2].toFixed(1)} ms (median of 5; target < 5 ms)`,
+  );
 }
 store.close();
 if (!values.keep) rmSync(dir, { recursive: true, force: true });

@@ -9,12 +9,26 @@ function pod(r, ns, name, i) {
     metadata: {
       name: `${name}-${i}`,
       namespace: ns,
-      uid: `${(i * 2654435761) >>> 0}`.padStart(10, '0') + '-1f2e-4c3d-9a8b-' + Math.floor(r() * 1e12).toString(16).padStart(12, '0'),
+      uid:
+        `${(i * 2654435761) >>> 0}`.padStart(10, '0') +
+        '-1f2e-4c3d-9a8b-' +
+        Math.floor(r() * 1e12)
+          .toString(16)
+          .padStart(12, '0'),
       resourceVersion: String(Math.floor(r() * 1e8)),
       creationTimestamp: '2026-10-30T08:12:44Z',
       labels: { app: name, 'pod-template-hash': '7d9f8c6b5d', team: 'platform' },
       annotations: { 'kubectl.kubernetes.io/restartedAt': '2026-10-30T08:12:40Z' },
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${name}-7d9f8c6b5d`, uid: 'c1d2e3f4-0000-4000-8000-000000000001', controller: true, blockOwnerDeletion: true }],
+      ownerReferences: [
+        {
+          apiVersion: 'apps/v1',
+          kind: 'ReplicaSet',
+          name: `${name}-7d9f8c6b5d`,
+          uid: 'c1d2e3f4-0000-4000-8000-000000000001',
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
     },
     spec: {
       containers: [
@@ -42,7 +56,16 @@ function pod(r, ns, name, i) {
         { type: 'ContainersReady', status: 'True', lastTransitionTime: '2026-10-30T08:12:51Z' },
         { type: 'PodScheduled', status: 'True', lastTransitionTime: '2026-10-30T08:12:44Z' },
       ],
-      containerStatuses: [{ name, ready: true, restartCount: i % 3, image: `registry.example.com/${name}:1.${i % 20}.3`, started: true, state: { running: { startedAt: '2026-10-30T08:12:50Z' } } }],
+      containerStatuses: [
+        {
+          name,
+          ready: true,
+          restartCount: i % 3,
+          image: `registry.example.com/${name}:1.${i % 20}.3`,
+          started: true,
+          state: { running: { startedAt: '2026-10-30T08:12:50Z' } },
+        },
+      ],
     },
   };
 }
