@@ -13,7 +13,7 @@ import type Database from 'better-sqlite3';
 export const AUDIT_ID_BUCKET_BITS = 14;
 
 /** The index, as the schema's migration creates it. */
-export const AUDIT_ID_INDEX_SQL = `CREATE INDEX events_audit_id ON events ((id >> ${AUDIT_ID_BUCKET_BITS}), audit_id)`;
+export const AUDIT_ID_INDEX_SQL = `CREATE INDEX IF NOT EXISTS events_audit_id ON events ((id >> ${AUDIT_ID_BUCKET_BITS}), audit_id)`;
 
 /**
  * The WHERE term for `e.audit_id = ?`, written so that SQLite seeks the index once per bucket from the oldest to the
