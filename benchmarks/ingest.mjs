@@ -91,11 +91,15 @@ const ioFile = join(dir, 'io.json');
 async function importOnce(file = log) {
   for (const f of readdirSync(dir)) if (f.startsWith('kaudit.db')) rmSync(join(dir, f), { force: true });
   const preload = new URL('./lib/io-at-exit.mjs', import.meta.url).href;
-  const args = ['--import', preload, fileURLToPath(new URL('../bin/kaudit.js', import.meta.url)), 'ingest', '--db', dbPath, file];
+  const args = ['ingest', '--db', dbPath, file];
   if (values['no-detect']) args.push('--no-detect');
   rmSync(ioFile, { force: true });
   const t0 = process.hrtime.bigint();
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KAUDIT_BENCH_IO: ioFile } });
+  // Run as a command, the way `npx kaudit` runs it (bin/kaudit.js's own node flags included).
+  const child = spawn(fileURLToPath(new URL('../bin/kaudit.js', import.meta.url)), args, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, KAUDIT_BENCH_IO: ioFile, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${preload}` },
+  });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const code = await new Promise((r) => child.on('exit', r));

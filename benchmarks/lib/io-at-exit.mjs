@@ -1,10 +1,12 @@
-// Preloaded into a benchmarked process (`node --import`): at exit, writes what the kernel counted for the whole
+// Preloaded into a benchmarked process (`NODE_OPTIONS=--import=...`): at exit, writes what the kernel counted for the whole
 // process (every thread: the writer thread's SQLite writes included) to the file named by KAUDIT_BENCH_IO as JSON:
 // write_bytes (sent towards the disk), wchar (bytes passed to write calls), VmHWM (peak resident memory).
 import { readFileSync, writeFileSync } from 'node:fs';
+import { isMainThread } from 'node:worker_threads';
 
 const out = process.env.KAUDIT_BENCH_IO;
-if (out) {
+// Preloads run in worker threads too: only the main thread's exit is the process's.
+if (out && isMainThread) {
   process.on('exit', () => {
     const io = Object.fromEntries(
       readFileSync('/proc/self/io', 'utf8')
