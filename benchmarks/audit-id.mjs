@@ -32,7 +32,7 @@ if (have < N) {
   const t0 = process.hrtime.bigint();
   const next = eventStream({ seed: 3, rate: 200, people: 0.04 });
   const redaction = { enabled: true, key: store.redactionKey };
-  for (let done = 0; done < N; ) {
+  for (let done = 0; done < N;) {
     const batch = [];
     for (let i = 0; i < 5000 && done < N; i++, done++) {
       const line = JSON.stringify(next());
@@ -48,7 +48,7 @@ store.close();
 store = new SqliteStore(path, { readonly: true });
 const maxId = store.db.prepare('SELECT max(id) FROM events').pluck().get();
 const idAt = store.db.prepare('SELECT audit_id FROM events WHERE id >= ? LIMIT 1').pluck();
-const ids = Array.from({ length: 21 }, (_, i) => decodeAuditID(idAt.get(Math.max(1, Math.floor((maxId * (i * 37 % 21)) / 21)))));
+const ids = Array.from({ length: 21 }, (_, i) => decodeAuditID(idAt.get(Math.max(1, Math.floor((maxId * ((i * 37) % 21)) / 21)))));
 const lookup = (id) => {
   const t = process.hrtime.bigint();
   const n = q.queryEvents(store, { auditID: id }, { limit: 100 }).items.length;
@@ -56,7 +56,10 @@ const lookup = (id) => {
   return ms(t);
 };
 const first = lookup(ids[0]);
-const times = ids.slice(1).map(lookup).sort((a, b) => a - b);
+const times = ids
+  .slice(1)
+  .map(lookup)
+  .sort((a, b) => a - b);
 const scan = store.db.prepare('SELECT count(*) FROM events e NOT INDEXED WHERE e.audit_id = ?').pluck();
 const { encodeAuditID } = await import(new URL('store/audit-id.js', dist));
 const scans = [];
