@@ -70,6 +70,34 @@ function pod(r, ns, name, i) {
   };
 }
 
+// The apiserver writes an Event's fields in the order its Go type declares them (bodies after responseStatus, before
+// the timestamps); the generator appends bodies last. Rebuilt in the apiserver's order, as a real log has them.
+const GO_ORDER = [
+  'kind',
+  'apiVersion',
+  'level',
+  'auditID',
+  'stage',
+  'requestURI',
+  'verb',
+  'user',
+  'impersonatedUser',
+  'sourceIPs',
+  'userAgent',
+  'objectRef',
+  'responseStatus',
+  'requestObject',
+  'responseObject',
+  'requestReceivedTimestamp',
+  'stageTimestamp',
+  'annotations',
+];
+function inGoOrder(e) {
+  const out = {};
+  for (const k of GO_ORDER) if (e[k] !== undefined) out[k] = e[k];
+  return out;
+}
+
 /** Returns a function producing the next event (object) of the mixed log. */
 export function mixedStream({ seed = 1, rate = 12, people = 0.04 } = {}) {
   const next = eventStream({ seed, rate, people });
@@ -77,7 +105,7 @@ export function mixedStream({ seed = 1, rate = 12, people = 0.04 } = {}) {
   return () => {
     const e = next();
     const ref = e.objectRef;
-    if (!ref || e.stage !== 'ResponseComplete') return e;
+    if (!ref || e.stage !== 'ResponseComplete') return inGoOrder(e);
     const name = ref.name ?? 'app';
     if ((e.verb === 'update' || e.verb === 'patch') && ref.resource !== 'leases' && r() < 0.45) {
       // A workload write at RequestResponse: the object sent and the object stored.
@@ -96,6 +124,6 @@ export function mixedStream({ seed = 1, rate = 12, people = 0.04 } = {}) {
         items: Array.from({ length: n }, (_, i) => pod(r, ref.namespace ?? 'default', 'web', i)),
       };
     }
-    return e;
+    return inGoOrder(e);
   };
 }

@@ -15,8 +15,17 @@ describe('file import batches', () => {
     const small = (i: number) => ev({ auditID: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}` });
     const items = Array.from({ length: 400 }, (_, i) => ({ metadata: { name: `pod-${i}`, namespace: 'web' }, spec: { nodeName: 'n'.repeat(100) } }));
     const large = (i: number) =>
-      ev({ auditID: `00000000-0000-4000-9000-${String(i).padStart(12, '0')}`, level: 'RequestResponse', verb: 'list', responseObject: { kind: 'PodList', items } });
-    const all = [...Array.from({ length: 40 }, (_, i) => small(i)), ...Array.from({ length: 10 }, (_, i) => large(i)), ...Array.from({ length: 40 }, (_, i) => small(100 + i))];
+      ev({
+        auditID: `00000000-0000-4000-9000-${String(i).padStart(12, '0')}`,
+        level: 'RequestResponse',
+        verb: 'list',
+        responseObject: { kind: 'PodList', items },
+      });
+    const all = [
+      ...Array.from({ length: 40 }, (_, i) => small(i)),
+      ...Array.from({ length: 10 }, (_, i) => large(i)),
+      ...Array.from({ length: 40 }, (_, i) => small(100 + i)),
+    ];
     writeFileSync(path, lines(all));
     const bigBytes = Buffer.byteLength(JSON.stringify(all[45]));
     expect(bigBytes).toBeGreaterThan(50_000);

@@ -40,10 +40,18 @@ describe('lookup by auditID alone', () => {
       const ids = fill(store, 3 * BUCKET + 1000);
       // A second stage of a request in the first bucket, stored in the last one (a watch's ResponseComplete).
       const t = new Date(Date.UTC(2026, 0, 1) + 5 * 10).toISOString();
-      store.commitAll([normalise(toAuditEvent(ev({ auditID: ids[5], stage: 'ResponseStarted', requestReceivedTimestamp: t })), 'c', { enabled: true, key: store.redactionKey })], {
-        alerts: [],
-        deadLetters: [],
-      });
+      store.commitAll(
+        [
+          normalise(toAuditEvent(ev({ auditID: ids[5], stage: 'ResponseStarted', requestReceivedTimestamp: t })), 'c', {
+            enabled: true,
+            key: store.redactionKey,
+          }),
+        ],
+        {
+          alerts: [],
+          deadLetters: [],
+        },
+      );
       expect(plan(store, ids[0]!)).toMatch(/USING (COVERING )?INDEX events_audit_id/);
       for (const i of [0, 5, BUCKET - 1, BUCKET, 2 * BUCKET + 17, ids.length - 1]) {
         const page = queryEvents(store, { auditID: ids[i] }, { limit: 100 });
