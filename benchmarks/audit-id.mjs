@@ -3,7 +3,7 @@
 // auditIDs spread over it as the API's /api/v1/events?auditID= and `kaudit query events --audit-id` do, against the
 // same lookup forced to scan (NOT INDEXED, as every lookup did before the index) in the same run.
 // Usage: node benchmarks/audit-id.mjs [--events 1000000] [--keep DIR]   (needs `npm run build` first; a store kept
-// with --keep is reused when it already holds N events)
+// with --keep is reused, and measured as it is, when it already holds N events or more)
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
