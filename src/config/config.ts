@@ -1,5 +1,5 @@
+import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { parseDetectionConfig, type DetectionConfig } from '../detect/config.js';
 import { ConfigError } from '../errors.js';
 import { parseKafkaConfig, type KafkaConfig } from './kafka.js';
@@ -193,7 +193,8 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
       throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     try {
-      doc = parseYaml(text);
+      // Loaded here, not at the top: most starts have no config file, and the parser is ~70 modules.
+      doc = (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
     } catch (e) {
       throw new ConfigError(`config file ${file} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
     }

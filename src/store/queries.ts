@@ -3,6 +3,7 @@ import { KauditError } from '../errors.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { formatMicros } from '../events/time.js';
 import { decodeAuditID, encodeAuditID } from './audit-id.js';
+import { auditIDTerm } from './audit-id-index.js';
 import { CATEGORY, DECISION_NAMES, LEVEL_NAMES, ROLLUP_DIMS, STAGE_CODES, STAGE_NAMES, type RollupDim } from './schema.js';
 import type { SqliteContext } from './sqlite-context.js';
 
@@ -129,7 +130,7 @@ function buildWhere(store: SqliteContext, f: EventFilter): Where {
     w.params.push(f.code);
   }
   if (f.auditID) {
-    w.sql.push('e.audit_id = ?');
+    w.sql.push(auditIDTerm(store.db));
     w.params.push(encodeAuditID(f.auditID));
   }
   if (f.stage) {

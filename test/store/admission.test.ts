@@ -67,7 +67,7 @@ describe('admission rows in the SQLite store', () => {
     expect(await reader.psaViolations({ namespace: 'shop' })).toEqual({ items: [] });
     reader.close();
     const store = new SqliteStore(path);
-    expect(store.db.pragma('user_version', { simple: true })).toBe(4);
+    expect(store.db.pragma('user_version', { simple: true })).toBe(5);
     store.commitAll(fixtureEvents(), { alerts: [], deadLetters: [] });
     expect(rows(store)).toBe(103);
     store.close();
