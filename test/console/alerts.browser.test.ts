@@ -116,7 +116,11 @@ describe.skipIf(skipBrowser)('console: live alerts (Chromium)', () => {
     expect(await badge.count()).toBe(1);
     // Opening Alerts shows them, and the count is gone.
     await nav.getByRole('link', { name: /^Alerts/ }).click();
-    for (const who of ['away-1', 'away-2', 'away-3']) await page.locator('.alert-item', { hasText: `${who}@example.com` }).first().waitFor();
+    for (const who of ['away-1', 'away-2', 'away-3'])
+      await page
+        .locator('.alert-item', { hasText: `${who}@example.com` })
+        .first()
+        .waitFor();
     expect(await badge.count()).toBe(0);
     // Leaving again starts from what the page showed: nothing new, no badge.
     const counting = page.waitForEvent('websocket');
