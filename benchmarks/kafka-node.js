@@ -15,7 +15,8 @@ const writer = await WriterThread.open(s.db);
 const pipeline = new Pipeline({ writer, detector, redaction: { enabled: true, key: writer.redactionKey } });
 const source = new KafkaSource({ config, sink: pipeline, cluster: 'bench' });
 await source.start();
-const report = () => process.send({ type: 'stats', stats: source.stats, assigned: source.assignment.length, rules: detector?.rules?.length ?? 0 });
+const report = () =>
+  process.send({ type: 'stats', cpu: process.cpuUsage(), stats: source.stats, assigned: source.assignment.length, rules: detector?.rules?.length ?? 0 });
 const timer = setInterval(report, 100);
 report();
 process.on('message', async (m) => {

@@ -7,7 +7,7 @@
 // Usage: node benchmarks/kafka.mjs [--events N] [--no-detect] [--no-import]   (needs `npm run build` first, Java 17, Maven)
 // KAUDIT_DIST=dir uses another build of src/ than dist/.
 import { execFileSync, fork, spawnSync } from 'node:child_process';
-import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -90,23 +90,32 @@ try {
     `${producer.stats.messages} messages, ${(bytes / N).toFixed(0)} B/event`,
   ]);
 
+  let importCpuUs = NaN;
   if (!values['no-import']) {
     const db = join(dir, 'import.db');
     // `kaudit ingest` from the same build (bin/kaudit.js runs dist/cli/main.js).
     const main = join(dir, 'kaudit-cli.mjs');
     writeFileSync(
       main,
-      `const { runCli } = await import(${JSON.stringify(new URL('cli/main.js', dist).href)});\nprocess.exitCode = await runCli(process.argv.slice(2));\n`,
+      // The import's CPU time (all threads) is written on exit: a figure that the machine's load moves less than wall time.
+      `const { runCli } = await import(${JSON.stringify(new URL('cli/main.js', dist).href)});\nprocess.exitCode = await runCli(process.argv.slice(2));\n` +
+        `const c = process.cpuUsage(); (await import('node:fs')).writeFileSync(${JSON.stringify(join(dir, 'import-cpu.json'))}, JSON.stringify(c));\n`,
     );
     const args = [main, 'ingest', '--db', db, '--rules', join(root, 'detections'), logPath];
     if (values['no-detect']) args.push('--no-detect');
     t0 = performance.now();
     const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
     const secs = (performance.now() - t0) / 1000;
+    let cpu = '';
+    if (r.status === 0) {
+      const c = JSON.parse(readFileSync(join(dir, 'import-cpu.json'), 'utf8'));
+      importCpuUs = (c.user + c.system) / N;
+      cpu = `; ${importCpuUs.toFixed(1)} µs CPU/event`;
+    }
     rows.push([
       `file import of the same events (kaudit ingest, one process)`,
       r.status === 0 ? N / secs : NaN,
-      r.status === 0 ? `${secs.toFixed(1)} s incl. start-up` : `failed: ${r.stderr.trim().split('\n').pop()}`,
+      r.status === 0 ? `${secs.toFixed(1)} s incl. start-up${cpu}` : `failed: ${r.stderr.trim().split('\n').pop()}`,
     ]);
   }
 
@@ -114,6 +123,7 @@ try {
   for (const consumers of [1, 2]) {
     const nodes = [];
     const stats = [];
+    const cpus = [];
     const start = performance.now();
     let firstStored = 0;
     for (let i = 0; i < consumers; i++) {
@@ -128,15 +138,19 @@ try {
           topics: { events: [topic], alerts: '', deadLetter: '' },
           sessionTimeoutMs: 10000,
           heartbeatIntervalMs: 1000,
+          // Settings to try against the defaults, e.g. KAUDIT_BENCH_KAFKA='{"partitionsConsumedConcurrently":4}'.
+          ...JSON.parse(process.env.KAUDIT_BENCH_KAFKA ?? '{}'),
         },
       };
       const child = fork(join(root, 'benchmarks', 'kafka-node.js'), [], {
+        execArgv: process.env.KAUDIT_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KAUDIT_BENCH_PROF}`] : [],
         env: { ...process.env, KAUDIT_BENCH_NODE: JSON.stringify(settings), KAUDIT_LOG_LEVEL: 'error' },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       child.on('message', (m) => {
         if (m.type !== 'stats') return;
         stats[i] = m.stats;
+        cpus[i] = m.cpu;
         rules = m.rules;
         if (!firstStored && m.stats.stored > 0) firstStored = performance.now();
       });
@@ -152,10 +166,13 @@ try {
     await Promise.all(nodes.map((c) => new Promise((r) => c.once('exit', r))));
     const total = (end - start) / 1000;
     const steady = (end - firstStored) / 1000;
+    // CPU of the consumer processes (start-up and group join included, as the import's includes its start-up).
+    const cpuUs = cpus.reduce((s, c) => s + c.user + c.system, 0) / N;
+    const vsImport = Number.isNaN(importCpuUs) ? '' : ` (${(importCpuUs / cpuUs).toFixed(2)}x the import's speed per CPU-second)`;
     rows.push([
       `topic -> detection -> store, ${consumers} consumer process${consumers > 1 ? 'es' : ''}`,
       N / steady,
-      `${steady.toFixed(1)} s from the first stored batch; ${fmt(N / total)} events/s counting start-up and group join (${total.toFixed(1)} s)`,
+      `${steady.toFixed(1)} s from the first stored batch; ${fmt(N / total)} events/s counting start-up and group join (${total.toFixed(1)} s); ${cpuUs.toFixed(1)} µs CPU/event${vsImport}`,
     ]);
   }
 

@@ -3,6 +3,8 @@ import { createKafkaClient, producerDefaults, type KafkaConfig } from '../config
 import { OverloadedError } from '../errors.js';
 import { log } from '../log.js';
 import type { BatchOutcome, BatchSink, RawBatch, RawRecord } from '../pipeline/pipeline.js';
+import { JsonDocumentFramer } from './json-document.js';
+import { DocumentError } from './json-splitter.js';
 
 /**
  * Kafka source: one member of a consumer group on the events topics. Each fetched batch of a partition becomes raw
@@ -60,6 +62,8 @@ interface Chunk {
   fixed: boolean;
   records: RawRecord[];
   messages: KafkaMessage[];
+  /** Each message's `where` (`topic/partition@offset`), as its records' `where` begins. */
+  wheres: string[];
   lastOffset: string;
 }
 
@@ -349,9 +353,10 @@ export class KafkaSource {
     this.timers.add(t);
   }
 
-  /** Splits a fetched batch into pipeline batches: runs of one cluster, at most `batchRecords` records each. */
+  /** Splits a fetched batch into pipeline batches: runs of one cluster, of about `batchRecords` records each. */
   private chunk(batch: Batch): Chunk[] {
     const c = this.opts.config;
+    const frame = c.format === 'auto' || c.format === 'native';
     const out: Chunk[] = [];
     let cur: Chunk | undefined;
     for (const m of batch.messages) {
@@ -359,15 +364,17 @@ export class KafkaSource {
       const cluster = named || this.opts.cluster;
       const fixed = !!named;
       if (!cur || cur.cluster !== cluster || cur.fixed !== fixed || cur.records.length >= c.batchRecords) {
-        cur = { cluster, fixed, records: [], messages: [], lastOffset: m.offset };
+        cur = { cluster, fixed, records: [], messages: [], wheres: [], lastOffset: m.offset };
         out.push(cur);
       }
       const where = `${batch.topic}/${batch.partition}@${m.offset}`;
       const size = m.value?.length ?? 0;
       if (m.value === null || size === 0) cur.records.push({ where, error: 'empty message (no value)' });
       else if (size > c.maxMessageBytes) cur.records.push({ where, error: `message of ${size} bytes is over kafka.maxMessageBytes (${c.maxMessageBytes})` });
+      else if (frame) messageRecords(m.value, where, cur.records);
       else cur.records.push({ where, text: m.value });
       cur.messages.push(m);
+      cur.wheres.push(where);
       cur.lastOffset = m.offset;
     }
     return out;
@@ -376,8 +383,8 @@ export class KafkaSource {
   private deadOf(chunk: Chunk, bad: BatchOutcome['bad']): { message: KafkaMessage; reasons: string[] }[] {
     const byWhere = new Map<string, string[]>();
     for (const b of bad) {
-      // An envelope's item is located inside its message ("topic/0@12 records[3] properties.log"): the message is the
-      // part before the first space (topics have no spaces).
+      // An item is located inside its message ("topic/0@12 item 3", "topic/0@12 records[3] properties.log"): the
+      // message is the part before the first space (topics have no spaces).
       const sp = b.where.indexOf(' ');
       const where = sp < 0 ? b.where : b.where.slice(0, sp);
       let l = byWhere.get(where);
@@ -385,8 +392,8 @@ export class KafkaSource {
       l.push(b.reason);
     }
     const out: { message: KafkaMessage; reasons: string[] }[] = [];
-    for (let i = 0; i < chunk.records.length; i++) {
-      const reasons = byWhere.get(chunk.records[i]!.where);
+    for (let i = 0; i < chunk.messages.length; i++) {
+      const reasons = byWhere.get(chunk.wheres[i]!);
       if (reasons) out.push({ message: chunk.messages[i]!, reasons });
     }
     return out;
@@ -454,6 +461,33 @@ export function reasonKind(reason: string): string {
   if (reason.includes('maxMessageBytes')) return 'too_large';
   if (reason.startsWith('not JSON')) return 'not_json';
   return 'not_an_event';
+}
+
+/**
+ * A message's records. An EventList (what KafkaEventsProducer writes: one per identity per webhook batch) is split into
+ * its items, each keeping its own bytes as the stored raw form; decoded whole, every event of it was serialised again
+ * for the store, which was the largest cost of a detector after the parse (see benchmarks/NOTES.md, Kafka). Anything
+ * else (one Event, an array, an envelope's document, or a message that does not frame) stays one record, for the
+ * decoder to read or refuse with its own reason, as before.
+ */
+export function messageRecords(value: Buffer, where: string, out: RawRecord[]): void {
+  const items: RawRecord[] = [];
+  const framer = new JsonDocumentFramer(where, (r) => items.push(r));
+  try {
+    framer.push(value);
+    const end = framer.end();
+    if (end.mode === 'list' && end.header.error === undefined) {
+      // The whole message is in hand: every item takes the list's fields as they are at its end.
+      for (const r of items) {
+        r.list = end.header;
+        out.push(r);
+      }
+      return;
+    }
+  } catch (e) {
+    if (!(e instanceof DocumentError)) throw e;
+  }
+  out.push({ where, text: value });
 }
 
 export function headerString(h: IHeaders | undefined, name: string): string | undefined {

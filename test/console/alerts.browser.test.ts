@@ -94,6 +94,62 @@ describe.skipIf(skipBrowser)('console: live alerts (Chromium)', () => {
     await ctx.close();
   });
 
+  it('counts alerts that arrive while the analyst is on another page on the navigation badge, cleared on Alerts', async () => {
+    const { ctx, page, problems } = await openPage(browser, srv.url);
+    const nav = page.getByRole('navigation', { name: 'Areas' });
+    const badge = nav.locator('.badge');
+    await page.goto(`${srv.url}/#/alerts?group=0`);
+    await page.waitForSelector('[data-state="live"]');
+    await postWebhook(srv.url, execEventList({ user: 'seen@example.com' }).body);
+    await page.locator('.alert-item', { hasText: 'seen@example.com' }).waitFor();
+    await nav.getByRole('link', { name: /^Investigate/ }).click();
+    await page.waitForURL(/#\/investigate/);
+    // What the Alerts page showed is not news; what arrives now is, on whichever page the analyst is.
+    await postWebhook(srv.url, execEventList({ user: 'away-1@example.com' }).body);
+    await postWebhook(srv.url, execEventList({ user: 'away-2@example.com' }).body);
+    await nav.locator('.badge[data-unseen="2"]').waitFor({ timeout: 5000 });
+    expect(await page.title()).toMatch(/^\(2\) kaudit/);
+    await nav.getByRole('link', { name: /^Status/ }).click();
+    await page.waitForURL(/#\/status/);
+    await postWebhook(srv.url, execEventList({ user: 'away-3@example.com' }).body);
+    await nav.locator('.badge[data-unseen="3"]').waitFor({ timeout: 5000 });
+    expect(await badge.count()).toBe(1);
+    // Opening Alerts shows them, and the count is gone.
+    await nav.getByRole('link', { name: /^Alerts/ }).click();
+    for (const who of ['away-1', 'away-2', 'away-3'])
+      await page
+        .locator('.alert-item', { hasText: `${who}@example.com` })
+        .first()
+        .waitFor();
+    expect(await badge.count()).toBe(0);
+    // Leaving again starts from what the page showed: nothing new, no badge.
+    const counting = page.waitForEvent('websocket');
+    await nav.getByRole('link', { name: /^Policy/ }).click();
+    await page.waitForURL(/#\/policy/);
+    await counting;
+    await page.waitForTimeout(1000);
+    expect(await badge.count()).toBe(0);
+    expect(problems).toEqual([]);
+    await ctx.close();
+  });
+
+  it('opened on another page, counts only the alerts that arrive after it opened (the stored ones are history)', async () => {
+    const { ctx, page, problems } = await openPage(browser, srv.url);
+    const nav = page.getByRole('navigation', { name: 'Areas' });
+    // The count starts from the newest stored alert when the console opened (the demo's and earlier tests' are not news).
+    const newest = page.waitForResponse((r) => /\/api\/v1\/alerts\?limit=1$/.test(r.url()));
+    const counting = page.waitForEvent('websocket');
+    await page.goto(`${srv.url}/#/status`);
+    await newest;
+    await counting;
+    await page.waitForTimeout(1000);
+    expect(await nav.locator('.badge').count()).toBe(0);
+    await postWebhook(srv.url, execEventList({ user: 'opened-elsewhere@example.com' }).body);
+    await nav.locator('.badge[data-unseen="1"]').waitFor({ timeout: 5000 });
+    expect(problems).toEqual([]);
+    await ctx.close();
+  });
+
   it('reconnects after the server restarts, with no alert lost (even one stored while it was down) or shown twice', async () => {
     const { ctx, page } = await openPage(browser, srv.url);
     await page.goto(`${srv.url}/#/alerts?group=0`);

@@ -2,6 +2,7 @@ import { render, type ComponentType } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, setUnauthorizedHandler, token } from './lib/api.js';
 import { href, useRoute } from './lib/route.js';
+import { useUnseenElsewhere } from './lib/unseen.js';
 import { AlertsPage } from './pages/Alerts.js';
 import { InvestigatePage } from './pages/Investigate.js';
 import { PolicyPage } from './pages/Policy.js';
@@ -95,7 +96,12 @@ function App() {
   // opening the console costs no extra round trip.
   const [auth, setAuth] = useState<'in' | 'out'>('in');
   const [authMsg, setAuthMsg] = useState('');
-  const [unseen, setUnseen] = useState(0);
+  const area = route.path[0] ?? 'alerts';
+  // The badge: on the Alerts page, what it holds back (paused, or arrived while the tab was hidden); elsewhere, what
+  // arrived since the analyst left it.
+  const [pageUnseen, setPageUnseen] = useState(0);
+  const elsewhere = useUnseenElsewhere(auth === 'in' && area !== 'alerts');
+  const unseen = area === 'alerts' ? pageUnseen : elsewhere.unseen;
   useEffect(() => {
     setUnauthorizedHandler((msg) => {
       const had = token.get() !== null;
@@ -106,9 +112,8 @@ function App() {
   }, []);
   useEffect(() => {
     document.title = `${unseen ? `(${unseen}) ` : ''}kaudit · ${AREAS.find((a) => a.id === route.path[0])?.label ?? 'Alerts'}`;
-  }, [route.path[0], unseen]);
+  }, [area, unseen]);
   if (auth === 'out') return <Login message={authMsg} onIn={() => setAuth('in')} />;
-  const area = route.path[0] ?? 'alerts';
   return (
     <>
       <a class="skip" href="#main" onClick={(e) => (e.preventDefault(), document.getElementById('main')?.focus())}>
@@ -143,7 +148,7 @@ function App() {
       </header>
       <main id="main" tabIndex={-1}>
         <h1 class="visually-hidden">{AREAS.find((a) => a.id === area)?.label ?? 'kaudit'}</h1>
-        {area === 'alerts' && <AlertsPage route={route} onUnseen={setUnseen} />}
+        {area === 'alerts' && <AlertsPage route={route} onUnseen={setPageUnseen} onSeen={elsewhere.seen} />}
         {area === 'investigate' && <InvestigatePage route={route} />}
         {area === 'charts' && <LazyCharts route={route} />}
         {area === 'policy' && <PolicyPage />}

@@ -54,19 +54,29 @@ interface Ref {
  * (non-resource paths such as `healthz`).
  */
 export function parseResourceName(rn: string): Ref | undefined {
-  const p = rn.split('/');
-  if (p.length < 3 || p.some((s) => s.length === 0)) return undefined;
+  // Cut at each '/' by hand: split and slice were a third of the mapping's time, on every entry.
+  const p: string[] = [];
+  let from = 0;
+  for (;;) {
+    const slash = rn.indexOf('/', from);
+    const end = slash < 0 ? rn.length : slash;
+    if (end === from || p.length === 7) return undefined;
+    p.push(rn.slice(from, end));
+    if (slash < 0) break;
+    from = slash + 1;
+  }
+  if (p.length < 3) return undefined;
   const apiGroup = p[0] === 'core' ? '' : p[0]!;
   const ref: Ref = { apiGroup, apiVersion: p[1]! };
-  let rest = p.slice(2);
-  if (rest[0] === 'namespaces' && rest.length >= 3) {
-    ref.namespace = rest[1];
-    rest = rest.slice(2);
+  let i = 2;
+  if (p[2] === 'namespaces' && p.length >= 5) {
+    ref.namespace = p[3];
+    i = 4;
   }
-  if (rest.length > 3) return undefined;
-  ref.resource = rest[0];
-  if (rest[1] !== undefined) ref.name = rest[1];
-  if (rest[2] !== undefined) ref.subresource = rest[2];
+  if (p.length - i > 3) return undefined;
+  ref.resource = p[i];
+  if (p[i + 1] !== undefined) ref.name = p[i + 1];
+  if (p[i + 2] !== undefined) ref.subresource = p[i + 2];
   return ref;
 }
 

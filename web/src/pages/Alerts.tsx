@@ -22,7 +22,7 @@ export function SeverityBadge(props: { s: string }) {
   return <span class={`sev sev-${props.s}`}>{props.s}</span>;
 }
 
-export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void }) {
+export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void; onSeen?: (newestId: number) => void }) {
   const q = props.route.query;
   const severity = q.severity ?? '';
   const rule = q.rule ?? '';
@@ -72,6 +72,9 @@ export function AlertsPage(props: { route: Route; onUnseen: (n: number) => void 
   }, [severity, rule]);
 
   useEffect(() => props.onUnseen(held.length + away), [held.length, away]);
+  // The newest alert shown, where the navigation's count starts when the analyst leaves (0: filtered, so not every
+  // alert was shown, and the count starts from the newest stored instead).
+  useEffect(() => props.onSeen?.(severity || rule ? 0 : alerts.reduce((m, a) => Math.max(m, a.id), 0)), [alerts, severity, rule]);
   useEffect(() => {
     const back = () => !document.hidden && setAway(0);
     document.addEventListener('visibilitychange', back);
