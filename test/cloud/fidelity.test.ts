@@ -73,6 +73,11 @@ describe('managed-cluster exports decode to the native answers', () => {
       'pod-exec',
       'pod-exec-suspicious-command',
       'pod-privileged',
+      // The privileged pod's spec also fails the info-level posture checks (detections/posture.yaml).
+      'posture-default-serviceaccount',
+      'posture-image-digest',
+      'posture-run-as-non-root',
+      'posture-token-automount',
       'rolebinding-created',
       'secret-list',
       'secret-read',
