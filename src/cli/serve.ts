@@ -8,6 +8,7 @@ import { startKafkaServices, type KafkaServices } from '../sinks/kafka.js';
 import type { Detector } from '../detect/alert.js';
 import { log } from '../log.js';
 import { Metrics } from '../metrics.js';
+import { AlertFollower } from '../pipeline/alert-follower.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { WriteHealth } from '../pipeline/write-health.js';
 import { importFiles } from '../sources/file-import.js';
@@ -112,11 +113,15 @@ export async function startServe(
       metrics.addRenderer(() => kafka!.metricsText());
     }
     const sources = cfg.sources;
+    // A shared store's alerts come from every detector: the feed follows the store.
+    const follower = served.shared ? new AlertFollower(store) : undefined;
+    follower?.start();
+    opened.push(() => follower?.stop());
     const { app, address, port } = await startApi({
       config: cfg,
       store,
       sink: kafka?.webhookSink ?? pipeline,
-      bus: pipeline.bus,
+      bus: follower?.bus ?? pipeline.bus,
       metrics,
       ready: () => ready,
       problem: () => health?.problem ?? kafka?.problem(),
@@ -176,6 +181,7 @@ export async function startServe(
         await Promise.all(tails.map((t) => t.stop()));
         await Promise.all(cloudwatch.map((c) => c.stop()));
         await app.close();
+        follower?.stop();
         await kafka?.stop();
         await pipeline.idle();
         if (persist) await saveDetectionState(writer, detector!, pipeline);

@@ -54,6 +54,8 @@ export interface ServingStore {
    * broken disk); absent where the store reports its own health (OpenSearch: `check`).
    */
   probeWrite?: (bytes: number) => Promise<void>;
+  /** Other processes write to it too (the fleet store): this node's feed must follow the store, not its own pipeline. */
+  shared: boolean;
   close(): Promise<void>;
 }
 
@@ -64,7 +66,7 @@ export interface ServingStore {
 export async function openServingStore(where: StoreLocation, opts: StoreOptions, retention?: RetentionOptions & { intervalMs: number }): Promise<ServingStore> {
   if (where.opensearch) {
     const s = await OpenSearchStore.open(where.opensearch, { ...opts, retention });
-    return { where: s.conn.where, writer: s, reader: s, close: () => s.close() };
+    return { where: s.conn.where, writer: s, reader: s, shared: true, close: () => s.close() };
   }
   const writer = await WriterThread.open(where.path, opts, retention);
   let reader: SqliteStore;
@@ -79,6 +81,7 @@ export async function openServingStore(where: StoreLocation, opts: StoreOptions,
     writer,
     reader,
     probeWrite: (bytes) => writer.probeWrite(bytes),
+    shared: false,
     async close() {
       await writer.close();
       reader.close();

@@ -368,10 +368,11 @@ export function top(store: SqliteContext, dim: RollupDim, f: { since?: number; u
   } else {
     scan(since, until);
   }
+  // Ties by value (as OpenSearch's terms aggregation orders them), so that every store kind ranks alike.
   return [...counts.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, limit)
-    .map(([v, n]) => ({ value: store.dictValue(v), count: n }));
+    .map(([v, n]) => ({ value: store.dictValue(v), count: n }))
+    .sort((a, b) => b.count - a.count || (a.value < b.value ? -1 : a.value > b.value ? 1 : 0))
+    .slice(0, limit);
 }
 
 export interface AlertFilter {

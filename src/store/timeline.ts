@@ -38,7 +38,8 @@ export function assemble(rows: { b: number; v: string; n: number }[], since: num
   const nb = Math.max(1, Math.min(MAX_BUCKETS, last - first));
   const totals = new Map<string, number>();
   for (const r of rows) totals.set(r.v, (totals.get(r.v) ?? 0) + r.n);
-  const ranked = [...totals.entries()].sort((a, b) => b[1] - a[1]).map(([v]) => v);
+  // Ties by name: every store kind then ranks alike, whatever order its rows come in.
+  const ranked = [...totals.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([v]) => v);
   const kept = new Set(ranked.slice(0, MAX_SERIES));
   const series = new Map<string, number[]>();
   for (const v of ranked.slice(0, MAX_SERIES)) series.set(v, new Array(nb).fill(0));

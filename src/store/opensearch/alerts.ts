@@ -63,11 +63,12 @@ export async function writeAlerts(ctx: AlertWriter, list: { alert: Alert; eventI
   }
   await ctx.conn.request('POST', `/${ctx.names.alerts}/_refresh`);
   // Slower than readers allow for: stamped again (and refreshed), so a reader already past the first stamps meets them.
+  // Only the stamp is written: a row's count may have grown since (a repeat later in the batch).
   if (opened.length && Date.now() - stampedAt > SETTLE_MS / 2) {
     for (const o of opened) o.doc.seq = ctx.seq.next();
     await bulk(
       ctx.conn,
-      opened.map((o) => ({ action: 'index' as const, index: ctx.names.alerts, id: o.id, doc: o.doc })),
+      opened.map((o) => ({ action: 'update' as const, index: ctx.names.alerts, id: o.id, doc: { seq: o.doc.seq } })),
       { refresh: true },
     );
   }

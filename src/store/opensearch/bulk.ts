@@ -10,7 +10,8 @@ import { retry } from '../../retry.js';
 import { describeError, type OpenSearchConnection } from './connection.js';
 
 export interface BulkOp {
-  action: 'create' | 'index' | 'delete';
+  /** `update`: `doc` holds only the fields to change. */
+  action: 'create' | 'index' | 'update' | 'delete';
   index: string;
   id: string;
   doc?: unknown;
@@ -58,7 +59,8 @@ export async function bulk(conn: OpenSearchConnection, ops: readonly BulkOp[], o
           meta.if_primary_term = op.ifPrimaryTerm;
         }
         ndjson += JSON.stringify({ [op.action]: meta }) + '\n';
-        if (op.action !== 'delete') ndjson += JSON.stringify(op.doc) + '\n';
+        if (op.action === 'update') ndjson += JSON.stringify({ doc: op.doc }) + '\n';
+        else if (op.action !== 'delete') ndjson += JSON.stringify(op.doc) + '\n';
       }
       const r = await conn.request<{ items: Record<string, RawItem>[] }>('POST', '/_bulk', undefined, {
         ndjson,
