@@ -48,7 +48,8 @@ export function fleetTraffic(o: TrafficOptions = {}): FleetEvent[] {
     const t = i % 50 === 49 ? prevT : start + Math.floor((span * i) / n) + Math.floor(r() * 1000);
     prevT = t;
     const cluster = pick(clusters);
-    const id = `${(0x10000000 + k++).toString(16)}-0000-4000-8000-${String(i).padStart(12, '0')}`;
+    // Distinct per seed: two logs of different seeds share no request.
+    const id = `${(0x10000000 + k++).toString(16)}-${((o.seed ?? 7) & 0xffff).toString(16).padStart(4, '0')}-4000-8000-${String(i).padStart(12, '0')}`;
     const kind = r();
     const ns = pick(namespaces);
     const user = pick(humans);

@@ -20,7 +20,8 @@ import { count, getDoc, search, type SearchContext } from './search.js';
 import { SETTLE_MS, settledBelow, type Sequence } from './sequence.js';
 
 export interface AlertDoc {
-  seq: number;
+  /** The commit-ordered id (sequence.ts); absent while the batch that opened the row is being written. */
+  seq?: number;
   rule: string;
   severity: number;
   cluster: string;
@@ -55,24 +56,32 @@ export interface AlertWriter extends SearchContext {
  */
 export async function writeAlerts(ctx: AlertWriter, list: { alert: Alert; eventId: number | null }[]): Promise<Alert[]> {
   if (list.length === 0) return [];
-  const stampedAt = Date.now();
   const opened: { alert: Alert; id: string; doc: AlertDoc }[] = [];
   for (const { alert, eventId } of list) {
     const o = await writeAlert(ctx, alert, eventId);
     if (o) opened.push(o);
   }
-  await ctx.conn.request('POST', `/${ctx.names.alerts}/_refresh`);
-  // Slower than readers allow for: stamped again (and refreshed), so a reader already past the first stamps meets them.
-  // Only the stamp is written: a row's count may have grown since (a repeat later in the batch).
-  if (opened.length && Date.now() - stampedAt > SETTLE_MS / 2) {
-    for (const o of opened) o.doc.seq = ctx.seq.next();
-    await bulk(
+  if (opened.length === 0) {
+    await ctx.conn.request('POST', `/${ctx.names.alerts}/_refresh`);
+    return [];
+  }
+  // New rows are written without an id and stay out of every read until stamped, all at once, as the batch's commit:
+  // the stamps are taken just before one write that makes them visible (refresh), so readers that follow ids meet
+  // them within SETTLE_MS. A stamp write slower than that is done again with fresh stamps (the rows were not yet
+  // visible to a reader of settled ids).
+  for (let attempt = 0; ; attempt++) {
+    const stampedAt = Date.now();
+    for (const o of opened) o.doc.seq = ctx.seq.next(stampedAt);
+    const items = await bulk(
       ctx.conn,
       opened.map((o) => ({ action: 'update' as const, index: ctx.names.alerts, id: o.id, doc: { seq: o.doc.seq } })),
       { refresh: true },
     );
+    const failed = items.find((i) => i.error);
+    if (failed) throw new Error(`alerts: stamping their ids failed: ${failed.error}`);
+    if (Date.now() - stampedAt <= SETTLE_MS / 2 || attempt >= 2) break;
   }
-  return opened.map((o) => ({ ...o.alert, id: o.doc.seq }));
+  return opened.map((o) => ({ ...o.alert, id: o.doc.seq! }));
 }
 
 /** Writes one alert (grouped): the row it opened, or undefined when it was counted on one (or is a repeat). */
@@ -102,7 +111,7 @@ async function writeAlert(ctx: AlertWriter, a: Alert, eventId: number | null): P
       }
     }
     const id = hashId(a.rule, a.cluster, a.auditID);
-    const doc = alertDoc(a, ctx.seq.next(), eventId);
+    const doc = alertDoc(a, eventId);
     const [item] = await bulk(ctx.conn, [{ action: 'create', index: alerts, id, doc }]);
     if (item!.status === 409) return undefined; // this event's alert of this rule is stored already
     if (item!.error) throw new Error(`alert ${a.rule}: not stored: ${item!.error}`);
@@ -125,11 +134,10 @@ async function moveHead(ctx: AlertWriter, headId: string, to: GroupHead, seen: {
   return true;
 }
 
-function alertDoc(a: Alert, seq: number, eventId: number | null): AlertDoc {
+function alertDoc(a: Alert, eventId: number | null): AlertDoc {
   const body = { ...a };
   delete body.id;
   return {
-    seq,
     rule: a.rule,
     severity: SEVERITIES.indexOf(a.severity),
     cluster: a.cluster,
@@ -150,7 +158,7 @@ function alertDoc(a: Alert, seq: number, eventId: number | null): AlertDoc {
 function alertRow(d: AlertDoc): AlertRow {
   return {
     ...(JSON.parse(d.body) as Alert),
-    id: d.seq,
+    id: d.seq!,
     count: d.count,
     firstTime: formatMicros(d.firstTime),
     lastTime: formatMicros(d.lastTime),
@@ -160,7 +168,8 @@ function alertRow(d: AlertDoc): AlertRow {
 }
 
 function alertClauses(f: AlertFilter): object[] {
-  const c: object[] = [];
+  // Rows of a batch still being written have no id yet: not committed, not shown (as SQLite's transaction hides them).
+  const c: object[] = [{ exists: { field: 'seq' } }];
   if (f.rule && f.rule.length) c.push({ terms: { rule: f.rule } });
   if (f.minSeverity) {
     const s = SEVERITIES.indexOf(f.minSeverity);
@@ -187,7 +196,7 @@ export async function queryAlerts(ctx: SearchContext, f: AlertFilter, page: Page
   const more = rows.length > limit;
   if (more) rows.length = limit;
   const last = rows[rows.length - 1];
-  return { items: rows.map(alertRow), next: more && last ? encodeCursor(0, last.seq) : undefined };
+  return { items: rows.map(alertRow), next: more && last ? encodeCursor(0, last.seq!) : undefined };
 }
 
 export function countAlerts(ctx: SearchContext, f: AlertFilter): Promise<number> {
@@ -216,7 +225,7 @@ export async function alertsAfter(ctx: SearchContext, f: AlertFilter & { afterId
 }
 
 export async function committedAlertsAfter(ctx: SearchContext, afterId: number, limit: number): Promise<CommittedAlert[]> {
-  return (await settledAfter(ctx, [], afterId, limit)).map((d) => ({ id: d.seq, body: d.body }));
+  return (await settledAfter(ctx, [], afterId, limit)).map((d) => ({ id: d.seq!, body: d.body }));
 }
 
 /** The newest settled alert's id (0: none). */
