@@ -156,6 +156,32 @@ describeWithOpenSearch('the OpenSearch store', () => {
     }
   }, 240_000);
 
+  it('deletes whole days past the age limit, then the oldest days while over the size limit (no ISM plugin needed)', async () => {
+    const s = await OpenSearchStore.open(settings('ret'));
+    try {
+      // Three days from 2026-11-02 20:00 UTC: four daily indices, 02 to 05.
+      const r = await s.insert(records(600, 12));
+      await s.finish(r.batch, { alerts: [], deadLetters: [] });
+      await s.refresh();
+      const days = async () =>
+        (await s.conn.request<{ index: string }[]>('GET', '/_cat/indices/ret-events-*', undefined, { query: { format: 'json', h: 'index' } })).body
+          .map((i) => i.index)
+          .sort();
+      expect(await days()).toEqual(['ret-events-2026.11.02', 'ret-events-2026.11.03', 'ret-events-2026.11.04', 'ret-events-2026.11.05']);
+      // 2.5 days before 2026-11-06 00:00 is 11-03 12:00: only the 2nd is wholly older.
+      expect(await s.applyRetention({ maxAgeMs: 2.5 * 86_400_000 }, Date.UTC(2026, 10, 6))).toEqual(['ret-events-2026.11.02']);
+      // Over any size: every day but the newest (being written) goes, oldest first.
+      expect(await s.applyRetention({ maxBytes: 1 })).toEqual(['ret-events-2026.11.03', 'ret-events-2026.11.04']);
+      expect(await days()).toEqual(['ret-events-2026.11.05']);
+      const left = await s.countEvents({});
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBe(await s.countEvents({ since: Date.UTC(2026, 10, 5) * 1000 }));
+      expect((await s.counts()).alerts).toBe(0);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('takes --store URL in kaudit ingest and kaudit query (auth-free node; the rest of the settings from the config)', () => {
     const log = join(dir, 'audit.log');
     writeFileSync(
