@@ -33,6 +33,12 @@ class FakeSocket extends EventEmitter {
   ping() {}
 }
 
+/** Waits until `cond` holds (at most `ms`). */
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await sleep(10);
+}
+
 let dir: string;
 let store: SqliteStore;
 let stored: (Alert & { id: number })[];
@@ -131,7 +137,8 @@ describe('AlertHub', () => {
     hub.add(slow as never, {}, 0);
     slow.bufferedAmount = 9_900;
     setTimeout(() => (slow.bufferedAmount = 0), 30); // drains in time
-    await sleep(100);
+    // The store answers each page asynchronously: wait for the replay's end rather than a fixed time.
+    await until(() => slow.sent.length === stored.length || slow.closedWith !== undefined);
     expect(slow.sent).toEqual(stored.map((a) => a.id));
     expect(slow.closedWith).toBeUndefined();
 
@@ -139,7 +146,7 @@ describe('AlertHub', () => {
     stalled.stallAfter = 2;
     stalled.stalledBytes = 9_900;
     hub.add(stalled as never, {}, 0);
-    await sleep(150);
+    await until(() => stalled.closedWith !== undefined);
     expect(stalled.sent).toEqual([1, 2]);
     expect(stalled.closedWith).toEqual({ code: CLOSE_TOO_SLOW, reason: 'client too slow, resume with after=2' });
     hub.close();
