@@ -9,6 +9,9 @@
  * Each can be saved as plain JSON data and loaded into a fresh instance (`save`/`load`), so `kaudit serve` carries open
  * windows across a restart. `load` takes untrusted data (a file or row that may be damaged): anything of the wrong
  * shape is skipped, never thrown, and the bounds of the instance loading it apply.
+ *
+ * Entries may carry an origin: the Kafka partition whose event touched them last. A detector saves, loads and drops
+ * one partition's share (`save(origin)`, `load(data, origin)`, `drop(origin)`) when partitions move between detectors.
  */
 
 /** A finite number, or undefined. */
@@ -32,6 +35,8 @@ function entries(data: unknown): unknown[][] {
 /** A bounded set of ids, each remembered for `ttlUs` of event time, at most `max` at once. */
 export class RecentIds {
   private readonly m = new Map<string, number>();
+  /** Origin per id, for ids added with one (none outside Kafka: no cost there). */
+  private origins: Map<string, string> | undefined;
 
   constructor(
     private readonly max: number,
@@ -44,11 +49,14 @@ export class RecentIds {
 
   delete(id: string): void {
     this.m.delete(id);
+    this.origins?.delete(id);
   }
 
-  add(id: string, t: number): void {
+  add(id: string, t: number, origin?: string): void {
     this.m.delete(id);
     this.m.set(id, t);
+    if (origin !== undefined) (this.origins ??= new Map()).set(id, origin);
+    else this.origins?.delete(id);
     this.prune(t);
   }
 
@@ -56,25 +64,46 @@ export class RecentIds {
     for (const [k, t] of this.m) {
       if (this.m.size <= this.max && t >= now - this.ttlUs) break;
       this.m.delete(k);
+      this.origins?.delete(k);
     }
+  }
+
+  /** Forgets the ids of one origin. */
+  drop(origin: string): number {
+    let n = 0;
+    if (this.origins) {
+      for (const [id, o] of this.origins) {
+        if (o !== origin) continue;
+        this.m.delete(id);
+        this.origins.delete(id);
+        n++;
+      }
+    }
+    return n;
   }
 
   get size(): number {
     return this.m.size;
   }
 
-  /** [id, time] pairs, oldest first. */
-  save(): [string, number][] {
-    return [...this.m];
+  /** [id, time] pairs, oldest first (only those of `origin`, when given). */
+  save(origin?: string): [string, number][] {
+    if (origin === undefined) return [...this.m];
+    const out: [string, number][] = [];
+    if (this.origins) for (const [id, t] of this.m) if (this.origins.get(id) === origin) out.push([id, t]);
+    return out;
   }
 
-  /** Adds saved pairs (in their order, so the oldest stays first); returns how many were taken. */
-  load(data: unknown): number {
+  /**
+   * Adds saved pairs (in their order, so the oldest stays first), tagged with `origin` when given; returns how many were
+   * taken. An id already held is kept as it is.
+   */
+  load(data: unknown, origin?: string): number {
     let n = 0;
     for (const [id, t] of entries(data)) {
       const time = num(t);
-      if (typeof id !== 'string' || time === undefined) continue;
-      this.add(id, time);
+      if (typeof id !== 'string' || time === undefined || this.m.has(id)) continue;
+      this.add(id, time, origin);
       n++;
     }
     return n;
@@ -89,6 +118,8 @@ interface ThresholdKey {
   /** When the last alert for this key fired; the next needs a new window. */
   firedAt: number;
   last: number;
+  /** The partition whose event touched the key last (Kafka detectors only). */
+  origin?: string;
 }
 
 export interface ThresholdHit {
@@ -118,10 +149,11 @@ export class ThresholdState {
   }
 
   /** Records one matching event; returns the hit when this event completes the threshold. */
-  add(key: string, t: number, value: string): ThresholdHit | undefined {
+  add(key: string, t: number, value: string, origin?: string): ThresholdHit | undefined {
     let k = this.keys.get(key);
     if (k) this.keys.delete(key);
     else k = { times: [], values: new Map(), firedAt: -Infinity, last: t };
+    k.origin = origin;
     this.keys.set(key, k);
     if (t > k.last) k.last = t;
     this.evict(t);
@@ -160,13 +192,35 @@ export class ThresholdState {
     return undefined;
   }
 
-  /** [key, times, [value, time][], firedAt (null: never), last] per key, least recently used first. */
-  save(): [string, number[], [string, number][], number | null, number][] {
-    return [...this.keys].map(([key, k]) => [key, k.times, [...k.values], Number.isFinite(k.firedAt) ? k.firedAt : null, k.last]);
+  /**
+   * [key, times, [value, time][], firedAt (null: never), last] per key, least recently used first (only keys `origin`
+   * touched last, when given).
+   */
+  save(origin?: string): [string, number[], [string, number][], number | null, number][] {
+    const out: [string, number[], [string, number][], number | null, number][] = [];
+    for (const [key, k] of this.keys) {
+      if (origin !== undefined && k.origin !== origin) continue;
+      out.push([key, k.times, [...k.values], Number.isFinite(k.firedAt) ? k.firedAt : null, k.last]);
+    }
+    return out;
   }
 
-  /** Adds saved keys; returns how many were taken. */
-  load(data: unknown): number {
+  /** Forgets the keys one origin touched last. */
+  drop(origin: string): number {
+    let n = 0;
+    for (const [key, k] of this.keys) {
+      if (k.origin !== origin) continue;
+      this.keys.delete(key);
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Adds saved keys, tagged with `origin` when given; returns how many were taken. A key already held that saw an event
+   * at least as late (fed by another partition too) is kept: the later window wins.
+   */
+  load(data: unknown, origin?: string): number {
     let n = 0;
     for (const [key, times, values, firedAt, last] of entries(data)) {
       const t = numbers(times);
@@ -174,10 +228,12 @@ export class ThresholdState {
       const fired = firedAt === null ? -Infinity : num(firedAt);
       const l = num(last);
       if (typeof key !== 'string' || !t || fired === undefined || l === undefined) continue;
+      const held = this.keys.get(key);
+      if (held && held.last >= l) continue;
       this.keys.delete(key);
       // What this instance could hold: fewer than `count` times or values (reaching it fires and clears them).
       const newest = vs.sort((a, b) => a[1] - b[1]).slice(-(this.count - 1) || vs.length);
-      this.keys.set(key, { times: [...t].sort((a, b) => a - b).slice(-this.count), values: new Map(newest), firedAt: fired, last: l });
+      this.keys.set(key, { times: [...t].sort((a, b) => a - b).slice(-this.count), values: new Map(newest), firedAt: fired, last: l, origin });
       n++;
     }
     while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
@@ -204,6 +260,8 @@ export interface SequenceProgress {
   times: number[];
   /** auditIDs of the events that reached each step. */
   ids: string[];
+  /** The partition whose event advanced it last (Kafka detectors only). */
+  origin?: string;
 }
 
 /**
@@ -223,20 +281,38 @@ export class SequenceState {
     return this.keys.size;
   }
 
-  /** [key, times, ids] per key, least recently used first. */
-  save(): [string, number[], string[]][] {
-    return [...this.keys].map(([key, p]) => [key, p.times, p.ids]);
+  /** [key, times, ids] per key, least recently used first (only keys `origin` advanced last, when given). */
+  save(origin?: string): [string, number[], string[]][] {
+    const out: [string, number[], string[]][] = [];
+    for (const [key, p] of this.keys) if (origin === undefined || p.origin === origin) out.push([key, p.times, p.ids]);
+    return out;
   }
 
-  /** Adds saved keys (progress of a complete or impossible length is skipped); returns how many were taken. */
-  load(data: unknown): number {
+  /** Forgets the keys one origin advanced last. */
+  drop(origin: string): number {
+    let n = 0;
+    for (const [key, p] of this.keys) {
+      if (p.origin !== origin) continue;
+      this.keys.delete(key);
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Adds saved keys (progress of a complete or impossible length is skipped), tagged with `origin` when given; returns
+   * how many were taken. A key already held whose last step is at least as late is kept.
+   */
+  load(data: unknown, origin?: string): number {
     let n = 0;
     for (const [key, times, ids] of entries(data)) {
       const t = numbers(times);
       const i = strings(ids);
       if (typeof key !== 'string' || !t || !i || t.length !== i.length || t.length === 0 || t.length >= this.steps) continue;
+      const held = this.keys.get(key);
+      if (held && held.times[held.times.length - 1]! >= t[t.length - 1]!) continue;
       this.keys.delete(key);
-      this.keys.set(key, { times: [...t], ids: [...i] });
+      this.keys.set(key, { times: [...t], ids: [...i], origin });
       n++;
     }
     while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
@@ -244,12 +320,12 @@ export class SequenceState {
   }
 
   /** Applies one event that matched step `step` for `key`. Returns the progress when the sequence completes. */
-  advance(key: string, step: number, t: number, id: string): SequenceProgress | undefined {
+  advance(key: string, step: number, t: number, id: string, origin?: string): SequenceProgress | undefined {
     let p = this.keys.get(key);
     if (step === 0) {
       // A new first step restarts the sequence (the window runs from the latest first step).
       if (p) this.keys.delete(key);
-      p = { times: [t], ids: [id] };
+      p = { times: [t], ids: [id], origin };
       this.keys.set(key, p);
       while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
       return undefined;
@@ -263,6 +339,7 @@ export class SequenceState {
     }
     p.times.push(t);
     p.ids.push(id);
+    p.origin = origin;
     this.keys.delete(key);
     if (p.times.length === this.steps) return p;
     this.keys.set(key, p);
