@@ -14,6 +14,8 @@
  * one partition's share (`save(origin)`, `load(data, origin)`, `drop(origin)`) when partitions move between detectors.
  */
 
+import { OriginMap } from './origin-map.js';
+
 /** A finite number, or undefined. */
 function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
@@ -34,9 +36,7 @@ function entries(data: unknown): unknown[][] {
 
 /** A bounded set of ids, each remembered for `ttlUs` of event time, at most `max` at once. */
 export class RecentIds {
-  private readonly m = new Map<string, number>();
-  /** Origin per id, for ids added with one (none outside Kafka: no cost there). */
-  private origins: Map<string, string> | undefined;
+  private readonly m = new OriginMap<number>();
 
   constructor(
     private readonly max: number,
@@ -49,37 +49,25 @@ export class RecentIds {
 
   delete(id: string): void {
     this.m.delete(id);
-    this.origins?.delete(id);
   }
 
   add(id: string, t: number, origin?: string): void {
-    this.m.delete(id);
-    this.m.set(id, t);
-    if (origin !== undefined) (this.origins ??= new Map()).set(id, origin);
-    else this.origins?.delete(id);
+    this.m.set(id, t, origin);
     this.prune(t);
   }
 
   private prune(now: number): void {
-    for (const [k, t] of this.m) {
+    for (const [k, t] of this.m.entries()) {
       if (this.m.size <= this.max && t >= now - this.ttlUs) break;
       this.m.delete(k);
-      this.origins?.delete(k);
     }
   }
 
   /** Forgets the ids of one origin. */
   drop(origin: string): number {
-    let n = 0;
-    if (this.origins) {
-      for (const [id, o] of this.origins) {
-        if (o !== origin) continue;
-        this.m.delete(id);
-        this.origins.delete(id);
-        n++;
-      }
-    }
-    return n;
+    const ids = this.m.keysOf(origin);
+    for (const id of ids) this.m.delete(id);
+    return ids.length;
   }
 
   get size(): number {
@@ -88,10 +76,8 @@ export class RecentIds {
 
   /** [id, time] pairs, oldest first (only those of `origin`, when given). */
   save(origin?: string): [string, number][] {
-    if (origin === undefined) return [...this.m];
-    const out: [string, number][] = [];
-    if (this.origins) for (const [id, t] of this.m) if (this.origins.get(id) === origin) out.push([id, t]);
-    return out;
+    if (origin === undefined) return [...this.m.entries()];
+    return this.m.keysOf(origin).map((id) => [id, this.m.get(id)!]);
   }
 
   /**
@@ -118,8 +104,6 @@ interface ThresholdKey {
   /** When the last alert for this key fired; the next needs a new window. */
   firedAt: number;
   last: number;
-  /** The partition whose event touched the key last (Kafka detectors only). */
-  origin?: string;
 }
 
 export interface ThresholdHit {
@@ -134,7 +118,8 @@ export interface ThresholdHit {
  * per window, not one per event past the threshold.
  */
 export class ThresholdState {
-  private readonly keys = new Map<string, ThresholdKey>();
+  /** Per key, with the partition whose event touched it last (Kafka detectors only). */
+  private readonly keys = new OriginMap<ThresholdKey>();
   private sinceSweep = 0;
 
   constructor(
@@ -150,11 +135,8 @@ export class ThresholdState {
 
   /** Records one matching event; returns the hit when this event completes the threshold. */
   add(key: string, t: number, value: string, origin?: string): ThresholdHit | undefined {
-    let k = this.keys.get(key);
-    if (k) this.keys.delete(key);
-    else k = { times: [], values: new Map(), firedAt: -Infinity, last: t };
-    k.origin = origin;
-    this.keys.set(key, k);
+    const k = this.keys.get(key) ?? { times: [], values: new Map(), firedAt: -Infinity, last: t };
+    this.keys.set(key, k, origin);
     if (t > k.last) k.last = t;
     this.evict(t);
     if (t < k.firedAt + this.windowUs) return undefined; // inside the window of the last alert
@@ -197,23 +179,15 @@ export class ThresholdState {
    * touched last, when given).
    */
   save(origin?: string): [string, number[], [string, number][], number | null, number][] {
-    const out: [string, number[], [string, number][], number | null, number][] = [];
-    for (const [key, k] of this.keys) {
-      if (origin !== undefined && k.origin !== origin) continue;
-      out.push([key, k.times, [...k.values], Number.isFinite(k.firedAt) ? k.firedAt : null, k.last]);
-    }
-    return out;
+    const keys = origin === undefined ? [...this.keys.entries()] : this.keys.keysOf(origin).map((key) => [key, this.keys.get(key)!] as const);
+    return keys.map(([key, k]) => [key, k.times, [...k.values], Number.isFinite(k.firedAt) ? k.firedAt : null, k.last]);
   }
 
   /** Forgets the keys one origin touched last. */
   drop(origin: string): number {
-    let n = 0;
-    for (const [key, k] of this.keys) {
-      if (k.origin !== origin) continue;
-      this.keys.delete(key);
-      n++;
-    }
-    return n;
+    const keys = this.keys.keysOf(origin);
+    for (const key of keys) this.keys.delete(key);
+    return keys.length;
   }
 
   /**
@@ -230,25 +204,21 @@ export class ThresholdState {
       if (typeof key !== 'string' || !t || fired === undefined || l === undefined) continue;
       const held = this.keys.get(key);
       if (held && held.last >= l) continue;
-      this.keys.delete(key);
       // What this instance could hold: fewer than `count` times or values (reaching it fires and clears them).
       const newest = vs.sort((a, b) => a[1] - b[1]).slice(-(this.count - 1) || vs.length);
-      this.keys.set(key, { times: [...t].sort((a, b) => a - b).slice(-this.count), values: new Map(newest), firedAt: fired, last: l, origin });
+      this.keys.set(key, { times: [...t].sort((a, b) => a - b).slice(-this.count), values: new Map(newest), firedAt: fired, last: l }, origin);
       n++;
     }
-    while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
+    this.keys.trim(this.maxKeys);
     return n;
   }
 
   private evict(now: number): void {
-    while (this.keys.size > this.maxKeys) {
-      const first = this.keys.keys().next().value as string;
-      this.keys.delete(first);
-    }
+    this.keys.trim(this.maxKeys);
     // Now and then drop keys idle for more than a window (oldest first: LRU order).
     if (++this.sinceSweep < 1024) return;
     this.sinceSweep = 0;
-    for (const [key, k] of this.keys) {
+    for (const [key, k] of this.keys.entries()) {
       if (k.last >= now - this.windowUs || k.firedAt >= now - this.windowUs) break;
       this.keys.delete(key);
     }
@@ -260,8 +230,6 @@ export interface SequenceProgress {
   times: number[];
   /** auditIDs of the events that reached each step. */
   ids: string[];
-  /** The partition whose event advanced it last (Kafka detectors only). */
-  origin?: string;
 }
 
 /**
@@ -269,7 +237,8 @@ export interface SequenceProgress {
  * last step completes the sequence, which fires and resets the key.
  */
 export class SequenceState {
-  private readonly keys = new Map<string, SequenceProgress>();
+  /** Per key, with the partition whose event advanced it last (Kafka detectors only). */
+  private readonly keys = new OriginMap<SequenceProgress>();
 
   constructor(
     readonly steps: number,
@@ -283,20 +252,15 @@ export class SequenceState {
 
   /** [key, times, ids] per key, least recently used first (only keys `origin` advanced last, when given). */
   save(origin?: string): [string, number[], string[]][] {
-    const out: [string, number[], string[]][] = [];
-    for (const [key, p] of this.keys) if (origin === undefined || p.origin === origin) out.push([key, p.times, p.ids]);
-    return out;
+    const keys = origin === undefined ? [...this.keys.entries()] : this.keys.keysOf(origin).map((key) => [key, this.keys.get(key)!] as const);
+    return keys.map(([key, p]) => [key, p.times, p.ids]);
   }
 
   /** Forgets the keys one origin advanced last. */
   drop(origin: string): number {
-    let n = 0;
-    for (const [key, p] of this.keys) {
-      if (p.origin !== origin) continue;
-      this.keys.delete(key);
-      n++;
-    }
-    return n;
+    const keys = this.keys.keysOf(origin);
+    for (const key of keys) this.keys.delete(key);
+    return keys.length;
   }
 
   /**
@@ -311,11 +275,10 @@ export class SequenceState {
       if (typeof key !== 'string' || !t || !i || t.length !== i.length || t.length === 0 || t.length >= this.steps) continue;
       const held = this.keys.get(key);
       if (held && held.times[held.times.length - 1]! >= t[t.length - 1]!) continue;
-      this.keys.delete(key);
-      this.keys.set(key, { times: [...t], ids: [...i], origin });
+      this.keys.set(key, { times: [...t], ids: [...i] }, origin);
       n++;
     }
-    while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
+    this.keys.trim(this.maxKeys);
     return n;
   }
 
@@ -324,10 +287,9 @@ export class SequenceState {
     let p = this.keys.get(key);
     if (step === 0) {
       // A new first step restarts the sequence (the window runs from the latest first step).
-      if (p) this.keys.delete(key);
-      p = { times: [t], ids: [id], origin };
-      this.keys.set(key, p);
-      while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
+      p = { times: [t], ids: [id] };
+      this.keys.set(key, p, origin);
+      this.keys.trim(this.maxKeys);
       return undefined;
     }
     if (!p || p.times.length !== step) return undefined;
@@ -339,10 +301,9 @@ export class SequenceState {
     }
     p.times.push(t);
     p.ids.push(id);
-    p.origin = origin;
     this.keys.delete(key);
     if (p.times.length === this.steps) return p;
-    this.keys.set(key, p);
+    this.keys.set(key, p, origin);
     return undefined;
   }
 }

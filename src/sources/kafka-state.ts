@@ -191,7 +191,9 @@ export class DetectionStateTopic implements PartitionStateStore {
   }
 
   private async encode(state: DetectionState, offset: bigint): Promise<Buffer> {
-    return gzipAsync(JSON.stringify({ format: SNAPSHOT_FORMAT, offset: String(offset), state }));
+    // Level 1: half the CPU of the default level for a few percent more bytes (benchmarks/kafka-state.mjs); a snapshot
+    // is taken before every commit of a partition whose state changed.
+    return gzipAsync(JSON.stringify({ format: SNAPSHOT_FORMAT, offset: String(offset), state }), { level: 1 });
   }
 
   drop(partition: string): void {
