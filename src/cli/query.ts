@@ -1,16 +1,16 @@
 import { existsSync } from 'node:fs';
-import { loadConfig } from '../config/config.js';
+import { loadConfig, setStore } from '../config/config.js';
 import { SEVERITIES, type Severity } from '../detect/alert.js';
 import { parseTimeArg } from '../events/time.js';
 import { once } from 'node:events';
 import { VIOLATION_SIGNALS, type ViolationSignal } from '../store/admission-queries.js';
 import { allPages, MAX_LIMIT, type Page, type PageOptions } from '../store/queries.js';
 import type { RollupDim } from '../store/schema.js';
-import { openStore } from '../store/open.js';
+import { openStoreAt } from '../store/open.js';
 import type { StoreReader } from '../store/store.js';
 import { parse, table, UsageError } from './common.js';
 
-export const QUERY_HELP = `Usage: kaudit query WHAT [--db PATH] [filters] [--format table|json]
+export const QUERY_HELP = `Usage: kaudit query WHAT [--store PATH|URL] [filters] [--format table|json]
 
 WHAT:
   events          audit events, newest first
@@ -32,6 +32,7 @@ Filters: --user --verb --resource --subresource --namespace --name --code --sour
          a scan)
          --limit N (default 100, at most 10000 a page) --cursor C (from the previous page, printed on stderr)
          --all: every matching row, read a page at a time through the cursor (for exports; not with --limit)
+Store: --store PATH|URL, a SQLite file (default: the config's) or an OpenSearch URL (the fleet store); --db is the same.
 Times: RFC 3339, a date (2024-05-01), epoch seconds, or a duration ago (30m, 2h, 7d). User, namespace, name and
 resource accept * wildcards. Output: a table on a terminal, else one JSON object a line (--format json to force).
 `;
@@ -55,6 +56,7 @@ const TOP_DIMS: Record<string, RollupDim> = {
 export async function runQuery(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     db: { type: 'string' },
+    store: { type: 'string' },
     config: { type: 'string' },
     user: { type: 'string' },
     verb: { type: 'string' },
@@ -84,9 +86,11 @@ export async function runQuery(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const cfg = loadConfig(values.config);
-  const path = values.db ?? cfg.store.path;
-  if (!existsSync(path)) throw new UsageError(`no store at ${path}: ingest something first (kaudit ingest --db ${path} FILE) or pass --db`);
-  const store: StoreReader = openStore(path, { readonly: true });
+  const target = values.store ?? values.db;
+  if (target) setStore(cfg, target, values.store ? '--store' : '--db');
+  if (!cfg.store.opensearch && !existsSync(cfg.store.path))
+    throw new UsageError(`no store at ${cfg.store.path}: ingest something first (kaudit ingest --store ${cfg.store.path} FILE) or pass --store`);
+  const store: StoreReader = await openStoreAt(cfg.store, { readonly: true });
   const time = (s: string | undefined) => {
     if (s === undefined) return undefined;
     try {

@@ -76,17 +76,17 @@ const DICT_COLUMNS: Partial<Record<keyof EventFilter, string>> = {
   cluster: 'cluster',
 };
 
-function encodeCursor(time: number, id: number): string {
+export function encodeCursor(time: number, id: number): string {
   return Buffer.from(`${time}:${id}`).toString('base64url');
 }
 
-function decodeCursor(c: string): [number, number] {
+export function decodeCursor(c: string): [number, number] {
   const m = /^(\d+):(\d+)$/.exec(Buffer.from(c, 'base64url').toString());
   if (!m) throw new QueryError('bad cursor: pass back the `next` value of the previous page unchanged');
   return [Number(m[1]), Number(m[2])];
 }
 
-function clampLimit(l: number | undefined, dflt = 100): number {
+export function clampLimit(l: number | undefined, dflt = 100): number {
   if (l === undefined) return dflt;
   if (!Number.isInteger(l) || l < 1) throw new QueryError('limit must be a positive integer');
   return Math.min(l, MAX_LIMIT);
@@ -183,10 +183,10 @@ interface RawRow {
  * again (the API's reply, `--format json`) recurses, and an event nested tens of thousands of levels deep (a request
  * body can be) overflowed the stack, failing the whole page. Kubernetes objects are a few dozen levels deep.
  */
-const MAX_RETURNED_DEPTH = 512;
+export const MAX_RETURNED_DEPTH = 512;
 
 /** Whether JSON text nests arrays and objects more than `limit` deep (brackets inside strings do not count). */
-function nestedDeeperThan(text: string, limit: number): boolean {
+export function nestedDeeperThan(text: string, limit: number): boolean {
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
