@@ -33,3 +33,14 @@ export class OverloadedError extends KauditError {
 export function isRetriable(e: unknown): boolean {
   return e instanceof KauditError && e.retriable;
 }
+
+/**
+ * The store cannot be reached or is refusing work for now (a networked store that is down, restarting or pushing
+ * back). Nothing of the write was acknowledged: the source keeps the data and sends it again (a 5xx for the webhook,
+ * a paused partition, a tail that waits).
+ */
+export class StoreUnavailableError extends KauditError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { retriable: true, cause });
+  }
+}

@@ -118,7 +118,7 @@ describe('configuration', () => {
   });
 
   it.each([
-    ['store:\n  pathh: /x\n', /unknown config key "store.pathh" \(store has path, retention, alertGroupWindow\)/],
+    ['store:\n  pathh: /x\n', /unknown config key "store.pathh" \(store has path, opensearch, retention, alertGroupWindow\)/],
     ['server:\n  tls: { cert: /c, keyy: /k }\n', /unknown config key "server.tls.keyy"/],
     ['tail:\n  - { path: /a, clustr: x }\n', /unknown config key "tail\[0\].clustr"/],
     ['maxLineBytes: lots\n', /maxLineBytes: bad size "lots"/],

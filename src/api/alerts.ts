@@ -77,7 +77,7 @@ export async function alertRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
         response: { 200: countSchema },
       },
     },
-    async (req) => ({ count: store.countAlerts(alertFilter(req.query)) }),
+    async (req) => ({ count: await store.countAlerts(alertFilter(req.query)) }),
   );
   app.get<{ Querystring: AlertQuery }>(
     '/alerts',
@@ -98,6 +98,6 @@ export async function alertRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
   app.get<{ Params: { id: number } }>(
     '/alerts/:id',
     { schema: { summary: 'One alert', tags: ['alerts'], params: { type: 'object', properties: { id: { type: 'integer' } } }, response: { 200: alertSchema } } },
-    async (req, reply) => store.getAlert(req.params.id) ?? sendError(reply, 404, `no alert ${req.params.id}`),
+    async (req, reply) => (await store.getAlert(req.params.id)) ?? sendError(reply, 404, `no alert ${req.params.id}`),
   );
 }

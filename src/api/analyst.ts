@@ -73,6 +73,6 @@ export async function analystRoutes(app: FastifyInstance, opts: { ctx: ApiContex
         },
       },
     },
-    async (req) => ({ items: store.top(req.params.dim, { since: timeArg(req.query.since), until: timeArg(req.query.until), limit: req.query.limit }) }),
+    async (req) => ({ items: await store.top(req.params.dim, { since: timeArg(req.query.since), until: timeArg(req.query.until), limit: req.query.limit }) }),
   );
 }

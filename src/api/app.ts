@@ -4,6 +4,7 @@ import { parseListen } from '../config/config.js';
 import { log } from '../log.js';
 import { QueryError } from '../store/queries.js';
 import { alertRoutes } from './alerts.js';
+import { admissionRoutes } from './admission.js';
 import { analystRoutes } from './analyst.js';
 import { Access, AccessError, checkListenSafety, type Need } from './auth.js';
 import type { ApiContext } from './context.js';
@@ -131,6 +132,7 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
       await api.register(eventRoutes, { ctx });
       await api.register(alertRoutes, { ctx });
       await api.register(analystRoutes, { ctx });
+      await api.register(admissionRoutes, { ctx });
       await api.register(webhookRoutes, { ctx, maxInFlight: opts.webhookMaxInFlight, coalesce: opts.webhookCoalesce });
       await api.register(policyRoutes, { ctx });
       await api.register(statusRoutes, { ctx });

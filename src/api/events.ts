@@ -36,7 +36,7 @@ export async function eventRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
     },
     async (req) => {
       const { since, until, ...filter } = req.query;
-      return { count: store.countEvents({ ...filter, since: timeArg(since), until: timeArg(until) }) };
+      return { count: await store.countEvents({ ...filter, since: timeArg(since), until: timeArg(until) }) };
     },
   );
   app.get<{ Querystring: EventQuery }>(
@@ -73,7 +73,7 @@ export async function eventRoutes(app: FastifyInstance, opts: { ctx: ApiContext 
       },
     },
     async (req, reply) => {
-      const row = store.getEvent(req.params.id);
+      const row = await store.getEvent(req.params.id);
       return row ?? sendError(reply, 404, `no event ${req.params.id} (expired by retention, or never stored)`);
     },
   );

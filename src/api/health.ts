@@ -10,7 +10,7 @@ export async function healthRoutes(app: FastifyInstance, opts: { ctx: ApiContext
     const problem = ctx.problem?.();
     if (problem) return reply.code(503).send({ status: 'not ready', error: problem });
     try {
-      ctx.store.check();
+      await ctx.store.check();
     } catch (e) {
       return reply.code(503).send({ status: 'store unavailable', error: (e as Error).message });
     }

@@ -177,7 +177,7 @@ export async function policyRoutes(app: FastifyInstance, opts: { ctx: ApiContext
         fromLog = async function* () {
           let cursor: string | undefined;
           do {
-            const page = store.queryEvents({ since, until, cluster }, { limit: 5000, cursor, includeEvent: true });
+            const page = await store.queryEvents({ since, until, cluster }, { limit: 5000, cursor, includeEvent: true });
             for (const row of page.items) {
               if (t.events >= MAX_TUNING_EVENTS) {
                 t.truncated = true;

@@ -93,7 +93,7 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
       },
     },
     async () => {
-      const o = store.overview();
+      const o = await store.overview();
       const positions = o.positions.map((p) => ({ source: p.source, updated: iso(p.updated)! }));
       const samples = parseExposition(
         ctx.metrics.render(),
@@ -110,7 +110,7 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
         ...(ctx.problem?.() ? { problem: ctx.problem() } : {}),
         startedAt: iso(STARTED),
         store: {
-          bytes: store.sizeBytes(),
+          bytes: await store.sizeBytes(),
           oldestEvent: isoUs(o.oldestEvent ?? null),
           newestEvent: isoUs(o.newestEvent ?? null),
           alerts: o.alerts,
@@ -123,7 +123,7 @@ export async function statusRoutes(app: FastifyInstance, opts: { ctx: ApiContext
         kafka: by('kafka'),
         ingest: [...by('ingest'), ...by('kaudit_bad_input_total'), ...by('kaudit_events_ingested_total')],
         feed: { clients: samples.find((s) => s.name === 'kaudit_feed_clients')?.value ?? 0 },
-        deadLetters: store.deadLetters(50),
+        deadLetters: await store.deadLetters(50),
       };
     },
   );

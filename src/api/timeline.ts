@@ -38,7 +38,7 @@ export async function timelineRoutes(app: FastifyInstance, opts: { ctx: ApiConte
         response: { 200: timelineSchema },
       },
     },
-    async (req) => out(store.eventTimeline(req.query.by ?? 'verb', { since: timeArg(req.query.since), until: timeArg(req.query.until) })),
+    async (req) => out(await store.eventTimeline(req.query.by ?? 'verb', { since: timeArg(req.query.since), until: timeArg(req.query.until) })),
   );
   app.get<{ Querystring: { since?: string; until?: string } }>(
     '/analyst/timeline/alerts',
@@ -50,6 +50,6 @@ export async function timelineRoutes(app: FastifyInstance, opts: { ctx: ApiConte
         response: { 200: timelineSchema },
       },
     },
-    async (req) => out(store.alertTimeline({ since: timeArg(req.query.since), until: timeArg(req.query.until) })),
+    async (req) => out(await store.alertTimeline({ since: timeArg(req.query.since), until: timeArg(req.query.until) })),
   );
 }

@@ -1,4 +1,4 @@
-import { loadConfig } from '../config/config.js';
+import { loadConfig, setStore } from '../config/config.js';
 import { bytes } from '../config/values.js';
 import { FORMATS, isFormat } from '../events/envelopes/index.js';
 import type { Detector } from '../detect/alert.js';
@@ -6,17 +6,18 @@ import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { ImportFailed, importFiles, type ImportProgress } from '../sources/file-import.js';
 import { FAULT_ADVICE, innerCause, storeFaultOf } from '../store/write-error.js';
-import { WriterThread } from '../store/writer.js';
+import { describeStore, openStoreWriter } from '../store/open.js';
 import { loadDetector, parse, UsageError } from './common.js';
 
-export const INGEST_HELP = `Usage: kaudit ingest [--db PATH] [--config FILE] [--cluster NAME] [--format F] [--no-detect] [--no-redact] FILE...
+export const INGEST_HELP = `Usage: kaudit ingest [--store PATH|URL] [--config FILE] [--cluster NAME] [--format F] [--no-detect] [--no-redact] FILE...
 
 Imports audit log files once: plain or .gz; JSON lines (--audit-log-format=json), an EventList, or a JSON array.
 Managed clusters' exports are unwrapped by their shape: EKS CloudWatch Logs (filter-log-events, get-log-events,
 subscription payloads, Firehose deliveries), GKE Cloud Logging entries, AKS diagnostic records, log forwarders'
 records. Runs detection and stores events and alerts. Importing a file again adds nothing twice.
 
-  --db PATH         SQLite store (default ./data/kaudit.db, or store.path of the config)
+  --store PATH|URL  a SQLite file (default ./data/kaudit.db, or the config's store), or an OpenSearch URL
+                    (http(s)://host:port; auth and TLS from the config's store.opensearch); --db is the same
   --config FILE     kaudit config file (YAML)
   --cluster NAME    cluster name for these events (default: the one the envelope names, else config cluster,
                     "default"); given, it wins over the envelope's
@@ -47,6 +48,7 @@ function bar(p: ImportProgress, started: number): string {
 export async function runIngest(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     db: { type: 'string' },
+    store: { type: 'string' },
     config: { type: 'string' },
     cluster: { type: 'string' },
     format: { type: 'string' },
@@ -64,12 +66,13 @@ export async function runIngest(argv: string[]): Promise<number> {
   if (positionals.length === 0) throw new UsageError('ingest needs at least one FILE');
   if (values.format !== undefined && !isFormat(values.format)) throw new UsageError(`--format must be one of ${FORMATS.join(', ')}`);
   const cfg = loadConfig(values.config);
-  if (values.db) cfg.store.path = values.db;
+  const target = values.store ?? values.db;
+  if (target) setStore(cfg, target, values.store ? '--store' : '--db');
   if (values['no-redact']) cfg.redaction.enabled = false;
   if (values['max-line']) cfg.maxLineBytes = bytes(values['max-line'], '--max-line', 1024);
   // The writer thread starts and opens the store while this thread loads the rules (~70 and ~130 ms, one after the
   // other before).
-  const opening = WriterThread.open(cfg.store.path);
+  const opening = openStoreWriter(cfg.store, { alertGroupWindowMs: cfg.store.alertGroupWindow });
   opening.catch(() => {});
   let detector: Detector | undefined;
   try {
@@ -114,8 +117,8 @@ export async function runIngest(argv: string[]): Promise<number> {
       if (!(e instanceof ImportFailed)) throw e;
       if (tty) process.stderr.write('\n');
       closed = true;
-      await writer.close().catch(() => undefined);
-      return reportFailure(e, cfg.store.path);
+      await Promise.resolve(writer.close()).catch(() => undefined);
+      return reportFailure(e, describeStore(cfg.store));
     }
     if (tty) process.stderr.write(`\r${bar({ ...result, bytesRead: result.bytesTotal }, started)}\n`);
     const secs = (Date.now() - started) / 1000;

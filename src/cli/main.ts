@@ -13,7 +13,11 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   serve: { summary: 'run the API, webhook receiver, alert feed and log tails', module: './serve.js', fn: 'runServe' },
   ingest: { summary: 'import audit log files (plain, .gz, JSON lines, EventList, arrays)', module: './ingest.js', fn: 'runIngest' },
-  query: { summary: 'ask the store: events, exec, secret-reads, rbac-changes, activity, top, alerts, dead-letters', module: './query.js', fn: 'runQuery' },
+  query: {
+    summary: 'ask the store: events, exec, secret-reads, rbac-changes, activity, top, alerts, psa-violations, posture, dead-letters',
+    module: './query.js',
+    fn: 'runQuery',
+  },
   detect: { summary: 'run the detection rules over logs or stdin, no store; one alert a line', module: './detect.js', fn: 'runDetect' },
   rules: { summary: 'list, lint and test the detection rules', module: './rules.js', fn: 'runRules' },
   alerts: { summary: 'print stored alerts, or follow the live alert feed (--follow)', module: './alerts.js', fn: 'runAlerts' },

@@ -50,6 +50,8 @@ Exit code 1 when a check fails (an error finding), 0 otherwise; 2 for unreadable
   --rules DIR                detection rules directory for the detection engine
   --detect-config FILE       detection config file (enabled rules) for the detection engine
   --no-detections            skip the detection-blind-spot check
+  --posture-namespaces NS,.. the namespaces whose pod and workload writes the posture checks need at Request
+                             (workload-bodies; default: every namespace)
 `;
 
 const EVAL_HELP = `Usage: kaudit policy eval --policy FILE < requests.jsonl
@@ -201,6 +203,7 @@ async function runCheck(argv: string[]): Promise<number> {
     'cis-version': { type: 'string' },
     format: { type: 'string', default: 'text' },
     'fail-on': { type: 'string', default: 'error' },
+    'posture-namespaces': { type: 'string' },
     ...DETECTION_OPTIONS,
   });
   if (values.help) return help(CHECK_HELP);
@@ -228,6 +231,7 @@ async function runCheck(argv: string[]): Promise<number> {
   const report: FullReport = checkPolicy(loaded, {
     ...(reqs.requirements ? { requirements: reqs.requirements } : {}),
     ...(reqs.note ? { requirementsUnavailable: reqs.note } : {}),
+    ...(values['posture-namespaces'] ? { postureNamespaces: (values['posture-namespaces'] as string).split(',').filter(Boolean) } : {}),
   });
   if (manifestPath && flags) {
     let m;

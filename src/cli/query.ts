@@ -1,15 +1,16 @@
 import { existsSync } from 'node:fs';
-import { loadConfig } from '../config/config.js';
+import { loadConfig, setStore } from '../config/config.js';
 import { SEVERITIES, type Severity } from '../detect/alert.js';
 import { parseTimeArg } from '../events/time.js';
 import { once } from 'node:events';
+import { VIOLATION_SIGNALS, type ViolationSignal } from '../store/admission-queries.js';
 import { allPages, MAX_LIMIT, type Page, type PageOptions } from '../store/queries.js';
 import type { RollupDim } from '../store/schema.js';
-import { openStore } from '../store/open.js';
+import { openStoreAt } from '../store/open.js';
 import type { StoreReader } from '../store/store.js';
 import { parse, table, UsageError } from './common.js';
 
-export const QUERY_HELP = `Usage: kaudit query WHAT [--db PATH] [filters] [--format table|json]
+export const QUERY_HELP = `Usage: kaudit query WHAT [--store PATH|URL] [filters] [--format table|json]
 
 WHAT:
   events          audit events, newest first
@@ -19,6 +20,10 @@ WHAT:
   activity        everything --user did (between --since and --until)
   top DIM         busiest users | resources | verbs | namespaces | source-ips over a window
   alerts          alerts, newest first (--rule, --severity minimum, --cluster, --namespace)
+  psa-violations  what enforcing Pod Security would break: per namespace, owning workload and check, the requests
+                  that violated it, who made them, last seen (--namespace, --user, --level baseline: only what
+                  breaks baseline too, --signal audit,denied,policy,exempt,error: default audit,denied)
+  posture         per namespace, the workloads failing each CIS 5.x posture check (--namespace)
   dead-letters    records rejected as bad input, with the reason
   count [alerts]  how many events (every stage) or alert rows match the filters, without listing them
 
@@ -27,6 +32,7 @@ Filters: --user --verb --resource --subresource --namespace --name --code --sour
          a scan)
          --limit N (default 100, at most 10000 a page) --cursor C (from the previous page, printed on stderr)
          --all: every matching row, read a page at a time through the cursor (for exports; not with --limit)
+Store: --store PATH|URL, a SQLite file (default: the config's) or an OpenSearch URL (the fleet store); --db is the same.
 Times: RFC 3339, a date (2024-05-01), epoch seconds, or a duration ago (30m, 2h, 7d). User, namespace, name and
 resource accept * wildcards. Output: a table on a terminal, else one JSON object a line (--format json to force).
 `;
@@ -50,6 +56,7 @@ const TOP_DIMS: Record<string, RollupDim> = {
 export async function runQuery(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     db: { type: 'string' },
+    store: { type: 'string' },
     config: { type: 'string' },
     user: { type: 'string' },
     verb: { type: 'string' },
@@ -67,6 +74,8 @@ export async function runQuery(argv: string[]): Promise<number> {
     cursor: { type: 'string' },
     rule: { type: 'string' },
     severity: { type: 'string' },
+    level: { type: 'string' },
+    signal: { type: 'string' },
     format: { type: 'string' },
     'include-event': { type: 'boolean' },
     all: { type: 'boolean' },
@@ -77,9 +86,11 @@ export async function runQuery(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const cfg = loadConfig(values.config);
-  const path = values.db ?? cfg.store.path;
-  if (!existsSync(path)) throw new UsageError(`no store at ${path}: ingest something first (kaudit ingest --db ${path} FILE) or pass --db`);
-  const store: StoreReader = openStore(path, { readonly: true });
+  const target = values.store ?? values.db;
+  if (target) setStore(cfg, target, values.store ? '--store' : '--db');
+  if (!cfg.store.opensearch && !existsSync(cfg.store.path))
+    throw new UsageError(`no store at ${cfg.store.path}: ingest something first (kaudit ingest --store ${cfg.store.path} FILE) or pass --store`);
+  const store: StoreReader = await openStoreAt(cfg.store, { readonly: true });
   const time = (s: string | undefined) => {
     if (s === undefined) return undefined;
     try {
@@ -121,10 +132,10 @@ export async function runQuery(argv: string[]): Promise<number> {
     if (p.next) process.stderr.write(`more: --cursor ${p.next}\n`);
   };
   /** One page, or with --all every page through the cursor. */
-  const emit = async (q: (page: PageOptions) => Page<unknown>, columns: string[]) => {
-    if (!all) return print(q(page) as Page<Record<string, unknown>>, columns);
+  const emit = async (q: (page: PageOptions) => Promise<Page<unknown>>, columns: string[]) => {
+    if (!all) return print((await q(page)) as Page<Record<string, unknown>>, columns);
     let first = true;
-    for (const p of allPages(q, page)) {
+    for await (const p of allPages(q, page)) {
       if (p.items.length > 0 || first) await rows(p.items as Record<string, unknown>[], columns, first);
       first = false;
     }
@@ -174,7 +185,7 @@ export async function runQuery(argv: string[]): Promise<number> {
         const of = positionals[1] ?? 'events';
         if (of !== 'events' && of !== 'alerts') throw new UsageError(`count takes events (the default) or alerts, not "${of}"`);
         if (all || values.cursor) throw new UsageError('count takes filters only (no --all, --cursor)');
-        const n = of === 'alerts' ? store.countAlerts(alertFilter()) : store.countEvents(eventFilter);
+        const n = of === 'alerts' ? await store.countAlerts(alertFilter()) : await store.countEvents(eventFilter);
         await write(format === 'json' ? JSON.stringify({ count: n }) + '\n' : `${n}\n`);
         break;
       }
@@ -182,24 +193,60 @@ export async function runQuery(argv: string[]): Promise<number> {
         if (all) throw new UsageError('--all is for row listings; top takes --limit');
         const dim = TOP_DIMS[positionals[1] ?? ''];
         if (!dim) throw new UsageError(`top needs one of: users, resources, verbs, namespaces, source-ips`);
-        await print({ items: store.top(dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 }) as unknown as Record<string, unknown>[] }, [
-          'value',
-          'count',
-        ]);
+        await print(
+          { items: (await store.top(dim, { since: analyst.since, until: analyst.until, limit: limit ?? 10 })) as unknown as Record<string, unknown>[] },
+          ['value', 'count'],
+        );
         break;
       }
       case 'alerts':
         await emit((pg) => store.queryAlerts(alertFilter(), pg), ALERT_COLUMNS);
         break;
+      case 'psa-violations': {
+        if (values.level !== undefined && values.level !== 'baseline' && values.level !== 'restricted')
+          throw new UsageError('--level is baseline or restricted');
+        const signals = values.signal?.split(',');
+        const bad = signals?.filter((x) => !(VIOLATION_SIGNALS as readonly string[]).includes(x));
+        if (bad?.length) throw new UsageError(`--signal takes ${VIOLATION_SIGNALS.join(', ')}, not ${bad.join(', ')}`);
+        const f = { ...analyst, level: values.level as 'baseline' | undefined, signals: signals as ViolationSignal[] | undefined };
+        // The table shows one line a workload and check; JSON keeps every field (users, objects, detail).
+        const flat = async (pg: PageOptions) => {
+          const p = await store.psaViolations(f, pg);
+          if (format === 'json') return p;
+          const items = p.items.map((r) => ({
+            ...r,
+            owner: `${r.ownerKind}/${r.ownerName}`,
+            users: r.users.slice(0, 3).join(',') + (r.userCount > 3 ? ',...' : ''),
+          }));
+          return { ...p, items };
+        };
+        await emit(flat, ['namespace', 'owner', 'check', 'violationLevel', 'policy', 'requests', 'denied', 'users', 'lastSeen']);
+        break;
+      }
+      case 'posture':
+        await emit(
+          async (pg) => {
+            const p = await store.posture(analyst, pg);
+            return format === 'json' ? p : { ...p, items: p.items.map((r) => ({ ...r, examples: r.examples.slice(0, 3).join(',') })) };
+          },
+          ['namespace', 'check', 'cis', 'workloads', 'findings', 'examples', 'lastSeen'],
+        );
+        break;
       case 'dead-letters':
         if (all) throw new UsageError('--all is for events, the analyst questions and alerts; dead-letters takes --limit');
-        await print({ items: store.deadLetters(limit ?? 100) as unknown as Record<string, unknown>[] }, ['id', 'received', 'source', 'position', 'reason']);
+        await print({ items: (await store.deadLetters(limit ?? 100)) as unknown as Record<string, unknown>[] }, [
+          'id',
+          'received',
+          'source',
+          'position',
+          'reason',
+        ]);
         break;
       default:
         throw new UsageError(`unknown query "${what}"; see kaudit query --help`);
     }
   } finally {
-    store.close();
+    await store.close();
   }
   return 0;
 }

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { startApi } from '../api/app.js';
 import { checkListenSafety } from '../api/auth.js';
-import { loadConfig, type KauditConfig } from '../config/config.js';
+import { loadConfig, setStore, type KauditConfig } from '../config/config.js';
 import { startKafkaServices, type KafkaServices } from '../sinks/kafka.js';
 import type { Detector } from '../detect/alert.js';
 import { log } from '../log.js';
@@ -14,19 +14,19 @@ import { importFiles } from '../sources/file-import.js';
 import { FileTail } from '../sources/file-tail.js';
 import { CloudWatchSource } from '../sources/cloudwatch.js';
 import { describeSource, type CloudWatchSourceConfig } from '../config/sources.js';
-import { openStore } from '../store/open.js';
+import { describeStore, openServingStore, type StoreWriter } from '../store/open.js';
 import type { StoreReader } from '../store/store.js';
-import { WriterThread } from '../store/writer.js';
 import { loadDetector, parse, UsageError } from './common.js';
 import { startDemoReplay } from './demo.js';
 
-export const SERVE_HELP = `Usage: kaudit serve [--config FILE] [--db PATH] [--listen HOST:PORT] [--tail PATH]... [options]
+export const SERVE_HELP = `Usage: kaudit serve [--config FILE] [--store PATH|URL] [--listen HOST:PORT] [--tail PATH]... [options]
 
 Runs the API (under /api/v1; /healthz, /readyz, /metrics), the audit webhook receiver and the configured tails.
 Settings come from the config file, then KAUDIT_* environment variables, then these flags.
 
   --config FILE        YAML config (see README)
-  --db PATH            SQLite store (default ./data/kaudit.db)
+  --store PATH|URL     a SQLite file (default ./data/kaudit.db), or an OpenSearch URL (the fleet store; auth and
+                       TLS from the config's store.opensearch); --db is the same
   --listen HOST:PORT   default 127.0.0.1:8080; any non-loopback address needs TLS and tokens
   --tail PATH          follow an audit log across rotation (repeatable)
   --cluster NAME       cluster name for tailed events (default "default")
@@ -45,7 +45,7 @@ export interface Running {
   config: KauditConfig;
   store: StoreReader;
   pipeline: Pipeline;
-  writer: WriterThread;
+  writer: StoreWriter;
   metrics: Metrics;
   app: FastifyInstance;
   address: string;
@@ -71,11 +71,11 @@ export async function startServe(
     for (const c of opened.reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
   try {
-    // One writer thread owns every write; this thread reads (API, tail positions) on its own connection.
-    const writer = await WriterThread.open(cfg.store.path, { alertGroupWindowMs: cfg.store.alertGroupWindow }, retention);
-    opened.push(() => writer.close());
-    const store: StoreReader = openStore(cfg.store.path, { readonly: true });
-    opened.push(() => store.close());
+    // SQLite: one writer thread owns every write, and this thread reads (API, tail positions) on its own connection.
+    // OpenSearch: one client does both.
+    const served = await openServingStore(cfg.store, { alertGroupWindowMs: cfg.store.alertGroupWindow }, retention);
+    opened.push(() => served.close());
+    const { writer, reader: store } = served;
     let ready = false;
     let stopDemo = () => {};
     const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
@@ -85,8 +85,9 @@ export async function startServe(
     const persist = !!detector?.saveState && cfg.detection.state?.persist !== false && !kafkaConfig?.consume;
     if (persist) await restoreDetectionState(writer, detector!);
     // While the store cannot write (full disk, ...), /readyz says why, and a probe finds when it can again.
-    const health = new WriteHealth({ path: cfg.store.path, probe: () => writer.probeWrite(WRITE_PROBE_BYTES), metrics });
-    opened.push(() => health.stop());
+    const probe = served.probeWrite;
+    const health = probe ? new WriteHealth({ path: served.where, probe: () => probe(WRITE_PROBE_BYTES), metrics }) : undefined;
+    opened.push(() => health?.stop());
     const pipeline = new Pipeline({
       writer,
       detector,
@@ -95,7 +96,15 @@ export async function startServe(
       redaction: { enabled: cfg.redaction.enabled, key: writer.redactionKey },
       maxQueuedBatches: cfg.ingest.maxQueuedBatches,
     });
-    metrics.collect('kaudit_store_bytes', 'Bytes of the SQLite store in use', () => [{ value: store.sizeBytes() }]);
+    // A scrape is synchronous and the store's answer is not: the gauge shows the size last read, refreshed by each scrape.
+    let storeBytes = 0;
+    metrics.collect('kaudit_store_bytes', 'Bytes of the store in use', () => {
+      store.sizeBytes().then(
+        (n) => (storeBytes = n),
+        () => undefined,
+      );
+      return [{ value: storeBytes }];
+    });
     // Kafka roles (consume into this pipeline, publish alerts, or ingest-only webhook): see README, Scale-out with Kafka.
     let kafka: KafkaServices | undefined;
     if (kafkaConfig) {
@@ -111,7 +120,7 @@ export async function startServe(
       bus: pipeline.bus,
       metrics,
       ready: () => ready,
-      problem: () => health.problem ?? kafka?.problem(),
+      problem: () => health?.problem ?? kafka?.problem(),
       sources,
     });
     opened.push(() => app.close());
@@ -171,9 +180,8 @@ export async function startServe(
         await kafka?.stop();
         await pipeline.idle();
         if (persist) await saveDetectionState(writer, detector!, pipeline);
-        health.stop();
-        await writer.close();
-        store.close();
+        health?.stop();
+        await served.close();
       },
     };
   } catch (e) {
@@ -189,7 +197,7 @@ const WRITE_PROBE_BYTES = 1 << 20;
 const DETECTION_STATE = 'detection';
 
 /** Loads the detection state the last stop saved (taking it out of the store: it is good for one start only). */
-async function restoreDetectionState(writer: WriterThread, detector: Detector): Promise<void> {
+async function restoreDetectionState(writer: StoreWriter, detector: Detector): Promise<void> {
   let json: string | undefined;
   try {
     json = await writer.takeState(DETECTION_STATE);
@@ -213,7 +221,7 @@ async function restoreDetectionState(writer: WriterThread, detector: Detector): 
 }
 
 /** Saves the detection state for the next start, when it matches what the store holds (see Pipeline.consistent). */
-async function saveDetectionState(writer: WriterThread, detector: Detector, pipeline: Pipeline): Promise<void> {
+async function saveDetectionState(writer: StoreWriter, detector: Detector, pipeline: Pipeline): Promise<void> {
   if (!pipeline.consistent) {
     log.warn(
       'detection state not saved: a batch failed since the start, so the state may count events the store does not hold; open windows start empty at the next start',
@@ -233,6 +241,7 @@ export async function runServe(argv: string[]): Promise<number> {
     {
       config: { type: 'string' },
       db: { type: 'string' },
+      store: { type: 'string' },
       listen: { type: 'string' },
       tail: { type: 'string', multiple: true },
       cluster: { type: 'string' },
@@ -253,7 +262,8 @@ export async function runServe(argv: string[]): Promise<number> {
     return 0;
   }
   const cfg = loadConfig(values.config);
-  if (values.db) cfg.store.path = values.db;
+  const target = values.store ?? values.db;
+  if (target) setStore(cfg, target, values.store ? '--store' : '--db');
   if (values.listen) cfg.server.listen = values.listen;
   if (values.cluster) cfg.cluster = values.cluster;
   if (values['no-redact']) cfg.redaction.enabled = false;
@@ -277,7 +287,7 @@ export async function runServe(argv: string[]): Promise<number> {
   });
   const scheme = cfg.server.tls ? 'https' : 'http';
   log.info(
-    `kaudit serving on ${scheme}://${running.address} (console ${scheme}://${running.address}/, API ${scheme}://${running.address}/api/v1, OpenAPI at /api/v1/openapi.json), store ${cfg.store.path}${cfg.tail.length ? `, tailing ${cfg.tail.map((t) => t.path).join(', ')}` : ''}`,
+    `kaudit serving on ${scheme}://${running.address} (console ${scheme}://${running.address}/, API ${scheme}://${running.address}/api/v1, OpenAPI at /api/v1/openapi.json), store ${describeStore(cfg.store)}${cfg.tail.length ? `, tailing ${cfg.tail.map((t) => t.path).join(', ')}` : ''}`,
   );
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {

@@ -1,9 +1,10 @@
+import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { parseDetectionConfig, type DetectionConfig } from '../detect/config.js';
 import { ConfigError } from '../errors.js';
 import { parseKafkaConfig, type KafkaConfig } from './kafka.js';
 import { parseSources, type SourceConfig } from './sources.js';
+import { isStoreUrl, openSearchAt, parseOpenSearch, type OpenSearchSettings } from './store.js';
 import { bool, bytes, duration, int, isObject, section, shown, str } from './values.js';
 
 /**
@@ -36,7 +37,10 @@ export interface KauditConfig {
   /** Name of the cluster events belong to when a source does not say (default `default`). */
   cluster: string;
   store: {
+    /** The SQLite file (the embedded store), when `opensearch` is not set. */
     path: string;
+    /** The fleet store: OpenSearch (see README, Fleet store). Set, it replaces the SQLite file. */
+    opensearch?: OpenSearchSettings;
     retention: RetentionConfig;
     /** Repeats of one rule, identity and object within this are one alert row (milliseconds; written `10m`). */
     alertGroupWindow: number;
@@ -100,8 +104,9 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = {}): KauditCo
   // A key with nothing after it (`cluster:`, as an empty section) keeps the default: hence `!= null` throughout.
   if (doc.cluster != null) c.cluster = str(doc.cluster, 'cluster');
 
-  const store = section(doc.store, 'store', ['path', 'retention', 'alertGroupWindow']);
+  const store = section(doc.store, 'store', ['path', 'opensearch', 'retention', 'alertGroupWindow']);
   if (store.path != null) c.store.path = str(store.path, 'store.path');
+  c.store.opensearch = parseOpenSearch(store.opensearch);
   const ret = section(store.retention, 'store.retention', ['maxAge', 'maxSize', 'intervalSeconds']);
   if (ret.maxAge != null) c.store.retention.maxAge = duration(ret.maxAge, 'store.retention.maxAge');
   if (ret.maxSize != null) c.store.retention.maxSize = bytes(ret.maxSize, 'store.retention.maxSize', 1);
@@ -165,7 +170,8 @@ function tails(v: unknown): TailConfig[] {
 /** Environment variables and the config field each sets; each value is checked under the variable's name. */
 const ENV: [string, (c: KauditConfig, v: string, name: string) => void][] = [
   ['KAUDIT_CLUSTER', (c, v) => (c.cluster = v)],
-  ['KAUDIT_DB', (c, v) => (c.store.path = v)],
+  ['KAUDIT_DB', (c, v, n) => setStore(c, v, n)],
+  ['KAUDIT_STORE', (c, v, n) => setStore(c, v, n)],
   ['KAUDIT_LISTEN', (c, v, n) => (c.server.listen = listen(v, n))],
   ['KAUDIT_RETENTION_MAX_AGE', (c, v, n) => (c.store.retention.maxAge = duration(v, n))],
   ['KAUDIT_RETENTION_MAX_SIZE', (c, v, n) => (c.store.retention.maxSize = bytes(v, n, 1))],
@@ -178,6 +184,24 @@ const ENV: [string, (c: KauditConfig, v: string, name: string) => void][] = [
 ];
 
 export const ENV_VARS = ENV.map(([k]) => k);
+
+/**
+ * Points the config at a store target (`--store`, `--db`, KAUDIT_STORE): a URL is OpenSearch (keeping the file's
+ * other opensearch settings: auth, TLS, prefix), anything else a SQLite file.
+ */
+export function setStore(c: KauditConfig, target: string, key: string): void {
+  if (isStoreUrl(target)) c.store.opensearch = { ...(c.store.opensearch ?? {}), ...openSearchAt(target, key), ...keep(c.store.opensearch) };
+  else {
+    c.store.path = target;
+    c.store.opensearch = undefined;
+  }
+}
+
+function keep(o: OpenSearchSettings | undefined): Partial<OpenSearchSettings> {
+  if (!o) return {};
+  const { url: _url, ...rest } = o;
+  return rest;
+}
 
 /**
  * Loads the config once: defaults, then the YAML file (if any), then the environment (KAUDIT_*, the kafka section's
@@ -193,7 +217,8 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
       throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     try {
-      doc = parseYaml(text);
+      // Loaded here, not at the top: most starts have no config file, and the parser is ~70 modules.
+      doc = (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
     } catch (e) {
       throw new ConfigError(`config file ${file} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
     }

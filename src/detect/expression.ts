@@ -20,6 +20,7 @@ import {
   requestBody,
 } from './facts.js';
 import type { DetectionLists } from './lists.js';
+import { admissionOf, nonRootUnset, registryOf, workloadNames } from './posture-facts.js';
 import { compileSync, NotCovered, SyncTimeout, type SyncHelper } from './jsonata-sync.js';
 import { compilePatterns } from './patterns.js';
 
@@ -111,6 +112,24 @@ export const HELPERS: Record<string, HelperDef> = {
     make: () => (root) => {
       return patchPaths(root);
     },
+  },
+  nonRootUnset: {
+    reads: 'requestObject',
+    doc: "names of containers with neither runAsNonRoot true nor a non-zero runAsUser (theirs or the pod's)",
+    make: () => (root) => nonRootUnset(root),
+  },
+  registries: {
+    reads: 'requestObject',
+    doc: 'the registries of $images() (docker.io for an image without a registry host)',
+    make: () => (root) => [...new Set(images(root).map(registryOf))],
+  },
+  admission: {
+    doc: 'the decoded Pod Security and admission-policy annotations: {enforcePolicy, audit, denied, exempt, error, policyFailures}',
+    make: () => (root) => admissionOf(root),
+  },
+  workload: {
+    doc: "the object written and its top-level owner as Kind/name: {object, owner} (a ReplicaSet's pod: its Deployment)",
+    make: () => (root) => workloadNames(root),
   },
   command: {
     doc: 'argv of an exec request (decoded command= parameters)',

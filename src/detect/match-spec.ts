@@ -39,6 +39,8 @@ export interface MatchSpec {
   decision?: 'allow' | 'forbid';
   /** Only requests made while impersonating someone. */
   impersonated?: boolean;
+  /** Only requests whose annotations carry admission signals (Pod Security, admission-policy failures; $admission()). */
+  admission?: boolean;
   /**
    * What became of the request: `succeeded` (a response code below 400 and no forbid decision: it created, bound,
    * changed or read what it asked for), `failed` (400 or above, or forbidden), `any`. A rule's match (and each

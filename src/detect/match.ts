@@ -254,6 +254,10 @@ export function compileMatch(spec: MatchSpec | undefined, lists: DetectionLists,
     const want = m.impersonated;
     preds.push((e) => (e.impersonatedUser !== '') === want);
   }
+  if (m.admission !== undefined) {
+    const want = m.admission;
+    preds.push((e) => (e.admission !== undefined) === want);
+  }
   return { plan, check: combine(preds) };
 }
 

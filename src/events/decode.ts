@@ -8,6 +8,7 @@ import { gunzip, EnvelopeError, isGzip } from './envelopes/common.js';
 import { ENVELOPES, formatsOf, type Envelope, type EnvelopeItem } from './envelopes/index.js';
 import { inheritItem, inheritText } from './envelopes/native.js';
 import { BadInputError } from './errors.js';
+import { aboutSecrets, withoutBodies } from './lazy-bodies.js';
 import type { RawRecord } from './record.js';
 import { parseMicros } from './time.js';
 import { LEVELS, STAGES, type AuditEvent } from './types.js';
@@ -133,7 +134,16 @@ export function parseJson(text: string): unknown {
  * name of the envelope it came in, and where inside the record it was), or why not.
  */
 export type DecodedItem =
-  { event: AuditEvent; text?: string; cluster?: string; envelope?: string; where?: string } | { error: string; envelope?: string; where?: string };
+  | {
+      event: AuditEvent;
+      text?: string;
+      cluster?: string;
+      envelope?: string;
+      where?: string;
+      /** Parsed without its bodies (lazy-bodies.ts): each body is `{}`; parse `text` for the event in full. */
+      partial?: true;
+    }
+  | { error: string; envelope?: string; where?: string };
 
 export interface DecoderOptions {
   /** Envelopes to choose from, by shape (default: all that kaudit knows). */
@@ -174,7 +184,11 @@ export class Decoder {
     }
   }
 
-  decode(r: RawRecord): DecodedItem[] {
+  /**
+   * `lazy`: a large one-line native event may come back parsed without its bodies (`partial`), for a caller that
+   * parses it in full when it needs them (see lazy-bodies.ts).
+   */
+  decode(r: RawRecord, lazy = false): DecodedItem[] {
     if (r.error !== undefined) return [{ error: r.error }];
     // Read once: a LineRecord decodes its text on each read.
     let raw = r.text;
@@ -188,6 +202,25 @@ export class Decoder {
       }
     }
     const text = typeof raw === 'string' || raw === undefined ? raw : raw.toString('utf8');
+    if (lazy && r.value === undefined && r.list === undefined && this.forced === undefined && text !== undefined && !hasLineBreak(text)) {
+      const head = withoutBodies(text);
+      if (head !== undefined) {
+        let h: unknown;
+        try {
+          h = JSON.parse(head);
+        } catch {
+          h = undefined;
+        }
+        // Anything but a valid event not about Secrets is decoded as before, in full, with the same outcome.
+        if (typeof h === 'object' && h !== null && (h as { kind?: unknown }).kind === 'Event' && !aboutSecrets(h)) {
+          const d = validate(h, text);
+          if ('event' in d) {
+            d.partial = true;
+            return [d];
+          }
+        }
+      }
+    }
     let v: unknown;
     try {
       v = r.value !== undefined ? r.value : parseJson(text ?? '');

@@ -1,3 +1,4 @@
+import { decodeAdmission } from './admission.js';
 import { redactEvent, type RedactionOptions } from './redact.js';
 import { parseMicros } from './time.js';
 import type { AuditEvent, Decision, NormalisedEvent } from './types.js';
@@ -53,6 +54,7 @@ export function normalise(ev: AuditEvent, cluster: string, redaction: RedactionO
     decision: decision === 'allow' || decision === 'forbid' ? (decision as Decision) : '',
     command,
     container,
+    admission: decodeAdmission(ev),
     event: ev,
     raw: changed || text === undefined ? JSON.stringify(ev) : text,
   };

@@ -58,6 +58,8 @@ export interface AuditEvent {
   [extra: string]: unknown;
 }
 
+import type { AdmissionSignals } from './admission-types.js';
+
 /** Authorization decision from the `authorization.k8s.io/decision` annotation. */
 export type Decision = 'allow' | 'forbid' | '';
 
@@ -93,6 +95,8 @@ export interface NormalisedEvent {
   command: string;
   /** pods/exec and pods/attach (and pods/log): the `container` query parameter. */
   container: string;
+  /** Pod Security and admission-policy annotations, decoded; undefined when the event carries none. */
+  admission: AdmissionSignals | undefined;
   /** The event after redaction: what detection sees and what is stored. */
   event: AuditEvent;
   /** JSON text of `event`: the original line when nothing was redacted. */

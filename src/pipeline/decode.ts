@@ -1,4 +1,4 @@
-import { decoderFor, type Decoder } from '../events/decode.js';
+import { decoderFor, toAuditEvent, type Decoder } from '../events/decode.js';
 import type { RawRecord } from '../events/record.js';
 import { normalise } from '../events/normalise.js';
 import { deadLetterData, type RedactionOptions } from '../events/redact.js';
@@ -63,7 +63,7 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
     else t.events++;
   };
   for (const r of records) {
-    for (const d of decoder.decode(r)) {
+    for (const d of decoder.decode(r, true)) {
       if ('error' in d) {
         const where = d.where === undefined ? r.where : `${r.where} ${d.where}`;
         if (d.envelope !== undefined) tally(d.envelope, true);
@@ -73,8 +73,12 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
       }
       if (d.envelope !== undefined) tally(d.envelope, false);
       let n: NormalisedEvent;
+      let kept: boolean;
       try {
         n = normalise(d.event, fixed ? cluster : (d.cluster ?? cluster), o.redaction, d.text);
+        kept = wants === 'all' || (wants !== 'none' && wants(n));
+        // Parsed without its bodies (see lazy-bodies.ts) and wanted by a rule: detection gets the event in full.
+        if (kept && 'partial' in d && d.partial) n = normalise(toAuditEvent(JSON.parse(d.text!)), n.cluster, o.redaction, d.text);
         if (packer) {
           // The line's own bytes when its text is stored unchanged (not redacted): copied, not encoded again.
           if (r.bytes !== undefined && d.text !== undefined && n.raw === d.text) packer.add(n, r.bytes, r.bytesStart, r.bytesEnd);
@@ -92,7 +96,7 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
         o.warn(`bad input at ${r.where}: ${reason}`, `bad-input:${source}`);
         continue;
       }
-      if (wants === 'all' || (wants !== 'none' && wants(n))) {
+      if (kept) {
         keep.push(n);
         keepIdx.push(count);
       }

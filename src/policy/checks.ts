@@ -23,6 +23,7 @@ import type { LoadedPolicy } from './load.js';
 import { allIdentities, everyResource, isLogged, isVisible, resourceProbes, type Probe, type ResourceSel } from './probe.js';
 import { describeRequirement, requirementCounts, type RuleRequirement } from './requirements.js';
 import { findShadowedRules } from './shadow.js';
+import { workloadWritesWithoutBodies } from './workload-bodies.js';
 import type { AuditDecision, Policy } from './types.js';
 import { levelRank } from './types.js';
 import { validatePolicy } from './validate.js';
@@ -57,6 +58,8 @@ export interface CheckOptions {
   requirements?: RuleRequirement[];
   /** Why the requirements are missing, reported as a skipped check. */
   requirementsUnavailable?: string;
+  /** Namespaces whose workloads the posture checks should see (workload-bodies); default: every namespace probed. */
+  postureNamespaces?: string[];
 }
 
 export interface CheckReport {
@@ -233,6 +236,17 @@ function checkLogged(policy: Policy, probes: Probe[], lineOf: (r: number | null)
     misses,
     (rule, _ms, what) =>
       `${what} ${rule === null ? 'are not logged: no rule matches them' : `are not logged: ${ruleLabel(rule)} ${policy.rules[rule]!.level === 'None' ? 'drops them' : 'omits every stage they go through'}`}; ${advice}`,
+    lineOf,
+  );
+}
+
+/** Pod and workload writes logged without their bodies: the posture checks (detections/posture.yaml) read the pod specs. */
+function checkWorkloadBodies(policy: Policy, namespaces: string[] | undefined, lineOf: (r: number | null) => number | undefined): CheckFinding[] {
+  return missesToFindings(
+    'warning',
+    workloadWritesWithoutBodies(policy, namespaces),
+    (rule, _ms, what) =>
+      `${what} ${rule === null ? 'are not logged' : `are logged below Request by ${ruleLabel(rule)}`}: the workload posture checks (CIS 5.x, the posture-* detections) need the pod specs in the request bodies; log these writes at Request${namespaces ? '' : ' (--posture-namespaces narrows this to the namespaces you want checked)'}`,
     lineOf,
   );
 }
@@ -516,6 +530,12 @@ const ALL_CHECKS: Check[] = [
       opts.requirements
         ? checkBlindSpots(policy, opts.requirements, lineOfRule)
         : { skipped: opts.requirementsUnavailable ?? 'no detection requirements given' },
+  },
+  {
+    id: 'workload-bodies',
+    title: 'pod and workload writes are logged at Request, for the posture checks',
+    needs: 'policy',
+    run: ({ opts, lineOfRule }, policy) => checkWorkloadBodies(policy, opts.postureNamespaces, lineOfRule),
   },
   {
     id: 'shadowed-rule',

@@ -278,9 +278,9 @@ export class KafkaAlertOutbox {
       retry: { retries: 15, initialRetryTime: 200, maxRetryTime: 5000 },
     });
     await this.producer.connect();
-    const stored = this.opts.store.position(this.source);
+    const stored = await this.opts.store.position(this.source);
     if (stored !== undefined) this.position = Number(stored);
-    else if (!this.opts.fromStart) this.position = this.maxId();
+    else if (!this.opts.fromStart) this.position = await this.maxId();
     this.unsubscribe = this.opts.bus?.subscribe(() => this.wake?.());
     this.running = true;
     this.loop = this.run();
@@ -291,7 +291,7 @@ export class KafkaAlertOutbox {
     return this.position;
   }
 
-  private maxId(): number {
+  private maxId(): Promise<number> {
     return this.opts.store.latestAlertId();
   }
 
@@ -301,7 +301,7 @@ export class KafkaAlertOutbox {
     while (!this.stopped) {
       let rows: { id: number; body: string }[];
       try {
-        rows = this.opts.store.committedAlertsAfter(this.position, limit);
+        rows = await this.opts.store.committedAlertsAfter(this.position, limit);
       } catch (e) {
         log.warn(`kafka alerts: cannot read the store: ${(e as Error).message}`, 'kafka:alerts');
         rows = [];
@@ -366,7 +366,7 @@ export class KafkaAlertOutbox {
   /** Publishes what is committed so far (up to the current last alert), then stops. */
   async stop(): Promise<void> {
     if (!this.running) return;
-    const target = this.maxId();
+    const target = await this.maxId().catch(() => this.position);
     for (let i = 0; i < 100 && this.position < target && this.stats.failures < 1000; i++) {
       this.wake?.();
       await new Promise((r) => setTimeout(r, 50));
@@ -387,12 +387,14 @@ export class KafkaAlertOutbox {
     );
   }
 
+  /** The store's newest alert id as last read: a metrics scrape is synchronous, the store's answer is not. */
+  private knownMaxId = 0;
   private maxIdSafe(): number {
-    try {
-      return this.maxId();
-    } catch {
-      return this.position;
-    }
+    this.maxId().then(
+      (id) => (this.knownMaxId = id),
+      () => undefined,
+    );
+    return Math.max(this.knownMaxId, this.position);
   }
 }
 

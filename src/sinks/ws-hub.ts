@@ -157,15 +157,15 @@ export class AlertHub {
       ws.close(CLOSE_SHUTDOWN, 'server shutting down');
       return;
     }
-    // A live-only client starts at the newest stored alert, so its resume point is right even before its first alert.
-    const start = after ?? this.store.latestAlertId();
+    const start = after ?? 0;
     const c: Client = {
       ws,
       filter,
       lastSent: start,
       lastQueued: start,
       queue: [],
-      replaying: after !== undefined,
+      // A live-only client waits, its live alerts queued, until the store says where "now" is (below).
+      replaying: true,
       drainTimer: undefined,
       blockedSince: 0,
       alive: true,
@@ -183,6 +183,19 @@ export class AlertHub {
     // Clients only listen; anything they send is ignored (but read, so their frames do not pile up).
     ws.on('message', () => undefined);
     if (after !== undefined) void this.replay(c, after);
+    // A live-only client starts at the newest stored alert, so its resume point is right even before its first alert;
+    // anything committed after that id (while the store answered) is replayed before it goes live.
+    else
+      void this.store.latestAlertId().then(
+        (latest) => {
+          c.lastSent = Math.max(c.lastSent, latest);
+          return this.replay(c, latest);
+        },
+        (e: Error) => {
+          log.error(`alert feed: the newest alert id could not be read: ${e.message}`, 'feed-replay');
+          ws.close(CLOSE_SHUTDOWN, 'store unavailable');
+        },
+      );
   }
 
   private publish(alerts: readonly Alert[]): void {
@@ -245,7 +258,7 @@ export class AlertHub {
       let from = after;
       for (;;) {
         if (c.closing || c.ws.readyState !== c.ws.OPEN) return;
-        const rows = this.store.alertsAfter({ ...f, afterId: from }, this.o.replayPageSize);
+        const rows = await this.store.alertsAfter({ ...f, afterId: from }, this.o.replayPageSize);
         for (const r of rows) {
           const text = JSON.stringify(feedAlert(r));
           // The replay goes at the client's pace: wait for the socket, close only if it does not drain at all.

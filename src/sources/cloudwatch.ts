@@ -38,7 +38,7 @@ export interface CloudWatchSourceOptions {
   pageSize?: number;
   sink: BatchSink & { readonly overloaded?: boolean };
   /** Where committed positions are read from at start. */
-  positions: { position(source: string): string | undefined };
+  positions: { position(source: string): Promise<string | undefined> };
   metrics?: Metrics;
   /** A client to use instead of one made from region/endpoint (tests). */
   client?: CloudWatchLogsClient;
@@ -154,10 +154,10 @@ export class CloudWatchSource {
     return out;
   }
 
-  private positionOf(stream: string): StreamPosition {
+  private async positionOf(stream: string): Promise<StreamPosition> {
     let p = this.positions.get(stream);
     if (!p) {
-      const saved = this.o.positions.position(this.sourceOf(stream));
+      const saved = await this.o.positions.position(this.sourceOf(stream));
       p = {};
       if (saved) {
         try {
@@ -175,7 +175,7 @@ export class CloudWatchSource {
   /** Reads one stream to its current end, a page a batch. Returns true when it read anything. */
   private async readStream(stream: string): Promise<boolean> {
     const { GetLogEventsCommand } = sdk();
-    const pos = this.positionOf(stream);
+    const pos = await this.positionOf(stream);
     let any = false;
     while (!this.stopped) {
       let r;

@@ -23,6 +23,12 @@ export interface ImportOptions {
   maxLine?: number;
   batchSize?: number;
   /**
+   * A batch is also closed once its records hold this many bytes of text (default 1 MiB). Each batch in flight holds
+   * its raw bytes, their packed copy and the parsed events detection keeps: on a log with large events (list
+   * responses, RequestResponse bodies) batches of a fixed count held ~60 MB more at the peak (issue #21: 200 MB).
+   */
+  batchBytes?: number;
+  /**
    * Batches handed to the pipeline before waiting for the oldest (default 10): reading overlaps processing, and the
    * pipeline always has batches to decode while others are stored, detected and committed.
    */
@@ -54,6 +60,7 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
   const total: ImportProgress = { file: '', bytesRead: 0, bytesTotal: 0, events: 0, duplicates: 0, bad: 0, alerts: 0 };
   for (const p of paths) total.bytesTotal += (await stat(p)).size;
   const batchSize = o.batchSize ?? 1000;
+  const batchBytes = o.batchBytes ?? 1 << 20;
   const maxInFlight = o.inFlight ?? 10;
   const inFlight: Promise<void>[] = [];
   let failure: { cause: unknown } | undefined;
@@ -77,17 +84,20 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
     total.file = path;
     const source = `import:${path}`;
     let pending: RawRecord[] = [];
+    let pendingBytes = 0;
     const flush = async () => {
       if (pending.length === 0) return;
       const recs = pending;
       pending = [];
+      pendingBytes = 0;
       inFlight.push(submit(recs, source));
       if (inFlight.length >= maxInFlight) await inFlight.shift();
     };
     for await (const recs of readFileRecords(path, { maxLine: o.maxLine, onBytes: (n) => (total.bytesRead += n) })) {
       for (const r of recs) {
         pending.push(r);
-        if (pending.length >= batchSize) await flush();
+        pendingBytes += textBytes(r);
+        if (pending.length >= batchSize || pendingBytes >= batchBytes) await flush();
       }
       if (failure) return stop();
     }
@@ -97,4 +107,10 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
   await Promise.all(inFlight);
   if (failure) return stop();
   return total;
+}
+
+/** A record's size for the batch bound: its bytes in the file, or its text's length. */
+function textBytes(r: RawRecord): number {
+  if (r.bytesEnd !== undefined && r.bytesStart !== undefined) return r.bytesEnd - r.bytesStart;
+  return r.text?.length ?? 0;
 }

@@ -111,8 +111,19 @@ export class FileTail {
   }
 
   private async run(): Promise<void> {
-    this.state = this.savedState();
     const poll = this.o.pollMs ?? 250;
+    // The committed position comes from the store, which may be a networked one that is not answering yet: wait for it
+    // rather than read the log from a guess.
+    for (;;) {
+      try {
+        this.state = await this.savedState();
+        break;
+      } catch (e) {
+        if (this.stopped) return;
+        log.warn(`tail ${this.o.path}: the saved position cannot be read yet (${(e as Error).message}); retrying`, `tail:${this.o.path}`);
+        await this.sleep(Math.max(poll, 1000));
+      }
+    }
     // A lasting failure (the path became a directory, permissions) is said when it starts, once a minute while it
     // lasts, and when it ends: not at every poll.
     let failing = '';
@@ -141,8 +152,8 @@ export class FileTail {
     }
   }
 
-  private savedState(): TailState {
-    const saved = this.o.store.position(this.source);
+  private async savedState(): Promise<TailState> {
+    const saved = await this.o.store.position(this.source);
     if (saved === undefined) return emptyState();
     const s = parseState(saved);
     if (s) return s;

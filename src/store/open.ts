@@ -1,10 +1,87 @@
+import type { BatchWriter } from './batch.js';
+import { OpenSearchStore } from './opensearch/store.js';
+import { safeUrl, type OpenSearchSettings } from './opensearch/connection.js';
 import { SqliteStore } from './sqlite-store.js';
-import type { AuditStore, StoreOptions } from './store.js';
+import type { AuditStore, RetentionOptions, StoreOptions, StoreReader } from './store.js';
+import { WriterThread } from './writer.js';
 
 /**
- * Opens the store at `path` (the embedded SQLite kind; the only kind so far). Apart from the seam (store.ts), so that
- * the seam names no kind and no kind's module imports the seam back through it.
+ * Opening a store of either kind. Apart from the seam (store.ts), so that the seam names no kind and no kind's module
+ * imports the seam back through it. Callers get the seam's interfaces; only this module knows the classes.
  */
+
+/** Where a store is: a SQLite file, or an OpenSearch cluster when `opensearch` is set. */
+export interface StoreLocation {
+  path: string;
+  opensearch?: OpenSearchSettings;
+}
+
+/** Opens the SQLite store at `path` in this thread (tools and tests). */
 export function openStore(path: string, opts: StoreOptions = {}): AuditStore {
   return new SqliteStore(path, opts);
+}
+
+/** Opens the configured store in this thread, to read (`readonly`) or to read and write. */
+export async function openStoreAt(where: StoreLocation, opts: StoreOptions = {}): Promise<AuditStore> {
+  if (where.opensearch) return OpenSearchStore.open(where.opensearch, opts);
+  return new SqliteStore(where.path, opts);
+}
+
+/** What a long-running writer of the store needs beyond the batch protocol. */
+export interface StoreWriter extends BatchWriter {
+  readonly redactionKey: Buffer;
+  close(): Promise<void> | void;
+}
+
+/** A writer of the configured store: SQLite's writer thread, or an OpenSearch client. */
+export async function openStoreWriter(where: StoreLocation, opts: StoreOptions = {}): Promise<StoreWriter> {
+  if (where.opensearch) return OpenSearchStore.open(where.opensearch, opts);
+  return WriterThread.open(where.path, opts);
+}
+
+/** Where a store is, for messages (the OpenSearch URL without credentials). */
+export function describeStore(where: StoreLocation): string {
+  return where.opensearch ? safeUrl(where.opensearch.url) : where.path;
+}
+
+export interface ServingStore {
+  /** Where, for messages (a path, or the OpenSearch URL without credentials). */
+  where: string;
+  writer: StoreWriter;
+  reader: StoreReader;
+  /**
+   * A batch-sized write that resolves once the store can write again (the SQLite kind, whose writes fail on a full or
+   * broken disk); absent where the store reports its own health (OpenSearch: `check`).
+   */
+  probeWrite?: (bytes: number) => Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The store of `kaudit serve`: SQLite's writes go through one writer thread and reads through their own connection;
+ * OpenSearch takes both on one client.
+ */
+export async function openServingStore(where: StoreLocation, opts: StoreOptions, retention?: RetentionOptions & { intervalMs: number }): Promise<ServingStore> {
+  if (where.opensearch) {
+    const s = await OpenSearchStore.open(where.opensearch, { ...opts, retention });
+    return { where: s.conn.where, writer: s, reader: s, close: () => s.close() };
+  }
+  const writer = await WriterThread.open(where.path, opts, retention);
+  let reader: SqliteStore;
+  try {
+    reader = new SqliteStore(where.path, { readonly: true });
+  } catch (e) {
+    await writer.close();
+    throw e;
+  }
+  return {
+    where: where.path,
+    writer,
+    reader,
+    probeWrite: (bytes) => writer.probeWrite(bytes),
+    async close() {
+      await writer.close();
+      reader.close();
+    },
+  };
 }

@@ -3,6 +3,7 @@ import { KauditError } from '../errors.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { formatMicros } from '../events/time.js';
 import { decodeAuditID, encodeAuditID } from './audit-id.js';
+import { auditIDTerm } from './audit-id-index.js';
 import { CATEGORY, DECISION_NAMES, LEVEL_NAMES, ROLLUP_DIMS, STAGE_CODES, STAGE_NAMES, type RollupDim } from './schema.js';
 import type { SqliteContext } from './sqlite-context.js';
 
@@ -39,7 +40,7 @@ export interface Page<T> {
  * A stored event as queries return it: the normalised event's indexed fields (command and container only when set),
  * its store id, and on request the full (redacted) audit event.
  */
-export interface EventRow extends Omit<NormalisedEvent, 'timeMicros' | 'command' | 'container' | 'event' | 'raw'> {
+export interface EventRow extends Omit<NormalisedEvent, 'timeMicros' | 'command' | 'container' | 'event' | 'raw' | 'admission'> {
   id: number;
   command?: string;
   container?: string;
@@ -75,17 +76,17 @@ const DICT_COLUMNS: Partial<Record<keyof EventFilter, string>> = {
   cluster: 'cluster',
 };
 
-function encodeCursor(time: number, id: number): string {
+export function encodeCursor(time: number, id: number): string {
   return Buffer.from(`${time}:${id}`).toString('base64url');
 }
 
-function decodeCursor(c: string): [number, number] {
+export function decodeCursor(c: string): [number, number] {
   const m = /^(\d+):(\d+)$/.exec(Buffer.from(c, 'base64url').toString());
   if (!m) throw new QueryError('bad cursor: pass back the `next` value of the previous page unchanged');
   return [Number(m[1]), Number(m[2])];
 }
 
-function clampLimit(l: number | undefined, dflt = 100): number {
+export function clampLimit(l: number | undefined, dflt = 100): number {
   if (l === undefined) return dflt;
   if (!Number.isInteger(l) || l < 1) throw new QueryError('limit must be a positive integer');
   return Math.min(l, MAX_LIMIT);
@@ -129,7 +130,7 @@ function buildWhere(store: SqliteContext, f: EventFilter): Where {
     w.params.push(f.code);
   }
   if (f.auditID) {
-    w.sql.push('e.audit_id = ?');
+    w.sql.push(auditIDTerm(store.db));
     w.params.push(encodeAuditID(f.auditID));
   }
   if (f.stage) {
@@ -182,10 +183,10 @@ interface RawRow {
  * again (the API's reply, `--format json`) recurses, and an event nested tens of thousands of levels deep (a request
  * body can be) overflowed the stack, failing the whole page. Kubernetes objects are a few dozen levels deep.
  */
-const MAX_RETURNED_DEPTH = 512;
+export const MAX_RETURNED_DEPTH = 512;
 
 /** Whether JSON text nests arrays and objects more than `limit` deep (brackets inside strings do not count). */
-function nestedDeeperThan(text: string, limit: number): boolean {
+export function nestedDeeperThan(text: string, limit: number): boolean {
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -277,10 +278,10 @@ export function countEvents(store: SqliteContext, f: EventFilter): number {
  * Every matching row, newest first, a page at a time through the cursor (so a page is never repeated or skipped while
  * new events arrive), holding one page in memory: for exports.
  */
-export function* allPages<T>(query: (page: PageOptions) => Page<T>, page: PageOptions = {}): Generator<Page<T>> {
+export async function* allPages<T>(query: (page: PageOptions) => Promise<Page<T>>, page: PageOptions = {}): AsyncGenerator<Page<T>> {
   let cursor = page.cursor;
   for (;;) {
-    const p = query({ ...page, limit: MAX_LIMIT, cursor });
+    const p = await query({ ...page, limit: MAX_LIMIT, cursor });
     yield p;
     if (!p.next) return;
     cursor = p.next;

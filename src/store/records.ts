@@ -4,6 +4,7 @@
  * The field offsets below are the format both sides read.
  */
 import type { NormalisedEvent } from '../events/types.js';
+import { admissionRows, type AdmissionRow } from './admission-rows.js';
 import { CATEGORY, decisionCode, levelCode, stageCode } from './schema.js';
 
 /**
@@ -25,6 +26,8 @@ export interface EventRecords {
    * moves the buffer (transferred with `nums`) instead of copying a string, and the writer compresses it as is.
    */
   raw: Uint8Array;
+  /** The batch's admission rows as JSON, `[[eventIndex, AdmissionRow], ...]` (see admission-rows.ts); absent when none. */
+  admission?: string;
 }
 
 /** Offsets of the numbers of one event in EventRecords.nums. */
@@ -130,6 +133,7 @@ export class RecordPacker {
   private text: string[] = [];
   private raw: Buffer;
   private rawLen = 0;
+  private admission: [number, AdmissionRow][] = [];
   count = 0;
 
   /**
@@ -205,14 +209,17 @@ export class RecordPacker {
       name = noNul(e.name),
       command = noNul(e.command),
       container = noNul(e.container);
+    const admission = e.admission ? admissionRows(e) : undefined;
     this.addRaw(e.raw, bytes, start, end);
     this.text.push(auditID, subresource, name, command, container);
+    if (admission) for (const r of admission) this.admission.push([this.count, r]);
     this.count++;
   }
 
   finish(): EventRecords {
     const nums = this.count * NUM_FIELDS === this.nums.length ? this.nums : this.nums.slice(0, this.count * NUM_FIELDS);
-    return { count: this.count, nums, text: this.text.join(NUL), dict: this.dict.join(NUL), raw: this.raw.subarray(0, this.rawLen) };
+    const admission = this.admission.length > 0 ? JSON.stringify(this.admission) : undefined;
+    return { count: this.count, nums, text: this.text.join(NUL), dict: this.dict.join(NUL), raw: this.raw.subarray(0, this.rawLen), admission };
   }
 }
 

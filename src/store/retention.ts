@@ -1,4 +1,5 @@
 import { log } from '../log.js';
+import { dropAdmission } from './admission-write.js';
 import type { SqliteStore } from './sqlite-store.js';
 import type { RetentionOptions } from './store.js';
 
@@ -47,6 +48,7 @@ export class Retention {
       for (const b of blobs) {
         n += delEvents.run(b.first_event, b.last_event, b.id).changes;
         delBlob.run(b.id);
+        dropAdmission(db, b.id);
       }
       return blobs.length === 0 ? -1 : n;
     })();
@@ -72,7 +74,7 @@ export class Retention {
         // Pages free up unevenly as rows go, so estimate the share of the oldest batches to drop, drop it, measure
         // again; a few rounds at most per pass.
         for (let round = 0; round < 5; round++) {
-          const size = this.store.sizeBytes();
+          const size = this.store.bytesInUse();
           if (size <= this.o.maxBytes) break;
           const blobs = this.store.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number;
           if (blobs === 0) break;

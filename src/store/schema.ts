@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { AUDIT_ID_INDEX_SQL } from './audit-id-index.js';
 
 /**
  * The store's schema, as ordered migrations. `PRAGMA user_version` records how many have run.
@@ -99,6 +100,43 @@ const MIGRATIONS: string[] = [
   `CREATE TABLE pending (blob INTEGER PRIMARY KEY, owner TEXT NOT NULL);`,
   // How a blob is compressed (BLOB_CODECS): blobs written before this column are raw deflate.
   `ALTER TABLE blobs ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;`,
+  // Admission signals decoded from events' annotations (admission-rows.ts): Pod Security violations, exemptions and
+  // admission-policy audit failures, a row each, with the workload and its owner. Few rows (pod and workload writes in
+  // namespaces labelled for audit), so strings are kept as they are. They go with their event's blob (retention,
+  // discard). Stores written before this migration have no rows for their older events.
+  `
+  CREATE TABLE admission (
+    id INTEGER PRIMARY KEY,
+    event_id INTEGER NOT NULL,
+    blob INTEGER NOT NULL,
+    signal INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    cluster TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    user TEXT NOT NULL,
+    audit_id TEXT NOT NULL,
+    verb TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    object_kind TEXT NOT NULL,
+    object_name TEXT NOT NULL,
+    owner_kind TEXT NOT NULL,
+    owner_name TEXT NOT NULL,
+    level TEXT NOT NULL,
+    version TEXT NOT NULL,
+    check_id TEXT NOT NULL,
+    violation_level TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    binding TEXT NOT NULL
+  );
+  CREATE INDEX admission_time ON admission (signal, time);
+  CREATE INDEX admission_namespace ON admission (namespace, time);
+  CREATE INDEX admission_blob ON admission (blob);
+  `,
+  // The lookup by auditID alone, without a time range (audit-id-index.ts). On an existing store this builds the
+  // index once, at the first open by a writer: about a second per million events.
+  AUDIT_ID_INDEX_SQL + ';',
 ];
 
 /** blobs.codec values. */

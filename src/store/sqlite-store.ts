@@ -7,6 +7,8 @@ import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, type Alert } from '../detect/alert.js';
 import { encodeAuditID } from './audit-id.js';
+import { posture, psaViolations, type PostureFilter, type PostureRow, type ViolationFilter, type ViolationRow } from './admission-queries.js';
+import { dropAdmission, insertAdmission } from './admission-write.js';
 import { alertEventIndexes, type BatchTail, type BatchWriter, type InsertResult, type PendingBatch } from './batch.js';
 import * as q from './queries.js';
 import { alertTimeline, eventTimeline, type Timeline } from './timeline.js';
@@ -34,6 +36,7 @@ import {
   toRecords,
   type EventRecords,
 } from './records.js';
+import { LIVE_OWNERS, ownerAlive } from './owners.js';
 import { BLOB_CODECS, migrate, ROLLUP_DIMS, STAGE_CODES, type RollupDim } from './schema.js';
 import type { AuditStore, CommittedAlert, StoreOptions, StoreOverview } from './store.js';
 
@@ -296,6 +299,7 @@ export class SqliteStore implements AuditStore, BatchWriter {
       return;
     }
     s.finishBlob.run(first, last, blobId);
+    if (batch.admission) insertAdmission(this.db, batch.admission, eventIds, blobId);
     open.blob = blobId;
     this.applyRoll(roll, 1);
   }
@@ -445,6 +449,7 @@ export class SqliteStore implements AuditStore, BatchWriter {
         )
         .run(open.blob, open.blob, open.blob);
       this.stmts.deleteBlob.run(open.blob);
+      dropAdmission(this.db, open.blob);
       this.marks().del.run(open.blob);
       this.applyRoll(open.roll, -1);
     });
@@ -529,84 +534,97 @@ export class SqliteStore implements AuditStore, BatchWriter {
     return newAlerts;
   }
 
-  position(source: string): string | undefined {
+  async position(source: string): Promise<string | undefined> {
+    return this.positionNow(source);
+  }
+
+  /** position, synchronously (this kind can: tests and tools that hold a SqliteStore). */
+  positionNow(source: string): string | undefined {
     return this.stmts.getPosition.get(source) as string | undefined;
   }
 
   /** When a source's position was last committed (ms since the epoch). */
-  positionUpdated(source: string): number | undefined {
+  async positionUpdated(source: string): Promise<number | undefined> {
     return this.db.prepare('SELECT updated FROM positions WHERE source = ?').pluck().get(source) as number | undefined;
   }
 
   // StoreReader: the analyst's queries (queries.ts), alerts, dead letters and health.
 
-  queryEvents(f: q.EventFilter, page?: q.PageOptions): q.Page<q.EventRow> {
+  async queryEvents(f: q.EventFilter, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
     return q.queryEvents(this, f, page);
   }
 
-  getEvent(id: number): q.EventRow | undefined {
+  async getEvent(id: number): Promise<q.EventRow | undefined> {
     return q.getEvent(this, id);
   }
 
-  execSessions(f: q.AnalystFilter, page?: q.PageOptions): q.Page<q.EventRow> {
+  async execSessions(f: q.AnalystFilter, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
     return q.execSessions(this, f, page);
   }
 
-  secretReads(f: q.AnalystFilter, page?: q.PageOptions): q.Page<q.EventRow> {
+  async secretReads(f: q.AnalystFilter, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
     return q.secretReads(this, f, page);
   }
 
-  rbacChanges(f: q.AnalystFilter, page?: q.PageOptions): q.Page<q.EventRow> {
+  async rbacChanges(f: q.AnalystFilter, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
     return q.rbacChanges(this, f, page);
   }
 
-  userActivity(f: q.AnalystFilter & { user: string }, page?: q.PageOptions): q.Page<q.EventRow> {
+  async userActivity(f: q.AnalystFilter & { user: string }, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
     return q.userActivity(this, f, page);
   }
 
-  top(dim: RollupDim, f: { since?: number; until?: number; limit?: number }): q.TopEntry[] {
+  async psaViolations(f: ViolationFilter, page?: q.PageOptions): Promise<q.Page<ViolationRow>> {
+    return psaViolations(this, f, page);
+  }
+
+  async posture(f: PostureFilter, page?: q.PageOptions): Promise<q.Page<PostureRow>> {
+    return posture(this, f, page);
+  }
+
+  async top(dim: RollupDim, f: { since?: number; until?: number; limit?: number }): Promise<q.TopEntry[]> {
     return q.top(this, dim, f);
   }
 
-  queryAlerts(f: q.AlertFilter, page?: q.PageOptions): q.Page<q.AlertRow> {
+  async queryAlerts(f: q.AlertFilter, page?: q.PageOptions): Promise<q.Page<q.AlertRow>> {
     return q.queryAlerts(this, f, page);
   }
 
-  getAlert(id: number): q.AlertRow | undefined {
+  async getAlert(id: number): Promise<q.AlertRow | undefined> {
     return q.getAlert(this, id);
   }
 
-  alertsAfter(f: q.AlertFilter & { afterId: number }, limit: number): q.AlertRow[] {
+  async alertsAfter(f: q.AlertFilter & { afterId: number }, limit: number): Promise<q.AlertRow[]> {
     return q.alertsAfter(this, f, limit);
   }
 
   private committedStmt: Database.Statement | undefined;
-  committedAlertsAfter(afterId: number, limit: number): CommittedAlert[] {
+  async committedAlertsAfter(afterId: number, limit: number): Promise<CommittedAlert[]> {
     this.committedStmt ??= this.db.prepare('SELECT id, body FROM alerts WHERE id > ? ORDER BY id LIMIT ?');
     return this.committedStmt.all(afterId, limit) as CommittedAlert[];
   }
 
-  latestAlertId(): number {
+  async latestAlertId(): Promise<number> {
     return (this.db.prepare('SELECT max(id) FROM alerts').pluck().get() as number | null) ?? 0;
   }
 
-  countEvents(f: q.EventFilter): number {
+  async countEvents(f: q.EventFilter): Promise<number> {
     return q.countEvents(this, f);
   }
 
-  countAlerts(f: q.AlertFilter): number {
+  async countAlerts(f: q.AlertFilter): Promise<number> {
     return q.countAlerts(this, f);
   }
 
-  eventTimeline(by: RollupDim, f: { since?: number; until?: number }): Timeline {
+  async eventTimeline(by: RollupDim, f: { since?: number; until?: number }): Promise<Timeline> {
     return eventTimeline(this, by, f);
   }
 
-  alertTimeline(f: { since?: number; until?: number }): Timeline {
+  async alertTimeline(f: { since?: number; until?: number }): Promise<Timeline> {
     return alertTimeline(this, f);
   }
 
-  overview(): StoreOverview {
+  async overview(): Promise<StoreOverview> {
     const span = this.db.prepare('SELECT min(time) AS oldest, max(time) AS newest FROM events').get() as { oldest: number | null; newest: number | null };
     const positions = this.db.prepare('SELECT source, updated FROM positions ORDER BY source LIMIT 1000').all() as { source: string; updated: number }[];
     const one = (sql: string) => this.db.prepare(sql).pluck().get() as number;
@@ -619,15 +637,15 @@ export class SqliteStore implements AuditStore, BatchWriter {
     };
   }
 
-  deadLetters(limit?: number): q.DeadLetterRow[] {
+  async deadLetters(limit?: number): Promise<q.DeadLetterRow[]> {
     return q.deadLetters(this, limit);
   }
 
-  counts(): { events: number; alerts: number; deadLetters: number } {
+  async counts(): Promise<{ events: number; alerts: number; deadLetters: number }> {
     return q.counts(this);
   }
 
-  check(): void {
+  async check(): Promise<void> {
     this.db.prepare('SELECT 1').get();
   }
 
@@ -650,7 +668,12 @@ export class SqliteStore implements AuditStore, BatchWriter {
   }
 
   /** Bytes the database uses (pages in use, excluding free pages), and the WAL aside. */
-  sizeBytes(): number {
+  async sizeBytes(): Promise<number> {
+    return this.bytesInUse();
+  }
+
+  /** sizeBytes, synchronously (retention runs on the writer thread between writes). */
+  bytesInUse(): number {
     const pageSize = this.db.pragma('page_size', { simple: true }) as number;
     const pages = this.db.pragma('page_count', { simple: true }) as number;
     const free = this.db.pragma('freelist_count', { simple: true }) as number;
@@ -661,25 +684,6 @@ export class SqliteStore implements AuditStore, BatchWriter {
     this.commitGroup();
     LIVE_OWNERS.delete(this.owner);
     this.db.close();
-  }
-}
-
-/** Writers open in this process (see ownerAlive). */
-const LIVE_OWNERS = new Set<string>();
-
-/**
- * Whether the writer named by a pending mark may still finish it: a writer of this process while its SqliteStore is open,
- * or any writer of another process that is still running (a store is a local file, so its writers share this host).
- */
-function ownerAlive(owner: string): boolean {
-  if (LIVE_OWNERS.has(owner)) return true;
-  const pid = Number(owner.slice(0, owner.indexOf(':')));
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -6,9 +6,10 @@
  * Writing is the batch-writer protocol (batch.ts): a batch's events are stored idempotently by (cluster, auditID,
  * stage), then its alerts (grouped), dead letters and source position are committed together. Reading is StoreReader.
  * Retention (RetentionOptions) is each kind's own work (SQLite: retention.ts, run by the writer thread).
- * The reader's answers are synchronous, as SQLite gives them; a networked kind will make them promises, as the
- * writer's already may be.
+ * The reader's answers are promises: a networked kind (OpenSearch) answers over HTTP, and SQLite resolves its
+ * synchronous answers, so no caller knows which kind it has.
  */
+import type { PostureFilter, PostureRow, ViolationFilter, ViolationRow } from './admission-queries.js';
 import type { BatchWriter } from './batch.js';
 import type { AlertFilter, AlertRow, AnalystFilter, DeadLetterRow, EventFilter, EventRow, Page, PageOptions, TopEntry } from './queries.js';
 import type { RollupDim } from './schema.js';
@@ -51,50 +52,57 @@ export interface StoreOverview {
 /** What readers ask of a store: the analyst's queries, alerts, dead letters, source positions and health. */
 export interface StoreReader {
   /** Events matching a filter, newest first, a page at a time. */
-  queryEvents(f: EventFilter, page?: PageOptions): Page<EventRow>;
+  queryEvents(f: EventFilter, page?: PageOptions): Promise<Page<EventRow>>;
   /** One stored event with its full (redacted) audit event. */
-  getEvent(id: number): EventRow | undefined;
+  getEvent(id: number): Promise<EventRow | undefined>;
   /** Who exec'd or attached into which pod. */
-  execSessions(f: AnalystFilter, page?: PageOptions): Page<EventRow>;
+  execSessions(f: AnalystFilter, page?: PageOptions): Promise<Page<EventRow>>;
   /** Who read or listed Secrets. */
-  secretReads(f: AnalystFilter, page?: PageOptions): Page<EventRow>;
+  secretReads(f: AnalystFilter, page?: PageOptions): Promise<Page<EventRow>>;
   /** Who changed roles, cluster roles and their bindings. */
-  rbacChanges(f: AnalystFilter, page?: PageOptions): Page<EventRow>;
+  rbacChanges(f: AnalystFilter, page?: PageOptions): Promise<Page<EventRow>>;
   /** Everything one user did. */
-  userActivity(f: AnalystFilter & { user: string }, page?: PageOptions): Page<EventRow>;
+  userActivity(f: AnalystFilter & { user: string }, page?: PageOptions): Promise<Page<EventRow>>;
+  /**
+   * Pod Security violations (and, on request, admission-policy audit failures and exemptions) over a window, one row
+   * per namespace, owning workload and check: what enforcing would break, and who deploys it.
+   */
+  psaViolations(f: ViolationFilter, page?: PageOptions): Promise<Page<ViolationRow>>;
+  /** Per namespace and posture check (the `posture-*` rules' alerts): how many workloads failed it over a window. */
+  posture(f: PostureFilter, page?: PageOptions): Promise<Page<PostureRow>>;
   /** The busiest values of a dimension over a window. */
-  top(dim: RollupDim, f: { since?: number; until?: number; limit?: number }): TopEntry[];
+  top(dim: RollupDim, f: { since?: number; until?: number; limit?: number }): Promise<TopEntry[]>;
   /** Alerts (one per group: repeats are counted on it), newest first. */
-  queryAlerts(f: AlertFilter, page?: PageOptions): Page<AlertRow>;
-  getAlert(id: number): AlertRow | undefined;
+  queryAlerts(f: AlertFilter, page?: PageOptions): Promise<Page<AlertRow>>;
+  getAlert(id: number): Promise<AlertRow | undefined>;
   /** Alerts committed after `afterId` that pass a filter, oldest first (the feed's replay). */
-  alertsAfter(f: AlertFilter & { afterId: number }, limit: number): AlertRow[];
+  alertsAfter(f: AlertFilter & { afterId: number }, limit: number): Promise<AlertRow[]>;
   /** Alerts committed after `afterId`, oldest first, as stored (the Kafka outbox). */
-  committedAlertsAfter(afterId: number, limit: number): CommittedAlert[];
+  committedAlertsAfter(afterId: number, limit: number): Promise<CommittedAlert[]>;
   /** The id of the newest committed alert (0: none): where a live-only reader of alerts starts. */
-  latestAlertId(): number;
+  latestAlertId(): Promise<number>;
   /** How many stored events match a filter (every stage counts). */
-  countEvents(f: EventFilter): number;
+  countEvents(f: EventFilter): Promise<number>;
   /** How many alerts (rows, not repeats) match a filter. */
-  countAlerts(f: AlertFilter): number;
+  countAlerts(f: AlertFilter): Promise<number>;
   /** Requests over time, bucketed, per value of a dimension. */
-  eventTimeline(by: RollupDim, f: { since?: number; until?: number }): Timeline;
+  eventTimeline(by: RollupDim, f: { since?: number; until?: number }): Promise<Timeline>;
   /** Alerts over time, bucketed, per severity. */
-  alertTimeline(f: { since?: number; until?: number }): Timeline;
+  alertTimeline(f: { since?: number; until?: number }): Promise<Timeline>;
   /** The span of stored events (event time, microseconds), alerts and dead letters counted, and the sources' positions. */
-  overview(): StoreOverview;
+  overview(): Promise<StoreOverview>;
   /** Records rejected as bad input, newest first. */
-  deadLetters(limit?: number): DeadLetterRow[];
-  counts(): { events: number; alerts: number; deadLetters: number };
+  deadLetters(limit?: number): Promise<DeadLetterRow[]>;
+  counts(): Promise<{ events: number; alerts: number; deadLetters: number }>;
   /** A source's committed position (see Checkpoint), if any. */
-  position(source: string): string | undefined;
+  position(source: string): Promise<string | undefined>;
   /** When a source's position was last committed (ms since the epoch). */
-  positionUpdated(source: string): number | undefined;
+  positionUpdated(source: string): Promise<number | undefined>;
   /** Bytes the store uses. */
-  sizeBytes(): number;
+  sizeBytes(): Promise<number>;
   /** Throws when the store cannot answer (readiness). */
-  check(): void;
-  close(): void;
+  check(): Promise<void>;
+  close(): Promise<void> | void;
 }
 
 /** A store that both writes batches and answers readers (a writer thread uses one; tests and tools too). */

@@ -9,10 +9,10 @@ import type { SqliteContext } from './sqlite-context.js';
  * (cheap at any volume); a shorter one from the events' time index, in buckets of a minute or more.
  */
 
-const MINUTE_US = 60_000_000;
-const HOUR_US = 3_600_000_000;
+export const MINUTE_US = 60_000_000;
+export const HOUR_US = 3_600_000_000;
 /** Longest window read from the events themselves; beyond it the rollup answers. */
-const SCAN_LIMIT_US = 6 * HOUR_US;
+export const SCAN_LIMIT_US = 6 * HOUR_US;
 /** Series past this many are summed into "other". */
 const MAX_SERIES = 8;
 const MAX_BUCKETS = 2000;
@@ -26,13 +26,13 @@ export interface Timeline {
 
 const COLUMNS: Record<RollupDim, string> = { user: 'user', resource: 'resource', verb: 'verb', namespace: 'namespace', sourceIP: 'source_ip' };
 
-function bucketFor(span: number, minBucket: number): number {
+export function bucketFor(span: number, minBucket: number): number {
   // The smallest "nice" size that gives at most MAX_BUCKETS / 10 buckets: a readable chart.
   for (const b of [1, 5, 15, 30, 60, 180, 360, 720, 1440, 10080].map((m) => m * MINUTE_US)) if (b >= minBucket && span / b <= MAX_BUCKETS / 10) return b;
   return Math.max(minBucket, Math.ceil(span / (MAX_BUCKETS / 10) / HOUR_US) * HOUR_US);
 }
 
-function assemble(rows: { b: number; v: string; n: number }[], since: number, until: number, bucketUs: number): Timeline {
+export function assemble(rows: { b: number; v: string; n: number }[], since: number, until: number, bucketUs: number): Timeline {
   const first = Math.floor(since / bucketUs);
   const last = Math.ceil(until / bucketUs);
   const nb = Math.max(1, Math.min(MAX_BUCKETS, last - first));

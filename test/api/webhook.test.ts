@@ -262,9 +262,12 @@ describe('webhook back-pressure', () => {
       const busy = replies.filter((r) => r.status === 503);
       expect(ok.length + busy.length).toBe(12);
       expect(busy.length).toBeGreaterThan(0);
+      // "At once": a refusal does not wait for the queue to drain, so it is answered before the last accepted batch
+      // (which waits out at least two 100 ms detections). Compared with each other, not with a wall-clock limit.
+      const lastOk = Math.max(...ok.map((r) => r.ms));
       for (const r of busy) {
         expect(r.headers['retry-after']).toBe('1');
-        expect(r.ms).toBeLessThan(1000);
+        expect(r.ms).toBeLessThan(lastOk);
       }
       await s.pipeline.idle();
       // Acknowledged means stored: every 200 batch's events are there.

@@ -16,8 +16,12 @@ class FakeSocket extends EventEmitter {
   bufferedAmount = 0;
   sent: number[] = [];
   closedWith: { code: number; reason: string } | undefined;
+  /** The peer stops reading after this many alerts: its buffer then holds `stalledBytes`. */
+  stallAfter = Infinity;
+  stalledBytes = 0;
   send(text: string) {
     this.sent.push(JSON.parse(text).id);
+    if (this.sent.length >= this.stallAfter) this.bufferedAmount = this.stalledBytes;
   }
   close(code: number, reason: string) {
     this.closedWith ??= { code, reason };
@@ -76,9 +80,12 @@ describe('AlertHub', () => {
     const bus = new AlertBus();
     const hub = new AlertHub(bus, store, undefined, { replayPageSize: 1, maxQueuedAlerts: 5, maxBufferedBytes: 1000, drainTimeoutMs: 5000 });
     const ws = new FakeSocket();
+    // The peer stops reading after the first alert: the replay waits.
+    ws.stallAfter = 1;
+    ws.stalledBytes = 900;
     hub.add(ws as never, {}, 0);
+    await sleep(10); // the store answers the replay's first page asynchronously
     expect(ws.sent).toEqual([1]);
-    ws.bufferedAmount = 900; // the peer stopped reading: the replay waits
     for (let i = 0; i < 6; i++) bus.publish([{ ...stored[0]!, id: 100 + i }]);
     expect(ws.closedWith).toEqual({ code: CLOSE_TOO_SLOW, reason: 'client too slow, resume with after=1' });
     hub.close();
@@ -90,6 +97,7 @@ describe('AlertHub', () => {
     const live = new FakeSocket();
     hub.add(live as never, {});
     bus.publish([{ ...stored[0]!, id: 50 }]);
+    await sleep(10); // queued until the store says where "now" is, then sent
     live.bufferedAmount = 9_900;
     bus.publish([
       { ...stored[0]!, id: 51 },
@@ -107,6 +115,7 @@ describe('AlertHub', () => {
     // A socket that does not drain at all: closed after drainTimeoutMs, resume point = newest stored alert.
     const stuck = new FakeSocket();
     hub.add(stuck as never, {});
+    await sleep(10);
     stuck.bufferedAmount = 9_900;
     bus.publish([{ ...stored[0]!, id: 60 }]);
     await sleep(200);
@@ -127,8 +136,9 @@ describe('AlertHub', () => {
     expect(slow.closedWith).toBeUndefined();
 
     const stalled = new FakeSocket();
+    stalled.stallAfter = 2;
+    stalled.stalledBytes = 9_900;
     hub.add(stalled as never, {}, 0);
-    stalled.bufferedAmount = 9_900;
     await sleep(150);
     expect(stalled.sent).toEqual([1, 2]);
     expect(stalled.closedWith).toEqual({ code: CLOSE_TOO_SLOW, reason: 'client too slow, resume with after=2' });

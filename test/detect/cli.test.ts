@@ -39,13 +39,21 @@ describe('kaudit detect', { timeout: 30_000 }, () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
-    expect(alerts.map((a) => a.rule)).toEqual(['pod-privileged', 'configmap-created']);
+    // The pod also raises the info-level posture findings of its spec (detections/posture.yaml).
+    expect(alerts.map((a) => a.rule)).toEqual([
+      'posture-default-serviceaccount',
+      'posture-token-automount',
+      'posture-run-as-non-root',
+      'posture-image-digest',
+      'pod-privileged',
+      'configmap-created',
+    ]);
     for (const k of ['rule', 'severity', 'auditID', 'stage', 'time', 'summary', 'user', 'objectRef', 'mitre', 'tags', 'groupKey'])
       expect(alerts[0]).toHaveProperty(k);
     const errs = x.stderr.text.trim().split('\n');
     expect(errs[0]).toMatch(/^kaudit detect: bad input at stdin:2: not JSON/);
     expect(errs[1]).toMatch(/^kaudit detect: bad input at stdin:3: audit event lacks auditID/);
-    expect(errs[2]).toBe('kaudit detect: 2 events, 2 alerts printed, 2 bad records, 61 rules');
+    expect(errs[2]).toBe('kaudit detect: 2 events, 6 alerts printed, 2 bad records, 74 rules');
   });
 
   it('filters with --min-severity and fails the run with --fail-on', async () => {
@@ -116,7 +124,7 @@ describe('kaudit detect', { timeout: 30_000 }, () => {
   it('takes tuning from --config (the detection: key of a kaudit config file)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kaudit-detect-'));
     const cfg = join(dir, 'kaudit.yaml');
-    writeFileSync(cfg, 'cluster: prod\ndetection:\n  disabled: [configmap-created]\n  severity: {pod-privileged: critical}\n');
+    writeFileSync(cfg, "cluster: prod\ndetection:\n  disabled: [configmap-created, 'posture-*']\n  severity: {pod-privileged: critical}\n");
     const x = io([privileged('p1'), cmCreate('c1')].join('\n') + '\n');
     expect(await runDetect(['--config', cfg, '--quiet'], x)).toBe(0);
     const alerts = x.stdout.text
@@ -142,7 +150,7 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
   it('lint passes on the bundled catalog and reports every problem of a broken file with its line', { timeout: 30_000 }, async () => {
     const ok = io();
     expect(await runRules(['lint'], ok)).toBe(0);
-    expect(ok.stdout.text).toMatch(/65 rules, \d+ lists: 0 errors, 0 warnings/);
+    expect(ok.stdout.text).toMatch(/79 rules, \d+ lists: 0 errors, 0 warnings/);
     const bad = io();
     expect(await runRules(['lint', '--rules', badRules], bad)).toBe(1);
     const out = bad.stdout.text;
@@ -166,7 +174,7 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
   it('test runs every example and fails on one that does not hold', { timeout: 60_000 }, async () => {
     const ok = io();
     expect(await runRules(['test'], ok)).toBe(0);
-    expect(ok.stdout.text).toMatch(/^(\d+)\/\1 examples passed \(65 rules\)$/m);
+    expect(ok.stdout.text).toMatch(/^(\d+)\/\1 examples passed \(79 rules\)$/m);
     const one = io();
     expect(await runRules(['test', '--rule', 'pod-exec', '--verbose'], one)).toBe(0);
     expect(one.stdout.text).toMatch(/ok {4}.*exec\.yaml:\d+: pod-exec fire\[0\]/);
@@ -184,7 +192,7 @@ describe('kaudit rules', { timeout: 30_000 }, () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
-    expect(rows).toHaveLength(65);
+    expect(rows).toHaveLength(79);
     expect(rows.find((r) => r.id === 'pod-exec')).toMatchObject({ severity: 'medium', kind: 'event', level: 'Metadata', status: 'on' });
     expect(rows.find((r) => r.id === 'pod-privileged')).toMatchObject({ level: 'Request' });
     expect(rows.find((r) => r.id === 'disallowed-image')!.status).toMatch(/needs list allowed-images/);

@@ -21,8 +21,14 @@ describe('candidate index', { timeout: 30_000 }, () => {
   it('hands each event only to the rules that can match it', async () => {
     const d = await createDetector();
     const lease = d.candidatesFor({ stage: 'ResponseComplete', resource: 'leases', subresource: '', verb: 'update' });
-    // Only the rules about any request at all.
-    expect(lease.sort()).toEqual(['anonymous-request-allowed', 'anonymous-request-denied', 'forbidden-burst', 'impersonation-privileged']);
+    // Only the rules about any request (or any write) at all.
+    expect(lease.sort()).toEqual([
+      'admission-policy-audit-failure',
+      'anonymous-request-allowed',
+      'anonymous-request-denied',
+      'forbidden-burst',
+      'impersonation-privileged',
+    ]);
     const podCreate = d.candidatesFor({ stage: 'ResponseComplete', resource: 'pods', subresource: '', verb: 'create' });
     expect(podCreate).toContain('pod-privileged');
     expect(podCreate).toContain('pod-in-system-namespace');

@@ -360,3 +360,25 @@ describe('every check accounted for', () => {
     expect(all.sort()).toEqual(CHECKS.map((c) => c.id).sort());
   });
 });
+
+describe('workload-bodies (the posture checks need pod specs)', () => {
+  const policyOf = (yaml: string) => parsePolicy(yaml, 'p.yaml');
+  it('warns where pod and workload writes are logged below Request, only in the namespaces asked for', () => {
+    const p = policyOf(`apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Request
+    resources: [{group: "", resources: [pods]}, {group: apps, resources: [deployments, daemonsets, statefulsets, replicasets]}, {group: batch, resources: [jobs, cronjobs]}]
+    namespaces: [shop]
+  - level: Metadata
+`);
+    const everywhere = checkPolicy(p).findings.filter((f) => f.id === 'workload-bodies');
+    expect(everywhere).toHaveLength(1);
+    expect(everywhere[0]!.severity).toBe('warning');
+    expect(everywhere[0]!.rule).toBe(1);
+    expect(everywhere[0]!.message).toMatch(/pods \(create, update\).*are logged below Request by rule 1/);
+    expect(checkPolicy(p, { postureNamespaces: ['shop'] }).passed).toContain('workload-bodies');
+    expect(checkPolicy(p, { postureNamespaces: ['shop', 'batch'] }).findings.find((f) => f.id === 'workload-bodies')!.message).toMatch(/in namespace batch/);
+  });
+});

@@ -187,6 +187,7 @@ describe('kaudit policy check', () => {
     expect(j.policy).toBe(LEAKY);
     expect(j.findings.map((f: { id: string }) => f.id)).toEqual([
       'cis-3.2.2-secrets-metadata-only',
+      'workload-bodies',
       'noisy-reads',
       'noisy-reads',
       'noisy-reads',

@@ -156,7 +156,7 @@ describeWithTmpfs('a full disk under the store (real tmpfs)', (mount) => {
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, 'the store to fill up', 60_000);
     // The committed position covers only stored lines: every line before its offset is in the store.
     // The tail's state (v2): the file being read and how far, plus the files read to their end (none here: no rotation).
-    const state = JSON.parse(r.store.position(`file:${log}`) ?? '{}') as { v?: number; cur?: { line: number }; done?: unknown[] };
+    const state = JSON.parse((await r.store.position(`file:${log}`)) ?? '{}') as { v?: number; cur?: { line: number }; done?: unknown[] };
     expect(state.v).toBe(2);
     expect(state.done ?? []).toEqual([]);
     const pos = state.cur ?? { line: 0 };

@@ -29,7 +29,7 @@ describe('group commit', () => {
     try {
       return {
         events: r.db.prepare('SELECT count(*) FROM events').pluck().get() as number,
-        position: r.position('src'),
+        position: r.positionNow('src'),
         pending: r.db.prepare('SELECT count(*) FROM pending').pluck().get() as number,
       };
     } finally {
@@ -130,7 +130,7 @@ describe('group commit', () => {
       await w.finish(id, { alerts: [], deadLetters: [], checkpoint: { source: `src${i}`, position: String(i) } });
       const r = new SqliteStore(path, { readonly: true });
       try {
-        expect(r.position(`src${i}`)).toBe(String(i));
+        expect(r.positionNow(`src${i}`)).toBe(String(i));
         expect(r.db.prepare('SELECT count(*) FROM events').pluck().get() as number).toBeGreaterThanOrEqual((i + 1) * 50);
       } finally {
         r.close();
@@ -157,9 +157,10 @@ describe('blob codecs', () => {
     const old = make(0);
     let store = new SqliteStore(path);
     store.commitAll(old, { alerts: [], deadLetters: [] });
-    // Turn it into what an older kaudit left: schema version 2, no codec column, its blob raw deflate.
+    // Turn it into what an older kaudit left: schema version 2, no codec column (nor admission table, nor auditID index), its blob raw deflate.
     store.db.prepare('UPDATE blobs SET data = ?').run(deflateRawSync(Buffer.from(old.map((e) => e.raw).join('\n'))));
-    store.db.exec('ALTER TABLE blobs DROP COLUMN codec');
+    store.db.exec('ALTER TABLE blobs DROP COLUMN codec; DROP TABLE admission');
+    store.db.exec('DROP INDEX events_audit_id');
     store.db.pragma('user_version = 2');
     store.close();
     const rawOf = (s: SqliteStore) =>
@@ -168,7 +169,7 @@ describe('blob codecs', () => {
     expect(rawOf(reader)).toEqual(old.map((e) => e.raw));
     reader.close();
     store = new SqliteStore(path);
-    expect(store.db.pragma('user_version', { simple: true })).toBe(3);
+    expect(store.db.pragma('user_version', { simple: true })).toBe(5);
     const fresh = make(10);
     store.commitAll(fresh, { alerts: [], deadLetters: [] });
     expect(store.db.prepare('SELECT codec FROM blobs ORDER BY id').pluck().all()).toEqual([0, 1]);
@@ -200,7 +201,7 @@ describe('group commit on the writer thread', () => {
     await Promise.all([expect(bad).rejects.toThrow(/no batch/), expect(fa).resolves.toEqual([]), expect(fb).resolves.toEqual([])]);
     await w.close();
     const r = new SqliteStore(path, { readonly: true });
-    expect([r.position('a'), r.position('b')]).toEqual(['1', '2']);
+    expect([r.positionNow('a'), r.positionNow('b')]).toEqual(['1', '2']);
     r.close();
   });
 
@@ -225,7 +226,7 @@ describe('group commit on the writer thread', () => {
     await Promise.all([busy.catch(() => undefined), expect(broken).rejects.toThrow(/indexOf/), expect(fa).rejects.toThrow(/rolled back/)]);
     await w.close();
     const r = new SqliteStore(path, { readonly: true });
-    expect(r.position('a')).toBeUndefined();
+    expect(r.positionNow('a')).toBeUndefined();
     r.close();
   });
 });

@@ -35,10 +35,10 @@ describe('retention', () => {
   it('keeps the store under a size limit, oldest first', async () => {
     const store = new SqliteStore(join(tempDir(), 'k.db'));
     for (let d = 1; d <= 20; d++) fill(store, d, 200);
-    const before = store.sizeBytes();
+    const before = store.bytesInUse();
     const r = new Retention(store, { maxBytes: Math.floor(before / 2) });
     await r.runOnce();
-    expect(store.sizeBytes()).toBeLessThanOrEqual(before / 2);
+    expect(store.bytesInUse()).toBeLessThanOrEqual(before / 2);
     const left = store.db.prepare('SELECT min(time) AS t, count(*) AS n FROM events').get() as { t: number; n: number };
     expect(left.n).toBeGreaterThan(0);
     expect(left.n).toBeLessThan(4000);

@@ -1,0 +1,210 @@
+// Soak (issue #21): `kaudit serve`, run as a command with TLS and a bearer token, under a sustained open-loop webhook
+// load (default 20,000 events/s in 400-event EventLists, as kube-apiservers send them) for --seconds (default 600).
+// Prints, every --every seconds, the events acknowledged in that window, 503s, POST latency p50/p99, and the server
+// process's resident memory (VmRSS) and peak (VmHWM): the memory curve, which must stay flat (target: under 200 MB).
+// Usage: node benchmarks/serve-soak.mjs [--rate 20000] [--seconds 600] [--every 30]   (needs `npm run build` first)
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { createServer } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { eventStream } from './lib/generate.mjs';
+
+const { values } = parseArgs({
+  options: { rate: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '600' }, every: { type: 'string', default: '30' } },
+});
+const RATE = Number(values.rate);
+const SECONDS = Number(values.seconds);
+const EVERY = Number(values.every);
+const BATCH = 400;
+const TOKEN = 'soak-ingest-0123456789abcdef0123456789';
+
+const dir = mkdtempSync(join(tmpdir(), 'kaudit-soak-'));
+const o = (args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key']);
+o(['req', '-x509', '-new', '-key', 'ca.key', '-sha256', '-days', '1', '-subj', '/CN=soak-ca', '-out', 'ca.crt']);
+o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'server.key']);
+o(['req', '-new', '-key', 'server.key', '-subj', '/CN=kaudit', '-out', 'server.csr']);
+writeFileSync(join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\n');
+o(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'ext', '-out', 'server.crt']);
+writeFileSync(join(dir, 'tokens'), `${TOKEN} ingest soak\n`, { mode: 0o600 });
+const ca = readFileSync(join(dir, 'ca.crt'));
+
+const port = await new Promise((resolve) => {
+  const s = createServer().listen(0, '127.0.0.1', () => {
+    const p = s.address().port;
+    s.close(() => resolve(p));
+  });
+});
+// As a command, the way `npx kaudit serve` runs (bin/kaudit.js's own node flags included).
+const child = spawn(
+  fileURLToPath(new URL('../bin/kaudit.js', import.meta.url)),
+  [
+    'serve',
+    '--db',
+    join(dir, 'kaudit.db'),
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--tls-cert',
+    join(dir, 'server.crt'),
+    '--tls-key',
+    join(dir, 'server.key'),
+    '--tokens-file',
+    join(dir, 'tokens'),
+  ],
+  { stdio: ['ignore', 'ignore', 'inherit'] },
+);
+const base = `https://127.0.0.1:${port}`;
+const agent = new Agent({ keepAlive: true, maxSockets: 64, ca });
+
+function post(path, body) {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const req = request(
+      `${base}${path}`,
+      {
+        method: body ? 'POST' : 'GET',
+        agent,
+        headers: body ? { 'content-type': 'application/json', 'content-length': body.length, authorization: `Bearer ${TOKEN}` } : {},
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          let j;
+          try {
+            j = JSON.parse(Buffer.concat(chunks).toString());
+          } catch {
+            j = undefined;
+          }
+          resolve({ status: res.statusCode, ms: performance.now() - t0, body: j });
+        });
+      },
+    );
+    req.on('error', (e) => resolve({ status: 0, ms: performance.now() - t0, error: e.message }));
+    req.end(body);
+  });
+}
+
+for (let i = 0; ; i++) {
+  const r = await post('/healthz');
+  if (r.status === 200) break;
+  if (i > 300) throw new Error('kaudit serve did not answer /healthz');
+  await new Promise((res) => setTimeout(res, 100));
+}
+
+// Templates of apiserver-shaped batches; per request each event gets a fresh auditID tail and a later timestamp, so
+// every event is new and event time moves forward as a cluster's does.
+const next = eventStream({ seed: 11, rate: 50, people: 0.04 });
+const templates = Array.from({ length: 16 }, () => {
+  const items = [];
+  for (let i = 0; i < BATCH; i++) {
+    const e = next();
+    delete e.kind;
+    delete e.apiVersion;
+    e.auditID = e.auditID.slice(0, 24) + '000000000000';
+    items.push(e);
+  }
+  const buf = Buffer.from(JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items }));
+  const ids = [];
+  const times = [];
+  for (let i = 0; (i = buf.indexOf('"auditID":"', i)) >= 0; i += 11) ids.push(i + 11 + 24);
+  for (let i = 0; (i = buf.indexOf('"requestReceivedTimestamp":"', i)) >= 0; i += 28) times.push(i + 28);
+  return { buf, ids, times };
+});
+let seq = 1;
+let clockUs = Date.now() * 1000;
+function nextBody() {
+  const t = templates[seq % templates.length];
+  const b = Buffer.from(t.buf);
+  for (let i = 0; i < BATCH; i++) {
+    b.write((seq++).toString(16).padStart(12, '0'), t.ids[i], 'latin1');
+    clockUs += 20;
+    b.write(new Date(Math.floor(clockUs / 1000)).toISOString().slice(0, 20) + String(clockUs % 1e6).padStart(6, '0') + 'Z', t.times[i], 'latin1');
+  }
+  return b;
+}
+
+function memOf(pid) {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)?.[1] ?? 0) * 1024;
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+const pct = (xs, p) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] : NaN);
+const mb = (b) => (b / 1e6).toFixed(0);
+
+console.log(
+  `kaudit serve (TLS, bearer token, the bundled rules) at ${base}; offering ${RATE.toLocaleString('en-US')} events/s in ${BATCH}-event POSTs for ${SECONDS} s; load average at start ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+);
+// Open loop: a POST every BATCH/RATE seconds, whatever the answers; at most 64 in flight (see below).
+let win = { acked: 0, busy: 0, failed: 0, shed: 0, lat: [] };
+const total = { acked: 0, busy: 0, failed: 0, shed: 0, offered: 0 };
+const curve = [];
+const interval = (BATCH / RATE) * 1000;
+const start = performance.now();
+let sent = 0;
+const inflight = new Set();
+let nextReport = EVERY;
+while (performance.now() - start < SECONDS * 1000) {
+  const due = Math.floor((performance.now() - start) / interval);
+  while (sent < due) {
+    sent++;
+    total.offered += BATCH;
+    // 64 POSTs already waiting: this one is not sent (queued here it would only wait for a socket, and its latency
+    // would be this process's queue, not the server's).
+    if (inflight.size >= 64) {
+      win.shed++;
+      total.shed++;
+      continue;
+    }
+    const p = post('/api/v1/audit/webhook', nextBody()).then((r) => {
+      inflight.delete(p);
+      if (r.status === 200) {
+        win.acked += BATCH;
+        total.acked += BATCH;
+        win.lat.push(r.ms);
+      } else if (r.status === 503) {
+        win.busy++;
+        total.busy++;
+      } else {
+        win.failed++;
+        total.failed++;
+      }
+    });
+    inflight.add(p);
+  }
+  const t = (performance.now() - start) / 1000;
+  if (t >= nextReport) {
+    const m = memOf(child.pid);
+    curve.push({ t: Math.round(t), ...m });
+    console.log(
+      `t=${String(Math.round(t)).padStart(4)} s  acked ${Math.round(win.acked / EVERY)
+        .toLocaleString('en-US')
+        .padStart(
+          7,
+        )} events/s  503s ${win.busy}  failed ${win.failed}  not sent ${win.shed}  POST p50 ${pct(win.lat, 50).toFixed(0)} ms p99 ${pct(win.lat, 99).toFixed(0)} ms  RSS ${mb(m.rss)} MB (peak ${mb(m.hwm)} MB)  load ${loadavg()[0].toFixed(1)}`,
+    );
+    win = { acked: 0, busy: 0, failed: 0, shed: 0, lat: [] };
+    nextReport += EVERY;
+  }
+  await new Promise((r) => setTimeout(r, Math.max(1, Math.min(interval, 20))));
+}
+await Promise.all(inflight);
+const m = memOf(child.pid);
+child.kill('SIGTERM');
+await new Promise((r) => child.on('exit', r));
+const early = curve.slice(0, Math.max(1, Math.floor(curve.length / 5)));
+const late = curve.slice(-Math.max(1, Math.floor(curve.length / 5)));
+const avg = (xs) => xs.reduce((a, x) => a + x.rss, 0) / xs.length;
+console.log(
+  `offered ${total.offered.toLocaleString('en-US')} events, acknowledged ${total.acked.toLocaleString('en-US')} (${Math.round(total.acked / SECONDS).toLocaleString('en-US')} events/s), ${total.busy} POSTs answered 503, ${total.failed} failed, ${total.shed} not sent (64 already waiting: the server was behind)`,
+);
+console.log(
+  `resident memory of kaudit serve: peak ${mb(m.hwm)} MB (target < 200 MB); first fifth of the run ${mb(avg(early))} MB on average, last fifth ${mb(avg(late))} MB (growth ${(((avg(late) - avg(early)) / avg(early)) * 100).toFixed(1)}%)`,
+);
+rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,156 @@
+/**
+ * The fleet store's indices and the template kaudit installs for them:
+ *
+ *   <prefix>-events-YYYY.MM.DD   one per day of event time (requestReceivedTimestamp, UTC): retention drops whole days
+ *   <prefix>-alerts              one row per alert group (the alert's key as document id)
+ *   <prefix>-alert-groups        per group key, the row that repeats are counted on (read in real time, by id)
+ *   <prefix>-dead-letters        records rejected as bad input, with the reason
+ *   <prefix>-positions           each source's committed position, by source
+ *   <prefix>-state               saved detection state, writers' leases, pending-detection marks
+ *
+ * Mappings are explicit (`dynamic: strict`): identities, verbs, resources, names and addresses are keywords (exact
+ * match, wildcards, terms aggregations), times are numbers in microseconds (exact, as SQLite keeps them) beside a
+ * date for people and tools, and the redacted audit event is kept in the source but not indexed.
+ */
+import type { OpenSearchConnection } from './connection.js';
+
+export interface IndexNames {
+  prefix: string;
+  /** Every day's events index: `<prefix>-events-*`. */
+  events: string;
+  alerts: string;
+  groups: string;
+  deadLetters: string;
+  positions: string;
+  state: string;
+}
+
+export function indexNames(prefix: string): IndexNames {
+  return {
+    prefix,
+    events: `${prefix}-events-*`,
+    alerts: `${prefix}-alerts`,
+    groups: `${prefix}-alert-groups`,
+    deadLetters: `${prefix}-dead-letters`,
+    positions: `${prefix}-positions`,
+    state: `${prefix}-state`,
+  };
+}
+
+/** The events index a time (microseconds) belongs to: its UTC day. */
+export function eventsIndex(prefix: string, timeMicros: number): string {
+  const d = new Date(Math.floor(timeMicros / 1000));
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${prefix}-events-${d.getUTCFullYear()}.${p(d.getUTCMonth() + 1)}.${p(d.getUTCDate())}`;
+}
+
+/** The day an events index name holds (ms since the epoch at its start), or undefined for another name. */
+export function dayOfIndex(prefix: string, name: string): number | undefined {
+  const m = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-events-(\\d{4})\\.(\\d{2})\\.(\\d{2})$`).exec(name);
+  return m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) : undefined;
+}
+
+const KEYWORD = { type: 'keyword' } as const;
+const LONG = { type: 'long' } as const;
+/** Kept in the document's source only: returned, never searched. */
+const STORED_ONLY = { type: 'keyword', index: false, doc_values: false } as const;
+
+export const EVENT_MAPPINGS = {
+  dynamic: 'strict',
+  properties: {
+    ts: LONG,
+    '@timestamp': { type: 'date', format: 'epoch_millis' },
+    eid: LONG,
+    stage: KEYWORD,
+    stageCode: { type: 'byte' },
+    final: { type: 'boolean' },
+    auditID: KEYWORD,
+    cluster: KEYWORD,
+    verb: KEYWORD,
+    user: KEYWORD,
+    groups: KEYWORD,
+    impersonatedUser: KEYWORD,
+    sourceIP: KEYWORD,
+    userAgent: KEYWORD,
+    apiGroup: KEYWORD,
+    apiVersion: KEYWORD,
+    resource: KEYWORD,
+    subresource: KEYWORD,
+    namespace: KEYWORD,
+    name: KEYWORD,
+    code: { type: 'integer' },
+    decision: KEYWORD,
+    level: KEYWORD,
+    command: STORED_ONLY,
+    container: STORED_ONLY,
+    cat: { type: 'byte' },
+    raw: STORED_ONLY,
+  },
+};
+
+const ALERT_MAPPINGS = {
+  dynamic: 'strict',
+  properties: {
+    seq: LONG,
+    rule: KEYWORD,
+    severity: { type: 'byte' },
+    cluster: KEYWORD,
+    groupKey: KEYWORD,
+    firstTime: LONG,
+    lastTime: LONG,
+    count: { type: 'integer' },
+    auditID: KEYWORD,
+    stage: KEYWORD,
+    eventId: LONG,
+    lastEventId: LONG,
+    user: KEYWORD,
+    namespace: KEYWORD,
+    body: STORED_ONLY,
+  },
+};
+
+const SMALL_MAPPINGS: Record<'groups' | 'deadLetters' | 'positions' | 'state', object> = {
+  groups: { dynamic: 'strict', properties: { alert: KEYWORD, lastTime: LONG } },
+  deadLetters: {
+    dynamic: 'strict',
+    properties: { seq: LONG, received: LONG, source: KEYWORD, position: KEYWORD, reason: STORED_ONLY, size: LONG, data: STORED_ONLY },
+  },
+  positions: { dynamic: 'strict', properties: { source: KEYWORD, position: STORED_ONLY, updated: LONG } },
+  state: {
+    dynamic: 'strict',
+    properties: { kind: KEYWORD, owner: KEYWORD, seen: LONG, value: STORED_ONLY, docs: STORED_ONLY, slot: LONG },
+  },
+};
+
+/**
+ * Installs the events template and creates the fixed indices if missing. Safe to run from every detector at every
+ * start: the template is replaced with the same content and "already exists" is not an error.
+ */
+export async function installIndices(conn: OpenSearchConnection, names: IndexNames, opts: { replicas: number; shards: number }): Promise<void> {
+  const settings = { number_of_replicas: opts.replicas };
+  await conn.request('PUT', `/_index_template/${names.prefix}-events`, {
+    index_patterns: [names.events],
+    priority: 200,
+    template: {
+      settings: { ...settings, number_of_shards: opts.shards, codec: 'best_compression', refresh_interval: '1s' },
+      mappings: EVENT_MAPPINGS,
+    },
+  });
+  const fixed: [string, object][] = [
+    [names.alerts, ALERT_MAPPINGS],
+    [names.groups, SMALL_MAPPINGS.groups],
+    [names.deadLetters, SMALL_MAPPINGS.deadLetters],
+    [names.positions, SMALL_MAPPINGS.positions],
+    [names.state, SMALL_MAPPINGS.state],
+  ];
+  for (const [index, mappings] of fixed) {
+    const r = await conn.request<{ error?: { type?: string } }>(
+      'PUT',
+      `/${index}`,
+      { settings: { ...settings, number_of_shards: 1 }, mappings },
+      { ignore: [400] },
+    );
+    if (r.status === 400 && r.body.error?.type !== 'resource_already_exists_exception')
+      throw new Error(`OpenSearch refused to create ${index}: ${JSON.stringify(r.body.error)}`);
+  }
+}

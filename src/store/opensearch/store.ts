@@ -1,0 +1,360 @@
+/**
+ * The fleet store: OpenSearch behind the same seam as SQLite (store.ts), so that any number of detectors write to it
+ * and any node answers queries for every cluster. Writing follows the batch-writer protocol (batch.ts):
+ *
+ *   insert  a pending-detection mark listing the batch's events, then the events with `create` and ids derived from
+ *           (cluster, auditID, stage): 201 is new, 409 was stored before (by any writer), so nothing is stored or
+ *           detected twice; items refused for now are retried (bulk.ts), items refused for good are dead-lettered.
+ *   finish  the alerts (grouped, alerts.ts), then dead letters, the source position and the mark's removal.
+ *
+ * OpenSearch unreachable or pushing back fails the call with a retriable StoreUnavailableError: the pipeline's source
+ * keeps the batch and sends it again. A batch whose insert or finish failed midway keeps its mark (stranded); a
+ * writer that stopped leaves its marks behind its expired lease; `pending` hands both back for detection.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Alert } from '../../detect/alert.js';
+import { StoreUnavailableError } from '../../errors.js';
+import { log } from '../../log.js';
+import type { BatchTail, DeadLetter, InsertResult, PendingBatch } from '../batch.js';
+import type * as q from '../queries.js';
+import type { EventRecords } from '../records.js';
+import type { RollupDim } from '../schema.js';
+import type { AuditStore, CommittedAlert, RetentionOptions, StoreOptions, StoreOverview } from '../store.js';
+import type { Timeline } from '../timeline.js';
+import * as agg from './aggregations.js';
+import * as alerts from './alerts.js';
+import * as book from './bookkeeping.js';
+import { bulk, type BulkOp } from './bulk.js';
+import { OpenSearchConnection, type OpenSearchSettings } from './connection.js';
+import { eventDocs, eventKey, type EventDoc } from './documents.js';
+import * as ev from './event-queries.js';
+import { eventsIndex, indexNames, installIndices, type IndexNames } from './indices.js';
+import { applyRetention } from './retention.js';
+import { count, getDoc } from './search.js';
+import { Sequence, SLOTS } from './sequence.js';
+
+interface OpenBatch {
+  markId: string;
+  /** Per event of the batch: its numeric id when it was new, else 0 (what alerts link to). */
+  eids: number[];
+  /** New events' documents, for discard. */
+  stored: [index: string, id: string][];
+  /** Events OpenSearch refused for good: dead-lettered with the batch's finish. */
+  refused: DeadLetter[];
+}
+
+export interface OpenSearchStoreOptions extends StoreOptions {
+  retention?: RetentionOptions & { intervalMs?: number };
+}
+
+export class OpenSearchStore implements AuditStore {
+  readonly names: IndexNames;
+  readonly owner = `${hostname()}:${process.pid}:${randomUUID()}`;
+  redactionKey: Buffer = Buffer.alloc(32);
+  readonly groupWindowUs: number;
+  private readonly deadLetterMax: number;
+  seq = new Sequence(0);
+  private batches = new Map<number, OpenBatch>();
+  private stranded = new Map<string, OpenBatch>();
+  private nextBatch = 1;
+  private timers: NodeJS.Timeout[] = [];
+  private closed = false;
+
+  private constructor(
+    readonly conn: OpenSearchConnection,
+    private readonly opts: OpenSearchStoreOptions,
+  ) {
+    this.names = indexNames(conn.settings.indexPrefix);
+    this.groupWindowUs = (opts.alertGroupWindowMs ?? 600_000) * 1000;
+    this.deadLetterMax = opts.deadLetterMaxBytes ?? 64 * 1024;
+  }
+
+  /** Connects; a writer also installs the index template and indices, takes a slot for its ids and starts its lease. */
+  static async open(settings: OpenSearchSettings, opts: OpenSearchStoreOptions = {}): Promise<OpenSearchStore> {
+    const s = new OpenSearchStore(new OpenSearchConnection(settings), opts);
+    try {
+      if (!opts.readonly) await s.startWriter();
+    } catch (e) {
+      await s.conn.close();
+      throw e;
+    }
+    return s;
+  }
+
+  private async startWriter(): Promise<void> {
+    const { settings } = this.conn;
+    await installIndices(this.conn, this.names, { replicas: settings.replicas, shards: settings.shards });
+    this.seq = new Sequence(await book.takeSlot(this, SLOTS));
+    this.redactionKey = await this.loadRedactionKey();
+    await book.renewLease(this, this.owner);
+    const lease = setInterval(() => void book.renewLease(this, this.owner).catch(() => undefined), book.LEASE_MS / 4);
+    lease.unref();
+    this.timers.push(lease);
+    const r = this.opts.retention;
+    if (r && (r.maxAgeMs !== undefined || r.maxBytes !== undefined)) {
+      const run = () => void applyRetention(this, r).catch((e: Error) => log.warn(`retention on OpenSearch failed: ${e.message}`, 'os-retention'));
+      const t = setInterval(run, r.intervalMs ?? 60_000);
+      t.unref();
+      this.timers.push(t);
+    }
+  }
+
+  /** The redaction key every writer of this store shares (created by the first). */
+  private async loadRedactionKey(): Promise<Buffer> {
+    const [item] = await bulk(this.conn, [
+      { action: 'create', index: this.names.state, id: 'redaction-key', doc: { kind: 'state', value: randomBytes(32).toString('base64') } },
+    ]);
+    if (item!.error && item!.status !== 409) throw new Error(`redaction key: ${item!.error}`);
+    const doc = await getDoc<{ value: string }>(this, this.names.state, 'redaction-key');
+    return Buffer.from(doc!._source.value, 'base64');
+  }
+
+  async insert(batch: EventRecords): Promise<InsertResult> {
+    const docs = eventDocs(batch);
+    const id = this.nextBatch++;
+    const keys = docs.map((d) => ({ index: eventsIndex(this.names.prefix, d.ts), ...eventKey(d.cluster, d.auditID, d.stage) }));
+    const open: OpenBatch = { markId: `mark:${this.owner}:${id}`, eids: new Array<number>(docs.length).fill(0), stored: [], refused: [] };
+    const flags = new Array<boolean>(docs.length).fill(false);
+    if (docs.length > 0) {
+      // The mark goes first: whatever part of the batch is stored, a later writer knows it may need detecting.
+      await this.writeOrFail([book.markOp(this, { id: open.markId, owner: this.owner, docs: keys.map((k) => [k.index, k.id]) })]);
+      let items;
+      try {
+        items = await bulk(
+          this.conn,
+          docs.map((d, i) => ({ action: 'create' as const, index: keys[i]!.index, id: keys[i]!.id, doc: d })),
+          {
+            stopped: () => this.closed,
+          },
+        );
+      } catch (e) {
+        // Some of the batch may be stored: the mark lists all of it, and `pending` reads back what is there.
+        open.stored = keys.map((k) => [k.index, k.id]);
+        this.stranded.set(open.markId, open);
+        throw e;
+      }
+      items.forEach((it, i) => {
+        if (it.status >= 200 && it.status < 300) {
+          flags[i] = true;
+          open.eids[i] = docs[i]!.eid;
+          open.stored.push([keys[i]!.index, keys[i]!.id]);
+        } else if (it.status !== 409) open.refused.push(refusedEvent(docs[i]!, it.error ?? `status ${it.status}`));
+      });
+      // Only the new events stay marked: the others belong to batches that detected them.
+      if (open.stored.length < docs.length) {
+        const narrowed = open.stored.length ? book.markOp(this, { id: open.markId, owner: this.owner, docs: open.stored }) : book.unmarkOp(this, open.markId);
+        await this.writeOrFail([narrowed]).catch((e: unknown) => {
+          this.stranded.set(open.markId, open);
+          throw e;
+        });
+      }
+    }
+    this.batches.set(id, open);
+    const orphans = flags.includes(false) && (this.stranded.size > 0 || (await this.orphanMarks()).length > 0);
+    return { batch: id, flags, orphans };
+  }
+
+  /** A bulk whose every item must succeed (404 on a delete is fine). */
+  private async writeOrFail(ops: BulkOp[], refresh = false): Promise<void> {
+    const items = await bulk(this.conn, ops, { refresh, stopped: () => this.closed });
+    items.forEach((it, i) => {
+      if (it.error && !(ops[i]!.action === 'delete' && it.status === 404))
+        throw new StoreUnavailableError(`OpenSearch at ${this.conn.where} did not take a ${ops[i]!.action} in ${ops[i]!.index}: ${it.error}`);
+    });
+  }
+
+  async finish(batch: number, b: BatchTail): Promise<Alert[]> {
+    const open = this.batches.get(batch);
+    if (!open) throw new Error(`store: no batch ${batch} is open`);
+    this.batches.delete(batch);
+    try {
+      const raised = await alerts.writeAlerts(
+        this,
+        b.alerts.map((alert, i) => {
+          const evIdx = b.alertEvents?.[i] ?? -1;
+          return { alert, eventId: evIdx >= 0 ? open.eids[evIdx] || null : null };
+        }),
+      );
+      const now = Date.now();
+      const ops: BulkOp[] = [...b.deadLetters, ...open.refused].map((d) => book.deadLetterOp(this, this.seq, d, now, this.deadLetterMax));
+      if (b.checkpoint) ops.push(book.positionOp(this, b.checkpoint.source, b.checkpoint.position, now));
+      ops.push(book.unmarkOp(this, open.markId));
+      await this.writeOrFail(ops);
+      this.stranded.delete(open.markId);
+      return raised;
+    } catch (e) {
+      // The events stay stored and marked; the source sends the batch again, its duplicates bring `pending` here.
+      this.stranded.set(open.markId, open);
+      throw e;
+    }
+  }
+
+  async discard(batch: number): Promise<void> {
+    const open = this.batches.get(batch);
+    if (!open) return;
+    this.batches.delete(batch);
+    try {
+      await this.writeOrFail([...open.stored.map(([index, id]): BulkOp => ({ action: 'delete', index, id })), book.unmarkOp(this, open.markId)]);
+    } catch (e) {
+      this.stranded.set(open.markId, open);
+      throw e;
+    }
+  }
+
+  /** Marks of writers whose lease ran out (they stopped without finishing those batches). */
+  private async orphanMarks(): Promise<book.Mark[]> {
+    const marks = await book.foreignMarks(this, this.owner);
+    const alive = new Map<string, boolean>();
+    const out: book.Mark[] = [];
+    for (const m of marks) {
+      if (!alive.has(m.owner)) alive.set(m.owner, await book.ownerAlive(this, m.owner));
+      if (!alive.get(m.owner)) out.push(m);
+    }
+    return out;
+  }
+
+  async pending(): Promise<PendingBatch[]> {
+    const claimed: { markId: string; docs: [string, string][] }[] = [];
+    for (const [markId, open] of this.stranded) claimed.push({ markId, docs: open.stored });
+    this.stranded.clear();
+    for (const m of await this.orphanMarks()) if (await book.claimMark(this, m, this.owner)) claimed.push({ markId: m.id, docs: m.docs });
+    const out: PendingBatch[] = [];
+    for (const c of claimed) {
+      const docs = c.docs.length ? await this.mget(c.docs) : [];
+      const id = this.nextBatch++;
+      this.batches.set(id, { markId: c.markId, eids: docs.map((d) => d.eid), stored: c.docs, refused: [] });
+      out.push({ batch: id, events: docs.map((d) => ({ cluster: d.cluster, line: d.raw })) });
+    }
+    return out;
+  }
+
+  private async mget(docs: [string, string][]): Promise<EventDoc[]> {
+    const r = await this.conn.request<{ docs: { found: boolean; _source?: EventDoc }[] }>('POST', '/_mget', {
+      docs: docs.map(([index, id]) => ({ _index: index, _id: id })),
+    });
+    return r.body.docs.filter((d) => d.found && d._source).map((d) => d._source!);
+  }
+
+  saveState(name: string, json: string): Promise<void> {
+    return book.saveState(this, name, json);
+  }
+
+  takeState(name: string): Promise<string | undefined> {
+    return book.takeState(this, name);
+  }
+
+  /** Makes every write so far visible to searches (a refresh happens by itself within a second). */
+  async refresh(): Promise<void> {
+    await this.conn.request('POST', `/${this.names.prefix}-*/_refresh`, undefined, { query: { ignore_unavailable: 'true', allow_no_indices: 'true' } });
+  }
+
+  /** One retention pass now (it also runs on a timer when configured). */
+  applyRetention(o: RetentionOptions, now?: number): Promise<string[]> {
+    return applyRetention(this, o, now);
+  }
+
+  // StoreReader
+
+  async queryEvents(f: q.EventFilter, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
+    return ev.queryEvents(this, f, page);
+  }
+  async getEvent(id: number): Promise<q.EventRow | undefined> {
+    return ev.getEvent(this, id);
+  }
+  async execSessions(f: q.AnalystFilter, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
+    return ev.execSessions(this, f, page);
+  }
+  async secretReads(f: q.AnalystFilter, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
+    return ev.secretReads(this, f, page);
+  }
+  async rbacChanges(f: q.AnalystFilter, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
+    return ev.rbacChanges(this, f, page);
+  }
+  async userActivity(f: q.AnalystFilter & { user: string }, page?: q.PageOptions): Promise<q.Page<q.EventRow>> {
+    return ev.userActivity(this, f, page);
+  }
+  async top(dim: RollupDim, f: { since?: number; until?: number; limit?: number }): Promise<q.TopEntry[]> {
+    return agg.top(this, dim, f);
+  }
+  async queryAlerts(f: q.AlertFilter, page?: q.PageOptions): Promise<q.Page<q.AlertRow>> {
+    return alerts.queryAlerts(this, f, page);
+  }
+  async getAlert(id: number): Promise<q.AlertRow | undefined> {
+    return alerts.getAlert(this, id);
+  }
+  async alertsAfter(f: q.AlertFilter & { afterId: number }, limit: number): Promise<q.AlertRow[]> {
+    return alerts.alertsAfter(this, f, limit);
+  }
+  async committedAlertsAfter(afterId: number, limit: number): Promise<CommittedAlert[]> {
+    return alerts.committedAlertsAfter(this, afterId, limit);
+  }
+  async latestAlertId(): Promise<number> {
+    return alerts.latestAlertId(this);
+  }
+  async countEvents(f: q.EventFilter): Promise<number> {
+    return ev.countEvents(this, f);
+  }
+  async countAlerts(f: q.AlertFilter): Promise<number> {
+    return alerts.countAlerts(this, f);
+  }
+  async eventTimeline(by: RollupDim, f: { since?: number; until?: number }): Promise<Timeline> {
+    return agg.eventTimeline(this, by, f);
+  }
+  async alertTimeline(f: { since?: number; until?: number }): Promise<Timeline> {
+    return agg.alertTimeline(this, f);
+  }
+  async overview(): Promise<StoreOverview> {
+    const [span, alertCount, deadLetters, positions] = await Promise.all([
+      agg.fieldSpan(this, this.names.events, 'ts'),
+      count(this, this.names.alerts),
+      book.countDeadLetters(this),
+      book.positions(this),
+    ]);
+    return { ...(span ? { oldestEvent: span.a, newestEvent: span.b } : {}), alerts: alertCount, deadLetters, positions };
+  }
+  async deadLetters(limit?: number): Promise<q.DeadLetterRow[]> {
+    return book.deadLetters(this, limit);
+  }
+  async counts(): Promise<{ events: number; alerts: number; deadLetters: number }> {
+    const [events, alertCount, deadLetters] = await Promise.all([count(this, this.names.events), count(this, this.names.alerts), book.countDeadLetters(this)]);
+    return { events, alerts: alertCount, deadLetters };
+  }
+  async position(source: string): Promise<string | undefined> {
+    return (await book.position(this, source))?.position;
+  }
+  async positionUpdated(source: string): Promise<number | undefined> {
+    return (await book.position(this, source))?.updated;
+  }
+  async sizeBytes(): Promise<number> {
+    const r = await this.conn.request<{ _all?: { total?: { store?: { size_in_bytes?: number } } } }>('GET', `/${this.names.prefix}-*/_stats/store`, undefined, {
+      query: { ignore_unavailable: 'true', allow_no_indices: 'true' },
+    });
+    return r.body._all?.total?.store?.size_in_bytes ?? 0;
+  }
+  async check(): Promise<void> {
+    const r = await this.conn.request<{ status: string }>('GET', '/_cluster/health', undefined, { query: { timeout: '5s' } });
+    if (r.body.status === 'red') throw new StoreUnavailableError(`OpenSearch at ${this.conn.where} is red: some shards are unassigned`);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    if (!this.opts.readonly) {
+      // A closed writer finishes nothing more: its lease goes, so its marks are other writers' to detect.
+      await this.refresh().catch(() => undefined);
+      await book.dropLease(this, this.owner).catch(() => undefined);
+    }
+    await this.conn.close();
+  }
+}
+
+function refusedEvent(d: EventDoc, reason: string): DeadLetter {
+  return {
+    source: 'opensearch',
+    where: `${d.cluster}/${d.auditID}/${d.stage}`,
+    reason: `OpenSearch refused the event: ${reason}`,
+    data: d.raw,
+  };
+}
