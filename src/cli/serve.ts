@@ -10,6 +10,7 @@ import { log } from '../log.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { WriteHealth } from '../pipeline/write-health.js';
+import { AlertFollower } from '../pipeline/alert-follower.js';
 import { importFiles } from '../sources/file-import.js';
 import { FileTail } from '../sources/file-tail.js';
 import { CloudWatchSource } from '../sources/cloudwatch.js';
@@ -78,6 +79,7 @@ export async function startServe(
     const { writer, reader: store } = served;
     let ready = false;
     let stopDemo = () => {};
+    let stopFollower = async () => {};
     const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
     // Kafka consumers' partitions, and the identities in them, move between processes: their state moves with them
     // through the state topic (kafka.topics.state), not through this store.
@@ -111,6 +113,14 @@ export async function startServe(
       kafka = await startKafkaServices({ config: kafkaConfig, pipeline, store, cluster: cfg.cluster, detector });
       opened.push(() => kafka!.stop());
       metrics.addRenderer(() => kafka!.metricsText());
+    }
+    // A query node (the shared OpenSearch store, Kafka configured, not consuming) raises no alerts of its own: its
+    // live feed follows the alerts the detectors commit to the store.
+    if (cfg.store.opensearch && kafkaConfig && !kafkaConfig.consume && !kafkaConfig.ingestOnly) {
+      const follower = new AlertFollower({ store, bus: pipeline.bus });
+      await follower.start();
+      opened.push(() => follower.stop());
+      stopFollower = () => follower.stop();
     }
     const sources = cfg.sources;
     const { app, address, port } = await startApi({
@@ -178,6 +188,7 @@ export async function startServe(
         await Promise.all(cloudwatch.map((c) => c.stop()));
         await app.close();
         await kafka?.stop();
+        await stopFollower();
         await pipeline.idle();
         if (persist) await saveDetectionState(writer, detector!, pipeline);
         health?.stop();
