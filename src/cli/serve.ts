@@ -80,7 +80,8 @@ export async function startServe(
     let ready = false;
     let stopDemo = () => {};
     const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
-    // Kafka consumers' partitions, and the identities in them, move between processes: their state stays in memory.
+    // Kafka consumers' partitions, and the identities in them, move between processes: their state moves with them
+    // through the state topic (kafka.topics.state), not through this store.
     const kafkaConfig = cfg.kafka;
     const persist = !!detector?.saveState && cfg.detection.state?.persist !== false && !kafkaConfig?.consume;
     if (persist) await restoreDetectionState(writer, detector!);
@@ -108,7 +109,7 @@ export async function startServe(
     // Kafka roles (consume into this pipeline, publish alerts, or ingest-only webhook): see README, Scale-out with Kafka.
     let kafka: KafkaServices | undefined;
     if (kafkaConfig) {
-      kafka = await startKafkaServices({ config: kafkaConfig, pipeline, store, cluster: cfg.cluster });
+      kafka = await startKafkaServices({ config: kafkaConfig, pipeline, store, cluster: cfg.cluster, detector });
       opened.push(() => kafka!.stop());
       metrics.addRenderer(() => kafka!.metricsText());
     }

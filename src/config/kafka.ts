@@ -44,7 +44,15 @@ export interface KafkaConfig {
     alerts: string;
     /** Where poison messages go, with the reason in a header; '' = none (they are still kept in the store). */
     deadLetter: string;
+    /**
+     * Compacted topic of each partition's detection state (open windows, sequences), written before the partition's
+     * offset commit and loaded by the detector that is given the partition next; '' = none (a moved partition's
+     * windows start empty).
+     */
+    state: string;
   };
+  /** Largest state snapshot of one partition, gzip-compressed (default 900,000 bytes: under the brokers' 1 MB); larger ones drop their oldest entries. */
+  stateMaxBytes: number;
   /** Run the consumer group member on this node (default true; false when ingestOnly is set and this is not). */
   consume: boolean;
   /** Webhook batches go to the events topic (acks=all) instead of through the local pipeline. */
@@ -103,7 +111,8 @@ export function defaultKafkaConfig(): KafkaConfig {
     brokers: [],
     clientId: 'kaudit',
     groupId: 'kaudit-detectors',
-    topics: { events: ['kaudit-events'], alerts: 'kaudit-alerts', deadLetter: 'kaudit-dead-letters' },
+    topics: { events: ['kaudit-events'], alerts: 'kaudit-alerts', deadLetter: 'kaudit-dead-letters', state: 'kaudit-detection-state' },
+    stateMaxBytes: 900_000,
     consume: true,
     ingestOnly: false,
     maxMessageBytes: 1_000_000,
@@ -142,13 +151,14 @@ export function parseKafkaConfig(raw: unknown, env: NodeJS.ProcessEnv = process.
   if (r.clientId !== undefined) c.clientId = str(r.clientId, 'kafka.clientId');
   if (r.groupId !== undefined) c.groupId = str(r.groupId, 'kafka.groupId');
   if (r.topics !== undefined) {
-    if (!isObject(r.topics)) throw new ConfigError('kafka.topics must be a mapping of events, alerts, deadLetter');
+    if (!isObject(r.topics)) throw new ConfigError('kafka.topics must be a mapping of events, alerts, deadLetter, state');
     for (const k of Object.keys(r.topics)) {
-      if (!['events', 'alerts', 'deadLetter'].includes(k)) throw new ConfigError(`unknown config key "kafka.topics.${k}"`);
+      if (!['events', 'alerts', 'deadLetter', 'state'].includes(k)) throw new ConfigError(`unknown config key "kafka.topics.${k}"`);
     }
     if (r.topics.events !== undefined) c.topics.events = strList(r.topics.events, 'kafka.topics.events');
     if (r.topics.alerts !== undefined) c.topics.alerts = r.topics.alerts === null ? '' : str(r.topics.alerts, 'kafka.topics.alerts');
     if (r.topics.deadLetter !== undefined) c.topics.deadLetter = r.topics.deadLetter === null ? '' : str(r.topics.deadLetter, 'kafka.topics.deadLetter');
+    if (r.topics.state !== undefined) c.topics.state = r.topics.state === null ? '' : str(r.topics.state, 'kafka.topics.state');
   }
   for (const k of ['consume', 'ingestOnly', 'fromBeginning'] as const) if (r[k] !== undefined) c[k] = bool(r[k], `kafka.${k}`);
   // A webhook receiver that only produces does not also consume, unless asked to.
@@ -163,6 +173,7 @@ export function parseKafkaConfig(raw: unknown, env: NodeJS.ProcessEnv = process.
     ['maxInFlightEvents', 1],
     ['connectionTimeoutMs', 100],
     ['requestTimeoutMs', 100],
+    ['stateMaxBytes', 4096],
   ];
   for (const [k, min] of ints) if (r[k] !== undefined) (c as unknown as Record<string, number>)[k] = int(r[k], `kafka.${k}`, min);
   if (r.format !== undefined) {
@@ -276,7 +287,7 @@ export function kafkaClientConfig(c: KafkaConfig): KafkaJsClientConfig {
 /** The config with secrets removed, for logs and `/api/v1/config`-style output. */
 export function describeKafkaConfig(c: KafkaConfig): string {
   const auth = c.sasl ? `SASL ${c.sasl.mechanism.toUpperCase()} as ${c.sasl.username}` : 'no SASL';
-  return `brokers ${c.brokers.join(',')}, ${c.tls ? 'TLS' : 'plaintext'}, ${auth}, group ${c.groupId}, events ${c.topics.events.join(',')}, alerts ${c.topics.alerts || '-'}, dead letters ${c.topics.deadLetter || '-'}`;
+  return `brokers ${c.brokers.join(',')}, ${c.tls ? 'TLS' : 'plaintext'}, ${auth}, group ${c.groupId}, events ${c.topics.events.join(',')}, alerts ${c.topics.alerts || '-'}, dead letters ${c.topics.deadLetter || '-'}, state ${c.topics.state || '-'}`;
 }
 
 /**

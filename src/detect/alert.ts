@@ -50,8 +50,11 @@ export function alertEventFields(
  * state lives inside the implementation.
  */
 export interface Detector {
-  /** Process one batch of normalised events in order and return the alerts they raise, in order. */
-  detect(events: readonly import('../events/types.js').NormalisedEvent[]): Promise<Alert[]> | Alert[];
+  /**
+   * Process one batch of normalised events in order and return the alerts they raise, in order. `origin` names the
+   * Kafka partition the events came from: the state they touch belongs to it (see saveState/dropState).
+   */
+  detect(events: readonly import('../events/types.js').NormalisedEvent[], origin?: string): Promise<Alert[]> | Alert[];
   /**
    * Optional and cheap: false when no rule can use this event (by its indexed fields), so the pipeline may drop it
    * early and not pass it to `detect`.
@@ -60,6 +63,9 @@ export interface Detector {
   /** Optional: the batch that raised these alerts was not stored; its requests may alert again when it is resent. */
   forget?(alerts: readonly Alert[]): void;
   /** Optional: the state detection keeps between events as JSON data, and its loading into a new detector. */
-  saveState?(): unknown;
-  loadState?(data: unknown): { keys: number; parts: number; skipped: number };
+  saveState?(origin?: string): unknown;
+  loadState?(data: unknown, origin?: string): { keys: number; parts: number; skipped: number };
+  /** Optional, with the two above: forget one origin's share; whether its share changed since it was saved. */
+  dropState?(origin: string): number;
+  stateChanged?(origin: string): boolean;
 }

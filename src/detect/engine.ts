@@ -13,7 +13,7 @@ import { compileRules, type CompiledRule, type EngineOptions, type InactiveRule,
 import { keyOf } from './key-fields.js';
 import type { DetectionLists } from './lists.js';
 import { presentAlert, STATELESS_DUE, type Due } from './presentation.js';
-import { loadState, saveState, type DetectionState, type LoadedState } from './saved-state.js';
+import { dropState, loadState, saveState, type DetectionState, type LoadedState } from './saved-state.js';
 
 export type { EngineOptions, InactiveRule, RuleInfo } from './compiler.js';
 export type { DetectionState } from './saved-state.js';
@@ -48,6 +48,8 @@ export class DetectionEngine implements Detector {
   private readonly warn: (m: string) => void;
   private readonly warned = new Set<string>();
   private events = 0;
+  /** Origins (partitions) whose state a match changed since their last `saveState(origin)`. */
+  private readonly changed = new Set<string>();
 
   constructor(opts: EngineOptions) {
     const c = compileRules(opts);
@@ -106,16 +108,28 @@ export class DetectionEngine implements Detector {
    * be loaded into an engine made later from the same rules (loadState): a restart then loses no open window. Each
    * part is keyed by what defines it, so a rule changed in between starts afresh and the others keep theirs.
    */
-  saveState(): DetectionState {
-    return saveState(this.compiled, this.matchers);
+  saveState(origin?: string): DetectionState {
+    if (origin !== undefined) this.changed.delete(origin);
+    return saveState(this.compiled, this.matchers, origin);
   }
 
   /**
    * Loads what saveState returned (of this engine's rules or an earlier set): the parts whose key this engine has
-   * are taken; anything else, or data of another shape, is skipped. Call before the first `detect`.
+   * are taken; anything else, or data of another shape, is skipped. Call before the first `detect` (of that origin).
    */
-  loadState(data: unknown): LoadedState {
-    return loadState(data, this.compiled, this.matchers);
+  loadState(data: unknown, origin?: string): LoadedState {
+    return loadState(data, this.compiled, this.matchers, origin);
+  }
+
+  /** Forgets the state entries `origin` touched last: a partition that moved to another detector. */
+  dropState(origin: string): number {
+    this.changed.delete(origin);
+    return dropState(this.compiled, this.matchers, origin);
+  }
+
+  /** Whether events of `origin` changed the state since its last `saveState(origin)`. */
+  stateChanged(origin: string): boolean {
+    return this.changed.has(origin);
   }
 
   /** Events seen, matchers, and distinct candidate lists of the index. */
@@ -144,8 +158,13 @@ export class DetectionEngine implements Detector {
     for (const m of this.matchers) if (m.condition) m.bodyless = await m.condition.bodylessTruth();
   }
 
-  async detect(events: readonly NormalisedEvent[]): Promise<Alert[]> {
+  /**
+   * Runs the rules over events, in order. `origin` (a Kafka partition) tags the state entries the events touch, so
+   * that the partition's share can be saved, dropped and loaded on its own when it moves (saveState(origin) ...).
+   */
+  async detect(events: readonly NormalisedEvent[], origin?: string): Promise<Alert[]> {
     const out: Alert[] = [];
+    let matched = false;
     for (const e of events) {
       this.events++;
       if (!e.event) continue; // dropped by the pipeline because wants() said no rule can use it
@@ -175,9 +194,10 @@ export class DetectionEngine implements Detector {
           if (!ok) continue;
         }
         m.matched++;
-        m.seen?.add(e.auditID, e.timeMicros);
+        matched = true;
+        m.seen?.add(e.auditID, e.timeMicros, origin);
         for (const mem of m.members) {
-          const r = this.onMatch(mem, e);
+          const r = this.onMatch(mem, e, origin);
           const a = r instanceof Promise ? await r : r;
           if (!a) continue;
           const o = mem.rule.ordinal;
@@ -200,6 +220,7 @@ export class DetectionEngine implements Detector {
         }
       }
     }
+    if (matched && origin !== undefined) this.changed.add(origin);
     return out;
   }
 
@@ -214,13 +235,13 @@ export class DetectionEngine implements Detector {
   }
 
   /** Applies a match to a rule: state, de-duplication, and the alert if one is due (a promise only when details must be evaluated). */
-  private onMatch(mem: Member, e: NormalisedEvent): Alert | undefined | Promise<Alert | undefined> {
+  private onMatch(mem: Member, e: NormalisedEvent, origin: string | undefined): Alert | undefined | Promise<Alert | undefined> {
     const r = mem.rule;
     const c = r.core;
     let due: Due | null | undefined;
     if (c.lastEvent === e && c.lastStep === mem.step) due = c.lastDue;
     else {
-      due = this.decide(c, mem.step, e);
+      due = this.decide(c, mem.step, e, origin);
       c.lastEvent = e;
       c.lastStep = mem.step;
       c.lastDue = due;
@@ -231,12 +252,12 @@ export class DetectionEngine implements Detector {
   }
 
   /** Whether the rule (core) alerts on this event: its state, then once per request. */
-  private decide(c: RuleCore, step: number, e: NormalisedEvent): Due | null {
+  private decide(c: RuleCore, step: number, e: NormalisedEvent, origin: string | undefined): Due | null {
     let due: Due = STATELESS_DUE;
     if (c.threshold) {
       const t = c.threshold;
       const key = keyOf(e, t.by);
-      const hit = t.state.add(key, e.timeMicros, t.distinct ? keyOf(e, t.distinct).replace(/\u0001/g, '/') : '');
+      const hit = t.state.add(key, e.timeMicros, t.distinct ? keyOf(e, t.distinct).replace(/\u0001/g, '/') : '', origin);
       if (!hit) return null;
       const k = key.replace(/\u0001/g, ' ');
       due = {
@@ -256,7 +277,7 @@ export class DetectionEngine implements Detector {
     } else if (c.sequence) {
       const s = c.sequence;
       const key = keyOf(e, s.by);
-      const done = s.state.advance(key, step, e.timeMicros, e.auditID);
+      const done = s.state.advance(key, step, e.timeMicros, e.auditID, origin);
       if (!done) return null;
       const k = key.replace(/\u0001/g, ' ');
       due = {
@@ -269,7 +290,7 @@ export class DetectionEngine implements Detector {
       };
     }
     if (c.alerted.has(e.auditID)) return null;
-    c.alerted.add(e.auditID, e.timeMicros);
+    c.alerted.add(e.auditID, e.timeMicros, origin);
     return due;
   }
 

@@ -33,25 +33,79 @@ export interface LoadedState {
   skipped: number;
 }
 
-export function saveState(compiled: readonly CompiledRule[], allMatchers: readonly Matcher[]): DetectionState {
+/** The whole state, or (with `origin`) only the entries that origin touched last; parts with no entries are left out then. */
+export function saveState(compiled: readonly CompiledRule[], allMatchers: readonly Matcher[], origin?: string): DetectionState {
   const cores = new Map<string, SavedCore>();
   for (const r of compiled) {
     const c = r.core;
     if (cores.has(c.key!)) continue;
-    cores.set(c.key!, {
-      alerted: c.alerted.save(),
-      ...(c.threshold ? { threshold: c.threshold.state.save() } : {}),
-      ...(c.sequence ? { sequence: c.sequence.state.save() } : {}),
-    });
+    const part: SavedCore = {
+      alerted: c.alerted.save(origin),
+      ...(c.threshold ? { threshold: c.threshold.state.save(origin) } : {}),
+      ...(c.sequence ? { sequence: c.sequence.state.save(origin) } : {}),
+    };
+    if (origin !== undefined && !hasEntries(part)) continue;
+    cores.set(c.key!, part);
   }
   const matchers: [string, [string, number][]][] = [];
   const keys = new Set<string>();
-  for (const m of allMatchers) if (m.seen && !keys.has(m.key)) (keys.add(m.key), matchers.push([m.key, m.seen.save()]));
+  for (const m of allMatchers) {
+    if (!m.seen || keys.has(m.key)) continue;
+    keys.add(m.key);
+    const seen = m.seen.save(origin);
+    if (origin === undefined || seen.length > 0) matchers.push([m.key, seen]);
+  }
   return { format: STATE_FORMAT, version: STATE_VERSION, savedAt: new Date().toISOString(), cores: [...cores], matchers };
 }
 
-/** Loads saved data into the rules' state: parts whose key they have are taken; anything else is skipped. */
-export function loadState(data: unknown, compiled: readonly CompiledRule[], allMatchers: readonly Matcher[]): LoadedState {
+function hasEntries(p: SavedCore): boolean {
+  return [p.alerted, p.threshold, p.sequence].some((x) => Array.isArray(x) && x.length > 0);
+}
+
+/** Forgets the entries one origin touched last (a partition this detector no longer owns); returns how many. */
+export function dropState(compiled: readonly CompiledRule[], allMatchers: readonly Matcher[], origin: string): number {
+  let n = 0;
+  const cores = new Set<RuleCore>();
+  for (const r of compiled) {
+    const c = r.core;
+    if (cores.has(c)) continue;
+    cores.add(c);
+    n += c.alerted.drop(origin) + (c.threshold?.state.drop(origin) ?? 0) + (c.sequence?.state.drop(origin) ?? 0);
+  }
+  const seen = new Set<RecentIds>();
+  for (const m of allMatchers) if (m.seen && !seen.has(m.seen)) (seen.add(m.seen), (n += m.seen.drop(origin)));
+  return n;
+}
+
+/** Entries in saved state (keys and ids of every part). */
+export function stateEntries(s: DetectionState): number {
+  let n = 0;
+  for (const [, p] of s.cores) for (const x of [p.alerted, p.threshold, p.sequence]) if (Array.isArray(x)) n += x.length;
+  for (const [, ids] of s.matchers) n += ids.length;
+  return n;
+}
+
+/**
+ * Saved state with only the newest `fraction` of each part's entries (they are saved least recently used first), for
+ * a snapshot that must fit a size cap: the oldest windows are the ones given up.
+ */
+export function trimState(s: DetectionState, fraction: number): DetectionState {
+  const newest = <T>(x: T): T => (Array.isArray(x) ? (x.slice(x.length - Math.floor(x.length * fraction)) as T) : x);
+  return {
+    ...s,
+    cores: s.cores.map(([k, p]) => [
+      k,
+      { alerted: newest(p.alerted), ...(p.threshold ? { threshold: newest(p.threshold) } : {}), ...(p.sequence ? { sequence: newest(p.sequence) } : {}) },
+    ]),
+    matchers: s.matchers.map(([k, ids]) => [k, newest(ids)]),
+  };
+}
+
+/**
+ * Loads saved data into the rules' state: parts whose key they have are taken; anything else is skipped. With
+ * `origin`, the loaded entries are tagged with it (a partition this detector was given).
+ */
+export function loadState(data: unknown, compiled: readonly CompiledRule[], allMatchers: readonly Matcher[], origin?: string): LoadedState {
   const out = { keys: 0, parts: 0, skipped: 0 };
   if (!isObject(data) || data.format !== STATE_FORMAT || data.version !== STATE_VERSION) {
     out.skipped = 1;
@@ -69,9 +123,9 @@ export function loadState(data: unknown, compiled: readonly CompiledRule[], allM
       continue;
     }
     out.parts++;
-    out.keys += c.alerted.load(saved.alerted);
-    if (c.threshold) out.keys += c.threshold.state.load(saved.threshold);
-    if (c.sequence) out.keys += c.sequence.state.load(saved.sequence);
+    out.keys += c.alerted.load(saved.alerted, origin);
+    if (c.threshold) out.keys += c.threshold.state.load(saved.threshold, origin);
+    if (c.sequence) out.keys += c.sequence.state.load(saved.sequence, origin);
   }
   for (const e of Array.isArray(data.matchers) ? data.matchers : []) {
     const seen = Array.isArray(e) && typeof e[0] === 'string' ? matchers.get(e[0]) : undefined;
@@ -80,7 +134,7 @@ export function loadState(data: unknown, compiled: readonly CompiledRule[], allM
       continue;
     }
     out.parts++;
-    out.keys += seen.load((e as unknown[])[1]);
+    out.keys += seen.load((e as unknown[])[1], origin);
   }
   return out;
 }

@@ -9,7 +9,12 @@
  * Each can be saved as plain JSON data and loaded into a fresh instance (`save`/`load`), so `kaudit serve` carries open
  * windows across a restart. `load` takes untrusted data (a file or row that may be damaged): anything of the wrong
  * shape is skipped, never thrown, and the bounds of the instance loading it apply.
+ *
+ * Entries may carry an origin: the Kafka partition whose event touched them last. A detector saves, loads and drops
+ * one partition's share (`save(origin)`, `load(data, origin)`, `drop(origin)`) when partitions move between detectors.
  */
+
+import { OriginMap } from './origin-map.js';
 
 /** A finite number, or undefined. */
 function num(v: unknown): number | undefined {
@@ -31,7 +36,7 @@ function entries(data: unknown): unknown[][] {
 
 /** A bounded set of ids, each remembered for `ttlUs` of event time, at most `max` at once. */
 export class RecentIds {
-  private readonly m = new Map<string, number>();
+  private readonly m = new OriginMap<number>();
 
   constructor(
     private readonly max: number,
@@ -46,35 +51,45 @@ export class RecentIds {
     this.m.delete(id);
   }
 
-  add(id: string, t: number): void {
-    this.m.delete(id);
-    this.m.set(id, t);
+  add(id: string, t: number, origin?: string): void {
+    this.m.set(id, t, origin);
     this.prune(t);
   }
 
   private prune(now: number): void {
-    for (const [k, t] of this.m) {
+    for (const [k, t] of this.m.entries()) {
       if (this.m.size <= this.max && t >= now - this.ttlUs) break;
       this.m.delete(k);
     }
+  }
+
+  /** Forgets the ids of one origin. */
+  drop(origin: string): number {
+    const ids = this.m.keysOf(origin);
+    for (const id of ids) this.m.delete(id);
+    return ids.length;
   }
 
   get size(): number {
     return this.m.size;
   }
 
-  /** [id, time] pairs, oldest first. */
-  save(): [string, number][] {
-    return [...this.m];
+  /** [id, time] pairs, oldest first (only those of `origin`, when given). */
+  save(origin?: string): [string, number][] {
+    if (origin === undefined) return [...this.m.entries()];
+    return this.m.keysOf(origin).map((id) => [id, this.m.get(id)!]);
   }
 
-  /** Adds saved pairs (in their order, so the oldest stays first); returns how many were taken. */
-  load(data: unknown): number {
+  /**
+   * Adds saved pairs (in their order, so the oldest stays first), tagged with `origin` when given; returns how many were
+   * taken. An id already held is kept as it is.
+   */
+  load(data: unknown, origin?: string): number {
     let n = 0;
     for (const [id, t] of entries(data)) {
       const time = num(t);
-      if (typeof id !== 'string' || time === undefined) continue;
-      this.add(id, time);
+      if (typeof id !== 'string' || time === undefined || this.m.has(id)) continue;
+      this.add(id, time, origin);
       n++;
     }
     return n;
@@ -103,7 +118,8 @@ export interface ThresholdHit {
  * per window, not one per event past the threshold.
  */
 export class ThresholdState {
-  private readonly keys = new Map<string, ThresholdKey>();
+  /** Per key, with the partition whose event touched it last (Kafka detectors only). */
+  private readonly keys = new OriginMap<ThresholdKey>();
   private sinceSweep = 0;
 
   constructor(
@@ -118,11 +134,9 @@ export class ThresholdState {
   }
 
   /** Records one matching event; returns the hit when this event completes the threshold. */
-  add(key: string, t: number, value: string): ThresholdHit | undefined {
-    let k = this.keys.get(key);
-    if (k) this.keys.delete(key);
-    else k = { times: [], values: new Map(), firedAt: -Infinity, last: t };
-    this.keys.set(key, k);
+  add(key: string, t: number, value: string, origin?: string): ThresholdHit | undefined {
+    const k = this.keys.get(key) ?? { times: [], values: new Map(), firedAt: -Infinity, last: t };
+    this.keys.set(key, k, origin);
     if (t > k.last) k.last = t;
     this.evict(t);
     if (t < k.firedAt + this.windowUs) return undefined; // inside the window of the last alert
@@ -160,13 +174,27 @@ export class ThresholdState {
     return undefined;
   }
 
-  /** [key, times, [value, time][], firedAt (null: never), last] per key, least recently used first. */
-  save(): [string, number[], [string, number][], number | null, number][] {
-    return [...this.keys].map(([key, k]) => [key, k.times, [...k.values], Number.isFinite(k.firedAt) ? k.firedAt : null, k.last]);
+  /**
+   * [key, times, [value, time][], firedAt (null: never), last] per key, least recently used first (only keys `origin`
+   * touched last, when given).
+   */
+  save(origin?: string): [string, number[], [string, number][], number | null, number][] {
+    const keys = origin === undefined ? [...this.keys.entries()] : this.keys.keysOf(origin).map((key) => [key, this.keys.get(key)!] as const);
+    return keys.map(([key, k]) => [key, k.times, [...k.values], Number.isFinite(k.firedAt) ? k.firedAt : null, k.last]);
   }
 
-  /** Adds saved keys; returns how many were taken. */
-  load(data: unknown): number {
+  /** Forgets the keys one origin touched last. */
+  drop(origin: string): number {
+    const keys = this.keys.keysOf(origin);
+    for (const key of keys) this.keys.delete(key);
+    return keys.length;
+  }
+
+  /**
+   * Adds saved keys, tagged with `origin` when given; returns how many were taken. A key already held that saw an event
+   * at least as late (fed by another partition too) is kept: the later window wins.
+   */
+  load(data: unknown, origin?: string): number {
     let n = 0;
     for (const [key, times, values, firedAt, last] of entries(data)) {
       const t = numbers(times);
@@ -174,25 +202,23 @@ export class ThresholdState {
       const fired = firedAt === null ? -Infinity : num(firedAt);
       const l = num(last);
       if (typeof key !== 'string' || !t || fired === undefined || l === undefined) continue;
-      this.keys.delete(key);
+      const held = this.keys.get(key);
+      if (held && held.last >= l) continue;
       // What this instance could hold: fewer than `count` times or values (reaching it fires and clears them).
       const newest = vs.sort((a, b) => a[1] - b[1]).slice(-(this.count - 1) || vs.length);
-      this.keys.set(key, { times: [...t].sort((a, b) => a - b).slice(-this.count), values: new Map(newest), firedAt: fired, last: l });
+      this.keys.set(key, { times: [...t].sort((a, b) => a - b).slice(-this.count), values: new Map(newest), firedAt: fired, last: l }, origin);
       n++;
     }
-    while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
+    this.keys.trim(this.maxKeys);
     return n;
   }
 
   private evict(now: number): void {
-    while (this.keys.size > this.maxKeys) {
-      const first = this.keys.keys().next().value as string;
-      this.keys.delete(first);
-    }
+    this.keys.trim(this.maxKeys);
     // Now and then drop keys idle for more than a window (oldest first: LRU order).
     if (++this.sinceSweep < 1024) return;
     this.sinceSweep = 0;
-    for (const [key, k] of this.keys) {
+    for (const [key, k] of this.keys.entries()) {
       if (k.last >= now - this.windowUs || k.firedAt >= now - this.windowUs) break;
       this.keys.delete(key);
     }
@@ -211,7 +237,8 @@ export interface SequenceProgress {
  * last step completes the sequence, which fires and resets the key.
  */
 export class SequenceState {
-  private readonly keys = new Map<string, SequenceProgress>();
+  /** Per key, with the partition whose event advanced it last (Kafka detectors only). */
+  private readonly keys = new OriginMap<SequenceProgress>();
 
   constructor(
     readonly steps: number,
@@ -223,35 +250,46 @@ export class SequenceState {
     return this.keys.size;
   }
 
-  /** [key, times, ids] per key, least recently used first. */
-  save(): [string, number[], string[]][] {
-    return [...this.keys].map(([key, p]) => [key, p.times, p.ids]);
+  /** [key, times, ids] per key, least recently used first (only keys `origin` advanced last, when given). */
+  save(origin?: string): [string, number[], string[]][] {
+    const keys = origin === undefined ? [...this.keys.entries()] : this.keys.keysOf(origin).map((key) => [key, this.keys.get(key)!] as const);
+    return keys.map(([key, p]) => [key, p.times, p.ids]);
   }
 
-  /** Adds saved keys (progress of a complete or impossible length is skipped); returns how many were taken. */
-  load(data: unknown): number {
+  /** Forgets the keys one origin advanced last. */
+  drop(origin: string): number {
+    const keys = this.keys.keysOf(origin);
+    for (const key of keys) this.keys.delete(key);
+    return keys.length;
+  }
+
+  /**
+   * Adds saved keys (progress of a complete or impossible length is skipped), tagged with `origin` when given; returns
+   * how many were taken. A key already held whose last step is at least as late is kept.
+   */
+  load(data: unknown, origin?: string): number {
     let n = 0;
     for (const [key, times, ids] of entries(data)) {
       const t = numbers(times);
       const i = strings(ids);
       if (typeof key !== 'string' || !t || !i || t.length !== i.length || t.length === 0 || t.length >= this.steps) continue;
-      this.keys.delete(key);
-      this.keys.set(key, { times: [...t], ids: [...i] });
+      const held = this.keys.get(key);
+      if (held && held.times[held.times.length - 1]! >= t[t.length - 1]!) continue;
+      this.keys.set(key, { times: [...t], ids: [...i] }, origin);
       n++;
     }
-    while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
+    this.keys.trim(this.maxKeys);
     return n;
   }
 
   /** Applies one event that matched step `step` for `key`. Returns the progress when the sequence completes. */
-  advance(key: string, step: number, t: number, id: string): SequenceProgress | undefined {
+  advance(key: string, step: number, t: number, id: string, origin?: string): SequenceProgress | undefined {
     let p = this.keys.get(key);
     if (step === 0) {
       // A new first step restarts the sequence (the window runs from the latest first step).
-      if (p) this.keys.delete(key);
       p = { times: [t], ids: [id] };
-      this.keys.set(key, p);
-      while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
+      this.keys.set(key, p, origin);
+      this.keys.trim(this.maxKeys);
       return undefined;
     }
     if (!p || p.times.length !== step) return undefined;
@@ -265,7 +303,7 @@ export class SequenceState {
     p.ids.push(id);
     this.keys.delete(key);
     if (p.times.length === this.steps) return p;
-    this.keys.set(key, p);
+    this.keys.set(key, p, origin);
     return undefined;
   }
 }

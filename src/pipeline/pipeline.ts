@@ -29,6 +29,16 @@ export interface RawBatch {
   format?: string;
   /** Committed with the batch's alerts, after its events: a stop before leaves the source to send them again. */
   checkpoint?: Checkpoint;
+  /**
+   * The Kafka partition (`topic/partition`) the events came from: the detection state they touch belongs to it, and
+   * moves with it to another detector (see DetectionStateTopic).
+   */
+  partition?: string;
+  /**
+   * Events the detection state already counts (redelivered below the offset of the state loaded for their partition):
+   * stored, not detected again.
+   */
+  replayed?: boolean;
 }
 
 export interface BadRecord {
@@ -291,7 +301,7 @@ export class Pipeline implements BatchSink {
     try {
       // Duplicates that belong to a batch a stopped writer never detected: detect that batch first, in order.
       if (ins.orphans) await this.recover();
-      raised = this.opts.detector && fresh.length > 0 ? await this.opts.detector.detect(fresh) : [];
+      raised = this.opts.detector && fresh.length > 0 && !batch.replayed ? await this.opts.detector.detect(fresh, batch.partition) : [];
     } catch (e) {
       // Undone, so the writer keeps no open batch and no mark of this process behind a failed batch.
       await w?.discard(ins.batch);

@@ -9,6 +9,8 @@ import type { AlertBus } from '../pipeline/alert-bus.js';
 import { decoderFor } from '../events/decode.js';
 import type { StoreReader } from '../store/store.js';
 import { HEADER_BAD_ITEMS, HEADER_CLUSTER, HEADER_ORIGIN, HEADER_REASON, KafkaSource, type KafkaSourceOptions } from '../sources/kafka.js';
+import { DetectionStateTopic, hasPartitionState } from '../sources/kafka-state.js';
+import type { Detector } from '../detect/alert.js';
 
 /** Header carrying an alert's stable identity (rule/cluster/auditID): consumers of the alerts topic dedupe on it. */
 export const HEADER_ALERT_ID = 'kaudit-alert-id';
@@ -405,6 +407,8 @@ export interface KafkaServices {
   /** Where the webhook hands its batches: the events producer in ingest-only mode, else the pipeline. */
   webhookSink: BatchSink;
   source?: KafkaSource;
+  /** The compacted topic carrying each partition's detection state between detectors. */
+  state?: DetectionStateTopic;
   producer?: KafkaEventsProducer;
   outbox?: KafkaAlertOutbox;
   /** Prometheus text of all of them, for /metrics (Metrics.addRenderer). */
@@ -429,12 +433,15 @@ export async function startKafkaServices(o: {
   cluster: string;
   kafka?: Kafka;
   onAssignment?: KafkaSourceOptions['onAssignment'];
+  /** The pipeline's detector: with a state topic configured, its windows move with their partitions. */
+  detector?: Detector;
 }): Promise<KafkaServices> {
   const c = o.config;
   const kafka = o.kafka ?? (await createKafkaClient(c));
   const started: { stop(): Promise<void> }[] = [];
   let producer: KafkaEventsProducer | undefined;
   let source: KafkaSource | undefined;
+  let state: DetectionStateTopic | undefined;
   let outbox: KafkaAlertOutbox | undefined;
   try {
     if (c.ingestOnly) {
@@ -442,8 +449,13 @@ export async function startKafkaServices(o: {
       await producer.start();
       started.push(producer);
     }
+    if (c.consume && c.topics.state && hasPartitionState(o.detector)) {
+      state = new DetectionStateTopic({ config: c, kafka, detector: o.detector });
+      await state.start();
+      started.push(state);
+    }
     if (c.consume) {
-      source = new KafkaSource({ config: c, sink: o.pipeline, cluster: o.cluster, kafka, onAssignment: o.onAssignment });
+      source = new KafkaSource({ config: c, sink: o.pipeline, cluster: o.cluster, kafka, onAssignment: o.onAssignment, partitionState: state });
       await source.start();
       started.push(source);
     }
@@ -457,17 +469,19 @@ export async function startKafkaServices(o: {
     throw new Error(`kafka: cannot start (${describeKafkaConfig(c)}): ${(e as Error).message}`);
   }
   log.info(
-    `kafka: ${[producer && 'webhook -> events topic (ingest-only)', source && `consuming as group ${c.groupId}`, outbox && `alerts -> ${c.topics.alerts}`].filter(Boolean).join(', ')}; ${describeKafkaConfig(c)}`,
+    `kafka: ${[producer && 'webhook -> events topic (ingest-only)', source && `consuming as group ${c.groupId}`, state && `detection state -> ${c.topics.state}`, outbox && `alerts -> ${c.topics.alerts}`].filter(Boolean).join(', ')}; ${describeKafkaConfig(c)}`,
   );
   return {
     webhookSink: producer ?? o.pipeline,
     source,
+    state,
     producer,
     outbox,
-    metricsText: () => (source?.metricsText() ?? '') + (producer?.metricsText() ?? '') + (outbox?.metricsText() ?? ''),
+    metricsText: () => (source?.metricsText() ?? '') + (state?.metricsText() ?? '') + (producer?.metricsText() ?? '') + (outbox?.metricsText() ?? ''),
     problem: () => (source?.failed ? `kafka consumer stopped: ${source.failed.message}` : undefined),
     async stop() {
       await source?.stop();
+      await state?.stop();
       await outbox?.stop();
       await producer?.stop();
     },

@@ -30,6 +30,22 @@ export interface TopicPartition {
   partition: number;
 }
 
+/**
+ * Where a detector keeps each partition's detection state while partitions move between detectors (see
+ * DetectionStateTopic). Partitions are named `topic/partition`, as RawBatch.partition.
+ */
+export interface PartitionStateStore {
+  /**
+   * Loads the partition's saved state into the detector, before the first batch of a partition this member was given;
+   * returns the offset the state was saved at (the next offset it had not counted), or undefined when none was saved.
+   */
+  load(partition: string, heartbeat: () => Promise<void>): Promise<bigint | undefined>;
+  /** Saves the partition's state as of `offset` (the next to read), when it changed; called before the offset commit. */
+  save(partition: string, offset: bigint): Promise<void>;
+  /** Forgets the partition's state: it moved to another member. */
+  drop(partition: string): void;
+}
+
 export interface KafkaSourceOptions {
   config: KafkaConfig;
   /** The pipeline (or anything with its `submit`). */
@@ -43,6 +59,8 @@ export interface KafkaSourceOptions {
    * lost is stale from then on (see README: rebalances and open windows).
    */
   onAssignment?: (assigned: TopicPartition[]) => void;
+  /** Keeps each partition's detection state across moves: loaded before its first batch, saved before each commit. */
+  partitionState?: PartitionStateStore;
 }
 
 export interface KafkaSourceStats {
@@ -65,6 +83,8 @@ interface Chunk {
   /** Each message's `where` (`topic/partition@offset`), as its records' `where` begins. */
   wheres: string[];
   lastOffset: string;
+  /** Below the offset of the loaded detection state: already counted there, so stored without detection. */
+  replayed: boolean;
 }
 
 /** How often the lag gauge is refreshed from the broker (ms). */
@@ -87,6 +107,11 @@ export class KafkaSource {
   private lag = new Map<string, { topic: string; partition: number; high: bigint; committed: bigint }>();
   private deadByReason = new Map<string, number>();
   private assigned: TopicPartition[] = [];
+  /**
+   * Per `topic/partition` this member holds detection state for: the offset the state has counted up to (the next one
+   * to read). Absent: not loaded yet (or dropped when the partition moved away).
+   */
+  private stateAt = new Map<string, bigint>();
   private crashed: Error | undefined;
   private joinedOnce: Promise<void>;
   private onJoined!: () => void;
@@ -132,6 +157,12 @@ export class KafkaSource {
       this.assigned = a;
       const keep = new Set(a.map((tp) => `${tp.topic}/${tp.partition}`));
       for (const k of this.lag.keys()) if (!keep.has(k)) this.lag.delete(k);
+      // Partitions that moved away: their state is the new owner's now (it loads what was saved at the last commit).
+      for (const k of [...this.stateAt.keys()]) {
+        if (keep.has(k)) continue;
+        this.stateAt.delete(k);
+        this.opts.partitionState?.drop(k);
+      }
       log.info(`kafka: group ${c.groupId} joined, this member owns ${a.map((tp) => `${tp.topic}/${tp.partition}`).join(', ') || 'no partitions'}`);
       this.opts.onAssignment?.(a);
       this.onJoined();
@@ -184,7 +215,32 @@ export class KafkaSource {
     entry.high = high;
     this.lag.set(key, entry);
 
-    const chunks = this.chunk(batch);
+    // Detection state of a partition this member was just given (or that another member moved on meanwhile) is loaded
+    // before its first batch; messages below the state's offset are already counted in it.
+    let replayBelow: bigint | undefined;
+    const ps = this.opts.partitionState;
+    if (ps && batch.messages.length > 0) {
+      const first = BigInt(batch.messages[0]!.offset);
+      let at = this.stateAt.get(key);
+      if (at === undefined || first > at) {
+        if (at !== undefined) ps.drop(key);
+        let saved: bigint | undefined;
+        try {
+          saved = await ps.load(key, heartbeat);
+        } catch (e) {
+          log.error(`kafka: cannot load the detection state of ${key}: ${(e as Error).message}; will retry`, 'kafka:state');
+          this.stats.batchErrors++;
+          this.backoff(pause, 'state unavailable', 1000);
+          return;
+        }
+        // A state saved before `first` is that of `first`: saves are skipped while nothing changes the state.
+        at = saved === undefined || saved < first ? first : saved;
+        this.stateAt.set(key, at);
+      }
+      if (first < at) replayBelow = at;
+    }
+
+    const chunks = this.chunk(batch, replayBelow);
     const sink = this.opts.sink;
     type Result = { ok: BatchOutcome } | { err: unknown };
     const submitted: { chunk: Chunk; outcome: Promise<BatchOutcome>; result?: Result }[] = [];
@@ -233,6 +289,8 @@ export class KafkaSource {
         records: chunk.records,
         format: this.opts.config.format,
         checkpoint: { source: `kafka:${key}`, position: String(BigInt(chunk.lastOffset) + 1n) },
+        ...(ps ? { partition: key } : {}),
+        ...(chunk.replayed ? { replayed: true } : {}),
       };
       let outcome: Promise<BatchOutcome>;
       try {
@@ -280,6 +338,23 @@ export class KafkaSource {
       this.stats.batchErrors++;
       this.backoff(pause, 'dead-letter topic unavailable', 1000);
       return;
+    }
+
+    if (lastOffset !== undefined && ps) {
+      const at = this.stateAt.get(key);
+      // Taken away during the batch: the new owner may have loaded the state already; leave it and the offset to it.
+      if (at === undefined) return;
+      const next = BigInt(lastOffset) + 1n;
+      try {
+        // Before the commit, so that the state saved matches the committed offset; without it, no commit.
+        await ps.save(key, next > at ? next : at);
+      } catch (e) {
+        log.error(`kafka: cannot save the detection state of ${key}: ${(e as Error).message}; the batch will be fetched again`, 'kafka:state');
+        this.stats.batchErrors++;
+        this.backoff(pause, 'state unavailable', 1000);
+        return;
+      }
+      if (next > at) this.stateAt.set(key, next);
     }
 
     if (lastOffset !== undefined) {
@@ -353,8 +428,11 @@ export class KafkaSource {
     this.timers.add(t);
   }
 
-  /** Splits a fetched batch into pipeline batches: runs of one cluster, of about `batchRecords` records each. */
-  private chunk(batch: Batch): Chunk[] {
+  /**
+   * Splits a fetched batch into pipeline batches: runs of one cluster, of about `batchRecords` records each, split where
+   * the messages the detection state has already counted (below `replayBelow`) end.
+   */
+  private chunk(batch: Batch, replayBelow?: bigint): Chunk[] {
     const c = this.opts.config;
     const frame = c.format === 'auto' || c.format === 'native';
     const out: Chunk[] = [];
@@ -363,8 +441,9 @@ export class KafkaSource {
       const named = headerString(m.headers, HEADER_CLUSTER);
       const cluster = named || this.opts.cluster;
       const fixed = !!named;
-      if (!cur || cur.cluster !== cluster || cur.fixed !== fixed || cur.records.length >= c.batchRecords) {
-        cur = { cluster, fixed, records: [], messages: [], wheres: [], lastOffset: m.offset };
+      const replayed = replayBelow !== undefined && BigInt(m.offset) < replayBelow;
+      if (!cur || cur.cluster !== cluster || cur.fixed !== fixed || cur.replayed !== replayed || cur.records.length >= c.batchRecords) {
+        cur = { cluster, fixed, records: [], messages: [], wheres: [], lastOffset: m.offset, replayed };
         out.push(cur);
       }
       const where = `${batch.topic}/${batch.partition}@${m.offset}`;

@@ -32,7 +32,11 @@ describe('kafka config', () => {
     const c = parseKafkaConfig({ brokers: 'k1:9092, k2:9092', maxMessageBytes: '2MiB', topics: { events: ['a', 'b'], alerts: null } }, {})!;
     expect(c.brokers).toEqual(['k1:9092', 'k2:9092']);
     expect(c.maxMessageBytes).toBe(2 * 1024 * 1024);
-    expect(c.topics).toEqual({ events: ['a', 'b'], alerts: '', deadLetter: 'kaudit-dead-letters' });
+    expect(c.topics).toEqual({ events: ['a', 'b'], alerts: '', deadLetter: 'kaudit-dead-letters', state: 'kaudit-detection-state' });
+    expect(c.stateMaxBytes).toBe(900_000);
+    const off = parseKafkaConfig({ brokers: ['k:1'], stateMaxBytes: '64KiB', topics: { state: null } }, {})!;
+    expect(off.topics.state).toBe('');
+    expect(off.stateMaxBytes).toBe(64 * 1024);
   });
 
   it('lets the environment set brokers, group and SASL credentials', () => {

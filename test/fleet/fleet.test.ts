@@ -1,0 +1,232 @@
+/**
+ * The fleet of issue 20, all real `kaudit serve` processes on 127.0.0.1 with one real Kafka broker and one real
+ * OpenSearch node: an ingest-only webhook node, two detectors (one consumer group, writing to OpenSearch) and a query
+ * node (kafka.consume: false, the OpenSearch store). Apiserver-style webhook POSTs for three clusters go to the webhook
+ * node; the query node answers the analyst queries for every cluster and its WebSocket feed delivers the alerts the
+ * detectors raised. Then a detector is SIGKILLed while a second load is in flight: afterwards every acknowledged event
+ * is stored exactly once fleet-wide (counted by auditID and stage in OpenSearch) and no alert is doubled.
+ */
+import { join } from 'node:path';
+import type { Kafka } from 'kafkajs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { feed } from '../api/helpers.js';
+import { tempDir, waitFor } from '../helpers/events.js';
+import { type Broker, describeWithKafka, startBroker } from '../kafka/broker.js';
+import { quietKafka } from '../kafka/harness.js';
+import { startServeProcess, type ServeProcess } from '../kafka/serve-process.js';
+import { startOpenSearch, type OpenSearchNode } from '../opensearch/node.js';
+
+const CLUSTERS = ['prod-eu', 'prod-us', 'staging'];
+const BASE_MS = Date.UTC(2026, 10, 5, 8, 0, 0);
+let seq = 0;
+
+function event(cluster: string, user: string, over: Record<string, unknown>): Record<string, unknown> {
+  const n = ++seq;
+  const t = new Date(BASE_MS + n * 1000).toISOString().replace('Z', '000Z');
+  return {
+    kind: 'Event',
+    apiVersion: 'audit.k8s.io/v1',
+    level: 'Metadata',
+    auditID: `00000000-0000-4000-a000-${String(n).padStart(12, '0')}`,
+    stage: 'ResponseComplete',
+    requestURI: '/api/v1/namespaces/team-a/configmaps/app',
+    verb: 'get',
+    user: { username: user, groups: ['system:authenticated'] },
+    sourceIPs: ['192.0.2.10'],
+    userAgent: 'kubectl/v1.31.0',
+    objectRef: { resource: 'configmaps', namespace: 'team-a', name: 'app', apiVersion: 'v1' },
+    responseStatus: { metadata: {}, code: 200 },
+    requestReceivedTimestamp: t,
+    stageTimestamp: t,
+    annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': '' },
+    ...over,
+  };
+}
+
+/** One cluster's traffic: reads by several users, and per user an exec, a Secret read and an RBAC change. */
+function traffic(cluster: string, users: number, reads: number, role = 'dev'): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (let u = 0; u < users; u++) {
+    const user = `${cluster}-${role}-${u}@example.com`;
+    for (let r = 0; r < reads; r++) out.push(event(cluster, user, {}));
+    out.push(
+      event(cluster, user, {
+        verb: 'create',
+        requestURI: `/api/v1/namespaces/team-a/pods/web-${u}/exec?command=sh&container=web&stdin=true&tty=true`,
+        objectRef: { resource: 'pods', subresource: 'exec', namespace: 'team-a', name: `web-${u}`, apiVersion: 'v1' },
+        responseStatus: { metadata: {}, code: 101 },
+      }),
+      event(cluster, user, {
+        requestURI: `/api/v1/namespaces/team-a/secrets/db-${u}`,
+        objectRef: { resource: 'secrets', namespace: 'team-a', name: `db-${u}`, apiVersion: 'v1' },
+      }),
+      event(cluster, user, {
+        verb: 'create',
+        requestURI: '/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings',
+        objectRef: { resource: 'rolebindings', apiGroup: 'rbac.authorization.k8s.io', apiVersion: 'v1', namespace: 'team-a', name: `rb-${u}` },
+        responseStatus: { metadata: {}, code: 201 },
+      }),
+    );
+  }
+  return out;
+}
+
+describeWithKafka('a fleet: webhook node, two detectors and a query node on one OpenSearch', () => {
+  let broker: Broker;
+  let os: OpenSearchNode;
+  let kafka: Kafka;
+  const nodes: ServeProcess[] = [];
+  beforeAll(async () => {
+    [broker, os] = await Promise.all([startBroker(), startOpenSearch()]);
+    kafka = quietKafka(broker.brokers);
+  }, 300_000);
+  afterAll(async () => {
+    for (const n of nodes) await n.kill();
+    await Promise.all([broker?.stop(), os?.stop()]);
+  }, 120_000);
+
+  it('answers every analyst query for all clusters, feeds the alerts, and survives a detector SIGKILLed mid-load', async () => {
+    try {
+      await fleet();
+    } catch (e) {
+      // The nodes' logs say why: print the end of each.
+      for (const n of nodes) process.stderr.write(`--- ${n.name} log (end):\n${n.log().slice(-4000)}\n`);
+      throw e;
+    }
+  }, 900_000);
+
+  async function fleet(): Promise<void> {
+    const dir = tempDir();
+    const topics = { events: ['fleet-events'], alerts: 'fleet-alerts', deadLetter: 'fleet-dead', state: 'fleet-state' };
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({
+      topics: [
+        { topic: 'fleet-events', numPartitions: 4 },
+        { topic: 'fleet-alerts', numPartitions: 1 },
+        { topic: 'fleet-dead', numPartitions: 1 },
+      ],
+      waitForLeaders: true,
+    });
+    await admin.disconnect();
+    const kafkaBase = { brokers: broker.brokers, groupId: 'fleet-detectors', sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 };
+    const opensearch = { url: os.url, indexPrefix: 'fleet', replicas: 0 };
+    const start = async (name: string, config: Record<string, unknown>) => {
+      const p = await startServeProcess(dir, name, { cluster: 'default', ...config });
+      nodes.push(p);
+      return p;
+    };
+    const webhook = await start('webhook', { store: { path: join(dir, 'webhook.db') }, kafka: { ...kafkaBase, topics, ingestOnly: true } });
+    // The detectors publish no alerts themselves: the query node runs the one alerts outbox of the shared store.
+    const det = [
+      await start('det-1', { store: { opensearch }, kafka: { ...kafkaBase, topics: { ...topics, alerts: '' } } }),
+      await start('det-2', { store: { opensearch }, kafka: { ...kafkaBase, topics: { ...topics, alerts: '' } } }),
+    ];
+    const query = await start('query', { store: { opensearch }, kafka: { ...kafkaBase, topics, consume: false } });
+    await waitFor(
+      async () => ((await det[0]!.metric('kaudit_kafka_assigned_partitions')) ?? 0) + ((await det[1]!.metric('kaudit_kafka_assigned_partitions')) ?? 0) === 4,
+      'the detectors to share the 4 partitions',
+      90_000,
+    );
+    const live = feed(`${query.url.replace('http', 'ws')}/api/v1/alerts/stream`);
+    await live.opened;
+
+    const post = async (cluster: string, items: Record<string, unknown>[]) => {
+      for (;;) {
+        const r = await fetch(`${webhook.url}/api/v1/audit/webhook/${cluster}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items }),
+        });
+        if (r.status === 200) return;
+        // What the apiserver does with a 5xx or 429: send the batch again.
+        if (r.status < 500 && r.status !== 429) throw new Error(`webhook answered ${r.status}: ${await r.text()}`);
+        await new Promise((res) => setTimeout(res, 500));
+      }
+    };
+    const acknowledged: Record<string, unknown>[] = [];
+    const send = async (events: Record<string, unknown>[], cluster: string) => {
+      for (let i = 0; i < events.length; i += 50) {
+        const part = events.slice(i, i + 50);
+        await post(cluster, part);
+        acknowledged.push(...part.map((e) => ({ ...e, cluster })));
+      }
+    };
+
+    // First load: three clusters, 4 users each.
+    for (const c of CLUSTERS) await send(traffic(c, 4, 20), c);
+    const get = (path: string) => query.get(path) as Promise<{ items: Record<string, unknown>[] }>;
+    for (const c of CLUSTERS) {
+      // Polled until there: right after a detector's first write creates the day's events index, its shard may not be
+      // searchable yet (OpenSearch answers 503, the API 500); the assertions below run once it is.
+      await waitFor(
+        async () => (await get(`/api/v1/analyst/exec?cluster=${c}`).catch(() => ({ items: [] }))).items.length === 4,
+        `4 execs of ${c} on the query node`,
+        120_000,
+      );
+      expect((await get(`/api/v1/analyst/secret-reads?cluster=${c}`)).items).toHaveLength(4);
+      expect((await get(`/api/v1/analyst/rbac-changes?cluster=${c}`)).items).toHaveLength(4);
+      const activity = await get(`/api/v1/events?user=${encodeURIComponent(`${c}-dev-1@example.com`)}&cluster=${c}&limit=100`);
+      expect(activity.items).toHaveLength(23);
+    }
+    // The feed of the query node delivers the detectors' exec alerts, for every cluster.
+    await live.waitFor(12, 120_000);
+    const execAlerts = live.alerts.filter((a) => a.rule === 'pod-exec');
+    expect(new Set(execAlerts.map((a) => a.cluster))).toEqual(new Set(CLUSTERS));
+
+    // Second load (other users: their execs are alerts of their own, not repeats grouped with the first load's) while
+    // det-1 is SIGKILLed in the middle of it.
+    const second = CLUSTERS.flatMap((c) => traffic(c, 3, 60, 'ops').map((e) => ({ e, c })));
+    let killedAt = 0;
+    for (let i = 0; i < second.length; i += 50) {
+      const part = second.slice(i, i + 50);
+      await send(
+        part.map((x) => x.e),
+        part[0]!.c,
+      );
+      if (!killedAt && i >= second.length / 3) {
+        killedAt = i;
+        await det[0]!.kill();
+      }
+    }
+    expect(det[0]!.alive()).toBe(false);
+    await waitFor(async () => (await det[1]!.metric('kaudit_kafka_assigned_partitions')) === 4, 'det-2 to own every partition', 90_000);
+
+    // Every acknowledged event exactly once fleet-wide: count in OpenSearch by (auditID, stage).
+    const osCount = async () => {
+      await fetch(`${os.url}/fleet-events*/_refresh`, { method: 'POST' });
+      const r = (await (
+        await fetch(`${os.url}/fleet-events*/_search`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ size: 0, track_total_hits: true, aggs: { ids: { cardinality: { field: 'auditID', precision_threshold: 40000 } } } }),
+        })
+      ).json()) as { hits: { total: { value: number } }; aggregations: { ids: { value: number } } };
+      return { total: r.hits.total.value, distinct: r.aggregations.ids.value };
+    };
+    await waitFor(async () => (await osCount()).total >= acknowledged.length, `${acknowledged.length} events in OpenSearch`, 180_000);
+    await new Promise((r) => setTimeout(r, 3000)); // and no more arrive
+    const counted = await osCount();
+    expect(counted.total).toBe(acknowledged.length);
+    expect(counted.distinct).toBe(acknowledged.length); // one stage each: auditID alone is the key here
+
+    // No alert doubled: one pod-exec alert per exec, each counted once in its group.
+    const execs = acknowledged.filter((e) => (e.objectRef as { subresource?: string }).subresource === 'exec');
+    const alerts = await waitFor(
+      async () => {
+        const a = (await get(`/api/v1/alerts?rule=pod-exec&limit=1000`)).items;
+        return a.length >= execs.length ? a : undefined;
+      },
+      `${execs.length} pod-exec alerts`,
+      120_000,
+    );
+    expect(alerts).toHaveLength(execs.length);
+    expect(alerts.filter((a) => a.count !== 1)).toEqual([]);
+    expect(new Set(alerts.map((a) => `${a.cluster}/${a.auditID}`)).size).toBe(execs.length);
+    process.stdout.write(
+      `fleet: ${acknowledged.length} events acknowledged, stored once each; det-1 SIGKILLed after ${killedAt} of the second load's ${second.length}\n`,
+    );
+    live.ws.close();
+    for (const n of [webhook, det[1]!, query]) expect((await n.stop()).code).toBe(0);
+  }
+});
