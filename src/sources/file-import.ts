@@ -99,10 +99,12 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
         pendingBytes += textBytes(r);
         if (pending.length >= batchSize || pendingBytes >= batchBytes) await flush();
       }
-      if (failure) return stop();
+      // Break, not `return stop()`: returning from a for-await first awaits the reader's cleanup, and a stop() promise
+      // that rejected meanwhile had no handler yet (an unhandled rejection ends the process with exit code 1).
+      if (failure) break;
     }
+    if (failure) break;
     await flush();
-    if (failure) return stop();
   }
   await Promise.all(inFlight);
   if (failure) return stop();
