@@ -19,7 +19,7 @@ async function serve(extra: (c: ReturnType<typeof loadConfig>) => void = () => {
   extra(cfg);
   running = await startServe(cfg, { detect: false });
   const base = `http://${running.address}`;
-  const get = async (path: string) => {
+  const get = async (path: string): Promise<{ status: number; body: any }> => {
     const r = await fetch(base + path);
     return { status: r.status, body: r.headers.get('content-type')?.includes('json') ? await r.json() : await r.text() };
   };

@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { SourceConfig } from '../../src/config/sources.js';
 import { counts } from '../../src/store/queries.js';
 import { startServer, request, type Server } from '../api/helpers.js';
 import { tempDir } from '../helpers/events.js';
@@ -29,7 +30,7 @@ const metric = async (s: Server, line: string) => {
 };
 
 async function serverWith(sources: unknown[]): Promise<Server> {
-  return startServer({ config: (c) => void (c.sources = sources) });
+  return startServer({ config: (c) => void (c.sources = sources as SourceConfig[]) });
 }
 
 describe('Firehose HTTP endpoint (EKS)', () => {
@@ -38,7 +39,7 @@ describe('Firehose HTTP endpoint (EKS)', () => {
     const url = `${server.url}/api/v1/ingest/firehose`;
     const body = fixture('eks/firehose-request.json');
     const requestId = JSON.parse(body.toString()).requestId;
-    for (const headers of [{}, { 'x-amz-firehose-access-key': 'wrong' }]) {
+    for (const headers of [{}, { 'x-amz-firehose-access-key': 'wrong' }] as Record<string, string>[]) {
       const r = await request(url, body, { headers: { ...headers, 'x-amz-firehose-request-id': requestId } });
       expect(r.status).toBe(401);
       expect(r.body).toEqual({ requestId, timestamp: expect.any(Number), errorMessage: 'missing or wrong X-Amz-Firehose-Access-Key' });
@@ -129,7 +130,7 @@ describe('Pub/Sub push endpoint (GKE)', () => {
   it('without an audience, the push needs an ingest credential like the webhook', async () => {
     const tokens = join(tempDir('kaudit-tokens-'), 'tokens');
     writeFileSync(tokens, 'ingest-token-0123456789abcdef0123 ingest\nread-token-0123456789abcdef01234 read\n');
-    server = await startServer({ config: (c) => ((c.sources = [{ type: 'pubsub-push' }]), void (c.server.tokensFile = tokens)) });
+    server = await startServer({ config: (c) => ((c.sources = [{ type: 'pubsub-push' } as SourceConfig]), void (c.server.tokensFile = tokens)) });
     const url = `${server.url}/api/v1/ingest/pubsub`;
     const b = fixture('gke/pubsub-push.ndjson').toString().split('\n')[0]!;
     expect((await request(url, b)).status).toBe(401);

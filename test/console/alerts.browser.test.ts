@@ -52,7 +52,7 @@ describe.skipIf(skipBrowser)('console: live alerts (Chromium)', () => {
     const sev = await page.locator('.alert-item').evaluateAll((els) => els.map((e) => e.getAttribute('data-severity')));
     expect(sev.length).toBeGreaterThan(0);
     expect(new Set(sev)).toEqual(new Set(sev.filter((s) => s === 'high' || s === 'critical')));
-    expect(sev.length).toBeLessThan(await (await fetch(`${srv.url}/api/v1/alerts?limit=1000`)).json().then((j: { items: unknown[] }) => j.items.length));
+    expect(sev.length).toBeLessThan(await (await fetch(`${srv.url}/api/v1/alerts?limit=1000`)).json().then((j) => (j as { items: unknown[] }).items.length));
     expect(problems).toEqual([]);
     await ctx.close();
   });

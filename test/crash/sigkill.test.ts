@@ -111,7 +111,7 @@ describe(`SIGKILL at ${KILLS} random points (seed ${SEED}; KAUDIT_CRASH_SEED=${S
     let kills = 0;
     for (const k of plan) {
       const p = run(['ingest', '--db', db, '--quiet', file]);
-      if ('startupMs' in k) await Promise.race([sleep(k.startupMs), p.exited]);
+      if ('startupMs' in k) await Promise.race([sleep(k.startupMs!), p.exited]);
       else {
         while (p.child.exitCode === null && stored() < k.target) await Promise.race([sleep(20), p.exited]);
         await Promise.race([sleep(k.extraMs), p.exited]);

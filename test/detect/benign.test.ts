@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-// @ts-expect-error: a plain ES module without types (also run from the command line)
 import { generateBenign } from '../../fixtures/benign/generate.mjs';
 import { severityRank, type Alert } from '../../src/detect/alert.js';
 import { createDetector } from '../../src/detect/index.js';

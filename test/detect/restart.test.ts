@@ -193,8 +193,9 @@ describe('detection state across a restart of kaudit serve (real tail, store and
     return running;
   }
 
-  const stored = (r: Running) => counts(r.store).events;
-  const bursts = (r: Running) => queryAlerts(r.store, { rule: ['forbidden-burst'] }).items.length;
+  // The serve under test has the embedded (SQLite) store; its synchronous queries read it directly.
+  const stored = (r: Running) => counts(r.store as SqliteStore).events;
+  const bursts = (r: Running) => queryAlerts(r.store as SqliteStore, { rule: ['forbidden-burst'] }).items.length;
 
   async function nineThenOne(persist?: boolean): Promise<{ alerts: number; stateLeft: boolean }> {
     const dir = tempDir();

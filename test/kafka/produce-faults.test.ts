@@ -25,7 +25,7 @@ const PRODUCE = 0;
 
 /** Splits a byte stream into Kafka frames (a 4-byte big-endian size, then that many bytes). */
 class Frames {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   push(chunk: Buffer, frame: (f: Buffer) => void): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     while (this.buf.length >= 4) {
@@ -161,7 +161,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
     proxy.dropProduceResponses = 1;
     const through = [`127.0.0.1:${proxyPort}`];
     const outbox = new KafkaAlertOutbox({
-      config: testKafkaConfig(through, { topics: { events: ['unused'], alerts: topic, deadLetter: '' } }),
+      config: testKafkaConfig(through, { topics: { events: ['unused'], alerts: topic, deadLetter: '', state: '' } }),
       store: reader,
       sink: new Pipeline({ writer: store }),
       kafka: quietKafka(through, 'outbox'),
@@ -208,7 +208,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
     proxy.dropProduceResponses = 1;
     const through = [`127.0.0.1:${proxyPort}`];
     const producer = new KafkaEventsProducer({
-      config: testKafkaConfig(through, { topics: { events: [topic], alerts: '', deadLetter: '' } }),
+      config: testKafkaConfig(through, { topics: { events: [topic], alerts: '', deadLetter: '', state: '' } }),
       kafka: quietKafka(through, 'events-producer'),
     });
     await producer.start();

@@ -45,7 +45,7 @@ describeWithKafka('scale-out over Kafka (100,000 events, two detector processes)
     dirs.push(dir);
     const db = join(dir, 'k.db');
     new SqliteStore(db).close(); // schema and redaction key exist before two processes open the file
-    const topics = { events: [`events-${name}`], alerts: `alerts-${name}`, deadLetter: `dead-${name}` };
+    const topics = { events: [`events-${name}`], alerts: `alerts-${name}`, deadLetter: `dead-${name}`, state: '' };
     const kafka = quietKafka(broker.brokers);
     const admin = kafka.admin();
     await admin.connect();

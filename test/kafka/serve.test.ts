@@ -68,7 +68,7 @@ describeWithKafka('kaudit serve with a kafka: section (real broker)', () => {
       body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }),
     });
     expect(res.status).toBe(200);
-    const get = async (path: string) => (await fetch(`http://${detector.address}${path}`)).json();
+    const get = async (path: string): Promise<any> => (await fetch(`http://${detector.address}${path}`)).json();
     await waitFor(async () => (await get('/api/v1/events')).items.length === 3, 'the detector node to store the 3 good events', 60_000);
     const alerts = await waitFor(async () => {
       const a = (await get('/api/v1/alerts?rule=pod-exec')).items;

@@ -46,7 +46,7 @@ async function readTopic(kafka: Kafka, topic: string, n: number): Promise<KafkaM
 let seq = 0;
 function names(prefix: string) {
   seq++;
-  return { events: [`${prefix}-events-${seq}`], alerts: `${prefix}-alerts-${seq}`, deadLetter: `${prefix}-dead-${seq}` };
+  return { events: [`${prefix}-events-${seq}`], alerts: `${prefix}-alerts-${seq}`, deadLetter: `${prefix}-dead-${seq}`, state: '' };
 }
 
 async function createTopic(kafka: Kafka, topic: string, numPartitions = 2): Promise<void> {
@@ -309,7 +309,7 @@ describeWithKafka('Kafka source and sinks (real broker)', () => {
 
   it('ingest-only: a missing topic is reported at start', async () => {
     const producer = new KafkaEventsProducer({
-      config: testKafkaConfig(broker.brokers, { topics: { events: ['no-such-topic'], alerts: '', deadLetter: '' } }),
+      config: testKafkaConfig(broker.brokers, { topics: { events: ['no-such-topic'], alerts: '', deadLetter: '', state: '' } }),
       kafka: quietKafka(broker.brokers, 'missing'),
     });
     await expect(producer.start()).rejects.toThrow(/topic no-such-topic does not exist/);

@@ -51,7 +51,10 @@ describeWithKafka('ingest-only webhook (API -> Kafka, real broker)', () => {
     cfg.store.path = join(dir, 'k.db');
     new SqliteStore(cfg.store.path).close();
     store = new SqliteStore(cfg.store.path, { readonly: true });
-    producer = new KafkaEventsProducer({ config: testKafkaConfig(broker.brokers, { topics: { events: [topic], alerts: '', deadLetter: '' } }), kafka });
+    producer = new KafkaEventsProducer({
+      config: testKafkaConfig(broker.brokers, { topics: { events: [topic], alerts: '', deadLetter: '', state: '' } }),
+      kafka,
+    });
     await producer.start();
     const api = await startApi({ config: cfg, store, sink: producer, bus: new AlertBus(), metrics: new Metrics(), ready: () => true });
     app = api.app;

@@ -246,7 +246,10 @@ describeWithKafka('Kafka messages decode like every other framing (real broker)'
 
     const store = new Store(join(dir, 'kafka.db'));
     const pipeline = new Pipeline({ writer: store });
-    const config = testKafkaConfig(broker.brokers, { groupId: `g-${topic}`, topics: { events: [topic], alerts: `${topic}-alerts`, deadLetter: '' } });
+    const config = testKafkaConfig(broker.brokers, {
+      groupId: `g-${topic}`,
+      topics: { events: [topic], alerts: `${topic}-alerts`, deadLetter: '', state: '' },
+    });
     const source = new KafkaSource({ config, sink: pipeline, cluster: CLUSTER, kafka: quietKafka(broker.brokers, 'source') });
     await source.start();
     try {
