@@ -42,24 +42,11 @@ SCRAM_PASSWORD=kaudit-secret
 PLAIN_USER='$ConnectionString'
 PLAIN_PASSWORD='Endpoint=sb://kaudit-test.servicebus.windows.net/;SharedAccessKeyName=kaudit-listen;SharedAccessKey=a2F1ZGl0LXRlc3Qta2V5LW5vdC1hLXNlY3JldA=='
 
-say() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+SERVICE=kafka.sh
+# shellcheck source=../lib/service.sh
+source "$HERE/../lib/service.sh"
 
-check() {
-  local missing=()
-  command -v "$JAVA" >/dev/null 2>&1 || missing+=("java ($JAVA)")
-  if [[ ! -f "$LIBS/.complete" ]]; then command -v "$MVN" >/dev/null 2>&1 || missing+=("mvn ($MVN)"); fi
-  if ((${#missing[@]})); then
-    say "cannot run a Kafka broker: ${missing[*]} not found on PATH (need Java 17+ and Maven 3.6+, or a filled cache at $LIBS)"
-    return 3
-  fi
-  local major
-  major="$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
-  if [[ -n "$major" && "${major%%.*}" -lt 17 ]]; then
-    say "cannot run a Kafka broker: java is version $major; Kafka $VERSION needs Java 17+"
-    return 3
-  fi
-}
+check() { java_check "$JAVA" "$MVN" "$LIBS/.complete" "a Kafka broker"; }
 
 fetch() {
   [[ -f "$LIBS/.complete" ]] && return 0
@@ -86,18 +73,7 @@ fetch() {
   exec 9>&-
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-TAKEN=" "
-free_port() {
-  local p i
-  for i in $(seq 1 500); do
-    p=$(( (RANDOM % 25000) + 20000 ))
-    [[ "$TAKEN" == *" $p "* ]] && continue
-    if ! port_in_use "$p"; then TAKEN+="$p "; echo "$p"; return 0; fi
-  done
-  die "no free port found on 127.0.0.1"
-}
 
 # A self-signed certificate for 127.0.0.1/localhost in a PKCS12 store for the broker and as PEM for clients.
 make_tls() {
@@ -289,39 +265,6 @@ start() {
   fi
 }
 
-stop() {
-  local dir="" keep=0
-  while (($#)); do
-    case "$1" in
-      --dir) dir="$2"; shift 2 ;;
-      --keep) keep=1; shift ;;
-      *) die "stop: unknown option $1" ;;
-    esac
-  done
-  [[ -n "$dir" ]] || die "stop: --dir is required"
-  if [[ -f "$dir/broker.pid" ]]; then
-    local pid
-    pid="$(cat "$dir/broker.pid")"
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      if kill -0 "$pid" 2>/dev/null; then
-        say "broker $pid did not stop within 30s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-      fi
-    fi
-    rm -f "$dir/broker.pid"
-  fi
-  if ((!keep)); then rm -rf "$dir"; fi
-}
+stop() { stop_dir broker.pid broker "$@"; }
 
-cmd="${1:-}"
-shift || true
-case "$cmd" in
-  check) check ;;
-  fetch) fetch ;;
-  start) start "$@" ;;
-  stop) stop "$@" ;;
-  *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
-esac
+service_main "$@"

@@ -13,13 +13,15 @@
 # the virtualenv goes to <root>/moto-<version>), KAUDIT_MOTO_PYTHON (default python3).
 set -euo pipefail
 
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VERSION="${KAUDIT_MOTO_VERSION:-5.2.6}"
 CACHE_ROOT="${KAUDIT_MOTO_CACHE:-${HOME:-/tmp}/.cache/kaudit}"
 VENV="$CACHE_ROOT/moto-$VERSION"
 PY="${KAUDIT_MOTO_PYTHON:-python3}"
 
-say() { printf 'moto.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+SERVICE=moto.sh
+# shellcheck source=../lib/service.sh
+source "$HERE/../lib/service.sh"
 
 check() {
   if [[ -f "$VENV/.complete" ]]; then return 0; fi
@@ -53,17 +55,6 @@ fetch() {
   t1=$(date +%s%N)
   say "installed in $(( (t1 - t0) / 1000000 )) ms"
   exec 9>&-
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-free_port() {
-  local p i
-  for i in $(seq 1 500); do
-    p=$(( (RANDOM % 20000) + 30000 ))
-    if ! port_in_use "$p"; then echo "$p"; return 0; fi
-  done
-  die "no free port found on 127.0.0.1"
 }
 
 start() {
@@ -111,18 +102,7 @@ stop() {
     esac
   done
   [[ -n "$pid" ]] || die "stop needs --pid"
-  kill "$pid" 2>/dev/null || return 0
-  local i
-  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
+  stop_pid "$pid" moto_server 5
 }
 
-cmd="${1:-}"
-shift || true
-case "$cmd" in
-  check) check ;;
-  fetch) fetch ;;
-  start) start "$@" ;;
-  stop) stop "$@" ;;
-  *) die "usage: moto.sh check|fetch|start|stop (see the head of this file)" ;;
-esac
+service_main "$@"

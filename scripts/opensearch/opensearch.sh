@@ -31,22 +31,14 @@ MVN="${KAUDIT_OPENSEARCH_MVN:-mvn}"
 START_TIMEOUT="${KAUDIT_OPENSEARCH_START_TIMEOUT:-120}"
 RUN_USER=kaudit-opensearch
 
-say() { printf 'opensearch.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+SERVICE=opensearch.sh
+# shellcheck source=../lib/service.sh
+source "$HERE/../lib/service.sh"
 
 check() {
-  local missing=()
-  command -v "$JAVA" >/dev/null 2>&1 || missing+=("java ($JAVA)")
-  if [[ ! -f "$CACHE/.complete" ]]; then command -v "$MVN" >/dev/null 2>&1 || missing+=("mvn ($MVN)"); fi
-  if [[ "$(id -u)" == 0 ]]; then command -v setpriv >/dev/null 2>&1 || missing+=("setpriv (util-linux)"); fi
-  if ((${#missing[@]})); then
-    say "cannot run OpenSearch: ${missing[*]} not found on PATH (need Java 17+ and Maven 3.6+, or a filled cache at $CACHE)"
-    return 3
-  fi
-  local major
-  major="$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
-  if [[ -n "$major" && "${major%%.*}" -lt 17 ]]; then
-    say "cannot run OpenSearch: java is version $major; OpenSearch $VERSION needs Java 17+"
+  java_check "$JAVA" "$MVN" "$CACHE/.complete" OpenSearch || return 3
+  if [[ "$(id -u)" == 0 ]] && ! command -v setpriv >/dev/null 2>&1; then
+    say "cannot run OpenSearch: setpriv (util-linux) not found on PATH; as root the node runs as $RUN_USER through it"
     return 3
   fi
 }
@@ -121,18 +113,7 @@ fetch() {
   exec 9>&-
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-TAKEN=" "
-free_port() {
-  local p i
-  for i in $(seq 1 500); do
-    p=$(( (RANDOM % 25000) + 20000 ))
-    [[ "$TAKEN" == *" $p "* ]] && continue
-    if ! port_in_use "$p"; then TAKEN+="$p "; echo "$p"; return 0; fi
-  done
-  die "no free port found on 127.0.0.1"
-}
 
 write_config() {
   local dir="$1" port="$2" tport="$3"
@@ -258,39 +239,6 @@ start() {
   echo "OPENSEARCH_URL=http://127.0.0.1:$port"
 }
 
-stop() {
-  local dir="" keep=0
-  while (($#)); do
-    case "$1" in
-      --dir) dir="$2"; shift 2 ;;
-      --keep) keep=1; shift ;;
-      *) die "stop: unknown option $1" ;;
-    esac
-  done
-  [[ -n "$dir" ]] || die "stop: --dir is required"
-  if [[ -f "$dir/node.pid" ]]; then
-    local pid
-    pid="$(cat "$dir/node.pid")"
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      if kill -0 "$pid" 2>/dev/null; then
-        say "node $pid did not stop within 30s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-      fi
-    fi
-    rm -f "$dir/node.pid"
-  fi
-  if ((!keep)); then rm -rf "$dir"; fi
-}
+stop() { stop_dir node.pid node "$@"; }
 
-cmd="${1:-}"
-shift || true
-case "$cmd" in
-  check) check ;;
-  fetch) fetch ;;
-  start) start "$@" ;;
-  stop) stop "$@" ;;
-  *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
-esac
+service_main "$@"
