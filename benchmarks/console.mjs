@@ -4,16 +4,15 @@
 //      arrive, and whether every alert reached the page (batched updates: the tab must not freeze);
 //   3. the exec table with 100,000 rows (paged in through the cursor API): frame times while flicking through it.
 // `node benchmarks/console.mjs [--rows N] [--rate N] [--seconds N] [--parts 1,2,3]`. Needs /usr/bin/chromium (or $KAUDIT_CHROMIUM).
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
+import { ROOT, launchChromium, startKaudit } from '../scripts/console-parts.mjs';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
   options: {
     rows: { type: 'string', default: '100000' },
@@ -50,23 +49,8 @@ function execEvent(i, t, user = 'bench@example.com') {
 }
 
 async function serve(dir, extra = []) {
-  const proc = spawn(process.execPath, ['bin/kaudit.js', 'serve', '--db', join(dir, 'k.db'), '--listen', '127.0.0.1:0', ...extra], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KAUDIT_DEMO_REPLAY_MS: '3600000' },
-  });
-  let log = '';
-  const port = await new Promise((resolve, reject) => {
-    const on = (d) => {
-      log += d;
-      const m = /serving on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
-      if (m) resolve(Number(m[1]));
-    };
-    proc.stdout.on('data', on);
-    proc.stderr.on('data', on);
-    proc.on('exit', (c) => reject(new Error(`serve exited ${c}: ${log}`)));
-  });
-  return { url: `http://127.0.0.1:${port}`, stop: () => new Promise((r) => (proc.once('exit', r), proc.kill('SIGTERM'))) };
+  const k = await startKaudit(['serve', '--db', join(dir, 'k.db'), '--listen', '127.0.0.1:0', ...extra]);
+  return { url: `http://127.0.0.1:${k.port}`, stop: k.stop };
 }
 
 // Records long tasks and the longest gap between animation frames, in the page.
@@ -81,19 +65,7 @@ const MONITOR = `(() => {
 const READ_MONITOR = `(() => { const m = window.__perf; const g = m.gaps.slice().sort((a, b) => a - b); const r = { longest: m.longest, longTasks: m.longTasks, maxGap: m.maxGap, p95Gap: g[Math.floor(g.length * 0.95)] ?? 0, frames: m.frames }; m.gaps = []; m.maxGap = 0; m.longest = 0; m.longTasks = 0; m.frames = 0; return r; })()`;
 const ms = (x) => `${x.toFixed(0)} ms`;
 
-const browser = await chromium.launch({
-  executablePath: process.env.KAUDIT_CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launchChromium(chromium);
 const dirs = [];
 try {
   // 1. First load on the demo (a fresh context each time: nothing cached).

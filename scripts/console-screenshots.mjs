@@ -3,11 +3,11 @@
 // [OUT_DIR]` (default docs/console). Starts its own `kaudit serve --demo` on a free loopback port with a throwaway
 // store, drives Debian's Chromium (playwright-core, /usr/bin/chromium or $KAUDIT_CHROMIUM). The browser tests call
 // takeScreenshots() too, so the README's pictures and the tests' come from the same steps.
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ROOT, launchChromium, startKaudit } from './console-parts.mjs';
 
 export const PAGES = [
   { name: 'alerts', hash: '#/alerts', ready: '.alert-item' },
@@ -55,47 +55,17 @@ export async function takeScreenshots(browser, base, out, widths = [1280, 390]) 
 }
 
 async function main() {
-  const root = fileURLToPath(new URL('..', import.meta.url));
-  const out = process.argv[2] ?? join(root, 'docs', 'console');
+  const out = process.argv[2] ?? join(ROOT, 'docs', 'console');
   const { chromium } = await import('playwright-core');
   const dir = mkdtempSync(join(tmpdir(), 'kaudit-shots-'));
-  const proc = spawn(process.execPath, ['bin/kaudit.js', 'serve', '--demo', '--db', join(dir, 'k.db'), '--listen', '127.0.0.1:0'], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KAUDIT_DEMO_REPLAY_MS: '3600000' },
-  });
-  let log = '';
-  const port = await new Promise((resolve, reject) => {
-    const on = (d) => {
-      log += d;
-      const m = /serving on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
-      if (m) resolve(Number(m[1]));
-    };
-    proc.stdout.on('data', on);
-    proc.stderr.on('data', on);
-    proc.on('exit', (c) => reject(new Error(`kaudit serve exited (${c}):\n${log}`)));
-  });
-  const browser = await chromium.launch({
-    executablePath: process.env.KAUDIT_CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    // playwright gives each launch a fresh temporary profile (it refuses --user-data-dir with launch()).
-  });
+  const server = await startKaudit(['serve', '--demo', '--db', join(dir, 'k.db'), '--listen', '127.0.0.1:0']);
+  const browser = await launchChromium(chromium);
   try {
-    const files = await takeScreenshots(browser, `http://127.0.0.1:${port}`, out);
+    const files = await takeScreenshots(browser, `http://127.0.0.1:${server.port}`, out);
     for (const f of files) console.log(f);
   } finally {
     await browser.close();
-    proc.kill('SIGTERM');
-    await new Promise((r) => proc.once('exit', r));
+    await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
