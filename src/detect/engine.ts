@@ -91,7 +91,8 @@ export class DetectionEngine implements Detector {
    * The batch that raised these alerts was not stored (a full disk rolled it back): its requests are forgotten as
    * handled, so that when the source sends the batch again (the webhook's retry, the tail's) they alert then.
    * Without this every rule would take the resent events as already alerted on (once per request), and the alerts
-   * would never be stored. Threshold and sequence state keeps what it counted (see the README's guarantees).
+   * would never be stored. A threshold or sequence that fired is put back as it was before the request that fired
+   * it; what the batch counted stays counted, and counting is by request, so the resent events add nothing twice.
    */
   forget(alerts: readonly Alert[]): void {
     for (const a of alerts) {
@@ -99,6 +100,8 @@ export class DetectionEngine implements Detector {
         if (r.info.id !== a.rule) continue;
         r.core.alerted.delete(a.auditID);
         for (const m of r.matchers) m.seen?.delete(a.auditID);
+        r.core.threshold?.state.unfire(a.auditID);
+        r.core.sequence?.state.unfire(a.auditID);
       }
     }
   }
@@ -257,7 +260,7 @@ export class DetectionEngine implements Detector {
     if (c.threshold) {
       const t = c.threshold;
       const key = keyOf(e, t.by);
-      const hit = t.state.add(key, e.timeMicros, t.distinct ? keyOf(e, t.distinct).replace(/\u0001/g, '/') : '', origin);
+      const hit = t.state.add(key, e.timeMicros, t.distinct ? keyOf(e, t.distinct).replace(/\u0001/g, '/') : '', origin, e.auditID);
       if (!hit) return null;
       const k = key.replace(/\u0001/g, ' ');
       due = {

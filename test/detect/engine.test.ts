@@ -208,6 +208,65 @@ describe('threshold windows on event time', { timeout: 30_000 }, () => {
   });
 });
 
+describe('a batch whose commit failed, sent again by its source', { timeout: 30_000 }, () => {
+  // The pipeline calls forget(alerts) when a batch's finish fails (a full disk); the source then sends the same events.
+  const again = <T>(evs: T[]) => evs.map((e) => structuredClone(e));
+
+  it('counts nothing twice: a threshold the first pass only counted does not fire early on the second', async () => {
+    const d = await createDetector({ config: { enabled: ['forbidden-burst'] } });
+    const first = Array.from({ length: 6 }, (_, i) => ev(denied('eve', `+${i}s`, i)));
+    expect(await d.detect(first)).toEqual([]);
+    d.forget!([]); // the batch raised nothing; it is refused and sent again
+    expect(await d.detect(again(first))).toEqual([]);
+    // 6 counted once: three more are not enough (they would be, had the resent six counted again), the fourth is.
+    expect(await d.detect(Array.from({ length: 3 }, (_, i) => ev(denied('eve', `+${10 + i}s`, 10 + i))))).toEqual([]);
+    const fire = await d.detect([ev(denied('eve', '+20s', 20))]);
+    expect(fire.map((a) => a.rule)).toEqual(['forbidden-burst']);
+  });
+
+  it('raises a threshold alert the refused batch raised once more, on the same request, and only once', async () => {
+    const d = await createDetector({ config: { enabled: ['forbidden-burst'] } });
+    const batch = Array.from({ length: 12 }, (_, i) => ev(denied('eve', `+${i}s`, i)));
+    const raised = await d.detect(batch);
+    expect(raised.map((a) => a.auditID)).toEqual([batch[9]!.auditID]);
+    d.forget!(raised);
+    const resent = await d.detect(again(batch));
+    expect(resent.map((a) => a.auditID)).toEqual([batch[9]!.auditID]);
+    expect(resent[0]!.details).toMatchObject({ count: 10 });
+    // Stored this time: the key is quiet for its window again.
+    expect(await d.detect([ev(denied('eve', '+30s', 30))])).toEqual([]);
+  });
+
+  it('raises a distinct-count alert again, on the same request', async () => {
+    const d = await createDetector({ config: { enabled: ['secret-enumeration-burst'] } });
+    const batch = Array.from({ length: 12 }, (_, i) =>
+      ev({ verb: 'get', user: 'eve', objectRef: { resource: 'secrets', namespace: 'a', name: `s${i}` }, at: `+${i}s` }),
+    );
+    const raised = await d.detect(batch);
+    expect(raised).toHaveLength(1);
+    d.forget!(raised);
+    const resent = await d.detect(again(batch));
+    expect(resent.map((a) => a.auditID)).toEqual(raised.map((a) => a.auditID));
+  });
+
+  it('raises a sequence alert again when the refused batch held its last step', async () => {
+    const d = await createDetector({ config: { enabled: ['workload-after-rbac-change'] } });
+    const rbac = {
+      verb: 'create',
+      user: 'eve',
+      at: '+0s',
+      objectRef: { resource: 'rolebindings', apiGroup: 'rbac.authorization.k8s.io', namespace: 'web', name: 'rb' },
+    };
+    expect(await d.detect([ev(rbac)])).toEqual([]); // stored in an earlier batch
+    const batch = [ev({ verb: 'create', user: 'eve', at: '+20s', objectRef: { resource: 'pods', namespace: 'web', name: 'p' } })];
+    const raised = await d.detect(batch);
+    expect(raised.map((a) => a.rule)).toEqual(['workload-after-rbac-change']);
+    d.forget!(raised);
+    const resent = await d.detect(again(batch));
+    expect(resent.map((a) => `${a.rule}/${a.auditID}`)).toEqual(raised.map((a) => `${a.rule}/${a.auditID}`));
+  });
+});
+
 describe('sequences', { timeout: 30_000 }, () => {
   const rbac = (user: string, at: string) => ({
     verb: 'create',

@@ -73,6 +73,19 @@ describe('detection state saved and loaded', () => {
     expect(fresh.add('k', 2 * S, '')).toBeUndefined();
   });
 
+  it('ThresholdState: the requests counted are kept, so a request sent again after a restart counts once; a state saved without them loads', () => {
+    const a = new ThresholdState(3, 60 * S, false, 10);
+    a.add('k', 0, '', undefined, 'r1');
+    a.add('k', 1 * S, '', undefined, 'r2');
+    const b = new ThresholdState(3, 60 * S, false, 10);
+    b.load(viaJson(a.save()));
+    expect(b.add('k', 1 * S, '', undefined, 'r2')).toBeUndefined(); // r2 again: still two
+    expect(b.add('k', 2 * S, '', undefined, 'r3')).toEqual({ count: 3, firstUs: 0 });
+    const old = new ThresholdState(3, 60 * S, false, 10);
+    expect(old.load(viaJson(a.save().map((e) => e.slice(0, 5))))).toBe(1);
+    expect(old.add('k', 2 * S, '', undefined, 'r3')).toEqual({ count: 3, firstUs: 0 });
+  });
+
   it('ThresholdState: distinct values and their times are kept', () => {
     const a = new ThresholdState(3, 60 * S, true, 10);
     a.add('k', 0, 'a');
