@@ -35,16 +35,18 @@ describe.skipIf(skipBrowser)('console: live alerts (Chromium)', () => {
     await ctx.close();
   });
 
-  it('shows an alert within 1 s of the webhook POST that raised it, and filters by severity', async () => {
+  // How fast an alert reaches the page is measured by benchmarks/console.mjs, not here (a timed test flakes on a busy
+  // machine); this checks that it arrives live, pushed over the feed, without a reload.
+  it('shows an alert live after the webhook POST that raised it, and filters by severity', async () => {
     const { ctx, page, problems } = await openPage(browser, srv.url);
     await page.goto(`${srv.url}/#/alerts?group=0`);
     await page.waitForSelector('[data-state="live"]');
     const { body } = execEventList({ user: 'eve@example.com', pod: 'etcd-live' });
-    const t0 = Date.now();
+    const loads: string[] = [];
+    page.on('request', (r) => void (r.resourceType() === 'document' && loads.push(r.url())));
     expect(await postWebhook(srv.url, body)).toBe(200);
-    await page.locator('.alert-item', { hasText: 'eve@example.com' }).first().waitFor({ timeout: 1000 });
-    const took = Date.now() - t0;
-    expect(took).toBeLessThan(1000);
+    await page.locator('.alert-item', { hasText: 'eve@example.com' }).first().waitFor({ timeout: 15_000 });
+    expect(loads).toEqual([]);
     // Severity filter: the URL says so, and only high or critical alerts remain.
     await page.selectOption('select[name=severity]', 'high');
     await page.waitForURL(/severity=high/);
