@@ -1,26 +1,16 @@
 /**
- * Alerts in the fleet store: written with SQLite's grouping (an alert of a rule whose group key has a row whose last
- * time is within the group window of it is counted on that row, else it opens a row), read newest first, and followed
- * in commit order by the feed and the Kafka outbox (sequence.ts).
- *
- * A row's document id is its alert's (rule, cluster, auditID), as SQLite's alerts_once index: an alert raised again
- * for the same event (a batch detected again after a crash) opens no second row. The row a group counts on is found
- * through a small document per group key, read in real time by id (a search would miss a row written less than a
- * refresh ago), and rows and heads are updated with optimistic concurrency, so two detectors counting on one group do
- * not lose a repeat.
+ * Alerts in the fleet store, read: newest first with filters and a cursor, by id, and followed in commit order by the
+ * feed and the Kafka outbox (sequence.ts). One document per alert group; alert-groups.ts writes them.
  */
-import { createHash } from 'node:crypto';
 import { SEVERITIES, type Alert } from '../../detect/alert.js';
 import { formatMicros } from '../../events/time.js';
-import { log } from '../../log.js';
 import { clampLimit, decodeCursor, encodeCursor, QueryError, type AlertFilter, type AlertRow, type Page, type PageOptions } from '../queries.js';
 import type { CommittedAlert } from '../store.js';
-import { bulk } from './bulk.js';
-import { count, getDoc, search, type SearchContext } from './search.js';
-import { SETTLE_MS, settledBelow, type Sequence } from './sequence.js';
+import { count, search, type SearchContext } from './search.js';
+import { settledBelow } from './sequence.js';
 
 export interface AlertDoc {
-  /** The commit-ordered id (sequence.ts); absent while the batch that opened the row is being written. */
+  /** The commit-ordered id (sequence.ts), taken just before the write that makes the row visible. */
   seq?: number;
   rule: string;
   severity: number;
@@ -38,123 +28,6 @@ export interface AlertDoc {
   body: string;
 }
 
-interface GroupHead {
-  alert: string;
-  lastTime: number;
-}
-
-const hashId = (...parts: string[]) => createHash('sha256').update(parts.join('\u0000')).digest().subarray(0, 16).toString('base64url');
-
-export interface AlertWriter extends SearchContext {
-  readonly seq: Sequence;
-  readonly groupWindowUs: number;
-}
-
-/**
- * Writes a batch's alerts (grouped), then refreshes the alerts index once, so they are visible to readers before the
- * batch is acknowledged. Returns the alerts that opened a row, with their ids.
- */
-export async function writeAlerts(ctx: AlertWriter, list: { alert: Alert; eventId: number | null }[]): Promise<Alert[]> {
-  if (list.length === 0) return [];
-  const opened: { alert: Alert; id: string; doc: AlertDoc }[] = [];
-  for (const { alert, eventId } of list) {
-    const o = await writeAlert(ctx, alert, eventId);
-    if (o) opened.push(o);
-  }
-  if (opened.length === 0) {
-    await ctx.conn.request('POST', `/${ctx.names.alerts}/_refresh`);
-    return [];
-  }
-  // New rows are written without an id and stay out of every read until stamped, all at once, as the batch's commit:
-  // the stamps are taken just before one write that makes them visible (refresh), so readers that follow ids meet
-  // them within SETTLE_MS. A stamp write slower than that is done again with fresh stamps (the rows were not yet
-  // visible to a reader of settled ids).
-  for (let attempt = 0; ; attempt++) {
-    const stampedAt = Date.now();
-    for (const o of opened) o.doc.seq = ctx.seq.next(stampedAt);
-    const items = await bulk(
-      ctx.conn,
-      opened.map((o) => ({ action: 'update' as const, index: ctx.names.alerts, id: o.id, doc: { seq: o.doc.seq } })),
-      { refresh: true },
-    );
-    const failed = items.find((i) => i.error);
-    if (failed) throw new Error(`alerts: stamping their ids failed: ${failed.error}`);
-    if (Date.now() - stampedAt <= SETTLE_MS / 2 || attempt >= 2) break;
-  }
-  return opened.map((o) => ({ ...o.alert, id: o.doc.seq! }));
-}
-
-/** Writes one alert (grouped): the row it opened, or undefined when it was counted on one (or is a repeat). */
-async function writeAlert(ctx: AlertWriter, a: Alert, eventId: number | null): Promise<{ alert: Alert; id: string; doc: AlertDoc } | undefined> {
-  const { alerts, groups } = ctx.names;
-  const headId = hashId(a.groupKey);
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const head = await getDoc<GroupHead>(ctx, groups, headId);
-    if (head && head._source.lastTime >= a.timeMicros - ctx.groupWindowUs) {
-      const row = await getDoc<AlertDoc>(ctx, alerts, head._source.alert);
-      if (row) {
-        const r = row._source;
-        const [item] = await bulk(ctx.conn, [
-          {
-            action: 'index',
-            index: alerts,
-            id: row._id,
-            doc: { ...r, count: r.count + 1, lastTime: Math.max(r.lastTime, a.timeMicros), lastEventId: eventId },
-            ifSeqNo: row._seq_no,
-            ifPrimaryTerm: row._primary_term,
-          },
-        ]);
-        if (item!.status === 409) continue; // another writer counted on it meanwhile: read it again
-        if (item!.error) throw new Error(`alert ${a.rule}: counting a repeat failed: ${item!.error}`);
-        if (a.timeMicros > head._source.lastTime) await moveHead(ctx, headId, { alert: row._id, lastTime: a.timeMicros }, head);
-        return undefined;
-      }
-    }
-    const id = hashId(a.rule, a.cluster, a.auditID);
-    const doc = alertDoc(a, eventId);
-    const [item] = await bulk(ctx.conn, [{ action: 'create', index: alerts, id, doc }]);
-    if (item!.status === 409) return undefined; // this event's alert of this rule is stored already
-    if (item!.error) throw new Error(`alert ${a.rule}: not stored: ${item!.error}`);
-    if (!(await moveHead(ctx, headId, { alert: id, lastTime: a.timeMicros }, head)))
-      log.warn(`alert group ${a.groupKey}: another writer opened a row at the same time; repeats count on the newest`, 'os-alert-group');
-    return { alert: a, id, doc };
-  }
-  throw new Error(`alert ${a.rule}: its group ${a.groupKey} kept changing under concurrent writers`);
-}
-
-/** Points a group at a row (over the head read before, if any). False when another writer moved it first. */
-async function moveHead(ctx: AlertWriter, headId: string, to: GroupHead, seen: { _seq_no?: number; _primary_term?: number } | undefined): Promise<boolean> {
-  const [item] = await bulk(ctx.conn, [
-    seen
-      ? { action: 'index', index: ctx.names.groups, id: headId, doc: to, ifSeqNo: seen._seq_no, ifPrimaryTerm: seen._primary_term }
-      : { action: 'create', index: ctx.names.groups, id: headId, doc: to },
-  ]);
-  if (item!.status === 409) return false;
-  if (item!.error) throw new Error(`alert group head: ${item!.error}`);
-  return true;
-}
-
-function alertDoc(a: Alert, eventId: number | null): AlertDoc {
-  const body = { ...a };
-  delete body.id;
-  return {
-    rule: a.rule,
-    severity: SEVERITIES.indexOf(a.severity),
-    cluster: a.cluster,
-    groupKey: a.groupKey,
-    firstTime: a.timeMicros,
-    lastTime: a.timeMicros,
-    count: 1,
-    auditID: a.auditID,
-    stage: a.stage,
-    eventId,
-    lastEventId: eventId,
-    user: a.user,
-    namespace: a.objectRef?.namespace ?? '',
-    body: JSON.stringify(body),
-  };
-}
-
 function alertRow(d: AlertDoc): AlertRow {
   return {
     ...(JSON.parse(d.body) as Alert),
@@ -168,7 +41,7 @@ function alertRow(d: AlertDoc): AlertRow {
 }
 
 function alertClauses(f: AlertFilter): object[] {
-  // Rows of a batch still being written have no id yet: not committed, not shown (as SQLite's transaction hides them).
+  // A row without an id (written by an earlier kaudit before its batch's commit) is not shown.
   const c: object[] = [{ exists: { field: 'seq' } }];
   if (f.rule && f.rule.length) c.push({ terms: { rule: f.rule } });
   if (f.minSeverity) {

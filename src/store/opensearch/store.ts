@@ -5,7 +5,8 @@
  *   insert  a pending-detection mark listing the batch's events, then the events with `create` and ids derived from
  *           (cluster, auditID, stage): 201 is new, 409 was stored before (by any writer), so nothing is stored or
  *           detected twice; items refused for now are retried (bulk.ts), items refused for good are dead-lettered.
- *   finish  the alerts (grouped, alerts.ts), then dead letters, the source position and the mark's removal.
+ *   finish  the alerts (grouped, alert-groups.ts), then dead letters, the source position and the mark's removal;
+ *           finishes are committed in call order, several batches' at once when they queue up (a commit group).
  *
  * OpenSearch unreachable or pushing back fails the call with a retriable StoreUnavailableError: the pipeline's source
  * keeps the batch and sends it again. A batch whose insert or finish failed midway keeps its mark (stranded); a
@@ -25,6 +26,7 @@ import type { RollupDim } from '../schema.js';
 import type { AuditStore, CommittedAlert, RetentionOptions, StoreOptions, StoreOverview } from '../store.js';
 import type { Timeline } from '../timeline.js';
 import * as agg from './aggregations.js';
+import * as alertGroups from './alert-groups.js';
 import * as alerts from './alerts.js';
 import * as book from './bookkeeping.js';
 import { bulk, type BulkOp } from './bulk.js';
@@ -45,6 +47,16 @@ interface OpenBatch {
   /** Events OpenSearch refused for good: dead-lettered with the batch's finish. */
   refused: DeadLetter[];
 }
+
+interface QueuedFinish {
+  open: OpenBatch;
+  tail: BatchTail;
+  resolve: (alerts: Alert[]) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Batches committed together at most (a group's alerts and bookkeeping go in a few requests of bounded size). */
+const MAX_COMMIT_GROUP = 32;
 
 export interface OpenSearchStoreOptions extends StoreOptions {
   retention?: RetentionOptions & { intervalMs?: number };
@@ -166,30 +178,72 @@ export class OpenSearchStore implements AuditStore {
     });
   }
 
-  async finish(batch: number, b: BatchTail): Promise<Alert[]> {
+  /**
+   * Finishes are committed one group at a time, in the order they were called: the pipeline has several batches in
+   * flight, and their alerts must be grouped (and their ids taken) in batch order, as one SQLite writer would. Batches
+   * whose finish was called while a group was being written are committed together as the next group, so a busy
+   * writer pays the fixed cost of a commit (the alert groups' reads, the bulks) once for several batches.
+   */
+  finish(batch: number, b: BatchTail): Promise<Alert[]> {
     const open = this.batches.get(batch);
-    if (!open) throw new Error(`store: no batch ${batch} is open`);
+    if (!open) return Promise.reject(new Error(`store: no batch ${batch} is open`));
     this.batches.delete(batch);
+    return new Promise<Alert[]>((resolve, reject) => {
+      this.finishing.push({ open, tail: b, resolve, reject });
+      if (!this.committing) void this.commitFinishing();
+    });
+  }
+
+  private finishing: QueuedFinish[] = [];
+  private committing = false;
+
+  private async commitFinishing(): Promise<void> {
+    this.committing = true;
     try {
-      const raised = await alerts.writeAlerts(
-        this,
-        b.alerts.map((alert, i) => {
-          const evIdx = b.alertEvents?.[i] ?? -1;
-          return { alert, eventId: evIdx >= 0 ? open.eids[evIdx] || null : null };
-        }),
-      );
-      const now = Date.now();
-      const ops: BulkOp[] = [...b.deadLetters, ...open.refused].map((d) => book.deadLetterOp(this, this.seq, d, now, this.deadLetterMax));
-      if (b.checkpoint) ops.push(book.positionOp(this, b.checkpoint.source, b.checkpoint.position, now));
-      ops.push(book.unmarkOp(this, open.markId));
-      await this.writeOrFail(ops);
-      this.stranded.delete(open.markId);
-      return raised;
-    } catch (e) {
-      // The events stay stored and marked; the source sends the batch again, its duplicates bring `pending` here.
-      this.stranded.set(open.markId, open);
-      throw e;
+      while (this.finishing.length > 0) {
+        const group = this.finishing.splice(0, MAX_COMMIT_GROUP);
+        try {
+          const raised = await this.commit(group);
+          group.forEach((f, i) => f.resolve(raised[i]!));
+        } catch (e) {
+          // The events stay stored and marked; the sources send the batches again, their duplicates bring `pending` here.
+          for (const f of group) {
+            this.stranded.set(f.open.markId, f.open);
+            f.reject(e);
+          }
+        }
+      }
+    } finally {
+      this.committing = false;
     }
+  }
+
+  /** One group of finishes: every batch's alerts (grouped, in batch order), then dead letters, positions and marks. */
+  private async commit(group: QueuedFinish[]): Promise<Alert[][]> {
+    const list: alertGroups.AlertToWrite[] = [];
+    const owner: number[] = [];
+    group.forEach(({ open, tail }, k) =>
+      tail.alerts.forEach((alert, i) => {
+        const evIdx = tail.alertEvents?.[i] ?? -1;
+        list.push({ alert, eventId: evIdx >= 0 ? open.eids[evIdx] || null : null });
+        owner.push(k);
+      }),
+    );
+    const raised = group.map((): Alert[] => []);
+    (await alertGroups.writeAlerts(this, list)).forEach((a, i) => a && raised[owner[i]!]!.push(a));
+    const now = Date.now();
+    const ops: BulkOp[] = [];
+    const positions = new Map<string, string>();
+    for (const { open, tail } of group) {
+      for (const d of [...tail.deadLetters, ...open.refused]) ops.push(book.deadLetterOp(this, this.seq, d, now, this.deadLetterMax));
+      if (tail.checkpoint) positions.set(tail.checkpoint.source, tail.checkpoint.position);
+      ops.push(book.unmarkOp(this, open.markId));
+    }
+    // A source's latest position only: the group's batches are in order.
+    for (const [source, position] of positions) ops.push(book.positionOp(this, source, position, now));
+    await this.writeOrFail(ops);
+    for (const { open } of group) this.stranded.delete(open.markId);
+    return raised;
   }
 
   async discard(batch: number): Promise<void> {
