@@ -1,4 +1,5 @@
-// One detector node for benchmarks/kafka.mjs: KafkaSource -> Pipeline (detection rules) -> WriterThread -> SQLite.
+// One detector node for benchmarks/kafka.mjs and opensearch.mjs: KafkaSource -> Pipeline (detection rules) -> the
+// store: WriterThread -> SQLite (settings.db), or the OpenSearch store (settings.opensearch, shared by the detectors).
 // Settings as JSON in KAUDIT_BENCH_NODE; reports its counters to the parent over IPC; 'stop' ends it.
 const s = JSON.parse(process.env.KAUDIT_BENCH_NODE);
 const dist = new URL(s.dist, 'file:///');
@@ -11,7 +12,9 @@ const { loadDetector } = await import(new URL('cli/common.js', dist));
 const d = defaultKafkaConfig();
 const config = { ...d, ...s.kafka, topics: { ...d.topics, ...s.kafka.topics } };
 const detector = s.detect ? await loadDetector({ rulesDir: s.rulesDir }) : undefined;
-const writer = await WriterThread.open(s.db);
+const writer = s.opensearch
+  ? await (await import(new URL('store/opensearch/store.js', dist))).OpenSearchStore.open(s.opensearch)
+  : await WriterThread.open(s.db);
 const pipeline = new Pipeline({ writer, detector, redaction: { enabled: true, key: writer.redactionKey } });
 const source = new KafkaSource({ config, sink: pipeline, cluster: 'bench' });
 await source.start();

@@ -153,4 +153,12 @@ export async function installIndices(conn: OpenSearchConnection, names: IndexNam
     if (r.status === 400 && r.body.error?.type !== 'resource_already_exists_exception')
       throw new Error(`OpenSearch refused to create ${index}: ${JSON.stringify(r.body.error)}`);
   }
+  // A shard just created is still recovering for a moment, and a get or search on it answers 503: a writer that
+  // starts with another (two detectors at once) would fail its first read of the state index. Wait until no shard of
+  // them is initializing: yellow alone is not enough, OpenSearch counts a new index's initializing primary as yellow.
+  await conn.request('GET', `/_cluster/health/${fixed.map(([index]) => index).join(',')}`, undefined, {
+    query: { wait_for_status: 'yellow', wait_for_no_initializing_shards: 'true', timeout: '30s' },
+    // Still not there: go on, and let the first write say what is wrong (a retriable error).
+    ignore: [408],
+  });
 }
