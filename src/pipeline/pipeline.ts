@@ -39,6 +39,11 @@ export interface RawBatch {
    * stored, not detected again.
    */
   replayed?: boolean;
+  /**
+   * The source sends its next batch at once and waits for no acknowledgement meanwhile (a file import between its
+   * first and last batch): this batch's commit may wait to be grouped with the next ones' (see writer-thread.ts).
+   */
+  more?: boolean;
 }
 
 export interface BadRecord {
@@ -101,6 +106,8 @@ export class Pipeline implements BatchSink {
   private queue: Pending[] = [];
   private queuedEvents = 0;
   private running = false;
+  /** Set while drain waits with nothing queued: a new batch wakes it. */
+  private wake: (() => void) | undefined;
   private readonly maxBatches: number;
   private readonly maxEvents: number;
   private readonly redaction: RedactionOptions;
@@ -174,6 +181,7 @@ export class Pipeline implements BatchSink {
       this.queue.push({ batch, size: batch.records.length, resolve, reject });
       this.queuedEvents += batch.records.length;
       if (!this.running) void this.drain();
+      else this.wake?.();
     });
   }
 
@@ -192,7 +200,12 @@ export class Pipeline implements BatchSink {
     this.running = true;
     await this.recovering;
     const ahead: Staged[] = [];
-    const finishing: Promise<void>[] = [];
+    // Finishes not yet committed, oldest first (commits land in order, so the settled ones are at the front).
+    const finishing: { done: Promise<void>; settled: boolean }[] = [];
+    const prune = () => {
+      while (finishing.length > 0 && finishing[0]!.settled) finishing.shift();
+    };
+    let moreFollows = false;
     for (;;) {
       while (ahead.length < STAGED_AHEAD) {
         const p = this.queue.shift();
@@ -201,12 +214,25 @@ export class Pipeline implements BatchSink {
       }
       const cur = ahead.shift();
       if (!cur) {
-        // Let the last commits land, then look again: more may have been queued meanwhile.
-        await Promise.all(finishing.splice(0));
-        if (this.queue.length === 0) break;
+        // Nothing queued: wait for the last commits to land or for a new batch, whichever comes first. The writer is
+        // told to commit now unless the last batch's source said more follows at once (a file import): its commit then
+        // groups with the next batches' (see writer-thread.ts).
+        prune();
+        if (finishing.length === 0) {
+          if (this.queue.length === 0) break;
+          continue;
+        }
+        if (!moreFollows) this.opts.writer?.flush?.();
+        const woken = await Promise.race([
+          Promise.all(finishing.map((f) => f.done)).then(() => false),
+          new Promise<boolean>((r) => (this.wake = () => r(true))),
+        ]);
+        this.wake = undefined;
+        if (!woken) finishing.length = 0;
         continue;
       }
       const p = cur.p;
+      moreFollows = p.batch.more === true;
       let done: Promise<void>;
       try {
         const dec = cur.dec;
@@ -221,8 +247,13 @@ export class Pipeline implements BatchSink {
         done = Promise.resolve();
       }
       const release = p.size;
-      finishing.push(done.then(() => void (this.queuedEvents -= release)));
-      if (finishing.length > FINISHING) await finishing.shift();
+      const f = { done: done.then(() => void ((this.queuedEvents -= release), (f.settled = true))), settled: false };
+      finishing.push(f);
+      prune();
+      if (finishing.length > FINISHING) {
+        this.opts.writer?.flush?.();
+        await finishing.shift()!.done;
+      }
     }
     this.running = false;
     const w = this.idleWaiters;
@@ -374,7 +405,9 @@ export class Pipeline implements BatchSink {
         }
       });
       const raised = det ? await det.detect(events) : [];
-      const alerts = await w.finish(p.batch, { alerts: raised, alertEvents: alertEventIndexes(raised, events, index), deadLetters: [] });
+      const finished = w.finish(p.batch, { alerts: raised, alertEvents: alertEventIndexes(raised, events, index), deadLetters: [] });
+      w.flush?.();
+      const alerts = await finished;
       for (const a of raised) this.counters?.alerts.inc({ rule: a.rule });
       this.bus.publish(alerts);
       log.info(`detected ${events.length} stored events whose detection a stop had interrupted (${raised.length} alerts)`);

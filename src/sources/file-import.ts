@@ -65,8 +65,8 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
   const inFlight: Promise<void>[] = [];
   let failure: { cause: unknown } | undefined;
   // Not async: the records are handed over, not held here until the batch commits.
-  const submit = (records: RawRecord[], source: string): Promise<void> =>
-    o.sink.submit({ source, cluster: o.cluster, records, format: o.format, clusterFixed: o.clusterFixed }).then(
+  const submit = (records: RawRecord[], source: string, more: boolean): Promise<void> =>
+    o.sink.submit({ source, cluster: o.cluster, records, format: o.format, clusterFixed: o.clusterFixed, more }).then(
       (r) => {
         total.events += r.stored;
         total.duplicates += r.duplicates;
@@ -85,26 +85,28 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
     const source = `import:${path}`;
     let pending: RawRecord[] = [];
     let pendingBytes = 0;
-    const flush = async () => {
+    // `more`: the next batch follows at once (the pipeline lets its commit wait for the next ones'); not so for a
+    // file's last batch, which the import then waits for.
+    const flush = async (more: boolean) => {
       if (pending.length === 0) return;
       const recs = pending;
       pending = [];
       pendingBytes = 0;
-      inFlight.push(submit(recs, source));
+      inFlight.push(submit(recs, source, more));
       if (inFlight.length >= maxInFlight) await inFlight.shift();
     };
     for await (const recs of readFileRecords(path, { maxLine: o.maxLine, onBytes: (n) => (total.bytesRead += n) })) {
       for (const r of recs) {
         pending.push(r);
         pendingBytes += textBytes(r);
-        if (pending.length >= batchSize || pendingBytes >= batchBytes) await flush();
+        if (pending.length >= batchSize || pendingBytes >= batchBytes) await flush(true);
       }
       // Break, not `return stop()`: returning from a for-await first awaits the reader's cleanup, and a stop() promise
       // that rejected meanwhile had no handler yet (an unhandled rejection ends the process with exit code 1).
       if (failure) break;
     }
     if (failure) break;
-    await flush();
+    await flush(false);
   }
   await Promise.all(inFlight);
   if (failure) return stop();

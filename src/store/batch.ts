@@ -61,6 +61,11 @@ export interface BatchWriter {
    */
   rawBuffer?(bytes: number): Buffer;
   finish(batch: number, tail: BatchTail): Promise<Alert[]> | Alert[];
+  /**
+   * The caller is about to wait for a finish's acknowledgement: commit what was sent. A writer that groups commits
+   * (the writer thread) holds them until it has enough to make a commit worth its index pages, or until told this.
+   */
+  flush?(): void;
   discard(batch: number): Promise<void> | void;
   pending(): Promise<PendingBatch[]> | PendingBatch[];
   /** See AuditStore.saveState and AuditStore.takeState. */

@@ -96,6 +96,11 @@ export class WriterThread implements BatchWriter {
     return Buffer.allocUnsafeSlow(Math.max(bytes + (bytes >> 2), 1 << 20));
   }
 
+  /** Commit what was sent so far: the caller is about to wait for an acknowledgement (see writer-thread.ts). */
+  flush(): void {
+    if (!this.failed) this.worker.postMessage({ id: 0, op: 'flush', args: [] });
+  }
+
   finish(batch: number, tail: BatchTail): Promise<Alert[]> {
     return this.call('finish', batch, tail);
   }
