@@ -15,18 +15,18 @@ const OTHER = '\u0000other';
 
 interface VerbTable<T> {
   byVerb: Map<string, readonly T[]>;
-  other: readonly T[];
+  other: readonly T[] | undefined;
 }
 
 interface ResTable<T> {
   bySub: Map<string, VerbTable<T>>;
-  otherSub: VerbTable<T>;
+  otherSub: VerbTable<T> | undefined;
 }
 
 interface StageTable<T> {
   byRes: Map<string, ResTable<T>>;
-  otherRes: ResTable<T>;
-  nonRes: VerbTable<T>;
+  otherRes: ResTable<T> | undefined;
+  nonRes: VerbTable<T> | undefined;
 }
 
 const EMPTY: readonly never[] = Object.freeze([]);
@@ -43,66 +43,95 @@ function could(p: IndexPlan, stage: string, res: string, sub: string, verb: stri
   );
 }
 
+const verbTable = <T>(): VerbTable<T> => ({ byVerb: new Map(), other: undefined });
+const resTable = <T>(): ResTable<T> => ({ bySub: new Map(), otherSub: undefined });
+
+/**
+ * Each list is computed on its first lookup and kept: building every (stage, resource, subresource, verb) list up
+ * front tested each rule against some hundred thousand combinations, ~200 ms of every start (a one-event import
+ * included), while a log meets a few hundred of them.
+ */
 export class CandidateIndex<T extends Indexed> {
   private readonly byStage = new Map<string, StageTable<T>>();
-  /** Distinct candidate lists (for stats). */
-  readonly tables: number;
+  private readonly verbs = new Set<string>();
+  private readonly subsByRes = new Map<string, Set<string>>();
+  private readonly stages = new Set<string>();
+  /** Distinct candidate lists, by their items' positions: equal lists are shared. */
+  private readonly shared = new Map<string, readonly T[]>();
 
   constructor(readonly items: readonly T[]) {
-    const verbs = new Set<string>();
-    const subsByRes = new Map<string, Set<string>>();
-    const stages = new Set<string>();
     for (const it of items) {
-      for (const s of it.plan.stages) stages.add(s);
-      for (const v of it.plan.verbs ?? []) verbs.add(v);
+      for (const s of it.plan.stages) this.stages.add(s);
+      for (const v of it.plan.verbs ?? []) this.verbs.add(v);
       for (const r of it.plan.resources ?? []) {
         if (r.resource === '*') continue;
-        let subs = subsByRes.get(r.resource);
-        if (!subs) subsByRes.set(r.resource, (subs = new Set([''])));
+        let subs = this.subsByRes.get(r.resource);
+        if (!subs) this.subsByRes.set(r.resource, (subs = new Set([''])));
         if (r.subresource !== undefined && r.subresource !== '*') subs.add(r.subresource);
       }
     }
-    const shared = new Map<string, readonly T[]>();
-    const list = (stage: string, res: string, sub: string, verb: string): readonly T[] => {
-      const idx: number[] = [];
-      items.forEach((it, i) => {
-        if (could(it.plan, stage, res, sub, verb)) idx.push(i);
-      });
-      if (idx.length === 0) return EMPTY;
-      const key = idx.join(',');
-      let l = shared.get(key);
-      if (!l) shared.set(key, (l = Object.freeze(idx.map((i) => items[i]!))));
-      return l;
-    };
-    const verbTable = (stage: string, res: string, sub: string): VerbTable<T> => {
-      const byVerb = new Map<string, readonly T[]>();
-      for (const v of verbs) byVerb.set(v, list(stage, res, sub, v));
-      return { byVerb, other: list(stage, res, sub, OTHER) };
-    };
-    const resTable = (stage: string, res: string, subs: Iterable<string>): ResTable<T> => {
-      const bySub = new Map<string, VerbTable<T>>();
-      for (const s of subs) bySub.set(s, verbTable(stage, res, s));
-      return { bySub, otherSub: verbTable(stage, res, OTHER) };
-    };
-    for (const stage of STAGES) {
-      if (!stages.has(stage)) continue;
-      const byRes = new Map<string, ResTable<T>>();
-      for (const [res, subs] of subsByRes) byRes.set(res, resTable(stage, res, subs));
-      this.byStage.set(stage, { byRes, otherRes: resTable(stage, OTHER, ['']), nonRes: verbTable(stage, '', '') });
-    }
-    this.tables = shared.size;
   }
 
-  /** The matchers that can match an event with these values, in the order they were given. */
+  /** Distinct candidate lists computed so far (for stats). */
+  get tables(): number {
+    return this.shared.size;
+  }
+
+  private list(stage: string, res: string, sub: string, verb: string): readonly T[] {
+    const idx: number[] = [];
+    this.items.forEach((it, i) => {
+      if (could(it.plan, stage, res, sub, verb)) idx.push(i);
+    });
+    if (idx.length === 0) return EMPTY;
+    const key = idx.join(',');
+    let l = this.shared.get(key);
+    if (!l) this.shared.set(key, (l = Object.freeze(idx.map((i) => this.items[i]!))));
+    return l;
+  }
+
+  /**
+   * The matchers that can match an event with these values, in the order they were given. Values no rule names
+   * (a resource, a subresource of it, a verb) share one list per dimension, as OTHER.
+   */
   lookup(stage: string, resource: string, subresource: string, verb: string): readonly T[] {
-    const st = this.byStage.get(stage);
-    if (!st) return EMPTY;
-    let vt: VerbTable<T>;
-    if (resource === '') vt = st.nonRes;
-    else {
-      const rt = st.byRes.get(resource) ?? st.otherRes;
-      vt = rt.bySub.get(subresource) ?? rt.otherSub;
+    let st = this.byStage.get(stage);
+    if (!st) {
+      if (!this.stages.has(stage)) return EMPTY;
+      this.byStage.set(stage, (st = { byRes: new Map(), otherRes: undefined, nonRes: undefined }));
     }
-    return vt.byVerb.get(verb) ?? vt.other;
+    let res = resource;
+    let sub = subresource;
+    let vt: VerbTable<T>;
+    if (resource === '') {
+      vt = st.nonRes ??= verbTable();
+      sub = '';
+    } else {
+      let rt = st.byRes.get(resource);
+      if (!rt) {
+        if (this.subsByRes.has(resource)) st.byRes.set(resource, (rt = resTable()));
+        else {
+          rt = st.otherRes ??= resTable();
+          res = OTHER;
+        }
+      }
+      let v = rt.bySub.get(subresource);
+      if (!v) {
+        // A resource no rule names: its subresource cannot matter (see could).
+        if (res !== OTHER && this.subsByRes.get(res)!.has(subresource)) rt.bySub.set(subresource, (v = verbTable()));
+        else {
+          v = rt.otherSub ??= verbTable();
+          sub = OTHER;
+        }
+      }
+      vt = v;
+    }
+    const l = vt.byVerb.get(verb);
+    if (l) return l;
+    if (this.verbs.has(verb)) {
+      const computed = this.list(stage, res, sub, verb);
+      vt.byVerb.set(verb, computed);
+      return computed;
+    }
+    return (vt.other ??= this.list(stage, res, sub, OTHER));
   }
 }

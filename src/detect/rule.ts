@@ -16,7 +16,7 @@ import { SEVERITIES, type Severity } from './alert.js';
 import { IDENTITY_KEYS, SHIPPED_EXCEPTION_KEYS, type ShippedException } from './exceptions.js';
 import { isKeyField, KEY_FIELDS } from './key-fields.js';
 import { IDENTITIES, OUTCOMES, withDefaultOutcome, type FieldFilter, type Identity, type MatchSpec, type Outcome } from './match-spec.js';
-import { ruleCacheKey } from './rule-cache-key.js';
+import { buildRoot, ruleCacheKey, ruleCacheStamps, stampsHold, type FileStamp } from './rule-cache-key.js';
 
 /*
  * The YAML parser is loaded when a rule file is parsed, not when this module is: a start whose rules all come from
@@ -575,6 +575,8 @@ interface CachedRuleFile {
 
 export interface RuleCache {
   parser: string;
+  /** The files `parser` was computed from, as the build found them (see FileStamp). */
+  stamps?: FileStamp[];
   /** By the SHA-256 of the file's text. */
   files: Record<string, CachedRuleFile>;
 }
@@ -602,12 +604,13 @@ export function readRuleCache(path: string): RuleCache | undefined {
   } catch {
     return undefined;
   }
-  return c && c.parser === parserIdentity() && typeof c.files === 'object' && c.files !== null ? c : undefined;
+  if (!c || typeof c.files !== 'object' || c.files === null) return undefined;
+  return (c.stamps && stampsHold(buildRoot, c.stamps)) || c.parser === parserIdentity() ? c : undefined;
 }
 
 /** Parses the rule files of `dir` and writes the cache of those with no issue to `out` (default: the bundled cache). */
 export function writeRuleCache(dir: string, out = fileURLToPath(BUNDLED_CACHE)): RuleCache {
-  const cache: RuleCache = { parser: parserIdentity(), files: {} };
+  const cache: RuleCache = { parser: parserIdentity(), stamps: ruleCacheStamps(), files: {} };
   for (const f of ruleFiles(dir)) {
     const text = readFileSync(f, 'utf8');
     const one: RuleSet = { rules: [], lists: new Map(), issues: [] };

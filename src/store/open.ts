@@ -1,6 +1,6 @@
 import type { BatchWriter } from './batch.js';
-import { OpenSearchStore } from './opensearch/store.js';
-import { safeUrl, type OpenSearchSettings } from './opensearch/connection.js';
+import type { OpenSearchSettings } from './opensearch/connection.js';
+import { safeUrl } from './opensearch/safe-url.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { AuditStore, RetentionOptions, StoreOptions, StoreReader } from './store.js';
 import { WriterThread } from './writer.js';
@@ -9,6 +9,14 @@ import { WriterThread } from './writer.js';
  * Opening a store of either kind. Apart from the seam (store.ts), so that the seam names no kind and no kind's module
  * imports the seam back through it. Callers get the seam's interfaces; only this module knows the classes.
  */
+
+/**
+ * The OpenSearch kind, loaded only when configured: its client is some 70 modules, ~40 ms of every start of a
+ * command that uses SQLite (a one-event import included).
+ */
+async function openSearchStore(): Promise<typeof import('./opensearch/store.js').OpenSearchStore> {
+  return (await import('./opensearch/store.js')).OpenSearchStore;
+}
 
 /** Where a store is: a SQLite file, or an OpenSearch cluster when `opensearch` is set. */
 export interface StoreLocation {
@@ -23,7 +31,7 @@ export function openStore(path: string, opts: StoreOptions = {}): AuditStore {
 
 /** Opens the configured store in this thread, to read (`readonly`) or to read and write. */
 export async function openStoreAt(where: StoreLocation, opts: StoreOptions = {}): Promise<AuditStore> {
-  if (where.opensearch) return OpenSearchStore.open(where.opensearch, opts);
+  if (where.opensearch) return (await openSearchStore()).open(where.opensearch, opts);
   return new SqliteStore(where.path, opts);
 }
 
@@ -35,7 +43,7 @@ export interface StoreWriter extends BatchWriter {
 
 /** A writer of the configured store: SQLite's writer thread, or an OpenSearch client. */
 export async function openStoreWriter(where: StoreLocation, opts: StoreOptions = {}): Promise<StoreWriter> {
-  if (where.opensearch) return OpenSearchStore.open(where.opensearch, opts);
+  if (where.opensearch) return (await openSearchStore()).open(where.opensearch, opts);
   return WriterThread.open(where.path, opts);
 }
 
@@ -65,7 +73,7 @@ export interface ServingStore {
  */
 export async function openServingStore(where: StoreLocation, opts: StoreOptions, retention?: RetentionOptions & { intervalMs: number }): Promise<ServingStore> {
   if (where.opensearch) {
-    const s = await OpenSearchStore.open(where.opensearch, { ...opts, retention });
+    const s = await (await openSearchStore()).open(where.opensearch, { ...opts, retention });
     return { where: s.conn.where, writer: s, reader: s, shared: true, close: () => s.close() };
   }
   const writer = await WriterThread.open(where.path, opts, retention);

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -88,8 +88,15 @@ describe('rule cache', () => {
   it('ignores a cache written by another parser, or one that is not JSON', () => {
     const { cachePath } = copyWithCache();
     const raw = JSON.parse(readFileSync(cachePath, 'utf8')) as RuleCache;
-    writeFileSync(cachePath, JSON.stringify({ ...raw, parser: 'some other build' }));
+    // Another build's cache names other files' stamps, or none.
+    writeFileSync(cachePath, JSON.stringify({ ...raw, parser: 'some other build', stamps: undefined }));
     expect(readRuleCache(cachePath)).toBeUndefined();
+    const stamps = raw.stamps!.map((s, i) => (i === 0 ? { ...s, size: s.size + 1 } : s));
+    writeFileSync(cachePath, JSON.stringify({ ...raw, parser: 'some other build', stamps }));
+    expect(readRuleCache(cachePath)).toBeUndefined();
+    // Stamps that hold stand for the key.
+    writeFileSync(cachePath, JSON.stringify({ ...raw, parser: 'not computed' }));
+    expect(readRuleCache(cachePath)).toBeDefined();
     writeFileSync(cachePath, '{not json');
     expect(readRuleCache(cachePath)).toBeUndefined();
   });
@@ -157,6 +164,10 @@ describe('rule cache validity key', () => {
     const run = (script: string) => execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: d, encoding: 'utf8' }).trim();
     const usesCache = `import { bundledRuleCache } from ${JSON.stringify(pathToFileURL(join(d, 'dist/detect/rule.js')).href)}; process.stdout.write(String(bundledRuleCache() !== undefined));`;
     run(`await import(${JSON.stringify(pathToFileURL(join(d, 'dist/detect/build-rule-cache.js')).href)});`);
+    expect(run(usesCache)).toBe('true');
+    // The same text with another modification time: the stamps no longer hold, the key (of the text) still does.
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(join(d, 'dist/detect/compiler.js'), later, later);
     expect(run(usesCache)).toBe('true');
     touch(join(d, 'dist/detect/compiler.js'));
     expect(run(usesCache)).toBe('false');

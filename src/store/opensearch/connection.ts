@@ -7,6 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { Client, errors } from '@opensearch-project/opensearch';
 import { KauditError, StoreUnavailableError } from '../../errors.js';
+import { safeUrl } from './safe-url.js';
+
+export { safeUrl };
 
 export interface OpenSearchSettings {
   /** `http(s)://host:port` of one node (or a load balancer in front of the cluster). */
@@ -45,18 +48,6 @@ function secret(file: string, what: string): string {
     return readFileSync(file, 'utf8').trim();
   } catch (e) {
     throw new KauditError(`store.opensearch: cannot read the ${what} file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
-
-/** The URL with any user:password taken out (for messages). */
-export function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return '(unparsable URL)';
   }
 }
 
