@@ -4,7 +4,7 @@
  * does four Map lookups per event and then touches only its candidates; rules about secrets never see a lease
  * renewal. Combinations no rule names fall back to the rules that name nothing in that dimension.
  */
-import { STAGES, type Stage } from '../events/types.js';
+import type { Stage } from '../events/types.js';
 import type { IndexPlan } from './match.js';
 
 export interface Indexed {
