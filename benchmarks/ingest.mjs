@@ -7,11 +7,12 @@
 // 0`), bytes written to disk per byte of log (the kernel's count for the whole process: WAL, checkpoints, all),
 // store size against the log size, peak RSS, the time of each analyst query and of an auditID lookup on the store.
 // Usage: node benchmarks/ingest.mjs [--events N] [--rounds 3] [--log mixed|classic] [--no-detect] [--keep DIR]
+// (--keep DIR: the log and store stay in DIR, and a later run with the same --events and --log reuses the log)
 // (needs `npm run build` first)
 import { spawn } from 'node:child_process';
 import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, createWriteStream, readdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { eventStream } from './lib/generate.mjs';
@@ -75,9 +76,28 @@ function fmt(n) {
   return Math.round(n).toLocaleString('en-US');
 }
 
-await generate();
+// With --keep, a log this benchmark generated there before for the same --events and --log is used again: a 1 M log
+// takes a minute to generate, and reruns compare builds on the same bytes.
+const made = join(dir, 'audit.log.json');
+const want = JSON.stringify({ events: N, log: values.log });
+const reuses = () => {
+  try {
+    return !!values.keep && readFileSync(made, 'utf8') === want && statSync(log).size > 0;
+  } catch {
+    return false;
+  }
+};
+const reused = reuses();
+if (!reused) {
+  await generate();
+  writeFileSync(made, want);
+}
 const logBytes = statSync(log).size;
-console.log(`log (${values.log}): ${fmt(N)} events, ${(logBytes / 1e6).toFixed(1)} MB (${Math.round(logBytes / N)} bytes/event) in ${dir}`);
+console.log(
+  `log (${values.log}): ${fmt(N)} events, ${(logBytes / 1e6).toFixed(1)} MB (${Math.round(logBytes / N)} bytes/event) in ${dir}${reused ? ' (kept from an earlier run)' : ''}; load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+);
 
 // The machine's speed drifts (shared cores: the bare loop alone has measured from 180k to 310k events/s within
 // minutes), so the bare loop and the import alternate: bare, import, bare, import, ..., bare. Each import is set
@@ -234,4 +254,9 @@ for (const [name, fn] of Object.entries(queries)) {
   );
 }
 store.close();
+console.log(
+  `load average at the end: ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+);
 if (!values.keep) rmSync(dir, { recursive: true, force: true });

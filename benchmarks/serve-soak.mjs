@@ -3,15 +3,15 @@
 // Prints, every --every seconds, the events acknowledged in that window, 503s, POST latency p50/p99, and the server
 // process's resident memory (VmRSS) and peak (VmHWM): the memory curve, which must stay flat (target: under 200 MB).
 // Usage: node benchmarks/serve-soak.mjs [--rate 20000] [--seconds 600] [--every 30]   (needs `npm run build` first)
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent } from 'node:https';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { eventStream } from './lib/generate.mjs';
+import { apiserverBodies, client, makeTls } from './lib/webhook-client.mjs';
 
 const { values } = parseArgs({
   options: { rate: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '600' }, every: { type: 'string', default: '30' } },
@@ -23,15 +23,8 @@ const BATCH = 400;
 const TOKEN = 'soak-ingest-0123456789abcdef0123456789';
 
 const dir = mkdtempSync(join(tmpdir(), 'kaudit-soak-'));
-const o = (args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key']);
-o(['req', '-x509', '-new', '-key', 'ca.key', '-sha256', '-days', '1', '-subj', '/CN=soak-ca', '-out', 'ca.crt']);
-o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'server.key']);
-o(['req', '-new', '-key', 'server.key', '-subj', '/CN=kaudit', '-out', 'server.csr']);
-writeFileSync(join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\n');
-o(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'ext', '-out', 'server.crt']);
-writeFileSync(join(dir, 'tokens'), `${TOKEN} ingest soak\n`, { mode: 0o600 });
-const ca = readFileSync(join(dir, 'ca.crt'));
+const tls = makeTls(dir, [[TOKEN, 'ingest', 'soak']]);
+const ca = tls.ca;
 
 const port = await new Promise((resolve) => {
   const s = createServer().listen(0, '127.0.0.1', () => {
@@ -42,52 +35,13 @@ const port = await new Promise((resolve) => {
 // As a command, the way `npx kaudit serve` runs (bin/kaudit.js's own node flags included).
 const child = spawn(
   fileURLToPath(new URL('../bin/kaudit.js', import.meta.url)),
-  [
-    'serve',
-    '--db',
-    join(dir, 'kaudit.db'),
-    '--listen',
-    `127.0.0.1:${port}`,
-    '--tls-cert',
-    join(dir, 'server.crt'),
-    '--tls-key',
-    join(dir, 'server.key'),
-    '--tokens-file',
-    join(dir, 'tokens'),
-  ],
+  ['serve', '--db', join(dir, 'kaudit.db'), '--listen', `127.0.0.1:${port}`, '--tls-cert', tls.cert, '--tls-key', tls.key, '--tokens-file', tls.tokens],
   { stdio: ['ignore', 'ignore', 'inherit'] },
 );
 const base = `https://127.0.0.1:${port}`;
 const agent = new Agent({ keepAlive: true, maxSockets: 64, ca });
 
-function post(path, body) {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const req = request(
-      `${base}${path}`,
-      {
-        method: body ? 'POST' : 'GET',
-        agent,
-        headers: body ? { 'content-type': 'application/json', 'content-length': body.length, authorization: `Bearer ${TOKEN}` } : {},
-      },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          let j;
-          try {
-            j = JSON.parse(Buffer.concat(chunks).toString());
-          } catch {
-            j = undefined;
-          }
-          resolve({ status: res.statusCode, ms: performance.now() - t0, body: j });
-        });
-      },
-    );
-    req.on('error', (e) => resolve({ status: 0, ms: performance.now() - t0, error: e.message }));
-    req.end(body);
-  });
-}
+const post = client({ base, agent, token: TOKEN });
 
 for (let i = 0; ; i++) {
   const r = await post('/healthz');
@@ -96,37 +50,8 @@ for (let i = 0; ; i++) {
   await new Promise((res) => setTimeout(res, 100));
 }
 
-// Templates of apiserver-shaped batches; per request each event gets a fresh auditID tail and a later timestamp, so
-// every event is new and event time moves forward as a cluster's does.
-const next = eventStream({ seed: 11, rate: 50, people: 0.04 });
-const templates = Array.from({ length: 16 }, () => {
-  const items = [];
-  for (let i = 0; i < BATCH; i++) {
-    const e = next();
-    delete e.kind;
-    delete e.apiVersion;
-    e.auditID = e.auditID.slice(0, 24) + '000000000000';
-    items.push(e);
-  }
-  const buf = Buffer.from(JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items }));
-  const ids = [];
-  const times = [];
-  for (let i = 0; (i = buf.indexOf('"auditID":"', i)) >= 0; i += 11) ids.push(i + 11 + 24);
-  for (let i = 0; (i = buf.indexOf('"requestReceivedTimestamp":"', i)) >= 0; i += 28) times.push(i + 28);
-  return { buf, ids, times };
-});
-let seq = 1;
-let clockUs = Date.now() * 1000;
-function nextBody() {
-  const t = templates[seq % templates.length];
-  const b = Buffer.from(t.buf);
-  for (let i = 0; i < BATCH; i++) {
-    b.write((seq++).toString(16).padStart(12, '0'), t.ids[i], 'latin1');
-    clockUs += 20;
-    b.write(new Date(Math.floor(clockUs / 1000)).toISOString().slice(0, 20) + String(clockUs % 1e6).padStart(6, '0') + 'Z', t.times[i], 'latin1');
-  }
-  return b;
-}
+const bodies = apiserverBodies({ seed: 11, people: 0.04, batch: BATCH });
+const nextBody = () => bodies.next();
 
 function memOf(pid) {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');

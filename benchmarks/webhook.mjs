@@ -10,14 +10,14 @@
 // Usage: node benchmarks/webhook.mjs [--clients 16] [--seconds 15] [--rates 50000,5000] [--people 0.04] [--plain] [--profile DIR]
 //        [--skip-throughput]; env BENCH_NO_DETECT=1 (no rules), BENCH_RULES=DIR, BENCH_COALESCE=off|MAX_EVENTS[,IN_FLIGHT]
 //        (needs `npx tsc -p tsconfig.json` first)
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { eventStream } from './lib/generate.mjs';
+import { apiserverBodies, client, makeTls } from './lib/webhook-client.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -44,16 +44,12 @@ const dir = mkdtempSync(join(tmpdir(), 'kaudit-webhook-bench-'));
 let ca;
 const serverArgs = [dir];
 if (TLS) {
-  const o = (args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key']);
-  o(['req', '-x509', '-new', '-key', 'ca.key', '-sha256', '-days', '1', '-subj', '/CN=bench-ca', '-out', 'ca.crt']);
-  o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'server.key']);
-  o(['req', '-new', '-key', 'server.key', '-subj', '/CN=kaudit', '-out', 'server.csr']);
-  writeFileSync(join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\n');
-  o(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'ext', '-out', 'server.crt']);
-  writeFileSync(join(dir, 'tokens'), `${TOKEN} ingest bench\n${READ_TOKEN} read\n`, { mode: 0o600 });
-  ca = (await import('node:fs')).readFileSync(join(dir, 'ca.crt'));
-  serverArgs.push('--tls', join(dir, 'server.crt'), join(dir, 'server.key'), join(dir, 'tokens'));
+  const tls = makeTls(dir, [
+    [TOKEN, 'ingest', 'bench'],
+    [READ_TOKEN, 'read'],
+  ]);
+  ca = tls.ca;
+  serverArgs.push('--tls', tls.cert, tls.key, tls.tokens);
 }
 
 const nodeArgs = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [];
@@ -72,89 +68,18 @@ const info = await new Promise((resolve, reject) => {
 const scheme = TLS ? 'https' : 'http';
 const base = `${scheme}://127.0.0.1:${info.port}`;
 const agent = TLS ? new HttpsAgent({ keepAlive: true, maxSockets: CLIENTS + 4, ca }) : new HttpAgent({ keepAlive: true, maxSockets: CLIENTS + 4 });
-const doRequest = TLS ? httpsRequest : httpRequest;
 
-// Templates: batches of generated events as the apiserver sends them. Per request, each event's audit id (its last
-// 12 hex digits) and requestReceivedTimestamp are overwritten in place, so every event is new and event time moves
-// forward as a cluster's does (the store's key is time-led); a request costs this process one buffer copy.
 const PEOPLE = Number(values.people);
-const next = eventStream({ seed: 7, rate: 50, people: PEOPLE });
-function templateBatch() {
-  const items = [];
-  for (let i = 0; i < BATCH; i++) {
-    const e = next();
-    delete e.kind;
-    delete e.apiVersion;
-    e.auditID = e.auditID.slice(0, 24) + '000000000000';
-    items.push(e);
-  }
-  const text = JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items });
-  const buf = Buffer.from(text);
-  const ids = [];
-  const times = [];
-  for (let i = 0; (i = buf.indexOf('"auditID":"', i)) >= 0; i += 11) ids.push(i + 11 + 24);
-  for (let i = 0; (i = buf.indexOf('"requestReceivedTimestamp":"', i)) >= 0; i += 28) times.push(i + 28);
-  if (ids.length !== BATCH || times.length !== BATCH) throw new Error('template: unexpected event layout');
-  return { buf, ids, times, bytes: buf.length };
-}
-const templates = Array.from({ length: 16 }, templateBatch);
-const avgBytes = templates.reduce((n, t) => n + t.bytes, 0) / templates.length;
-let idSeq = 1;
+const bodies = apiserverBodies({ seed: 7, people: PEOPLE, batch: BATCH });
+const avgBytes = bodies.avgBytes;
+const nextBody = () => bodies.next();
 let plant = 0; // planted exec events, numbered across phases (alerts are unique per rule, cluster and audit id)
-// Event time: starts now and advances 20 µs an event (50,000 events/s of cluster time).
-let clockUs = Date.now() * 1000;
-let secPrefix = '';
-let secOf = -1;
-function stamp(b, at) {
-  clockUs += 20;
-  const sec = Math.floor(clockUs / 1e6);
-  if (sec !== secOf) {
-    secOf = sec;
-    secPrefix = new Date(sec * 1000).toISOString().slice(0, 20);
-  }
-  b.write(secPrefix + String(clockUs % 1e6).padStart(6, '0') + 'Z', at, 'latin1');
-}
-function nextBody() {
-  const t = templates[idSeq % templates.length];
-  const b = Buffer.from(t.buf);
-  for (let i = 0; i < BATCH; i++) {
-    b.write((idSeq++).toString(16).padStart(12, '0'), t.ids[i], 'latin1');
-    stamp(b, t.times[i]);
-  }
-  return b;
-}
 
 // Open-loop phases send like many apiservers at once: up to 64 requests in flight (the server's own limit).
 const openAgent = TLS ? new HttpsAgent({ keepAlive: true, maxSockets: 64, ca }) : new HttpAgent({ keepAlive: true, maxSockets: 64 });
 
-function post(body, via = agent) {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const req = doRequest(
-      `${base}/api/v1/audit/webhook`,
-      {
-        method: 'POST',
-        agent: via,
-        headers: { 'content-type': 'application/json', 'content-length': body.length, ...(TLS ? { authorization: `Bearer ${TOKEN}` } : {}) },
-      },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          let j;
-          try {
-            j = JSON.parse(Buffer.concat(chunks).toString());
-          } catch {
-            j = undefined;
-          }
-          resolve({ status: res.statusCode, ms: performance.now() - t0, body: j });
-        });
-      },
-    );
-    req.on('error', (e) => resolve({ status: 0, ms: performance.now() - t0, error: e.message }));
-    req.end(body);
-  });
-}
+const send = client({ base, agent, token: TLS ? TOKEN : undefined });
+const post = (body, via = agent) => send('/api/v1/audit/webhook', body, via);
 
 /** Events the server has committed from the webhook (its kaudit_events_ingested_total). */
 async function serverStored() {
