@@ -250,6 +250,9 @@ export class Pipeline implements BatchSink {
       const f = { done: done.then(() => void ((this.queuedEvents -= release), (f.settled = true))), settled: false };
       finishing.push(f);
       prune();
+      // Enough finishes wait for a commit to make one worth its pages: ask for it now, while this thread goes on, so
+      // that it has landed before FINISHING would make this thread wait for it.
+      if (finishing.length === COMMIT_AT) this.opts.writer?.flush?.();
       if (finishing.length > FINISHING) {
         this.opts.writer?.flush?.();
         await finishing.shift()!.done;
@@ -422,6 +425,8 @@ export class Pipeline implements BatchSink {
  */
 const STAGED_AHEAD = 4;
 const FINISHING = 6;
+/** Finishes outstanding at which the writer is asked to commit (see writer-thread.ts: group commit). */
+const COMMIT_AT = 3;
 
 interface Staged {
   p: Pending;
