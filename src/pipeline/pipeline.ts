@@ -349,6 +349,7 @@ export class Pipeline implements BatchSink {
             alertEvents: alertEventIndexes(raised, fresh, freshIdx),
             deadLetters: d.deadLetters,
             checkpoint: batch.checkpoint,
+            ...(batch.more ? { more: true } : {}),
           }),
         ).catch((e: unknown) => {
           // Not stored: the source sends the batch again, and its requests must be able to alert then.

@@ -28,6 +28,12 @@ export interface BatchTail {
   alertEvents?: number[];
   deadLetters: DeadLetter[];
   checkpoint?: Checkpoint;
+  /**
+   * The batch's source sends its next batch at once and does not wait for this one (RawBatch.more): a writer that
+   * groups commits may hold this finish's commit for the next batches'. Otherwise someone waits for it (a webhook's
+   * reply), and it is committed as soon as the writer has nothing queued.
+   */
+  more?: boolean;
 }
 
 /**

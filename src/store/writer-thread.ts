@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { probeWrite } from './probe.js';
 import { Retention } from './retention.js';
+import type { BatchTail } from './batch.js';
 import type { EventRecords } from './records.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { RetentionOptions, StoreOptions } from './store.js';
@@ -10,7 +11,9 @@ import type { RetentionOptions, StoreOptions } from './store.js';
  * thread's parsing and detection, so ingest uses both cores. Messages are handled strictly in order.
  *
  * Group commit: inserts, finishes and discards write into one open transaction. A finish is acknowledged only after
- * its commit. The group commits when it holds GROUP_BYTES of log or MAX_GROUP_EVENTS events, when the main thread
+ * its commit. A group holding a finish someone waits for (BatchTail.more unset: a webhook's reply, a Kafka batch)
+ * commits as soon as no message is queued, so a busy writer still groups what queued up meanwhile. A group of a file
+ * import's batches (more) commits when it holds GROUP_BYTES of log or MAX_GROUP_EVENTS events, when the main thread
  * says it is about to wait for an acknowledgement ('flush': its pipeline has gone idle or has as many finishes
  * outstanding as it allows), or GROUP_WAIT_MS after it opened, whichever comes first. Each commit rewrites every index
  * page the group touched (the newest auditID bucket's leaves, a leaf per active user), so its size, not the batches'
@@ -61,12 +64,17 @@ let held: Reply[] = [];
 let groupBytes = 0;
 /** The timer that commits the open group GROUP_WAIT_MS after it opened. */
 let deadline: NodeJS.Timeout | undefined;
+/** A finish in the open group is waited for (not BatchTail.more): commit once no message is queued. */
+let waited = false;
+let settling = false;
 
 /** Commits the open group and sends the replies that waited for it (errors for all when the commit fails). */
 function settle(): void {
   if (deadline) clearTimeout(deadline);
   deadline = undefined;
   groupBytes = 0;
+  waited = false;
+  settling = false;
   const replies = held;
   held = [];
   try {
@@ -97,7 +105,8 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
         reply = { id: m.id, ok: store.insert(m.args[0] as never) };
         break;
       case 'finish':
-        reply = { id: m.id, ok: store.finish(m.args[0] as number, m.args[1] as never) };
+        if (!(m.args[1] as BatchTail).more) waited = true;
+        reply = { id: m.id, ok: store.finish(m.args[0] as number, m.args[1] as BatchTail) };
         break;
       case 'discard':
         store.discard(m.args[0] as number);
@@ -148,6 +157,12 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
   } else parentPort!.postMessage(reply);
   if (!grouped) return;
   if (store.uncommittedEvents >= MAX_GROUP_EVENTS || groupBytes >= GROUP_BYTES) settle();
-  else if (!deadline && store.db.inTransaction) deadline = setTimeout(settle, GROUP_WAIT_MS);
+  else if (waited) {
+    if (!settling) {
+      settling = true;
+      // Runs after the messages already waiting have been handled: a busy writer still groups what queued up.
+      setImmediate(settle);
+    }
+  } else if (!deadline && store.db.inTransaction) deadline = setTimeout(settle, GROUP_WAIT_MS);
 });
 parentPort!.postMessage({ id: 0, ok: { redactionKey: store.redactionKey } });
