@@ -14,13 +14,19 @@ describe('candidate index', () => {
   });
   const items = [
     plan({}),
-    plan({ verbs: ['create'], resources: [{ resource: 'pods', subresource: 'exec' }] }),
-    plan({ resources: [{ resource: 'pods', subresource: '*' }] }),
-    plan({ resources: [{ resource: 'secrets' }], verbs: ['get', 'list'] }),
-    plan({ stages: ['ResponseStarted', 'ResponseComplete'], resources: [{ resource: 'pods', subresource: 'log' }] }),
+    plan({ verbs: ['create'], resources: [{ group: '', resource: 'pods', subresource: 'exec' }] }),
+    plan({ resources: [{ group: '', resource: 'pods', subresource: '*' }] }),
+    plan({ resources: [{ group: '', resource: 'secrets' }], verbs: ['get', 'list'] }),
+    plan({ stages: ['ResponseStarted', 'ResponseComplete'], resources: [{ group: '', resource: 'pods', subresource: 'log' }] }),
     plan({ resourceRequests: false, nonResource: true, verbs: ['get'] }),
     plan({ nonResource: true, stages: ['RequestReceived'] }),
-    plan({ resources: [{ resource: 'pods' }, { resource: 'deployments', subresource: 'scale' }], verbs: ['patch', 'update'] }),
+    plan({
+      resources: [
+        { group: '', resource: 'pods' },
+        { group: '', resource: 'deployments', subresource: 'scale' },
+      ],
+      verbs: ['patch', 'update'],
+    }),
   ];
   // What each plan means, restated: the stage, the verb, then resource requests or not.
   const admits = (p: IndexPlan, stage: string, res: string, sub: string, verb: string) =>
