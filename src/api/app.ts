@@ -7,6 +7,7 @@ import { alertRoutes } from './alerts.js';
 import { admissionRoutes } from './admission.js';
 import { analystRoutes } from './analyst.js';
 import { Access, AccessError, checkListenSafety, type Need } from './auth.js';
+import { STORE_RETRY_AFTER_SECONDS, storeUnavailable } from './common.js';
 import type { ApiContext } from './context.js';
 import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
@@ -119,6 +120,16 @@ export async function buildApp(ctx: ApiContext, opts: AppOptions = {}): Promise<
   });
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
     if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
+    // The store is away or not yet searchable (a fleet store down, restarting, or a day's index just created): the
+    // caller may ask again, and the one line says why.
+    const away = storeUnavailable(err);
+    if (away) {
+      log.warn(`request ${req.id} ${req.method} ${req.routeOptions.url ?? ''}: ${away}`, 'http-store-unavailable');
+      return reply
+        .code(503)
+        .header('retry-after', STORE_RETRY_AFTER_SECONDS)
+        .send({ error: `the store is unavailable; retry later: ${away}` });
+    }
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) log.error(`request ${req.id} ${req.method} ${req.routeOptions.url ?? ''}: ${err.message}`, 'http-error');
     return reply.code(status).send({ error: status >= 500 ? 'internal error' : err.message });

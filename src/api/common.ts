@@ -1,5 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import { parseTimeArg } from '../events/time.js';
+import { StoreUnavailableError } from '../errors.js';
 import { QueryError } from '../store/queries.js';
 
 /** Query-string schemas shared by the read routes. */
@@ -20,6 +21,17 @@ export function timeArg(v: string | undefined): number | undefined {
   } catch (e) {
     throw new QueryError((e as Error).message);
   }
+}
+
+/**
+ * Seconds a sender waits before it sends again while the store is unavailable (a fleet store that is down, restarting,
+ * or whose new index is not yet searchable). Longer than the queue's 1 s: the store's own retries already took seconds.
+ */
+export const STORE_RETRY_AFTER_SECONDS = '5';
+
+/** The store cannot take or answer the request for now: the one-line reason, else undefined (another failure). */
+export function storeUnavailable(e: unknown): string | undefined {
+  return e instanceof StoreUnavailableError ? e.message : undefined;
 }
 
 export function sendError(reply: FastifyReply, status: number, message: string): FastifyReply {

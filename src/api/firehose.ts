@@ -6,6 +6,7 @@ import type { RawRecord } from '../pipeline/pipeline.js';
 import type { ApiContext } from './context.js';
 import { BodyError, rawBodies } from './raw-body.js';
 import { OverloadedError } from '../errors.js';
+import { STORE_RETRY_AFTER_SECONDS, storeUnavailable } from './common.js';
 
 /**
  * Amazon Kinesis Data Firehose's HTTP endpoint destination, for EKS audit logs pushed by a CloudWatch Logs subscription
@@ -78,6 +79,8 @@ export async function firehoseRoutes(app: FastifyInstance, opts: { ctx: ApiConte
       } catch (e) {
         if (e instanceof OverloadedError) return answer(reply.header('retry-after', '1'), req, 503, 'ingest queue is full; retry later');
         log.error(`firehose request ${requestId} was not stored: ${(e as Error).message}`, 'firehose-store');
+        const away = storeUnavailable(e);
+        if (away) return answer(reply.header('retry-after', STORE_RETRY_AFTER_SECONDS), req, 503, `the records could not be stored now; retry later (${away})`);
         return answer(reply, req, 500, 'the records could not be stored; retry');
       }
       return answer(reply, req, 200);

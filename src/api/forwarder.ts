@@ -6,6 +6,7 @@ import type { ApiContext } from './context.js';
 import { BodyError, rawBodies } from './raw-body.js';
 import { webhookCluster } from './webhook.js';
 import { OverloadedError } from '../errors.js';
+import { STORE_RETRY_AFTER_SECONDS, storeUnavailable } from './common.js';
 
 /**
  * Log forwarders' HTTP outputs shipping a self-managed cluster's audit.log: Fluent Bit's `http` output (`format json`
@@ -68,6 +69,8 @@ export async function forwarderRoutes(app: FastifyInstance, opts: { ctx: ApiCont
     } catch (e) {
       if (e instanceof OverloadedError) return send(reply.header('retry-after', '1'), 503, { error: 'ingest queue is full; retry later' });
       log.error(`forwarder batch for cluster ${c.cluster} (request ${req.id}) was not stored: ${(e as Error).message}`, 'forwarder-store');
+      const away = storeUnavailable(e);
+      if (away) return send(reply.header('retry-after', STORE_RETRY_AFTER_SECONDS), 503, { error: `the batch could not be stored now; retry later (${away})` });
       return send(reply, 500, { error: 'the batch could not be stored; retry' });
     }
   };

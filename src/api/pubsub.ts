@@ -5,6 +5,7 @@ import type { ApiContext } from './context.js';
 import { OidcVerifier, TokenError } from './oidc.js';
 import { BodyError, rawBodies } from './raw-body.js';
 import { OverloadedError } from '../errors.js';
+import { STORE_RETRY_AFTER_SECONDS, storeUnavailable } from './common.js';
 
 /**
  * A Pub/Sub push subscription's endpoint, for GKE audit logs routed by a log sink to a topic: each POST is one
@@ -73,6 +74,9 @@ export async function pubsubRoutes(app: FastifyInstance, opts: { ctx: ApiContext
       } catch (e) {
         if (e instanceof OverloadedError) return send(reply.header('retry-after', '1'), 503, { error: 'ingest queue is full; retry later' });
         log.error(`pubsub message ${id} was not stored: ${(e as Error).message}`, 'pubsub-store');
+        const away = storeUnavailable(e);
+        if (away)
+          return send(reply.header('retry-after', STORE_RETRY_AFTER_SECONDS), 503, { error: `the message could not be stored now; retry later (${away})` });
         return send(reply, 500, { error: 'the message could not be stored; retry' });
       }
     },

@@ -4,6 +4,7 @@ import { log } from '../log.js';
 import { WebhookCoalescer, type CoalescerOptions, type Committed } from '../sources/webhook-coalescer.js';
 import { readAuditBody, tooLarge, WebhookError, type ParsedBody } from '../sources/webhook-body.js';
 import { CLUSTER_NAME, type Principal } from './auth.js';
+import { STORE_RETRY_AFTER_SECONDS, storeUnavailable } from './common.js';
 import type { ApiContext } from './context.js';
 
 /**
@@ -72,7 +73,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
   const m = ctx.metrics;
   const rejected = m.counter(
     'kaudit_webhook_rejected_total',
-    'Webhook requests refused, by reason (content_type, too_large, malformed, overloaded, busy, cluster, error)',
+    'Webhook requests refused, by reason (content_type, too_large, malformed, overloaded, busy, unavailable, cluster, error)',
   );
   const received = m.counter('kaudit_webhook_events_received_total', 'Events received in webhook bodies that were handed to the pipeline');
   const bytesIn = m.counter('kaudit_webhook_bytes_total', 'Webhook body bytes read');
@@ -194,6 +195,10 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
         return refuse(reply, 503, 'overloaded', 'ingest queue is full; retry later', { 'retry-after': RETRY_AFTER_SECONDS });
       }
       log.error(`webhook batch for cluster ${cluster} (request ${req.id}) was not stored: ${(e as Error).message}`, 'webhook-store');
+      // The store is away (a fleet store down or restarting): a 503 the apiserver retries, after Retry-After.
+      const away = storeUnavailable(e);
+      if (away)
+        return refuse(reply, 503, 'unavailable', `the store cannot take the batch now; retry later (${away})`, { 'retry-after': STORE_RETRY_AFTER_SECONDS });
       return refuse(reply, 500, 'error', 'the batch could not be stored; retry');
     }
   };

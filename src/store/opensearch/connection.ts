@@ -1,8 +1,9 @@
 /**
  * The connection to an OpenSearch cluster (the fleet store): its settings, the official client made from them, and
  * one `request` that turns the client's failures into kaudit's errors. Unreachable, overloaded (429) and failing (5xx)
- * answers are StoreUnavailableError (retriable: the caller's source keeps its data); anything else is a request
- * error that says what OpenSearch said. Credentials are read from files and never logged.
+ * answers, "all shards failed" (503: a new index's shard not yet allocated) and searches answered by only part of
+ * their shards are StoreUnavailableError (retriable: the caller's source keeps its data, the API answers 503);
+ * anything else is a request error that says what OpenSearch said. Credentials are read from files and never logged.
  */
 import { readFileSync } from 'node:fs';
 import { Client, errors } from '@opensearch-project/opensearch';
@@ -87,8 +88,11 @@ export class OpenSearchConnection {
         { method, path, body: body as never, bulkBody: opts.ndjson as never, querystring: opts.query },
         { ignore: opts.ignore },
       );
+      const partial = shardFailures(path, r.body);
+      if (partial) throw new StoreUnavailableError(`OpenSearch at ${this.where} answered ${method} ${path.split('?')[0]} from part of its shards: ${partial}`);
       return { status: r.statusCode ?? 200, body: r.body as T };
     } catch (e) {
+      if (e instanceof StoreUnavailableError) throw e;
       throw this.failure(e, `${method} ${path.split('?')[0]}`);
     }
   }
@@ -108,6 +112,24 @@ export class OpenSearchConnection {
   async close(): Promise<void> {
     await this.client.close();
   }
+}
+
+/**
+ * Why a search or count answered from only part of its shards (some not yet allocated, as just after a day's index is
+ * created, or on a node that left), or undefined when every shard answered. OpenSearch answers such a search 200 with
+ * the shards it could reach: taken as it is, a query would silently miss that index's events.
+ */
+function shardFailures(path: string, body: unknown): string | undefined {
+  if (!/\/_(search|count)(\/|\?|$)/.test(path)) return undefined;
+  type Shards = { total?: number; successful?: number; skipped?: number; failed?: number; failures?: { index?: string; reason?: unknown }[] };
+  const s = (body as { _shards?: Shards } | undefined)?._shards;
+  if (!s) return undefined;
+  // A shard with no copy allocated is counted in `total` only: neither successful, skipped nor failed (2.19).
+  const missing = (s.total ?? 0) - (s.successful ?? 0) - (s.skipped ?? 0) - (s.failed ?? 0);
+  if (!s.failed && missing <= 0) return undefined;
+  const f = s.failures?.[0];
+  const parts = [s.failed ? `${s.failed} failed` : '', missing > 0 ? `${missing} not allocated` : ''].filter(Boolean).join(', ');
+  return `${parts} of ${s.total ?? '?'} shards${f ? ` (${f.index ? `${f.index}: ` : ''}${describeError(f.reason)})` : ''}`;
 }
 
 /** OpenSearch's error object (type, reason, caused_by) in one line. */
