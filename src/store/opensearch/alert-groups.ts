@@ -128,6 +128,9 @@ async function groupAlerts(ctx: AlertWriter, list: readonly AlertToWrite[], todo
   for (const i of todo) {
     const { alert: a, eventId } = list[i]!;
     const g = groups.get(a.groupKey)!;
+    // The same alert again (its batch detected again because a finish failed after this row was written): not a
+    // repeat of itself.
+    if (stored.has(openIds.get(i)!)) continue;
     const lastTime = g.moveTo?.lastTime ?? g.head?.lastTime;
     const rowId = g.moveTo?.alert ?? g.head?.alert;
     if (rowId !== undefined && lastTime! >= a.timeMicros - ctx.groupWindowUs) {
