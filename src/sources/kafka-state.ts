@@ -20,9 +20,11 @@ const gunzipAsync = promisify(gunzip);
  * straddles a rebalance is counted once, across both detectors.
  *
  * The topic is read by a consumer of its own (its own group, one per process, no commits) that keeps the latest
- * snapshot of each partition of this detector group in memory: at most one capped snapshot per partition. A load
- * first waits until that reader has reached the topic's end, so it sees the snapshot the previous owner wrote before
- * its last commit.
+ * snapshot of each partition of this detector group's events topics in memory, and nothing else: other groups'
+ * snapshots (one state topic may serve several groups), keys of other topics, deleted keys (tombstones) and snapshots
+ * over kafka.stateMaxBytes (which no member of the group writes) are not held, so memory is bounded by the group's
+ * partitions times the cap. A load first waits until that reader has reached the topic's end, so it sees the snapshot
+ * the previous owner wrote before its last commit.
  */
 
 /** Bytes a snapshot may take once unzipped, when loading (it is untrusted data). */
@@ -55,8 +57,9 @@ export class DetectionStateTopic implements PartitionStateStore {
   private producer: Producer | undefined;
   private reader: Consumer | undefined;
   private admin: Admin | undefined;
-  /** Latest snapshot per key of this group (null: a tombstone), as read from the topic. */
-  private latest = new Map<string, Buffer | null>();
+  /** Latest snapshot per partition of this group's events topics, as read from the topic ('oversize': over the cap). */
+  private latest = new Map<string, Buffer | 'oversize'>();
+  private latestBytes = 0;
   /** Per partition of the state topic: the next offset the reader will read. */
   private readTo = new Map<number, bigint>();
   private readonly topic: string;
@@ -108,18 +111,43 @@ export class DetectionStateTopic implements PartitionStateStore {
     this.reader = reader;
     await reader.connect();
     await reader.subscribe({ topic: this.topic, fromBeginning: true });
-    const prefix = `${config.groupId}/`;
     await reader.run({
       autoCommit: false,
       eachBatch: async ({ batch }) => {
         for (const m of batch.messages) {
           const key = m.key?.toString();
-          if (key?.startsWith(prefix)) this.latest.set(key, m.value);
+          if (key !== undefined && this.ours(key)) this.hold(key, m.value);
         }
         const last = batch.lastOffset();
         if (batch.messages.length > 0) this.readTo.set(batch.partition, BigInt(last) + 1n);
       },
     });
+  }
+
+  /** Whether a key of the state topic is a partition of this group's events topics: `group/topic/partition`. */
+  private ours(key: string): boolean {
+    const prefix = `${this.opts.config.groupId}/`;
+    if (!key.startsWith(prefix)) return false;
+    const rest = key.slice(prefix.length);
+    const slash = rest.lastIndexOf('/');
+    return slash > 0 && /^\d{1,6}$/.test(rest.slice(slash + 1)) && this.opts.config.topics.events.includes(rest.slice(0, slash));
+  }
+
+  /** Keeps a key's latest snapshot: a tombstone forgets it, one over the cap is remembered only as too large. */
+  private hold(key: string, value: Buffer | null): void {
+    const before = this.latest.get(key);
+    if (before instanceof Buffer) this.latestBytes -= before.length;
+    if (value === null) this.latest.delete(key);
+    else if (value.length > this.opts.config.stateMaxBytes) this.latest.set(key, 'oversize');
+    else {
+      this.latest.set(key, value);
+      this.latestBytes += value.length;
+    }
+  }
+
+  /** The snapshots held in memory: how many, and their bytes. */
+  get held(): { snapshots: number; bytes: number } {
+    return { snapshots: this.latest.size, bytes: this.latestBytes };
   }
 
   /** Waits until the reader has read every snapshot written so far (the topic's end as of now). */
@@ -141,6 +169,14 @@ export class DetectionStateTopic implements PartitionStateStore {
     const value = this.latest.get(this.keyOf(partition));
     if (!value) {
       this.stats.empty++;
+      return undefined;
+    }
+    if (value === 'oversize') {
+      this.stats.unreadable++;
+      log.warn(
+        `kafka: the detection state of ${partition} in ${this.topic} is over kafka.stateMaxBytes (${this.opts.config.stateMaxBytes}): not loaded, its windows start empty`,
+        'kafka:state',
+      );
       return undefined;
     }
     let snap: { format?: unknown; offset?: unknown; state?: unknown };

@@ -91,6 +91,63 @@ describeWithKafka('detection-state topic (real broker)', () => {
     }
   }, 120_000);
 
+  it("holds only this group's snapshots of its own topics, within the cap, and forgets deleted keys", async () => {
+    const config = testKafkaConfig(broker.brokers, {
+      groupId: 'mine',
+      topics: { events: ['mine-events'], alerts: '', deadLetter: '', state: 'shared-state' },
+      stateMaxBytes: 4096,
+    });
+    const d = await createDetector();
+    // A snapshot of this group's to copy: one identity's open window in mine-events/0.
+    await d.detect([normalised({ verb: 'list', code: 403, user: 'eve', objectRef: { resource: 'pods' } })], 'mine-events/0');
+    const writer = new DetectionStateTopic({ config, kafka, detector: d });
+    await writer.start();
+    await writer.save('mine-events/0', 10n);
+    await writer.stop();
+    const consumer = kafka.consumer({ groupId: 'peek-shared-state' });
+    await consumer.connect();
+    await consumer.subscribe({ topic: 'shared-state', fromBeginning: true });
+    let snapshot: Buffer | undefined;
+    await consumer.run({ eachMessage: async ({ message }) => void (snapshot ??= message.value ?? undefined) });
+    await waitFor(() => snapshot, 'the snapshot written');
+    await consumer.disconnect();
+
+    // One state topic shared by several groups (and a stray key or two): 200 snapshots of other groups and topics.
+    const producer = kafka.producer();
+    await producer.connect();
+    const foreign = [];
+    for (let i = 0; i < 50; i++) {
+      foreign.push({ key: `other/mine-events/${i}`, value: snapshot! }); // another group, same topic
+      foreign.push({ key: `mine/other-events/${i}`, value: snapshot! }); // this group's name, a topic it does not read
+      foreign.push({ key: `mine/x/mine-events/${i}`, value: snapshot! }); // the group "mine/x"
+      foreign.push({ key: `mine/mine-events/${i}x`, value: snapshot! });
+    }
+    await producer.send({ topic: 'shared-state', messages: foreign });
+    // This group's: partition 1 over the cap, partition 2 written and deleted.
+    await producer.send({
+      topic: 'shared-state',
+      messages: [
+        { key: 'mine/mine-events/1', value: Buffer.alloc(5000, 1) },
+        { key: 'mine/mine-events/2', value: snapshot! },
+        { key: 'mine/mine-events/2', value: null },
+      ],
+    });
+    await producer.disconnect();
+
+    const reader = new DetectionStateTopic({ config, kafka, detector: await createDetector() });
+    await reader.start();
+    try {
+      expect(await reader.load('mine-events/0', beat)).toBe(10n);
+      // Held: partition 0's snapshot and the note that partition 1's is too large; nothing of the 200 others.
+      expect(reader.held).toEqual({ snapshots: 2, bytes: snapshot!.length });
+      expect(await reader.load('mine-events/1', beat)).toBeUndefined();
+      expect(await reader.load('mine-events/2', beat)).toBeUndefined();
+      expect(reader.stats).toMatchObject({ loaded: 1, unreadable: 1, empty: 1 });
+    } finally {
+      await reader.stop();
+    }
+  }, 120_000);
+
   it('messages below the loaded state offset are stored but not detected again', async () => {
     const topic = 'replay-events';
     const admin = kafka.admin();
