@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Kafka, Message, Producer } from 'kafkajs';
 import type { Alert } from '../detect/alert.js';
 import { createKafkaClient, describeKafkaConfig, producerDefaults, type KafkaConfig } from '../config/kafka.js';
@@ -237,14 +239,23 @@ export interface KafkaAlertOutboxOptions {
   batch?: number;
   /** On first start (no position stored), publish the alerts already in the store too (default false: only new ones). */
   fromStart?: boolean;
+  /** How long the fleet's outbox role lasts unless renewed (a shared store; default 15 s). */
+  roleTtlMs?: number;
 }
+
+/** How long the outbox role of a shared store lasts unless its holder renews it (ms). */
+const ROLE_TTL_MS = 15_000;
 
 /**
  * Alerts to the alerts topic, from the store rather than from memory: a transactional outbox. The alerts table is read
  * in id (= commit) order from the outbox's position, produced with acks=all, and only then is the position advanced
  * (committed through the pipeline into the same store). A crash anywhere loses no alert: at worst the alerts after the
  * last stored position are produced again, with the same `kaudit-alert-id` header for consumers to drop.
- * Run one outbox per store.
+ *
+ * One outbox publishes a store's alerts. A store that several processes share (the fleet store: every detector and
+ * query node may run an outbox) elects it: the outbox role (store.holdRole) is held by one process at a time and
+ * renewed while it runs; the others wait, and take it over, from the position its holder saved, when it stops or its
+ * role expires (a holder SIGKILLed: after roleTtlMs).
  */
 export class KafkaAlertOutbox {
   private kafka: Kafka | undefined;
@@ -258,10 +269,50 @@ export class KafkaAlertOutbox {
   private loop: Promise<void> | undefined;
   readonly stats = { published: 0, failures: 0 };
   readonly source: string;
+  /** This process's name as a holder of the fleet's outbox role. */
+  private readonly holder = `${hostname()}:${process.pid}:${randomUUID()}`;
+  /** When this outbox last took or renewed the role (0: it does not hold it). */
+  private heldAt = 0;
 
   constructor(private readonly opts: KafkaAlertOutboxOptions) {
     if (!opts.config.topics.alerts) throw new Error('kafka.topics.alerts is empty: nothing to publish alerts to');
     this.source = `kafka-alerts:${opts.config.topics.alerts}`;
+  }
+
+  /** True while this process runs the store's outbox (always, on a store no other process writes). */
+  get holding(): boolean {
+    return !this.opts.store.holdRole || this.heldAt > 0;
+  }
+
+  /**
+   * Takes or renews the outbox role of a shared store (renewed every third of its lifetime). Taking it over reads the
+   * position its last holder saved. False while another process holds it, or the store cannot say.
+   */
+  private async hold(): Promise<boolean> {
+    const holdRole = this.opts.store.holdRole?.bind(this.opts.store);
+    if (!holdRole) return true;
+    const ttl = this.opts.roleTtlMs ?? ROLE_TTL_MS;
+    const now = Date.now();
+    if (this.heldAt > 0 && now - this.heldAt < ttl / 3) return true;
+    let held = false;
+    try {
+      held = await holdRole(this.role, this.holder, ttl);
+    } catch (e) {
+      log.warn(`kafka alerts: cannot take or renew the outbox role: ${(e as Error).message}`, 'kafka:alerts-role');
+    }
+    const took = held && this.heldAt === 0;
+    if (!held && this.heldAt > 0) log.info(`kafka alerts: no longer the fleet's outbox for ${this.opts.config.topics.alerts}`);
+    this.heldAt = held ? now : 0;
+    if (took) {
+      const stored = await this.opts.store.position(this.source).catch(() => undefined);
+      if (stored !== undefined && Number(stored) > this.position) this.position = Number(stored);
+      log.info(`kafka alerts: this node is the fleet's outbox for ${this.opts.config.topics.alerts}, from alert id ${this.position}`);
+    }
+    return held;
+  }
+
+  private get role(): string {
+    return `kafka-alerts-outbox:${this.opts.config.topics.alerts}`;
   }
 
   async start(): Promise<void> {
@@ -299,6 +350,10 @@ export class KafkaAlertOutbox {
     const limit = this.opts.batch ?? 500;
     let failures = 0;
     while (!this.stopped) {
+      if (!(await this.hold())) {
+        await this.sleep((this.opts.roleTtlMs ?? ROLE_TTL_MS) / 3);
+        continue;
+      }
       let rows: { id: number; body: string }[];
       try {
         rows = await this.opts.store.committedAlertsAfter(this.position, limit);
@@ -363,10 +418,10 @@ export class KafkaAlertOutbox {
     });
   }
 
-  /** Publishes what is committed so far (up to the current last alert), then stops. */
+  /** Publishes what is committed so far (up to the current last alert), then stops (and lets the fleet's role go). */
   async stop(): Promise<void> {
     if (!this.running) return;
-    const target = await this.maxId().catch(() => this.position);
+    const target = this.holding ? await this.maxId().catch(() => this.position) : 0;
     for (let i = 0; i < 100 && this.position < target && this.stats.failures < 1000; i++) {
       this.wake?.();
       await new Promise((r) => setTimeout(r, 50));
@@ -374,6 +429,8 @@ export class KafkaAlertOutbox {
     this.stopped = true;
     this.wake?.();
     await this.loop;
+    if (this.heldAt > 0) await this.opts.store.holdRole?.(this.role, this.holder, 0).catch(() => undefined);
+    this.heldAt = 0;
     this.unsubscribe?.();
     await this.producer?.disconnect();
     this.running = false;
@@ -383,7 +440,8 @@ export class KafkaAlertOutbox {
     return (
       counter('kaudit_kafka_alerts_published_total', 'Alerts produced to the alerts topic (acks=all)', this.stats.published) +
       counter('kaudit_kafka_alerts_publish_failures_total', 'Failed attempts to produce alerts (retried)', this.stats.failures) +
-      `# HELP kaudit_kafka_alerts_unpublished Alerts committed in the store and not yet in the alerts topic\n# TYPE kaudit_kafka_alerts_unpublished gauge\nkaudit_kafka_alerts_unpublished ${Math.max(0, this.maxIdSafe() - this.position)}\n`
+      `# HELP kaudit_kafka_alerts_outbox_holder 1 while this node publishes the store's alerts (a shared store elects one node)\n# TYPE kaudit_kafka_alerts_outbox_holder gauge\nkaudit_kafka_alerts_outbox_holder ${this.holding ? 1 : 0}\n` +
+      `# HELP kaudit_kafka_alerts_unpublished Alerts committed in the store and not yet in the alerts topic\n# TYPE kaudit_kafka_alerts_unpublished gauge\nkaudit_kafka_alerts_unpublished ${this.holding ? Math.max(0, this.maxIdSafe() - this.position) : 0}\n`
     );
   }
 

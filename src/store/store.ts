@@ -81,6 +81,11 @@ export interface StoreReader {
   committedAlertsAfter(afterId: number, limit: number): Promise<CommittedAlert[]>;
   /** The id of the newest committed alert (0: none): where a live-only reader of alerts starts. */
   latestAlertId(): Promise<number>;
+  /**
+   * Only where several processes share the store (the fleet store): takes or renews a role that one process holds at a
+   * time, for `ttlMs` from now; true while `holder` has it (0 lets it go). The Kafka alerts outbox runs on its holder.
+   */
+  holdRole?(role: string, holder: string, ttlMs: number): Promise<boolean>;
   /** How many stored events match a filter (every stage counts). */
   countEvents(f: EventFilter): Promise<number>;
   /** How many alerts (rows, not repeats) match a filter. */

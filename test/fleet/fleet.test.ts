@@ -65,10 +65,10 @@ describeWithKafka('a fleet: webhook node, two detectors and a query node on one 
       return p;
     };
     const webhook = await start('webhook', { store: { path: join(dir, 'webhook.db') }, kafka: { ...kafkaBase, topics, ingestOnly: true } });
-    // The detectors publish no alerts themselves: the query node runs the one alerts outbox of the shared store.
+    // Every detector and the query node may publish alerts: the shared store elects one of them as the outbox.
     const det = [
-      await start('det-1', { store: { opensearch }, kafka: { ...kafkaBase, topics: { ...topics, alerts: '' } } }),
-      await start('det-2', { store: { opensearch }, kafka: { ...kafkaBase, topics: { ...topics, alerts: '' } } }),
+      await start('det-1', { store: { opensearch }, kafka: { ...kafkaBase, topics } }),
+      await start('det-2', { store: { opensearch }, kafka: { ...kafkaBase, topics } }),
     ];
     const query = await start('query', { store: { opensearch }, kafka: { ...kafkaBase, topics, consume: false } });
     await waitFor(
@@ -125,8 +125,14 @@ describeWithKafka('a fleet: webhook node, two detectors and a query node on one 
     expect(execAlerts()).toHaveLength(12);
     expect(new Set(execAlerts().map((a) => a.cluster))).toEqual(new Set(CLUSTERS));
 
+    // One outbox in the fleet. The detector that holds it (else det-1) is the one SIGKILLed below.
+    const holders = await Promise.all([...det, query].map(async (n) => (await n.metric('kaudit_kafka_alerts_outbox_holder')) ?? 0));
+    expect(holders.reduce((a, b) => a + b, 0)).toBe(1);
+    const victim = holders[1] === 1 ? 1 : 0;
+    const survivor = 1 - victim;
+
     // Second load (other users: their execs are alerts of their own, not repeats grouped with the first load's) while
-    // det-1 is SIGKILLed in the middle of it.
+    // a detector is SIGKILLed in the middle of it.
     const second = CLUSTERS.flatMap((c) => traffic(c, 3, 60, 'ops').map((e) => ({ e, c })));
     let killedAt = 0;
     for (let i = 0; i < second.length; i += 50) {
@@ -137,11 +143,11 @@ describeWithKafka('a fleet: webhook node, two detectors and a query node on one 
       );
       if (!killedAt && i >= second.length / 3) {
         killedAt = i;
-        await det[0]!.kill();
+        await det[victim]!.kill();
       }
     }
-    expect(det[0]!.alive()).toBe(false);
-    await waitFor(async () => (await det[1]!.metric('kaudit_kafka_assigned_partitions')) === 4, 'det-2 to own every partition', 90_000);
+    expect(det[victim]!.alive()).toBe(false);
+    await waitFor(async () => (await det[survivor]!.metric('kaudit_kafka_assigned_partitions')) === 4, 'the survivor to own every partition', 90_000);
 
     // Every acknowledged event exactly once fleet-wide: count in OpenSearch by (auditID, stage).
     const osCount = async () => {
@@ -175,9 +181,27 @@ describeWithKafka('a fleet: webhook node, two detectors and a query node on one 
     expect(alerts.filter((a) => a.count !== 1)).toEqual([]);
     expect(new Set(alerts.map((a) => `${a.cluster}/${a.auditID}`)).size).toBe(execs.length);
     process.stdout.write(
-      `fleet: ${acknowledged.length} events acknowledged, stored once each; det-1 SIGKILLed after ${killedAt} of the second load's ${second.length}\n`,
+      `fleet: ${acknowledged.length} events acknowledged, stored once each; det-${victim + 1} SIGKILLed after ${killedAt} of the second load's ${second.length}\n`,
     );
     live.ws.close();
-    for (const n of [webhook, det[1]!, query]) expect((await n.stop()).code).toBe(0);
+    // The alerts topic: every alert of the store once (ids unique), none missing, across the SIGKILL.
+    const stored = (await get(`/api/v1/alerts?limit=10000`)).items.map((a) => `${a.rule as string}/${a.cluster as string}/${a.auditID as string}`);
+    const published: string[] = [];
+    const reader = kafka.consumer({ groupId: 'fleet-alerts-check' });
+    await reader.connect();
+    await reader.subscribe({ topic: 'fleet-alerts', fromBeginning: true });
+    await reader.run({ eachMessage: async ({ message }) => void published.push(String(message.headers?.['kaudit-alert-id'])) });
+    await waitFor(() => published.length >= stored.length, `${stored.length} alerts on the alerts topic`, 120_000).catch((e: unknown) => {
+      process.stderr.write(`published ${published.length} of ${stored.length}\n`);
+      throw e;
+    });
+    await new Promise((r) => setTimeout(r, 5000)); // and no copies follow
+    await reader.disconnect();
+    expect(published.length - new Set(published).size).toBe(0);
+    expect([...published].sort()).toEqual([...stored].sort());
+    const holdersAfter = await Promise.all([det[survivor]!, query].map(async (n) => (await n.metric('kaudit_kafka_alerts_outbox_holder')) ?? 0));
+    expect(holdersAfter.reduce((a, b) => a + b, 0)).toBe(1);
+    process.stdout.write(`fleet alerts topic: ${published.length} alerts once each; the outbox was on ${['det-1', 'det-2', 'query'][holders.indexOf(1)]}\n`);
+    for (const n of [webhook, det[survivor]!, query]) expect((await n.stop()).code).toBe(0);
   }
 });

@@ -71,7 +71,7 @@ export function countDeadLetters(ctx: SearchContext): Promise<number> {
 }
 
 interface StateDoc {
-  kind: 'state' | 'lease' | 'mark' | 'slots';
+  kind: 'state' | 'lease' | 'mark' | 'slots' | 'role';
   owner?: string;
   seen?: number;
   value?: string;
@@ -132,6 +132,27 @@ export async function dropLease(ctx: SearchContext, owner: string): Promise<void
 export async function ownerAlive(ctx: SearchContext, owner: string, now = Date.now()): Promise<boolean> {
   const lease = await getDoc<StateDoc>(ctx, ctx.names.state, `lease:${owner}`);
   return !!lease && (lease._source.seen ?? 0) >= now - LEASE_MS;
+}
+
+/**
+ * A role one process of the fleet holds at a time (the Kafka alerts outbox): taken when free or expired, renewed by
+ * its holder, all with optimistic concurrency so two takers cannot both win. `ttlMs` 0 lets it go.
+ */
+export async function holdRole(ctx: SearchContext, role: string, holder: string, ttlMs: number, now = Date.now()): Promise<boolean> {
+  const id = `role:${role}`;
+  const cur = await getDoc<StateDoc>(ctx, ctx.names.state, id);
+  const mine = cur?._source.owner === holder;
+  if (cur && !mine && (cur._source.seen ?? 0) > now) return false;
+  if (!cur && ttlMs === 0) return false;
+  const doc: StateDoc = { kind: 'role', owner: holder, seen: now + ttlMs };
+  const [item] = await bulk(ctx.conn, [
+    cur
+      ? { action: 'index', index: ctx.names.state, id, doc, ifSeqNo: cur._seq_no, ifPrimaryTerm: cur._primary_term }
+      : { action: 'create', index: ctx.names.state, id, doc },
+  ]);
+  if (item!.status === 409) return false; // another process took or renewed it meanwhile
+  if (item!.error) throw new Error(`role ${role}: ${item!.error}`);
+  return ttlMs > 0;
 }
 
 export interface Mark {

@@ -356,6 +356,9 @@ export class OpenSearchStore implements AuditStore {
   async latestAlertId(): Promise<number> {
     return alerts.latestAlertId(this);
   }
+  holdRole(role: string, holder: string, ttlMs: number): Promise<boolean> {
+    return book.holdRole(this, role, holder, ttlMs);
+  }
   async countEvents(f: q.EventFilter): Promise<number> {
     return ev.countEvents(this, f);
   }
