@@ -12,6 +12,7 @@ import { decoderFor } from '../events/decode.js';
 import type { StoreReader } from '../store/store.js';
 import { HEADER_BAD_ITEMS, HEADER_CLUSTER, HEADER_ORIGIN, HEADER_REASON, KafkaSource, type KafkaSourceOptions } from '../sources/kafka.js';
 import { DetectionStateTopic, hasPartitionState } from '../sources/kafka-state.js';
+import { HEADER_ALERT_SEQ, publishedAtEnd } from './kafka-published.js';
 import type { Detector } from '../detect/alert.js';
 
 /** Header carrying an alert's stable identity (rule/cluster/auditID): consumers of the alerts topic dedupe on it. */
@@ -273,6 +274,9 @@ export class KafkaAlertOutbox {
   private readonly holder = `${hostname()}:${process.pid}:${randomUUID()}`;
   /** When this outbox last took or renewed the role (0: it does not hold it). */
   private heldAt = 0;
+  /** The end of the topic must be read before the next produce (see publishedAtEnd); then, the ids found there. */
+  private recheck = true;
+  private atEnd = new Set<number>();
 
   constructor(private readonly opts: KafkaAlertOutboxOptions) {
     if (!opts.config.topics.alerts) throw new Error('kafka.topics.alerts is empty: nothing to publish alerts to');
@@ -301,6 +305,7 @@ export class KafkaAlertOutbox {
       log.warn(`kafka alerts: cannot take or renew the outbox role: ${(e as Error).message}`, 'kafka:alerts-role');
     }
     const took = held && this.heldAt === 0;
+    if (took) this.recheck = true;
     if (!held && this.heldAt > 0) log.info(`kafka alerts: no longer the fleet's outbox for ${this.opts.config.topics.alerts}`);
     this.heldAt = held ? now : 0;
     if (took) {
@@ -366,13 +371,32 @@ export class KafkaAlertOutbox {
         await this.sleep(this.opts.pollMs ?? 1000);
         continue;
       }
+      const topic = this.opts.config.topics.alerts;
+      if (this.recheck) {
+        try {
+          this.atEnd = await publishedAtEnd(this.kafka!, topic, limit);
+          this.recheck = false;
+        } catch (e) {
+          log.warn(`kafka alerts: cannot read the end of ${topic} (${(e as Error).message}); will retry`, 'kafka:alerts');
+          await this.sleep(1000);
+          continue;
+        }
+      }
+      // Produced before, by this outbox or the fleet's last one, and not recorded in the position: not again.
+      const fresh = rows.filter((r) => !this.atEnd.has(r.id));
       try {
-        await this.producer!.send({
-          topic: this.opts.config.topics.alerts,
-          acks: -1,
-          messages: rows.map((r) => alertMessage({ ...(JSON.parse(r.body) as Alert), id: r.id })),
-        });
+        if (fresh.length > 0)
+          await this.producer!.send({
+            topic,
+            acks: -1,
+            messages: fresh.map((r) => {
+              const m = alertMessage({ ...(JSON.parse(r.body) as Alert), id: r.id });
+              return { ...m, headers: { ...m.headers, [HEADER_ALERT_SEQ]: String(r.id) } };
+            }),
+          });
       } catch (e) {
+        // Part of it may be in the topic: read the end again before the retry.
+        this.recheck = true;
         this.stats.failures++;
         failures++;
         log.error(
@@ -384,7 +408,7 @@ export class KafkaAlertOutbox {
       }
       failures = 0;
       this.position = rows[rows.length - 1]!.id;
-      this.stats.published += rows.length;
+      this.stats.published += fresh.length;
       await this.savePosition();
     }
   }

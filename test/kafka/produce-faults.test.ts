@@ -196,6 +196,91 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
     store.close();
   }, 180_000);
 
+  it('an outbox that produced alerts but never recorded its position: the next one publishes none of them again', async () => {
+    const topic = 'alerts-unrecorded';
+    const path = join(dir, 'unrecorded.db');
+    const store = new SqliteStore(path);
+    const redaction = { enabled: true, key: store.redactionKey };
+    const commit = (n: number, from: number) => {
+      const events = Array.from({ length: n }, (_, i) =>
+        normalise(
+          toAuditEvent(ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: `web-${from + i}` } })),
+          'c1',
+          redaction,
+        ),
+      );
+      const alerts: Alert[] = events.map((e) => ({
+        rule: 'pod-exec',
+        title: 'exec',
+        severity: 'high',
+        tags: [],
+        summary: `${e.user} exec`,
+        cluster: e.cluster,
+        auditID: e.auditID,
+        stage: e.stage,
+        time: e.time,
+        timeMicros: e.timeMicros,
+        user: e.user,
+        sourceIP: e.sourceIP,
+        verb: e.verb,
+        objectRef: { resource: 'pods', namespace: 'default', name: `web-${from + i}` },
+        groupKey: `pod-exec|${e.auditID}`,
+      }));
+      expect(store.commitAll(events, { alerts, deadLetters: [] }).alerts).toHaveLength(n);
+    };
+    commit(20, 0);
+    const reader = new SqliteStore(path, { readonly: true });
+    const config = testKafkaConfig(broker.brokers, { topics: { events: ['unused'], alerts: topic, deadLetter: '' } });
+    // The first outbox publishes, but every save of its position fails: as if it was killed right after each produce.
+    const lost = new KafkaAlertOutbox({
+      config,
+      store: reader,
+      sink: { submit: () => Promise.reject(new Error('killed before the position was stored')) },
+      kafka: quietKafka(broker.brokers, 'outbox-1'),
+      pollMs: 100,
+      fromStart: true,
+    });
+    await lost.start();
+    const deadline = Date.now() + 60_000;
+    while (lost.published < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(lost.stats.published).toBe(20);
+    await lost.stop();
+    expect(await reader.position(`kafka-alerts:${topic}`)).toBeUndefined();
+
+    // The next outbox starts from no position (all 20 again, by the store), reads the topic's end and skips them.
+    commit(5, 20);
+    const next = new KafkaAlertOutbox({
+      config,
+      store: reader,
+      sink: new Pipeline({ writer: store }),
+      kafka: quietKafka(broker.brokers, 'outbox-2'),
+      pollMs: 100,
+      fromStart: true,
+    });
+    await next.start();
+    try {
+      const until = Date.now() + 60_000;
+      while (next.published < (await reader.latestAlertId()) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      expect(next.stats.published).toBe(5);
+    } finally {
+      await next.stop();
+    }
+
+    const ids: string[] = [];
+    const consumer = kafka.consumer({ groupId: `reader-${topic}` });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({ eachMessage: async ({ message }) => void ids.push(message.headers![HEADER_ALERT_ID]!.toString()) });
+    const end = Date.now() + 30_000;
+    while (ids.length < 25 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 1000)); // and nothing more
+    await consumer.disconnect();
+    expect(ids).toHaveLength(25);
+    expect(new Set(ids).size).toBe(25);
+    reader.close();
+    store.close();
+  }, 180_000);
+
   it("writes each event of an ingest-only node's webhook batch to the topic once when its answer was lost", async () => {
     const topic = 'events-lost-answer';
     const admin = kafka.admin();
