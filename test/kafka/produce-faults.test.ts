@@ -209,7 +209,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
           redaction,
         ),
       );
-      const alerts: Alert[] = events.map((e) => ({
+      const alerts: Alert[] = events.map((e, i) => ({
         rule: 'pod-exec',
         title: 'exec',
         severity: 'high',
