@@ -230,7 +230,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
     };
     commit(20, 0);
     const reader = new SqliteStore(path, { readonly: true });
-    const config = testKafkaConfig(broker.brokers, { topics: { events: ['unused'], alerts: topic, deadLetter: '' } });
+    const config = testKafkaConfig(broker.brokers, { topics: { events: ['unused'], alerts: topic, deadLetter: '', state: '' } });
     // The first outbox publishes, but every save of its position fails: as if it was killed right after each produce.
     const lost = new KafkaAlertOutbox({
       config,
