@@ -87,6 +87,9 @@ interface Chunk {
   replayed: boolean;
 }
 
+/** Commit refusals that say the group has moved on without this member (it rejoins), not that anything is broken. */
+const GROUP_MOVED_ON = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'REBALANCE_IN_PROGRESS', 'FENCED_INSTANCE_ID']);
+
 /** How often the lag gauge is refreshed from the broker (ms). */
 const LAG_REFRESH_MS = 10_000;
 
@@ -360,7 +363,20 @@ export class KafkaSource {
     if (lastOffset !== undefined) {
       resolveOffset(lastOffset);
       const next = BigInt(lastOffset) + 1n;
-      await this.consumer!.commitOffsets([{ topic, partition, offset: String(next) }]);
+      try {
+        await this.consumer!.commitOffsets([{ topic, partition, offset: String(next) }]);
+      } catch (e) {
+        // A batch slower than the session (the store retrying through an outage) finds the group moved on: the commit
+        // is refused. Thrown out of here, kafkajs would stop this consumer for good; the stored batch is redelivered
+        // to whoever owns the partition after the rejoin, and its events are recognised by their key.
+        if (!GROUP_MOVED_ON.has((e as { type?: string }).type ?? '')) throw e;
+        log.warn(
+          `kafka: the commit of ${key} at ${next} was refused (${(e as Error).message}); the group rejoins and the batch is fetched again`,
+          'kafka:commit',
+        );
+        this.stats.batchErrors++;
+        return;
+      }
       this.stats.commits++;
       entry.committed = next;
     }
