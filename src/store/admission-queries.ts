@@ -11,14 +11,14 @@ import type { SqliteContext } from './sqlite-context.js';
 export const VIOLATION_SIGNALS = ['audit', 'denied', 'policy', 'exempt', 'error'] as const;
 export type ViolationSignal = (typeof VIOLATION_SIGNALS)[number];
 
-const SIGNAL_CODES: Record<ViolationSignal, number> = {
+export const SIGNAL_CODES: Record<ViolationSignal, number> = {
   audit: ADMISSION_SIGNALS.psaAudit,
   denied: ADMISSION_SIGNALS.psaDenied,
   policy: ADMISSION_SIGNALS.policyAudit,
   exempt: ADMISSION_SIGNALS.psaExempt,
   error: ADMISSION_SIGNALS.psaError,
 };
-const SIGNAL_NAMES = Object.fromEntries(Object.entries(SIGNAL_CODES).map(([k, v]) => [v, k])) as Record<number, ViolationSignal>;
+export const SIGNAL_NAMES = Object.fromEntries(Object.entries(SIGNAL_CODES).map(([k, v]) => [v, k])) as Record<number, ViolationSignal>;
 
 export interface ViolationFilter {
   /** A namespace, `*` wildcards allowed. */
@@ -64,7 +64,8 @@ export interface ViolationRow {
   lastAuditID: string;
 }
 
-function pageOf(page: PageOptions): { limit: number; offset: number } {
+/** The page asked for: these reports page by offset into their ordered rows (the cursor is `o:<offset>`). */
+export function pageOf(page: PageOptions): { limit: number; offset: number } {
   const limit = page.limit ?? 100;
   if (!Number.isInteger(limit) || limit < 1) throw new QueryError('limit must be a positive integer');
   let offset = 0;
@@ -74,6 +75,19 @@ function pageOf(page: PageOptions): { limit: number; offset: number } {
     offset = Number(m[1]);
   }
   return { limit: Math.min(limit, MAX_LIMIT), offset };
+}
+
+/** The cursor of the page after the one at `offset`. */
+export function nextPage(offset: number, limit: number): string {
+  return Buffer.from(`o:${offset + limit}`).toString('base64url');
+}
+
+/** The signals a violation filter selects (checked), and its level (checked). */
+export function violationSignals(f: ViolationFilter): ViolationSignal[] {
+  const signals = f.signals?.length ? f.signals : (['audit', 'denied'] as ViolationSignal[]);
+  for (const s of signals) if (!(s in SIGNAL_CODES)) throw new QueryError(`bad signal "${s}": one of ${VIOLATION_SIGNALS.join(', ')}`);
+  if (f.level !== undefined && f.level !== 'baseline' && f.level !== 'restricted') throw new QueryError('level must be baseline or restricted');
+  return signals;
 }
 
 function hasTable(store: SqliteContext, name: string): boolean {
@@ -88,9 +102,7 @@ export function psaViolations(store: SqliteContext, f: ViolationFilter, page: Pa
   const { limit, offset } = pageOf(page);
   // A store no writer has migrated yet (read-only) has no admission table: nothing was recorded.
   if (!hasTable(store, 'admission')) return { items: [] };
-  const signals = f.signals?.length ? f.signals : (['audit', 'denied'] as ViolationSignal[]);
-  for (const s of signals) if (!(s in SIGNAL_CODES)) throw new QueryError(`bad signal "${s}": one of ${VIOLATION_SIGNALS.join(', ')}`);
-  if (f.level !== undefined && f.level !== 'baseline' && f.level !== 'restricted') throw new QueryError('level must be baseline or restricted');
+  const signals = violationSignals(f);
   const where = [`signal IN (${signals.map((s) => SIGNAL_CODES[s]).join(',')})`];
   const params: unknown[] = [];
   const add = (sql: string, v: unknown) => {
@@ -111,7 +123,7 @@ export function psaViolations(store: SqliteContext, f: ViolationFilter, page: Pa
         count(DISTINCT user) AS users, group_concat(DISTINCT signal) AS signals
       FROM admission WHERE ${w}
       GROUP BY cluster, namespace, owner_kind, owner_name, check_id
-      ORDER BY namespace, vl, requests DESC, owner_kind, owner_name, check_id LIMIT ? OFFSET ?`,
+      ORDER BY namespace, vl, requests DESC, owner_kind, owner_name, check_id, cluster LIMIT ? OFFSET ?`,
     )
     .all(...params, limit + 1, offset) as {
     cluster: string;
@@ -130,13 +142,13 @@ export function psaViolations(store: SqliteContext, f: ViolationFilter, page: Pa
   const more = groups.length > limit;
   const key = `${w} AND cluster = ? AND namespace = ? AND owner_kind = ? AND owner_name = ? AND check_id = ?`;
   const last = store.db.prepare(
-    `SELECT audit_id, level, version, reason, detail, policy, binding FROM admission WHERE ${key} ORDER BY time DESC, id DESC LIMIT 1`,
+    `SELECT audit_id, level, version, reason, detail, policy, binding FROM admission WHERE ${key} ORDER BY time DESC, audit_id DESC, id DESC LIMIT 1`,
   );
   const users = store.db.prepare(
-    `SELECT group_concat(user, char(1)) FROM (SELECT user, max(time) AS t FROM admission WHERE ${key} GROUP BY user ORDER BY t DESC LIMIT 10)`,
+    `SELECT group_concat(user, char(1)) FROM (SELECT user, max(time) AS t FROM admission WHERE ${key} GROUP BY user ORDER BY t DESC, user LIMIT 10)`,
   );
   const objects = store.db.prepare(
-    `SELECT group_concat(o, char(1)) FROM (SELECT object_kind || '/' || object_name AS o, max(time) AS t FROM admission WHERE ${key} GROUP BY o ORDER BY t DESC LIMIT 10)`,
+    `SELECT group_concat(o, char(1)) FROM (SELECT object_kind || '/' || object_name AS o, max(time) AS t FROM admission WHERE ${key} GROUP BY o ORDER BY t DESC, o LIMIT 10)`,
   );
   const items = groups.slice(0, limit).map((g): ViolationRow => {
     const k = [...params, g.cluster, g.namespace, g.owner_kind, g.owner_name, g.check_id];
@@ -167,7 +179,7 @@ export function psaViolations(store: SqliteContext, f: ViolationFilter, page: Pa
       lastAuditID: l.audit_id,
     };
   });
-  return more ? { items, next: Buffer.from(`o:${offset + limit}`).toString('base64url') } : { items };
+  return more ? { items, next: nextPage(offset, limit) } : { items };
 }
 
 export interface PostureFilter {
@@ -213,9 +225,9 @@ export function posture(store: SqliteContext, f: PostureFilter, page: PageOption
   const rows = store.db
     .prepare(
       `SELECT cluster, namespace, rule, max(json_extract(body, '$.details.cis')) AS cis, count(DISTINCT json_extract(body, '$.details.workload')) AS workloads,
-        sum(count) AS findings, group_concat(DISTINCT json_extract(body, '$.details.workload')) AS examples, max(last_time) AS last, max(id) AS alert
+        sum(count) AS findings, max(last_time) AS last, max(id) AS alert
       FROM alerts WHERE ${where.join(' AND ')}
-      GROUP BY cluster, namespace, rule ORDER BY namespace, rule LIMIT ? OFFSET ?`,
+      GROUP BY cluster, namespace, rule ORDER BY namespace, rule, cluster LIMIT ? OFFSET ?`,
     )
     .all(...params, limit + 1, offset) as {
     cluster: string;
@@ -224,10 +236,17 @@ export function posture(store: SqliteContext, f: PostureFilter, page: PageOption
     cis: string | null;
     workloads: number;
     findings: number;
-    examples: string | null;
     last: number;
     alert: number;
   }[];
+  // The workloads most recently found first (ties by name), as the Pod Security report lists users.
+  const examples = store.db
+    .prepare(
+      `SELECT group_concat(w, char(1)) FROM (SELECT json_extract(body, '$.details.workload') AS w, max(last_time) AS t FROM alerts
+        WHERE ${where.join(' AND ')} AND cluster = ? AND namespace = ? AND rule = ? AND json_extract(body, '$.details.workload') IS NOT NULL
+        GROUP BY w ORDER BY t DESC, w LIMIT 10)`,
+    )
+    .pluck();
   const items = rows.slice(0, limit).map((r): PostureRow => ({
     cluster: r.cluster,
     namespace: r.namespace,
@@ -235,9 +254,9 @@ export function posture(store: SqliteContext, f: PostureFilter, page: PageOption
     cis: r.cis ?? '',
     workloads: r.workloads,
     findings: r.findings,
-    examples: r.examples ? r.examples.split(',').slice(0, 10) : [],
+    examples: split(examples.get(...params, r.cluster, r.namespace, r.rule) as string | null, 10),
     lastSeen: formatMicros(r.last),
     lastAlertID: r.alert,
   }));
-  return rows.length > limit ? { items, next: Buffer.from(`o:${offset + limit}`).toString('base64url') } : { items };
+  return rows.length > limit ? { items, next: nextPage(offset, limit) } : { items };
 }

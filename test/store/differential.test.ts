@@ -11,15 +11,18 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadDetector } from '../../src/cli/common.js';
 import { Pipeline, type RawBatch } from '../../src/pipeline/pipeline.js';
 import { OpenSearchStore } from '../../src/store/opensearch/store.js';
+import type { PostureFilter, ViolationFilter } from '../../src/store/admission-queries.js';
 import type { AlertFilter, AlertRow, AnalystFilter, EventFilter, EventRow, Page, PageOptions } from '../../src/store/queries.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import type { StoreReader } from '../../src/store/store.js';
 import { SETTLE_MS } from '../../src/store/opensearch/sequence.js';
 import { cleanup, tempDir } from '../api/helpers.js';
 import { describeWithOpenSearch, startOpenSearch, type OpenSearchNode } from '../opensearch/node.js';
-import { fleetTraffic } from './fleet-traffic.js';
+import { admissionTraffic, fleetTraffic } from './fleet-traffic.js';
 
 const SAMPLE = new URL('../../fixtures/sample/audit.log', import.meta.url);
+/** A Pod Security migration (violations, refusals, exemptions, a policy failure, posture findings). */
+const ADMISSION = new URL('../../fixtures/admission/migration.jsonl', import.meta.url);
 const HOUR_US = 3_600_000_000;
 
 /** The log as batches: the sample, then the fleet a chunk at a time per cluster, bad records, redeliveries. */
@@ -55,8 +58,37 @@ function batches(): RawBatch[] {
       { value: { kind: 'Event', apiVersion: 'audit.k8s.io/v1', stage: 'ResponseComplete' }, where: 'request 1 item 1' },
     ],
   });
-  // Redelivery (a Kafka rebalance, a webhook retry): batches again, the sample again.
+  // The migration in two clusters, each in two batches (so its rows and posture alerts are written by several).
+  const migration = readFileSync(ADMISSION, 'utf8').split('\n').filter(Boolean);
+  const admission: RawBatch[] = [];
+  for (const cluster of ['prod-eu', 'staging'])
+    for (const [from, to] of [
+      [0, 17],
+      [17, migration.length],
+    ])
+      admission.push({
+        source: `file:migration-${cluster}`,
+        cluster,
+        records: migration.slice(from, to).map((text, i) => ({ text, where: `migration:${from + i + 1}`, line: true })),
+        checkpoint: { source: `file:migration-${cluster}`, position: String(to) },
+      });
+  // The report's corner cases (fleet-traffic.ts), in batches of 100.
+  const corners = admissionTraffic();
+  for (const cluster of new Set(corners.map((e) => e.cluster))) {
+    const mine = corners.filter((e) => e.cluster === cluster);
+    for (let at = 0; at < mine.length; at += 100)
+      admission.push({
+        source: `kafka:admission/${cluster}`,
+        cluster,
+        clusterFixed: true,
+        records: mine.slice(at, at + 100).map((e, i) => ({ value: e.event, where: `admission:${at + i}` })),
+        checkpoint: { source: `kafka:admission/${cluster}`, position: String(at + 100) },
+      });
+  }
+  // Redelivery (a Kafka rebalance, a webhook retry): batches again, the sample again, a migration batch again.
   out.push(...out.slice(3, 7), out[0]!);
+  out.splice(out.length - 5, 0, ...admission);
+  out.push(admission[1]!);
   return out;
 }
 
@@ -215,6 +247,59 @@ describeWithOpenSearch('the OpenSearch store answers every query as the SQLite s
     expect(alertShape(gb!)).toEqual(alertShape(ga!));
     expect(await os.latestAlertId()).toBe(rb.at(-1)!.id);
   });
+
+  it('answers the Pod Security report and the posture table alike, page by page through the cursor', async () => {
+    const day = Date.UTC(2026, 10, 3) * 1000;
+    const filters: ViolationFilter[] = [
+      {},
+      { namespace: 'shop' },
+      { namespace: 's*' },
+      { level: 'baseline' },
+      { level: 'restricted' },
+      { signals: ['denied'] },
+      { signals: ['policy'] },
+      { signals: ['exempt'] },
+      { signals: ['audit', 'denied', 'policy', 'exempt', 'error'] },
+      { signals: ['audit', 'denied', 'policy', 'exempt', 'error'], level: 'baseline' },
+      { cluster: 'staging' },
+      { user: 'alice*' },
+      { user: 'system:serviceaccount:*' },
+      { since: day, until: day + 86_400_000_000 },
+      { namespace: 'payments', signals: ['audit', 'denied'] },
+      { namespace: 'nowhere' },
+    ];
+    let some = 0;
+    for (const [i, f] of filters.entries()) {
+      const [a, b] = await both((s) => pages((p) => s.psaViolations(f, p), i === 0 ? 7 : 60));
+      expect(b, `psa-violations ${JSON.stringify(f)}`).toEqual(a);
+      const [a1, b1] = await both((s) => s.psaViolations(f, { limit: 1000 }));
+      expect(b1).toEqual(a1);
+      expect(a1.items).toEqual(a);
+      some += a.length;
+    }
+    const all = (await sqlite.psaViolations({ signals: ['audit', 'denied', 'policy', 'exempt'] })).items;
+    // The report has what makes it worth comparing: every cluster, repeated requests, refusals, several users.
+    expect(new Set(all.map((r) => r.cluster))).toEqual(new Set(['prod-eu', 'prod-us', 'staging']));
+    expect(all.some((r) => r.requests > 3 && r.userCount > 1)).toBe(true);
+    expect(all.some((r) => r.denied > 0)).toBe(true);
+    expect(all.some((r) => r.binding !== undefined)).toBe(true);
+    expect(some).toBeGreaterThan(100);
+    const postures: PostureFilter[] = [{}, { namespace: 'shop' }, { namespace: 'p*' }, { cluster: 'prod-eu' }, { since: day, until: day + 86_400_000_000 }];
+    for (const f of postures) {
+      const [a, b] = await both(async (s) => {
+        const rows = await pages((p) => s.posture(f, p), 2);
+        // Alert ids are each kind's own: the last finding's alert is compared by what it is.
+        return Promise.all(rows.map(async ({ lastAlertID, ...r }) => ({ ...r, last: alertShape((await s.getAlert(lastAlertID))!) })));
+      });
+      expect(b, `posture ${JSON.stringify(f)}`).toEqual(a);
+    }
+    const table = (await sqlite.posture({})).items;
+    expect(table.length).toBeGreaterThan(3);
+    expect(table.some((r) => r.workloads > 1 && r.findings > r.workloads)).toBe(true);
+    // The comparison fails on a difference.
+    const mutated = all.map((r, i) => (i === 2 ? { ...r, requests: r.requests + 1 } : r));
+    expect(() => expect(mutated).toEqual(all)).toThrow();
+  }, 600_000);
 
   it('keeps the same dead letters, positions and overview', async () => {
     const [a, b] = await both((s) => s.deadLetters(10));

@@ -172,3 +172,133 @@ export function fleetTraffic(o: TrafficOptions = {}): FleetEvent[] {
   }
   return out;
 }
+
+/**
+ * Pod Security and admission-policy traffic for the report's corner cases, in every cluster: one request refused
+ * and audited for the same checks (its rows of one check must count one request), audit and refusal at different
+ * violation levels, one policy failing through two bindings, unknown checks twice in one request, parse errors and
+ * exemptions, requests of one group in the same microsecond, a group with more than 100 users and 30 pods, and
+ * more groups than one page of a composite aggregation. Deterministic.
+ */
+export function admissionTraffic(o: { clusters?: string[]; startMs?: number } = {}): FleetEvent[] {
+  const clusters = o.clusters ?? ['prod-eu', 'prod-us', 'staging'];
+  const start = (o.startMs ?? Date.UTC(2026, 10, 3, 6, 0, 0)) * 1000;
+  const out: FleetEvent[] = [];
+  let k = 0;
+  const psa = (level: string, text: string) => `would violate PodSecurity "${level}:latest": ${text}`;
+  const hostPath = 'hostPath volumes (volume "data")';
+  const nonRoot = 'runAsNonRoot != true (pod or container "app" must set securityContext.runAsNonRoot=true)';
+  const seccompSet = 'seccompProfile (pod or container "app" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")';
+  const seccompUnconfined = 'seccompProfile (pod "p" must not set securityContext.seccompProfile.type to "Unconfined")';
+  for (const cluster of clusters) {
+    const pod = (o: { t: number; ns: string; name: string; user: string; owner?: string; annotations?: Record<string, string>; refused?: string }): void => {
+      const meta = { name: o.name, namespace: o.ns, ...(o.owner ? { ownerReferences: [{ kind: 'ReplicaSet', name: o.owner, controller: true }] } : {}) };
+      const body = {
+        kind: 'Pod',
+        apiVersion: 'v1',
+        metadata: meta,
+        spec: { volumes: [{ name: 'data', hostPath: { path: '/data' } }], containers: [{ name: 'app', image: 'app:1' }] },
+      };
+      out.push({
+        cluster,
+        event: {
+          kind: 'Event',
+          apiVersion: 'audit.k8s.io/v1',
+          level: 'Request',
+          auditID: `adm00000-${(cluster.length * 7919 + cluster.charCodeAt(0)).toString(16).padStart(4, '0')}-4000-8000-${String(k++).padStart(12, '0')}`,
+          stage: 'ResponseComplete',
+          requestURI: `/api/v1/namespaces/${o.ns}/pods`,
+          verb: 'create',
+          user: { username: o.user, groups: ['system:authenticated'] },
+          sourceIPs: ['203.0.113.30'],
+          userAgent: 'kubectl/v1.30.2',
+          objectRef: { resource: 'pods', namespace: o.ns, name: o.name, apiVersion: 'v1' },
+          requestObject: body,
+          responseStatus: o.refused
+            ? { metadata: {}, status: 'Failure', reason: 'Forbidden', code: 403, message: `pods "${o.name}" is forbidden: violates PodSecurity ${o.refused}` }
+            : { metadata: {}, code: 201 },
+          requestReceivedTimestamp: iso(o.t),
+          stageTimestamp: iso(o.t + 30_000),
+          annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': '', ...o.annotations },
+        },
+      });
+    };
+    // edge: audit=restricted, enforce=baseline. 30 pods of Deployment edge-web by 12 people; every fifth refused by
+    // baseline for the hostPath it is also audited for; pairs of requests in the same microsecond.
+    for (let i = 0; i < 30; i++) {
+      const refused = i % 5 === 0;
+      pod({
+        t: start + Math.floor(i / 2) * 60_000_000,
+        ns: 'edge',
+        name: `edge-web-5f7c9d8b6-p${String(i).padStart(3, '0')}`,
+        user: `dev${i % 12}@example.com`,
+        owner: 'edge-web-5f7c9d8b6',
+        annotations: { 'pod-security.kubernetes.io/audit-violations': psa('restricted', `${hostPath}, ${nonRoot}`) },
+        refused: refused ? `"baseline:latest": ${hostPath}` : undefined,
+      });
+    }
+    // gate: audit=baseline, enforce=restricted: seccomp audited at baseline, refused at restricted, in one request.
+    for (let i = 0; i < 4; i++)
+      pod({
+        t: start + 3_600_000_000 + i * 1_000_000,
+        ns: 'gate',
+        name: `gate-${i}`,
+        user: 'erin@example.com',
+        annotations: { 'pod-security.kubernetes.io/audit-violations': psa('baseline', seccompUnconfined) },
+        refused: `"restricted:latest": ${seccompSet}, ${nonRoot}`,
+      });
+    // policy: one policy failing through two bindings; unknown checks twice; a parse error; a runtime-class exemption.
+    for (let i = 0; i < 3; i++)
+      pod({
+        t: start + 7_200_000_000 + i * 1_000_000,
+        ns: 'policy',
+        name: `job-${i}`,
+        user: 'ci@example.com',
+        annotations: {
+          'validation.policy.admission.k8s.io/validation_failure': JSON.stringify(
+            ['bind-a', 'bind-b'].map((binding) => ({
+              message: `failed expression (${binding})`,
+              policy: 'no-host-path',
+              binding,
+              expressionIndex: 0,
+              validationActions: ['Audit'],
+            })),
+          ),
+          'pod-security.kubernetes.io/audit-violations': psa('restricted', 'futureCheckA (container "app" does A), futureCheckB (container "app" does B)'),
+        },
+      });
+    pod({
+      t: start + 7_300_000_000,
+      ns: 'policy',
+      name: 'odd',
+      user: 'ci@example.com',
+      annotations: { 'pod-security.kubernetes.io/error': 'Failed to parse policy: bad level "strict"' },
+    });
+    pod({
+      t: start + 7_400_000_000,
+      ns: 'policy',
+      name: 'gvisor',
+      user: 'ci@example.com',
+      annotations: { 'pod-security.kubernetes.io/exempt': 'runtimeClass' },
+    });
+    // crowd (first cluster): 110 users deploying one workload's pods; sandbox: 80 pods of their own (a group each).
+    for (let i = 0; i < (cluster === clusters[0] ? 110 : 0); i++)
+      pod({
+        t: start + 10_800_000_000 + i * 1_000_000,
+        ns: 'crowd',
+        name: `crowd-7b8c9d6f5-${i}`,
+        user: `u${i}@example.com`,
+        owner: 'crowd-7b8c9d6f5',
+        annotations: { 'pod-security.kubernetes.io/audit-violations': psa('restricted', nonRoot) },
+      });
+    for (let i = 0; i < 80; i++)
+      pod({
+        t: start + 14_400_000_000 + i * 1_000_000,
+        ns: 'sandbox',
+        name: `sb-${i}`,
+        user: 'frank@example.com',
+        annotations: { 'pod-security.kubernetes.io/audit-violations': psa('restricted', nonRoot) },
+      });
+  }
+  return out;
+}

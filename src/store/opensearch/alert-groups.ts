@@ -245,6 +245,15 @@ function alertDoc(a: Alert, eventId: number | null): AlertDoc {
     lastEventId: eventId,
     user: a.user,
     namespace: a.objectRef?.namespace ?? '',
+    ...postureFields(a),
     body: JSON.stringify(body),
   };
+}
+
+/** `details.workload` and `details.cis` as fields of their own (the posture table's), when the rule gave strings. */
+function postureFields(a: Alert): Pick<AlertDoc, 'workload' | 'cis'> {
+  const out: Pick<AlertDoc, 'workload' | 'cis'> = {};
+  if (typeof a.details?.workload === 'string') out.workload = a.details.workload;
+  if (typeof a.details?.cis === 'string') out.cis = a.details.cis;
+  return out;
 }

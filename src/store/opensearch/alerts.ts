@@ -4,8 +4,9 @@
  */
 import { SEVERITIES, type Alert } from '../../detect/alert.js';
 import { formatMicros } from '../../events/time.js';
-import { clampLimit, decodeCursor, encodeCursor, QueryError, type AlertFilter, type AlertRow, type Page, type PageOptions } from '../queries.js';
+import { clampLimit, decodeCursor, QueryError, type AlertFilter, type AlertRow, type Page, type PageOptions } from '../queries.js';
 import type { CommittedAlert } from '../store.js';
+import type { PagingContext } from './point-in-time.js';
 import { count, search, type SearchContext } from './search.js';
 import { settledBelow } from './sequence.js';
 
@@ -25,6 +26,9 @@ export interface AlertDoc {
   lastEventId: number | null;
   user: string;
   namespace: string;
+  /** The posture rules' details, which the posture table groups by (admission-queries.ts). */
+  workload?: string;
+  cis?: string;
   body: string;
 }
 
@@ -60,16 +64,41 @@ function alertClauses(f: AlertFilter): object[] {
   return c;
 }
 
-export async function queryAlerts(ctx: SearchContext, f: AlertFilter, page: PageOptions = {}): Promise<Page<AlertRow>> {
+/**
+ * Alerts newest first (commit order), a page at a time. The cursor is the last row's id and the point in time the
+ * pages are read from (point-in-time.ts), so repeats counted while paging do not change the counts halfway through.
+ */
+export async function queryAlerts(ctx: PagingContext, f: AlertFilter, page: PageOptions = {}): Promise<Page<AlertRow>> {
   const limit = clampLimit(page.limit);
   const c = alertClauses(f);
-  if (page.cursor) c.push({ range: { seq: { lt: decodeCursor(page.cursor)[1] } } });
-  const r = await search<AlertDoc>(ctx, ctx.names.alerts, { query: { bool: { filter: c } }, sort: [{ seq: 'desc' }], size: limit + 1 });
-  const rows = r.hits.hits.map((h) => h._source);
+  const cursor = page.cursor ? decodeAlertCursor(page.cursor) : undefined;
+  if (cursor) c.push({ range: { seq: { lt: cursor.seq } } });
+  const found = await ctx.pits.search<AlertDoc>(ctx.names.alerts, cursor ? cursor.pit : await ctx.pits.create(ctx.names.alerts), {
+    query: { bool: { filter: c } },
+    sort: [{ seq: 'desc' }],
+    size: limit + 1,
+  });
+  const rows = found.answer.hits.hits.map((h) => h._source);
   const more = rows.length > limit;
   if (more) rows.length = limit;
   const last = rows[rows.length - 1];
-  return { items: rows.map(alertRow), next: more && last ? encodeCursor(0, last.seq!) : undefined };
+  if (more && last)
+    return { items: rows.map(alertRow), next: Buffer.from(JSON.stringify(found.pit ? [last.seq, found.pit] : [last.seq])).toString('base64url') };
+  if (found.pit) ctx.pits.close(found.pit);
+  return { items: rows.map(alertRow) };
+}
+
+/** `[id, pointInTime?]`; a cursor of the form SQLite's alerts use (`time:id`) is read too. */
+function decodeAlertCursor(c: string): { seq: number; pit?: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(c, 'base64url').toString());
+  } catch {
+    return { seq: decodeCursor(c)[1] };
+  }
+  if (Array.isArray(v) && typeof v[0] === 'number' && (v.length === 1 || (v.length === 2 && typeof v[1] === 'string')))
+    return { seq: v[0], ...(v.length === 2 ? { pit: v[1] as string } : {}) };
+  throw new QueryError('bad cursor: pass back the `next` value of the previous page unchanged');
 }
 
 export function countAlerts(ctx: SearchContext, f: AlertFilter): Promise<number> {

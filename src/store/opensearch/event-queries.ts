@@ -6,11 +6,13 @@
  * Order: time, newest first; events of the same microsecond by auditID, cluster and stage (highest first), so every
  * stage of a request is adjacent and the first one met is the one to keep. SQLite breaks such ties by insertion order
  * instead, which a store with several writers does not have. The cursor is the last row's sort values, given to
- * `search_after`; pages stay stable while newer events arrive because they sort before it.
+ * `search_after`, and the point in time the pages are read from (point-in-time.ts): pages stay one snapshot while
+ * events arrive, newer ones (which sort before the cursor) and late older ones alike.
  */
 import { CATEGORY, STAGE_CODES, STAGE_NAMES } from '../schema.js';
 import { clampLimit, QueryError, type AnalystFilter, type EventFilter, type EventRow, type Page, type PageOptions } from '../queries.js';
 import { eventRow, type EventDoc } from './documents.js';
+import type { PagingContext } from './point-in-time.js';
 import { count, search, type SearchContext } from './search.js';
 
 const KEYWORD_FILTERS: [keyof EventFilter, keyof EventDoc][] = [
@@ -51,15 +53,23 @@ export function eventClauses(f: EventFilter): object[] {
 const SORT = [{ ts: 'desc' }, { auditID: 'asc' }, { cluster: 'asc' }, { stageCode: 'desc' }];
 type SortKey = [number, string, string, number];
 
-function encode(k: SortKey): string {
-  return Buffer.from(JSON.stringify(k)).toString('base64url');
+/** The cursor: the last row's sort values, then the point in time's id when the pages have one. */
+function encode(k: SortKey, pit: string | undefined): string {
+  return Buffer.from(JSON.stringify(pit ? [...k, pit] : k)).toString('base64url');
 }
 
-function decode(c: string): SortKey {
+function decode(c: string): { key: SortKey; pit?: string } {
   try {
     const k = JSON.parse(Buffer.from(c, 'base64url').toString()) as unknown;
-    if (Array.isArray(k) && k.length === 4 && typeof k[0] === 'number' && typeof k[1] === 'string' && typeof k[2] === 'string' && typeof k[3] === 'number')
-      return k as SortKey;
+    if (
+      Array.isArray(k) &&
+      (k.length === 4 || (k.length === 5 && typeof k[4] === 'string')) &&
+      typeof k[0] === 'number' &&
+      typeof k[1] === 'string' &&
+      typeof k[2] === 'string' &&
+      typeof k[3] === 'number'
+    )
+      return { key: k.slice(0, 4) as SortKey, ...(k.length === 5 ? { pit: k[4] as string } : {}) };
   } catch {
     /* below */
   }
@@ -72,16 +82,18 @@ const requestOf = (k: SortKey) => `${k[0]}\u0000${k[1]}\u0000${k[2]}`;
  * A page of events, newest first. `onePerRequest`: only the highest stage of each request (its stages are adjacent
  * in this order; the lower ones are skipped, on this page and, through the cursor, on the next).
  */
-export async function pageEvents(ctx: SearchContext, clauses: object[], page: PageOptions, onePerRequest: boolean): Promise<Page<EventRow>> {
+export async function pageEvents(ctx: PagingContext, clauses: object[], page: PageOptions, onePerRequest: boolean): Promise<Page<EventRow>> {
   const limit = clampLimit(page.limit);
-  let after: SortKey | undefined = page.cursor ? decode(page.cursor) : undefined;
+  const cursor = page.cursor ? decode(page.cursor) : undefined;
+  let after: SortKey | undefined = cursor?.key;
+  let pit = cursor ? cursor.pit : await ctx.pits.create(ctx.names.events);
   let lastRequest = onePerRequest && after ? requestOf(after) : undefined;
   const chunk = Math.min(10_000, onePerRequest ? (limit + 1) * 2 : limit + 1);
   const items: EventRow[] = [];
   let lastKey: SortKey | undefined;
   let more = false;
   for (;;) {
-    const r = await search<EventDoc>(ctx, ctx.names.events, {
+    const found = await ctx.pits.search<EventDoc>(ctx.names.events, pit, {
       query: { bool: { filter: clauses } },
       sort: SORT,
       size: chunk,
@@ -89,7 +101,8 @@ export async function pageEvents(ctx: SearchContext, clauses: object[], page: Pa
       _source: page.includeEvent ? true : { excludes: ['raw'] },
       track_total_hits: false,
     });
-    const hits = r.hits.hits;
+    pit = found.pit;
+    const hits = found.answer.hits.hits;
     for (const h of hits) {
       const key = h.sort as SortKey;
       after = key;
@@ -107,10 +120,12 @@ export async function pageEvents(ctx: SearchContext, clauses: object[], page: Pa
     }
     if (more || hits.length < chunk) break;
   }
-  return { items, next: more && lastKey ? encode(lastKey) : undefined };
+  if (more && lastKey) return { items, next: encode(lastKey, pit) };
+  if (pit) ctx.pits.close(pit); // the last page: nothing will read this snapshot again
+  return { items };
 }
 
-export function queryEvents(ctx: SearchContext, f: EventFilter, page: PageOptions = {}): Promise<Page<EventRow>> {
+export function queryEvents(ctx: PagingContext, f: EventFilter, page: PageOptions = {}): Promise<Page<EventRow>> {
   return pageEvents(ctx, eventClauses(f), page, false);
 }
 
@@ -128,19 +143,19 @@ function analystClauses(f: AnalystFilter): object[] {
   return eventClauses({ user: f.user, namespace: f.namespace, cluster: f.cluster, since: f.since, until: f.until });
 }
 
-export function execSessions(ctx: SearchContext, f: AnalystFilter, page: PageOptions = {}): Promise<Page<EventRow>> {
+export function execSessions(ctx: PagingContext, f: AnalystFilter, page: PageOptions = {}): Promise<Page<EventRow>> {
   return pageEvents(ctx, [...analystClauses(f), term('cat', CATEGORY.exec), { terms: { subresource: ['exec', 'attach'] } }], page, true);
 }
 
-export function secretReads(ctx: SearchContext, f: AnalystFilter, page: PageOptions = {}): Promise<Page<EventRow>> {
+export function secretReads(ctx: PagingContext, f: AnalystFilter, page: PageOptions = {}): Promise<Page<EventRow>> {
   return pageEvents(ctx, [...analystClauses(f), term('cat', CATEGORY.secretRead)], page, true);
 }
 
-export function rbacChanges(ctx: SearchContext, f: AnalystFilter, page: PageOptions = {}): Promise<Page<EventRow>> {
+export function rbacChanges(ctx: PagingContext, f: AnalystFilter, page: PageOptions = {}): Promise<Page<EventRow>> {
   return pageEvents(ctx, [...analystClauses(f), term('cat', CATEGORY.rbacChange)], page, true);
 }
 
-export function userActivity(ctx: SearchContext, f: AnalystFilter & { user: string }, page: PageOptions = {}): Promise<Page<EventRow>> {
+export function userActivity(ctx: PagingContext, f: AnalystFilter & { user: string }, page: PageOptions = {}): Promise<Page<EventRow>> {
   if (!f.user) throw new QueryError('user is required');
   return pageEvents(ctx, analystClauses(f), page, true);
 }

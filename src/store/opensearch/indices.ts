@@ -2,6 +2,7 @@
  * The fleet store's indices and the template kaudit installs for them:
  *
  *   <prefix>-events-YYYY.MM.DD   one per day of event time (requestReceivedTimestamp, UTC): retention drops whole days
+ *   <prefix>-admission-YYYY.MM.DD  the admission rows of that day's events (admission-docs.ts), dropped with them
  *   <prefix>-alerts              one row per alert group (the alert's key as document id)
  *   <prefix>-alert-groups        per group key, the row that repeats are counted on (read in real time, by id)
  *   <prefix>-dead-letters        records rejected as bad input, with the reason
@@ -18,6 +19,8 @@ export interface IndexNames {
   prefix: string;
   /** Every day's events index: `<prefix>-events-*`. */
   events: string;
+  /** Every day's admission index: `<prefix>-admission-*`. */
+  admission: string;
   alerts: string;
   groups: string;
   deadLetters: string;
@@ -29,6 +32,7 @@ export function indexNames(prefix: string): IndexNames {
   return {
     prefix,
     events: `${prefix}-events-*`,
+    admission: `${prefix}-admission-*`,
     alerts: `${prefix}-alerts`,
     groups: `${prefix}-alert-groups`,
     deadLetters: `${prefix}-dead-letters`,
@@ -37,16 +41,25 @@ export function indexNames(prefix: string): IndexNames {
   };
 }
 
-/** The events index a time (microseconds) belongs to: its UTC day. */
-export function eventsIndex(prefix: string, timeMicros: number): string {
+function dayIndex(prefix: string, kind: 'events' | 'admission', timeMicros: number): string {
   const d = new Date(Math.floor(timeMicros / 1000));
   const p = (n: number) => String(n).padStart(2, '0');
-  return `${prefix}-events-${d.getUTCFullYear()}.${p(d.getUTCMonth() + 1)}.${p(d.getUTCDate())}`;
+  return `${prefix}-${kind}-${d.getUTCFullYear()}.${p(d.getUTCMonth() + 1)}.${p(d.getUTCDate())}`;
 }
 
-/** The day an events index name holds (ms since the epoch at its start), or undefined for another name. */
+/** The events index a time (microseconds) belongs to: its UTC day. */
+export function eventsIndex(prefix: string, timeMicros: number): string {
+  return dayIndex(prefix, 'events', timeMicros);
+}
+
+/** The admission index of an event's rows: the same UTC day as the event's own index. */
+export function admissionIndex(prefix: string, timeMicros: number): string {
+  return dayIndex(prefix, 'admission', timeMicros);
+}
+
+/** The day a day index (events or admission) holds (ms since the epoch at its start), or undefined for another name. */
 export function dayOfIndex(prefix: string, name: string): number | undefined {
-  const m = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-events-(\\d{4})\\.(\\d{2})\\.(\\d{2})$`).exec(name);
+  const m = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(?:events|admission)-(\\d{4})\\.(\\d{2})\\.(\\d{2})$`).exec(name);
   return m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) : undefined;
 }
 
@@ -88,9 +101,50 @@ export const EVENT_MAPPINGS = {
   },
 };
 
+/** One document per admission row (admission-rows.ts), as SQLite's admission table keeps them. */
+export const ADMISSION_MAPPINGS = {
+  dynamic: 'strict',
+  properties: {
+    ts: LONG,
+    '@timestamp': { type: 'date', format: 'epoch_millis' },
+    signal: { type: 'byte' },
+    /** The row's place among its event's rows, and the signals of the rows before it of the same check (requests). */
+    ordinal: { type: 'short' },
+    before: { type: 'byte' },
+    beforeBaseline: { type: 'byte' },
+    cluster: KEYWORD,
+    namespace: KEYWORD,
+    user: KEYWORD,
+    auditID: KEYWORD,
+    verb: KEYWORD,
+    code: { type: 'integer' },
+    objectKind: KEYWORD,
+    objectName: KEYWORD,
+    object: KEYWORD,
+    ownerKind: KEYWORD,
+    ownerName: KEYWORD,
+    level: KEYWORD,
+    version: KEYWORD,
+    check: KEYWORD,
+    violationLevel: KEYWORD,
+    reason: STORED_ONLY,
+    detail: STORED_ONLY,
+    policy: KEYWORD,
+    binding: KEYWORD,
+  },
+};
+
+/** Fields added to the alerts index after it was first made: put on an existing index at every start. */
+const ALERT_ADDED_FIELDS = {
+  /** The posture rules' details (`workload`, `cis`), which the posture table groups by. */
+  workload: KEYWORD,
+  cis: KEYWORD,
+};
+
 const ALERT_MAPPINGS = {
   dynamic: 'strict',
   properties: {
+    ...ALERT_ADDED_FIELDS,
     seq: LONG,
     rule: KEYWORD,
     severity: { type: 'byte' },
@@ -136,6 +190,11 @@ export async function installIndices(conn: OpenSearchConnection, names: IndexNam
       mappings: EVENT_MAPPINGS,
     },
   });
+  await conn.request('PUT', `/_index_template/${names.prefix}-admission`, {
+    index_patterns: [names.admission],
+    priority: 200,
+    template: { settings: { ...settings, number_of_shards: 1, refresh_interval: '1s' }, mappings: ADMISSION_MAPPINGS },
+  });
   const fixed: [string, object][] = [
     [names.alerts, ALERT_MAPPINGS],
     [names.groups, SMALL_MAPPINGS.groups],
@@ -153,6 +212,8 @@ export async function installIndices(conn: OpenSearchConnection, names: IndexNam
     if (r.status === 400 && r.body.error?.type !== 'resource_already_exists_exception')
       throw new Error(`OpenSearch refused to create ${index}: ${JSON.stringify(r.body.error)}`);
   }
+  // An alerts index made by an older kaudit: new fields are added to its strict mapping (adding is always allowed).
+  await conn.request('PUT', `/${names.alerts}/_mapping`, { properties: ALERT_ADDED_FIELDS });
   // A shard just created is still recovering for a moment, and a get or search on it answers 503: a writer that
   // starts with another (two detectors at once) would fail its first read of the state index. Wait until no shard of
   // them is initializing: yellow alone is not enough, OpenSearch counts a new index's initializing primary as yellow.

@@ -18,9 +18,8 @@ import type { Alert } from '../../detect/alert.js';
 import { StoreUnavailableError } from '../../errors.js';
 import { log } from '../../log.js';
 import type { BatchTail, DeadLetter, InsertResult, PendingBatch } from '../batch.js';
-import type { PostureRow, ViolationRow } from '../admission-queries.js';
+import type { PostureFilter, PostureRow, ViolationFilter, ViolationRow } from '../admission-queries.js';
 import type * as q from '../queries.js';
-import { QueryError } from '../queries.js';
 import type { EventRecords } from '../records.js';
 import type { RollupDim } from '../schema.js';
 import type { AuditStore, CommittedAlert, RetentionOptions, StoreOptions, StoreOverview } from '../store.js';
@@ -29,11 +28,14 @@ import * as agg from './aggregations.js';
 import * as alertGroups from './alert-groups.js';
 import * as alerts from './alerts.js';
 import * as book from './bookkeeping.js';
+import { writeAdmission } from './admission-docs.js';
+import * as adm from './admission-queries.js';
 import { bulk, type BulkOp } from './bulk.js';
 import { OpenSearchConnection, type OpenSearchSettings } from './connection.js';
 import { eventDocs, eventKey, type EventDoc } from './documents.js';
 import * as ev from './event-queries.js';
 import { eventsIndex, indexNames, installIndices, type IndexNames } from './indices.js';
+import { PointsInTime, type PointInTimeOptions } from './point-in-time.js';
 import { applyRetention } from './retention.js';
 import { count, getDoc } from './search.js';
 import { Sequence, SLOTS } from './sequence.js';
@@ -46,6 +48,8 @@ interface OpenBatch {
   stored: [index: string, id: string][];
   /** Events OpenSearch refused for good: dead-lettered with the batch's finish. */
   refused: DeadLetter[];
+  /** Admission rows of the new events (admission-docs.ts), for discard. */
+  admission?: [index: string, id: string][];
 }
 
 interface QueuedFinish {
@@ -60,6 +64,8 @@ const MAX_COMMIT_GROUP = 32;
 
 export interface OpenSearchStoreOptions extends StoreOptions {
   retention?: RetentionOptions & { intervalMs?: number };
+  /** The points in time behind cursors (point-in-time.ts). */
+  pointsInTime?: PointInTimeOptions;
 }
 
 export class OpenSearchStore implements AuditStore {
@@ -67,6 +73,7 @@ export class OpenSearchStore implements AuditStore {
   readonly owner = `${hostname()}:${process.pid}:${randomUUID()}`;
   redactionKey: Buffer = Buffer.alloc(32);
   readonly groupWindowUs: number;
+  readonly pits: PointsInTime;
   private readonly deadLetterMax: number;
   seq = new Sequence(0);
   private batches = new Map<number, OpenBatch>();
@@ -82,6 +89,7 @@ export class OpenSearchStore implements AuditStore {
     this.names = indexNames(conn.settings.indexPrefix);
     this.groupWindowUs = (opts.alertGroupWindowMs ?? 600_000) * 1000;
     this.deadLetterMax = opts.deadLetterMaxBytes ?? 64 * 1024;
+    this.pits = new PointsInTime(conn, opts.pointsInTime);
   }
 
   /** Connects; a writer also installs the index template and indices, takes a slot for its ids and starts its lease. */
@@ -142,6 +150,16 @@ export class OpenSearchStore implements AuditStore {
             stopped: () => this.closed,
           },
         );
+        // The one admission step of the write path: the rows of the batch's stored events (admission-docs.ts).
+        const admission = await writeAdmission(
+          this.conn,
+          this.names.prefix,
+          batch.admission,
+          docs.map((doc, i) => ({ doc, id: keys[i]!.id, item: items![i]! })),
+          () => this.closed,
+        );
+        open.admission = admission.created;
+        open.refused.push(...admission.refused);
       } catch (e) {
         // Some of the batch may be stored: the mark lists all of it, and `pending` reads back what is there.
         open.stored = keys.map((k) => [k.index, k.id]);
@@ -251,7 +269,8 @@ export class OpenSearchStore implements AuditStore {
     if (!open) return;
     this.batches.delete(batch);
     try {
-      await this.writeOrFail([...open.stored.map(([index, id]): BulkOp => ({ action: 'delete', index, id })), book.unmarkOp(this, open.markId)]);
+      const docs = [...open.stored, ...(open.admission ?? [])];
+      await this.writeOrFail([...docs.map(([index, id]): BulkOp => ({ action: 'delete', index, id })), book.unmarkOp(this, open.markId)]);
     } catch (e) {
       this.stranded.set(open.markId, open);
       throw e;
@@ -345,13 +364,11 @@ export class OpenSearchStore implements AuditStore {
   async committedAlertsAfter(afterId: number, limit: number): Promise<CommittedAlert[]> {
     return alerts.committedAlertsAfter(this, afterId, limit);
   }
-  // The admission signals (psa-violations, posture) came to the seam after this store was written: until the fleet
-  // store indexes admission rows, it answers them with a clear error instead of an empty (and so wrong) report.
-  async psaViolations(): Promise<q.Page<ViolationRow>> {
-    throw new QueryError('Pod Security violations are not answered by the OpenSearch store yet: ask a node with the SQLite store');
+  async psaViolations(f: ViolationFilter, page?: q.PageOptions): Promise<q.Page<ViolationRow>> {
+    return adm.psaViolations(this, f, page);
   }
-  async posture(): Promise<q.Page<PostureRow>> {
-    throw new QueryError('the posture summary is not answered by the OpenSearch store yet: ask a node with the SQLite store');
+  async posture(f: PostureFilter, page?: q.PageOptions): Promise<q.Page<PostureRow>> {
+    return adm.posture(this, f, page);
   }
   async latestAlertId(): Promise<number> {
     return alerts.latestAlertId(this);
@@ -408,6 +425,7 @@ export class OpenSearchStore implements AuditStore {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    await this.pits.closeAll();
     if (!this.opts.readonly) {
       // A closed writer finishes nothing more: its lease goes, so its marks are other writers' to detect.
       await this.refresh().catch(() => undefined);
