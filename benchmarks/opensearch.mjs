@@ -12,9 +12,11 @@
 // Usage: node benchmarks/opensearch.mjs [--events 60000] [--query-events 200000] [--skip-detectors] [--skip-queries]
 // (needs `npm run build` first, Java 17 and Maven or the jar caches). The issue's size, 10 M events, takes
 // `node benchmarks/opensearch.mjs --skip-detectors --query-events 10000000` (about 10 M / the printed build rate).
-// KAUDIT_OPENSEARCH_HEAP sets the node's heap (default 512m).
+// KAUDIT_OPENSEARCH_HEAP sets the node's heap (default 512m). `--keep DIR` keeps the node and the SQLite file of the
+// query stores in DIR: a later run with the same DIR and --query-events skips the build and times the queries again
+// (on a quieter machine, say).
 import { execFileSync, fork, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +29,7 @@ const { values } = parseArgs({
     'query-events': { type: 'string', default: '200000' },
     'skip-detectors': { type: 'boolean' },
     'skip-queries': { type: 'boolean' },
+    keep: { type: 'string' },
   },
 });
 const N = Number(values.events);
@@ -56,9 +59,13 @@ const started = (script, args = []) =>
       .filter((l) => l.includes('='))
       .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
   );
-const os = started(osScript);
+const keep = values.keep;
+if (keep) mkdirSync(keep, { recursive: true });
+const os = started(osScript, keep ? ['--dir', join(keep, 'node')] : []);
 const kafkaEnv = values['skip-detectors'] ? undefined : started(kafkaScript);
-const dir = mkdtempSync(join(tmpdir(), 'kaudit-bench-os-'));
+const dir = keep ?? mkdtempSync(join(tmpdir(), 'kaudit-bench-os-'));
+/** Written once a kept store holds all of its events: a run that stopped half-way builds again. */
+const builtMark = join(dir, `q-built-${Q}`);
 
 /** CPU seconds the OpenSearch JVM has used (user + system, from /proc). */
 function nodeCpu() {
@@ -95,9 +102,9 @@ try {
   );
   for (const l of lines) console.log(l);
 } finally {
-  execFileSync('bash', [osScript, 'stop', '--dir', os.OPENSEARCH_DIR], { stdio: 'inherit' });
+  execFileSync('bash', [osScript, 'stop', '--dir', os.OPENSEARCH_DIR, ...(keep ? ['--keep'] : [])], { stdio: 'inherit' });
   if (kafkaEnv) execFileSync('bash', [kafkaScript, 'stop', '--dir', kafkaEnv.KAFKA_DIR], { stdio: 'inherit' });
-  rmSync(dir, { recursive: true, force: true });
+  if (!keep) rmSync(dir, { recursive: true, force: true });
 }
 
 /** Part 1: N events on a 4-partition topic, consumed and stored by detector processes. */
@@ -193,12 +200,21 @@ async function detectors() {
 
 /** Parts 2 and 3: one store of Q events of each kind, the analyst queries on both, and disk per event. */
 async function queries() {
+  const sqlitePath = join(dir, 'q.db');
+  if (existsSync(builtMark)) out(`queries: the kept store of ${fmt(Q)} events in ${dir} (build and disk figures are in its first run)`);
+  else await build(sqlitePath);
+  await timeQueries(sqlitePath);
+}
+
+async function build(sqlitePath) {
   const { SqliteStore } = await import(new URL('store/sqlite-store.js', dist));
   const { OpenSearchStore } = await import(new URL('store/opensearch/store.js', dist));
   const { normalise } = await import(new URL('events/normalise.js', dist));
   const { toAuditEvent } = await import(new URL('events/decode.js', dist));
   const { toRecords } = await import(new URL('store/records.js', dist));
-  const sqlitePath = join(dir, 'q.db');
+  rmSync(sqlitePath, { force: true });
+  rmSync(`${sqlitePath}-wal`, { force: true });
+  await fetch(`${os.OPENSEARCH_URL}/q-*`, { method: 'DELETE' });
   const sqlite = new SqliteStore(sqlitePath);
   const osw = await OpenSearchStore.open(settings('q'));
   const redaction = { enabled: true, key: sqlite.redactionKey };
@@ -250,7 +266,12 @@ async function queries() {
   );
   await osw.close();
   sqlite.close();
+  writeFileSync(builtMark, `${new Date().toISOString()}\n${lines.join('\n')}\n`);
+}
 
+async function timeQueries(sqlitePath) {
+  const { SqliteStore } = await import(new URL('store/sqlite-store.js', dist));
+  const { OpenSearchStore } = await import(new URL('store/opensearch/store.js', dist));
   const a = new SqliteStore(sqlitePath, { readonly: true });
   const b = await OpenSearchStore.open(settings('q'), { readonly: true });
   const o = await a.overview();
