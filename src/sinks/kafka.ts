@@ -560,7 +560,7 @@ export async function startKafkaServices(o: {
     producer,
     outbox,
     metricsText: () => (source?.metricsText() ?? '') + (state?.metricsText() ?? '') + (producer?.metricsText() ?? '') + (outbox?.metricsText() ?? ''),
-    problem: () => (source?.failed ? `kafka consumer stopped: ${source.failed.message}` : undefined),
+    problem: () => source?.problem,
     async stop() {
       await source?.stop();
       await state?.stop();

@@ -1,9 +1,10 @@
-import type { Admin, Batch, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type { Admin, Batch, Consumer, ConsumerGroupJoinEvent, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import { createKafkaClient, producerDefaults, type KafkaConfig } from '../config/kafka.js';
 import { OverloadedError } from '../errors.js';
 import { log } from '../log.js';
 import type { BatchOutcome, BatchSink, RawBatch, RawRecord } from '../pipeline/pipeline.js';
 import { JsonDocumentFramer } from './json-document.js';
+import { GroupMember, groupMovedOn, heartbeatWhile } from './kafka-member.js';
 import { DocumentError } from './json-splitter.js';
 
 /**
@@ -87,9 +88,6 @@ interface Chunk {
   replayed: boolean;
 }
 
-/** Commit refusals that say the group has moved on without this member (it rejoins), not that anything is broken. */
-const GROUP_MOVED_ON = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'REBALANCE_IN_PROGRESS', 'FENCED_INSTANCE_ID']);
-
 /** How often the lag gauge is refreshed from the broker (ms). */
 const LAG_REFRESH_MS = 10_000;
 
@@ -100,7 +98,7 @@ const OVERLOAD_WAIT_MS = 2000;
 export class KafkaSource {
   readonly stats: KafkaSourceStats = { messages: 0, stored: 0, duplicates: 0, deadLettered: 0, pauses: 0, rebalances: 0, commits: 0, batchErrors: 0 };
   private kafka: Kafka | undefined;
-  private consumer: Consumer | undefined;
+  private member: GroupMember | undefined;
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
@@ -115,7 +113,6 @@ export class KafkaSource {
    * to read). Absent: not loaded yet (or dropped when the partition moved away).
    */
   private stateAt = new Map<string, bigint>();
-  private crashed: Error | undefined;
   private joinedOnce: Promise<void>;
   private onJoined!: () => void;
 
@@ -123,9 +120,14 @@ export class KafkaSource {
     this.joinedOnce = new Promise((r) => (this.onJoined = r));
   }
 
-  /** Set when the consumer crashed and kafkajs will not restart it: this node no longer consumes (for /readyz). */
+  /** Set when the consumer crashed and is not rebuilt: this node no longer consumes. */
   get failed(): Error | undefined {
-    return this.crashed;
+    return this.member?.failed;
+  }
+
+  /** Why this node is not consuming now (stopped for good, or rejoining its group), for /readyz. */
+  get problem(): string | undefined {
+    return this.member?.problem;
   }
 
   /** Partitions this member owns since the last rebalance. */
@@ -142,55 +144,38 @@ export class KafkaSource {
       this.producer = this.kafka.producer({ ...producerDefaults(), allowAutoTopicCreation: true, maxInFlightRequests: 1, idempotent: true });
       await this.producer.connect();
     }
-    const consumer = this.kafka.consumer({
-      groupId: c.groupId,
-      sessionTimeout: c.sessionTimeoutMs,
-      heartbeatInterval: c.heartbeatIntervalMs,
-      rebalanceTimeout: Math.max(c.sessionTimeoutMs, 30_000),
-      maxBytesPerPartition: c.maxBytesPerPartition,
-      maxBytes: Math.max(c.maxBytesPerPartition * 8, 10 * 1024 * 1024),
-      allowAutoTopicCreation: false,
-      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
-    });
-    this.consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      this.stats.rebalances++;
-      const a: TopicPartition[] = [];
-      for (const [topic, parts] of Object.entries(e.payload.memberAssignment)) for (const p of parts) a.push({ topic, partition: p });
-      this.assigned = a;
-      const keep = new Set(a.map((tp) => `${tp.topic}/${tp.partition}`));
-      for (const k of this.lag.keys()) if (!keep.has(k)) this.lag.delete(k);
-      // Partitions that moved away: their state is the new owner's now (it loads what was saved at the last commit).
-      for (const k of [...this.stateAt.keys()]) {
-        if (keep.has(k)) continue;
-        this.stateAt.delete(k);
-        this.opts.partitionState?.drop(k);
-      }
-      log.info(`kafka: group ${c.groupId} joined, this member owns ${a.map((tp) => `${tp.topic}/${tp.partition}`).join(', ') || 'no partitions'}`);
-      this.opts.onAssignment?.(a);
-      this.onJoined();
-    });
-    consumer.on(consumer.events.CRASH, (e) => {
-      // kafkajs restarts the consumer after retriable failures (broker restart, coordinator loading): a warning; a crash
-      // it does not restart from leaves this node without a consumer: an error.
-      if (!e.payload.restart) this.crashed = e.payload.error;
-      if (e.payload.restart) log.warn(`kafka consumer restarting after: ${e.payload.error?.message}`, 'kafka:crash');
-      else log.error(`kafka consumer stopped: ${e.payload.error?.message}; this node no longer consumes ${c.topics.events.join(', ')}`, 'kafka:crash');
-    });
-    await consumer.connect();
     // The lag gauge from fetched batches alone would freeze while a partition is paused or slow: refresh it from the
     // broker's high watermarks and the group's committed offsets every `lagRefreshMs`.
     this.admin = this.kafka.admin();
     await this.admin.connect();
     this.lagTimer = setInterval(() => void this.refreshLag(), LAG_REFRESH_MS);
     this.lagTimer.unref();
-    for (const topic of c.topics.events) await consumer.subscribe({ topic, fromBeginning: c.fromBeginning });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: c.partitionsConsumedConcurrently,
-      eachBatch: (p) => this.handleBatch(p),
+    this.member = new GroupMember({
+      kafka: this.kafka,
+      config: c,
+      eachBatch: (p, consumer) => this.handleBatch(p, consumer),
+      onJoin: (e) => this.joinedGroup(e),
     });
+    await this.member.start();
+  }
+
+  private joinedGroup(e: ConsumerGroupJoinEvent): void {
+    const c = this.opts.config;
+    this.stats.rebalances++;
+    const a: TopicPartition[] = [];
+    for (const [topic, parts] of Object.entries(e.payload.memberAssignment)) for (const p of parts) a.push({ topic, partition: p });
+    this.assigned = a;
+    const keep = new Set(a.map((tp) => `${tp.topic}/${tp.partition}`));
+    for (const k of this.lag.keys()) if (!keep.has(k)) this.lag.delete(k);
+    // Partitions that moved away: their state is the new owner's now (it loads what was saved at the last commit).
+    for (const k of [...this.stateAt.keys()]) {
+      if (keep.has(k)) continue;
+      this.stateAt.delete(k);
+      this.opts.partitionState?.drop(k);
+    }
+    log.info(`kafka: group ${c.groupId} joined, this member owns ${a.map((tp) => `${tp.topic}/${tp.partition}`).join(', ') || 'no partitions'}`);
+    this.opts.onAssignment?.(a);
+    this.onJoined();
   }
 
   /** Resolves after the first partition assignment (possibly empty when the group has more members than partitions). */
@@ -205,12 +190,12 @@ export class KafkaSource {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     clearInterval(this.lagTimer);
-    await this.consumer?.disconnect();
+    await this.member?.stop();
     await this.admin?.disconnect();
     await this.producer?.disconnect();
   }
 
-  private async handleBatch({ batch, resolveOffset, heartbeat, pause, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async handleBatch({ batch, resolveOffset, heartbeat, pause, isRunning, isStale }: EachBatchPayload, consumer: Consumer): Promise<void> {
     const { topic, partition } = batch;
     const key = `${topic}/${partition}`;
     const high = BigInt(batch.highWatermark);
@@ -251,7 +236,9 @@ export class KafkaSource {
     const settleNext = async () => {
       const s = submitted[settled++]!;
       try {
-        s.result = { ok: await s.outcome };
+        // Heartbeating while the store takes its time (retrying through an outage): a batch slower than the session
+        // would otherwise find this member dropped from the group.
+        s.result = { ok: await heartbeatWhile(s.outcome, beat, this.opts.config.heartbeatIntervalMs) };
       } catch (e) {
         s.result = { err: e };
       }
@@ -364,12 +351,12 @@ export class KafkaSource {
       resolveOffset(lastOffset);
       const next = BigInt(lastOffset) + 1n;
       try {
-        await this.consumer!.commitOffsets([{ topic, partition, offset: String(next) }]);
+        await consumer.commitOffsets([{ topic, partition, offset: String(next) }]);
       } catch (e) {
-        // A batch slower than the session (the store retrying through an outage) finds the group moved on: the commit
-        // is refused. Thrown out of here, kafkajs would stop this consumer for good; the stored batch is redelivered
-        // to whoever owns the partition after the rejoin, and its events are recognised by their key.
-        if (!GROUP_MOVED_ON.has((e as { type?: string }).type ?? '')) throw e;
+        // A batch slower than the session finds the group moved on: the commit is refused (wrapped by kafkajs' retrier,
+        // the refusal is the error's cause). Thrown out of here, kafkajs would stop this consumer for good; the stored
+        // batch is redelivered to whoever owns the partition after the rejoin, and its events are recognised by their key.
+        if (!groupMovedOn(e)) throw e;
         log.warn(
           `kafka: the commit of ${key} at ${next} was refused (${(e as Error).message}); the group rejoins and the batch is fetched again`,
           'kafka:commit',
@@ -539,6 +526,11 @@ export class KafkaSource {
       ['kaudit_kafka_consumer_rebalances_total', 'Group joins (each rebalance) of this member', this.stats.rebalances],
       ['kaudit_kafka_consumer_commits_total', 'Offset commits', this.stats.commits],
       ['kaudit_kafka_consumer_batch_errors_total', 'Batches that failed and will be fetched again', this.stats.batchErrors],
+      [
+        'kaudit_kafka_consumer_restarts_total',
+        'Consumers built anew after the group dropped this member (a batch outlasted the session)',
+        this.member?.restarts ?? 0,
+      ],
     ];
     for (const [name, help, v] of counters) out += `# HELP ${name} ${help}\n# TYPE ${name} counter\n${name}{group="${esc(g)}"} ${v}\n`;
     out += `# HELP kaudit_kafka_assigned_partitions Partitions this member owns\n# TYPE kaudit_kafka_assigned_partitions gauge\nkaudit_kafka_assigned_partitions{group="${esc(g)}"} ${this.assigned.length}\n`;

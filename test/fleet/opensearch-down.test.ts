@@ -167,11 +167,10 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
         kafka: {
           brokers: broker.brokers,
           groupId,
-          // kaudit's default session. With 6 s, a batch retrying through the outage (bulk retries take 11-13 s) can
-          // outlast the session, and kafkajs then stops the consumer for good ("coordinator is not aware of this
-          // member"): a known gap, left for the next round (see the session note).
-          sessionTimeoutMs: 30_000,
-          heartbeatIntervalMs: 3000,
+          // A session shorter than a batch retrying through the outage (bulk retries take 11-13 s): the detector must
+          // stay in its group (or get back in) and consume on.
+          sessionTimeoutMs: 6000,
+          heartbeatIntervalMs: 500,
           fromBeginning: true,
           topics: { events: [topic], alerts: '' },
         },
