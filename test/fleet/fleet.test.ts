@@ -7,43 +7,28 @@
  * is stored exactly once fleet-wide (counted by auditID and stage in OpenSearch) and no alert is doubled.
  */
 import { join } from 'node:path';
-import type { Kafka } from 'kafkajs';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { feed } from '../api/helpers.js';
 import { tempDir, waitFor } from '../helpers/events.js';
-import { type Broker, describeWithKafka, startBroker } from '../kafka/broker.js';
-import { quietKafka } from '../kafka/harness.js';
-import { startServeProcess, type ServeProcess } from '../kafka/serve-process.js';
-import { startOpenSearch, type OpenSearchNode } from '../opensearch/node.js';
+import { describeWithKafka } from '../kafka/broker.js';
+import { fleetServices, postUntilStored } from './harness.js';
 import { traffic } from './traffic.js';
 
 const CLUSTERS = ['prod-eu', 'prod-us', 'staging'];
 
 describeWithKafka('a fleet: webhook node, two detectors and a query node on one OpenSearch', () => {
-  let broker: Broker;
-  let os: OpenSearchNode;
-  let kafka: Kafka;
-  const nodes: ServeProcess[] = [];
-  beforeAll(async () => {
-    [broker, os] = await Promise.all([startBroker(), startOpenSearch()]);
-    kafka = quietKafka(broker.brokers);
-  }, 300_000);
-  afterAll(async () => {
-    for (const n of nodes) await n.kill();
-    await Promise.all([broker?.stop(), os?.stop()]);
-  }, 120_000);
+  const services = fleetServices();
 
   it('answers every analyst query for all clusters, feeds the alerts, and survives a detector SIGKILLed mid-load', async () => {
     try {
       await fleet();
     } catch (e) {
-      // The nodes' logs say why: print the end of each.
-      for (const n of nodes) process.stderr.write(`--- ${n.name} log (end):\n${n.log().slice(-4000)}\n`);
-      throw e;
+      services.failed(e);
     }
   }, 900_000);
 
   async function fleet(): Promise<void> {
+    const { os, broker, kafka } = services;
     const dir = tempDir();
     const topics = { events: ['fleet-events'], alerts: 'fleet-alerts', deadLetter: 'fleet-dead', state: 'fleet-state' };
     const admin = kafka.admin();
@@ -59,11 +44,7 @@ describeWithKafka('a fleet: webhook node, two detectors and a query node on one 
     await admin.disconnect();
     const kafkaBase = { brokers: broker.brokers, groupId: 'fleet-detectors', sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 };
     const opensearch = { url: os.url, indexPrefix: 'fleet', replicas: 0 };
-    const start = async (name: string, config: Record<string, unknown>) => {
-      const p = await startServeProcess(dir, name, { cluster: 'default', ...config });
-      nodes.push(p);
-      return p;
-    };
+    const start = (name: string, config: Record<string, unknown>) => services.start(dir, name, config);
     const webhook = await start('webhook', { store: { path: join(dir, 'webhook.db') }, kafka: { ...kafkaBase, topics, ingestOnly: true } });
     // Every detector and the query node may publish alerts: the shared store elects one of them as the outbox.
     const det = [
@@ -79,49 +60,23 @@ describeWithKafka('a fleet: webhook node, two detectors and a query node on one 
     const live = feed(`${query.url.replace('http', 'ws')}/api/v1/alerts/stream`);
     await live.opened;
 
-    const post = async (cluster: string, items: Record<string, unknown>[]) => {
-      for (;;) {
-        const r = await fetch(`${webhook.url}/api/v1/audit/webhook/${cluster}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items }),
-        });
-        if (r.status === 200) return;
-        // What the apiserver does with a 5xx or 429: send the batch again.
-        if (r.status < 500 && r.status !== 429) throw new Error(`webhook answered ${r.status}: ${await r.text()}`);
-        await new Promise((res) => setTimeout(res, 500));
-      }
-    };
     const acknowledged: Record<string, unknown>[] = [];
     const send = async (events: Record<string, unknown>[], cluster: string) => {
       for (let i = 0; i < events.length; i += 50) {
         const part = events.slice(i, i + 50);
-        await post(cluster, part);
+        await postUntilStored(webhook.url, cluster, part);
         acknowledged.push(...part.map((e) => ({ ...e, cluster })));
       }
     };
 
     // First load: three clusters, 4 users each.
     for (const c of CLUSTERS) await send(traffic(c, 4, 20), c);
-    // As a client that honours Retry-After does: a 503 (an index just created by a detector and not yet searchable,
-    // answered as unavailable rather than short) is asked again, for up to a minute.
-    const get = async (path: string): Promise<{ items: Record<string, unknown>[] }> => {
-      for (let tries = 0; ; tries++) {
-        try {
-          return (await query.get(path)) as { items: Record<string, unknown>[] };
-        } catch (e) {
-          if (tries >= 60 || !/: 503 /.test((e as Error).message)) throw e;
-          await new Promise((r) => setTimeout(r, 1000));
-        }
-      }
-    };
+    // Asked once: a 503 fails the test. The first reads meet the day's events index a detector has just created; the
+    // store waits for its shard to start rather than answer unavailable.
+    const get = (path: string) => query.get(path) as Promise<{ items: Record<string, unknown>[] }>;
     for (const c of CLUSTERS) {
       // Polled until there: the detectors store the load in their own time.
-      await waitFor(
-        async () => (await get(`/api/v1/analyst/exec?cluster=${c}`).catch(() => ({ items: [] }))).items.length === 4,
-        `4 execs of ${c} on the query node`,
-        120_000,
-      );
+      await waitFor(async () => (await get(`/api/v1/analyst/exec?cluster=${c}`)).items.length === 4, `4 execs of ${c} on the query node`, 120_000);
       expect((await get(`/api/v1/analyst/secret-reads?cluster=${c}`)).items).toHaveLength(4);
       expect((await get(`/api/v1/analyst/rbac-changes?cluster=${c}`)).items).toHaveLength(4);
       const activity = await get(`/api/v1/events?user=${encodeURIComponent(`${c}-dev-1@example.com`)}&cluster=${c}&limit=100`);

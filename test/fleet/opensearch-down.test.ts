@@ -11,46 +11,22 @@
  *
  * Stored events are counted by (cluster, auditID, stage) in OpenSearch against what was acknowledged or produced.
  */
-import type { Kafka } from 'kafkajs';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { tempDir, waitFor } from '../helpers/events.js';
-import { type Broker, describeWithKafka, startBroker } from '../kafka/broker.js';
-import { quietKafka } from '../kafka/harness.js';
-import { startServeProcess, type ServeProcess } from '../kafka/serve-process.js';
-import { startOpenSearch, type OpenSearchNode } from '../opensearch/node.js';
+import { describeWithKafka } from '../kafka/broker.js';
+import type { ServeProcess } from '../kafka/serve-process.js';
+import { fleetServices, postUntilStored, type Json } from './harness.js';
 import { traffic } from './traffic.js';
 
-type Json = Record<string, unknown>;
-
 describeWithKafka('the fleet store stopped mid-load and started again', () => {
-  let broker: Broker;
-  let os: OpenSearchNode;
-  let kafka: Kafka;
-  const nodes: ServeProcess[] = [];
-  beforeAll(async () => {
-    [broker, os] = await Promise.all([startBroker(), startOpenSearch()]);
-    kafka = quietKafka(broker.brokers);
-  }, 300_000);
-  afterAll(async () => {
-    for (const n of nodes) await n.kill();
-    await Promise.all([broker?.stop(), os?.stop()]);
-  }, 120_000);
-
-  const start = async (dir: string, name: string, config: Json) => {
-    const p = await startServeProcess(dir, name, { cluster: 'default', ...config });
-    nodes.push(p);
-    return p;
-  };
-  const printLogs = (e: unknown) => {
-    for (const n of nodes) process.stderr.write(`--- ${n.name} log (end):\n${n.log().slice(-4000)}\n`);
-    throw e;
-  };
+  const fleet = fleetServices();
+  const { start } = fleet;
 
   /** Every stored event's key, `cluster/auditID/stage`, read from OpenSearch (after a refresh). */
   async function storedKeys(prefix: string): Promise<string[]> {
-    await fetch(`${os.url}/${prefix}-events*/_refresh`, { method: 'POST' });
+    await fetch(`${fleet.os.url}/${prefix}-events*/_refresh`, { method: 'POST' });
     const r = (await (
-      await fetch(`${os.url}/${prefix}-events*/_search`, {
+      await fetch(`${fleet.os.url}/${prefix}-events*/_search`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ size: 10_000, _source: ['cluster', 'auditID', 'stage'], query: { match_all: {} } }),
@@ -80,7 +56,7 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
 
   it('a webhook node answers 503 with Retry-After while OpenSearch is down; the retried batches end stored once', async () => {
     const dir = tempDir();
-    const node = await start(dir, 'direct', { store: { opensearch: { url: os.url, indexPrefix: 'down-a', replicas: 0 } } });
+    const node = await start(dir, 'direct', { store: { opensearch: { url: fleet.os.url, indexPrefix: 'down-a', replicas: 0 } } });
     try {
       const clusters = ['prod-eu', 'prod-us'];
       const batches = clusters.flatMap((c) => {
@@ -93,27 +69,14 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
       const acknowledged: string[] = [];
       // The apiserver's webhook client: one batch at a time, sent again after a 5xx or 429 (waiting Retry-After).
       const send = async (b: { cluster: string; items: Json[] }) => {
-        for (;;) {
-          const r = await fetch(`${node.url}/api/v1/audit/webhook/${b.cluster}`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items: b.items }),
-          });
-          const body = (await r.json()) as { error?: string };
-          answers.push({ status: r.status, retryAfter: r.headers.get('retry-after'), error: body.error });
-          if (r.status === 200) {
-            acknowledged.push(...b.items.map((e) => `${b.cluster}/${e.auditID as string}/${e.stage as string}`));
-            return;
-          }
-          if (r.status < 500 && r.status !== 429) throw new Error(`webhook answered ${r.status}: ${body.error}`);
-          await new Promise((res) => setTimeout(res, 1000 * Math.min(Number(r.headers.get('retry-after') ?? 1), 2)));
-        }
+        await postUntilStored(node.url, b.cluster, b.items, { maxWaitMs: 2000, onAnswer: (a) => answers.push(a) });
+        acknowledged.push(...b.items.map((e) => `${b.cluster}/${e.auditID as string}/${e.stage as string}`));
       };
       const third = Math.floor(batches.length / 3);
       for (const b of batches.slice(0, third)) await send(b);
 
       // Down mid-load: the sender keeps sending while the node is away.
-      await os.halt();
+      await fleet.os.halt();
       const sending = (async () => {
         for (const b of batches.slice(third)) await send(b);
       })();
@@ -134,7 +97,7 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
       expect(refused[0]!.error).toMatch(/the store cannot take the batch now; retry later \(OpenSearch at .* is unreachable/);
       const before = acknowledged.length;
 
-      await os.start();
+      await fleet.os.start();
       await sending;
       expect(acknowledged.length).toBeGreaterThan(before);
       // Ready again by itself.
@@ -150,7 +113,7 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
       process.stdout.write(`webhook node: ${acknowledged.length} events stored once; ${retried.length} batches answered 503 while OpenSearch was down\n`);
       expect((await node.stop()).code).toBe(0);
     } catch (e) {
-      printLogs(e);
+      fleet.failed(e);
     }
   }, 600_000);
 
@@ -158,14 +121,14 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
     const dir = tempDir();
     const topic = 'down-events';
     const groupId = 'down-detectors';
-    const admin = kafka.admin();
+    const admin = fleet.kafka.admin();
     await admin.connect();
     try {
       await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
       const det = await start(dir, 'det', {
-        store: { opensearch: { url: os.url, indexPrefix: 'down-b', replicas: 0 } },
+        store: { opensearch: { url: fleet.os.url, indexPrefix: 'down-b', replicas: 0 } },
         kafka: {
-          brokers: broker.brokers,
+          brokers: fleet.broker.brokers,
           groupId,
           // A session shorter than a batch retrying through the outage (bulk retries take 11-13 s): the detector must
           // stay in its group (or get back in) and consume on.
@@ -176,7 +139,7 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
         },
       });
       await waitFor(async () => (await det.metric('kaudit_kafka_assigned_partitions')) === 2, 'the detector to own both partitions', 90_000);
-      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+      const producer = fleet.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
       const produced: string[] = [];
       const execs: string[] = [];
@@ -206,7 +169,7 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
       await waitFor(async () => ((await det.metric('kaudit_kafka_consumer_lag')) ?? 1) === 0, 'the first load committed', 60_000);
       const committedBefore = await offsets();
 
-      await os.halt({ hard: true });
+      await fleet.os.halt({ hard: true });
       await produce('prod-us', traffic('prod-us', 4, 30));
       await produce('staging', traffic('staging', 3, 30));
       const down = await waitFor(
@@ -226,7 +189,7 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
       expect(committedWhileDown).toEqual(committedBefore); // the first load's, nothing of the second
       expect(await det.metric('kaudit_kafka_consumer_pauses_total')).toBeGreaterThanOrEqual(1);
 
-      await os.start();
+      await fleet.os.start();
       await waitFor(async () => (await storedKeys('down-b')).length >= produced.length, 'every produced event stored', 180_000);
       await new Promise((r) => setTimeout(r, 3000)); // and no more arrive
       expect(compare(await storedKeys('down-b'), produced)).toEqual({ missing: [], doubled: [], unexpected: [] });
@@ -243,7 +206,7 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
         `${execs.length} pod-exec alerts`,
         60_000,
       ).catch(async (e: unknown) => {
-        const r = await fetch(`${os.url}/down-b-alerts/_search?size=200`);
+        const r = await fetch(`${fleet.os.url}/down-b-alerts/_search?size=200`);
         const rows = ((await r.json()) as { hits: { hits: { _source: Json }[] } }).hits.hits.map((h) => ({ ...h._source, body: undefined }));
         process.stderr.write(`alerts index: ${JSON.stringify(rows)}\n`);
         throw e;
@@ -251,9 +214,9 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
       expect(alerts.map((a) => `${a.cluster as string}/${a.auditID as string}`).sort()).toEqual([...execs].sort());
       expect(alerts.filter((a) => a.count !== 1)).toEqual([]);
       // No alert row left unstamped (written by a batch whose finish failed, hidden from every read).
-      await fetch(`${os.url}/down-b-alerts/_refresh`, { method: 'POST' });
+      await fetch(`${fleet.os.url}/down-b-alerts/_refresh`, { method: 'POST' });
       const hidden = (await (
-        await fetch(`${os.url}/down-b-alerts/_count`, {
+        await fetch(`${fleet.os.url}/down-b-alerts/_count`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ query: { bool: { must_not: { exists: { field: 'seq' } } } } }),
@@ -266,7 +229,7 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
       await producer.disconnect();
       expect((await det.stop()).code).toBe(0);
     } catch (e) {
-      printLogs(e);
+      fleet.failed(e);
     } finally {
       await admin.disconnect();
     }
@@ -275,23 +238,23 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
   it('the API answers 503 with the reason, not 500, while OpenSearch is down or an index is not yet searchable', async () => {
     const dir = tempDir();
     const prefix = 'down-c';
-    const q = await start(dir, 'query', { store: { opensearch: { url: os.url, indexPrefix: prefix, replicas: 0 } } });
+    const q = await start(dir, 'query', { store: { opensearch: { url: fleet.os.url, indexPrefix: prefix, replicas: 0 } } });
     try {
       // A day's events index whose shard cannot be allocated: what a search meets just after the index is created.
-      const r = await fetch(`${os.url}/${prefix}-events-2026.11.05`, {
+      const r = await fetch(`${fleet.os.url}/${prefix}-events-2026.11.05`, {
         method: 'PUT',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ settings: { 'index.routing.allocation.require._name': 'no-such-node', number_of_replicas: 0 } }),
       });
       expect(r.status, await r.text()).toBe(200);
       // And the day before, searchable: OpenSearch answers a search over both from the one shard it has (200, partial).
-      const before = await fetch(`${os.url}/${prefix}-events-2026.11.04`, {
+      const before = await fetch(`${fleet.os.url}/${prefix}-events-2026.11.04`, {
         method: 'PUT',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ settings: { number_of_replicas: 0 } }),
       });
       expect(before.status, await before.text()).toBe(200);
-      await fetch(`${os.url}/_cluster/health/${prefix}-events-2026.11.04?wait_for_status=green&timeout=30s`);
+      await fetch(`${fleet.os.url}/_cluster/health/${prefix}-events-2026.11.04?wait_for_status=green&timeout=30s`);
       for (const path of ['/api/v1/events?limit=5', '/api/v1/analyst/exec', '/api/v1/events/count']) {
         const a = await fetch(q.url + path);
         const body = (await a.json()) as { error: string };
@@ -302,14 +265,37 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
         process.stdout.write(`${path}: 503 ${body.error}\n`);
       }
       // The not yet allocated index alone: OpenSearch answers 503 "all shards failed".
-      await fetch(`${os.url}/${prefix}-events-2026.11.04`, { method: 'DELETE' });
+      await fetch(`${fleet.os.url}/${prefix}-events-2026.11.04`, { method: 'DELETE' });
       const alone = await fetch(`${q.url}/api/v1/events?limit=5`);
       expect(alone.status).toBe(503);
       expect(((await alone.json()) as { error: string }).error).toMatch(/answered 503 to POST .*all shards failed/);
-      await fetch(`${os.url}/${prefix}-events-2026.11.05`, { method: 'DELETE' });
+      await fetch(`${fleet.os.url}/${prefix}-events-2026.11.05`, { method: 'DELETE' });
       expect((await fetch(`${q.url}/api/v1/events?limit=5`)).status).toBe(200);
 
-      await os.halt();
+      // A day's index whose shard starts a moment after the query arrives (one a detector has just created): the query
+      // waits for it and answers, rather than 503.
+      const late = await fetch(`${fleet.os.url}/${prefix}-events-2026.11.06`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ settings: { 'index.routing.allocation.require._name': 'no-such-node', number_of_replicas: 0 } }),
+      });
+      expect(late.status, await late.text()).toBe(200);
+      const asked = Date.now();
+      const answer = fetch(`${q.url}/api/v1/events?limit=5`);
+      await new Promise((r) => setTimeout(r, 1500));
+      const allocate = await fetch(`${fleet.os.url}/${prefix}-events-2026.11.06/_settings`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ 'index.routing.allocation.require._name': null }),
+      });
+      expect(allocate.status, await allocate.text()).toBe(200);
+      const a = await answer;
+      expect(a.status, await a.clone().text()).toBe(200);
+      expect(Date.now() - asked).toBeGreaterThanOrEqual(1500); // it did wait for the shard
+      process.stdout.write(`a query over an index whose shard started ${1500} ms after it arrived: 200 after ${Date.now() - asked} ms\n`);
+      await fetch(`${fleet.os.url}/${prefix}-events-2026.11.06`, { method: 'DELETE' });
+
+      await fleet.os.halt();
       try {
         const a = await fetch(`${q.url}/api/v1/alerts`);
         const body = (await a.json()) as { error: string };
@@ -317,12 +303,12 @@ describeWithKafka('the fleet store stopped mid-load and started again', () => {
         expect(a.headers.get('retry-after')).toBe('5');
         expect(body.error).toMatch(/^the store is unavailable; retry later: OpenSearch at http:\/\/127\.0\.0\.1:\d+ is unreachable/);
       } finally {
-        await os.start();
+        await fleet.os.start();
       }
       await waitFor(async () => (await fetch(`${q.url}/api/v1/alerts`)).status === 200, 'the API to answer again', 60_000);
       expect((await q.stop()).code).toBe(0);
     } catch (e) {
-      printLogs(e);
+      fleet.failed(e);
     }
   }, 300_000);
 });

@@ -4,6 +4,10 @@
  * answers, "all shards failed" (503: a new index's shard not yet allocated) and searches answered by only part of
  * their shards are StoreUnavailableError (retriable: the caller's source keeps its data, the API answers 503);
  * anything else is a request error that says what OpenSearch said. Credentials are read from files and never logged.
+ *
+ * A read that meets shards not yet started (a day's index a detector has just created, as at midnight UTC) waits for
+ * them, a few seconds at most, and is asked once more before it fails: an analyst should not see a 503 for an index
+ * that is a second old. A shard that stays unassigned still fails the read after that wait.
  */
 import { readFileSync } from 'node:fs';
 import { Client, errors } from '@opensearch-project/opensearch';
@@ -28,6 +32,9 @@ export interface OpenSearchSettings {
 export function defaultSettings(url: string): OpenSearchSettings {
   return { url, indexPrefix: 'kaudit', replicas: 1, shards: 1 };
 }
+
+/** How long a read waits for the shards of the indices it reads to start before it is refused. */
+const SHARDS_STARTING_WAIT = '5s';
 
 /** A request OpenSearch refused for a reason that retrying will not change (a bad query, a mapping conflict). */
 export class OpenSearchRequestError extends KauditError {
@@ -76,12 +83,48 @@ export class OpenSearchConnection {
     });
   }
 
-  /** One request; the answer's body. `ignore`: statuses that are answers, not errors (404 for a get). */
+  /**
+   * One request; the answer's body. `ignore`: statuses that are answers, not errors (404 for a get). A search,
+   * count or point-in-time open whose indices' shards have not started yet waits for them once (see above).
+   */
   async request<T = Record<string, unknown>>(
     method: string,
     path: string,
     body?: unknown,
     opts: { query?: Record<string, unknown>; ignore?: number[]; ndjson?: string } = {},
+  ): Promise<{ status: number; body: T }> {
+    try {
+      return await this.once<T>(method, path, body, opts);
+    } catch (e) {
+      const reads = readTarget(path);
+      if (reads === undefined || !shardsNotStarted(e)) throw e;
+      await this.shardsStarted(reads);
+      return this.once<T>(method, path, body, opts);
+    }
+  }
+
+  /**
+   * Waits (boundedly) until no shard of `indices` is initializing and every primary has started: what a search over a
+   * just-created index needs. Never throws: the read asked again says what is wrong.
+   */
+  private async shardsStarted(indices: string): Promise<void> {
+    await this.client.transport
+      .request(
+        {
+          method: 'GET',
+          path: `/_cluster/health/${indices}`,
+          querystring: { wait_for_status: 'yellow', wait_for_no_initializing_shards: 'true', timeout: SHARDS_STARTING_WAIT },
+        },
+        { ignore: [404, 408] },
+      )
+      .catch(() => undefined);
+  }
+
+  private async once<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    opts: { query?: Record<string, unknown>; ignore?: number[]; ndjson?: string },
   ): Promise<{ status: number; body: T }> {
     try {
       const r = await this.client.transport.request(
@@ -112,6 +155,19 @@ export class OpenSearchConnection {
   async close(): Promise<void> {
     await this.client.close();
   }
+}
+
+/** The indices a search, count or point-in-time open names in its path; undefined for any other request. */
+function readTarget(path: string): string | undefined {
+  const m = /^\/([^_/][^/]*)\/_(search|count)(\/point_in_time)?(\?|$)/.exec(path);
+  // A search within a point in time names no index, and needs no wait: the point in time opened on started shards.
+  return m?.[1];
+}
+
+/** A read refused because shards of its indices have not started: "all shards failed", or answered from part of them. */
+function shardsNotStarted(e: unknown): boolean {
+  if (!(e instanceof StoreUnavailableError)) return false;
+  return /from part of its shards|all shards failed|no_shard_available|unavailable_shards/i.test(e.message);
 }
 
 /**
