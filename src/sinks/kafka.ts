@@ -304,7 +304,9 @@ export class KafkaAlertOutbox {
     } catch (e) {
       log.warn(`kafka alerts: cannot take or renew the outbox role: ${(e as Error).message}`, 'kafka:alerts-role');
     }
-    const took = held && this.heldAt === 0;
+    // A lease that ran out before this renewal may have been another node's meanwhile (it took over and let go, or
+    // still holds it and this renewal failed): taken afresh, from the saved position and the topic's end.
+    const took = held && (this.heldAt === 0 || now - this.heldAt >= ttl);
     if (took) this.recheck = true;
     if (!held && this.heldAt > 0) log.info(`kafka alerts: no longer the fleet's outbox for ${this.opts.config.topics.alerts}`);
     this.heldAt = held ? now : 0;
@@ -314,6 +316,18 @@ export class KafkaAlertOutbox {
       log.info(`kafka alerts: this node is the fleet's outbox for ${this.opts.config.topics.alerts}, from alert id ${this.position}`);
     }
     return held;
+  }
+
+  /**
+   * True when this node may publish now: the role is its own (renewed through the store if a third of its lifetime has
+   * passed, as after any stall) and renewed less than half a lifetime ago, so no other node can have taken it over.
+   */
+  private async leaseHeld(): Promise<boolean> {
+    if (!this.opts.store.holdRole) return true;
+    if (!(await this.hold())) return false;
+    // Just taken afresh: the rows in hand were read from an older position; read them again.
+    if (this.recheck) return false;
+    return Date.now() - this.heldAt < (this.opts.roleTtlMs ?? ROLE_TTL_MS) / 2;
   }
 
   private get role(): string {
@@ -384,6 +398,10 @@ export class KafkaAlertOutbox {
       }
       // Produced before, by this outbox or the fleet's last one, and not recorded in the position: not again.
       const fresh = rows.filter((r) => !this.atEnd.has(r.id));
+      // Fencing: a holder that stalled since it last renewed (a GC pause, SIGSTOP, a slow read above) may have been
+      // replaced, and its successor may have published these rows already. Produce only on a lease that is surely
+      // still this node's, checked (and renewed if due) right before the produce.
+      if (fresh.length > 0 && !(await this.leaseHeld())) continue;
       try {
         if (fresh.length > 0)
           await this.producer!.send({

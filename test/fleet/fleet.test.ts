@@ -74,9 +74,15 @@ describeWithKafka('a fleet: webhook node, two detectors and a query node on one 
     // Asked once: a 503 fails the test. The first reads meet the day's events index a detector has just created; the
     // store waits for its shard to start rather than answer unavailable.
     const get = (path: string) => query.get(path) as Promise<{ items: Record<string, unknown>[] }>;
+    // Polled until the whole load is there (the detectors store it in their own time, partition by partition); then
+    // every answer must be exact.
+    await waitFor(
+      async () => ((await query.get('/api/v1/events/count')) as { count: number }).count === acknowledged.length,
+      `the first load's ${acknowledged.length} events on the query node`,
+      120_000,
+    );
     for (const c of CLUSTERS) {
-      // Polled until there: the detectors store the load in their own time.
-      await waitFor(async () => (await get(`/api/v1/analyst/exec?cluster=${c}`)).items.length === 4, `4 execs of ${c} on the query node`, 120_000);
+      expect((await get(`/api/v1/analyst/exec?cluster=${c}`)).items).toHaveLength(4);
       expect((await get(`/api/v1/analyst/secret-reads?cluster=${c}`)).items).toHaveLength(4);
       expect((await get(`/api/v1/analyst/rbac-changes?cluster=${c}`)).items).toHaveLength(4);
       const activity = await get(`/api/v1/events?user=${encodeURIComponent(`${c}-dev-1@example.com`)}&cluster=${c}&limit=100`);
