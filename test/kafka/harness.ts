@@ -1,10 +1,11 @@
 /** Detector-node processes and a producer of the test stream, for the scale-out tests. */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import kafkajs, { type Kafka } from 'kafkajs';
+import kafkajs, { type Kafka, type KafkaMessage } from 'kafkajs';
 import { defaultKafkaConfig, type KafkaConfig } from '../../src/config/kafka.js';
 import type { KafkaSourceStats } from '../../src/sources/kafka.js';
 import { KafkaEventsProducer } from '../../src/sinks/kafka.js';
+import { waitFor } from '../helpers/events.js';
 import type { Stream } from './fixtures.js';
 
 const { Kafka: KafkaClient, logLevel } = kafkajs;
@@ -107,4 +108,20 @@ export async function produceStream(
     await producer.stop();
   }
   return { retries };
+}
+
+/** Reads a whole topic from the beginning: until `n` messages arrived, then `settleMs` more (none more should come). */
+export async function readTopic(kafka: Kafka, topic: string, n: number, settleMs = 300): Promise<KafkaMessage[]> {
+  const out: KafkaMessage[] = [];
+  const consumer = kafka.consumer({ groupId: `reader-${topic}-${Math.random()}` });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({ eachMessage: async ({ message }) => void out.push(message) });
+  try {
+    await waitFor(() => out.length >= n, `${n} messages in ${topic}`, 30_000);
+    await new Promise((r) => setTimeout(r, settleMs));
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
 }

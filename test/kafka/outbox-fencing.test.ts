@@ -5,23 +5,16 @@
  * real OpenSearch node, two outboxes on two store connections as two nodes have; the stall is the stalled holder's
  * store read held back past the role's lifetime.
  */
-import type { Kafka, KafkaMessage } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { HEADER_ALERT_ID, KafkaAlertOutbox } from '../../src/sinks/kafka.js';
 import { OpenSearchStore } from '../../src/store/opensearch/store.js';
+import { waitFor } from '../helpers/events.js';
 import { startOpenSearch, type OpenSearchNode } from '../opensearch/node.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
 import { makeStream, TestDetector } from './fixtures.js';
-import { quietKafka, testKafkaConfig } from './harness.js';
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { quietKafka, readTopic, testKafkaConfig } from './harness.js';
 
 const ROLE_TTL_MS = 3000;
 
@@ -76,24 +69,24 @@ describeWithKafka('the alerts outbox of a shared store, fenced', () => {
     const half = Math.floor(stream.messages.length / 2);
     try {
       await a.start();
-      await until(() => a.holding, 'A to hold the outbox role');
+      await waitFor(() => a.holding, 'A to hold the outbox role', 60_000);
       await b.start();
       await submit(0, half);
-      await until(async () => a.published > 0 && a.published === (await storeA.latestAlertId()), "the first half's alerts published by A");
+      await waitFor(async () => a.published > 0 && a.published === (await storeA.latestAlertId()), "the first half's alerts published by A", 60_000);
       expect(b.holding).toBe(false);
 
       // A reads the second half's alerts and stalls; its role runs out, B takes over and publishes them.
       stallNext = true;
       await submit(half, stream.messages.length);
-      await until(() => b.holding, 'B to take the outbox over', 30_000);
-      await until(async () => b.published === (await storeB.latestAlertId()), "the second half's alerts published by B");
+      await waitFor(() => b.holding, 'B to take the outbox over', 30_000);
+      await waitFor(async () => b.published === (await storeB.latestAlertId()), "the second half's alerts published by B", 60_000);
       // A goes on with the alerts it read, and must find that it no longer holds the role.
-      await until(() => stalled > 0, 'A to go on after its stall', 30_000);
-      await until(() => !a.holding, 'A to see that it lost the role');
+      await waitFor(() => stalled > 0, 'A to go on after its stall', 30_000);
+      await waitFor(() => !a.holding, 'A to see that it lost the role', 60_000);
       await new Promise((r) => setTimeout(r, 2000)); // time for A to have produced, were it not fenced
 
       const stored = await storeA.latestAlertId();
-      const msgs = await readAll(kafka, topic, stream.expectedAlerts);
+      const msgs = await readTopic(kafka, topic, stream.expectedAlerts, 2000);
       const ids = msgs.map((m) => m.headers![HEADER_ALERT_ID]!.toString());
       expect(ids.length - new Set(ids).size).toBe(0);
       expect(new Set(ids).size).toBe(stream.expectedAlerts);
@@ -112,19 +105,3 @@ describeWithKafka('the alerts outbox of a shared store, fenced', () => {
     }
   }, 300_000);
 });
-
-/** Every message of a topic, from the beginning (at least `n`, and none more arriving for a moment). */
-async function readAll(kafka: Kafka, topic: string, n: number): Promise<KafkaMessage[]> {
-  const out: KafkaMessage[] = [];
-  const consumer = kafka.consumer({ groupId: `reader-${topic}-${Math.random()}` });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({ eachMessage: async ({ message }) => void out.push(message) });
-  try {
-    await until(() => out.length >= n, `${n} messages in ${topic} (have ${out.length})`);
-    await new Promise((r) => setTimeout(r, 2000));
-  } finally {
-    await consumer.disconnect();
-  }
-  return out;
-}

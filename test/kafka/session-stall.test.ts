@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import kafkajs, { type Kafka } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { waitFor } from '../helpers/events.js';
 import { StoreUnavailableError } from '../../src/errors.js';
 import { Pipeline, type BatchOutcome, type BatchSink, type RawBatch } from '../../src/pipeline/pipeline.js';
 import { HEADER_CLUSTER, KafkaSource } from '../../src/sources/kafka.js';
@@ -17,14 +18,6 @@ import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
 import { makeStream, TestDetector, type Stream } from './fixtures.js';
 import { quietKafka, testKafkaConfig } from './harness.js';
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /**
  * The pipeline, with the answer to chosen submits held back `ms` and then given (a slow store) or replaced by
@@ -110,14 +103,14 @@ describeWithKafka('a Kafka detector whose store stalls longer than its session',
     try {
       await produce(topic, stream, 0, third);
       await source.start();
-      await until(() => count() > 0 && source.stats.commits > 0, 'the first batches stored and committed');
+      await waitFor(() => count() > 0 && source.stats.commits > 0, 'the first batches stored and committed', 60_000);
 
       // 1. A store that gives up after 15 s (an outage outlasting the bulk retries): the batch fails and is fetched again.
       sink.stallNext(15_000, true);
       await produce(topic, stream, third, 2 * third);
-      await until(() => sink.stalling, 'the stall to begin');
-      await until(() => !sink.stalling, 'the stall to end', 30_000);
-      await until(() => source.stats.batchErrors >= 1, 'the held batch to fail');
+      await waitFor(() => sink.stalling, 'the stall to begin', 60_000);
+      await waitFor(() => !sink.stalling, 'the stall to end', 30_000);
+      await waitFor(() => source.stats.batchErrors >= 1, 'the held batch to fail', 60_000);
       // Nothing past the held batch's first offset is committed on its partition.
       const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
       const heldAt = t!.partitions.find((p) => p.partition === sink.held!.partition)!;
@@ -127,11 +120,11 @@ describeWithKafka('a Kafka detector whose store stalls longer than its session',
       // 2. A store that answers after 15 s (slow, not down): stored, then committed.
       sink.stallNext(15_000, false);
       await produce(topic, stream, 2 * third, stream.messages.length);
-      await until(() => sink.stalled >= 2, 'the second stall to end', 60_000);
+      await waitFor(() => sink.stalled >= 2, 'the second stall to end', 60_000);
 
-      await until(() => count() === stream.events, `all ${stream.events} events stored (have ${count()})`, 120_000);
+      await waitFor(() => count() === stream.events, `all ${stream.events} events stored (have ${count()})`, 120_000);
       const lagSum = () => [...source.metricsText().matchAll(/^kaudit_kafka_consumer_lag\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
-      await until(async () => (await source.refreshLag(), lagSum() === 0), 'everything committed');
+      await waitFor(async () => (await source.refreshLag(), lagSum() === 0), 'everything committed', 60_000);
       expect(source.problem).toBeUndefined();
       // The heartbeats sent while the store held the batches kept this member in the group: it never had to join again.
       expect(source.stats.rebalances).toBe(1);
@@ -199,26 +192,30 @@ describeWithKafka('a Kafka detector whose store stalls longer than its session',
     try {
       await produce(topic, stream, 0, half);
       await source.start();
-      await until(() => count() > 0 && source.stats.commits > 0, 'the first batches stored and committed');
+      await waitFor(() => count() > 0 && source.stats.commits > 0, 'the first batches stored and committed', 60_000);
       inject = true;
       await produce(topic, stream, half, stream.messages.length);
       // Down while the new consumer waits its backoff: /readyz says so.
-      await until(() => source.problem !== undefined, 'the crash to be reported');
+      await waitFor(() => source.problem !== undefined, 'the crash to be reported', 60_000);
       expect(source.problem).toMatch(/^kafka consumer rejoining group crash-detectors after: The coordinator is not aware of this member/);
-      await until(() => restarts() === 1 && source.problem === undefined, 'a new consumer in the group', 60_000);
+      await waitFor(() => restarts() === 1 && source.problem === undefined, 'a new consumer in the group', 60_000);
       expect(source.failed).toBeUndefined();
 
-      await until(() => count() === stream.events, `all ${stream.events} events stored (have ${count()})`, 120_000);
+      await waitFor(() => count() === stream.events, `all ${stream.events} events stored (have ${count()})`, 120_000);
       const ends = (await admin.fetchTopicOffsets(topic)).map((p) => `${p.partition}:${p.high}`).sort();
-      await until(async () => {
-        const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
-        return (
-          t!.partitions
-            .map((p) => `${p.partition}:${p.offset}`)
-            .sort()
-            .join() === ends.join()
-        );
-      }, 'the new member to commit to the end');
+      await waitFor(
+        async () => {
+          const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
+          return (
+            t!.partitions
+              .map((p) => `${p.partition}:${p.offset}`)
+              .sort()
+              .join() === ends.join()
+          );
+        },
+        'the new member to commit to the end',
+        60_000,
+      );
       expect(store.db.prepare('SELECT count(DISTINCT audit_id) FROM events').pluck().get()).toBe(stream.events);
       expect(store.db.prepare('SELECT count(*) FROM alerts').pluck().get()).toBe(stream.expectedAlerts);
       expect(restarts()).toBe(1);

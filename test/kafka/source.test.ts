@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Kafka, KafkaMessage } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createKafkaClient, parseKafkaConfig, type KafkaConfig } from '../../src/config/kafka.js';
 import type { Alert } from '../../src/detect/alert.js';
@@ -17,7 +17,7 @@ import { HEADER_ALERT_ID, KafkaAlertOutbox, KafkaEventsProducer, startKafkaServi
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { type Broker, describeWithKafka, startBroker } from './broker.js';
 import { makeStream, TestDetector } from './fixtures.js';
-import { quietKafka, testKafkaConfig } from './harness.js';
+import { quietKafka, readTopic, testKafkaConfig } from './harness.js';
 
 async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -25,22 +25,6 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, timeo
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-/** Reads a whole topic from the beginning (until `n` messages arrived). */
-async function readTopic(kafka: Kafka, topic: string, n: number): Promise<KafkaMessage[]> {
-  const out: KafkaMessage[] = [];
-  const consumer = kafka.consumer({ groupId: `reader-${topic}-${Math.random()}` });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({ eachMessage: async ({ message }) => void out.push(message) });
-  try {
-    await until(() => out.length >= n, `${n} messages in ${topic} (have ${out.length})`);
-    await new Promise((r) => setTimeout(r, 300)); // and no more than n
-  } finally {
-    await consumer.disconnect();
-  }
-  return out;
 }
 
 let seq = 0;
