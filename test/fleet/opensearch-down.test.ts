@@ -6,8 +6,9 @@
  *    apiserver's webhook client retries), /readyz says why, and the sender's retried batches end stored exactly once;
  *  - a Kafka detector writing to OpenSearch pauses and retries without committing an offset while the node is down,
  *    and afterwards every produced event is stored exactly once and every exec raised its one pod-exec alert;
- *  - the API answers 503 with a one-line reason, not 500, for a node that is down and for an index whose shard is not
- *    yet allocated ("all shards failed", as just after a day's index is created).
+ *  - the API answers 503 with a one-line reason, not 500, for a node that is down and for an index whose shard stays
+ *    unallocated ("all shards failed"); a query over a day's index whose shard starts a moment after it arrived (as
+ *    just after a detector created it) waits for it and answers 200.
  *
  * Stored events are counted by (cluster, auditID, stage) in OpenSearch against what was acknowledged or produced.
  */
