@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { OverloadedError } from '../errors.js';
 import { log } from '../log.js';
 import { WebhookCoalescer, type CoalescerOptions, type Committed } from '../sources/webhook-coalescer.js';
+import { BodyBuffers } from '../sources/body-buffers.js';
 import { readAuditBody, tooLarge, WebhookError, type ParsedBody } from '../sources/webhook-body.js';
 import { CLUSTER_NAME, type Principal } from './auth.js';
 import { STORE_RETRY_AFTER_SECONDS, storeUnavailable } from './common.js';
@@ -98,8 +99,12 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
 
   // Only this plugin's routes: JSON bodies are split as they stream; anything else is refused before it is read.
   app.removeAllContentTypeParsers();
+  // Bodies are read into recycled buffers, as many bytes kept for reuse as are admitted at once (see body-buffers.ts).
+  const bodyBuffers = new BodyBuffers(maxBytes);
+  m.collect('kaudit_webhook_body_buffer_bytes', 'Bytes of recycled webhook body buffers waiting for a request', () => [{ value: bodyBuffers.bytes }]);
   app.addContentTypeParser('application/json', (req, payload, done) => {
-    readAuditBody(payload, limit, whereOf(req)).then(
+    const len = Number(req.headers['content-length']);
+    readAuditBody(payload, limit, whereOf(req), bodyBuffers, Number.isFinite(len) && len > 0 ? len : undefined).then(
       (b) => done(null, b),
       (e) => done(e as Error),
     );
@@ -169,6 +174,14 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
     const body = req.body as ParsedBody | undefined;
     if (!body) return refuse(reply, 400, 'malformed', 'empty body: expected an EventList, an Event or an array of events (Content-Type: application/json)');
+    try {
+      return await store(req, reply, body);
+    } finally {
+      // Answered, and its records no longer read (committed, or refused): the body's buffer takes the next request's.
+      body.release();
+    }
+  };
+  const store = async (req: FastifyRequest, reply: FastifyReply, body: ParsedBody) => {
     const cluster = req.auditCluster!;
     bytesIn.inc(undefined, body.bytes);
     received.inc(undefined, body.records.length);

@@ -112,6 +112,31 @@ describe('webhook over TLS with tokens', () => {
     expect(eventCount(s.store) - before).toBe(3200);
   });
 
+  it('reads bodies into recycled buffers without mixing requests: every stored event is the one sent', async () => {
+    // Bodies of several sizes, many at once, so that released buffers are taken again while other batches are
+    // decoded and committed: a buffer given back before its batch was decoded would store another request's bytes.
+    const sent = new Map<string, Record<string, unknown>>();
+    for (let round = 0; round < 4; round++) {
+      const batches = Array.from({ length: 10 }, (_, i) => makeEvents(100 + ((i * 37 + round * 11) % 300), { execEvery: 60 }));
+      for (const b of batches) for (const e of b) sent.set(e.auditID as string, e);
+      const replies = await Promise.all(batches.map((b) => post('/api/v1/audit/webhook/reuse', eventList(b), INGEST_ANY)));
+      for (const r of replies) expect(r.status, r.text).toBe(200);
+    }
+    const rows = s.store.db.prepare("SELECT blob, blob_idx FROM events e JOIN dict d ON d.id = e.cluster WHERE d.value = 'reuse'").all() as {
+      blob: number;
+      blob_idx: number;
+    }[];
+    expect(rows).toHaveLength(sent.size);
+    const seen = new Set<string>();
+    for (const row of rows) {
+      const { kind, apiVersion, ...raw } = JSON.parse(s.store.rawEvent(row.blob, row.blob_idx)!) as Record<string, unknown>;
+      expect([kind, apiVersion]).toEqual(['Event', 'audit.k8s.io/v1']);
+      expect(raw).toEqual(sent.get(raw.auditID as string));
+      seen.add(raw.auditID as string);
+    }
+    expect(seen.size).toBe(sent.size);
+  });
+
   it('takes the apiserver-shaped fixture as is, stamping each stored event with kind and apiVersion', async () => {
     const body = readFileSync(new URL('../../fixtures/webhook/eventlist-v1.json', import.meta.url));
     const r = await post('/api/v1/audit/webhook/fixture', body, INGEST_ANY);
