@@ -32,7 +32,8 @@ export interface WebhookOptions {
   maxInFlight?: number;
   /**
    * Body bytes admitted and not yet answered (being read, parsed, waiting or committing); a request that would pass
-   * this is refused with 503 before its body is read (default: 8 MiB, at least webhook.maxBodyBytes).
+   * this is refused with 503 before its body is read (default 8 MiB; a body alone is admitted whatever its size, up to
+   * webhook.maxBodyBytes).
    */
   maxBytesInFlight?: number;
   /** Group commit tuning; `false` hands each request to the pipeline as its own batch. */
@@ -83,7 +84,10 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
   const count = m.counter('kaudit_webhook_request_seconds_count', 'Webhook requests answered');
   // Admission happens before a body is read: parsing a body that is then refused would be work thrown away, and under
   // overload that waste collapses throughput (measured: 64 concurrent senders got a fifth of what 8 got).
-  const maxBytes = opts.maxBytesInFlight ?? Math.max(BYTES_IN_FLIGHT, limit);
+  // Not raised to webhook.maxBodyBytes (12 MiB by default): a body larger than the budget is still admitted when it is
+  // the only one, and 12 MiB of bodies in flight, with as much again in recycled buffers, was a resident memory that
+  // the 200 MB bound of `kaudit serve` had no room for.
+  const maxBytes = opts.maxBytesInFlight ?? BYTES_IN_FLIGHT;
   let inFlight = 0;
   let bytesInFlight = 0;
   m.collect('kaudit_webhook_in_flight', 'Webhook requests being read or waiting for their commit', () => [{ value: inFlight }]);
@@ -161,6 +165,9 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookOptions):
     counted.set(req, reserve);
   };
   const onResponse = async (req: FastifyRequest, reply: FastifyReply) => {
+    // A body the handler never took (a refusal after it was read) gives its buffer back here; once answered, nothing
+    // reads it any more.
+    (req.body as ParsedBody | undefined)?.release?.();
     const reserved = counted.get(req);
     if (reserved !== undefined) {
       counted.delete(req);

@@ -12,9 +12,14 @@
 export class BodyBuffers {
   private spare: Buffer[] = [];
   private spareBytes = 0;
+  /** Bytes of the buffers taken and not given back. */
+  private inUse = 0;
 
-  /** `maxSpareBytes`: the most kept for reuse (the webhook's admitted body bytes: more are never in use at once). */
-  constructor(private readonly maxSpareBytes: number) {}
+  /**
+   * `maxBytes`: the most held in buffers in use and kept together (the webhook's admitted body bytes: more are never
+   * in use at once), so that what is kept for reuse is only what the bodies in progress leave.
+   */
+  constructor(private readonly maxBytes: number) {}
 
   /** A buffer of at least `bytes`: the smallest kept one that fits, else a new one. */
   take(bytes: number): Buffer {
@@ -28,15 +33,22 @@ export class BodyBuffers {
       this.spare[best] = this.spare[this.spare.length - 1]!;
       this.spare.pop();
       this.spareBytes -= b.length;
+      this.inUse += b.length;
       return b;
     }
     // Rounded up to 64 KiB, so a buffer fits the next bodies of about the same size.
-    return Buffer.allocUnsafeSlow(Math.max(64 * 1024, Math.ceil(bytes / 65536) * 65536));
+    const b = Buffer.allocUnsafeSlow(Math.max(64 * 1024, Math.ceil(bytes / 65536) * 65536));
+    this.inUse += b.length;
+    return b;
   }
 
-  /** Keeps `b` for a later body, unless the kept buffers would pass the bound (then it is left to the collector). */
+  /**
+   * Keeps `b` (taken from here, given back once) for a later body, unless the buffers in use and kept would pass the
+   * bound: then it is left to the collector.
+   */
   give(b: Buffer): void {
-    if (this.spareBytes + b.length > this.maxSpareBytes) return;
+    this.inUse -= b.length;
+    if (this.inUse + this.spareBytes + b.length > this.maxBytes) return;
     this.spare.push(b);
     this.spareBytes += b.length;
   }
