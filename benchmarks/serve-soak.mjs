@@ -99,6 +99,8 @@ while (performance.now() - start < SECONDS * 1000) {
       } else {
         win.failed++;
         total.failed++;
+        // Neither stored nor refused: say what it was (a status, or the client's error such as a reset connection).
+        if (total.failed <= 5) console.log(`a POST failed: ${r.status || ''} ${r.error ?? JSON.stringify(r.body)}`);
       }
     });
     inflight.add(p);

@@ -34,7 +34,7 @@ const { values } = parseArgs({
 });
 const CLIENTS = Number(values.clients);
 const SECONDS = Number(values.seconds);
-const RATES = values.rates.split(',').map(Number);
+const RATES = values.rates ? values.rates.split(',').map(Number) : []; // --rates '': the throughput phase alone
 const BATCH = 400;
 const TLS = !values.plain;
 const TOKEN = 'bench-ingest-0123456789abcdef0123456789';

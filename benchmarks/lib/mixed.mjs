@@ -2,6 +2,7 @@
 // leases, watches, exec, people with kubectl), with some of its writes logged at RequestResponse with both bodies
 // and some of its lists with their whole response, as a RequestResponse policy for workloads would log them.
 // Deterministic for a seed. Sizes: ~60% of events under 1 KB, ~5% writes of 3-5 KB, ~0.7% lists of 20-90 KB.
+import { EVENT_FIELD_ORDER } from '../../dist/events/types.js';
 import { eventStream, rng } from './generate.mjs';
 
 function pod(r, ns, name, i) {
@@ -70,31 +71,10 @@ function pod(r, ns, name, i) {
   };
 }
 
-// The apiserver writes an Event's fields in the order its Go type declares them (bodies after responseStatus, before
-// the timestamps); the generator appends bodies last. Rebuilt in the apiserver's order, as a real log has them.
-const GO_ORDER = [
-  'kind',
-  'apiVersion',
-  'level',
-  'auditID',
-  'stage',
-  'requestURI',
-  'verb',
-  'user',
-  'impersonatedUser',
-  'sourceIPs',
-  'userAgent',
-  'objectRef',
-  'responseStatus',
-  'requestObject',
-  'responseObject',
-  'requestReceivedTimestamp',
-  'stageTimestamp',
-  'annotations',
-];
+// The generator appends bodies last; rebuilt in the apiserver's order (EVENT_FIELD_ORDER), as a real log has them.
 function inGoOrder(e) {
   const out = {};
-  for (const k of GO_ORDER) if (e[k] !== undefined) out[k] = e[k];
+  for (const k of EVENT_FIELD_ORDER) if (e[k] !== undefined) out[k] = e[k];
   return out;
 }
 

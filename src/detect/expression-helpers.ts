@@ -3,7 +3,7 @@
  * JSONata signature, what it reads of the event, and its synchronous form; and the names lint checks expressions
  * against. Apart from expression.ts, which compiles and evaluates expressions with them.
  */
-import type { AuditEvent } from '../events/types.js';
+import { EVENT_FIELD_ORDER, type AuditEvent } from '../events/types.js';
 import {
   addedCapabilities,
   containers,
@@ -250,26 +250,5 @@ export const JSONATA_FUNCTIONS = new Set(
   ).split(' '),
 );
 
-/** Top-level fields of an audit event, for lint. */
-export const EVENT_FIELDS = new Set([
-  'kind',
-  'apiVersion',
-  'level',
-  'auditID',
-  'stage',
-  'requestURI',
-  'verb',
-  'user',
-  'impersonatedUser',
-  'sourceIPs',
-  'userAgent',
-  'objectRef',
-  'responseStatus',
-  'requestObject',
-  'responseObject',
-  'requestReceivedTimestamp',
-  'stageTimestamp',
-  'annotations',
-  'metadata',
-  'timestamp',
-]);
+/** Top-level fields of an audit event, for lint (and two that older logs and envelopes carry). */
+export const EVENT_FIELDS = new Set<string>([...EVENT_FIELD_ORDER, 'metadata', 'timestamp']);

@@ -36,6 +36,32 @@ export interface ResponseStatus {
   details?: unknown;
 }
 
+/**
+ * An Event's top-level fields in the order the apiserver writes them: its Go type's declaration order (audit.k8s.io/v1
+ * Event), which its JSON encoder follows. Bodies stand between responseStatus and the timestamps (lazy-bodies.ts
+ * relies on it), and generated logs are written in it to look like real ones.
+ */
+export const EVENT_FIELD_ORDER = [
+  'kind',
+  'apiVersion',
+  'level',
+  'auditID',
+  'stage',
+  'requestURI',
+  'verb',
+  'user',
+  'impersonatedUser',
+  'sourceIPs',
+  'userAgent',
+  'objectRef',
+  'responseStatus',
+  'requestObject',
+  'responseObject',
+  'requestReceivedTimestamp',
+  'stageTimestamp',
+  'annotations',
+] as const;
+
 export interface AuditEvent {
   kind?: string;
   apiVersion?: string;

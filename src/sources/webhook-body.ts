@@ -1,12 +1,13 @@
 import { eventListHeader } from '../events/envelopes/native.js';
+import { BodyBuffers } from './body-buffers.js';
 import type { EventListHeader, RawRecord } from '../events/record.js';
 import { JsonDocumentFramer } from './json-document.js';
 import { DocumentError } from './json-splitter.js';
 
 /**
  * The audit webhook's framing: a request body (what kube-apiserver's webhook backend POSTs, an EventList of up to 400
- * events; or one Event, or an array) split into records while it streams in. Each item's bytes become its record's
- * text (kept as the stored raw form, so nothing is serialised again); the body is never held whole beside them. What
+ * events; or one Event, or an array) read into one buffer and split into records. Each item's bytes become its
+ * record's text (kept as the stored raw form, so nothing is serialised again), a view of that buffer. What
  * no retry can fix is refused whole (400): a broken document, a list of another kind or audit version.
  */
 
@@ -27,18 +28,33 @@ export class WebhookError extends Error {
 export interface ParsedBody {
   records: RawRecord[];
   bytes: number;
+  /**
+   * Gives the body's buffer back for the next request's. The records are views of it: call this only once nothing
+   * reads them any more (their batch committed or was refused). Later calls do nothing.
+   */
+  release(): void;
 }
 
 /**
- * Reads a request body as it streams in, splitting it into records. Enforces the byte limit while reading (a body
- * with no Content-Length cannot exceed it either).
+ * Reads a request body into one buffer (from `buffers`, sized by `expected`, the Content-Length, when known) and splits
+ * it into records once it is complete: each item's record is a view of the buffer, so the body's bytes are held once.
+ * Enforces the byte limit while reading (a body with no Content-Length cannot exceed it either).
  */
-export function readAuditBody(payload: NodeJS.ReadableStream, limit: number, where: string): Promise<ParsedBody> {
+export function readAuditBody(
+  payload: NodeJS.ReadableStream,
+  limit: number,
+  where: string,
+  buffers: BodyBuffers = new BodyBuffers(0),
+  expected?: number,
+): Promise<ParsedBody> {
   return new Promise<ParsedBody>((resolve, reject) => {
-    const records: RawRecord[] = [];
+    let buf: Buffer | undefined = buffers.take(Math.min(expected ?? 64 * 1024, limit));
     let bytes = 0;
     let settled = false;
-    const framer = new JsonDocumentFramer(where, (r) => records.push(r));
+    const release = () => {
+      if (buf) buffers.give(buf);
+      buf = undefined;
+    };
     const cleanup = () => {
       payload.removeListener('data', onData);
       payload.removeListener('end', onEnd);
@@ -50,22 +66,30 @@ export function readAuditBody(payload: NodeJS.ReadableStream, limit: number, whe
       if (settled) return;
       settled = true;
       cleanup();
+      // No record escaped: the buffer can take the next body at once.
+      release();
       // Stop reading: the reply closes the connection, so the rest of the body is never buffered.
       payload.pause();
       reject(e instanceof DocumentError ? malformed(e.message) : e);
     };
     const onData = (chunk: Buffer) => {
-      bytes += chunk.length;
-      if (bytes > limit) return fail(tooLarge(limit, `over ${limit} bytes read`));
-      try {
-        framer.push(chunk);
-      } catch (e) {
-        fail(e);
+      if (bytes + chunk.length > limit) return fail(tooLarge(limit, `over ${limit} bytes read`));
+      if (bytes + chunk.length > buf!.length) {
+        // Longer than its Content-Length said, or none was given: a larger buffer (nothing views the old one yet).
+        const grown = buffers.take(Math.min(limit, Math.max(bytes + chunk.length, buf!.length * 2)));
+        buf!.copy(grown, 0, 0, bytes);
+        buffers.give(buf!);
+        buf = grown;
       }
+      chunk.copy(buf!, bytes);
+      bytes += chunk.length;
     };
     const onEnd = () => {
       if (settled) return;
+      const records: RawRecord[] = [];
       try {
+        const framer = new JsonDocumentFramer(where, (r) => records.push(r));
+        framer.push(buf!.subarray(0, bytes));
         const end = framer.end();
         if (end.mode === 'list') {
           // The whole body is in hand: every item takes the list's fields as they are at its end.
@@ -74,7 +98,7 @@ export function readAuditBody(payload: NodeJS.ReadableStream, limit: number, whe
         } else if (end.mode === 'object') finishObject(end.text, records, where);
         settled = true;
         cleanup();
-        resolve({ records, bytes });
+        resolve({ records, bytes, release });
       } catch (e) {
         fail(e);
       }

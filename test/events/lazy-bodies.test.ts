@@ -2,34 +2,14 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Decoder } from '../../src/events/decode.js';
 import { LAZY_BODY_MIN, withoutBodies } from '../../src/events/lazy-bodies.js';
+import { EVENT_FIELD_ORDER } from '../../src/events/types.js';
 import { decodeBatch } from '../../src/pipeline/decode.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { ev, tempDir } from '../helpers/events.js';
 
-// The order the apiserver writes an Event's fields in (its Go type's): bodies between responseStatus and the times.
-const GO_ORDER = [
-  'kind',
-  'apiVersion',
-  'level',
-  'auditID',
-  'stage',
-  'requestURI',
-  'verb',
-  'user',
-  'impersonatedUser',
-  'sourceIPs',
-  'userAgent',
-  'objectRef',
-  'responseStatus',
-  'requestObject',
-  'responseObject',
-  'requestReceivedTimestamp',
-  'stageTimestamp',
-  'annotations',
-];
 function goLine(e: Record<string, unknown>): string {
   const o: Record<string, unknown> = {};
-  for (const k of GO_ORDER) if (e[k] !== undefined) o[k] = e[k];
+  for (const k of EVENT_FIELD_ORDER) if (e[k] !== undefined) o[k] = e[k];
   return JSON.stringify(o);
 }
 

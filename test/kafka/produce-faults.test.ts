@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Kafka } from 'kafkajs';
+import type { Kafka, KafkaMessage } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Alert } from '../../src/detect/alert.js';
 import { toAuditEvent } from '../../src/events/decode.js';
@@ -119,25 +119,24 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
     if (dir) rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
-  it('writes each alert to the topic once when the broker wrote the batch but its answer was lost', async () => {
-    const topic = 'alerts-lost-answer';
+  const createTopic = async (topic: string) => {
     const admin = kafka.admin();
     await admin.connect();
     await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
     await admin.disconnect();
+  };
 
-    // A store with alerts committed, as detection leaves them.
-    const path = join(dir, 'k.db');
-    const store = new SqliteStore(path);
+  /** Commits `n` exec events (pods web-<from>...) with an alert each, as detection leaves them. */
+  const commitExecAlerts = (store: SqliteStore, n: number, from: number) => {
     const redaction = { enabled: true, key: store.redactionKey };
-    const events = Array.from({ length: 20 }, () =>
+    const events = Array.from({ length: n }, (_, i) =>
       normalise(
-        toAuditEvent(ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: 'web-1' } })),
+        toAuditEvent(ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: `web-${from + i}` } })),
         'c1',
         redaction,
       ),
     );
-    const alerts: Alert[] = events.map((e) => ({
+    const alerts: Alert[] = events.map((e, i) => ({
       rule: 'pod-exec',
       title: 'exec',
       severity: 'high',
@@ -151,10 +150,34 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
       user: e.user,
       sourceIP: e.sourceIP,
       verb: e.verb,
-      objectRef: { resource: 'pods', namespace: 'default', name: 'web-1' },
+      objectRef: { resource: 'pods', namespace: 'default', name: `web-${from + i}` },
       groupKey: `pod-exec|${e.auditID}`,
     }));
-    expect(store.commitAll(events, { alerts, deadLetters: [] }).alerts).toHaveLength(20);
+    expect(store.commitAll(events, { alerts, deadLetters: [] }).alerts).toHaveLength(n);
+  };
+
+  /** What the topic holds, read directly from the broker: `idsOf` each message, until `expected` and a second more. */
+  const readTopic = async (topic: string, expected: number, idsOf: (m: KafkaMessage) => string[]) => {
+    const ids: string[] = [];
+    const consumer = kafka.consumer({ groupId: `reader-${topic}` });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({ eachMessage: async ({ message }) => void ids.push(...idsOf(message)) });
+    const deadline = Date.now() + 30_000;
+    while (ids.length < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 1000)); // and nothing more
+    await consumer.disconnect();
+    return ids;
+  };
+  const alertId = (m: KafkaMessage) => [m.headers![HEADER_ALERT_ID]!.toString()];
+
+  it('writes each alert to the topic once when the broker wrote the batch but its answer was lost', async () => {
+    const topic = 'alerts-lost-answer';
+    await createTopic(topic);
+    // A store with alerts committed, as detection leaves them.
+    const path = join(dir, 'k.db');
+    const store = new SqliteStore(path);
+    commitExecAlerts(store, 20, 0);
     const reader = new SqliteStore(path, { readonly: true });
 
     // kaudit reaches the broker only through the proxy, which swallows the answer to its first Produce.
@@ -181,15 +204,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
     }
 
     // Read directly from the broker: every alert, once.
-    const ids: string[] = [];
-    const consumer = kafka.consumer({ groupId: `reader-${topic}` });
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({ eachMessage: async ({ message }) => void ids.push(message.headers![HEADER_ALERT_ID]!.toString()) });
-    const deadline = Date.now() + 30_000;
-    while (ids.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    await new Promise((r) => setTimeout(r, 1000)); // and nothing more
-    await consumer.disconnect();
+    const ids = await readTopic(topic, 20, alertId);
     expect(ids).toHaveLength(20);
     expect(new Set(ids).size).toBe(20);
     reader.close();
@@ -200,34 +215,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
     const topic = 'alerts-unrecorded';
     const path = join(dir, 'unrecorded.db');
     const store = new SqliteStore(path);
-    const redaction = { enabled: true, key: store.redactionKey };
-    const commit = (n: number, from: number) => {
-      const events = Array.from({ length: n }, (_, i) =>
-        normalise(
-          toAuditEvent(ev({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'default', name: `web-${from + i}` } })),
-          'c1',
-          redaction,
-        ),
-      );
-      const alerts: Alert[] = events.map((e, i) => ({
-        rule: 'pod-exec',
-        title: 'exec',
-        severity: 'high',
-        tags: [],
-        summary: `${e.user} exec`,
-        cluster: e.cluster,
-        auditID: e.auditID,
-        stage: e.stage,
-        time: e.time,
-        timeMicros: e.timeMicros,
-        user: e.user,
-        sourceIP: e.sourceIP,
-        verb: e.verb,
-        objectRef: { resource: 'pods', namespace: 'default', name: `web-${from + i}` },
-        groupKey: `pod-exec|${e.auditID}`,
-      }));
-      expect(store.commitAll(events, { alerts, deadLetters: [] }).alerts).toHaveLength(n);
-    };
+    const commit = (n: number, from: number) => commitExecAlerts(store, n, from);
     commit(20, 0);
     const reader = new SqliteStore(path, { readonly: true });
     const config = testKafkaConfig(broker.brokers, { topics: { events: ['unused'], alerts: topic, deadLetter: '', state: '' } });
@@ -266,15 +254,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
       await next.stop();
     }
 
-    const ids: string[] = [];
-    const consumer = kafka.consumer({ groupId: `reader-${topic}` });
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({ eachMessage: async ({ message }) => void ids.push(message.headers![HEADER_ALERT_ID]!.toString()) });
-    const end = Date.now() + 30_000;
-    while (ids.length < 25 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
-    await new Promise((r) => setTimeout(r, 1000)); // and nothing more
-    await consumer.disconnect();
+    const ids = await readTopic(topic, 25, alertId);
     expect(ids).toHaveLength(25);
     expect(new Set(ids).size).toBe(25);
     reader.close();
@@ -283,10 +263,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
 
   it("writes each event of an ingest-only node's webhook batch to the topic once when its answer was lost", async () => {
     const topic = 'events-lost-answer';
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
-    await admin.disconnect();
+    await createTopic(topic);
 
     proxy.dropped = 0;
     proxy.producesForwarded = 0;
@@ -307,19 +284,7 @@ describeWithKafka('producers when a produce answer is lost (real broker, fault-i
       await producer.stop();
     }
 
-    const ids: string[] = [];
-    const consumer = kafka.consumer({ groupId: `reader-${topic}` });
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        for (const item of (JSON.parse(message.value!.toString()) as { items: { auditID: string }[] }).items) ids.push(item.auditID);
-      },
-    });
-    const deadline = Date.now() + 30_000;
-    while (ids.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    await new Promise((r) => setTimeout(r, 1000)); // and nothing more
-    await consumer.disconnect();
+    const ids = await readTopic(topic, 20, (m) => (JSON.parse(m.value!.toString()) as { items: { auditID: string }[] }).items.map((i) => i.auditID));
     expect(ids).toHaveLength(20);
     expect(new Set(ids)).toEqual(new Set(events.map((e) => e.auditID)));
   }, 180_000);

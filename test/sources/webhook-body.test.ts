@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { DocumentError, DocumentSplitter } from '../../src/sources/json-splitter.js';
 import { readAuditBody } from '../../src/sources/webhook-body.js';
+import { BodyBuffers } from '../../src/sources/body-buffers.js';
 import { decodeRecord } from '../../src/events/decode.js';
 import type { AuditEvent } from '../../src/events/types.js';
 
@@ -164,5 +165,40 @@ describe('readAuditBody', () => {
     await expect(read('{"kind":"EventList","items":5}')).rejects.toMatchObject({ statusCode: 400 });
     await expect(read(JSON.stringify([event(1), event(2)]), 100)).rejects.toMatchObject({ statusCode: 413 });
     expect((await read('{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":null}')).records).toEqual([]);
+  });
+
+  it('reads into a recycled buffer that is taken again only once released, growing past a short Content-Length', async () => {
+    const pool = new BodyBuffers(1 << 20);
+    const body = (n: number) => Buffer.from(JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items: [event(n)] }));
+    const parts = (b: Buffer) => Readable.from([b.subarray(0, 10), b.subarray(10)]);
+    const idOf = (r: { text?: string | Buffer }) => JSON.parse(r.text!.toString()).auditID as string;
+    const a = await readAuditBody(parts(body(1)), 1 << 20, 'a', pool, body(1).length);
+    // Not released: the next body gets another buffer, and a's record still reads a's bytes.
+    const b = await readAuditBody(parts(body(2)), 1 << 20, 'b', pool, body(2).length);
+    expect([idOf(a.records[0]!), idOf(b.records[0]!)]).toEqual(['id-1', 'id-2']);
+    expect((b.records[0]!.text as Buffer).buffer).not.toBe((a.records[0]!.text as Buffer).buffer);
+    a.release();
+    a.release();
+    expect(pool.bytes).toBe(64 * 1024);
+    // Released: the next body is read into a's buffer.
+    const c = await readAuditBody(parts(body(3)), 1 << 20, 'c', pool, 5);
+    expect((c.records[0]!.text as Buffer).buffer).toBe((a.records[0]!.text as Buffer).buffer);
+    expect([idOf(c.records[0]!), idOf(b.records[0]!)]).toEqual(['id-3', 'id-2']);
+    // A body longer than the buffer it started in (Content-Length too short, or none) moves to a larger one.
+    const big = Buffer.from(JSON.stringify(Array.from({ length: 400 }, (_, i) => event(i))));
+    expect(big.length).toBeGreaterThan(64 * 1024);
+    const d = await readAuditBody(Readable.from([big.subarray(0, 1000), big.subarray(1000)]), 1 << 20, 'd', pool, 1000);
+    expect(d.records.map(idOf)).toEqual(Array.from({ length: 400 }, (_, i) => `id-${i}`));
+    // A refused body gives its buffer back at once; the kept bytes never pass the bound.
+    const before = pool.bytes;
+    await expect(readAuditBody(Readable.from([Buffer.from('{"kind":"PodList","items":[]}')]), 1 << 20, 'e', pool)).rejects.toMatchObject({ statusCode: 400 });
+    expect(pool.bytes).toBe(before);
+    // Buffers in use and kept together stay within the bound: the first given back while another is in use is let go.
+    const small = new BodyBuffers(64 * 1024);
+    const [x, y] = [small.take(1), small.take(1)];
+    small.give(x);
+    expect(small.bytes).toBe(0);
+    small.give(y);
+    expect(small.bytes).toBe(64 * 1024);
   });
 });

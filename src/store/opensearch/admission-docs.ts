@@ -19,33 +19,18 @@ import type { OpenSearchConnection } from './connection.js';
 import type { EventDoc } from './documents.js';
 import { admissionIndex } from './indices.js';
 
-export interface AdmissionDoc {
+/**
+ * A row as a document: the row's fields (admission-rows.ts), its time as `ts` (microseconds) and `@timestamp`
+ * (milliseconds), its place among its event's rows, and `object` (kind/name) for the report's per-object terms.
+ */
+export type AdmissionDoc = Omit<AdmissionRow, 'time'> & {
   ts: number;
   '@timestamp': number;
-  signal: number;
   ordinal: number;
   before: number[];
   beforeBaseline: number[];
-  cluster: string;
-  namespace: string;
-  user: string;
-  auditID: string;
-  verb: string;
-  code: number;
-  objectKind: string;
-  objectName: string;
   object: string;
-  ownerKind: string;
-  ownerName: string;
-  level: string;
-  version: string;
-  check: string;
-  violationLevel: string;
-  reason: string;
-  detail: string;
-  policy: string;
-  binding: string;
-}
+};
 
 /** A batch's admission rows as documents: per row, the event (its index in the batch) it belongs to. */
 export function admissionDocs(json: string | undefined): { event: number; ordinal: number; doc: AdmissionDoc }[] {
@@ -59,35 +44,18 @@ export function admissionDocs(json: string | undefined): { event: number; ordina
       seen = [];
     }
     const same = seen.filter((s) => s.check === r.check);
+    const { time, ...fields } = r;
     out.push({
       event: i,
       ordinal: seen.length,
       doc: {
-        ts: r.time,
-        '@timestamp': Math.floor(r.time / 1000),
-        signal: r.signal,
+        ...fields,
+        ts: time,
+        '@timestamp': Math.floor(time / 1000),
         ordinal: seen.length,
         before: [...new Set(same.map((s) => s.signal))],
         beforeBaseline: [...new Set(same.filter((s) => s.violationLevel === 'baseline').map((s) => s.signal))],
-        cluster: r.cluster,
-        namespace: r.namespace,
-        user: r.user,
-        auditID: r.auditID,
-        verb: r.verb,
-        code: r.code,
-        objectKind: r.objectKind,
-        objectName: r.objectName,
         object: `${r.objectKind}/${r.objectName}`,
-        ownerKind: r.ownerKind,
-        ownerName: r.ownerName,
-        level: r.level,
-        version: r.version,
-        check: r.check,
-        violationLevel: r.violationLevel,
-        reason: r.reason,
-        detail: r.detail,
-        policy: r.policy,
-        binding: r.binding,
       },
     });
     seen.push(r);
