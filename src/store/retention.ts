@@ -50,6 +50,7 @@ export class Retention {
         delBlob.run(b.id);
         dropAdmission(db, b.id);
       }
+      this.store.auditIDs?.dropExpired();
       return blobs.length === 0 ? -1 : n;
     })();
   }

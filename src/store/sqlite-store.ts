@@ -7,6 +7,7 @@ import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, type Alert } from '../detect/alert.js';
 import { encodeAuditID } from './audit-id.js';
+import { AuditIDRuns } from './audit-id-index.js';
 import { posture, psaViolations, type PostureFilter, type PostureRow, type ViolationFilter, type ViolationRow } from './admission-queries.js';
 import { dropAdmission, insertAdmission } from './admission-write.js';
 import { alertEventIndexes, type BatchTail, type BatchWriter, type InsertResult, type PendingBatch } from './batch.js';
@@ -68,6 +69,8 @@ export class SqliteStore implements AuditStore, BatchWriter {
   private readonly deadLetterMax: number;
   private stmts!: ReturnType<SqliteStore['prepare']>;
   readonly redactionKey: Buffer;
+  /** The auditID index's runs (writer only). */
+  readonly auditIDs: AuditIDRuns | undefined;
   /** This writer's name on its pending-detection marks: "pid:instance". */
   readonly owner = `${process.pid}:${randomUUID()}`;
 
@@ -95,6 +98,7 @@ export class SqliteStore implements AuditStore, BatchWriter {
     this.db.pragma('busy_timeout = 5000');
     this.stmts = this.prepare();
     if (!opts.readonly) LIVE_OWNERS.add(this.owner);
+    if (!opts.readonly) this.auditIDs = new AuditIDRuns(this.db);
     this.redactionKey = opts.readonly ? Buffer.alloc(32) : this.loadRedactionKey();
   }
 
@@ -303,6 +307,7 @@ export class SqliteStore implements AuditStore, BatchWriter {
       return;
     }
     s.finishBlob.run(first, last, blobId);
+    this.auditIDs!.add(first, last, blobId);
     if (batch.admission) insertAdmission(this.db, batch.admission, eventIds, blobId);
     open.blob = blobId;
     this.applyRoll(roll, 1);
