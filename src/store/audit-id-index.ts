@@ -165,6 +165,9 @@ export class AuditIDRuns {
       dropInputs: db.prepare('DELETE FROM audit_id_runs WHERE merging_into = ?'),
       dropEntries: db.prepare('DELETE FROM audit_id_index WHERE run = ?'),
       dropRun: db.prepare('DELETE FROM audit_id_runs WHERE run = ?'),
+      forget: db.prepare(
+        'DELETE FROM audit_id_index WHERE run IN (SELECT run FROM audit_id_runs WHERE level = 0 AND last_event >= @first AND first_event <= @last) AND (audit_id, event_id) IN (SELECT audit_id, id FROM events WHERE id BETWEEN @first AND @last AND blob = @blob)',
+      ),
     };
   }
 
@@ -196,6 +199,16 @@ export class AuditIDRuns {
   }
 
   /**
+   * Removes the entries of a blob's events that retention is about to delete from the buckets (level 0) they are
+   * in: a bucket is a few dozen pages, and a store under a size limit gets their space back. Entries already merged
+   * stay until their run is dropped or rewritten (see due): deleting them one by one would rewrite a large run's
+   * pages for every retention pass.
+   */
+  forget(first: number, last: number, blob: number): void {
+    this.s.forget.run({ first, last, blob });
+  }
+
+  /**
    * Drops the runs whose events retention has all deleted: the whole run goes, a range of the table. A merge in
    * progress goes on without an input dropped this way; an output dropped has only dropped inputs (its range covers
    * theirs).
@@ -217,19 +230,27 @@ export class AuditIDRuns {
       this.slice(open);
       return true;
     }
-    const merge = this.due(runs, newest);
+    const oldest = (this.s.oldest.get() as number | null) ?? 0;
+    const merge = this.due(runs, newest, oldest);
     if (!merge) return false;
+    const { inputs, level } = merge;
     const out = Math.max(MERGED_RUNS - 1, runs.at(-1)!.run) + 1;
-    const entries = merge.reduce((n, r) => n + (r.last_event - r.first_event + 1), 0);
-    const slices = Math.min(65536, 2 ** Math.ceil(Math.log2(Math.max(1, entries / this.sliceEntries))));
-    this.s.newRun.run(out, merge[0]!.level + 1, Math.min(...merge.map((r) => r.first_event)), Math.max(...merge.map((r) => r.last_event)), slices);
-    for (const r of merge) this.s.markInput.run(out, r.run);
-    if (merge[0]!.level === 0) this.s.setFloor.run(merge.at(-1)!.run + 1);
+    const first = Math.max(oldest, Math.min(...inputs.map((r) => r.first_event)));
+    const last = Math.max(...inputs.map((r) => r.last_event));
+    const slices = Math.min(65536, 2 ** Math.ceil(Math.log2(Math.max(1, (last - first + 1) / this.sliceEntries))));
+    this.s.newRun.run(out, level, first, last, slices);
+    for (const r of inputs) this.s.markInput.run(out, r.run);
+    if (inputs[0]!.level === 0) this.s.setFloor.run(inputs.at(-1)!.run + 1);
     return true;
   }
 
-  /** The oldest `fanout` runs of the lowest level that has that many complete ones. */
-  private due(runs: Run[], newest: number): Run[] | undefined {
+  /**
+   * The oldest `fanout` runs of the lowest level that has that many complete ones, merged into the next level; else
+   * a merged run that retention has more than half emptied (its entries of deleted events are left out of merges
+   * only), rewritten alone at its level: each such rewrite at least halves the run, so it costs its entries at most
+   * once more over their life.
+   */
+  private due(runs: Run[], newest: number, oldest: number): { inputs: Run[]; level: number } | undefined {
     const byLevel = new Map<number, Run[]>();
     for (const r of runs) {
       if (r.merging_into !== null || r.level === MIGRATED_LEVEL) continue;
@@ -241,9 +262,10 @@ export class AuditIDRuns {
     }
     for (const level of [...byLevel.keys()].sort((a, b) => a - b)) {
       const l = byLevel.get(level)!;
-      if (l.length >= this.fanout) return l.slice(0, this.fanout);
+      if (l.length >= this.fanout) return { inputs: l.slice(0, this.fanout), level: level + 1 };
     }
-    return undefined;
+    const emptied = runs.find((r) => r.merging_into === null && r.level > 0 && oldest - r.first_event > (r.last_event - r.first_event + 1) / 2);
+    return emptied && { inputs: [emptied], level: emptied.level };
   }
 
   private slice(out: Run): void {

@@ -452,6 +452,8 @@ export class SqliteStore implements AuditStore, BatchWriter {
     if (this.grouped) this.group.closed.set(open.blob, batch);
     this.write(() => {
       // A batch's events are the rowid range its blob records: no scan of the table.
+      const range = this.db.prepare('SELECT first_event, last_event FROM blobs WHERE id = ?').get(open.blob) as { first_event: number; last_event: number };
+      this.auditIDs!.forget(range.first_event, range.last_event, open.blob);
       this.db
         .prepare(
           'DELETE FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ?',
