@@ -82,10 +82,15 @@ function checkIndex(path: string): { runs: number; merging: number; entries: num
         'SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM audit_id_index i WHERE i.run IN (SELECT run FROM audit_id_runs) AND i.audit_id = e.audit_id AND i.event_id = e.id)',
       ),
     ).toBe(0);
-    expect(one('SELECT count(*) FROM (SELECT 1 FROM audit_id_index GROUP BY audit_id, event_id HAVING count(*) > 1)')).toBe(0);
+    // An entry is in two runs only while a merge has copied it and not yet dropped its input.
+    expect(
+      one(
+        'SELECT count(*) FROM (SELECT 1 FROM audit_id_index i JOIN audit_id_runs r USING (run) WHERE r.merging_into IS NULL GROUP BY audit_id, event_id HAVING count(*) > 1)',
+      ),
+    ).toBe(0);
     return {
       runs: one('SELECT count(*) FROM audit_id_runs'),
-      merging: one('SELECT count(*) FROM audit_id_runs WHERE done < slices'),
+      merging: one('SELECT count(*) FROM audit_id_runs WHERE done < slices OR merging_into IS NOT NULL'),
       entries: one('SELECT count(*) FROM audit_id_index'),
     };
   } finally {
