@@ -130,8 +130,10 @@ function buildWhere(store: SqliteContext, f: EventFilter): Where {
     w.params.push(f.code);
   }
   if (f.auditID) {
-    w.sql.push(auditIDTerm(store.db));
-    w.params.push(encodeAuditID(f.auditID));
+    const term = auditIDTerm(store.db);
+    const id = encodeAuditID(f.auditID);
+    w.sql.push(term.sql);
+    for (let i = 0; i < term.binds; i++) w.params.push(id);
   }
   if (f.stage) {
     const code = STAGE_CODES[f.stage as keyof typeof STAGE_CODES];

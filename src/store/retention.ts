@@ -46,10 +46,12 @@ export class Retention {
       const delEvents = db.prepare('DELETE FROM events WHERE id BETWEEN ? AND ? AND blob = ?');
       const delBlob = db.prepare('DELETE FROM blobs WHERE id = ?');
       for (const b of blobs) {
+        this.store.auditIDs?.forget(b.first_event, b.last_event, b.id);
         n += delEvents.run(b.first_event, b.last_event, b.id).changes;
         delBlob.run(b.id);
         dropAdmission(db, b.id);
       }
+      this.store.auditIDs?.dropExpired();
       return blobs.length === 0 ? -1 : n;
     })();
   }

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { AUDIT_ID_INDEX_SQL } from './audit-id-index.js';
+import { AUDIT_ID_RUNS_SQL } from './audit-id-index.js';
 
 /**
  * The store's schema, as ordered migrations. `PRAGMA user_version` records how many have run.
@@ -134,9 +134,11 @@ const MIGRATIONS: string[] = [
   CREATE INDEX admission_namespace ON admission (namespace, time);
   CREATE INDEX admission_blob ON admission (blob);
   `,
-  // The lookup by auditID alone, without a time range (audit-id-index.ts). On an existing store this builds the
-  // index once, at the first open by a writer: about a second per million events.
-  AUDIT_ID_INDEX_SQL + ';',
+  // Was the bucket index for the lookup by auditID alone, `events_audit_id ON events ((id >> 14), audit_id)`, which
+  // migration 6 replaces: a store older than both goes straight to 6 without building it.
+  'SELECT 1;',
+  // The lookup by auditID alone, without a time range: sorted runs merged in tiers (audit-id-index.ts).
+  AUDIT_ID_RUNS_SQL,
 ];
 
 /** blobs.codec values. */

@@ -7,6 +7,7 @@ import { newRedactionKey } from '../events/redact.js';
 import type { NormalisedEvent } from '../events/types.js';
 import { SEVERITIES, type Alert } from '../detect/alert.js';
 import { encodeAuditID } from './audit-id.js';
+import { AuditIDRuns } from './audit-id-index.js';
 import { posture, psaViolations, type PostureFilter, type PostureRow, type ViolationFilter, type ViolationRow } from './admission-queries.js';
 import { dropAdmission, insertAdmission } from './admission-write.js';
 import { alertEventIndexes, type BatchTail, type BatchWriter, type InsertResult, type PendingBatch } from './batch.js';
@@ -68,6 +69,8 @@ export class SqliteStore implements AuditStore, BatchWriter {
   private readonly deadLetterMax: number;
   private stmts!: ReturnType<SqliteStore['prepare']>;
   readonly redactionKey: Buffer;
+  /** The auditID index's runs (writer only). */
+  readonly auditIDs: AuditIDRuns | undefined;
   /** This writer's name on its pending-detection marks: "pid:instance". */
   readonly owner = `${process.pid}:${randomUUID()}`;
 
@@ -88,6 +91,10 @@ export class SqliteStore implements AuditStore, BatchWriter {
       // events (with commit groups of ~3-4 MiB): 1,000 pages 1.69, 4,000 1.44, 8,000 1.36 (target < 1.5).
       this.db.pragma('wal_autocheckpoint = 8000');
       migrate(this.db);
+      // After the migrations (migration 6 sorts every event's auditID, which must spill to files): the writer's
+      // temporary data is bounded (a statement's journal, a merge slice's sort of ~8,192 entries), and kept in files it
+      // was written to disk for nothing: 72 bytes per event on 1 M events (benchmarks/NOTES.md, auditID runs).
+      this.db.pragma('temp_store = MEMORY');
     }
     // Bounded page caches (KiB): ingest of a 1 GB log stays under 300 MB resident. The writer touches the right edge
     // of its indexes and a page per active user: 8 MiB measured as fast as 16.
@@ -95,6 +102,7 @@ export class SqliteStore implements AuditStore, BatchWriter {
     this.db.pragma('busy_timeout = 5000');
     this.stmts = this.prepare();
     if (!opts.readonly) LIVE_OWNERS.add(this.owner);
+    if (!opts.readonly) this.auditIDs = new AuditIDRuns(this.db);
     this.redactionKey = opts.readonly ? Buffer.alloc(32) : this.loadRedactionKey();
   }
 
@@ -303,6 +311,7 @@ export class SqliteStore implements AuditStore, BatchWriter {
       return;
     }
     s.finishBlob.run(first, last, blobId);
+    this.auditIDs!.add(first, last, blobId);
     if (batch.admission) insertAdmission(this.db, batch.admission, eventIds, blobId);
     open.blob = blobId;
     this.applyRoll(roll, 1);
@@ -447,6 +456,8 @@ export class SqliteStore implements AuditStore, BatchWriter {
     if (this.grouped) this.group.closed.set(open.blob, batch);
     this.write(() => {
       // A batch's events are the rowid range its blob records: no scan of the table.
+      const range = this.db.prepare('SELECT first_event, last_event FROM blobs WHERE id = ?').get(open.blob) as { first_event: number; last_event: number };
+      this.auditIDs!.forget(range.first_event, range.last_event, open.blob);
       this.db
         .prepare(
           'DELETE FROM events WHERE id BETWEEN (SELECT first_event FROM blobs WHERE id = ?) AND (SELECT last_event FROM blobs WHERE id = ?) AND blob = ?',

@@ -60,14 +60,14 @@ describe('admission rows in the SQLite store', () => {
   it('migrates a store written before the admission table, and a reader of an unmigrated store answers empty', async () => {
     const path = join(tempDir(), 'k.db');
     const old = new SqliteStore(path);
-    old.db.exec('DROP TABLE admission');
+    old.db.exec('DROP TABLE admission; DROP TABLE audit_id_index; DROP TABLE audit_id_runs');
     old.db.pragma('user_version = 3');
     old.close();
     const reader = new SqliteStore(path, { readonly: true });
     expect(await reader.psaViolations({ namespace: 'shop' })).toEqual({ items: [] });
     reader.close();
     const store = new SqliteStore(path);
-    expect(store.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(store.db.pragma('user_version', { simple: true })).toBe(6);
     store.commitAll(fixtureEvents(), { alerts: [], deadLetters: [] });
     expect(rows(store)).toBe(103);
     store.close();

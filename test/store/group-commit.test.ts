@@ -160,7 +160,7 @@ describe('blob codecs', () => {
     // Turn it into what an older kaudit left: schema version 2, no codec column (nor admission table, nor auditID index), its blob raw deflate.
     store.db.prepare('UPDATE blobs SET data = ?').run(deflateRawSync(Buffer.from(old.map((e) => e.raw).join('\n'))));
     store.db.exec('ALTER TABLE blobs DROP COLUMN codec; DROP TABLE admission');
-    store.db.exec('DROP INDEX events_audit_id');
+    store.db.exec('DROP TABLE audit_id_index; DROP TABLE audit_id_runs');
     store.db.pragma('user_version = 2');
     store.close();
     const rawOf = (s: SqliteStore) =>
@@ -169,7 +169,7 @@ describe('blob codecs', () => {
     expect(rawOf(reader)).toEqual(old.map((e) => e.raw));
     reader.close();
     store = new SqliteStore(path);
-    expect(store.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(store.db.pragma('user_version', { simple: true })).toBe(6);
     const fresh = make(10);
     store.commitAll(fresh, { alerts: [], deadLetters: [] });
     expect(store.db.prepare('SELECT codec FROM blobs ORDER BY id').pluck().all()).toEqual([0, 1]);
