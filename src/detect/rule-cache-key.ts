@@ -90,7 +90,9 @@ export const buildRoot = dirname(dirname(here));
 let closure: string[] | undefined;
 function keyModules(): string[] {
   const ext = here.endsWith('.ts') ? '.ts' : '.js';
-  return (closure ??= moduleClosure(ENTRY_MODULES.map((m) => resolve(dirname(here), m + ext))));
+  // From the build's root, not from this module: in the CLI's bundle (dist/bundle/) this code is not in detect/, but
+  // the key stays that of the modules the bundle was made from, as the build computed it.
+  return (closure ??= moduleClosure(ENTRY_MODULES.map((m) => resolve(buildRoot, 'detect', m + ext))));
 }
 
 let key: string | undefined;
