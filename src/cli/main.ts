@@ -1,6 +1,7 @@
 import { KauditError } from '../errors.js';
 import { BadInputError } from '../events/errors.js';
 import { log } from '../log.js';
+import { startWriterEarly } from '../store/writer.js';
 import { UsageError } from './common.js';
 
 type Run = (argv: string[]) => Promise<number>;
@@ -76,6 +77,8 @@ export async function runCli(argv: string[]): Promise<number> {
     process.stderr.write(`kaudit: unknown command "${cmd}"; run kaudit --help\n`);
     return 2;
   }
+  // An import's store writer starts its thread now, beside the loading of the command (see startWriterEarly).
+  if (cmd === 'ingest' && !rest.includes('--help') && !rest.includes('-h')) startWriterEarly();
   try {
     const run = await c.load();
     return await run(rest);

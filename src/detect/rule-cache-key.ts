@@ -13,7 +13,7 @@ import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Where following the imports starts: the rule reader and the engine (in dist/ or, under the test runner, src/). */
-const ENTRY_MODULES = ['rule', 'engine'];
+const ENTRY_MODULES = ['rule', 'engine', 'rule-cache-facts'];
 /** Libraries whose version shapes a parsed or compiled rule. */
 const LIBRARIES = ['yaml', 'jsonata'];
 

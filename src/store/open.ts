@@ -3,7 +3,7 @@ import type { OpenSearchSettings } from './opensearch/connection.js';
 import { safeUrl } from './opensearch/safe-url.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { AuditStore, RetentionOptions, StoreOptions, StoreReader } from './store.js';
-import { WriterThread } from './writer.js';
+import { dropEarlyWriter, WriterThread } from './writer.js';
 
 /**
  * Opening a store of either kind. Apart from the seam (store.ts), so that the seam names no kind and no kind's module
@@ -43,7 +43,10 @@ export interface StoreWriter extends BatchWriter {
 
 /** A writer of the configured store: SQLite's writer thread, or an OpenSearch client. */
 export async function openStoreWriter(where: StoreLocation, opts: StoreOptions = {}): Promise<StoreWriter> {
-  if (where.opensearch) return (await openSearchStore()).open(where.opensearch, opts);
+  if (where.opensearch) {
+    dropEarlyWriter();
+    return (await openSearchStore()).open(where.opensearch, opts);
+  }
   return WriterThread.open(where.path, opts);
 }
 
@@ -73,6 +76,7 @@ export interface ServingStore {
  */
 export async function openServingStore(where: StoreLocation, opts: StoreOptions, retention?: RetentionOptions & { intervalMs: number }): Promise<ServingStore> {
   if (where.opensearch) {
+    dropEarlyWriter();
     const s = await (await openSearchStore()).open(where.opensearch, { ...opts, retention });
     return { where: s.conn.where, writer: s, reader: s, shared: true, close: () => s.close() };
   }
