@@ -1,7 +1,7 @@
 import type { BatchWriter } from './batch.js';
 import type { OpenSearchSettings } from './opensearch/connection.js';
 import { safeUrl } from './opensearch/safe-url.js';
-import { SqliteStore } from './sqlite-store.js';
+import type { SqliteStore } from './sqlite-store.js';
 import type { AuditStore, RetentionOptions, StoreOptions, StoreReader } from './store.js';
 import { dropEarlyWriter, WriterThread } from './writer.js';
 
@@ -24,15 +24,18 @@ export interface StoreLocation {
   opensearch?: OpenSearchSettings;
 }
 
-/** Opens the SQLite store at `path` in this thread (tools and tests). */
-export function openStore(path: string, opts: StoreOptions = {}): AuditStore {
-  return new SqliteStore(path, opts);
+/**
+ * The SQLite kind in this thread, loaded when a command reads the store here: an import writes through the writer
+ * thread only, and loading better-sqlite3 in the main thread too was ~30-70 ms of its start (issue #21).
+ */
+async function sqliteStore(): Promise<typeof SqliteStore> {
+  return (await import('./sqlite-store.js')).SqliteStore;
 }
 
 /** Opens the configured store in this thread, to read (`readonly`) or to read and write. */
 export async function openStoreAt(where: StoreLocation, opts: StoreOptions = {}): Promise<AuditStore> {
   if (where.opensearch) return (await openSearchStore()).open(where.opensearch, opts);
-  return new SqliteStore(where.path, opts);
+  return new (await sqliteStore())(where.path, opts);
 }
 
 /** What a long-running writer of the store needs beyond the batch protocol. */
@@ -83,7 +86,7 @@ export async function openServingStore(where: StoreLocation, opts: StoreOptions,
   const writer = await WriterThread.open(where.path, opts, retention);
   let reader: SqliteStore;
   try {
-    reader = new SqliteStore(where.path, { readonly: true });
+    reader = new (await sqliteStore())(where.path, { readonly: true });
   } catch (e) {
     await writer.close();
     throw e;
