@@ -1,8 +1,12 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
-// The flag: the main thread's young generation capped at 3 x 4 MiB instead of 3 x 16. Its garbage (a batch's parsed
-// lines) is short-lived, and the larger young generation was ~30 MB of an import's peak resident memory (issue #21:
-// under 200 MB) for no speed measured. Applies when run as a command (npx kaudit, an npm bin link); `node
-// bin/kaudit.js` runs with Node's defaults.
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=131072 node --max-semi-space-size=4
+// Both settings are for resident memory (issue #21: an import under 200 MB), and apply when run as a command (npx
+// kaudit, an npm bin link); `node bin/kaudit.js` runs with Node's and glibc's defaults.
+// - The flag: the main thread's young generation capped at 3 x 4 MiB instead of 3 x 16. Its garbage (a batch's parsed
+//   lines) is short-lived, and the larger young generation was ~30 MB of an import's peak for no speed measured.
+// - The variable: glibc serves every allocation of 128 KiB or more by its own mapping, returned to the system when
+//   freed. By default glibc raises that threshold to the size of the first such block freed, so that the import's
+//   1 MiB buffers (file chunks, batches' raw JSON) then came from the heap, which kept the space they freed: 59 MB of
+//   heap at the peak of a 100k import, and 16 MB more peak resident memory at 1 M events (benchmarks/NOTES.md).
 // Entry point: runs the compiled CLI, bundled into a few files (scripts/bundle.mjs: one module to load instead of
 // some 280 at each start), both built by `npm install`'s prepare step or `npm run build`.
 import { existsSync } from 'node:fs';
