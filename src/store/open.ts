@@ -47,7 +47,7 @@ export interface StoreWriter extends BatchWriter {
 /** A writer of the configured store: SQLite's writer thread, or an OpenSearch client. */
 export async function openStoreWriter(where: StoreLocation, opts: StoreOptions = {}): Promise<StoreWriter> {
   if (where.opensearch) {
-    dropEarlyWriter();
+    void dropEarlyWriter();
     return (await openSearchStore()).open(where.opensearch, opts);
   }
   return WriterThread.open(where.path, opts);
@@ -79,7 +79,7 @@ export interface ServingStore {
  */
 export async function openServingStore(where: StoreLocation, opts: StoreOptions, retention?: RetentionOptions & { intervalMs: number }): Promise<ServingStore> {
   if (where.opensearch) {
-    dropEarlyWriter();
+    void dropEarlyWriter();
     const s = await (await openSearchStore()).open(where.opensearch, { ...opts, retention });
     return { where: s.conn.where, writer: s, reader: s, shared: true, close: () => s.close() };
   }

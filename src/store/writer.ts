@@ -39,10 +39,14 @@ export function startWriterEarly(): void {
   early = w;
 }
 
-/** Ends a thread started by startWriterEarly that no store will take (the store is OpenSearch). */
-export function dropEarlyWriter(): void {
-  void early?.terminate();
+/**
+ * Ends a thread started by startWriterEarly that no store will take (the store is OpenSearch). Resolves to the
+ * thread's exit code once it has stopped, or undefined when there was none.
+ */
+export function dropEarlyWriter(): Promise<number | undefined> {
+  const w = early;
   early = undefined;
+  return w ? w.terminate() : Promise.resolve(undefined);
 }
 
 /** The main thread's handle on the writer thread (see writer-thread.ts). */
