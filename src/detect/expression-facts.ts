@@ -25,6 +25,11 @@ export interface ExpressionFacts {
    * lists, which the config can change: then the start finds it.
    */
   bodyless?: boolean | null;
+  /**
+   * For a body-only expression whose truth without bodies a list decides: that truth as found with the lists the build
+   * had, and their hash (see listsKey in expression.ts). A start whose lists are the same takes it; others find it.
+   */
+  bodylessFor?: { lists: string; truth: boolean | null };
 }
 
 /** Every JSONata expression of a rule: its condition, its sequence steps' conditions and its details. */

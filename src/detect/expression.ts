@@ -3,6 +3,7 @@
  * expression, and every evaluation bounded in time and depth. The input of an expression is the (redacted) audit
  * event; helpers read facts about it computed once per event in JavaScript (facts.ts).
  */
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type jsonata from 'jsonata';
 import type { AuditEvent } from '../events/types.js';
@@ -209,6 +210,18 @@ export interface ExpressionOptions {
   sync?: boolean;
 }
 
+const listKeys = new WeakMap<DetectionLists, string>();
+/** A hash of every list's name and values, computed once per set of lists. */
+function listsKey(lists: DetectionLists): string {
+  let k = listKeys.get(lists);
+  if (k === undefined) {
+    const entries = [...lists.values].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    k = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
+    listKeys.set(lists, k);
+  }
+  return k;
+}
+
 /** What valueNow returns when the expression must be evaluated by JSONata (call value). */
 export const DEFER: unique symbol = Symbol('defer to JSONata');
 
@@ -281,6 +294,7 @@ export class RuleExpression {
     const listFree = a.unknownFunctions.size === 0 && [...a.functions].every((f) => (HELPERS[f] ? HELPERS[f].make.length === 0 : JSONATA_FUNCTIONS.has(f)));
     if (!readsOnlyBodies(this.expr.ast())) facts.bodyless = null;
     else if (listFree) facts.bodyless = (await this.bodylessTruth()) ?? null;
+    else facts.bodylessFor = { lists: listsKey(this.lists), truth: (await this.bodylessTruth()) ?? null };
     return facts;
   }
 
@@ -373,6 +387,8 @@ export class RuleExpression {
    */
   async bodylessTruth(): Promise<boolean | undefined> {
     if (this.known?.bodyless !== undefined) return this.known.bodyless ?? undefined;
+    const forLists = this.known?.bodylessFor;
+    if (forLists && forLists.lists === listsKey(this.lists)) return forLists.truth ?? undefined;
     if (!readsOnlyBodies(this.expr.ast())) return undefined;
     try {
       return truthy(await this.jsonata().evaluate({}));
