@@ -31,5 +31,8 @@ describe('the build the tests run', () => {
     expect(stale).toEqual([]);
     expect(statSync(join(root, 'dist', 'rule-cache.json')).mtimeMs).toBeGreaterThanOrEqual(statSync(join(root, 'dist', 'detect', 'rule.js')).mtimeMs);
     expect(newest).toBeGreaterThan(0);
+    // bin/kaudit.js runs the bundle made from these modules (scripts/bundle.mjs): it must not be older than them.
+    expect(statSync(join(root, 'dist', 'bundle', 'main.js')).mtimeMs).toBeGreaterThanOrEqual(newest);
+    expect(statSync(join(root, 'dist', 'bundle', 'writer-thread.js')).mtimeMs).toBeGreaterThanOrEqual(newest);
   });
 });

@@ -1,28 +1,52 @@
 import { KauditError } from '../errors.js';
 import { BadInputError } from '../events/errors.js';
 import { log } from '../log.js';
+import { startWriterEarly } from '../store/writer.js';
 import { UsageError } from './common.js';
+
+type Run = (argv: string[]) => Promise<number>;
 
 interface Command {
   summary: string;
   module: string;
-  fn: string;
+  /** A literal import() each, so that the build's bundler (scripts/bundle.mjs) can follow it into a chunk. */
+  load: () => Promise<Run>;
 }
 
 /** Each command lives in its own module, loaded only when run, so `kaudit query` does not load the detection engine. */
 const COMMANDS: Record<string, Command> = {
-  serve: { summary: 'run the API, webhook receiver, alert feed and log tails', module: './serve.js', fn: 'runServe' },
-  ingest: { summary: 'import audit log files (plain, .gz, JSON lines, EventList, arrays)', module: './ingest.js', fn: 'runIngest' },
+  serve: { summary: 'run the API, webhook receiver, alert feed and log tails', module: './serve.js', load: async () => (await import('./serve.js')).runServe },
+  ingest: {
+    summary: 'import audit log files (plain, .gz, JSON lines, EventList, arrays)',
+    module: './ingest.js',
+    load: async () => (await import('./ingest.js')).runIngest,
+  },
   query: {
     summary: 'ask the store: events, exec, secret-reads, rbac-changes, activity, top, alerts, psa-violations, posture, dead-letters',
     module: './query.js',
-    fn: 'runQuery',
+    load: async () => (await import('./query.js')).runQuery,
   },
-  detect: { summary: 'run the detection rules over logs or stdin, no store; one alert a line', module: './detect.js', fn: 'runDetect' },
-  rules: { summary: 'list, lint and test the detection rules', module: './rules.js', fn: 'runRules' },
-  alerts: { summary: 'print stored alerts, or follow the live alert feed (--follow)', module: './alerts.js', fn: 'runAlerts' },
-  policy: { summary: 'check, evaluate, simulate and generate audit policies (CIS 3.2.1/3.2.2)', module: './policy.js', fn: 'runPolicy' },
-  'webhook-config': { summary: "write the kubeconfig for kube-apiserver's --audit-webhook-config-file", module: './webhook-config.js', fn: 'runWebhookConfig' },
+  detect: {
+    summary: 'run the detection rules over logs or stdin, no store; one alert a line',
+    module: './detect.js',
+    load: async () => (await import('./detect.js')).runDetect,
+  },
+  rules: { summary: 'list, lint and test the detection rules', module: './rules.js', load: async () => (await import('./rules.js')).runRules },
+  alerts: {
+    summary: 'print stored alerts, or follow the live alert feed (--follow)',
+    module: './alerts.js',
+    load: async () => (await import('./alerts.js')).runAlerts,
+  },
+  policy: {
+    summary: 'check, evaluate, simulate and generate audit policies (CIS 3.2.1/3.2.2)',
+    module: './policy.js',
+    load: async () => (await import('./policy.js')).runPolicy,
+  },
+  'webhook-config': {
+    summary: "write the kubeconfig for kube-apiserver's --audit-webhook-config-file",
+    module: './webhook-config.js',
+    load: async () => (await import('./webhook-config.js')).runWebhookConfig,
+  },
 };
 
 function help(): string {
@@ -53,9 +77,11 @@ export async function runCli(argv: string[]): Promise<number> {
     process.stderr.write(`kaudit: unknown command "${cmd}"; run kaudit --help\n`);
     return 2;
   }
+  // An import's store writer starts its thread now, beside the loading of the command (see startWriterEarly).
+  if (cmd === 'ingest' && !rest.includes('--help') && !rest.includes('-h')) startWriterEarly();
   try {
-    const mod = (await import(c.module)) as Record<string, (a: string[]) => Promise<number>>;
-    return await mod[c.fn]!(rest);
+    const run = await c.load();
+    return await run(rest);
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`kaudit ${cmd}: ${e.message} (kaudit ${cmd} --help)\n`);

@@ -10,6 +10,7 @@ import type { Severity } from './alert.js';
 import { parseWindow, type DetectionConfig, type DetectionException } from './config.js';
 import { eitherException, shippedExceptions } from './exceptions.js';
 import { ExpressionError, RuleExpression, type BodyRead } from './expression.js';
+import type { ExpressionFacts } from './expression-facts.js';
 import { images } from './facts.js';
 import { DetectionLists } from './lists.js';
 import { compileMatch, eventObjectName, MatchError, type IndexPlan } from './match.js';
@@ -55,6 +56,8 @@ export interface EngineOptions {
   useIndex?: boolean;
   /** Where condition errors go (default: the log, rate-limited). */
   onWarning?: (message: string) => void;
+  /** Facts about expressions, by their text, that spare parsing them before first use (RuleSet.expressions). */
+  expressions?: ReadonlyMap<string, ExpressionFacts>;
 }
 
 /**
@@ -203,7 +206,7 @@ export function compileRules(opts: EngineOptions): CompiledRules {
       const reads = new Set<BodyRead>();
       const expr = (src: string, where: string) => {
         try {
-          const x = new RuleExpression(src, lists, { timeoutMs });
+          const x = new RuleExpression(src, lists, { timeoutMs }, opts.expressions?.get(src));
           for (const r of x.analysis.reads) reads.add(r);
           return x;
         } catch (e) {

@@ -3,9 +3,11 @@
  * expression, and every evaluation bounded in time and depth. The input of an expression is the (redacted) audit
  * event; helpers read facts about it computed once per event in JavaScript (facts.ts).
  */
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type jsonata from 'jsonata';
 import type { AuditEvent } from '../events/types.js';
+import type { ExpressionFacts } from './expression-facts.js';
 import type { DetectionLists } from './lists.js';
 import { compileSync, NotCovered, SyncTimeout, type SyncHelper } from './jsonata-sync.js';
 import { EVENT_FIELDS, HELPERS, JSONATA_FUNCTIONS, type BodyRead } from './expression-helpers.js';
@@ -15,9 +17,12 @@ export { EVENT_FIELDS, HELPERS, JSONATA_FUNCTIONS, type BodyRead };
 /**
  * jsonata by require, not import: an ES import of a CommonJS module first scans its source for export names, and
  * scanning jsonata's 300 KB cost ~50 ms of every detecting command's start and ~0.2 s of the optimising compiler's
- * CPU (the scanner ran long enough to be optimised three times).
+ * CPU (the scanner ran long enough to be optimised three times). Required when an expression is first parsed: with
+ * the rule cache's expression facts, a start parses none.
  */
-const compileJsonata = createRequire(import.meta.url)('jsonata') as typeof jsonata;
+let jsonataLib: typeof jsonata | undefined;
+const compileJsonata = (source: string, opts: jsonata.JsonataOptions): jsonata.Expression =>
+  (jsonataLib ??= createRequire(import.meta.url)('jsonata') as typeof jsonata)(source, opts);
 
 export class ExpressionError extends Error {
   constructor(message: string) {
@@ -205,6 +210,18 @@ export interface ExpressionOptions {
   sync?: boolean;
 }
 
+const listKeys = new WeakMap<DetectionLists, string>();
+/** A hash of every list's name and values, computed once per set of lists. */
+function listsKey(lists: DetectionLists): string {
+  let k = listKeys.get(lists);
+  if (k === undefined) {
+    const entries = [...lists.values].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    k = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
+    listKeys.set(lists, k);
+  }
+  return k;
+}
+
 /** What valueNow returns when the expression must be evaluated by JSONata (call value). */
 export const DEFER: unique symbol = Symbol('defer to JSONata');
 
@@ -215,7 +232,8 @@ export const DEFER: unique symbol = Symbol('defer to JSONata');
  */
 export class RuleExpression {
   readonly analysis: ExpressionAnalysis;
-  private readonly expr: jsonata.Expression;
+  /** The parsed expression; parsed on first use when the rule cache gave its facts. */
+  private parsed: jsonata.Expression | undefined;
   /**
    * The synchronous evaluator: null until first needed, then the function, or undefined when it does not cover the
    * expression. Compiled on first use, as are JSONata's helper registrations: a start compiles every enabled rule's
@@ -226,18 +244,58 @@ export class RuleExpression {
   private registered = false;
   private readonly helperFns: Record<string, SyncHelper> = {};
 
+  /**
+   * `known`: the expression's facts from the rule cache (expression-facts.ts), which spare parsing it until it is
+   * first evaluated. Without them it is parsed and analysed here.
+   */
   constructor(
     readonly source: string,
     private readonly lists: DetectionLists,
     private readonly opts: ExpressionOptions,
+    private readonly known?: ExpressionFacts,
   ) {
+    if (known) {
+      this.analysis = {
+        reads: new Set(known.reads),
+        rootFields: new Set(known.rootFields),
+        functions: new Set(known.functions),
+        lists: new Set(known.lists),
+        freeVariables: new Set(known.freeVariables),
+        unknownFunctions: new Set(known.unknownFunctions),
+      };
+    } else this.analysis = analyse(this.expr.ast());
+    for (const l of this.analysis.lists) if (!lists.has(l)) throw new ExpressionError(`unknown list "${l}"`);
+  }
+
+  private get expr(): jsonata.Expression {
+    if (this.parsed) return this.parsed;
     try {
-      this.expr = compileJsonata(source, { timeout: opts.timeoutMs, stack: 400 } as jsonata.JsonataOptions);
+      return (this.parsed = compileJsonata(this.source, { timeout: this.opts.timeoutMs, stack: 400 } as jsonata.JsonataOptions));
     } catch (e) {
       throw new ExpressionError(jsonataMessage(e));
     }
-    this.analysis = analyse(this.expr.ast());
-    for (const l of this.analysis.lists) if (!lists.has(l)) throw new ExpressionError(`unknown list "${l}"`);
+  }
+
+  /**
+   * The facts the rule cache keeps (expression-facts.ts). The truth without bodies of a body-only expression is kept
+   * only when no helper it calls is made from the lists (a helper whose `make` takes no argument cannot read them): the
+   * config can change the lists, not the expression.
+   */
+  async facts(): Promise<ExpressionFacts> {
+    const a = this.analysis;
+    const facts: ExpressionFacts = {
+      reads: [...a.reads],
+      rootFields: [...a.rootFields],
+      functions: [...a.functions],
+      lists: [...a.lists],
+      freeVariables: [...a.freeVariables],
+      unknownFunctions: [...a.unknownFunctions],
+    };
+    const listFree = a.unknownFunctions.size === 0 && [...a.functions].every((f) => (HELPERS[f] ? HELPERS[f].make.length === 0 : JSONATA_FUNCTIONS.has(f)));
+    if (!readsOnlyBodies(this.expr.ast())) facts.bodyless = null;
+    else if (listFree) facts.bodyless = (await this.bodylessTruth()) ?? null;
+    else facts.bodylessFor = { lists: listsKey(this.lists), truth: (await this.bodylessTruth()) ?? null };
+    return facts;
   }
 
   /** The helpers bound to the lists, made once for both evaluators. */
@@ -328,6 +386,9 @@ export class RuleExpression {
    * nor a response body, found once by evaluating it on an event with nothing in it. Undefined for other expressions.
    */
   async bodylessTruth(): Promise<boolean | undefined> {
+    if (this.known?.bodyless !== undefined) return this.known.bodyless ?? undefined;
+    const forLists = this.known?.bodylessFor;
+    if (forLists && forLists.lists === listsKey(this.lists)) return forLists.truth ?? undefined;
     if (!readsOnlyBodies(this.expr.ast())) return undefined;
     try {
       return truthy(await this.jsonata().evaluate({}));

@@ -50,6 +50,7 @@ export async function createDetector(opts: DetectorOptions = {}): Promise<Detect
   const eo: EngineOptions = {
     rules: set.rules,
     lists: set.lists,
+    ...(set.expressions ? { expressions: set.expressions } : {}),
     config,
     shareIdentical: opts.shareIdentical,
     useIndex: opts.useIndex,

@@ -13,7 +13,7 @@ import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Where following the imports starts: the rule reader and the engine (in dist/ or, under the test runner, src/). */
-const ENTRY_MODULES = ['rule', 'engine'];
+const ENTRY_MODULES = ['rule', 'engine', 'rule-cache-facts'];
 /** Libraries whose version shapes a parsed or compiled rule. */
 const LIBRARIES = ['yaml', 'jsonata'];
 
@@ -90,7 +90,9 @@ export const buildRoot = dirname(dirname(here));
 let closure: string[] | undefined;
 function keyModules(): string[] {
   const ext = here.endsWith('.ts') ? '.ts' : '.js';
-  return (closure ??= moduleClosure(ENTRY_MODULES.map((m) => resolve(dirname(here), m + ext))));
+  // From the build's root, not from this module: in the CLI's bundle (dist/bundle/) this code is not in detect/, but
+  // the key stays that of the modules the bundle was made from, as the build computed it.
+  return (closure ??= moduleClosure(ENTRY_MODULES.map((m) => resolve(buildRoot, 'detect', m + ext))));
 }
 
 let key: string | undefined;

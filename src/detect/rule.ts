@@ -16,6 +16,7 @@ import { SEVERITIES, type Severity } from './alert.js';
 import { IDENTITY_KEYS, SHIPPED_EXCEPTION_KEYS, type ShippedException } from './exceptions.js';
 import { isKeyField, KEY_FIELDS } from './key-fields.js';
 import { IDENTITIES, OUTCOMES, withDefaultOutcome, type FieldFilter, type Identity, type MatchSpec, type Outcome } from './match-spec.js';
+import type { ExpressionFacts } from './expression-facts.js';
 import { buildRoot, ruleCacheKey, ruleCacheStamps, stampsHold, type FileStamp } from './rule-cache-key.js';
 
 /*
@@ -117,6 +118,8 @@ export interface RuleSet {
   rules: RuleSpec[];
   lists: Map<string, ListSpec>;
   issues: RuleIssue[];
+  /** Facts about the rules' expressions, by their text, when they came from the rule cache (expression-facts.ts). */
+  expressions?: ReadonlyMap<string, ExpressionFacts>;
 }
 
 export class RuleLoadError extends KauditError {
@@ -536,8 +539,10 @@ export function loadRuleSet(path: string, cache: RuleCache | undefined = bundled
       continue;
     }
     const hit = cache?.files[contentKey(text)];
-    if (hit) addCachedFile(hit, f, set);
-    else parseRuleFile(text, f, set);
+    if (hit) {
+      addCachedFile(hit, f, set);
+      if (cache?.expressions) set.expressions ??= new Map(Object.entries(cache.expressions));
+    } else parseRuleFile(text, f, set);
   }
   const seen = new Map<string, RuleSpec>();
   for (const r of set.rules) {
@@ -579,6 +584,8 @@ export interface RuleCache {
   stamps?: FileStamp[];
   /** By the SHA-256 of the file's text. */
   files: Record<string, CachedRuleFile>;
+  /** The cached rules' expressions' facts, by the expression's text (added by build-rule-cache.ts). */
+  expressions?: Record<string, ExpressionFacts>;
 }
 
 function contentKey(text: string): string {
@@ -609,7 +616,13 @@ export function readRuleCache(path: string): RuleCache | undefined {
 }
 
 /** Parses the rule files of `dir` and writes the cache of those with no issue to `out` (default: the bundled cache). */
-export function writeRuleCache(dir: string, out = fileURLToPath(BUNDLED_CACHE)): RuleCache {
+export function writeRuleCache(dir: string, out = fileURLToPath(BUNDLED_CACHE), cache = ruleCacheOf(dir)): RuleCache {
+  writeFileSync(out, JSON.stringify(cache));
+  return cache;
+}
+
+/** The cache of the rule files of `dir` that parse with no issue. */
+export function ruleCacheOf(dir: string): RuleCache {
   const cache: RuleCache = { parser: parserIdentity(), stamps: ruleCacheStamps(), files: {} };
   for (const f of ruleFiles(dir)) {
     const text = readFileSync(f, 'utf8');
@@ -621,7 +634,6 @@ export function writeRuleCache(dir: string, out = fileURLToPath(BUNDLED_CACHE)):
       rules: one.rules.map(({ file: _, ...r }) => r),
     };
   }
-  writeFileSync(out, JSON.stringify(cache));
   return cache;
 }
 

@@ -1,9 +1,9 @@
 import type { BatchWriter } from './batch.js';
 import type { OpenSearchSettings } from './opensearch/connection.js';
 import { safeUrl } from './opensearch/safe-url.js';
-import { SqliteStore } from './sqlite-store.js';
+import type { SqliteStore } from './sqlite-store.js';
 import type { AuditStore, RetentionOptions, StoreOptions, StoreReader } from './store.js';
-import { WriterThread } from './writer.js';
+import { dropEarlyWriter, WriterThread } from './writer.js';
 
 /**
  * Opening a store of either kind. Apart from the seam (store.ts), so that the seam names no kind and no kind's module
@@ -24,15 +24,18 @@ export interface StoreLocation {
   opensearch?: OpenSearchSettings;
 }
 
-/** Opens the SQLite store at `path` in this thread (tools and tests). */
-export function openStore(path: string, opts: StoreOptions = {}): AuditStore {
-  return new SqliteStore(path, opts);
+/**
+ * The SQLite kind in this thread, loaded when a command reads the store here: an import writes through the writer
+ * thread only, and loading better-sqlite3 in the main thread too was ~30-70 ms of its start (issue #21).
+ */
+async function sqliteStore(): Promise<typeof SqliteStore> {
+  return (await import('./sqlite-store.js')).SqliteStore;
 }
 
 /** Opens the configured store in this thread, to read (`readonly`) or to read and write. */
 export async function openStoreAt(where: StoreLocation, opts: StoreOptions = {}): Promise<AuditStore> {
   if (where.opensearch) return (await openSearchStore()).open(where.opensearch, opts);
-  return new SqliteStore(where.path, opts);
+  return new (await sqliteStore())(where.path, opts);
 }
 
 /** What a long-running writer of the store needs beyond the batch protocol. */
@@ -43,7 +46,10 @@ export interface StoreWriter extends BatchWriter {
 
 /** A writer of the configured store: SQLite's writer thread, or an OpenSearch client. */
 export async function openStoreWriter(where: StoreLocation, opts: StoreOptions = {}): Promise<StoreWriter> {
-  if (where.opensearch) return (await openSearchStore()).open(where.opensearch, opts);
+  if (where.opensearch) {
+    void dropEarlyWriter();
+    return (await openSearchStore()).open(where.opensearch, opts);
+  }
   return WriterThread.open(where.path, opts);
 }
 
@@ -73,13 +79,14 @@ export interface ServingStore {
  */
 export async function openServingStore(where: StoreLocation, opts: StoreOptions, retention?: RetentionOptions & { intervalMs: number }): Promise<ServingStore> {
   if (where.opensearch) {
+    void dropEarlyWriter();
     const s = await (await openSearchStore()).open(where.opensearch, { ...opts, retention });
     return { where: s.conn.where, writer: s, reader: s, shared: true, close: () => s.close() };
   }
   const writer = await WriterThread.open(where.path, opts, retention);
   let reader: SqliteStore;
   try {
-    reader = new SqliteStore(where.path, { readonly: true });
+    reader = new (await sqliteStore())(where.path, { readonly: true });
   } catch (e) {
     await writer.close();
     throw e;

@@ -52,11 +52,17 @@ const GROUP_BYTES = 4 << 20;
  */
 const GROUP_WAIT_MS = 1000;
 
-const init = workerData as Init;
-const store = new SqliteStore(init.path, init.store);
-store.grouped = true;
-const retention = init.retention ? new Retention(store, init.retention) : undefined;
-if (retention && init.retention) retention.start(init.retention.intervalMs);
+let store!: SqliteStore;
+let retention: Retention | undefined;
+
+/** Opens the store and says so (message 0, with the redaction key); a failure is the thread's error. */
+function open(init: Init): void {
+  store = new SqliteStore(init.path, init.store);
+  store.grouped = true;
+  retention = init.retention ? new Retention(store, init.retention) : undefined;
+  if (retention && init.retention) retention.start(init.retention.intervalMs);
+  parentPort!.postMessage({ id: 0, ok: { redactionKey: store.redactionKey } });
+}
 
 /** Finish replies waiting for the group's commit. */
 let held: Reply[] = [];
@@ -93,6 +99,8 @@ function failHeld(cause: string, code: string | undefined): void {
 }
 
 parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
+  // A thread started ahead of its store (writer.ts, startWriterEarly) is told which store to open.
+  if (m.op === 'open') return open(m.args[0] as Init);
   const grouped = m.op === 'insert' || m.op === 'finish' || m.op === 'discard';
   // Any other message commits the group first (so no finish waits on a commit its message made); 'flush' does only that.
   if (!grouped) settle();
@@ -165,4 +173,4 @@ parentPort!.on('message', (m: { id: number; op: string; args: unknown[] }) => {
     }
   } else if (!deadline && store.db.inTransaction) deadline = setTimeout(settle, GROUP_WAIT_MS);
 });
-parentPort!.postMessage({ id: 0, ok: { redactionKey: store.redactionKey } });
+if (workerData) open(workerData as Init);

@@ -8,6 +8,47 @@ import type { RetentionOptions, StoreOptions } from './store.js';
 /** Recycled raw-JSON buffers kept (a few batches in flight each hold one). */
 const SPARE_BUFFERS = 8;
 
+/**
+ * The thread's module. Under the test runner this module is TypeScript source; the thread runs the compiled file (the
+ * tests' global setup builds it first).
+ */
+const ENTRY = import.meta.url.endsWith('.ts') ? new URL('../../dist/store/writer-thread.js', import.meta.url) : new URL('./writer-thread.js', import.meta.url);
+/**
+ * The writer's garbage is short-lived (a batch's strings and buffers): a small young generation keeps the process's
+ * resident memory down at no measurable cost in speed.
+ */
+const LIMITS = { maxYoungGenerationSizeMb: 8 };
+
+/** A writer thread started before its store was known (startWriterEarly), until WriterThread.open takes it. */
+let early: Worker | undefined;
+
+/**
+ * Starts a writer thread now, to be told its store later: a thread's own start (Node's bootstrap of it, its modules,
+ * better-sqlite3) was the longest part of a short import's start-up (issue #21), and begun at once it runs beside
+ * the main thread's loading of the command, its config and its rules. Held unref'd, so that a command that never
+ * opens a SQLite store exits as before; dropEarlyWriter ends it when that is known.
+ */
+export function startWriterEarly(): void {
+  if (early) return;
+  const w = new Worker(ENTRY, { resourceLimits: LIMITS });
+  w.unref();
+  // A thread that failed to start is not used: open() starts one of its own, and reports what fails then.
+  w.once('error', () => {
+    if (early === w) early = undefined;
+  });
+  early = w;
+}
+
+/**
+ * Ends a thread started by startWriterEarly that no store will take (the store is OpenSearch). Resolves to the
+ * thread's exit code once it has stopped, or undefined when there was none.
+ */
+export function dropEarlyWriter(): Promise<number | undefined> {
+  const w = early;
+  early = undefined;
+  return w ? w.terminate() : Promise.resolve(undefined);
+}
+
 /** The main thread's handle on the writer thread (see writer-thread.ts). */
 export class WriterThread implements BatchWriter {
   private worker: Worker;
@@ -19,14 +60,13 @@ export class WriterThread implements BatchWriter {
   redactionKey!: Buffer;
 
   private constructor(path: string, store: StoreOptions, retention?: RetentionOptions & { intervalMs: number }) {
-    // Under the test runner this module is TypeScript source; the thread runs the compiled file (the tests' global
-    // setup builds it first).
-    const entry = import.meta.url.endsWith('.ts')
-      ? new URL('../../dist/store/writer-thread.js', import.meta.url)
-      : new URL('./writer-thread.js', import.meta.url);
-    // The writer's garbage is short-lived (a batch's strings and buffers): a small young generation keeps the
-    // process's resident memory down at no measurable cost in speed.
-    this.worker = new Worker(entry, { workerData: { path, store, retention }, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+    const ready = early;
+    early = undefined;
+    if (ready) {
+      ready.ref();
+      ready.postMessage({ id: 0, op: 'open', args: [{ path, store, retention }] });
+      this.worker = ready;
+    } else this.worker = new Worker(ENTRY, { workerData: { path, store, retention }, resourceLimits: LIMITS });
   }
 
   static async open(path: string, store: StoreOptions = {}, retention?: RetentionOptions & { intervalMs: number }): Promise<WriterThread> {
