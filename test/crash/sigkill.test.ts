@@ -14,22 +14,11 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { makeEvents } from '../api/helpers.js';
 import { tempDir } from '../helpers/events.js';
+import { rng } from '../helpers/rng.js';
 
 const BIN = new URL('../../bin/kaudit.js', import.meta.url).pathname;
 const KILLS = 20;
 const SEED = Number(process.env.KAUDIT_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
-
-/** mulberry32: a small seeded generator, so that a failing run's kill points can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -11,6 +11,7 @@ import { toRecords } from '../../src/store/records.js';
 import { Retention } from '../../src/store/retention.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { ev, tempDir } from '../helpers/events.js';
+import { rng } from '../helpers/rng.js';
 
 /** Buckets of 64 events merged 4 at a time, slices of ~50 entries: a few thousand events make every level. */
 const SMALL = { bucketBits: 6, fanout: 4, sliceEntries: 50 };
@@ -21,18 +22,6 @@ function open(path: string, readonly = false): SqliteStore {
   const store = new SqliteStore(path, { readonly });
   if (!readonly) Object.assign(store, { auditIDs: new AuditIDRuns(store.db, SMALL) });
   return store;
-}
-
-/** A seeded generator (mulberry32), for batch sizes that vary the same way every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function event(store: SqliteStore, auditID: string, ms: number, over: Record<string, unknown> = {}) {
