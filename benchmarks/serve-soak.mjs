@@ -2,7 +2,7 @@
 // load (default 20,000 events/s in 400-event EventLists, as kube-apiservers send them) for --seconds (default 600).
 // Prints, every --every seconds, the events acknowledged in that window, 503s, POST latency p50/p99, and the server
 // process's resident memory (VmRSS) and peak (VmHWM): the memory curve, which must stay flat (target: under 200 MB).
-// Usage: node benchmarks/serve-soak.mjs [--rate 20000] [--seconds 600] [--every 30]   (needs `npm run build` first)
+// Usage: node benchmarks/serve-soak.mjs [--rate 20000] [--seconds 600] [--every 30] [--config FILE]   (needs `npm run build` first)
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent } from 'node:https';
@@ -14,7 +14,12 @@ import { parseArgs } from 'node:util';
 import { apiserverBodies, client, makeTls } from './lib/webhook-client.mjs';
 
 const { values } = parseArgs({
-  options: { rate: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '600' }, every: { type: 'string', default: '30' } },
+  options: {
+    rate: { type: 'string', default: '20000' },
+    seconds: { type: 'string', default: '600' },
+    every: { type: 'string', default: '30' },
+    config: { type: 'string' },
+  },
 });
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
@@ -35,7 +40,20 @@ const port = await new Promise((resolve) => {
 // As a command, the way `npx kaudit serve` runs (bin/kaudit.js's own node flags included).
 const child = spawn(
   fileURLToPath(new URL('../bin/kaudit.js', import.meta.url)),
-  ['serve', '--db', join(dir, 'kaudit.db'), '--listen', `127.0.0.1:${port}`, '--tls-cert', tls.cert, '--tls-key', tls.key, '--tokens-file', tls.tokens],
+  [
+    'serve',
+    '--db',
+    join(dir, 'kaudit.db'),
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--tls-cert',
+    tls.cert,
+    '--tls-key',
+    tls.key,
+    '--tokens-file',
+    tls.tokens,
+    ...(values.config ? ['--config', values.config] : []),
+  ],
   { stdio: ['ignore', 'ignore', 'inherit'] },
 );
 const base = `https://127.0.0.1:${port}`;
