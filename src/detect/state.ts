@@ -1,7 +1,8 @@
 /**
  * Detection state, all of it bounded and all of it on event time (requestReceivedTimestamp), so a replayed log
  * raises the same alerts as the live stream did:
- *  - RecentIds: request ids a rule has already handled (one alert per rule and auditID, across stages and batches);
+ *  - RecentIds (recent-ids.ts): request ids a rule has already handled (one alert per rule and auditID, across stages
+ *    and batches);
  *  - ThresholdState: counts or distinct counts per key in a sliding window, one alert per key per window;
  *  - SequenceState: per key, the time each step of an ordered sequence was last reached.
  * Maps are kept in least-recently-used order (delete + set on every touch), so the oldest key is evicted first.
@@ -21,6 +22,8 @@
 
 import { OriginMap } from './origin-map.js';
 
+export { RecentIds } from './recent-ids.js';
+
 /** A finite number, or undefined. */
 function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
@@ -37,68 +40,6 @@ function strings(v: unknown): string[] | undefined {
 /** The entries of saved data: an array of arrays, else none. */
 function entries(data: unknown): unknown[][] {
   return Array.isArray(data) ? data.filter((e): e is unknown[] => Array.isArray(e)) : [];
-}
-
-/** A bounded set of ids, each remembered for `ttlUs` of event time, at most `max` at once. */
-export class RecentIds {
-  private readonly m = new OriginMap<number>();
-
-  constructor(
-    private readonly max: number,
-    private readonly ttlUs: number,
-  ) {}
-
-  has(id: string): boolean {
-    return this.m.has(id);
-  }
-
-  delete(id: string): void {
-    this.m.delete(id);
-  }
-
-  add(id: string, t: number, origin?: string): void {
-    this.m.set(id, t, origin);
-    this.prune(t);
-  }
-
-  private prune(now: number): void {
-    for (const [k, t] of this.m.entries()) {
-      if (this.m.size <= this.max && t >= now - this.ttlUs) break;
-      this.m.delete(k);
-    }
-  }
-
-  /** Forgets the ids of one origin. */
-  drop(origin: string): number {
-    const ids = this.m.keysOf(origin);
-    for (const id of ids) this.m.delete(id);
-    return ids.length;
-  }
-
-  get size(): number {
-    return this.m.size;
-  }
-
-  /** [id, time] pairs, oldest first (only those of `origin`, when given). */
-  save(origin?: string): [string, number][] {
-    if (origin === undefined) return [...this.m.entries()];
-    return this.m.keysOf(origin).map((id) => [id, this.m.get(id)!]);
-  }
-
-  /**
-   * Adds saved pairs (in their order, so the oldest stays first), tagged with `origin` when given; returns how many were
-   * taken. An id already held is kept as it is.
-   */
-  load(data: unknown, origin?: string): number {
-    let n = 0;
-    for (const [id, t] of entries(data)) {
-      const time = num(t);
-      if (typeof id !== 'string' || time === undefined || this.m.has(id)) continue;
-      this.add(id, time, origin);
-      n++;
-    }
-    return n;
-  }
 }
 
 interface ThresholdKey {

@@ -17,6 +17,35 @@ describe('detection state stays bounded and follows event time', () => {
     expect(r.size).toBe(3);
   });
 
+  it('RecentIds remembers an id at least its ttl and at most an eighth of it longer, and keeps at least 7/8 of max', () => {
+    const ttl = 800 * S;
+    const r = new RecentIds(1000, ttl);
+    for (let t = 0; t <= 2000; t++) r.add(`id-${t}`, t * S); // one a second: generations span 100 s of event time
+    for (let t = 0; t <= 2000; t++) {
+      const age = (2000 - t) * S;
+      if (age <= ttl) expect(r.has(`id-${t}`), `age ${age / S} s`).toBe(true);
+      if (age > ttl + ttl / 8) expect(r.has(`id-${t}`), `age ${age / S} s`).toBe(false);
+    }
+    // By count: 10,000 ids at one instant; the oldest generations go whole, so 875-1,000 stay, the newest of them.
+    const c = new RecentIds(1000, ttl);
+    for (let i = 0; i < 10_000; i++) c.add(`id-${i}`, 0);
+    expect(c.size).toBeGreaterThanOrEqual(875);
+    expect(c.size).toBeLessThanOrEqual(1000);
+    expect(c.has('id-9999') && c.has(`id-${10_000 - 875}`)).toBe(true);
+    expect(c.has(`id-${10_000 - 1001}`)).toBe(false);
+    // Adding an id again moves it to the newest generation: it outlives the ids added after it the first time.
+    const m = new RecentIds(16, ttl);
+    m.add('kept', 0);
+    for (let i = 0; i < 14; i++) m.add(`x-${i}`, 0);
+    m.add('kept', 0);
+    for (let i = 14; i < 26; i++) m.add(`x-${i}`, 0); // 12 after it: within the 14 that are always kept
+    expect(m.has('kept')).toBe(true);
+    expect(m.has('x-0')).toBe(false);
+    m.delete('kept');
+    expect(m.has('kept')).toBe(false);
+    expect(m.save().map(([id]) => id)).not.toContain('kept');
+  });
+
   it('ThresholdState counts events that arrive slightly out of order', () => {
     const t = new ThresholdState(3, 60 * S, false, 10);
     expect(t.add('k', 30 * S, '')).toBeUndefined();
