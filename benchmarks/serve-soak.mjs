@@ -26,9 +26,13 @@ const SECONDS = Number(values.seconds);
 const EVERY = Number(values.every);
 const BATCH = 400;
 const TOKEN = 'soak-ingest-0123456789abcdef0123456789';
+const READER = 'soak-read-0123456789abcdef01234567890';
 
 const dir = mkdtempSync(join(tmpdir(), 'kaudit-soak-'));
-const tls = makeTls(dir, [[TOKEN, 'ingest', 'soak']]);
+const tls = makeTls(dir, [
+  [TOKEN, 'ingest', 'soak'],
+  [READER, 'read'],
+]);
 const ca = tls.ca;
 
 const port = await new Promise((resolve) => {
@@ -60,6 +64,13 @@ const base = `https://127.0.0.1:${port}`;
 const agent = new Agent({ keepAlive: true, maxSockets: 64, ca });
 
 const post = client({ base, agent, token: TOKEN });
+// The server's own view, from /metrics: the main thread's V8 heap in use and the detection state's entries.
+const scrape = client({ base, agent: new Agent({ keepAlive: true, maxSockets: 1, ca }), token: READER });
+async function serverGauges() {
+  const r = await scrape('/metrics');
+  const g = (name) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(r.text ?? '')?.[1] ?? NaN);
+  return { heap: g('nodejs_heap_size_used_bytes'), state: g('kaudit_detection_state_entries') };
+}
 
 for (let i = 0; ; i++) {
   const r = await post('/healthz');
@@ -126,13 +137,14 @@ while (performance.now() - start < SECONDS * 1000) {
   const t = (performance.now() - start) / 1000;
   if (t >= nextReport) {
     const m = memOf(child.pid);
-    curve.push({ t: Math.round(t), ...m });
+    const g = await serverGauges();
+    curve.push({ t: Math.round(t), ...m, ...g });
     console.log(
       `t=${String(Math.round(t)).padStart(4)} s  acked ${Math.round(win.acked / EVERY)
         .toLocaleString('en-US')
         .padStart(
           7,
-        )} events/s  503s ${win.busy}  failed ${win.failed}  not sent ${win.shed}  POST p50 ${pct(win.lat, 50).toFixed(0)} ms p99 ${pct(win.lat, 99).toFixed(0)} ms  RSS ${mb(m.rss)} MB (peak ${mb(m.hwm)} MB)  load ${loadavg()[0].toFixed(1)}`,
+        )} events/s  503s ${win.busy}  failed ${win.failed}  not sent ${win.shed}  POST p50 ${pct(win.lat, 50).toFixed(0)} ms p99 ${pct(win.lat, 99).toFixed(0)} ms  RSS ${mb(m.rss)} MB (peak ${mb(m.hwm)} MB)  heap ${mb(g.heap)} MB  state ${g.state.toLocaleString('en-US')}  load ${loadavg()[0].toFixed(1)}`,
     );
     win = { acked: 0, busy: 0, failed: 0, shed: 0, lat: [] };
     nextReport += EVERY;
@@ -145,11 +157,14 @@ child.kill('SIGTERM');
 await new Promise((r) => child.on('exit', r));
 const early = curve.slice(0, Math.max(1, Math.floor(curve.length / 5)));
 const late = curve.slice(-Math.max(1, Math.floor(curve.length / 5)));
-const avg = (xs) => xs.reduce((a, x) => a + x.rss, 0) / xs.length;
+const avg = (xs, k = 'rss') => xs.reduce((a, x) => a + x[k], 0) / xs.length;
 console.log(
   `offered ${total.offered.toLocaleString('en-US')} events, acknowledged ${total.acked.toLocaleString('en-US')} (${Math.round(total.acked / SECONDS).toLocaleString('en-US')} events/s), ${total.busy} POSTs answered 503, ${total.failed} failed, ${total.shed} not sent (64 already waiting: the server was behind)`,
 );
 console.log(
   `resident memory of kaudit serve: peak ${mb(m.hwm)} MB (target < 200 MB); first fifth of the run ${mb(avg(early))} MB on average, last fifth ${mb(avg(late))} MB (growth ${(((avg(late) - avg(early)) / avg(early)) * 100).toFixed(1)}%)`,
+);
+console.log(
+  `main thread's V8 heap in use: first fifth ${mb(avg(early, 'heap'))} MB, last fifth ${mb(avg(late, 'heap'))} MB; detection state entries: first fifth ${Math.round(avg(early, 'state')).toLocaleString('en-US')}, last fifth ${Math.round(avg(late, 'state')).toLocaleString('en-US')} (bounded by detection.state)`,
 );
 rmSync(dir, { recursive: true, force: true });

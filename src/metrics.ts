@@ -78,3 +78,15 @@ export class Metrics {
     return out;
   }
 }
+
+/**
+ * The process's memory, under the names Prometheus' client libraries use: resident set (from /proc on Linux, else
+ * Node's figure) and this thread's V8 heap and external memory. The store's writer thread has a heap of its own, which
+ * the resident set includes.
+ */
+export function registerProcessMetrics(m: Metrics): void {
+  m.collect('process_resident_memory_bytes', 'Resident memory size in bytes', () => [{ value: process.memoryUsage.rss() }]);
+  m.collect('nodejs_heap_size_used_bytes', 'V8 heap in use (main thread), bytes', () => [{ value: process.memoryUsage().heapUsed }]);
+  m.collect('nodejs_heap_size_total_bytes', 'V8 heap reserved (main thread), bytes', () => [{ value: process.memoryUsage().heapTotal }]);
+  m.collect('nodejs_external_memory_bytes', 'Memory of objects outside the V8 heap (buffers), bytes', () => [{ value: process.memoryUsage().external }]);
+}

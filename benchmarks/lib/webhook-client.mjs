@@ -90,13 +90,14 @@ export function client({ base, agent, token }) {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
           let j;
           try {
-            j = JSON.parse(Buffer.concat(chunks).toString());
+            j = JSON.parse(text);
           } catch {
             j = undefined;
           }
-          resolve({ status: res.statusCode, ms: performance.now() - t0, body: j });
+          resolve({ status: res.statusCode, ms: performance.now() - t0, body: j, ...(j === undefined ? { text } : {}) });
         });
       });
       req.on('error', (e) => resolve({ status: 0, ms: performance.now() - t0, error: e.message }));

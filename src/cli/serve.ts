@@ -7,7 +7,7 @@ import { loadConfig, setStore, type KauditConfig } from '../config/config.js';
 import { startKafkaServices, type KafkaServices } from '../sinks/kafka.js';
 import type { Detector } from '../detect/alert.js';
 import { log } from '../log.js';
-import { Metrics } from '../metrics.js';
+import { Metrics, registerProcessMetrics } from '../metrics.js';
 import { AlertFollower } from '../pipeline/alert-follower.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { WriteHealth } from '../pipeline/write-health.js';
@@ -64,6 +64,7 @@ export async function startServe(
   // Refuse an unsafe listen address before opening anything.
   checkListenSafety(cfg);
   const metrics = new Metrics();
+  registerProcessMetrics(metrics);
   const r = cfg.store.retention;
   const retention = r.maxAge || r.maxSize ? { maxAgeMs: r.maxAge, maxBytes: r.maxSize, intervalMs: r.intervalSeconds * 1000 } : undefined;
   // Whatever start-up opened is closed again if a later step fails, so a refused start exits instead of hanging.
@@ -83,6 +84,11 @@ export async function startServe(
     // Kafka consumers' partitions, and the identities in them, move between processes: their state moves with them
     // through the state topic (kafka.topics.state), not through this store.
     const kafkaConfig = cfg.kafka;
+    if (detector?.stateEntries) {
+      metrics.collect('kaudit_detection_state_entries', 'Request ids and keys the detection state holds (bounded by detection.state)', () => [
+        { value: detector.stateEntries!() },
+      ]);
+    }
     const persist = !!detector?.saveState && cfg.detection.state?.persist !== false && !kafkaConfig?.consume;
     if (persist) await restoreDetectionState(writer, detector!);
     // While the store cannot write (full disk, ...), /readyz says why, and a probe finds when it can again.

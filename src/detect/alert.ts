@@ -68,4 +68,6 @@ export interface Detector {
   /** Optional, with the two above: forget one origin's share; whether its share changed since it was saved. */
   dropState?(origin: string): number;
   stateChanged?(origin: string): boolean;
+  /** Optional: entries the state holds now (for a gauge). */
+  stateEntries?(): number;
 }

@@ -13,7 +13,7 @@ import { compileRules, type CompiledRule, type EngineOptions, type InactiveRule,
 import { keyOf } from './key-fields.js';
 import type { DetectionLists } from './lists.js';
 import { presentAlert, STATELESS_DUE, type Due } from './presentation.js';
-import { dropState, loadState, saveState, type DetectionState, type LoadedState } from './saved-state.js';
+import { dropState, liveEntries, loadState, saveState, type DetectionState, type LoadedState } from './saved-state.js';
 
 export type { EngineOptions, InactiveRule, RuleInfo } from './compiler.js';
 export type { DetectionState } from './saved-state.js';
@@ -128,6 +128,11 @@ export class DetectionEngine implements Detector {
   dropState(origin: string): number {
     this.changed.delete(origin);
     return dropState(this.compiled, this.matchers, origin);
+  }
+
+  /** Entries the detection state holds (request ids, threshold and sequence keys): each kind is bounded by config. */
+  stateEntries(): number {
+    return liveEntries(this.compiled, this.matchers);
   }
 
   /** Whether events of `origin` changed the state since its last `saveState(origin)`. */

@@ -77,6 +77,21 @@ export function dropState(compiled: readonly CompiledRule[], allMatchers: readon
   return n;
 }
 
+/** Entries the rules' state holds now (request ids, threshold and sequence keys), each shared part counted once. */
+export function liveEntries(compiled: readonly CompiledRule[], allMatchers: readonly Matcher[]): number {
+  let n = 0;
+  const cores = new Set<RuleCore>();
+  for (const r of compiled) {
+    const c = r.core;
+    if (cores.has(c)) continue;
+    cores.add(c);
+    n += c.alerted.size + (c.threshold?.state.size ?? 0) + (c.sequence?.state.size ?? 0);
+  }
+  const seen = new Set<RecentIds>();
+  for (const m of allMatchers) if (m.seen && !seen.has(m.seen)) (seen.add(m.seen), (n += m.seen.size));
+  return n;
+}
+
 /** Entries in saved state (keys and ids of every part). */
 export function stateEntries(s: DetectionState): number {
   let n = 0;

@@ -89,6 +89,11 @@ describe('HTTP API (real server on 127.0.0.1)', () => {
     expect((await s.get('/readyz')).status).toBe(200);
     const m = await s.get('/metrics');
     expect(m.body).toContain('# TYPE kaudit_store_bytes gauge');
+    const gauge = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(m.body)?.[1]);
+    // The process's memory: resident (all threads) above the main thread's heap in use, which is above zero.
+    expect(gauge('nodejs_heap_size_used_bytes')).toBeGreaterThan(1e6);
+    expect(gauge('process_resident_memory_bytes')).toBeGreaterThan(gauge('nodejs_heap_size_used_bytes'));
+    expect(m.body).not.toContain('kaudit_detection_state_entries'); // served without detection
     const doc = (await s.get('/api/v1/openapi.json')).body;
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/events', '/api/v1/events/{id}', '/api/v1/alerts', '/api/v1/analyst/exec']));

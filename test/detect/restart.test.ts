@@ -205,6 +205,8 @@ describe('detection state across a restart of kaudit serve (real tail, store and
     await waitFor(() => stored(r) === 9, 'nine events stored');
     await r.pipeline.idle();
     expect(bursts(r)).toBe(0);
+    // eve's open window (one threshold key) shows on /metrics.
+    expect(r.metrics.render()).toMatch(/^kaudit_detection_state_entries [1-9]\d*$/m);
     await r.stop();
     running = undefined;
 
