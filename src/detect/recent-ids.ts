@@ -4,8 +4,8 @@
  * Two-stage rules (pods/exec: ResponseStarted, then ResponseComplete hours later) hold up to 100,000 ids for a day, so
  * the cost of an entry is what `kaudit serve`'s memory grows by until the sets are full. An id is kept in one of a few
  * generations (plain `Set`s, about 16 bytes an entry) instead of a `Map` from id to time (about 52: the table's third
- * slot and a heap number for a time in microseconds). A generation holds at most `max / GENERATIONS` ids and spans at
- * most `ttl / GENERATIONS` of event time; it carries the newest time added to it, and it is forgotten whole, when that
+ * slot and a heap number for a time in microseconds). A generation holds at most `max / GENERATIONS` ids and the ids of
+ * at most `ttl / GENERATIONS` of event time from its first (older times join it too); it carries the newest time added to it, and it is forgotten whole, when that
  * time is older than the time-to-live or when the set holds more than `max` ids. So an id is remembered for at least
  * the time-to-live and at most one generation's span longer, and the set keeps between `max * (1 - 1/GENERATIONS)` and
  * `max` ids. Adding an id again moves it to the newest generation (least recently used first out).
@@ -18,8 +18,9 @@ const GENERATIONS = 8;
 
 interface Generation {
   ids: Set<string>;
-  /** Smallest and largest event time (µs) added to this generation. */
-  first: number;
+  /** The event time (µs) it was opened at: a later time past `start + span` opens the next. */
+  start: number;
+  /** The newest event time added to it: the whole generation is forgotten when this one's time is up. */
   newest: number;
 }
 
@@ -65,13 +66,14 @@ export class RecentIds {
   add(id: string, t: number, origin?: string): void {
     this.delete(id);
     let g = this.gens[this.gens.length - 1];
-    if (!g || g.ids.size >= this.perGeneration || Math.max(t, g.newest) - Math.min(t, g.first) > this.span) {
-      g = { ids: new Set(), first: t, newest: t };
+    // An older time than the generation's start joins it (it is then remembered longer, never shorter): events of
+    // sources or partitions at different lags interleave, and must not open a generation each.
+    if (!g || g.ids.size >= this.perGeneration || t > g.start + this.span) {
+      g = { ids: new Set(), start: t, newest: t };
       this.gens.push(g);
     }
     g.ids.add(id);
     if (t > g.newest) g.newest = t;
-    if (t < g.first) g.first = t;
     this.count++;
     if (origin !== undefined) {
       this.originOf.set(id, origin);
@@ -108,6 +110,11 @@ export class RecentIds {
 
   get size(): number {
     return this.count;
+  }
+
+  /** Generations held (each `has` of an id not held looks in all of them). */
+  get generations(): number {
+    return this.gens.length;
   }
 
   /** [id, time] pairs, oldest first (only those of `origin`, when given); an id's time is its generation's newest. */

@@ -46,6 +46,19 @@ describe('detection state stays bounded and follows event time', () => {
     expect(m.save().map(([id]) => id)).not.toContain('kept');
   });
 
+  it('RecentIds: events of sources at different lags interleaving in time do not open a generation each', () => {
+    const r = new RecentIds(100_000, 3600 * S);
+    // A tail catching up an hour behind the webhook's live events, alternating, each side moving forward.
+    for (let i = 0; i < 20_000; i++) r.add(`id-${i}`, (i % 2 === 0 ? 0 : 3000 * S) + i * 1000);
+    expect(r.size).toBe(20_000);
+    expect(r.generations).toBeLessThanOrEqual(3);
+    expect(r.has('id-0') && r.has('id-19999')).toBe(true);
+    // Time-to-live and count bounds still hold: an hour later, the early ids are gone.
+    r.add('late', 6700 * S); // the newest of the others is at 3,020 s
+    expect(r.has('id-1')).toBe(false);
+    expect(r.has('late')).toBe(true);
+  });
+
   it('ThresholdState counts events that arrive slightly out of order', () => {
     const t = new ThresholdState(3, 60 * S, false, 10);
     expect(t.add('k', 30 * S, '')).toBeUndefined();
