@@ -120,7 +120,21 @@ export class RecentIds {
   /** [id, time] pairs, oldest first (only those of `origin`, when given); an id's time is its generation's newest. */
   save(origin?: string): [string, number][] {
     const out: [string, number][] = [];
-    for (const g of this.gens) for (const id of g.ids) if (origin === undefined || this.originOf.get(id) === origin) out.push([id, g.newest]);
+    if (origin === undefined) {
+      for (const g of this.gens) for (const id of g.ids) out.push([id, g.newest]);
+      return out;
+    }
+    // An origin's ids in the order they were added, which is their generations' order: only its own are visited (a
+    // detector saves each of its partitions on its own).
+    for (const id of this.byOrigin.get(origin) ?? []) {
+      for (let i = this.gens.length - 1; i >= 0; i--) {
+        const g = this.gens[i]!;
+        if (g.ids.has(id)) {
+          out.push([id, g.newest]);
+          break;
+        }
+      }
+    }
     return out;
   }
 
