@@ -6,7 +6,7 @@
  */
 import type { CompiledRule, Matcher, RuleCore } from './compiler.js';
 import { isObject } from '../config/values.js';
-import type { RecentIds } from './state.js';
+import type { RecentIds, SequenceState, ThresholdState } from './state.js';
 
 const STATE_FORMAT = 'kaudit-detection-state';
 const STATE_VERSION = 1;
@@ -62,33 +62,32 @@ function hasEntries(p: SavedCore): boolean {
   return [p.alerted, p.threshold, p.sequence].some((x) => Array.isArray(x) && x.length > 0);
 }
 
-/** Forgets the entries one origin touched last (a partition this detector no longer owns); returns how many. */
-export function dropState(compiled: readonly CompiledRule[], allMatchers: readonly Matcher[], origin: string): number {
-  let n = 0;
+/** Each part of the rules' state once (cores and request-id sets are shared between rules and matchers). */
+function eachPart(compiled: readonly CompiledRule[], allMatchers: readonly Matcher[], fn: (p: RecentIds | ThresholdState | SequenceState) => void): void {
   const cores = new Set<RuleCore>();
   for (const r of compiled) {
     const c = r.core;
     if (cores.has(c)) continue;
     cores.add(c);
-    n += c.alerted.drop(origin) + (c.threshold?.state.drop(origin) ?? 0) + (c.sequence?.state.drop(origin) ?? 0);
+    fn(c.alerted);
+    if (c.threshold) fn(c.threshold.state);
+    if (c.sequence) fn(c.sequence.state);
   }
   const seen = new Set<RecentIds>();
-  for (const m of allMatchers) if (m.seen && !seen.has(m.seen)) (seen.add(m.seen), (n += m.seen.drop(origin)));
+  for (const m of allMatchers) if (m.seen && !seen.has(m.seen)) (seen.add(m.seen), fn(m.seen));
+}
+
+/** Forgets the entries one origin touched last (a partition this detector no longer owns); returns how many. */
+export function dropState(compiled: readonly CompiledRule[], allMatchers: readonly Matcher[], origin: string): number {
+  let n = 0;
+  eachPart(compiled, allMatchers, (p) => (n += p.drop(origin)));
   return n;
 }
 
 /** Entries the rules' state holds now (request ids, threshold and sequence keys), each shared part counted once. */
 export function liveEntries(compiled: readonly CompiledRule[], allMatchers: readonly Matcher[]): number {
   let n = 0;
-  const cores = new Set<RuleCore>();
-  for (const r of compiled) {
-    const c = r.core;
-    if (cores.has(c)) continue;
-    cores.add(c);
-    n += c.alerted.size + (c.threshold?.state.size ?? 0) + (c.sequence?.state.size ?? 0);
-  }
-  const seen = new Set<RecentIds>();
-  for (const m of allMatchers) if (m.seen && !seen.has(m.seen)) (seen.add(m.seen), (n += m.seen.size));
+  eachPart(compiled, allMatchers, (p) => (n += p.size));
   return n;
 }
 
