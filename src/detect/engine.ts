@@ -297,9 +297,7 @@ export class DetectionEngine implements Detector {
         },
       };
     }
-    if (c.alerted.has(e.auditID)) return null;
-    c.alerted.add(e.auditID, e.timeMicros, origin);
-    return due;
+    return c.alerted.add(e.auditID, e.timeMicros, origin) ? due : null;
   }
 
   /** The alert of rule `r` for event `e` (see presentAlert: shared work is done once per event and decision). */

@@ -8,7 +8,7 @@
  * at most `ttl / GENERATIONS` of event time from its first (older times join it too); it carries the newest time added to it, and it is forgotten whole, when that
  * time is older than the time-to-live or when the set holds more than `max` ids. So an id is remembered for at least
  * the time-to-live and at most one generation's span longer, and the set keeps between `max * (1 - 1/GENERATIONS)` and
- * `max` ids. Adding an id again moves it to the newest generation (least recently used first out).
+ * `max` ids. Adding an id already held changes nothing: the oldest ids go first.
  *
  * Saved as [id, time] pairs, oldest first, each with its generation's newest time. Ids may carry an origin (the Kafka
  * partition whose event added them last), to save, load and drop one partition's share.
@@ -63,8 +63,13 @@ export class RecentIds {
     }
   }
 
-  add(id: string, t: number, origin?: string): void {
-    this.delete(id);
+  /**
+   * Remembers `id` from event time `t` (tagged with `origin` when given) and returns true; an id already held is left
+   * as it is (its generation, time and origin) and false is returned. One look through the generations either way, so
+   * the engine's "already handled? else remember" is a single call.
+   */
+  add(id: string, t: number, origin?: string): boolean {
+    if (this.has(id)) return false;
     let g = this.gens[this.gens.length - 1];
     // An older time than the generation's start joins it (it is then remembered longer, never shorter): events of
     // sources or partitions at different lags interleave, and must not open a generation each.
@@ -82,6 +87,7 @@ export class RecentIds {
       ids.add(id);
     }
     this.prune(t);
+    return true;
   }
 
   private prune(now: number): void {
@@ -148,9 +154,7 @@ export class RecentIds {
       if (!Array.isArray(e)) continue;
       const [id, t] = e as unknown[];
       const time = num(t);
-      if (typeof id !== 'string' || time === undefined || this.has(id)) continue;
-      this.add(id, time, origin);
-      n++;
+      if (typeof id === 'string' && time !== undefined && this.add(id, time, origin)) n++;
     }
     return n;
   }

@@ -76,16 +76,18 @@ describe('state structures with origins', () => {
     const other = new RecentIds(100, 1e12);
     other.load([['a', 1]], 'p0');
     expect(other.save('p0')).toEqual([['a', 1]]);
-    // Across generations (two ids each here), oldest first; an id added again under another origin moves to it.
+    // Across generations (two ids each here), oldest first, each with its generation's newest time; an id added
+    // again (under another origin) keeps its first origin.
     const gens = new RecentIds(16, 1e12);
     for (let i = 0; i < 6; i++) gens.add(`x${i}`, i * 10, i % 2 === 0 ? 'p0' : 'p1');
-    gens.add('x0', 60, 'p1');
+    expect(gens.add('x0', 60, 'p1')).toBe(false);
     expect(gens.save('p0')).toEqual([
+      ['x0', 10],
       ['x2', 30],
       ['x4', 50],
     ]);
-    expect(gens.save('p1').map(([id]) => id)).toEqual(['x1', 'x3', 'x5', 'x0']);
-    expect(gens.save().map(([id]) => id)).toEqual(['x1', 'x2', 'x3', 'x4', 'x5', 'x0']);
+    expect(gens.save('p1').map(([id]) => id)).toEqual(['x1', 'x3', 'x5']);
+    expect(gens.save().map(([id]) => id)).toEqual(['x0', 'x1', 'x2', 'x3', 'x4', 'x5']);
 
     const t = new ThresholdState(3, 1e9, false, 100);
     t.add('eve', 1, '', 'p0');

@@ -33,17 +33,18 @@ describe('detection state stays bounded and follows event time', () => {
     expect(c.size).toBeLessThanOrEqual(1000);
     expect(c.has('id-9999') && c.has(`id-${10_000 - 875}`)).toBe(true);
     expect(c.has(`id-${10_000 - 1001}`)).toBe(false);
-    // Adding an id again moves it to the newest generation: it outlives the ids added after it the first time.
+    // Adding an id already held changes nothing and says so: it goes with its first generation.
     const m = new RecentIds(16, ttl);
-    m.add('kept', 0);
+    expect(m.add('kept', 0)).toBe(true);
     for (let i = 0; i < 14; i++) m.add(`x-${i}`, 0);
-    m.add('kept', 0);
-    for (let i = 14; i < 26; i++) m.add(`x-${i}`, 0); // 12 after it: within the 14 that are always kept
-    expect(m.has('kept')).toBe(true);
-    expect(m.has('x-0')).toBe(false);
-    m.delete('kept');
+    expect(m.add('kept', 0)).toBe(false);
+    expect(m.size).toBe(15);
+    for (let i = 14; i < 30; i++) m.add(`x-${i}`, 0);
     expect(m.has('kept')).toBe(false);
-    expect(m.save().map(([id]) => id)).not.toContain('kept');
+    expect(m.has('x-29')).toBe(true);
+    m.delete('x-29');
+    expect(m.has('x-29')).toBe(false);
+    expect(m.save().map(([id]) => id)).not.toContain('x-29');
   });
 
   it('RecentIds: events of sources at different lags interleaving in time do not open a generation each', () => {
