@@ -153,7 +153,11 @@ export class DetectionEngine implements Detector {
     const ev = e.event;
     if (!ev) return false;
     const noBody = ev.requestObject === undefined && ev.responseObject === undefined;
-    for (const m of this.lookup(e)) if (m.check(e) && !(noBody && m.bodyless === false)) return true;
+    const cands = this.lookup(e);
+    for (let i = 0; i < cands.length; i++) {
+      const m = cands[i]!;
+      if (m.check(e) && !(noBody && m.bodyless === false)) return true;
+    }
     return false;
   }
 
@@ -173,7 +177,8 @@ export class DetectionEngine implements Detector {
   async detect(events: readonly NormalisedEvent[], origin?: string): Promise<Alert[]> {
     const out: Alert[] = [];
     let matched = false;
-    for (const e of events) {
+    for (let ei = 0; ei < events.length; ei++) {
+      const e = events[ei]!;
       this.events++;
       if (!e.event) continue; // dropped by the pipeline because wants() said no rule can use it
       const cands = this.lookup(e);
@@ -183,7 +188,8 @@ export class DetectionEngine implements Detector {
       let ordinals: number[] | undefined;
       let inOrder = true;
       const noBody = e.event.requestObject === undefined && e.event.responseObject === undefined;
-      for (const m of cands) {
+      for (let ci = 0; ci < cands.length; ci++) {
+        const m = cands[ci]!;
         m.candidates++;
         if (!m.check(e)) continue;
         if (m.seen?.has(e.auditID)) continue;
@@ -204,7 +210,8 @@ export class DetectionEngine implements Detector {
         m.matched++;
         matched = true;
         m.seen?.add(e.auditID, e.timeMicros, origin);
-        for (const mem of m.members) {
+        for (let mi = 0; mi < m.members.length; mi++) {
+          const mem = m.members[mi]!;
           const r = this.onMatch(mem, e, origin);
           const a = r instanceof Promise ? await r : r;
           if (!a) continue;

@@ -8,7 +8,7 @@ import type { NormalisedEvent } from '../events/types.js';
 import { log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { alertEventIndexes, type BatchWriter, type Checkpoint, type DeadLetter, type InsertResult } from '../store/batch.js';
-import { decodeBatch, type Decoded } from './decode.js';
+import { decodeBatch, wholeEvents, type Decoded } from './decode.js';
 import { AlertBus } from './alert-bus.js';
 
 export type { RawRecord };
@@ -322,20 +322,26 @@ export class Pipeline implements BatchSink {
     for (const f of flags) if (f) stored++;
     let fresh = d.keep;
     let freshIdx = d.keepIdx;
+    let whole = d.keepWhole;
     if (stored !== d.count) {
       fresh = [];
       freshIdx = [];
+      const all = whole;
+      whole = all ? [] : undefined;
       d.keep.forEach((e, j) => {
         if (!flags[d.keepIdx[j]!]) return;
         fresh.push(e);
         freshIdx.push(d.keepIdx[j]!);
+        whole?.push(all![j]);
       });
     }
     let raised: Alert[];
     try {
       // Duplicates that belong to a batch a stopped writer never detected: detect that batch first, in order.
       if (ins.orphans) await this.recover();
-      raised = this.opts.detector && fresh.length > 0 && !batch.replayed ? await this.opts.detector.detect(fresh, batch.partition) : [];
+      const detect = this.opts.detector && fresh.length > 0 && !batch.replayed;
+      if (detect && whole) wholeEvents(fresh, whole, this.redaction, (m) => log.warn(m, `bodies:${batch.source}`));
+      raised = detect ? await this.opts.detector!.detect(fresh, batch.partition) : [];
     } catch (e) {
       // Undone, so the writer keeps no open batch and no mark of this process behind a failed batch.
       await w?.discard(ins.batch);

@@ -96,7 +96,8 @@ export async function importFiles(paths: string[], o: ImportOptions): Promise<Im
       if (inFlight.length >= maxInFlight) await inFlight.shift();
     };
     for await (const recs of readFileRecords(path, { maxLine: o.maxLine, onBytes: (n) => (total.bytesRead += n) })) {
-      for (const r of recs) {
+      for (let i = 0; i < recs.length; i++) {
+        const r = recs[i]!;
         pending.push(r);
         pendingBytes += textBytes(r);
         if (pending.length >= batchSize || pendingBytes >= batchBytes) await flush(true);

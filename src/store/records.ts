@@ -120,7 +120,30 @@ class StringIndex {
       this.values[this.free] = index;
     } else (this.overflow ??= new Map()).set(v, index);
   }
+
+  /** Empties the index for another batch (reused: a fresh one is 32 KB a batch of garbage). */
+  clear(): void {
+    this.keys.fill(undefined);
+    this.overflow = undefined;
+  }
+
+  private static spare: StringIndex | undefined;
+
+  /** An empty index: the one the last finished batch gave back, or a new one. */
+  static take(): StringIndex {
+    const s = StringIndex.spare;
+    StringIndex.spare = undefined;
+    return s ?? new StringIndex();
+  }
+
+  static giveBack(s: StringIndex): void {
+    s.clear();
+    StringIndex.spare = s;
+  }
 }
+
+/** Group lists packed lately, with their dictionary positions: most events repeat one of a few. */
+const GROUP_CACHE = 8;
 
 /**
  * Packs events one at a time as they are decoded, so an event's object can die young instead of waiting in a batch
@@ -128,11 +151,22 @@ class StringIndex {
  */
 export class RecordPacker {
   private dict: string[] = [];
-  private index = new StringIndex();
+  private index: StringIndex | undefined = StringIndex.take();
   private nums: Float64Array;
-  private text: string[] = [];
+  private text: string[];
+  private textLen = 0;
   private raw: Buffer;
   private rawLen = 0;
+  /**
+   * Raw lines not yet copied: `runBytes[runStart, runEnd)`, to land at `runAt`. Consecutive lines of one read chunk
+   * are one copy (the newline between them is the chunk's own), not a view and a copy each.
+   */
+  private runBytes: Uint8Array | undefined;
+  private runStart = 0;
+  private runEnd = 0;
+  private runAt = 0;
+  private groupLists: string[][] = [];
+  private groupIdx: number[] = [];
   private admission: [number, AdmissionRow][] = [];
   count = 0;
 
@@ -142,6 +176,7 @@ export class RecordPacker {
    */
   constructor(capacity = 512, rawBytes = capacity * 1024, buffers?: (bytes: number) => Buffer) {
     this.nums = new Float64Array(Math.max(1, capacity) * NUM_FIELDS);
+    this.text = new Array<string>(Math.max(1, capacity) * TEXT_FIELDS);
     const size = Math.max(1024, rawBytes);
     this.raw = buffers?.(size) ?? Buffer.allocUnsafeSlow(size);
   }
@@ -150,25 +185,68 @@ export class RecordPacker {
     // A UTF-16 code unit takes at most 3 bytes in UTF-8; one more for the newline.
     const need = this.rawLen + (bytes ? end - start : line.length * 3) + 1;
     if (need > this.raw.length) {
+      this.copyRun();
       const grown = Buffer.allocUnsafeSlow(Math.max(need, this.raw.length * 2));
       this.raw.copy(grown, 0, 0, this.rawLen);
       this.raw = grown;
     }
-    if (this.count > 0) this.raw[this.rawLen++] = 10;
     if (bytes) {
-      this.raw.set(bytes.subarray(start, end), this.rawLen);
+      if (this.count > 0) {
+        // The next line of the chunk the run is in, one newline after it: the run takes it, newline and all.
+        if (bytes === this.runBytes && start === this.runEnd + 1 && bytes[this.runEnd] === 10) {
+          this.rawLen += end - this.runEnd;
+          this.runEnd = end;
+          return;
+        }
+        this.raw[this.rawLen++] = 10;
+      }
+      this.copyRun();
+      this.runBytes = bytes;
+      this.runStart = start;
+      this.runEnd = end;
+      this.runAt = this.rawLen;
       this.rawLen += end - start;
     } else {
+      if (this.count > 0) this.raw[this.rawLen++] = 10;
       this.rawLen += this.raw.write(line, this.rawLen, 'utf8');
     }
   }
 
+  private copyRun(): void {
+    const b = this.runBytes;
+    if (b === undefined) return;
+    this.raw.set(b.subarray(this.runStart, this.runEnd), this.runAt);
+    this.runBytes = undefined;
+  }
+
+  /** The dictionary position of an event's groups, joined by commas. */
+  private groups(g: readonly string[]): number {
+    if (g.length === 0) return this.d('');
+    if (g.length === 1) return this.d(g[0]!);
+    const lists = this.groupLists;
+    outer: for (let i = 0; i < lists.length; i++) {
+      const l = lists[i]!;
+      if (l.length !== g.length) continue;
+      for (let j = 0; j < l.length; j++) if (l[j] !== g[j]) continue outer;
+      return this.groupIdx[i]!;
+    }
+    const idx = this.d(g.join(','));
+    if (lists.length === GROUP_CACHE) {
+      lists.shift();
+      this.groupIdx.shift();
+    }
+    lists.push(g as string[]);
+    this.groupIdx.push(idx);
+    return idx;
+  }
+
   private d(v: string): number {
-    let i = this.index.get(v);
+    const index = (this.index ??= StringIndex.take());
+    let i = index.get(v);
     if (i < 0) {
       i = this.dict.length;
       this.dict.push(noNul(v));
-      this.index.set(v, i);
+      index.set(v, i);
     }
     return i;
   }
@@ -192,7 +270,7 @@ export class RecordPacker {
     nums[o + N_CLUSTER] = this.d(e.cluster);
     nums[o + N_VERB] = this.d(e.verb);
     nums[o + N_USER] = this.d(e.user);
-    nums[o + N_GROUPS] = this.d(e.groups.length === 0 ? '' : e.groups.length === 1 ? e.groups[0]! : e.groups.join(','));
+    nums[o + N_GROUPS] = this.groups(e.groups);
     nums[o + N_IMP] = this.d(e.impersonatedUser);
     nums[o + N_IP] = this.d(e.sourceIP);
     nums[o + N_UA] = this.d(e.userAgent);
@@ -211,14 +289,26 @@ export class RecordPacker {
       container = noNul(e.container);
     const admission = e.admission ? admissionRows(e) : undefined;
     this.addRaw(e.raw, bytes, start, end);
-    this.text.push(auditID, subresource, name, command, container);
+    const text = this.text;
+    let t = this.textLen;
+    text[t++] = auditID;
+    text[t++] = subresource;
+    text[t++] = name;
+    text[t++] = command;
+    text[t++] = container;
+    this.textLen = t;
     if (admission) for (const r of admission) this.admission.push([this.count, r]);
     this.count++;
   }
 
   finish(): EventRecords {
+    this.copyRun();
+    if (this.index) StringIndex.giveBack(this.index);
+    this.index = undefined;
+    this.groupLists = [];
     const nums = this.count * NUM_FIELDS === this.nums.length ? this.nums : this.nums.slice(0, this.count * NUM_FIELDS);
     const admission = this.admission.length > 0 ? JSON.stringify(this.admission) : undefined;
+    this.text.length = this.textLen;
     return { count: this.count, nums, text: this.text.join(NUL), dict: this.dict.join(NUL), raw: this.raw.subarray(0, this.rawLen), admission };
   }
 }

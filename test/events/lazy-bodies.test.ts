@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Decoder } from '../../src/events/decode.js';
 import { LAZY_BODY_MIN, withoutBodies } from '../../src/events/lazy-bodies.js';
 import { EVENT_FIELD_ORDER } from '../../src/events/types.js';
-import { decodeBatch } from '../../src/pipeline/decode.js';
+import { decodeBatch, wholeEvents } from '../../src/pipeline/decode.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { ev, tempDir } from '../helpers/events.js';
 
@@ -111,7 +111,14 @@ describe('decoding a batch with lazy bodies', () => {
       const d = decodeBatch('test', 'c', records, { redaction, pack: true, keep: (n) => n.verb === 'create', warn: () => {} });
       expect(d.count).toBe(4);
       expect(d.keep).toHaveLength(1);
+      // Kept without its bodies until detection takes it, then parsed whole.
+      expect(d.keep[0]!.event!.requestObject).toEqual({});
+      expect(d.keepWhole).toEqual([texts[1]]);
+      const warned: string[] = [];
+      wholeEvents(d.keep, d.keepWhole!, redaction, (m) => warned.push(m));
+      expect(warned).toEqual([]);
       expect(d.keep[0]!.event!.requestObject).toEqual(JSON.parse(texts[1]!).requestObject);
+      expect(d.keep[0]!.auditID).toBe(events[1]!.auditID);
       const { flags } = store.insert(d.records!);
       expect(flags).toEqual([true, true, true, true]);
       const rows = store.db.prepare('SELECT blob, blob_idx, level, verb FROM events ORDER BY blob_idx').all() as { blob: number; blob_idx: number }[];
@@ -127,5 +134,24 @@ describe('decoding a batch with lazy bodies', () => {
     } finally {
       store.close();
     }
+  });
+});
+
+describe('a kept line whose bodies do not parse', () => {
+  it('is stored from its other fields, detected without its bodies, and reported', () => {
+    const text = goLine(privilegedPod(LAZY_BODY_MIN));
+    // Corrupt the request body: the line no longer parses whole, its head still does.
+    const broken = text.replace('"securityContext":{', '"securityContext":{{');
+    expect(() => JSON.parse(broken)).toThrow();
+    const redaction = { enabled: true, key: Buffer.alloc(32) };
+    const d = decodeBatch('test', 'c', [{ text: broken, where: 'l1', line: true }], { redaction, pack: true, keep: 'all', warn: () => {} });
+    expect(d.count).toBe(1);
+    expect(d.deadLetters).toEqual([]);
+    const warned: string[] = [];
+    wholeEvents(d.keep, d.keepWhole!, redaction, (m) => warned.push(m));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/body is not JSON.*detected without its bodies/);
+    expect(d.keep[0]!.event!.requestObject).toEqual({});
+    expect(d.keep[0]!.name).toBe('evil');
   });
 });

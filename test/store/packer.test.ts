@@ -36,3 +36,40 @@ describe('batch dictionary', () => {
     }
   });
 });
+
+describe('raw lines packed from read chunks', () => {
+  it('stores each line byte for byte whether it shares its chunk with the one before, follows a CR, or stands alone', () => {
+    const redaction = { enabled: true, key: Buffer.alloc(32) };
+    const lines = Array.from({ length: 9 }, (_, i) => JSON.stringify(ev({ verb: i % 2 ? 'get' : 'list', user: { username: `u${i}é` } })));
+    // Lines 0-3 in one chunk (LF), 4-5 in a chunk with CRLF endings, 6 as a string of its own, 7-8 in a third chunk.
+    const chunkA = Buffer.from(lines.slice(0, 4).join('\n') + '\n');
+    const chunkB = Buffer.from(lines.slice(4, 6).join('\r\n') + '\r\n');
+    const chunkC = Buffer.from('\n' + lines.slice(7).join('\n'));
+    const spans: [Buffer | undefined, number, number][] = [];
+    const at = (chunk: Buffer, from: number, n: number) => {
+      let start = from;
+      for (let i = 0; i < n; i++) {
+        let end = chunk.indexOf(10, start);
+        if (end < 0) end = chunk.length;
+        const stop = chunk[end - 1] === 13 ? end - 1 : end;
+        spans.push([chunk, start, stop]);
+        start = end + 1;
+      }
+    };
+    at(chunkA, 0, 4);
+    at(chunkB, 0, 2);
+    spans.push([undefined, 0, 0]);
+    at(chunkC, 1, 2);
+    const p = new RecordPacker(2, 64);
+    lines.forEach((text, i) => {
+      const n = normalise(toAuditEvent(JSON.parse(text)), 'c1', redaction, text);
+      const [b, s, e] = spans[i]!;
+      expect(b === undefined || b.toString('utf8', s, e) === text).toBe(true);
+      if (b) p.add(n, b, s, e);
+      else p.add(n);
+    });
+    const records = p.finish();
+    expect(records.count).toBe(9);
+    expect(Buffer.from(records.raw).toString('utf8')).toBe(lines.join('\n'));
+  });
+});
