@@ -7,7 +7,8 @@
 // - --max-old-space-size: the old generation's cap is what V8 sizes its growth by. With Node's default (a few GB on
 //   this machine) it lets the old generation grow to four times what is live before a full collection, with 1 GB to
 //   1.6 times. Measured on `kaudit serve` under webhook load: old space 55-80 MB (26 MB live) against 26-33 MB, peak
-//   resident 236-247 MB against 178-187. 1 GB is several times any heap kaudit needs.
+//   resident 236-247 MB against 178-187. 1 GB is several times any heap kaudit needs. `kaudit ingest` sets the growth
+//   to 3 times at its start (src/cli/ingest.ts: its old generation is mostly garbage, collected half as often).
 // - MALLOC_MMAP_THRESHOLD_: glibc serves every allocation of 128 KiB or more by its own mapping, returned to the system
 //   when freed. By default glibc raises that threshold to the size of the first such block freed, so that the
 //   import's 1 MiB buffers (file chunks, batches' raw JSON) then came from the heap, which kept the space they freed:

@@ -87,8 +87,8 @@ export class LineSplitter {
       start = 3;
       this.offset = 3;
     }
-    // An ASCII chunk (audit logs nearly always are) is decoded once and its lines are slices of that one string (the
-    // lines of a tail are parsed at once). With keepBytes each line is decoded when it is parsed (AsciiChunk).
+    // Without keepBytes (`kaudit detect` on stdin) an ASCII chunk is decoded once and its lines are slices of that
+    // string; with it (file imports and tails) each line is decoded when it is parsed (AsciiChunk).
     const ascii = chunk.length >= 4096 && isAscii(chunk);
     const whole = ascii && !this.keepBytes ? chunk.toString('latin1') : undefined;
     let ac: AsciiChunk | undefined;
