@@ -132,7 +132,12 @@ export function decodeBatch(source: string, cluster: string, records: readonly R
  * The kept events `whole` names parsed in full, in place (see Decoded.keepWhole). A line whose bodies do not parse (the
  * event was stored from its other fields) stays as it was parsed, without them, and is reported by `warn`.
  */
-export function wholeEvents(events: NormalisedEvent[], whole: readonly (string | undefined)[], redaction: RedactionOptions, warn: (message: string) => void): void {
+export function wholeEvents(
+  events: NormalisedEvent[],
+  whole: readonly (string | undefined)[],
+  redaction: RedactionOptions,
+  warn: (message: string) => void,
+): void {
   for (let i = 0; i < events.length; i++) {
     const text = whole[i];
     if (text === undefined) continue;
