@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 // One detector node for benchmarks/kafka.mjs and opensearch.mjs: KafkaSource -> Pipeline (detection rules) -> the
 // store: WriterThread -> SQLite (settings.db), or the OpenSearch store (settings.opensearch, shared by the detectors).
 // Settings as JSON in KAUDIT_BENCH_NODE; reports its counters to the parent over IPC; 'stop' ends it.
@@ -19,7 +20,14 @@ const pipeline = new Pipeline({ writer, detector, redaction: { enabled: true, ke
 const source = new KafkaSource({ config, sink: pipeline, cluster: 'bench' });
 await source.start();
 const report = () =>
-  process.send({ type: 'stats', cpu: process.cpuUsage(), stats: source.stats, assigned: source.assignment.length, rules: detector?.rules?.length ?? 0 });
+  process.send({
+    type: 'stats',
+    cpu: process.cpuUsage(),
+    maxRss: vmHwmKb(),
+    stats: source.stats,
+    assigned: source.assignment.length,
+    rules: detector?.rules?.length ?? 0,
+  });
 const timer = setInterval(report, 100);
 report();
 process.on('message', async (m) => {
@@ -31,3 +39,9 @@ process.on('message', async (m) => {
   process.exit(0);
 });
 process.on('disconnect', () => process.exit(0));
+
+/** Peak resident memory of this process in KiB (VmHWM: resourceUsage().maxRSS keeps the parent's across fork and exec). */
+function vmHwmKb() {
+  const m = /VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}

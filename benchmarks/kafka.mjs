@@ -124,6 +124,7 @@ try {
     const nodes = [];
     const stats = [];
     const cpus = [];
+    const rss = [];
     const start = performance.now();
     let firstStored = 0;
     for (let i = 0; i < consumers; i++) {
@@ -151,6 +152,7 @@ try {
         if (m.type !== 'stats') return;
         stats[i] = m.stats;
         cpus[i] = m.cpu;
+        rss[i] = m.maxRss;
         rules = m.rules;
         if (!firstStored && m.stats.stored > 0) firstStored = performance.now();
       });
@@ -172,7 +174,7 @@ try {
     rows.push([
       `topic -> detection -> store, ${consumers} consumer process${consumers > 1 ? 'es' : ''}`,
       N / steady,
-      `${steady.toFixed(1)} s from the first stored batch; ${fmt(N / total)} events/s counting start-up and group join (${total.toFixed(1)} s); ${cpuUs.toFixed(1)} µs CPU/event${vsImport}`,
+      `${steady.toFixed(1)} s from the first stored batch; ${fmt(N / total)} events/s counting start-up and group join (${total.toFixed(1)} s); ${cpuUs.toFixed(1)} µs CPU/event${vsImport}; peak RSS ${rss.map((k) => Math.round(k / 1024)).join(', ')} MB`,
     ]);
   }
 
