@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach } from 'vitest';
+import { onTestFinished } from 'vitest';
 
 let counter = 0;
 
@@ -36,10 +36,18 @@ export function lines(events: Record<string, unknown>[]): string {
   return events.map((e) => JSON.stringify(e)).join('\n') + '\n';
 }
 
-/** A temp dir removed after the current test. */
+/**
+ * A fresh temp dir, removed when the test that made it (or the beforeEach hook before it) finishes. An `afterEach`
+ * registered from inside a test never ran, so every run left its dirs in /tmp. One made outside a test (a describe
+ * block, a beforeAll hook) is not removed.
+ */
 export function tempDir(prefix = 'kaudit-test-'): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
-  afterEach(() => rmSync(d, { recursive: true, force: true }));
+  try {
+    onTestFinished(() => rmSync(d, { recursive: true, force: true }));
+  } catch {
+    // Not inside a test: nothing to hang the removal on.
+  }
   return d;
 }
 
