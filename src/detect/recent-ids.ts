@@ -5,8 +5,9 @@
  * the cost of an entry is what `kaudit serve`'s memory grows by until the sets are full. An id is kept in one of a few
  * generations (plain `Set`s, about 16 bytes an entry) instead of a `Map` from id to time (about 52: the table's third
  * slot and a heap number for a time in microseconds). A generation holds at most `max / GENERATIONS` ids and the ids of
- * at most `ttl / GENERATIONS` of event time from its first (older times join it too); it carries the newest time added to it, and it is forgotten whole, when that
- * time is older than the time-to-live or when the set holds more than `max` ids. So an id is remembered for at least
+ * at most `ttl / GENERATIONS` of event time from its first (older times join it too); it carries the newest time added
+ * to it, and it is forgotten whole, when that time is older than the time-to-live or when the set holds more than `max`
+ * ids. So an id is remembered for at least
  * the time-to-live and at most one generation's span longer, and the set keeps between `max * (1 - 1/GENERATIONS)` and
  * `max` ids. Adding an id already held changes nothing: the oldest ids go first.
  *

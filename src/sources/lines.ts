@@ -14,8 +14,6 @@ export interface Line {
   text?: string;
   /** Where the line's bytes are (without the newline or a trailing CR), when the splitter keeps them. */
   data?: Buffer;
-  /** When `text` is left out: the ASCII chunk the line is in, which decodes it (see AsciiChunk). */
-  chunk?: AsciiChunk;
   dataStart?: number;
   dataEnd?: number;
   /** Byte offset just past this line's newline. */
@@ -24,24 +22,12 @@ export interface Line {
   lineNo: number;
 }
 
-/**
- * An ASCII chunk, whose lines decode as latin1 (a copy, no UTF-8 decoding), each when it is parsed: queued lines hold
- * bytes only. Decoding the whole chunk once and slicing it cost more (callgrind, a 60,000-event import: 2.5% more
- * instructions in all): V8 puts a 1 MiB string in its large-object space, which only a full collection frees, so
- * each chunk's string grew the old generation by its size and full collections came that much more often.
- */
-export class AsciiChunk {
-  constructor(readonly bytes: Buffer) {}
-
-  /** The text of bytes [start, end). */
-  text(start: number, end: number): string {
-    return this.bytes.toString('latin1', start, end);
-  }
-}
-
-/** A line's text (decoded from its chunk when the splitter left it as bytes). */
+/** A line's text (decoded from its bytes when the splitter left it as bytes). */
 export function lineText(l: Line): string {
-  return l.text ?? l.chunk!.text(l.dataStart!, l.dataEnd!);
+  // Left out only for an ASCII line, whose bytes decode as latin1 (a copy, no UTF-8 decoding). Decoded here, one line
+  // at a time, rather than a chunk at once and sliced: a 1 MiB string goes to V8's large-object space, which only a
+  // full collection frees (callgrind, a 60,000-event import: 2.5% more instructions in all that way).
+  return l.text ?? l.data!.toString('latin1', l.dataStart!, l.dataEnd!);
 }
 
 export interface LongLine {
@@ -88,10 +74,9 @@ export class LineSplitter {
       this.offset = 3;
     }
     // Without keepBytes (`kaudit detect` on stdin) an ASCII chunk is decoded once and its lines are slices of that
-    // string; with it (file imports and tails) each line is decoded when it is parsed (AsciiChunk).
+    // string; with it (file imports and tails) each line is decoded when it is parsed (lineText).
     const ascii = chunk.length >= 4096 && isAscii(chunk);
     const whole = ascii && !this.keepBytes ? chunk.toString('latin1') : undefined;
-    let ac: AsciiChunk | undefined;
     for (;;) {
       const nl = chunk.indexOf(10, start);
       if (nl < 0) break;
@@ -119,7 +104,6 @@ export class LineSplitter {
             data = chunk;
             // An ASCII line stays bytes until it is parsed: queued lines then hold no string of their own.
             if (!ascii) text = chunk.toString('utf8', start, nl);
-            else ac ??= new AsciiChunk(chunk);
           } else {
             text = whole !== undefined ? whole.slice(start, nl) : chunk.toString('utf8', start, nl);
           }
@@ -140,11 +124,7 @@ export class LineSplitter {
           if (text !== undefined) text = text.slice(0, -1);
           dataEnd--;
         }
-        out(
-          this.keepBytes
-            ? { text, data, chunk: text === undefined ? ac : undefined, dataStart, dataEnd, end: this.offset, lineNo: this.lineNo }
-            : { text, end: this.offset, lineNo: this.lineNo },
-        );
+        out(this.keepBytes ? { text, data, dataStart, dataEnd, end: this.offset, lineNo: this.lineNo } : { text, end: this.offset, lineNo: this.lineNo });
       }
       start = nl + 1;
     }
@@ -208,7 +188,7 @@ export class LineRecord implements RawRecord {
   ) {}
 
   /**
-   * An ASCII line's text is decoded from its chunk when asked for (when it is parsed: see AsciiChunk), and not kept
+   * An ASCII line's text is decoded from its chunk when asked for (when it is parsed: see lineText), and not kept
    * here: the record lives on until its batch is decoded, the string need not.
    */
   get text(): string {
