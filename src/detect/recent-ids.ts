@@ -1,28 +1,83 @@
 /**
- * A bounded set of request ids, each remembered for a time-to-live of event time, at most `max` at once.
+ * A bounded set of request ids, each remembered for at least a time-to-live of event time, at most `max` at once.
  *
  * Two-stage rules (pods/exec: ResponseStarted, then ResponseComplete hours later) hold up to 100,000 ids for a day, so
- * the cost of an entry is what `kaudit serve`'s memory grows by until the sets are full. An id is kept in one of a few
- * generations (plain `Set`s, about 16 bytes an entry) instead of a `Map` from id to time (about 52: the table's third
- * slot and a heap number for a time in microseconds). A generation holds at most `max / GENERATIONS` ids and the ids of
- * at most `ttl / GENERATIONS` of event time from its first (older times join it too); it carries the newest time added
- * to it, and it is forgotten whole, when that time is older than the time-to-live or when the set holds more than `max`
- * ids. So an id is remembered for at least
- * the time-to-live and at most one generation's span longer, and the set keeps between `max * (1 - 1/GENERATIONS)` and
- * `max` ids. Adding an id already held changes nothing: the oldest ids go first.
+ * what an entry costs, and when it is paid, is what `kaudit serve`'s memory does under load. The apiserver's audit ids
+ * are UUIDs (36 characters, or the client's `Audit-ID` header when it sent one): a canonical lowercase UUID is kept as
+ * its 16 bytes in a fixed open-addressing table (linear probing, backward-shift deletion) sized for `max` when the set
+ * is made, outside V8's heap. The table's slots are reached by a hash, so its pages are all touched within the first
+ * few hundred ids: a set costs its full size early (about 27 bytes an id of `max`) and nothing more as it fills, where
+ * strings in `Set`s grew the heap, and V8's headroom above it, until the bound. Any other id (a client's own
+ * `Audit-ID`) is kept as a string in a `Map`.
  *
- * Saved as [id, time] pairs, oldest first, each with its generation's newest time. Ids may carry an origin (the Kafka
- * partition whose event added them last), to save, load and drop one partition's share.
+ * Ids are forgotten in the order they were added (a ring of positions with their event times): the oldest while the
+ * set would be over `max`, or while the oldest is older than the time-to-live before the time of the id being added. An
+ * id added with an older time than ones before it (sources at different lags interleave) waits behind them: it is
+ * remembered longer, never shorter. Adding an id already held changes nothing.
+ *
+ * Saved as [id, time] pairs, oldest first. Ids may carry an origin (the Kafka partition whose event added them), to
+ * save, load and drop one partition's share.
  */
 
-const GENERATIONS = 8;
+import { randomInt } from 'node:crypto';
 
-interface Generation {
-  ids: Set<string>;
-  /** The event time (µs) it was opened at: a later time past `start + span` opens the next. */
-  start: number;
-  /** The newest event time added to it: the whole generation is forgotten when this one's time is up. */
-  newest: number;
+/** Table slots per id of `max`: a load of at most 3/4 keeps linear probes short. */
+const SLOTS_PER_ID = 4 / 3;
+/** A ring position whose id was deleted (`delete`, `drop`); skipped when it reaches the head. */
+const GONE = -1;
+/** A ring position holding an id that is not a canonical UUID (kept in `others`). */
+const OTHER = -2;
+
+/** Hex digit values of '0'-'9' and 'a'-'f' (only lowercase: the canonical form, which `save` gives back). */
+const HEX = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[97 + i] = 10 + i;
+
+/** The 16 bytes of the last UUID parsed (as four 32-bit words). */
+const words = new Uint32Array(4);
+
+/** Reads a canonical UUID (8-4-4-4-12 lowercase hex digits) into `words`; false for anything else. */
+function parseUuid(id: string): boolean {
+  if (id.length !== 36) return false;
+  if (id.charCodeAt(8) !== 45 || id.charCodeAt(13) !== 45 || id.charCodeAt(18) !== 45 || id.charCodeAt(23) !== 45) return false;
+  let w = 0;
+  let digits = 0;
+  let k = 0;
+  for (let i = 0; i < 36; i++) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) continue;
+    const c = id.charCodeAt(i);
+    const v = c < 128 ? HEX[c]! : -1;
+    if (v < 0) return false;
+    w = (w << 4) | v;
+    if (++digits === 8) {
+      words[k++] = w;
+      w = 0;
+      digits = 0;
+    }
+  }
+  return true;
+}
+
+function hex8(w: number): string {
+  return (w >>> 0).toString(16).padStart(8, '0');
+}
+
+/** The canonical text of the UUID held at `slot` of `keys`. */
+function formatUuid(keys: Uint32Array, slot: number): string {
+  const a = hex8(keys[slot * 4]!);
+  const b = hex8(keys[slot * 4 + 1]!);
+  const c = hex8(keys[slot * 4 + 2]!);
+  const d = hex8(keys[slot * 4 + 3]!);
+  return `${a}-${b.slice(0, 4)}-${b.slice(4)}-${c.slice(0, 4)}-${c.slice(4)}${d}`;
+}
+
+/** murmur3's 32-bit finaliser: every input bit moves every output bit. */
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }
 
 /** A finite number, or undefined. */
@@ -31,11 +86,22 @@ function num(v: unknown): number | undefined {
 }
 
 export class RecentIds {
-  /** Oldest first; the last is the one ids are added to. */
-  private gens: Generation[] = [];
+  /** The table: four key words and a ring position + 1 per slot (0: empty). */
+  private readonly keys: Uint32Array;
+  private readonly posOf: Int32Array;
+  private readonly slots: number;
+  /** Per process, so that ids a client chooses cannot be picked to collide. */
+  private readonly seed = randomInt(0x7fffffff);
+  /** The ring, in the order ids were added: each position's table slot (or GONE, OTHER) and event time. */
+  private readonly slotAt: Int32Array;
+  private readonly timeAt: Float64Array;
+  private head = 0;
+  /** Positions in use from `head`, deleted ones included. */
+  private used = 0;
   private count = 0;
-  private readonly perGeneration: number;
-  private readonly span: number;
+  /** Ids that are not canonical UUIDs: id -> ring position, and back. */
+  private readonly others = new Map<string, number>();
+  private readonly otherAt = new Map<number, string>();
   /** Only for ids added with an origin. */
   private readonly originOf = new Map<string, string>();
   private readonly byOrigin = new Map<string, Set<string>>();
@@ -44,59 +110,171 @@ export class RecentIds {
     private readonly max: number,
     private readonly ttlUs: number,
   ) {
-    this.perGeneration = Math.max(1, Math.ceil(max / GENERATIONS));
-    this.span = ttlUs / GENERATIONS;
+    this.max = Math.max(1, Math.floor(max));
+    this.slots = Math.max(8, Math.ceil(this.max * SLOTS_PER_ID));
+    this.keys = new Uint32Array(this.slots * 4);
+    this.posOf = new Int32Array(this.slots);
+    this.slotAt = new Int32Array(this.max);
+    this.timeAt = new Float64Array(this.max);
+  }
+
+  /** The home slot of the key in `words`. */
+  private home(): number {
+    let h = fmix(words[0]! ^ this.seed);
+    h = fmix(h ^ words[1]!);
+    h = fmix(h ^ words[2]!);
+    h = fmix(h ^ words[3]!);
+    return (h >>> 0) % this.slots;
+  }
+
+  /** The slot holding the key in `words`, or -1. */
+  private find(): number {
+    const k = this.keys;
+    for (let i = this.home(); ; i = i + 1 === this.slots ? 0 : i + 1) {
+      if (this.posOf[i] === 0) return -1;
+      const o = i * 4;
+      if (k[o] === words[0] && k[o + 1] === words[1] && k[o + 2] === words[2] && k[o + 3] === words[3]) return i;
+    }
+  }
+
+  /** The ring position of `id`, or -1. */
+  private positionOf(id: string): number {
+    if (!parseUuid(id)) return this.others.get(id) ?? -1;
+    const slot = this.find();
+    return slot < 0 ? -1 : this.posOf[slot]! - 1;
   }
 
   has(id: string): boolean {
-    for (let i = this.gens.length - 1; i >= 0; i--) if (this.gens[i]!.ids.has(id)) return true;
-    return false;
+    return this.positionOf(id) >= 0;
   }
 
   delete(id: string): void {
-    for (let i = this.gens.length - 1; i >= 0; i--) {
-      const g = this.gens[i]!;
-      if (!g.ids.delete(id)) continue;
-      this.count--;
-      this.untag(id);
-      if (g.ids.size === 0 && i < this.gens.length - 1) this.gens.splice(i, 1);
-      return;
-    }
+    const pos = this.positionOf(id);
+    if (pos >= 0) this.forget(pos);
   }
 
   /**
    * Remembers `id` from event time `t` (tagged with `origin` when given) and returns true; an id already held is left
-   * as it is (its generation, time and origin) and false is returned. One look through the generations either way, so
-   * the engine's "already handled? else remember" is a single call.
+   * as it is (its place, time and origin) and false is returned.
    */
   add(id: string, t: number, origin?: string): boolean {
-    if (this.has(id)) return false;
-    let g = this.gens[this.gens.length - 1];
-    // An older time than the generation's start joins it (it is then remembered longer, never shorter): events of
-    // sources or partitions at different lags interleave, and must not open a generation each.
-    if (!g || g.ids.size >= this.perGeneration || t > g.start + this.span) {
-      g = { ids: new Set(), start: t, newest: t };
-      this.gens.push(g);
-    }
-    g.ids.add(id);
-    if (t > g.newest) g.newest = t;
+    const uuid = parseUuid(id);
+    if (uuid ? this.find() >= 0 : this.others.has(id)) return false;
+    this.prune(t, 1);
+    if (this.used === this.max) this.makeRoom();
+    const pos = (this.head + this.used) % this.max;
+    this.used++;
     this.count++;
+    this.timeAt[pos] = t;
+    if (uuid) {
+      parseUuid(id); // prune may have parsed other ids into `words`
+      let i = this.home();
+      while (this.posOf[i] !== 0) i = i + 1 === this.slots ? 0 : i + 1;
+      this.keys.set(words, i * 4);
+      this.posOf[i] = pos + 1;
+      this.slotAt[pos] = i;
+    } else {
+      this.others.set(id, pos);
+      this.otherAt.set(pos, id);
+      this.slotAt[pos] = OTHER;
+    }
     if (origin !== undefined) {
       this.originOf.set(id, origin);
       let ids = this.byOrigin.get(origin);
       if (!ids) this.byOrigin.set(origin, (ids = new Set()));
       ids.add(id);
     }
-    this.prune(t);
     return true;
   }
 
-  private prune(now: number): void {
-    while (this.gens.length > 0 && (this.count > this.max || this.gens[0]!.newest < now - this.ttlUs)) {
-      const g = this.gens.shift()!;
-      this.count -= g.ids.size;
-      if (this.originOf.size > 0) for (const id of g.ids) this.untag(id);
+  /** Forgets from the oldest while more than `max - room` are held or the oldest is older than the ttl at `now`. */
+  private prune(now: number, room: number): void {
+    const cutoff = now - this.ttlUs;
+    while (this.used > 0) {
+      const pos = this.head;
+      const slot = this.slotAt[pos]!;
+      if (slot !== GONE && this.count + room <= this.max && this.timeAt[pos]! >= cutoff) return;
+      if (slot !== GONE) this.forget(pos);
+      this.head = pos + 1 === this.max ? 0 : pos + 1;
+      this.used--;
     }
+  }
+
+  /**
+   * The ring is full of live and deleted positions: packs the live ones to its front when at least an eighth are
+   * deleted (each pack then pays for many adds), else forgets the oldest.
+   */
+  private makeRoom(): void {
+    if (this.max - this.count < Math.max(1, this.max >> 3)) {
+      while (this.slotAt[this.head] === GONE) this.step();
+      this.forget(this.head);
+      this.step();
+      return;
+    }
+    const slots = new Int32Array(this.count);
+    const times = new Float64Array(this.count);
+    const others = new Map<number, string>();
+    let n = 0;
+    for (let j = 0; j < this.used; j++) {
+      const pos = (this.head + j) % this.max;
+      const slot = this.slotAt[pos]!;
+      if (slot === GONE) continue;
+      if (slot === OTHER) others.set(n, this.otherAt.get(pos)!);
+      slots[n] = slot;
+      times[n++] = this.timeAt[pos]!;
+    }
+    this.slotAt.set(slots);
+    this.timeAt.set(times);
+    for (let j = 0; j < n; j++) if (slots[j]! >= 0) this.posOf[slots[j]!] = j + 1;
+    this.otherAt.clear();
+    for (const [pos, id] of others) {
+      this.otherAt.set(pos, id);
+      this.others.set(id, pos);
+    }
+    this.head = 0;
+    this.used = n;
+  }
+
+  private step(): void {
+    this.head = this.head + 1 === this.max ? 0 : this.head + 1;
+    this.used--;
+  }
+
+  /** Forgets the id at ring position `pos` (the position stays, marked GONE, until it reaches the head). */
+  private forget(pos: number): void {
+    const slot = this.slotAt[pos]!;
+    let id: string | undefined;
+    if (slot === OTHER) {
+      id = this.otherAt.get(pos)!;
+      this.otherAt.delete(pos);
+      this.others.delete(id);
+    } else {
+      if (this.originOf.size > 0) id = formatUuid(this.keys, slot);
+      this.removeSlot(slot);
+    }
+    this.slotAt[pos] = GONE;
+    this.count--;
+    if (id !== undefined) this.untag(id);
+  }
+
+  /** Empties table slot `i`, shifting back the keys after it that probed past it. */
+  private removeSlot(i: number): void {
+    const k = this.keys;
+    for (let j = i + 1 === this.slots ? 0 : i + 1; this.posOf[j] !== 0; j = j + 1 === this.slots ? 0 : j + 1) {
+      words[0] = k[j * 4]!;
+      words[1] = k[j * 4 + 1]!;
+      words[2] = k[j * 4 + 2]!;
+      words[3] = k[j * 4 + 3]!;
+      const h = this.home();
+      // The key at j stays when its home lies cyclically in (i, j]; else it moves back into the hole at i.
+      if (i <= j ? i < h && h <= j : i < h || h <= j) continue;
+      k.copyWithin(i * 4, j * 4, j * 4 + 4);
+      const pos = this.posOf[j]!;
+      this.posOf[i] = pos;
+      this.slotAt[pos - 1] = i;
+      i = j;
+    }
+    this.posOf[i] = 0;
   }
 
   private untag(id: string): void {
@@ -119,28 +297,27 @@ export class RecentIds {
     return this.count;
   }
 
-  /** Generations held (each `has` of an id not held looks in all of them). */
-  get generations(): number {
-    return this.gens.length;
+  /** The id at ring position `pos` (which holds one). */
+  private idAt(pos: number): string {
+    const slot = this.slotAt[pos]!;
+    return slot === OTHER ? this.otherAt.get(pos)! : formatUuid(this.keys, slot);
   }
 
-  /** [id, time] pairs, oldest first (only those of `origin`, when given); an id's time is its generation's newest. */
+  /** [id, time] pairs, oldest first (only those of `origin`, when given); each with the event time it was added at. */
   save(origin?: string): [string, number][] {
     const out: [string, number][] = [];
     if (origin === undefined) {
-      for (const g of this.gens) for (const id of g.ids) out.push([id, g.newest]);
+      for (let j = 0; j < this.used; j++) {
+        const pos = (this.head + j) % this.max;
+        if (this.slotAt[pos] !== GONE) out.push([this.idAt(pos), this.timeAt[pos]!]);
+      }
       return out;
     }
-    // An origin's ids in the order they were added, which is their generations' order: only its own are visited (a
-    // detector saves each of its partitions on its own).
+    // An origin's ids in the order they were added: only its own are visited (a detector saves each of its partitions
+    // on its own).
     for (const id of this.byOrigin.get(origin) ?? []) {
-      for (let i = this.gens.length - 1; i >= 0; i--) {
-        const g = this.gens[i]!;
-        if (g.ids.has(id)) {
-          out.push([id, g.newest]);
-          break;
-        }
-      }
+      const pos = this.positionOf(id);
+      if (pos >= 0) out.push([id, this.timeAt[pos]!]);
     }
     return out;
   }

@@ -68,23 +68,22 @@ describe('state structures with origins', () => {
     ids.add('a', 1, 'p0');
     ids.add('b', 2, 'p1');
     ids.add('c', 3);
-    // Saved with the newest time of its generation (a, b and c share one).
-    expect(ids.save('p0')).toEqual([['a', 3]]);
+    // Saved with the time it was added at.
+    expect(ids.save('p0')).toEqual([['a', 1]]);
     expect(ids.drop('p0')).toBe(1);
     expect(ids.has('a')).toBe(false);
     expect(ids.has('b') && ids.has('c')).toBe(true);
     const other = new RecentIds(100, 1e12);
     other.load([['a', 1]], 'p0');
     expect(other.save('p0')).toEqual([['a', 1]]);
-    // Across generations (two ids each here), oldest first, each with its generation's newest time; an id added
-    // again (under another origin) keeps its first origin.
+    // Oldest first, each with its own time; an id added again (under another origin) keeps its first origin and time.
     const gens = new RecentIds(16, 1e12);
     for (let i = 0; i < 6; i++) gens.add(`x${i}`, i * 10, i % 2 === 0 ? 'p0' : 'p1');
     expect(gens.add('x0', 60, 'p1')).toBe(false);
     expect(gens.save('p0')).toEqual([
-      ['x0', 10],
-      ['x2', 30],
-      ['x4', 50],
+      ['x0', 0],
+      ['x2', 20],
+      ['x4', 40],
     ]);
     expect(gens.save('p1').map(([id]) => id)).toEqual(['x1', 'x3', 'x5']);
     expect(gens.save().map(([id]) => id)).toEqual(['x0', 'x1', 'x2', 'x3', 'x4', 'x5']);
