@@ -102,9 +102,11 @@ export class RecentIds {
   /** Ids that are not canonical UUIDs: id -> ring position, and back. */
   private readonly others = new Map<string, number>();
   private readonly otherAt = new Map<number, string>();
-  /** Only for ids added with an origin. */
-  private readonly originOf = new Map<string, string>();
-  private readonly byOrigin = new Map<string, Set<string>>();
+  /** Each ring position's origin (an index into `perOrigin`; 0: none): made when the first id with an origin comes. */
+  private originAt: Int32Array | undefined;
+  private readonly originIndex = new Map<string, number>();
+  /** Ids held per origin index. */
+  private readonly perOrigin: number[] = [0];
 
   constructor(
     private readonly max: number,
@@ -179,11 +181,15 @@ export class RecentIds {
       this.slotAt[pos] = OTHER;
     }
     if (origin !== undefined) {
-      this.originOf.set(id, origin);
-      let ids = this.byOrigin.get(origin);
-      if (!ids) this.byOrigin.set(origin, (ids = new Set()));
-      ids.add(id);
-    }
+      let o = this.originIndex.get(origin);
+      if (o === undefined) {
+        o = this.perOrigin.push(0) - 1;
+        this.originIndex.set(origin, o);
+      }
+      this.originAt ??= new Int32Array(this.max);
+      this.originAt[pos] = o;
+      this.perOrigin[o]!++;
+    } else if (this.originAt) this.originAt[pos] = 0;
     return true;
   }
 
@@ -193,7 +199,8 @@ export class RecentIds {
     while (this.used > 0) {
       const pos = this.head;
       const slot = this.slotAt[pos]!;
-      if (slot !== GONE && this.count + room <= this.max && this.timeAt[pos]! >= cutoff) return;
+      // (Written so that a time that is not a number never counts as old: such an id goes by count alone.)
+      if (slot !== GONE && this.count + room <= this.max && !(this.timeAt[pos]! < cutoff)) return;
       if (slot !== GONE) this.forget(pos);
       this.head = pos + 1 === this.max ? 0 : pos + 1;
       this.used--;
@@ -213,6 +220,7 @@ export class RecentIds {
     }
     const slots = new Int32Array(this.count);
     const times = new Float64Array(this.count);
+    const origins = this.originAt ? new Int32Array(this.count) : undefined;
     const others = new Map<number, string>();
     let n = 0;
     for (let j = 0; j < this.used; j++) {
@@ -221,10 +229,12 @@ export class RecentIds {
       if (slot === GONE) continue;
       if (slot === OTHER) others.set(n, this.otherAt.get(pos)!);
       slots[n] = slot;
+      if (origins) origins[n] = this.originAt![pos]!;
       times[n++] = this.timeAt[pos]!;
     }
     this.slotAt.set(slots);
     this.timeAt.set(times);
+    if (origins) this.originAt!.set(origins);
     for (let j = 0; j < n; j++) if (slots[j]! >= 0) this.posOf[slots[j]!] = j + 1;
     this.otherAt.clear();
     for (const [pos, id] of others) {
@@ -243,18 +253,13 @@ export class RecentIds {
   /** Forgets the id at ring position `pos` (the position stays, marked GONE, until it reaches the head). */
   private forget(pos: number): void {
     const slot = this.slotAt[pos]!;
-    let id: string | undefined;
     if (slot === OTHER) {
-      id = this.otherAt.get(pos)!;
+      this.others.delete(this.otherAt.get(pos)!);
       this.otherAt.delete(pos);
-      this.others.delete(id);
-    } else {
-      if (this.originOf.size > 0) id = formatUuid(this.keys, slot);
-      this.removeSlot(slot);
-    }
+    } else this.removeSlot(slot);
     this.slotAt[pos] = GONE;
     this.count--;
-    if (id !== undefined) this.untag(id);
+    if (this.originAt) this.perOrigin[this.originAt[pos]!]!--;
   }
 
   /** Empties table slot `i`, shifting back the keys after it that probed past it. */
@@ -277,20 +282,21 @@ export class RecentIds {
     this.posOf[i] = 0;
   }
 
-  private untag(id: string): void {
-    const o = this.originOf.get(id);
-    if (o === undefined) return;
-    this.originOf.delete(id);
-    const ids = this.byOrigin.get(o)!;
-    ids.delete(id);
-    if (ids.size === 0) this.byOrigin.delete(o);
+  /** Calls `fn` with each ring position holding an id, oldest first; only those of origin index `o`, when given. */
+  private each(o: number | undefined, fn: (pos: number) => void): void {
+    for (let j = 0, n = this.used; j < n; j++) {
+      const pos = (this.head + j) % this.max;
+      if (this.slotAt[pos] !== GONE && (o === undefined || this.originAt![pos] === o)) fn(pos);
+    }
   }
 
   /** Forgets the ids of one origin. */
   drop(origin: string): number {
-    const ids = [...(this.byOrigin.get(origin) ?? [])];
-    for (const id of ids) this.delete(id);
-    return ids.length;
+    const o = this.originIndex.get(origin);
+    if (o === undefined || this.perOrigin[o] === 0) return 0;
+    const n = this.perOrigin[o]!;
+    this.each(o, (pos) => this.forget(pos));
+    return n;
   }
 
   get size(): number {
@@ -306,19 +312,9 @@ export class RecentIds {
   /** [id, time] pairs, oldest first (only those of `origin`, when given); each with the event time it was added at. */
   save(origin?: string): [string, number][] {
     const out: [string, number][] = [];
-    if (origin === undefined) {
-      for (let j = 0; j < this.used; j++) {
-        const pos = (this.head + j) % this.max;
-        if (this.slotAt[pos] !== GONE) out.push([this.idAt(pos), this.timeAt[pos]!]);
-      }
-      return out;
-    }
-    // An origin's ids in the order they were added: only its own are visited (a detector saves each of its partitions
-    // on its own).
-    for (const id of this.byOrigin.get(origin) ?? []) {
-      const pos = this.positionOf(id);
-      if (pos >= 0) out.push([id, this.timeAt[pos]!]);
-    }
+    const o = origin === undefined ? undefined : this.originIndex.get(origin);
+    if (origin !== undefined && (o === undefined || this.perOrigin[o] === 0)) return out;
+    this.each(o, (pos) => out.push([this.idAt(pos), this.timeAt[pos]!]));
     return out;
   }
 
