@@ -21,8 +21,11 @@
 
 import { randomInt } from 'node:crypto';
 
-/** Table slots per id of `max`: a load of at most 3/4 keeps linear probes short. */
-const SLOTS_PER_ID = 4 / 3;
+/**
+ * Table slots per id of `max`: at a load of at most 2/3, a has-then-add of a new id costs about what a `Set` did
+ * (~0.56 us against ~0.4-0.8; 0.69 at 3/4, 0.43 at 1/2, /tmp-free microbenchmark in benchmarks/NOTES.md).
+ */
+const SLOTS_PER_ID = 1.5;
 /** A ring position whose id was deleted (`delete`, `drop`); skipped when it reaches the head. */
 const GONE = -1;
 /** A ring position holding an id that is not a canonical UUID (kept in `others`). */
@@ -33,11 +36,20 @@ const HEX = new Int8Array(128).fill(-1);
 for (let i = 0; i < 10; i++) HEX[48 + i] = i;
 for (let i = 0; i < 6; i++) HEX[97 + i] = 10 + i;
 
-/** The 16 bytes of the last UUID parsed (as four 32-bit words). */
+/** The 16 bytes of the last UUID parsed (as four 32-bit words), and that id (the engine asks `has`, then `add`). */
 const words = new Uint32Array(4);
+let parsed: string | undefined;
+let parsedOk = false;
 
 /** Reads a canonical UUID (8-4-4-4-12 lowercase hex digits) into `words`; false for anything else. */
 function parseUuid(id: string): boolean {
+  if (id === parsed) return parsedOk;
+  parsed = id;
+  parsedOk = readUuid(id);
+  return parsedOk;
+}
+
+function readUuid(id: string): boolean {
   if (id.length !== 36) return false;
   if (id.charCodeAt(8) !== 45 || id.charCodeAt(13) !== 45 || id.charCodeAt(18) !== 45 || id.charCodeAt(23) !== 45) return false;
   let w = 0;
@@ -120,22 +132,26 @@ export class RecentIds {
     this.timeAt = new Float64Array(this.max);
   }
 
-  /** The home slot of the key in `words`. */
-  private home(): number {
-    let h = fmix(words[0]! ^ this.seed);
-    h = fmix(h ^ words[1]!);
-    h = fmix(h ^ words[2]!);
-    h = fmix(h ^ words[3]!);
+  /** The home slot of a key. */
+  private home(w0: number, w1: number, w2: number, w3: number): number {
+    let h = fmix(w0 ^ this.seed);
+    h = fmix(h ^ w1);
+    h = fmix(h ^ w2);
+    h = fmix(h ^ w3);
     return (h >>> 0) % this.slots;
   }
 
   /** The slot holding the key in `words`, or -1. */
   private find(): number {
     const k = this.keys;
-    for (let i = this.home(); ; i = i + 1 === this.slots ? 0 : i + 1) {
+    const w0 = words[0]!;
+    const w1 = words[1]!;
+    const w2 = words[2]!;
+    const w3 = words[3]!;
+    for (let i = this.home(w0, w1, w2, w3); ; i = i + 1 === this.slots ? 0 : i + 1) {
       if (this.posOf[i] === 0) return -1;
       const o = i * 4;
-      if (k[o] === words[0] && k[o + 1] === words[1] && k[o + 2] === words[2] && k[o + 3] === words[3]) return i;
+      if (k[o] === w0 && k[o + 1] === w1 && k[o + 2] === w2 && k[o + 3] === w3) return i;
     }
   }
 
@@ -169,8 +185,7 @@ export class RecentIds {
     this.count++;
     this.timeAt[pos] = t;
     if (uuid) {
-      parseUuid(id); // prune may have parsed other ids into `words`
-      let i = this.home();
+      let i = this.home(words[0]!, words[1]!, words[2]!, words[3]!);
       while (this.posOf[i] !== 0) i = i + 1 === this.slots ? 0 : i + 1;
       this.keys.set(words, i * 4);
       this.posOf[i] = pos + 1;
@@ -266,11 +281,7 @@ export class RecentIds {
   private removeSlot(i: number): void {
     const k = this.keys;
     for (let j = i + 1 === this.slots ? 0 : i + 1; this.posOf[j] !== 0; j = j + 1 === this.slots ? 0 : j + 1) {
-      words[0] = k[j * 4]!;
-      words[1] = k[j * 4 + 1]!;
-      words[2] = k[j * 4 + 2]!;
-      words[3] = k[j * 4 + 3]!;
-      const h = this.home();
+      const h = this.home(k[j * 4]!, k[j * 4 + 1]!, k[j * 4 + 2]!, k[j * 4 + 3]!);
       // The key at j stays when its home lies cyclically in (i, j]; else it moves back into the hole at i.
       if (i <= j ? i < h && h <= j : i < h || h <= j) continue;
       k.copyWithin(i * 4, j * 4, j * 4 + 4);
@@ -301,6 +312,11 @@ export class RecentIds {
 
   get size(): number {
     return this.count;
+  }
+
+  /** Bytes of its table and ring: fixed when it is made (plus 4 an id of `max` once an id with an origin comes). */
+  get reservedBytes(): number {
+    return this.keys.byteLength + this.posOf.byteLength + this.slotAt.byteLength + this.timeAt.byteLength + (this.originAt?.byteLength ?? 0);
   }
 
   /** The id at ring position `pos` (which holds one). */
