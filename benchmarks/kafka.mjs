@@ -8,7 +8,7 @@
 // KAUDIT_DIST=dir uses another build of src/ than dist/.
 import { execFileSync, fork, spawnSync } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,6 +23,23 @@ const distDir = resolve(process.env.KAUDIT_DIST ?? join(root, 'dist'));
 const dist = pathToFileURL(distDir + '/');
 const script = join(root, 'scripts', 'kafka', 'kafka.sh');
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
+
+// Where the cores go while detectors consume: CPU seconds of the whole machine (/proc/stat) and of one process with
+// all its threads (/proc/PID/stat), in clock ticks of USER_HZ.
+const HZ = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+function processCpu(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state): utime is field 14, stime 15
+    return (Number(f[11]) + Number(f[12])) / HZ;
+  } catch {
+    return NaN;
+  }
+}
+function machineCpu() {
+  const t = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return (t.reduce((a, b) => a + b, 0) - t[3] - t[4]) / HZ; // all but idle and iowait
+}
 
 const check = spawnSync('bash', [script, 'check'], { encoding: 'utf8' });
 if (check.status !== 0) {
@@ -39,6 +56,7 @@ const env = Object.fromEntries(
     .split('\n')
     .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
 );
+const brokerPid = Number(readFileSync(join(env.KAFKA_DIR, 'broker.pid'), 'utf8'));
 const dir = mkdtempSync(join(tmpdir(), 'kaudit-bench-kafka-'));
 const brokers = [env.KAFKA_BROKERS];
 const topic = 'bench-events';
@@ -127,6 +145,8 @@ try {
     const rss = [];
     const start = performance.now();
     let firstStored = 0;
+    let cpuAtFirst;
+    const cpuNow = () => ({ machine: machineCpu(), broker: processCpu(brokerPid), detectors: nodes.map((c) => processCpu(c.pid)) });
     for (let i = 0; i < consumers; i++) {
       const settings = {
         dist: distDir + '/',
@@ -154,7 +174,10 @@ try {
         cpus[i] = m.cpu;
         rss[i] = m.maxRss;
         rules = m.rules;
-        if (!firstStored && m.stats.stored > 0) firstStored = performance.now();
+        if (!firstStored && m.stats.stored > 0) {
+          firstStored = performance.now();
+          cpuAtFirst = cpuNow();
+        }
       });
       nodes.push(child);
     }
@@ -164,17 +187,22 @@ try {
       await new Promise((r) => setTimeout(r, 50));
     }
     const end = performance.now();
+    const cpuAtEnd = cpuNow();
     for (const c of nodes) c.send('stop');
     await Promise.all(nodes.map((c) => new Promise((r) => c.once('exit', r))));
     const total = (end - start) / 1000;
     const steady = (end - firstStored) / 1000;
+    const cores = (a, b) => (b - a) / steady;
+    const detectorCores = cpuAtEnd.detectors.reduce((s, c, i) => s + cores(cpuAtFirst.detectors[i], c), 0);
+    const brokerCores = cores(cpuAtFirst.broker, cpuAtEnd.broker);
+    const machineCores = cores(cpuAtFirst.machine, cpuAtEnd.machine);
     // CPU of the consumer processes (start-up and group join included, as the import's includes its start-up).
     const cpuUs = cpus.reduce((s, c) => s + c.user + c.system, 0) / N;
     const vsImport = Number.isNaN(importCpuUs) ? '' : ` (${(importCpuUs / cpuUs).toFixed(2)}x the import's speed per CPU-second)`;
     rows.push([
       `topic -> detection -> store, ${consumers} consumer process${consumers > 1 ? 'es' : ''}`,
       N / steady,
-      `${steady.toFixed(1)} s from the first stored batch; ${fmt(N / total)} events/s counting start-up and group join (${total.toFixed(1)} s); ${cpuUs.toFixed(1)} µs CPU/event${vsImport}; peak RSS ${rss.map((k) => Math.round(k / 1024)).join(', ')} MB`,
+      `${steady.toFixed(1)} s from the first stored batch; ${fmt(N / total)} events/s counting start-up and group join (${total.toFixed(1)} s); ${cpuUs.toFixed(1)} µs CPU/event${vsImport}; peak RSS ${rss.map((k) => Math.round(k / 1024)).join(', ')} MB; cores busy from the first stored batch: ${machineCores.toFixed(2)} of ${availableParallelism()} (detectors ${detectorCores.toFixed(2)}, broker ${brokerCores.toFixed(2)}, the rest ${(machineCores - detectorCores - brokerCores).toFixed(2)})`,
     ]);
   }
 

@@ -5,10 +5,10 @@
  * what an entry costs, and when it is paid, is what `kaudit serve`'s memory does under load. The apiserver's audit ids
  * are UUIDs (36 characters, or the client's `Audit-ID` header when it sent one): a canonical lowercase UUID is kept as
  * its 16 bytes in a fixed open-addressing table (linear probing, backward-shift deletion) sized for `max` when the set
- * is made, outside V8's heap. The table's slots are reached by a hash, so its pages are all touched within the first
- * few hundred ids: a set costs its full size early (about 27 bytes an id of `max`) and nothing more as it fills, where
- * strings in `Set`s grew the heap, and V8's headroom above it, until the bound. Any other id (a client's own
- * `Audit-ID`) is kept as a string in a `Map`.
+ * is made, outside V8's heap. Its memory (42 bytes an id of `max`) is written through when the first id comes, so the
+ * pages are resident from then on: a set that is used costs its full size at once and nothing more as it fills (where
+ * strings in `Set`s grew the heap, and V8's headroom above it, until the bound); one that never is costs nothing. Any
+ * other id (a client's own `Audit-ID`) is kept as a string in a `Map`.
  *
  * Ids are forgotten in the order they were added (a ring of positions with their event times): the oldest while the
  * set would be over `max`, or while the oldest is older than the time-to-live before the time of the id being added. An
@@ -111,6 +111,7 @@ export class RecentIds {
   /** Positions in use from `head`, deleted ones included. */
   private used = 0;
   private count = 0;
+  private committed = false;
   /** Ids that are not canonical UUIDs: id -> ring position, and back. */
   private readonly others = new Map<string, number>();
   private readonly otherAt = new Map<number, string>();
@@ -178,6 +179,7 @@ export class RecentIds {
   add(id: string, t: number, origin?: string): boolean {
     const uuid = parseUuid(id);
     if (uuid ? this.find() >= 0 : this.others.has(id)) return false;
+    if (!this.committed) this.commit();
     this.prune(t, 1);
     if (this.used === this.max) this.makeRoom();
     const pos = (this.head + this.used) % this.max;
@@ -206,6 +208,15 @@ export class RecentIds {
       this.perOrigin[o]!++;
     } else if (this.originAt) this.originAt[pos] = 0;
     return true;
+  }
+
+  /** Writes the table and ring through, so their pages are resident now rather than a few at a time as the set fills. */
+  private commit(): void {
+    this.committed = true;
+    this.keys.fill(0);
+    this.posOf.fill(0);
+    this.slotAt.fill(0);
+    this.timeAt.fill(0);
   }
 
   /** Forgets from the oldest while more than `max - room` are held or the oldest is older than the ttl at `now`. */
