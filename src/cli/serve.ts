@@ -89,6 +89,11 @@ export async function startServe(
         { value: detector.stateEntries!() },
       ]);
     }
+    if (detector?.stateBytes) {
+      metrics.collect('kaudit_detection_state_bytes', 'Bytes the request-id sets of the detection state hold (each its whole size from its first id)', () => [
+        { value: detector.stateBytes!() },
+      ]);
+    }
     const persist = !!detector?.saveState && cfg.detection.state?.persist !== false && !kafkaConfig?.consume;
     if (persist) await restoreDetectionState(writer, detector!);
     // While the store cannot write (full disk, ...), /readyz says why, and a probe finds when it can again.

@@ -70,4 +70,6 @@ export interface Detector {
   stateChanged?(origin: string): boolean;
   /** Optional: entries the state holds now (for a gauge). */
   stateEntries?(): number;
+  /** Optional: bytes the request-id sets hold (for a gauge). */
+  stateBytes?(): number;
 }

@@ -13,7 +13,7 @@ import { compileRules, type CompiledRule, type EngineOptions, type InactiveRule,
 import { keyOf } from './key-fields.js';
 import type { DetectionLists } from './lists.js';
 import { presentAlert, STATELESS_DUE, type Due } from './presentation.js';
-import { dropState, liveEntries, loadState, saveState, type DetectionState, type LoadedState } from './saved-state.js';
+import { dropState, liveEntries, liveIdBytes, loadState, saveState, type DetectionState, type LoadedState } from './saved-state.js';
 
 export type { EngineOptions, InactiveRule, RuleInfo } from './compiler.js';
 export type { DetectionState } from './saved-state.js';
@@ -133,6 +133,11 @@ export class DetectionEngine implements Detector {
   /** Entries the detection state holds (request ids, threshold and sequence keys): each kind is bounded by config. */
   stateEntries(): number {
     return liveEntries(this.compiled, this.matchers);
+  }
+
+  /** Bytes the request-id sets hold (fixed per set from its first id; the keys of windows are on the heap). */
+  stateBytes(): number {
+    return liveIdBytes(this.compiled, this.matchers);
   }
 
   /** Whether events of `origin` changed the state since its last `saveState(origin)`. */

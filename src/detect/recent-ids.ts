@@ -330,6 +330,11 @@ export class RecentIds {
     return this.keys.byteLength + this.posOf.byteLength + this.slotAt.byteLength + this.timeAt.byteLength + (this.originAt?.byteLength ?? 0);
   }
 
+  /** The bytes it holds resident: none until its first id, then all of `reservedBytes`. */
+  get residentBytes(): number {
+    return this.committed ? this.reservedBytes : 0;
+  }
+
   /** The id at ring position `pos` (which holds one). */
   private idAt(pos: number): string {
     const slot = this.slotAt[pos]!;

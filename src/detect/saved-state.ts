@@ -91,6 +91,13 @@ export function liveEntries(compiled: readonly CompiledRule[], allMatchers: read
   return n;
 }
 
+/** Bytes the request-id sets hold resident (each takes its whole size at its first id; see recent-ids.ts). */
+export function liveIdBytes(compiled: readonly CompiledRule[], allMatchers: readonly Matcher[]): number {
+  let n = 0;
+  eachPart(compiled, allMatchers, (p) => (n += 'residentBytes' in p ? p.residentBytes : 0));
+  return n;
+}
+
 /** Entries in saved state (keys and ids of every part). */
 export function stateEntries(s: DetectionState): number {
   let n = 0;

@@ -137,7 +137,11 @@ describe('RecentIds keeps UUIDs as 16 bytes in a table', () => {
     // Deleting every other one shifts the table's later keys back; all the rest are still found.
     for (let i = 2 * max; i < 3 * max; i += 2) r.delete(id(i));
     for (let i = 2 * max; i < 3 * max; i++) expect(r.has(id(i))).toBe(i % 2 === 1);
+    // Its memory: none resident until its first id, then all of it (1.5 table slots of 20 bytes and 12 bytes of ring
+    // an id of the bound).
     const copy = new RecentIds(max, 1e12);
+    expect(copy.residentBytes).toBe(0);
+    expect(r.residentBytes).toBe(max * 42);
     expect(copy.load(r.save())).toBe(max / 2);
     expect(copy.save()).toEqual(r.save());
   });

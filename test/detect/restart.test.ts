@@ -207,6 +207,7 @@ describe('detection state across a restart of kaudit serve (real tail, store and
     expect(bursts(r)).toBe(0);
     // eve's open window (one threshold key) shows on /metrics.
     expect(r.metrics.render()).toMatch(/^kaudit_detection_state_entries [1-9]\d*$/m);
+    expect(r.metrics.render()).toMatch(/^kaudit_detection_state_bytes \d+$/m);
     await r.stop();
     running = undefined;
 
