@@ -12,7 +12,7 @@ const { loadDetector } = await import(new URL('cli/common.js', dist));
 
 const d = defaultKafkaConfig();
 const config = { ...d, ...s.kafka, topics: { ...d.topics, ...s.kafka.topics } };
-const detector = s.detect ? await loadDetector({ rulesDir: s.rulesDir }) : undefined;
+const detector = s.detect ? await loadDetector({ rulesDir: s.rulesDir, reserveState: true }) // as kaudit serve does : undefined;
 const writer = s.opensearch
   ? await (await import(new URL('store/opensearch/store.js', dist))).OpenSearchStore.open(s.opensearch)
   : await WriterThread.open(s.db);

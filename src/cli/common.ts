@@ -24,9 +24,9 @@ export function parse<T extends ParseArgsConfig['options']>(argv: string[], opti
  * The detection engine with the given rules and tuning. Imported when called, so commands that do not detect
  * (`kaudit query`) do not load it; a failure to load is an error, never a silent run without detection.
  */
-export async function loadDetector(opts: { rulesDir?: string; config?: DetectionConfig }): Promise<Detector> {
+export async function loadDetector(opts: { rulesDir?: string; config?: DetectionConfig; reserveState?: boolean }): Promise<Detector> {
   const { createDetector } = await import('../detect/index.js');
-  return createDetector({ rulesDir: opts.rulesDir, config: opts.config, onWarning: (m) => log.warn(`detection: ${m}`, 'detection') });
+  return createDetector({ rulesDir: opts.rulesDir, config: opts.config, reserveState: opts.reserveState, onWarning: (m) => log.warn(`detection: ${m}`, 'detection') });
 }
 
 /** Renders rows as an aligned text table, for terminals. */

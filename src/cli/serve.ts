@@ -80,7 +80,7 @@ export async function startServe(
     const { writer, reader: store } = served;
     let ready = false;
     let stopDemo = () => {};
-    const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection });
+    const detector = opts.detect === false ? undefined : await loadDetector({ rulesDir: opts.rulesDir, config: cfg.detection, reserveState: true });
     // Kafka consumers' partitions, and the identities in them, move between processes: their state moves with them
     // through the state topic (kafka.topics.state), not through this store.
     const kafkaConfig = cfg.kafka;

@@ -58,6 +58,11 @@ export interface EngineOptions {
   onWarning?: (message: string) => void;
   /** Facts about expressions, by their text, that spare parsing them before first use (RuleSet.expressions). */
   expressions?: ReadonlyMap<string, ExpressionFacts>;
+  /**
+   * Request-id sets take their whole size at their first id (a long-running server, whose memory must hold flat
+   * under load) instead of growing with their ids (default: grow; see recent-ids.ts).
+   */
+  reserveState?: boolean;
 }
 
 /**
@@ -173,6 +178,7 @@ export function compileRules(opts: EngineOptions): CompiledRules {
   const timeoutMs = cfg.evaluationTimeoutMs ?? 2000;
   const maxKeys = cfg.state?.maxKeys ?? 100_000;
   const maxRequests = cfg.state?.maxRequests ?? 100_000;
+  const reserve = opts.reserveState === true;
   const share = opts.shareIdentical !== false;
   const useIndex = opts.useIndex !== false;
   const out: CompiledRules = { lists, rules: [], inactive: [], compiled: [], matchers: [] };
@@ -254,7 +260,7 @@ export function compileRules(opts: EngineOptions): CompiledRules {
       // A rule that looks at one stage meets a request again only as a duplicate delivery, which comes soon; one
       // that looks at several (exec) may see the second stage hours later.
       const multiStage = steps.some((st) => (st.match?.stages ?? ['ResponseComplete']).length > 1);
-      const core: RuleCore = { alerted: multiStage ? new RecentIds(maxRequests, DAY_US) : new RecentIds(Math.min(maxRequests, 10_000), HOUR_US) };
+      const core: RuleCore = { alerted: multiStage ? new RecentIds(maxRequests, DAY_US, reserve) : new RecentIds(Math.min(maxRequests, 10_000), HOUR_US, reserve) };
       let stateKey: unknown = null;
       if (spec.threshold) {
         const t = spec.threshold;
@@ -297,7 +303,7 @@ export function compileRules(opts: EngineOptions): CompiledRules {
           check,
           ...(condition ? { condition } : {}),
           members: [member],
-          ...(cm.plan.stages.length > 1 ? { seen: new RecentIds(maxRequests, DAY_US) } : {}),
+          ...(cm.plan.stages.length > 1 ? { seen: new RecentIds(maxRequests, DAY_US, reserve) } : {}),
           candidates: 0,
           checked: 0,
           evaluations: 0,

@@ -22,6 +22,8 @@ export interface DetectorOptions {
   shareIdentical?: boolean;
   /** Use the candidate index (default true; false is the reference the tests compare it with). */
   useIndex?: boolean;
+  /** Request-id sets take their whole size at their first id (EngineOptions.reserveState; `kaudit serve`). */
+  reserveState?: boolean;
   onWarning?: (message: string) => void;
 }
 
@@ -54,6 +56,7 @@ export async function createDetector(opts: DetectorOptions = {}): Promise<Detect
     config,
     shareIdentical: opts.shareIdentical,
     useIndex: opts.useIndex,
+    reserveState: opts.reserveState,
     ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
   };
   const engine = new DetectionEngine(eo);

@@ -4,11 +4,12 @@
  * Two-stage rules (pods/exec: ResponseStarted, then ResponseComplete hours later) hold up to 100,000 ids for a day, so
  * what an entry costs, and when it is paid, is what `kaudit serve`'s memory does under load. The apiserver's audit ids
  * are UUIDs (36 characters, or the client's `Audit-ID` header when it sent one): a canonical lowercase UUID is kept as
- * its 16 bytes in a fixed open-addressing table (linear probing, backward-shift deletion) sized for `max` when the set
- * is made, outside V8's heap. Its memory (42 bytes an id of `max`) is written through when the first id comes, so the
- * pages are resident from then on: a set that is used costs its full size at once and nothing more as it fills (where
- * strings in `Set`s grew the heap, and V8's headroom above it, until the bound); one that never is costs nothing. Any
- * other id (a client's own `Audit-ID`) is kept as a string in a `Map`.
+ * its 16 bytes in an open-addressing table (linear probing, backward-shift deletion) outside V8's heap, with a ring of
+ * the order ids came in; 42 bytes an id of `max` in all at the bound. A set made with `reserve` (`kaudit serve`, where
+ * memory must hold flat under load) takes that whole size, written through, at its first id: it costs nothing more as
+ * it fills, where strings in `Set`s grew the heap, and V8's headroom above it, until the bound; one that never gets an
+ * id costs nothing. Otherwise (a one-shot import) the table starts small and doubles as ids come, so it costs what it
+ * holds. Any other id (a client's own `Audit-ID`) is kept as a string in a `Map`.
  *
  * Ids are forgotten in the order they were added (a ring of positions with their event times): the oldest while the
  * set would be over `max`, or while the oldest is older than the time-to-live before the time of the id being added. An
@@ -26,6 +27,8 @@ import { randomInt } from 'node:crypto';
  * (~0.56 us against ~0.4-0.8; 0.69 at 3/4, 0.43 at 1/2, /tmp-free microbenchmark in benchmarks/NOTES.md).
  */
 const SLOTS_PER_ID = 1.5;
+/** A growing table's first size. */
+const FIRST_SLOTS = 256;
 /** A ring position whose id was deleted (`delete`, `drop`); skipped when it reaches the head. */
 const GONE = -1;
 /** A ring position holding an id that is not a canonical UUID (kept in `others`). */
@@ -99,9 +102,11 @@ function num(v: unknown): number | undefined {
 
 export class RecentIds {
   /** The table: four key words and a ring position + 1 per slot (0: empty). */
-  private readonly keys: Uint32Array;
-  private readonly posOf: Int32Array;
-  private readonly slots: number;
+  private keys: Uint32Array;
+  private posOf: Int32Array;
+  private slots: number;
+  /** The table's slots at the bound. */
+  private readonly fullSlots: number;
   /** Per process, so that ids a client chooses cannot be picked to collide. */
   private readonly seed = randomInt(0x7fffffff);
   /** The ring, in the order ids were added: each position's table slot (or GONE, OTHER) and event time. */
@@ -112,6 +117,8 @@ export class RecentIds {
   private used = 0;
   private count = 0;
   private committed = false;
+  /** Ring positions ever written (its resident part, until it wraps). */
+  private ringHigh = 0;
   /** Ids that are not canonical UUIDs: id -> ring position, and back. */
   private readonly others = new Map<string, number>();
   private readonly otherAt = new Map<number, string>();
@@ -124,9 +131,11 @@ export class RecentIds {
   constructor(
     private readonly max: number,
     private readonly ttlUs: number,
+    private readonly reserve = false,
   ) {
     this.max = Math.max(1, Math.floor(max));
-    this.slots = Math.max(8, Math.ceil(this.max * SLOTS_PER_ID));
+    this.fullSlots = Math.max(8, Math.ceil(this.max * SLOTS_PER_ID));
+    this.slots = reserve ? this.fullSlots : Math.min(this.fullSlots, FIRST_SLOTS);
     this.keys = new Uint32Array(this.slots * 4);
     this.posOf = new Int32Array(this.slots);
     this.slotAt = new Int32Array(this.max);
@@ -180,12 +189,14 @@ export class RecentIds {
     const uuid = parseUuid(id);
     if (uuid ? this.find() >= 0 : this.others.has(id)) return false;
     if (!this.committed) this.commit();
+    else if (this.slots < this.fullSlots && (this.count + 1) * SLOTS_PER_ID > this.slots) this.grow();
     this.prune(t, 1);
     if (this.used === this.max) this.makeRoom();
     const pos = (this.head + this.used) % this.max;
     this.used++;
     this.count++;
     this.timeAt[pos] = t;
+    if (pos >= this.ringHigh) this.ringHigh = pos + 1;
     if (uuid) {
       let i = this.home(words[0]!, words[1]!, words[2]!, words[3]!);
       while (this.posOf[i] !== 0) i = i + 1 === this.slots ? 0 : i + 1;
@@ -210,13 +221,36 @@ export class RecentIds {
     return true;
   }
 
-  /** Writes the table and ring through, so their pages are resident now rather than a few at a time as the set fills. */
+  /**
+   * At the first id: with `reserve`, writes the table and ring through, so their pages are resident now rather than a
+   * few at a time as the set fills.
+   */
   private commit(): void {
     this.committed = true;
+    if (!this.reserve) return;
     this.keys.fill(0);
     this.posOf.fill(0);
     this.slotAt.fill(0);
     this.timeAt.fill(0);
+  }
+
+  /** Doubles the table (to at most its size at the bound) and puts each held UUID in it again. */
+  private grow(): void {
+    const old = this.keys;
+    const oldPos = this.posOf;
+    this.slots = Math.min(this.fullSlots, this.slots * 2);
+    this.keys = new Uint32Array(this.slots * 4);
+    this.posOf = new Int32Array(this.slots);
+    for (let s = 0; s < oldPos.length; s++) {
+      const pos = oldPos[s]!;
+      if (pos === 0) continue;
+      const o = s * 4;
+      let i = this.home(old[o]!, old[o + 1]!, old[o + 2]!, old[o + 3]!);
+      while (this.posOf[i] !== 0) i = i + 1 === this.slots ? 0 : i + 1;
+      this.keys.set(old.subarray(o, o + 4), i * 4);
+      this.posOf[i] = pos;
+      this.slotAt[pos - 1] = i;
+    }
   }
 
   /** Forgets from the oldest while more than `max - room` are held or the oldest is older than the ttl at `now`. */
@@ -325,14 +359,19 @@ export class RecentIds {
     return this.count;
   }
 
-  /** Bytes of its table and ring: fixed when it is made (plus 4 an id of `max` once an id with an origin comes). */
+  /** Bytes of its table and ring at the bound (plus 4 an id of `max` once an id with an origin comes). */
   get reservedBytes(): number {
-    return this.keys.byteLength + this.posOf.byteLength + this.slotAt.byteLength + this.timeAt.byteLength + (this.originAt?.byteLength ?? 0);
+    return this.fullSlots * 20 + this.slotAt.byteLength + this.timeAt.byteLength + (this.originAt?.byteLength ?? 0);
   }
 
-  /** The bytes it holds resident: none until its first id, then all of `reservedBytes`. */
+  /**
+   * The bytes it holds resident: with `reserve`, none until its first id, then all of `reservedBytes`; otherwise its
+   * table now and the part of its ring it has used.
+   */
   get residentBytes(): number {
-    return this.committed ? this.reservedBytes : 0;
+    if (!this.committed) return 0;
+    if (this.reserve) return this.reservedBytes;
+    return this.slots * 20 + this.ringHigh * (this.originAt ? 16 : 12);
   }
 
   /** The id at ring position `pos` (which holds one). */

@@ -77,13 +77,14 @@ class Model {
 
 describe('RecentIds keeps UUIDs as 16 bytes in a table', () => {
   it('matches the model over random adds, deletes and drops of UUIDs and other ids', () => {
-    for (const [seed, max] of [
-      [1, 7],
-      [2, 64],
-      [3, 200],
+    for (const [seed, max, reserve] of [
+      [1, 7, false],
+      [2, 64, true],
+      [3, 200, true],
+      [4, 1000, false], // grows from 256 slots to 1,500 while the ops run
     ] as const) {
       const rand = rng(seed);
-      const r = new RecentIds(max, 1000);
+      const r = new RecentIds(max, 1000, reserve);
       const m = new Model(max, 1000);
       // A pool a little larger than the bound, so ids come back: UUIDs (some with leading zero words, one all
       // zeros) and ids that are not canonical UUIDs (a client's Audit-ID, an uppercase UUID).
@@ -124,9 +125,9 @@ describe('RecentIds keeps UUIDs as 16 bytes in a table', () => {
     }
   });
 
-  it('holds its bound with sequential UUIDs (the ids of one apiserver differ in their last digits) and saves them exactly', () => {
+  it.each([false, true])('holds its bound with sequential UUIDs (the ids of one apiserver differ in their last digits) and saves them exactly (reserve: %s)', (reserve) => {
     const max = 5000;
-    const r = new RecentIds(max, 1e12);
+    const r = new RecentIds(max, 1e12, reserve);
     const id = (i: number) => `3f2a9c1e-0b7d-4c55-9e01-${i.toString(16).padStart(12, '0')}`;
     for (let i = 0; i < 3 * max; i++) expect(r.add(id(i), i)).toBe(true);
     expect(r.size).toBe(max);
@@ -137,12 +138,23 @@ describe('RecentIds keeps UUIDs as 16 bytes in a table', () => {
     // Deleting every other one shifts the table's later keys back; all the rest are still found.
     for (let i = 2 * max; i < 3 * max; i += 2) r.delete(id(i));
     for (let i = 2 * max; i < 3 * max; i++) expect(r.has(id(i))).toBe(i % 2 === 1);
-    // Its memory: none resident until its first id, then all of it (1.5 table slots of 20 bytes and 12 bytes of ring
-    // an id of the bound).
-    const copy = new RecentIds(max, 1e12);
-    expect(copy.residentBytes).toBe(0);
+    // Its memory at the bound: 1.5 table slots of 20 bytes and 12 bytes of ring an id (reserved or grown to).
     expect(r.residentBytes).toBe(max * 42);
+    const copy = new RecentIds(max, 1e12, reserve);
+    expect(copy.residentBytes).toBe(0);
     expect(copy.load(r.save())).toBe(max / 2);
     expect(copy.save()).toEqual(r.save());
+  });
+
+  it('takes its whole size at its first id when made to reserve it, else what it holds', () => {
+    const id = (i: number) => `0b7d3f2a-9c1e-4c55-9e01-${i.toString(16).padStart(12, '0')}`;
+    const reserved = new RecentIds(100_000, 1e12, true);
+    const grown = new RecentIds(100_000, 1e12);
+    expect([reserved.residentBytes, grown.residentBytes]).toEqual([0, 0]);
+    for (let i = 0; i < 1000; i++) (reserved.add(id(i), i), grown.add(id(i), i));
+    expect(reserved.residentBytes).toBe(4_200_000);
+    // 1,000 ids: 2,048 slots (doubled from 256 while over 2/3 full) and 1,000 ring positions.
+    expect(grown.residentBytes).toBe(2048 * 20 + 1000 * 12);
+    for (let i = 0; i < 1000; i++) expect(grown.has(id(i)) && reserved.has(id(i))).toBe(true);
   });
 });
