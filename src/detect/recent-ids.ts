@@ -109,16 +109,18 @@ export class RecentIds {
   private readonly fullSlots: number;
   /** Per process, so that ids a client chooses cannot be picked to collide. */
   private readonly seed = randomInt(0x7fffffff);
-  /** The ring, in the order ids were added: each position's table slot (or GONE, OTHER) and event time. */
-  private readonly slotAt: Int32Array;
-  private readonly timeAt: Float64Array;
+  /**
+   * The ring, in the order ids were added: each position's table slot (or GONE, OTHER) and event time; `cap`
+   * positions, `max` once it has grown to it.
+   */
+  private slotAt: Int32Array;
+  private timeAt: Float64Array;
+  private cap: number;
   private head = 0;
   /** Positions in use from `head`, deleted ones included. */
   private used = 0;
   private count = 0;
   private committed = false;
-  /** Ring positions ever written (its resident part, until it wraps). */
-  private ringHigh = 0;
   /** Ids that are not canonical UUIDs: id -> ring position, and back. */
   private readonly others = new Map<string, number>();
   private readonly otherAt = new Map<number, string>();
@@ -138,8 +140,9 @@ export class RecentIds {
     this.slots = reserve ? this.fullSlots : Math.min(this.fullSlots, FIRST_SLOTS);
     this.keys = new Uint32Array(this.slots * 4);
     this.posOf = new Int32Array(this.slots);
-    this.slotAt = new Int32Array(this.max);
-    this.timeAt = new Float64Array(this.max);
+    this.cap = reserve ? this.max : Math.min(this.max, FIRST_SLOTS);
+    this.slotAt = new Int32Array(this.cap);
+    this.timeAt = new Float64Array(this.cap);
   }
 
   /** The home slot of a key. */
@@ -191,12 +194,11 @@ export class RecentIds {
     if (!this.committed) this.commit();
     else if (this.slots < this.fullSlots && (this.count + 1) * SLOTS_PER_ID > this.slots) this.grow();
     this.prune(t, 1);
-    if (this.used === this.max) this.makeRoom();
-    const pos = (this.head + this.used) % this.max;
+    if (this.used === this.cap) this.makeRoom();
+    const pos = (this.head + this.used) % this.cap;
     this.used++;
     this.count++;
     this.timeAt[pos] = t;
-    if (pos >= this.ringHigh) this.ringHigh = pos + 1;
     if (uuid) {
       let i = this.home(words[0]!, words[1]!, words[2]!, words[3]!);
       while (this.posOf[i] !== 0) i = i + 1 === this.slots ? 0 : i + 1;
@@ -214,7 +216,7 @@ export class RecentIds {
         o = this.perOrigin.push(0) - 1;
         this.originIndex.set(origin, o);
       }
-      this.originAt ??= new Int32Array(this.max);
+      this.originAt ??= new Int32Array(this.cap);
       this.originAt[pos] = o;
       this.perOrigin[o]!++;
     } else if (this.originAt) this.originAt[pos] = 0;
@@ -262,51 +264,60 @@ export class RecentIds {
       // (Written so that a time that is not a number never counts as old: such an id goes by count alone.)
       if (slot !== GONE && this.count + room <= this.max && !(this.timeAt[pos]! < cutoff)) return;
       if (slot !== GONE) this.forget(pos);
-      this.head = pos + 1 === this.max ? 0 : pos + 1;
+      this.head = pos + 1 === this.cap ? 0 : pos + 1;
       this.used--;
     }
   }
 
   /**
-   * The ring is full of live and deleted positions: packs the live ones to its front when at least an eighth are
-   * deleted (each pack then pays for many adds), else forgets the oldest.
+   * The ring is full of live and deleted positions: one that has not grown to `max` doubles; one that has packs the
+   * live ones to its front when at least an eighth are deleted (each pack then pays for many adds), else forgets the
+   * oldest.
    */
   private makeRoom(): void {
+    if (this.cap < this.max) return this.pack(Math.min(this.max, this.cap * 2));
     if (this.max - this.count < Math.max(1, this.max >> 3)) {
       while (this.slotAt[this.head] === GONE) this.step();
       this.forget(this.head);
       this.step();
       return;
     }
-    const slots = new Int32Array(this.count);
-    const times = new Float64Array(this.count);
-    const origins = this.originAt ? new Int32Array(this.count) : undefined;
+    this.pack(this.cap);
+  }
+
+  /** Moves the live positions, in order, to the front of a new ring of `cap` positions. */
+  private pack(cap: number): void {
+    const slots = new Int32Array(cap);
+    const times = new Float64Array(cap);
+    const origins = this.originAt ? new Int32Array(cap) : undefined;
+    if (this.reserve) (slots.fill(0), times.fill(0), origins?.fill(0));
     const others = new Map<number, string>();
     let n = 0;
     for (let j = 0; j < this.used; j++) {
-      const pos = (this.head + j) % this.max;
+      const pos = (this.head + j) % this.cap;
       const slot = this.slotAt[pos]!;
       if (slot === GONE) continue;
       if (slot === OTHER) others.set(n, this.otherAt.get(pos)!);
+      else this.posOf[slot] = n + 1;
       slots[n] = slot;
       if (origins) origins[n] = this.originAt![pos]!;
       times[n++] = this.timeAt[pos]!;
     }
-    this.slotAt.set(slots);
-    this.timeAt.set(times);
-    if (origins) this.originAt!.set(origins);
-    for (let j = 0; j < n; j++) if (slots[j]! >= 0) this.posOf[slots[j]!] = j + 1;
+    this.slotAt = slots;
+    this.timeAt = times;
+    if (origins) this.originAt = origins;
     this.otherAt.clear();
     for (const [pos, id] of others) {
       this.otherAt.set(pos, id);
       this.others.set(id, pos);
     }
+    this.cap = cap;
     this.head = 0;
     this.used = n;
   }
 
   private step(): void {
-    this.head = this.head + 1 === this.max ? 0 : this.head + 1;
+    this.head = this.head + 1 === this.cap ? 0 : this.head + 1;
     this.used--;
   }
 
@@ -341,7 +352,7 @@ export class RecentIds {
   /** Calls `fn` with each ring position holding an id, oldest first; only those of origin index `o`, when given. */
   private each(o: number | undefined, fn: (pos: number) => void): void {
     for (let j = 0, n = this.used; j < n; j++) {
-      const pos = (this.head + j) % this.max;
+      const pos = (this.head + j) % this.cap;
       if (this.slotAt[pos] !== GONE && (o === undefined || this.originAt![pos] === o)) fn(pos);
     }
   }
@@ -361,7 +372,7 @@ export class RecentIds {
 
   /** Bytes of its table and ring at the bound (plus 4 an id of `max` once an id with an origin comes). */
   get reservedBytes(): number {
-    return this.fullSlots * 20 + this.slotAt.byteLength + this.timeAt.byteLength + (this.originAt?.byteLength ?? 0);
+    return this.fullSlots * 20 + this.max * (this.originAt ? 16 : 12);
   }
 
   /**
@@ -371,7 +382,7 @@ export class RecentIds {
   get residentBytes(): number {
     if (!this.committed) return 0;
     if (this.reserve) return this.reservedBytes;
-    return this.slots * 20 + this.ringHigh * (this.originAt ? 16 : 12);
+    return this.slots * 20 + this.cap * (this.originAt ? 16 : 12);
   }
 
   /** The id at ring position `pos` (which holds one). */

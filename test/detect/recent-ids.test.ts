@@ -23,15 +23,20 @@ interface Entry {
 /**
  * What RecentIds promises, kept as a plain list in the order ids were added (deleted ones stay, marked, until they
  * reach the front, as in the ring): forget from the front while over the bound or older than the ttl; a list as long
- * as `max` drops its deleted entries when at least an eighth are deleted, else its oldest.
+ * as the ring drops its deleted entries and the ring doubles (from 256 positions, or `max` when reserved) until it
+ * reaches `max`; then it drops its deleted entries when at least an eighth are deleted, else its oldest.
  */
 class Model {
   list: Entry[] = [];
   origin = new Map<string, string>();
+  cap: number;
   constructor(
     readonly max: number,
     readonly ttl: number,
-  ) {}
+    reserve: boolean,
+  ) {
+    this.cap = reserve ? max : Math.min(max, 256);
+  }
   get live(): Entry[] {
     return this.list.filter((e) => !e.gone);
   }
@@ -51,7 +56,10 @@ class Model {
       if (!e.gone) this.forget(e);
       this.list.shift();
     }
-    if (this.list.length === this.max) {
+    if (this.list.length === this.cap && this.cap < this.max) {
+      this.list = this.live;
+      this.cap = Math.min(this.max, this.cap * 2);
+    } else if (this.list.length === this.max) {
       if (this.max - this.live.length < Math.max(1, this.max >> 3)) {
         while (this.list[0]!.gone) this.list.shift();
         this.forget(this.list.shift()!);
@@ -85,7 +93,7 @@ describe('RecentIds keeps UUIDs as 16 bytes in a table', () => {
     ] as const) {
       const rand = rng(seed);
       const r = new RecentIds(max, 1000, reserve);
-      const m = new Model(max, 1000);
+      const m = new Model(max, 1000, reserve);
       // A pool a little larger than the bound, so ids come back: UUIDs (some with leading zero words, one all
       // zeros) and ids that are not canonical UUIDs (a client's Audit-ID, an uppercase UUID).
       const pool = Array.from({ length: max * 3 }, (_, i) => {
@@ -153,8 +161,8 @@ describe('RecentIds keeps UUIDs as 16 bytes in a table', () => {
     expect([reserved.residentBytes, grown.residentBytes]).toEqual([0, 0]);
     for (let i = 0; i < 1000; i++) (reserved.add(id(i), i), grown.add(id(i), i));
     expect(reserved.residentBytes).toBe(4_200_000);
-    // 1,000 ids: 2,048 slots (doubled from 256 while over 2/3 full) and 1,000 ring positions.
-    expect(grown.residentBytes).toBe(2048 * 20 + 1000 * 12);
+    // 1,000 ids: 2,048 slots (doubled from 256 while over 2/3 full) and a ring of 1,024 positions (doubled from 256).
+    expect(grown.residentBytes).toBe(2048 * 20 + 1024 * 12);
     for (let i = 0; i < 1000; i++) expect(grown.has(id(i)) && reserved.has(id(i))).toBe(true);
   });
 });
