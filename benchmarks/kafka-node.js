@@ -12,7 +12,8 @@ const { loadDetector } = await import(new URL('cli/common.js', dist));
 
 const d = defaultKafkaConfig();
 const config = { ...d, ...s.kafka, topics: { ...d.topics, ...s.kafka.topics } };
-const detector = s.detect ? await loadDetector({ rulesDir: s.rulesDir, reserveState: true }) // as kaudit serve does : undefined;
+// Request-id sets reserved at their first id, as `kaudit serve` (which runs Kafka detectors) makes them.
+const detector = s.detect ? await loadDetector({ rulesDir: s.rulesDir, reserveState: true }) : undefined;
 const writer = s.opensearch
   ? await (await import(new URL('store/opensearch/store.js', dist))).OpenSearchStore.open(s.opensearch)
   : await WriterThread.open(s.db);

@@ -146,6 +146,8 @@ try {
     const start = performance.now();
     let firstStored = 0;
     let cpuAtFirst;
+    let failed = '';
+    let stopping = false;
     const cpuNow = () => ({ machine: machineCpu(), broker: processCpu(brokerPid), detectors: nodes.map((c) => processCpu(c.pid)) });
     for (let i = 0; i < consumers; i++) {
       const settings = {
@@ -179,15 +181,20 @@ try {
           cpuAtFirst = cpuNow();
         }
       });
+      child.on('exit', (code) => {
+        if (code !== 0 && !stopping) failed = `consumer process ${i} exited with code ${code}`;
+      });
       nodes.push(child);
     }
     const done = () => stats.filter(Boolean).reduce((s, x) => s + x.stored + x.duplicates, 0);
     while (done() < N) {
+      if (failed) throw new Error(failed);
       if (performance.now() - start > 600_000) throw new Error(`timed out: ${done()} of ${N} events consumed`);
       await new Promise((r) => setTimeout(r, 50));
     }
     const end = performance.now();
     const cpuAtEnd = cpuNow();
+    stopping = true;
     for (const c of nodes) c.send('stop');
     await Promise.all(nodes.map((c) => new Promise((r) => c.once('exit', r))));
     const total = (end - start) / 1000;
