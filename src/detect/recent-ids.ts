@@ -107,7 +107,7 @@ export class RecentIds {
   private slots: number;
   /** The table's slots at the bound. */
   private readonly fullSlots: number;
-  /** Per process, so that ids a client chooses cannot be picked to collide. */
+  /** Drawn at random for each set, so that ids a client chooses cannot be picked to collide. */
   private readonly seed = randomInt(0x7fffffff);
   /**
    * The ring, in the order ids were added: each position's table slot (or GONE, OTHER) and event time; `cap`
