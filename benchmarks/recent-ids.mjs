@@ -49,11 +49,11 @@ function time(make) {
 
 function heapOf(make, max) {
   if (!globalThis.gc) return undefined;
-  gc();
+  globalThis.gc();
   const before = process.memoryUsage();
   const r = make();
   for (let i = 0; i < max; i++) r.add(ids[i].slice(0, 35) + ids[i][35], i * 1000); // fresh strings, as from JSON
-  gc();
+  globalThis.gc();
   const after = process.memoryUsage();
   return { bytes: r.reservedBytes ?? after.heapUsed - before.heapUsed, keep: r };
 }

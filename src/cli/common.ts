@@ -26,7 +26,12 @@ export function parse<T extends ParseArgsConfig['options']>(argv: string[], opti
  */
 export async function loadDetector(opts: { rulesDir?: string; config?: DetectionConfig; reserveState?: boolean }): Promise<Detector> {
   const { createDetector } = await import('../detect/index.js');
-  return createDetector({ rulesDir: opts.rulesDir, config: opts.config, reserveState: opts.reserveState, onWarning: (m) => log.warn(`detection: ${m}`, 'detection') });
+  return createDetector({
+    rulesDir: opts.rulesDir,
+    config: opts.config,
+    reserveState: opts.reserveState,
+    onWarning: (m) => log.warn(`detection: ${m}`, 'detection'),
+  });
 }
 
 /** Renders rows as an aligned text table, for terminals. */

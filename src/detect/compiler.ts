@@ -260,7 +260,9 @@ export function compileRules(opts: EngineOptions): CompiledRules {
       // A rule that looks at one stage meets a request again only as a duplicate delivery, which comes soon; one
       // that looks at several (exec) may see the second stage hours later.
       const multiStage = steps.some((st) => (st.match?.stages ?? ['ResponseComplete']).length > 1);
-      const core: RuleCore = { alerted: multiStage ? new RecentIds(maxRequests, DAY_US, reserve) : new RecentIds(Math.min(maxRequests, 10_000), HOUR_US, reserve) };
+      const core: RuleCore = {
+        alerted: multiStage ? new RecentIds(maxRequests, DAY_US, reserve) : new RecentIds(Math.min(maxRequests, 10_000), HOUR_US, reserve),
+      };
       let stateKey: unknown = null;
       if (spec.threshold) {
         const t = spec.threshold;

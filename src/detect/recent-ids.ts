@@ -290,7 +290,11 @@ export class RecentIds {
     const slots = new Int32Array(cap);
     const times = new Float64Array(cap);
     const origins = this.originAt ? new Int32Array(cap) : undefined;
-    if (this.reserve) (slots.fill(0), times.fill(0), origins?.fill(0));
+    if (this.reserve) {
+      slots.fill(0);
+      times.fill(0);
+      origins?.fill(0);
+    }
     const others = new Map<number, string>();
     let n = 0;
     for (let j = 0; j < this.used; j++) {

@@ -133,33 +133,39 @@ describe('RecentIds keeps UUIDs as 16 bytes in a table', () => {
     }
   });
 
-  it.each([false, true])('holds its bound with sequential UUIDs (the ids of one apiserver differ in their last digits) and saves them exactly (reserve: %s)', (reserve) => {
-    const max = 5000;
-    const r = new RecentIds(max, 1e12, reserve);
-    const id = (i: number) => `3f2a9c1e-0b7d-4c55-9e01-${i.toString(16).padStart(12, '0')}`;
-    for (let i = 0; i < 3 * max; i++) expect(r.add(id(i), i)).toBe(true);
-    expect(r.size).toBe(max);
-    for (let i = 0; i < 3 * max; i++) expect(r.has(id(i))).toBe(i >= 2 * max);
-    const saved = r.save();
-    expect(saved[0]).toEqual([id(2 * max), 2 * max]);
-    expect(saved.at(-1)).toEqual([id(3 * max - 1), 3 * max - 1]);
-    // Deleting every other one shifts the table's later keys back; all the rest are still found.
-    for (let i = 2 * max; i < 3 * max; i += 2) r.delete(id(i));
-    for (let i = 2 * max; i < 3 * max; i++) expect(r.has(id(i))).toBe(i % 2 === 1);
-    // Its memory at the bound: 1.5 table slots of 20 bytes and 12 bytes of ring an id (reserved or grown to).
-    expect(r.residentBytes).toBe(max * 42);
-    const copy = new RecentIds(max, 1e12, reserve);
-    expect(copy.residentBytes).toBe(0);
-    expect(copy.load(r.save())).toBe(max / 2);
-    expect(copy.save()).toEqual(r.save());
-  });
+  it.each([false, true])(
+    'holds its bound with sequential UUIDs (the ids of one apiserver differ in their last digits) and saves them exactly (reserve: %s)',
+    (reserve) => {
+      const max = 5000;
+      const r = new RecentIds(max, 1e12, reserve);
+      const id = (i: number) => `3f2a9c1e-0b7d-4c55-9e01-${i.toString(16).padStart(12, '0')}`;
+      for (let i = 0; i < 3 * max; i++) expect(r.add(id(i), i)).toBe(true);
+      expect(r.size).toBe(max);
+      for (let i = 0; i < 3 * max; i++) expect(r.has(id(i))).toBe(i >= 2 * max);
+      const saved = r.save();
+      expect(saved[0]).toEqual([id(2 * max), 2 * max]);
+      expect(saved.at(-1)).toEqual([id(3 * max - 1), 3 * max - 1]);
+      // Deleting every other one shifts the table's later keys back; all the rest are still found.
+      for (let i = 2 * max; i < 3 * max; i += 2) r.delete(id(i));
+      for (let i = 2 * max; i < 3 * max; i++) expect(r.has(id(i))).toBe(i % 2 === 1);
+      // Its memory at the bound: 1.5 table slots of 20 bytes and 12 bytes of ring an id (reserved or grown to).
+      expect(r.residentBytes).toBe(max * 42);
+      const copy = new RecentIds(max, 1e12, reserve);
+      expect(copy.residentBytes).toBe(0);
+      expect(copy.load(r.save())).toBe(max / 2);
+      expect(copy.save()).toEqual(r.save());
+    },
+  );
 
   it('takes its whole size at its first id when made to reserve it, else what it holds', () => {
     const id = (i: number) => `0b7d3f2a-9c1e-4c55-9e01-${i.toString(16).padStart(12, '0')}`;
     const reserved = new RecentIds(100_000, 1e12, true);
     const grown = new RecentIds(100_000, 1e12);
     expect([reserved.residentBytes, grown.residentBytes]).toEqual([0, 0]);
-    for (let i = 0; i < 1000; i++) (reserved.add(id(i), i), grown.add(id(i), i));
+    for (let i = 0; i < 1000; i++) {
+      reserved.add(id(i), i);
+      grown.add(id(i), i);
+    }
     expect(reserved.residentBytes).toBe(4_200_000);
     // 1,000 ids: 2,048 slots (doubled from 256 while over 2/3 full) and a ring of 1,024 positions (doubled from 256).
     expect(grown.residentBytes).toBe(2048 * 20 + 1024 * 12);
