@@ -52,7 +52,9 @@ describe.skipIf(skipBrowser)('console: investigate, policy, status, charts (Chro
     await page.fill('input[name=namespace]', 'kube-system');
     await page.getByRole('button', { name: 'Run' }).click();
     await page.waitForURL(/#\/investigate\/exec\?user=carol\*&namespace=kube-system/);
-    await expect.poll(async () => page.locator('.vt-scroll').getAttribute('data-rows'), { timeout: 30_000 }).not.toBe(all);
+    // The table empties while the filtered query runs (data-rows 0), then holds its answer: wait for that.
+    await expect.poll(async () => page.locator('.vt-scroll').getAttribute('data-rows'), { timeout: 30_000 }).toSatisfy((n) => n !== all && n !== '0');
+    await page.locator('.vt-row').first().waitFor();
     const rows = await page.locator('.vt-row').allInnerTexts();
     expect(rows.length).toBeGreaterThan(0);
     for (const r of rows) {
