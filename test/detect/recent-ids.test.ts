@@ -1,17 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { RecentIds } from '../../src/detect/recent-ids.js';
+import { rng } from '../helpers/rng.js';
 
-/** A deterministic generator (mulberry32), so a failure replays. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** A v4-shaped UUID from the seeded generator, so a failing seed replays with the same ids. */
+function uuid(rand: () => number): string {
+  const hex = Array.from({ length: 32 }, () => Math.floor(rand() * 16).toString(16)).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 interface Entry {
@@ -97,7 +91,7 @@ describe('RecentIds keeps UUIDs as 16 bytes in a table', () => {
       // A pool a little larger than the bound, so ids come back: UUIDs (some with leading zero words, one all
       // zeros) and ids that are not canonical UUIDs (a client's Audit-ID, an uppercase UUID).
       const pool = Array.from({ length: max * 3 }, (_, i) => {
-        const u = randomUUID();
+        const u = uuid(rand);
         if (i % 11 === 0) return u.toUpperCase();
         if (i % 13 === 0) return `client-audit-${i}`;
         if (i % 17 === 0) return '00000000-0000-0000-0000-' + u.slice(24);
