@@ -135,7 +135,10 @@ export class DetectionEngine implements Detector {
     return liveEntries(this.compiled, this.matchers);
   }
 
-  /** Bytes the request-id sets hold (fixed per set from its first id; the keys of windows are on the heap). */
+  /**
+   * Bytes the request-id sets hold (reserved: each its whole bound from its first id); threshold and sequence keys,
+   * on the heap, are not counted.
+   */
   stateBytes(): number {
     return liveIdBytes(this.compiled, this.matchers);
   }

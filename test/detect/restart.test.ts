@@ -197,7 +197,7 @@ describe('detection state across a restart of kaudit serve (real tail, store and
   const stored = (r: Running) => counts(r.store as SqliteStore).events;
   const bursts = (r: Running) => queryAlerts(r.store as SqliteStore, { rule: ['forbidden-burst'] }).items.length;
 
-  async function nineThenOne(persist?: boolean): Promise<{ alerts: number; stateLeft: boolean }> {
+  async function nineThenOne(persist?: boolean): Promise<{ alerts: number; stateLeft: boolean; stateBytes: number }> {
     const dir = tempDir();
     const log = join(dir, 'audit.log');
     writeFileSync(log, lines(Array.from({ length: 9 }, (_, i) => denial(i))));
@@ -207,7 +207,8 @@ describe('detection state across a restart of kaudit serve (real tail, store and
     expect(bursts(r)).toBe(0);
     // eve's open window (one threshold key) shows on /metrics.
     expect(r.metrics.render()).toMatch(/^kaudit_detection_state_entries [1-9]\d*$/m);
-    expect(r.metrics.render()).toMatch(/^kaudit_detection_state_bytes \d+$/m);
+    // No rule has fired yet: no request-id set holds memory.
+    expect(r.metrics.render()).toMatch(/^kaudit_detection_state_bytes 0$/m);
     await r.stop();
     running = undefined;
 
@@ -219,13 +220,16 @@ describe('detection state across a restart of kaudit serve (real tail, store and
     appendFileSync(log, lines([denial(20)]));
     await waitFor(() => stored(r) === 10, 'the tenth event stored');
     await r.pipeline.idle();
-    return { alerts: bursts(r), stateLeft: stateLeft > 0 };
+    const stateBytes = Number(/^kaudit_detection_state_bytes (\d+)$/m.exec(r.metrics.render())?.[1]);
+    return { alerts: bursts(r), stateLeft: stateLeft > 0, stateBytes };
   }
 
   it('a burst that straddles the restart raises its alert', async () => {
     const r = await nineThenOne();
     expect(r.stateLeft).toBe(false);
     expect(r.alerts).toBe(1);
+    // kaudit serve reserves a set's whole bound when its rule first fires: forbidden-burst's 10,000 ids at 42 bytes.
+    expect(r.stateBytes).toBe(420_000);
   });
 
   it('with detection.state.persist false, windows start empty after a restart', async () => {
