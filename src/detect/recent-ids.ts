@@ -27,7 +27,7 @@ import { randomInt } from 'node:crypto';
  * (~0.56 us against ~0.4-0.8; 0.69 at 3/4, 0.43 at 1/2, /tmp-free microbenchmark in benchmarks/NOTES.md).
  */
 const SLOTS_PER_ID = 1.5;
-/** A growing table's first size. */
+/** A growing set's first size: table slots, and ring positions. */
 const FIRST_SLOTS = 256;
 /** A ring position whose id was deleted (`delete`, `drop`); skipped when it reaches the head. */
 const GONE = -1;
@@ -193,7 +193,7 @@ export class RecentIds {
     if (uuid ? this.find() >= 0 : this.others.has(id)) return false;
     if (!this.committed) this.commit();
     else if (this.slots < this.fullSlots && (this.count + 1) * SLOTS_PER_ID > this.slots) this.grow();
-    this.prune(t, 1);
+    this.prune(t);
     if (this.used === this.cap) this.makeRoom();
     const pos = (this.head + this.used) % this.cap;
     this.used++;
@@ -255,14 +255,14 @@ export class RecentIds {
     }
   }
 
-  /** Forgets from the oldest while more than `max - room` are held or the oldest is older than the ttl at `now`. */
-  private prune(now: number, room: number): void {
+  /** Makes room for one: forgets from the oldest while `max` are held or the oldest is older than the ttl at `now`. */
+  private prune(now: number): void {
     const cutoff = now - this.ttlUs;
     while (this.used > 0) {
       const pos = this.head;
       const slot = this.slotAt[pos]!;
       // (Written so that a time that is not a number never counts as old: such an id goes by count alone.)
-      if (slot !== GONE && this.count + room <= this.max && !(this.timeAt[pos]! < cutoff)) return;
+      if (slot !== GONE && this.count < this.max && !(this.timeAt[pos]! < cutoff)) return;
       if (slot !== GONE) this.forget(pos);
       this.head = pos + 1 === this.cap ? 0 : pos + 1;
       this.used--;
