@@ -23,8 +23,9 @@
 import { randomInt } from 'node:crypto';
 
 /**
- * Table slots per id of `max`: at a load of at most 2/3, a has-then-add of a new id costs about what a `Set` did
- * (~0.56 us against ~0.4-0.8; 0.69 at 3/4, 0.43 at 1/2, /tmp-free microbenchmark in benchmarks/NOTES.md).
+ * Table slots per id of `max`: at a load of at most 2/3, a has-then-add of a new id costs about what the generations
+ * of `Set`s before it did (~0.56 us against ~0.4-0.8; 0.69 at 3/4, 0.43 at 1/2: benchmarks/recent-ids.mjs and
+ * benchmarks/NOTES.md).
  */
 const SLOTS_PER_ID = 1.5;
 /** A growing set's first size: table slots, and ring positions. */
